@@ -1,0 +1,5 @@
+/** Every top-level command group, in the order `kmip-agent --help` lists them. */
+import type { CommandGroup } from '../framework.js';
+import { addonCommand } from './addon.js';
+
+export const commandGroups: CommandGroup[] = [addonCommand];

@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+/** `kmip-agent`: one command for every user (admin, field engineer, boot sequence, developer). */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../native/addon.js';
+import { commandGroups } from './commands/index.js';
+import { emitError, ExitCode, processIo, UsageError, type CommandContext, type Io } from './framework.js';
+
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+function topLevelHelp(): string {
+  const width = Math.max(...commandGroups.map((g) => g.name.length));
+  return [
+    'Usage: kmip-agent [--json] <command> [options]',
+    '',
+    'Key-management agent for storage appliances: KMIP keys, TCG Opal drives, LUKS2 volumes.',
+    '',
+    'Commands:',
+    ...commandGroups.map((g) => `  ${g.name.padEnd(width)}  ${g.summary}`),
+    '',
+    'Options:',
+    '  --json      exactly one JSON document on stdout (bytes as lowercase hex)',
+    '  --version   print the version',
+    '  --help      this help; `kmip-agent <command> --help` for a command',
+    '',
+    'Exit codes: 0 success, 1 failed, 2 usage or configuration error, 3 not supported here.',
+    '',
+  ].join('\n');
+}
+
+/** Runs the CLI on argv (without node and script); returns the exit code. */
+export async function runCli(argv: string[], io: Io = processIo): Promise<number> {
+  const json = argv.includes('--json');
+  const args = argv.filter((a) => a !== '--json');
+  const ctx: CommandContext = { json, io };
+  try {
+    const [name, ...rest] = args;
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      io.stdout(topLevelHelp());
+      return name === undefined ? ExitCode.Usage : ExitCode.Ok;
+    }
+    if (name === '--version' || name === '-V') {
+      if (json) io.stdout(JSON.stringify({ version: packageVersion() }) + '\n');
+      else io.stdout(`kmip-agent ${packageVersion()}\n`);
+      return ExitCode.Ok;
+    }
+    const group = commandGroups.find((g) => g.name === name);
+    if (!group) throw new UsageError(`unknown command '${name}': see \`kmip-agent --help\``);
+    if (rest[0] === '--help' || rest[0] === '-h' || rest[0] === 'help') {
+      io.stdout(group.help.endsWith('\n') ? group.help : group.help + '\n');
+      return ExitCode.Ok;
+    }
+    return await group.run(rest, ctx);
+  } catch (error) {
+    return emitError(ctx, error);
+  }
+}
+
+function invokedDirectly(): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  runCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`kmip-agent: internal error: ${String(error)}\n`);
+      process.exitCode = ExitCode.Failed;
+    },
+  );
+}

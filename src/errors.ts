@@ -1,0 +1,34 @@
+/**
+ * The one error class of kmip-agent. Every failure a caller can act on carries a stable `code`
+ * (e.g. "KMIP_TTLV_BAD_PADDING", "TCG_NOT_AUTHORIZED", "ADDON_NOT_BUILT"); messages may change,
+ * codes may not. Layers subclass it to add typed detail (KMIP result reason, TCG status, ...).
+ */
+export class KmipAgentError extends Error {
+  readonly code: string;
+  /** Protocol status behind the error (TCG method status, errno, ...), when there is one. */
+  status?: number;
+
+  constructor(message: string, code: string, options?: { cause?: unknown; status?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    if (options?.status !== undefined) this.status = options.status;
+  }
+
+  toJSON(): { code: string; message: string; status?: number } {
+    return this.status === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, status: this.status };
+  }
+}
+
+/** Errors raised inside the C++ addon arrive as this class (handed to the addon at load). */
+export class NativeError extends KmipAgentError {
+  constructor(message: string, code: string) {
+    super(message, code);
+  }
+}
+
+export function isKmipAgentError(e: unknown, code?: string): e is KmipAgentError {
+  return e instanceof KmipAgentError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,132 @@
+/**
+ * Test fixture: a throwaway PKI made with the openssl CLI for each test run: a CA, a server
+ * certificate (SAN IP:127.0.0.1 + DNS:localhost, EKU serverAuth) and client certificates (EKU
+ * clientAuth, or deliberately without it). EC P-256 keys, which PyKMIP's TLS 1.2 suites accept.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Issued {
+  cert: string;
+  key: string;
+  certPem: string;
+  keyPem: string;
+}
+
+export interface CertOptions {
+  /** Subject CN; PyKMIP uses it as the client's identity. */
+  cn: string;
+  /** extendedKeyUsage values, e.g. ['clientAuth']; empty for none. */
+  eku?: string[];
+  /** subjectAltName entries, e.g. ['IP:127.0.0.1', 'DNS:localhost']. */
+  san?: string[];
+  days?: number;
+  /** Make a CA certificate (for intermediates). */
+  isCa?: boolean;
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export class TestCa {
+  readonly dir: string;
+  readonly cert: string;
+  readonly key: string;
+  private serial = 1;
+
+  private constructor(dir: string, cert: string, key: string) {
+    this.dir = dir;
+    this.cert = cert;
+    this.key = key;
+  }
+
+  /** A new self-signed root CA in `dir`. */
+  static create(dir: string, cn = 'kmip-agent test CA'): TestCa {
+    mkdirSync(dir, { recursive: true });
+    const key = join(dir, 'ca.key');
+    const cert = join(dir, 'ca.crt');
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key], dir);
+    openssl(
+      [
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        key,
+        '-sha256',
+        '-days',
+        '30',
+        '-subj',
+        `/CN=${cn}`,
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+        '-out',
+        cert,
+      ],
+      dir,
+    );
+    return new TestCa(dir, cert, key);
+  }
+
+  /** Issues a certificate signed by this CA; files are named after `name`. */
+  issue(name: string, options: CertOptions): Issued {
+    const key = join(this.dir, `${name}.key`);
+    const csr = join(this.dir, `${name}.csr`);
+    const cert = join(this.dir, `${name}.crt`);
+    const ext = join(this.dir, `${name}.ext`);
+    const lines = [options.isCa ? 'basicConstraints=critical,CA:TRUE' : 'basicConstraints=critical,CA:FALSE'];
+    lines.push(
+      options.isCa ? 'keyUsage=critical,keyCertSign,cRLSign' : 'keyUsage=critical,digitalSignature,keyAgreement',
+    );
+    if (options.eku && options.eku.length > 0) lines.push(`extendedKeyUsage=${options.eku.join(',')}`);
+    if (options.san && options.san.length > 0) lines.push(`subjectAltName=${options.san.join(',')}`);
+    writeFileSync(ext, lines.join('\n') + '\n');
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key], this.dir);
+    openssl(['req', '-new', '-key', key, '-subj', `/CN=${options.cn}`, '-out', csr], this.dir);
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        this.cert,
+        '-CAkey',
+        this.key,
+        '-set_serial',
+        String(this.serial++ + 1000),
+        '-days',
+        String(options.days ?? 30),
+        '-sha256',
+        '-extfile',
+        ext,
+        '-out',
+        cert,
+      ],
+      this.dir,
+    );
+    return { cert, key, certPem: readText(cert), keyPem: readText(key) };
+  }
+}
+
+function readText(path: string): string {
+  return readFileSync(path, 'utf8');
+}
+
+export interface TestPki {
+  ca: TestCa;
+  server: Issued;
+  client: Issued;
+}
+
+/** The standard set: CA, server cert for 127.0.0.1/localhost, client cert with clientAuth. */
+export function makeTestPki(dir: string, clientCn = 'kmip-agent-test-client'): TestPki {
+  const ca = TestCa.create(dir);
+  const server = ca.issue('server', { cn: 'localhost', eku: ['serverAuth'], san: ['IP:127.0.0.1', 'DNS:localhost'] });
+  const client = ca.issue('client', { cn: clientCn, eku: ['clientAuth'] });
+  return { ca, server, client };
+}

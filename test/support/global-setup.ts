@@ -1,0 +1,25 @@
+/**
+ * One real PyKMIP server for the whole test run, handed to tests with `inject('pykmip')`.
+ * Suites that need a server with other settings start their own with startPykmip().
+ */
+import type { TestProject } from 'vitest/node';
+import { startPykmip, type PykmipServer, type PykmipServerInfo } from './pykmip.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pykmip: PykmipServerInfo;
+  }
+}
+
+let server: PykmipServer | undefined;
+
+export async function setup(project: TestProject): Promise<void> {
+  server = await startPykmip();
+  const { host, port, ca, clientCert, clientKey, dir, logPath } = server;
+  project.provide('pykmip', { host, port, ca, clientCert, clientKey, dir, logPath });
+}
+
+export async function teardown(): Promise<void> {
+  await server?.stop();
+  server = undefined;
+}

@@ -1,0 +1,190 @@
+/**
+ * Test fixture: the real PyKMIP server (Debian python3-pykmip) on a free loopback port, with its own
+ * throwaway PKI, config and database. Logging stays at INFO: at DEBUG PyKMIP logs key material.
+ * Stopped with SIGKILL to its whole process group (it takes ~10 s to honour SIGTERM, and forks
+ * multiprocessing helpers) and its directory removed.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
+import { makeTestPki, type TestPki } from './certs.js';
+
+/** What tests need to talk to the server (plain data, so it can cross from global setup). */
+export interface PykmipServerInfo {
+  host: string;
+  port: number;
+  /** PEM file paths. */
+  ca: string;
+  clientCert: string;
+  clientKey: string;
+  /** The fixture's directory (certificates, server.conf, server.log, database). */
+  dir: string;
+  logPath: string;
+}
+
+export interface PykmipServer extends PykmipServerInfo {
+  pki: TestPki;
+  stop(): Promise<void>;
+}
+
+const SETUP_HINT = 'run `sudo bash scripts/setup.sh` (it installs python3-pykmip from Debian)';
+export const PYKMIP_SERVER_BIN = '/usr/bin/pykmip-server';
+/** Debian's python (the first python3 on PATH may be a separate build without PyKMIP). */
+export const PYKMIP_PYTHON = '/usr/bin/python3';
+
+export function assertPykmipInstalled(): void {
+  if (!existsSync(PYKMIP_SERVER_BIN)) {
+    throw new Error(`pykmip-server is not installed (${PYKMIP_SERVER_BIN} missing): ${SETUP_HINT}`);
+  }
+  const probe = spawnSync(PYKMIP_PYTHON, ['-c', 'import kmip'], { encoding: 'utf8' });
+  if (probe.status !== 0)
+    throw new Error(`PyKMIP's Python package is not importable by ${PYKMIP_PYTHON}: ${SETUP_HINT}`);
+}
+
+/** A free TCP port on 127.0.0.1 (bound, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+function portIsTaken(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(true));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(false)));
+  });
+}
+
+function tryHandshake(info: PykmipServerInfo): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({
+      host: info.host,
+      port: info.port,
+      ca: readFileSync(info.ca),
+      cert: readFileSync(info.clientCert),
+      key: readFileSync(info.clientKey),
+      servername: 'localhost',
+      maxVersion: 'TLSv1.2',
+    });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+export interface StartOptions {
+  /** Use this port instead of a free one (fails clearly if taken). */
+  port?: number;
+  /** Parent directory for the fixture's temp dir. */
+  parentDir?: string;
+  /** How long to wait for the first successful handshake. */
+  startTimeoutMs?: number;
+}
+
+export async function startPykmip(options: StartOptions = {}): Promise<PykmipServer> {
+  assertPykmipInstalled();
+  const dir = mkdtempSync(join(options.parentDir ?? tmpdir(), 'kmip-agent-pykmip-'));
+  const pki = makeTestPki(join(dir, 'pki'));
+  const port = options.port ?? (await freePort());
+  if (options.port !== undefined && (await portIsTaken(port))) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`port ${port} on 127.0.0.1 is already in use: stop whatever listens there or omit the port`);
+  }
+  const policyDir = join(dir, 'policies');
+  mkdirSync(policyDir);
+  const logPath = join(dir, 'server.log');
+  const confPath = join(dir, 'server.conf');
+  writeFileSync(
+    confPath,
+    [
+      '[server]',
+      'hostname=127.0.0.1',
+      `port=${port}`,
+      `certificate_path=${pki.server.cert}`,
+      `key_path=${pki.server.key}`,
+      `ca_path=${pki.ca.cert}`,
+      'auth_suite=TLS1.2',
+      `policy_path=${policyDir}`,
+      'enable_tls_client_auth=True',
+      `database_path=${join(dir, 'pykmip.db')}`,
+      'logging_level=INFO',
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn(PYKMIP_SERVER_BIN, ['-f', confPath, '-l', logPath], {
+    cwd: dir,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    // Its own process group: PyKMIP forks multiprocessing helpers that must die with it.
+    detached: true,
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  let exited = false;
+  // Never outlive the test process, whatever happens to teardown.
+  const killGroup = () => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  const killOnExit = killGroup;
+  process.once('exit', killOnExit);
+  child.once('exit', () => {
+    exited = true;
+    process.removeListener('exit', killOnExit);
+  });
+  child.unref();
+  (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
+
+  const info: PykmipServerInfo = {
+    host: '127.0.0.1',
+    port,
+    ca: pki.ca.cert,
+    clientCert: pki.client.cert,
+    clientKey: pki.client.key,
+    dir,
+    logPath,
+  };
+  const stop = async () => {
+    if (!exited) {
+      child.ref();
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      killGroup();
+      await gone;
+    } else {
+      killGroup();
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
+  while (!(await tryHandshake(info))) {
+    if (exited || Date.now() > deadline) {
+      const log = existsSync(logPath) ? readFileSync(logPath, 'utf8').split('\n').slice(-15).join('\n') : '';
+      await stop();
+      throw new Error(
+        `pykmip-server did not accept a TLS handshake on 127.0.0.1:${port}` +
+          (exited ? ' (it exited)' : ' within the start timeout') +
+          `\n--- stderr ---\n${stderr.slice(-2000)}\n--- server.log ---\n${log}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { ...info, pki, stop };
+}
