@@ -31,7 +31,8 @@ export interface PykmipServer extends PykmipServerInfo {
 }
 
 const SETUP_HINT = 'run `sudo bash scripts/setup.sh` (it installs python3-pykmip from Debian)';
-export const PYKMIP_SERVER_BIN = '/usr/bin/pykmip-server';
+/** Overridable so the fixture's own "not installed" message can be tested. */
+export const PYKMIP_SERVER_BIN = process.env.KMIP_AGENT_PYKMIP_SERVER ?? '/usr/bin/pykmip-server';
 /** Debian's python (the first python3 on PATH may be a separate build without PyKMIP). */
 export const PYKMIP_PYTHON = '/usr/bin/python3';
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Sets up kmip-agent on a fresh Debian bookworm machine, idempotently: Debian packages (PyKMIP server,
+# cryptsetup, libcryptsetup headers, build tools), `npm ci`, the C++ addon and the TypeScript build.
+# Run as root from anywhere: `sudo bash scripts/setup.sh`. Safe to run again; it only does what is missing.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# --- toolchain that apt cannot give us: Node.js 20+ ---------------------------------------------
+command -v node >/dev/null || die "Node.js is not installed: install Node.js 20 or newer (with npm), then run this again"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "Node.js $(node --version) is too old: kmip-agent needs Node.js 20 or newer"
+command -v npm >/dev/null || die "npm is not installed: install npm for Node.js $(node --version), then run this again"
+
+# --- Debian packages -----------------------------------------------------------------------------
+packages=(
+  python3-pykmip      # the real KMIP server the tests and the demo run against
+  cryptsetup-bin      # cryptsetup CLI: makes and inspects LUKS2 images in tests
+  libcryptsetup-dev   # the addon's LUKS2 backend
+  build-essential     # g++ and make for node-gyp
+  python3             # node-gyp
+  openssl             # per-test certificates
+  util-linux          # losetup
+  systemd             # systemd-analyze verify for the unit files
+  iproute2            # ip netns for multi-host tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  [ "$(id -u)" -eq 0 ] || die "missing Debian packages (${missing[*]}): run this script as root (sudo bash scripts/setup.sh)"
+  command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} with your package manager"
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -x /usr/bin/pykmip-server ] || die "pykmip-server is still missing after installing python3-pykmip"
+
+# --- npm dependencies, addon, TypeScript -----------------------------------------------------------
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund >/dev/null
+fi
+say "building the addon (node-gyp) and TypeScript"
+addon_log=$(mktemp)
+npm run --silent build:addon >"$addon_log" 2>&1 || {
+  grep -v '^gyp info' "$addon_log" >&2 || true
+  die "the addon did not build: see the compiler output above"
+}
+rm -f "$addon_log"
+npm run --silent build:ts
+say "ready: $(node dist/src/cli/main.js --version)"
