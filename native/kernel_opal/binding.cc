@@ -217,7 +217,10 @@ class RunWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      DeviceIoctlPort port(device_);
+      DeviceIoctlPort port(device_, "KOPAL");
+      if (!port.IsBlockDevice()) {
+        throw CodedError("KOPAL_NOT_SUPPORTED", device_ + " is not a block device: sed-opal needs a drive");
+      }
       KernelOpal opal(port);
       result_ = kernel_opal::Execute(opal, request_);
     } catch (...) {
@@ -276,7 +279,15 @@ Napi::Value RunScripted(const Napi::CallbackInfo& info) {
       answers.push_back(std::move(answer));
     }
     OpRequest request = ParseRequest(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Object>());
-    ScriptedIoctlPort port(std::move(answers));
+    ScriptedIoctlPort port(std::move(answers), [](unsigned long request, void* arg) {
+      ScriptedIoctlPort::Buffers buffers;
+      if (request == kIocDiscovery) {
+        auto* d = static_cast<OpalDiscovery*>(arg);
+        buffers.data = reinterpret_cast<void*>(static_cast<uintptr_t>(d->data));
+        buffers.data_size = d->size;
+      }
+      return buffers;
+    });
     KernelOpal opal(port);
     Napi::Object out = Napi::Object::New(env);
     try {

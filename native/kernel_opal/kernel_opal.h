@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/secure.h"
-#include "kernel_opal/ioctl_port.h"
+#include "core/ioctl_port.h"
 
 namespace kmip_agent {
 namespace kernel_opal {
