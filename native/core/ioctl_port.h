@@ -43,8 +43,9 @@ class ScriptedIoctlPort : public IoctlPort {
  public:
   struct Answer {
     int ret = 0;
-    // Bytes copied over the start of the argument struct, if any.
+    // Bytes copied over the argument struct at `struct_out_offset`, if any.
     std::vector<uint8_t> struct_out;
+    size_t struct_out_offset = 0;
     // Bytes written to the data buffer the argument points at (found by the buffer locator).
     std::vector<uint8_t> buffer_out;
     // Bytes written to a second buffer (SG_IO sense data), if any.
@@ -55,12 +56,16 @@ class ScriptedIoctlPort : public IoctlPort {
     std::vector<uint8_t> struct_in;
     // The data buffer's bytes as sent (for commands that carry data to the device).
     std::vector<uint8_t> buffer_in;
+    // The command block an argument points at (SG_IO CDB), if any.
+    std::vector<uint8_t> command_in;
   };
   struct Buffers {
     void* data = nullptr;
     size_t data_size = 0;
     void* sense = nullptr;
     size_t sense_size = 0;
+    const void* command = nullptr;
+    size_t command_size = 0;
   };
   // Finds the user buffers inside an argument struct for a request (none by default).
   using BufferLocator = std::function<Buffers(unsigned long request, void* arg)>;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/promise_worker.h"
 #include "core/registry.h"
 #include "kernel_opal/kernel_opal.h"
 #include "kernel_opal/sed_opal_abi.h"
@@ -208,50 +209,27 @@ Napi::Object ResultToJs(Napi::Env env, const OpResult& r) {
   return o;
 }
 
-class RunWorker : public Napi::AsyncWorker {
- public:
-  RunWorker(Napi::Env env, std::string device, OpRequest request)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), device_(std::move(device)),
-        request_(std::move(request)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      DeviceIoctlPort port(device_, "KOPAL");
-      if (!port.IsBlockDevice()) {
-        throw CodedError("KOPAL_NOT_SUPPORTED", device_ + " is not a block device: sed-opal needs a drive");
-      }
-      KernelOpal opal(port);
-      result_ = kernel_opal::Execute(opal, request_);
-    } catch (...) {
-      error_ = DescribeCurrentException();
-      SetError(error_.message);
-    }
-  }
-  void OnOK() override { deferred_.Resolve(ResultToJs(Env(), result_)); }
-  void OnError(const Napi::Error&) override {
-    deferred_.Reject(MakeError(Env(), error_.code, error_.message, error_.status).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::string device_;
-  OpRequest request_;
-  OpResult result_;
-  ErrorInfo error_;
-};
-
 Napi::Value Run(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return CatchAll(env, [&]() -> Napi::Value {
     if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsObject()) {
       throw CodedError("KOPAL_INVALID_ARGUMENT", "run(device, op, params) expects a string, a string and an object");
     }
-    OpRequest request = ParseRequest(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Object>());
-    auto* worker = new RunWorker(env, info[0].As<Napi::String>().Utf8Value(), std::move(request));
-    Napi::Promise promise = worker->Promise();
-    worker->Queue();
-    return promise;
+    auto request = std::make_shared<OpRequest>(
+        ParseRequest(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Object>()));
+    auto device = info[0].As<Napi::String>().Utf8Value();
+    auto result = std::make_shared<OpResult>();
+    return PromiseWorker::Run(
+        env,
+        [device, request, result]() {
+          DeviceIoctlPort port(device, "KOPAL");
+          if (!port.IsBlockDevice()) {
+            throw CodedError("KOPAL_NOT_SUPPORTED", device + " is not a block device: sed-opal needs a drive");
+          }
+          KernelOpal opal(port);
+          *result = Execute(opal, *request);
+        },
+        [result](Napi::Env e) -> Napi::Value { return ResultToJs(e, *result); });
   });
 }
 
