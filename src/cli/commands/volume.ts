@@ -35,6 +35,8 @@ Commands:
 Exit codes: 0 success, 1 failed (wrong key, damaged header, ...), 2 usage, 3 not supported here
 (no device-mapper on this machine, LUKS1).`;
 
+const NOT_SUPPORTED_CODES = new Set(['LUKS_DM_NOT_AVAILABLE', 'LUKS_UNSUPPORTED_VERSION']);
+
 function positionals(args: string[], count: number, names: string): string[] {
   if (args.length !== count) throw new UsageError(`expected ${names}: see \`kmip-agent volume --help\``);
   return args;
@@ -195,8 +197,8 @@ export const volumeCommand: CommandGroup = {
     try {
       return await runLuks(sub, rest, ctx);
     } catch (error) {
-      // Missing device-mapper means "not supported on this system": exit 3 by the CLI conventions.
-      if (isKmipAgentError(error, 'LUKS_DM_NOT_AVAILABLE')) {
+      // No device-mapper here, or a LUKS1 device: "not supported on this system or device", exit 3.
+      if (isKmipAgentError(error) && NOT_SUPPORTED_CODES.has(error.code)) {
         emitError(ctx, error);
         return ExitCode.NotSupported;
       }
