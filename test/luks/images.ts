@@ -22,11 +22,14 @@ export function makeImage(path: string, size = IMAGE_SIZE): void {
   }
 }
 
-export function luksFormat(path: string, key: Buffer, type: 'luks1' | 'luks2' = 'luks2'): void {
+/** `cryptsetup luksFormat` on a fresh image; `extra` adds options (cipher, sizes, label, ...). */
+export function luksFormat(path: string, key: Buffer, type: 'luks1' | 'luks2' = 'luks2', extra: string[] = []): void {
   makeImage(path);
-  execFileSync(CRYPTSETUP, ['luksFormat', '--batch-mode', '--type', type, ...FAST_PBKDF, '--key-file', '-', path], {
-    input: key,
-  });
+  execFileSync(
+    CRYPTSETUP,
+    ['luksFormat', '--batch-mode', '--type', type, ...FAST_PBKDF, ...extra, '--key-file', '-', path],
+    { input: key },
+  );
 }
 
 export interface DumpJson {
