@@ -11,7 +11,9 @@ const CLIENT = `
 import json, os, socket, sys
 path, source, uid = sys.argv[1], sys.argv[2], int(sys.argv[3])
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-if source:
+if source.startswith('/'):
+    s.bind(source)
+elif source:
     s.bind('\\0' + source)
 if uid >= 0:
     os.setgid(uid)
@@ -43,6 +45,8 @@ export interface ClientOptions {
   requestType?: string;
   /** Connect without binding a name first (an anonymous peer). */
   unnamed?: boolean;
+  /** Bind to this filesystem path instead of an abstract name. */
+  bindPath?: string;
   /** Drop to this uid (and gid) after binding, before connecting. */
   uid?: number;
 }
@@ -53,7 +57,8 @@ export async function requestKey(
   options: ClientOptions = {},
 ): Promise<ClientResult> {
   const random = randomBytes(8).toString('hex');
-  const source = options.unnamed ? '' : `${random}/${options.requestType ?? 'cryptsetup'}/${volume}`;
+  const source =
+    options.bindPath ?? (options.unnamed ? '' : `${random}/${options.requestType ?? 'cryptsetup'}/${volume}`);
   const stdout = await new Promise<string>((resolve, reject) =>
     execFile(
       '/usr/bin/python3',

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseCryptsetupAddress } from '../../src/agent/keysocket/peer.js';
 import { KeySocketServer, type KeyLookup } from '../../src/agent/keysocket/server.js';
 import { isKmipAgentError } from '../../src/errors.js';
+import { addonModule } from '../../src/native/addon.js';
 import { requestKey } from './cryptsetup-client.js';
 
 interface AuditEvent {
@@ -146,17 +147,32 @@ describe('crypttab key socket', () => {
     });
   });
 
+  it('the native peer lookup is a typed error on something that is not a connected socket', () => {
+    const fd = openSync(join(dir, 'plain-file'), 'w');
+    try {
+      const unixsocket = addonModule<{ peerInfo(fd: number): unknown }>('unixsocket');
+      expect(() => unixsocket.peerInfo(fd)).toThrow(expect.objectContaining({ code: 'SOCKET_PEER_UNKNOWN' }));
+      expect(() => unixsocket.peerInfo(-1)).toThrow(expect.objectContaining({ code: 'SOCKET_INVALID_ARGUMENT' }));
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it('refuses a peer without a cryptsetup address, and PKCS#11/FIDO2/TPM2-style requests', async () => {
     const log = await start();
     const anonymous = await requestKey(socketPath, 'data', { unnamed: true });
     const pkcs11 = await requestKey(socketPath, 'data', { requestType: 'cryptsetup-pkcs11' });
     const other = await requestKey(socketPath, 'data', { requestType: 'notcryptsetup' });
-    for (const r of [anonymous, pkcs11, other]) expect(r.key).toEqual(Buffer.alloc(0));
-    const events = await keyEvents(log, 3);
+    // The right words in a filesystem path (not the abstract namespace) do not count.
+    mkdirSync(join(dir, 'x', 'cryptsetup'), { recursive: true });
+    const pathBound = await requestKey(socketPath, 'data', { bindPath: join(dir, 'x', 'cryptsetup', 'data') });
+    for (const r of [anonymous, pkcs11, other, pathBound]) expect(r.key).toEqual(Buffer.alloc(0));
+    const events = await keyEvents(log, 4);
     const byPid = new Map(events.map((e) => [e.peerPid, e]));
     expect(byPid.get(anonymous.pid)).toMatchObject({ outcome: 'refused', reason: 'not-a-cryptsetup-request' });
     expect(byPid.get(pkcs11.pid)).toMatchObject({ outcome: 'refused', reason: 'unsupported-request-type' });
     expect(byPid.get(other.pid)).toMatchObject({ outcome: 'refused', reason: 'not-a-cryptsetup-request' });
+    expect(byPid.get(pathBound.pid)).toMatchObject({ outcome: 'refused', reason: 'not-a-cryptsetup-request' });
     expect(lookups).toEqual([]);
   });
 

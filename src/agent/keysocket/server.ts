@@ -131,20 +131,16 @@ export class KeySocketServer {
       key.fill(0);
       return this.refuse(socket, who, volume, 'peer-gone');
     }
-    const length = key.length;
     const handed = key;
-    socket.write(handed, () => {
+    const keyBytes = key.length;
+    socket.write(handed, (error) => {
       handed.fill(0);
       socket.end();
-    });
-    this.options.logger.info({
-      event: 'keysocket.key',
-      outcome: 'handed-out',
-      volume,
-      peerPid: who.pid,
-      peerUid: who.uid,
-      peerGid: who.gid,
-      keyBytes: length,
+      if (error) {
+        this.audit('refused', who, volume, { reason: 'peer-gone', detail: error.message });
+        return;
+      }
+      this.audit('handed-out', who, volume, { keyBytes });
     });
   }
 
@@ -176,16 +172,27 @@ export class KeySocketServer {
     detail?: string,
   ): void {
     socket.end();
-    this.options.logger.warn({
+    this.audit('refused', peer, volume, detail === undefined ? { reason } : { reason, detail });
+  }
+
+  /** One audit event per request: who asked for which volume, and what they got (never the key). */
+  private audit(
+    outcome: 'handed-out' | 'refused',
+    peer: KeyRequestPeer | undefined,
+    volume: string | undefined,
+    extra: { reason?: RefusalReason; detail?: string; keyBytes?: number },
+  ): void {
+    const event = {
       event: 'keysocket.key',
-      outcome: 'refused',
-      reason,
-      ...(detail === undefined ? {} : { detail }),
+      outcome,
       volume,
       peerPid: peer?.pid,
       peerUid: peer?.uid,
       peerGid: peer?.gid,
-    });
+      ...extra,
+    };
+    if (outcome === 'handed-out') this.options.logger.info(event);
+    else this.options.logger.warn(event);
   }
 }
 
