@@ -133,6 +133,7 @@ void LoadLuks2(const std::string& path, CryptDevice& device, OperationLog& log) 
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
     int err = errno;
+    if (err == EACCES) throw CodedError("LUKS_PERMISSION_DENIED", path + ": permission denied", err);
     if (err == ENOENT || err == ENOTDIR)
       throw CodedError("LUKS_DEVICE_NOT_FOUND", path + ": no such device or file", err);
     throw CodedError("LUKS_DEVICE_NOT_FOUND", path + ": " + strerror(err), err);
