@@ -100,6 +100,17 @@ std::string ValidateLuks2(int fd, uint64_t offset, const uint8_t (&magic)[6], He
   return "";
 }
 
+// Offset of a LUKS2 secondary header at one of its possible positions; 0 when there is none.
+uint64_t FindSecondary(int fd) {
+  for (uint64_t offset : kAreaSizes) {
+    uint8_t magic[8];
+    if (!ReadAt(fd, offset, magic, sizeof magic)) break;
+    if (memcmp(magic, kSecondaryMagic, sizeof kSecondaryMagic) == 0 && ReadBe(magic + kVersionOffset, 2) == 2)
+      return offset;
+  }
+  return 0;
+}
+
 }  // namespace
 
 HeaderCheck CheckLuksHeaders(int fd) {
@@ -108,13 +119,16 @@ HeaderCheck CheckLuksHeaders(int fd) {
   bool long_enough = ReadAt(fd, 0, start, sizeof start);
   if (long_enough && memcmp(start, kPrimaryMagic, sizeof kPrimaryMagic) == 0) {
     result.version = static_cast<int>(ReadBe(start + kVersionOffset, 2));
-    if (result.version == 1) {
-      result.kind = HeaderKind::kLuks1;
-      return result;
-    }
     if (result.version != 2) {
-      result.kind = HeaderKind::kUnknownVersion;
-      result.detail = "LUKS version " + std::to_string(result.version);
+      // A LUKS2 secondary header behind a primary claiming another version: the version field is damaged.
+      if (uint64_t secondary = FindSecondary(fd); secondary != 0) {
+        result.kind = HeaderKind::kCorrupt;
+        result.detail = "primary header: version field says " + std::to_string(result.version) +
+                        " but a LUKS2 secondary header follows at offset " + std::to_string(secondary);
+        return result;
+      }
+      result.kind = result.version == 1 ? HeaderKind::kLuks1 : HeaderKind::kUnknownVersion;
+      if (result.version != 1) result.detail = "LUKS version " + std::to_string(result.version);
       return result;
     }
     Header primary, secondary;
@@ -137,16 +151,12 @@ HeaderCheck CheckLuksHeaders(int fd) {
     return result;
   }
   // No primary magic: a LUKS2 device whose primary header was overwritten still has a secondary.
-  for (uint64_t offset : kAreaSizes) {
-    uint8_t magic[8];
-    if (!ReadAt(fd, offset, magic, sizeof magic)) break;
-    if (memcmp(magic, kSecondaryMagic, sizeof kSecondaryMagic) == 0 && ReadBe(magic + kVersionOffset, 2) == 2) {
-      result.kind = HeaderKind::kCorrupt;
-      result.version = 2;
-      result.detail = "primary header missing (a secondary LUKS2 header remains at offset " +
-                      std::to_string(offset) + ")";
-      return result;
-    }
+  if (uint64_t secondary = FindSecondary(fd); secondary != 0) {
+    result.kind = HeaderKind::kCorrupt;
+    result.version = 2;
+    result.detail = "primary header missing (a secondary LUKS2 header remains at offset " +
+                    std::to_string(secondary) + ")";
+    return result;
   }
   result.kind = HeaderKind::kNotLuks;
   return result;
