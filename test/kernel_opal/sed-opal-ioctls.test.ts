@@ -3,11 +3,8 @@
  * bytes of its struct are checked against the kernel's uapi layout) and, where this machine allows,
  * against real files and loop devices, which have no sed-opal and must say so.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useScratchLoopDevice } from '../support/loop.js';
 import { KmipAgentError } from '../../src/errors.js';
 import { KernelOpalDrive, type KernelOpalNative } from '../../src/drives/kernel-opal.js';
 import { addonModule } from '../../src/native/addon.js';
@@ -273,26 +270,10 @@ describe('failures map to typed errors', () => {
 });
 
 describe('on this machine (no sed-opal in the kernel): real devices say so', () => {
-  let dir: string;
-  let loop: string | undefined;
-
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'kmip-agent-kopal-'));
-    writeFileSync(join(dir, 'disk.img'), Buffer.alloc(1024 * 1024));
-    try {
-      loop = execFileSync('losetup', ['--find', '--show', join(dir, 'disk.img')], { encoding: 'utf8' }).trim();
-    } catch {
-      loop = undefined;
-    }
-  });
-
-  afterAll(() => {
-    if (loop) execFileSync('losetup', ['--detach', loop]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const scratch = useScratchLoopDevice('kopal');
 
   it('a regular file is not a drive', async () => {
-    const drive = new KernelOpalDrive(join(dir, 'disk.img'));
+    const drive = new KernelOpalDrive(scratch.image);
     await expect(drive.status()).rejects.toMatchObject({ code: 'KOPAL_NOT_SUPPORTED' });
   });
 
@@ -303,11 +284,11 @@ describe('on this machine (no sed-opal in the kernel): real devices say so', () 
   });
 
   it('a loop device has no sed-opal: KOPAL_NOT_SUPPORTED from the real ioctl', async (ctx) => {
-    if (!loop) {
+    if (!scratch.loop) {
       ctx.skip('losetup could not attach a loop device on this machine');
       return;
     }
-    const drive = new KernelOpalDrive(loop);
+    const drive = new KernelOpalDrive(scratch.loop);
     await expect(drive.status()).rejects.toMatchObject({
       code: 'KOPAL_NOT_SUPPORTED',
       message: expect.stringContaining('IOC_OPAL_GET_STATUS'),

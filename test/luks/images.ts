@@ -80,11 +80,4 @@ export function sha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-/** Attaches an image to a free loop device; returns its path. Detach with detachLoop. */
-export function attachLoop(path: string): string {
-  return execFileSync('losetup', ['--find', '--show', path], { encoding: 'utf8' }).trim();
-}
-
-export function detachLoop(device: string): void {
-  spawnSync('losetup', ['--detach', device]);
-}
+export { attachLoop, detachLoop } from '../support/loop.js';

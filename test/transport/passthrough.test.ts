@@ -4,11 +4,8 @@
  * parsing, and the transports driven through the recording ioctl seam. On this machine's loop
  * devices the real path must report "not supported".
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useScratchLoopDevice } from '../support/loop.js';
 import { addonModule } from '../../src/native/addon.js';
 import { KmipAgentError } from '../../src/errors.js';
 
@@ -247,26 +244,10 @@ describe('transports through the seam', () => {
 });
 
 describe('on this machine: devices without pass-through say so', () => {
-  let dir: string;
-  let loop: string | undefined;
-
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'kmip-agent-transport-'));
-    writeFileSync(join(dir, 'disk.img'), Buffer.alloc(1024 * 1024));
-    try {
-      loop = execFileSync('losetup', ['--find', '--show', join(dir, 'disk.img')], { encoding: 'utf8' }).trim();
-    } catch {
-      loop = undefined;
-    }
-  });
-
-  afterAll(() => {
-    if (loop) execFileSync('losetup', ['--detach', loop]);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const scratch = useScratchLoopDevice('transport');
 
   it('a regular file is not a device node', async () => {
-    await expect(native.probe(join(dir, 'disk.img'))).rejects.toMatchObject({ code: 'TRANSPORT_NOT_SUPPORTED' });
+    await expect(native.probe(scratch.image)).rejects.toMatchObject({ code: 'TRANSPORT_NOT_SUPPORTED' });
   });
 
   it('a missing path is named', async () => {
@@ -276,14 +257,14 @@ describe('on this machine: devices without pass-through say so', () => {
   });
 
   it('a loop device: TRANSPORT_NOT_SUPPORTED from the real ioctls', async (ctx) => {
-    if (!loop) {
+    if (!scratch.loop) {
       ctx.skip('losetup could not attach a loop device on this machine');
       return;
     }
-    await expect(native.probe(loop)).rejects.toMatchObject({
+    await expect(native.probe(scratch.loop)).rejects.toMatchObject({
       code: 'TRANSPORT_NOT_SUPPORTED',
-      message: expect.stringContaining(loop),
+      message: expect.stringContaining(scratch.loop),
     });
-    await expect(native.ifRecv(loop, 1, 1, 512)).rejects.toMatchObject({ code: 'TRANSPORT_NOT_SUPPORTED' });
+    await expect(native.ifRecv(scratch.loop, 1, 1, 512)).rejects.toMatchObject({ code: 'TRANSPORT_NOT_SUPPORTED' });
   });
 });
