@@ -7,7 +7,6 @@
  * Object Type Template = 6, Asynchronous Indicator Boolean -> Enumeration) both forms stay here.
  * Generated once from the spec tables; edit by hand, one entry per line, sorted by code.
  */
-/* eslint-disable @typescript-eslint/naming-convention */
 
 export const Tag = {
   ActivationDate: 0x420001,
