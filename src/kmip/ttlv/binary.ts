@@ -32,7 +32,7 @@ function encodeError(reason: string, tag: number): TtlvError {
 }
 
 /** Two's complement, big-endian, sign-extended to a multiple of 8 bytes with the fewest bytes possible. */
-function bigIntBytes(value: bigint): Buffer {
+export function bigIntBytes(value: bigint): Buffer {
   let bytes = 1;
   // Smallest n with -2^(8n-1) <= value < 2^(8n-1).
   while (value >= 1n << BigInt(8 * bytes - 1) || value < -(1n << BigInt(8 * bytes - 1))) bytes++;

@@ -30,3 +30,5 @@ export {
   DEFAULT_MAX_DEPTH,
   type DecodeLimits,
 } from './binary.js';
+export { Placeholders } from './placeholders.js';
+export { fromXml, toXml, toXmlDocument, type XmlOptions } from './xml.js';
