@@ -32,3 +32,5 @@ export {
 } from './binary.js';
 export { Placeholders } from './placeholders.js';
 export { fromXml, toXml, toXmlDocument, type XmlOptions } from './xml.js';
+export { fromJson, toJson, type JsonTtlv } from './json.js';
+export { toText } from './text.js';

@@ -1,12 +1,21 @@
 /**
  * Every message of every OASIS KMIP test-case file (v1.0-1.4, XML encoding) converts
- * XML -> item -> binary TTLV -> item -> XML -> item without loss, and every tag, type and
+ * XML -> item -> binary TTLV -> item -> XML -> item (and -> JSON -> item) without loss, and every tag, type and
  * enumeration name the files use resolves in the registry.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { Placeholders, decode, encode, fromXml, toXmlDocument } from '../../../src/kmip/ttlv/index.js';
+import {
+  Placeholders,
+  decode,
+  encode,
+  fromJson,
+  fromXml,
+  toJson,
+  toText,
+  toXmlDocument,
+} from '../../../src/kmip/ttlv/index.js';
 import { sharedDir } from './support.js';
 
 const root = join(sharedDir(), 'kmip-testcases');
@@ -27,5 +36,8 @@ describe.each(versions)('OASIS test cases %s', (version) => {
     const again = fromXml(toXmlDocument(decoded, { placeholders }), { placeholders });
     expect(again).toEqual(messages);
     expect(again.map((m) => encode(m))).toEqual(wire);
+    // The JSON form of the same messages reads back identically; the text dump renders them.
+    expect(decoded.map((m) => fromJson(JSON.stringify(toJson(m))))).toEqual(messages);
+    for (const m of decoded) expect(toText(m).length).toBeGreaterThan(0);
   });
 });
