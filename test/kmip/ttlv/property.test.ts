@@ -30,12 +30,12 @@ const int64 = fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n });
 type TextChars = 'any' | 'xml';
 function scalarArb(chars: TextChars): fc.Arbitrary<TtlvItem> {
   // XML 1.0 cannot carry most C0 controls, U+FFFE/U+FFFF; other forms carry any well-formed text.
-  const text =
-    chars === 'any'
-      ? fc.string({ unit: 'binary', maxLength: 40 })
-      : fc
-          .string({ unit: 'binary', maxLength: 40 })
-          .map((s) => s.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, '?'));
+  const xmlSafe = (s: string): string =>
+    Array.from(s, (ch) => {
+      const c = ch.codePointAt(0) as number;
+      return (c < 0x20 && c !== 0x9 && c !== 0xa && c !== 0xd) || c === 0xfffe || c === 0xffff ? '?' : ch;
+    }).join('');
+  const text = fc.string({ unit: 'binary', maxLength: 40 }).map((s) => (chars === 'any' ? s : xmlSafe(s)));
   return fc.oneof(
     fc.record({
       tag: tagArb,
