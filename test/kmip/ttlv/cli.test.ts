@@ -21,7 +21,7 @@ describe('kmip-agent ttlv decode', () => {
   test('prints the text dump of a hex message', async () => {
     const r = await run(['ttlv', 'decode', createRequest]);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^RequestMessage \(Structure\)\n  RequestHeader \(Structure\)/);
+    expect(r.out).toMatch(/^RequestMessage \(Structure\)\n {2}RequestHeader \(Structure\)/);
     expect(r.out).toContain('    Operation (Enumeration): Create');
   });
 
