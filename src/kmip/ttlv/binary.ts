@@ -7,12 +7,14 @@ import { TtlvError, TtlvErrorCode } from './errors.js';
 import { ItemType, type TtlvItem } from './types.js';
 
 export interface DecodeLimits {
-  /** Deepest structure nesting accepted (the top-level item is depth 1). Default 32. */
+  /** Deepest structure nesting accepted (the top-level item is depth 1). Default 32, at most 1000. */
   maxDepth?: number;
   /** Largest encoded item accepted, header included. Default 16 MiB. */
   maxBytes?: number;
 }
 export const DEFAULT_MAX_DEPTH = 32;
+/** Depth limits above this are lowered to it: the readers recurse once per level. */
+export const MAX_DEPTH_CAP = 1000;
 export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 export const HEADER_LENGTH = 8;
 
@@ -183,7 +185,7 @@ export class Reader {
     private readonly buf: Uint8Array,
     limits: DecodeLimits = {},
   ) {
-    this.maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+    this.maxDepth = Math.min(limits.maxDepth ?? DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP);
     const maxBytes = limits.maxBytes ?? DEFAULT_MAX_BYTES;
     if (buf.length > maxBytes)
       throw new TtlvError(TtlvErrorCode.TooLarge, `input of ${buf.length} bytes exceeds the limit of ${maxBytes}`, {

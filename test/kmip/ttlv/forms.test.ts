@@ -143,10 +143,12 @@ describe('JSON form', () => {
     expect(ttlvError(() => fromJson(json)).code).toBe(code);
   });
 
-  test('nesting is limited like binary', () => {
+  test('nesting is limited like binary, even when the caller asks for more than the cap', () => {
     let json: unknown = { tag: 'BatchItem', value: [] };
     for (let i = 0; i < 40; i++) json = { tag: 'BatchItem', value: [json] };
     expect(ttlvError(() => fromJson(json)).code).toBe('KMIP_TTLV_TOO_DEEP');
+    const deep = '{"tag":"BatchItem","value":['.repeat(100_000) + ']}'.repeat(100_000);
+    expect(ttlvError(() => fromJson(deep, { maxDepth: 1e9 })).code).toBe('KMIP_TTLV_TOO_DEEP');
   });
 });
 
@@ -225,6 +227,13 @@ describe('XML form', () => {
     ['a forbidden character reference', '<KMIP><Name type="TextString" value="&#x1;"/></KMIP>', 'KMIP_TTLV_BAD_SYNTAX'],
   ])('%s -> %s', (_, xml, code) => {
     expect(ttlvError(() => fromXml(xml)).code).toBe(code);
+  });
+
+  test('runaway nesting is KMIP_TTLV_TOO_DEEP, also where the XML parser stops it first', () => {
+    const nest = (n: number): string => '<BatchItem>'.repeat(n) + '</BatchItem>'.repeat(n);
+    expect(fromXml(nest(32))).toHaveLength(1);
+    expect(ttlvError(() => fromXml(nest(33))).code).toBe('KMIP_TTLV_TOO_DEEP');
+    expect(ttlvError(() => fromXml(nest(100_000))).code).toBe('KMIP_TTLV_TOO_DEEP');
   });
 
   test('text XML cannot carry is refused on output', () => {

@@ -141,6 +141,57 @@ function decodesCanonicallyOrRefuses(bytes: Uint8Array): void {
   expect(encode(item)).toEqual(Buffer.from(bytes));
 }
 
+describe('random text for the JSON and XML readers', () => {
+  const onlyTtlvErrors = (fn: () => unknown): void => {
+    try {
+      fn();
+    } catch (e) {
+      expect(e).toBeInstanceOf(TtlvError);
+    }
+  };
+  const xmlish = fc
+    .array(
+      fc.constantFrom(
+        '<',
+        '>',
+        '/',
+        '"',
+        '=',
+        ' ',
+        'BatchItem',
+        'TTLV',
+        'type',
+        'value',
+        'Integer',
+        '&#x1;',
+        '&amp;',
+        '1',
+      ),
+      {
+        maxLength: 30,
+      },
+    )
+    .map((parts) => parts.join(''));
+
+  test('fromXml: an item list or a TtlvError', () => {
+    fc.assert(
+      fc.property(fc.oneof(xmlish, fc.string()), (text) => onlyTtlvErrors(() => fromXml(text))),
+      {
+        numRuns: RUNS,
+      },
+    );
+  });
+
+  test('fromJson: an item or a TtlvError', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.json(), fc.string()), (text) => onlyTtlvErrors(() => fromJson(text))),
+      {
+        numRuns: RUNS,
+      },
+    );
+  });
+});
+
 describe('random and mutated bytes', () => {
   test('random bytes: a TtlvError or a canonical item, never anything else', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), decodesCanonicallyOrRefuses), { numRuns: 1000 });
