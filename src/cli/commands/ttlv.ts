@@ -4,11 +4,13 @@ import { decode, encode, fromJson, fromXml, toJson, toText, toXml, type TtlvItem
 import { emit, parseOptions, UsageError, type CommandContext, type CommandGroup } from '../framework.js';
 
 const HELP = `Usage:
-  kmip-agent ttlv decode [--json|--xml] <hex | ->     dump one TTLV message (hex; - reads stdin, --raw for bytes)
-  kmip-agent ttlv encode [--json] [--xml] <text | ->   encode the KMIP JSON form (or XML with --xml) to hex
+  kmip-agent ttlv decode [--json|--xml] [--redact] <hex | ->
+                                    dump one TTLV message (hex; - reads stdin, --raw for bytes)
+  kmip-agent ttlv encode [--json] [--xml] <text | ->
+                                    encode the KMIP JSON form (or XML with --xml) to hex
 
 decode prints one line per item (tag, type, value; enumerations by name, bytes in hex); --json prints
-the KMIP JSON form, --xml the KMIP XML form. encode reads {"tag":..,"type":..,"value":..} (or XML
+the KMIP JSON form, --xml the KMIP XML form; --redact hides key material and passwords in the dump. encode reads {"tag":..,"type":..,"value":..} (or XML
 elements, one hex line per message) and prints hex; --json prints {"hex": "..."} (or {"hex": [...]}).
 Malformed input fails with a KMIP_TTLV_* code and exit status 1.`;
 
@@ -25,13 +27,18 @@ function parseHex(text: string): Buffer {
 }
 
 function runDecode(args: string[], ctx: CommandContext): number {
-  const { values, positionals } = parseOptions(args, { raw: { type: 'boolean' }, xml: { type: 'boolean' } });
+  const { values, positionals } = parseOptions(args, {
+    raw: { type: 'boolean' },
+    xml: { type: 'boolean' },
+    redact: { type: 'boolean' },
+  });
   if (positionals.length > 1) throw new UsageError('ttlv decode takes one argument');
   const data = input(ctx, positionals[0], 'a hex message');
   if (values.raw && positionals[0] !== '-') throw new UsageError('--raw applies to stdin (-) only');
   const item = decode(values.raw ? data : parseHex(data.toString('utf8')));
   if (values.xml && !ctx.json) ctx.io.stdout(toXml(item));
-  else emit(ctx, toJson(item), toText(item));
+  else if (values.redact && (ctx.json || values.xml)) throw new UsageError('--redact applies to the text dump only');
+  else emit(ctx, toJson(item), toText(item, { redact: values.redact }));
   return 0;
 }
 

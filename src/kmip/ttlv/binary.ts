@@ -164,15 +164,26 @@ export class Writer {
   finish(): Buffer {
     const out = Buffer.alloc(this.pos);
     this.buf.copy(out, 0, 0, this.pos);
+    this.wipe();
+    return out;
+  }
+
+  /** Zeroes what was written and starts over. */
+  wipe(): void {
     this.buf.fill(0, 0, this.pos);
     this.pos = 0;
-    return out;
   }
 }
 
 /** Encodes one item (usually a Request Message) to TTLV bytes. */
 export function encode(item: TtlvItem): Buffer {
-  return new Writer().write(item).finish();
+  const writer = new Writer();
+  try {
+    return writer.write(item).finish();
+  } finally {
+    // On a refused item, key material written so far must not stay behind in the scratch buffer.
+    writer.wipe();
+  }
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

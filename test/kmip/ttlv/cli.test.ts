@@ -42,6 +42,14 @@ describe('kmip-agent ttlv decode', () => {
     expect(r.out).toContain('<Operation type="Enumeration" value="Create"/>');
   });
 
+  test('--redact hides the key in the dump', async () => {
+    const getResponse = TESTCASE_VECTORS[7].hex;
+    const r = await run(['ttlv', 'decode', '--redact', getResponse]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('KeyMaterial (ByteString): <redacted>');
+    expect(r.out).not.toContain('7367578051012a6d');
+  });
+
   test('bad hex and bad TTLV fail with typed errors and exit 1', async () => {
     const badHex = await run(['--json', 'ttlv', 'decode', 'xyz']);
     expect(badHex.code).toBe(1);

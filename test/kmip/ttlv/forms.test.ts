@@ -241,7 +241,32 @@ describe('XML form', () => {
   });
 });
 
+describe('KMIP 2.x tag-valued enumerations', () => {
+  test('Attribute Reference values are named by tag name', () => {
+    const xml = '<KMIP><AttributeReference type="Enumeration" value="CryptographicAlgorithm"/></KMIP>';
+    const [item] = fromXml(xml);
+    expect(item).toEqual(enumeration(Tag.AttributeReference, Tag.CryptographicAlgorithm));
+    expect(toXml(item)).toBe('<AttributeReference type="Enumeration" value="CryptographicAlgorithm"/>\n');
+    expect(toJson(enumeration(Tag.AttributeReference, 0x540001)).value).toBe('0x00540001');
+  });
+});
+
 describe('text dump', () => {
+  test('redact hides key material and passwords, whole subtrees included', () => {
+    const item = structure(Tag.KeyValue, [
+      byteString(Tag.KeyMaterial, Buffer.from('00112233445566778899', 'hex')),
+      structure(Tag.Credential, [textString(Tag.Username, 'admin'), textString(Tag.Password, 'hunter2')]),
+      structure(Tag.KeyMaterial, [bigInteger(Tag.PrivateExponent, 12345678901234567890n)]),
+    ]);
+    const text = toText(item, { redact: true });
+    expect(text).toContain('KeyMaterial (ByteString): <redacted>');
+    expect(text).toContain('Username (TextString): "admin"');
+    expect(text).toContain('Password (TextString): <redacted>');
+    expect(text).toContain('KeyMaterial (Structure): <redacted>');
+    expect(text).not.toMatch(/00112233|hunter2|PrivateExponent/);
+    expect(toText(item)).toContain('hunter2');
+  });
+
   test('one line per item, indented, with names, quotes and hex', () => {
     expect(toText(sample).split('\n').slice(0, 16)).toEqual([
       'RequestMessage (Structure)',
