@@ -237,6 +237,8 @@ export class Reader {
     if (fixed === undefined) this.fail(TtlvErrorCode.BadType, `unknown item type 0x${type.toString(16)}`, start, tag);
     if (fixed > 0 && length !== fixed)
       this.fail(TtlvErrorCode.BadLength, `length ${length} for a type of length ${fixed}`, start, tag);
+    if (type === ItemType.Structure && length % 8 !== 0)
+      this.fail(TtlvErrorCode.BadLength, 'structure length not a multiple of 8', start, tag);
     const next = body + padded(length);
     if (next > end) {
       // Past the enclosing structure but inside the buffer is a lie about lengths; past the buffer, truncation.
@@ -251,7 +253,6 @@ export class Reader {
       case ItemType.Structure: {
         if (depth > this.maxDepth)
           this.fail(TtlvErrorCode.TooDeep, `structures nested deeper than ${this.maxDepth}`, start, tag);
-        if (length % 8 !== 0) this.fail(TtlvErrorCode.BadLength, 'structure length not a multiple of 8', start, tag);
         const children: TtlvItem[] = [];
         this.pos = body;
         while (this.pos < next) children.push(this.item(dv, next, depth + 1));
