@@ -6,7 +6,7 @@
 export class KmipAgentError extends Error {
   readonly code: string;
   /** Protocol status behind the error (TCG method status, errno, ...), when there is one. */
-  status?: number;
+  declare status?: number;
 
   constructor(message: string, code: string, options?: { cause?: unknown; status?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });

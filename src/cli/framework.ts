@@ -26,7 +26,9 @@ export function exitCodeFor(error: unknown): number {
   if (!(error instanceof KmipAgentError)) return ExitCode.Failed;
   const code = error.code;
   if (code === 'USAGE' || code.startsWith('USAGE_') || code.startsWith('CONFIG_')) return ExitCode.Usage;
-  if (code.endsWith('NOT_SUPPORTED') || code.endsWith('UNSUPPORTED')) return ExitCode.NotSupported;
+  if (code.endsWith('NOT_SUPPORTED') || code.endsWith('UNSUPPORTED') || code.endsWith('NOT_AVAILABLE')) {
+    return ExitCode.NotSupported;
+  }
   return ExitCode.Failed;
 }
 

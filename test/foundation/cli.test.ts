@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/native/addon.js';
 import { runCliCaptured } from '../support/cli.js';
+import { exitCodeFor } from '../../src/cli/framework.js';
+import { KmipAgentError } from '../../src/errors.js';
 
 const root = packageRoot();
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
@@ -47,5 +49,21 @@ describe('kmip-agent command', () => {
     const run = await runCliCaptured(['--json', 'addon']);
     expect(run.code).toBe(0);
     expect(run.json<{ version: string }>().version).toBe(version);
+  });
+});
+
+describe('exit codes follow the error code', () => {
+  it.each([
+    ['USAGE', 2],
+    ['CONFIG_BAD_SERVER', 2],
+    ['KOPAL_NOT_SUPPORTED', 3],
+    ['LUKS_DM_NOT_AVAILABLE', 3],
+    ['KMIP_TIMEOUT', 1],
+  ])('%s exits %i', (code, exit) => {
+    expect(exitCodeFor(new KmipAgentError('x', code))).toBe(exit);
+  });
+
+  it('anything that is not a KmipAgentError exits 1', () => {
+    expect(exitCodeFor(new Error('boom'))).toBe(1);
   });
 });
