@@ -14,7 +14,7 @@ const SID_PIN = Buffer.from('sid pin: 32 random bytes, live');
 const ADMIN_PIN = Buffer.from('admin1 pin');
 const USER_PIN = Buffer.from('user1 pin');
 const RANGE1 = { range: 1, start: 2048, length: 4096, readLockEnabled: true, writeLockEnabled: true };
-const pattern = Buffer.alloc(4 * 512, 0).map((_, i) => (i * 7 + 3) & 0xff);
+const pattern = Buffer.from(Array.from({ length: 4 * 512 }, (_, i) => (i * 7 + 3) & 0xff));
 
 describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () => {
   let image: EmulatedImage;
