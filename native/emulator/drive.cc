@@ -331,9 +331,11 @@ PinDerivation Drive::Derive(const PinRow& row, const uint8_t* pin, size_t size) 
 }
 
 SecretBytes Drive::MsidKek() const {
+  if (!msid_kek_.empty()) return msid_kek_;
   PinRow row;
   row.salt.assign(16, 0x4d);  // fixed: the MSID is public, its KEK only keeps keys off the image
-  return Derive(row, reinterpret_cast<const uint8_t*>(state_.msid.data()), state_.msid.size()).kek;
+  msid_kek_ = Derive(row, reinterpret_cast<const uint8_t*>(state_.msid.data()), state_.msid.size()).kek;
+  return msid_kek_;
 }
 
 bool Drive::VerifyPin(const PinRow& row, const uint8_t* pin, size_t size, AuthorityKeys* keys) const {
@@ -485,9 +487,21 @@ void Drive::ActivateLockingSp(Keyring* keyring) {
     s.locking_pins.push_back(Pin(uid::kCPinUser1 + i, uid::kUser1 + i, "User" + std::to_string(i + 1)));
   }
   CopyPin(*s.FindPin(uid::kCPinSid), *s.FindPin(uid::kCPinAdmin1), keyring);
+  // Activation keeps the media keys (data written before stays readable, as on real drives);
+  // they are now sealed to Admin1 as well as wrapped under the MSID while locking is off.
+  std::vector<SecretBytes> keys(s.ranges.size());
+  std::vector<bool> have(s.ranges.size());
+  Keyring none;
+  for (size_t i = 0; i < s.ranges.size(); ++i) have[i] = MediaKey(s.ranges[i], none, &keys[i]);
   InitRanges(s);
   cache_.clear();
-  for (auto& r : s.ranges) NewMediaKey(r);
+  for (size_t i = 0; i < s.ranges.size(); ++i) {
+    if (have[i]) {
+      GrantRange(s.ranges[i], keys[i]);
+    } else {
+      NewMediaKey(s.ranges[i]);
+    }
+  }
   s.locking_sp_life_cycle = kLifeCycleManufactured;
 }
 

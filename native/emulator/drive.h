@@ -92,6 +92,7 @@ class Drive {
   int fd_ = -1;
   DriveState state_;
   std::map<int, SecretBytes> cache_;
+  mutable SecretBytes msid_kek_;  // derived from public data; cached because every MSID unwrap needs it
 };
 
 // Writes `data` to `path` atomically: temp file, fsync, rename, fsync of the directory; mode 0600.

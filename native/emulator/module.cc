@@ -11,6 +11,7 @@
 #include "core/registry.h"
 #include "core/secure.h"
 #include "emulator/drive.h"
+#include "emulator/emu_crypto.h"
 #include "emulator/emulated_drive.h"
 
 namespace kmip_agent {
