@@ -13,6 +13,8 @@ export type LockStateName = 'locked' | 'read-only' | 'unlocked';
 /** One open drive as a backend exposes it. PIN Buffers are copied by the backend, never kept. */
 export interface OpalBackend {
   describe(): string;
+  /** The drive's serial number as it reports it (may be empty). */
+  serial(): string;
   discover(): Promise<Discovery>;
   status(probeSid: boolean): Promise<OpalStatus>;
   readMsid(): Promise<Buffer>;
@@ -42,7 +44,7 @@ export interface OpalBackend {
 
 /** The addon's `tcg` module (native/tcg/module.cc). */
 export interface TcgNative {
-  open(spec: string): OpalBackend;
+  open(spec: string, options?: BackendOptions): OpalBackend;
   /** Test entry point: a drive whose TPer answers from canned responses (after `discovery`). */
   openScripted(discovery: Buffer, responses: Buffer[]): OpalBackend;
   decodeTokens(data: Buffer): { kind: string; offset: number; value?: number | bigint | Buffer }[];
@@ -83,6 +85,14 @@ export function tcgNative(): TcgNative {
   return addonModule<TcgNative>('tcg');
 }
 
+export interface BackendOptions {
+  /**
+   * Authenticate with ThisSP.Authenticate inside each session instead of at StartSession (for
+   * drives that want it; both are Core Spec 2.01 ways, 5.2.3.1 and 5.3.4.1.1).
+   */
+  authenticateWithMethod?: boolean;
+}
+
 /** Which backend a drive spec names. */
 export type BackendKind = 'emulated' | 'block-device';
 
@@ -96,13 +106,13 @@ export function backendKindOf(spec: string): BackendKind {
 }
 
 /** Opens the backend for a drive spec. */
-export function openBackend(spec: string): OpalBackend {
+export function openBackend(spec: string, options: BackendOptions = {}): OpalBackend {
   switch (backendKindOf(spec)) {
     case 'emulated':
       if (spec.length <= 'emu:'.length) {
         throw new OpalError('emu: needs an image path (emu:/path/to/image)', 'DRIVE_SPEC_INVALID');
       }
-      return tcgNative().open(spec);
+      return tcgNative().open(spec, options);
     case 'block-device':
       throw new OpalError(
         `no backend for ${spec} yet: kernel sed-opal and SCSI/ATA/NVMe pass-through backends are not implemented ` +

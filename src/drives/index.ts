@@ -3,5 +3,5 @@ export { OpalDrive, openOpalDrive } from './opal.js';
 export type { EraseOptions, LockOptions, SetPinOptions, SetupRangeOptions, UnlockOptions } from './opal.js';
 export { OpalError, toOpalError } from './errors.js';
 export { backendKindOf, openBackend, tcgNative } from './backend.js';
-export type { BackendKind, ComPacketInfo, LockStateName, OpalBackend, TcgNative } from './backend.js';
+export type { BackendKind, BackendOptions, ComPacketInfo, LockStateName, OpalBackend, TcgNative } from './backend.js';
 export * from './types.js';

@@ -13,7 +13,7 @@
  * C_PIN Tries/TryLimit where the drive allows it so callers can decide before trying.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { openBackend, type LockStateName, type OpalBackend } from './backend.js';
+import { openBackend, type BackendOptions, type LockStateName, type OpalBackend } from './backend.js';
 import { OpalError, toOpalError } from './errors.js';
 import {
   ADMIN1,
@@ -82,9 +82,9 @@ export class OpalDrive {
   ) {}
 
   /** Opens `emu:/path/to/image` or a device path (DRIVE_BACKEND_NOT_SUPPORTED until issue 5). */
-  static open(spec: string): OpalDrive {
+  static open(spec: string, options: BackendOptions = {}): OpalDrive {
     try {
-      return new OpalDrive(spec, openBackend(spec));
+      return new OpalDrive(spec, openBackend(spec, options));
     } catch (error) {
       throw toOpalError(error);
     }
@@ -97,6 +97,11 @@ export class OpalDrive {
 
   describe(): string {
     return this.backend.describe();
+  }
+
+  /** The serial number the drive reports (may be empty). */
+  serial(): string {
+    return this.backend.serial();
   }
 
   discover(): Promise<Discovery> {
@@ -267,11 +272,12 @@ export class OpalDrive {
         refusedPins.get(this.spec)?.delete(digest);
         return result;
       } catch (error) {
-        // Only a refused StartSession proves the PIN wrong; NOT_AUTHORIZED on a method is an ACL refusal.
+        // Only a refused StartSession or Authenticate proves the PIN wrong; NOT_AUTHORIZED on another
+        // method is an access-control refusal.
         if (
           error instanceof Error &&
           (error as { code?: string }).code === 'TCG_NOT_AUTHORIZED' &&
-          error.message.startsWith('StartSession')
+          /^(StartSession|Authenticate):/.test(error.message)
         ) {
           let set = refusedPins.get(this.spec);
           if (!set) refusedPins.set(this.spec, (set = new Set()));
@@ -293,6 +299,6 @@ export class OpalDrive {
 }
 
 /** Opens a drive by spec: `emu:/path/to/image` or a device path. */
-export function openOpalDrive(spec: string): OpalDrive {
-  return OpalDrive.open(spec);
+export function openOpalDrive(spec: string, options: BackendOptions = {}): OpalDrive {
+  return OpalDrive.open(spec, options);
 }
