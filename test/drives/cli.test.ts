@@ -118,4 +118,17 @@ describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
     const after = await cli(['--json', 'drive', 'psid-revert', d, '--psid-file', '-'], Buffer.from(image.psid + '\n'));
     expect(after.code).toBe(0);
   });
+
+  it('--sedutil-pins derives PINs from the password like sedutil-cli, on every subcommand', async () => {
+    const other = await createImage(emu!);
+    try {
+      const d = other.spec;
+      expect((await cli(['drive', 'take-ownership', d, '--new-pin-file', pinFile, '--sedutil-pins'])).code).toBe(0);
+      const raw = await cli(['--json', 'drive', 'activate', d, '--pin-file', pinFile]);
+      expect(raw.json()).toMatchObject({ error: { code: 'TCG_NOT_AUTHORIZED' } });
+      expect((await cli(['drive', 'activate', d, '--sedutil-pins', '--pin-file', pinFile])).code).toBe(0);
+    } finally {
+      other.cleanup();
+    }
+  });
 });
