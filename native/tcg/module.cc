@@ -406,11 +406,21 @@ Napi::Value OpenScripted(const Napi::CallbackInfo& info) {
     limits.max_polls = 20;
     limits.poll_sleep_us_max = 200;
     auto state = std::make_shared<DriveState>();
-    state->drive = std::make_unique<OpalDrive>(
-        std::make_unique<transport::ScriptedTransport>(std::move(discovery), std::move(responses)), limits);
+    auto transport = std::make_unique<transport::ScriptedTransport>(std::move(discovery), std::move(responses));
+    auto sent = transport->sent();
+    state->drive = std::make_unique<OpalDrive>(std::move(transport), limits);
     state->description = state->drive->Describe();
     state->serial = state->drive->Serial();
-    return MakeHandle(info.Env(), state);
+    Napi::Object handle = MakeHandle(info.Env(), state);
+    // sent(): the IF-SEND payloads so far (read between calls, when no worker runs).
+    handle.Set("sent", Napi::Function::New(info.Env(), [sent, state](const Napi::CallbackInfo& ci) {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      Napi::Array a = Napi::Array::New(ci.Env(), sent->size());
+      for (size_t i = 0; i < sent->size(); ++i)
+        a.Set(static_cast<uint32_t>(i), Napi::Buffer<uint8_t>::Copy(ci.Env(), (*sent)[i].data(), (*sent)[i].size()));
+      return a;
+    }));
+    return handle;
   });
 }
 
