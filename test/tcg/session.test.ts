@@ -162,6 +162,15 @@ describe('sessions against a scripted TPer', () => {
     await expect(d.readMsid()).rejects.toMatchObject({ code: 'DRIVE_CLOSED' });
   });
 
+  it('refuses range numbers outside the 16 bits of a range UID before touching the drive', async () => {
+    const backend = tcg.openScripted(discovery, []);
+    const d = OpalDrive.fromBackend('scripted:range', backend);
+    await expect(d.unlock(Buffer.from('pin'), { range: 70000 })).rejects.toMatchObject({
+      code: 'TCG_INVALID_ARGUMENT',
+    });
+    expect(backend.sent()).toHaveLength(0);
+  });
+
   it('refuses device paths until pass-through backends exist, with a typed error', () => {
     expect(() => OpalDrive.open('/dev/sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_BACKEND_NOT_SUPPORTED' }));
     expect(() => OpalDrive.open('sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_SPEC_INVALID' }));
