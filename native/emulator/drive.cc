@@ -19,7 +19,7 @@ namespace emulator {
 namespace {
 
 constexpr uint64_t kMaxSizeMib = 1ULL << 22;  // 4 TiB of sparse image is plenty for tests
-constexpr uint64_t kMbrShadowBlocks = 128ULL * 1024 * 1024 / kBlockSize;
+constexpr uint64_t kMbrShadowBlocks = Drive::kMbrTableSize / kBlockSize;
 
 [[noreturn]] void SysFail(const std::string& what) {
   throw CodedError("EMU_IO", what + ": " + std::strerror(errno), errno);
@@ -436,7 +436,46 @@ void Drive::NewMediaKey(RangeRow& range) {
 void Drive::CacheKey(int range, const SecretBytes& key) { cache_[range] = key; }
 void Drive::DropCachedKey(int range) { cache_.erase(range); }
 
+void Drive::WriteMbr(uint64_t offset, const uint8_t* data, size_t size) {
+  if (offset > kMbrTableSize || size > kMbrTableSize - offset)
+    throw CodedError("EMU_INVALID_ARGUMENT", "write past the end of the MBR table");
+  int fd = ::open(MbrPath().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) SysFail("cannot open " + MbrPath());
+  try {
+    PwriteFull(fd, data, size, static_cast<off_t>(offset));
+    if (::fdatasync(fd) != 0) SysFail("cannot sync " + MbrPath());
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
+std::vector<uint8_t> Drive::ReadMbr(uint64_t offset, size_t size) const {
+  std::vector<uint8_t> out(size, 0);
+  if (offset >= kMbrTableSize) return out;
+  size = static_cast<size_t>(std::min<uint64_t>(size, kMbrTableSize - offset));
+  int fd = ::open(MbrPath().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return out;
+    SysFail("cannot open " + MbrPath());
+  }
+  try {
+    PreadFull(fd, out.data(), size, static_cast<off_t>(offset));
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  return out;
+}
+
+void Drive::ClearMbr() {
+  if (::unlink(MbrPath().c_str()) != 0 && errno != ENOENT) SysFail("cannot remove " + MbrPath());
+}
+
 void Drive::FactoryReset() {
+  ClearMbr();
   DriveState& s = state_;
   InitAdminSp(s);
   PinRow* sid = s.FindPin(uid::kCPinSid);
@@ -455,6 +494,7 @@ void Drive::RevertLockingSp(bool keep_global_key, const Keyring& keyring) {
   DriveState& s = state_;
   SecretBytes global;
   bool keep = keep_global_key && MediaKey(s.ranges[0], keyring, &global);
+  ClearMbr();
   s.locking_sp_life_cycle = kLifeCycleManufacturedInactive;
   s.locking_authorities.clear();
   s.locking_pins.clear();
@@ -518,7 +558,11 @@ std::vector<uint8_t> Drive::Read(uint64_t lba, uint64_t count) {
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t b = lba + i;
     uint8_t* dst = out.data() + i * kBlockSize;
-    if (shadow && b < kMbrShadowBlocks) continue;  // the shadow MBR (empty: reads as zeros)
+    if (shadow && b < kMbrShadowBlocks) {  // the shadow MBR answers instead of the media
+      std::vector<uint8_t> mbr = ReadMbr(b * kBlockSize, kBlockSize);
+      std::copy(mbr.begin(), mbr.end(), dst);
+      continue;
+    }
     const RangeRow& r = state_.RangeForLba(b);
     if (locking_active && r.read_lock_enabled && r.read_locked)
       throw CodedError("EMU_DATA_PROTECT", "LBA " + std::to_string(b) + " is in a read-locked range (DATA PROTECT)");
