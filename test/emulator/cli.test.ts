@@ -13,6 +13,7 @@ import { emitError, type CommandContext } from '../../src/cli/framework.js';
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'kmip-agent-emu-cli-'));
+  process.env.KMIP_AGENT_EMU_RAM_DIR = dir; // keep the drives' volatile key cache out of /dev/shm
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -4,7 +4,7 @@
  * Revert making old data unreadable, and typed errors for bad input.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -206,6 +206,47 @@ describe('encryption at rest', () => {
       Buffer.from(Buffer.from(drive.psid).toString('hex')),
     ];
     for (const file of files) for (const needle of needles) expect(file.includes(needle)).toBe(false);
+  });
+
+  it('keeps unlocked media keys only in the volatile cache, which a power cycle or reboot empties', async () => {
+    const data = pattern(2);
+    await withRaw((raw) => setUp(raw, false));
+    await writeEmulatedDrive(drive.path, 10, data);
+    const [ramFile] = readdirSync(drive.ramDir);
+    expect(ramFile).toMatch(/^kmip-agent-emu-[0-9a-f]{32}\.ram$/);
+    const ram = readFileSync(join(drive.ramDir, ramFile!), 'utf8');
+    const keyHex = /^key\.0 ([0-9a-f]{128})$/m.exec(ram)?.[1];
+    expect(keyHex).toBeDefined();
+    expect(statSync(join(drive.ramDir, ramFile!)).mode & 0o777).toBe(0o600);
+    for (const file of [drive.path, `${drive.path}.state`]) {
+      const bytes = readFileSync(file);
+      expect(bytes.includes(Buffer.from(keyHex!, 'hex'))).toBe(false);
+      expect(bytes.includes(Buffer.from(keyHex!))).toBe(false);
+      expect(bytes.includes(Buffer.from(keyHex!, 'hex').subarray(0, 32))).toBe(false);
+    }
+    await powerCycleEmulatedDrive(drive.path);
+    expect(readFileSync(join(drive.ramDir, ramFile!), 'utf8')).not.toMatch(/^key\./m);
+    await expect(readEmulatedDrive(drive.path, 10, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
+    await withRaw((raw) =>
+      raw.withSession(UID.lockingSp, UID.user1, USER1_PIN, async (call) => {
+        expect(
+          (
+            await call(
+              UID.globalRange,
+              METHOD.set,
+              setArgs([
+                [7, 0],
+                [8, 0],
+              ]),
+            )
+          ).status,
+        ).toBe(0);
+      }),
+    );
+    expect(await readEmulatedDrive(drive.path, 10, 2)).toEqual(data);
+    // The host reboots (tmpfs is gone): the next open is a power-on, the range is locked again.
+    rmSync(join(drive.ramDir, ramFile!));
+    await expect(readEmulatedDrive(drive.path, 10, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
   });
 
   it('refuses reads and writes of locked ranges with EMU_DATA_PROTECT and unlocks with the user PIN', async () => {

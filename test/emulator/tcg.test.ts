@@ -3,9 +3,14 @@
  * manager, host challenge authentication, ACE checks, TryLimit lockout and its reset by power
  * cycle, and the status codes the spec prescribes.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../src/native/addon.js';
 import { powerCycleEmulatedDrive, readEmulatedDrive, writeEmulatedDrive } from '../../src/drives/emulator.js';
 import { column, getArgs, makeDrive, METHOD, named, RawTcg, setArgs, STATUS, tcg, uid, UID } from './support.js';
+
+const sharedDir = () => process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
 
 const SID_PIN = Buffer.from('sid-pin-for-tests-0123456789abcd');
 const USER1_PIN = Buffer.from('user1-pin-for-tests');
@@ -329,6 +334,16 @@ describe('discovery', () => {
       expect(d.geometry?.logicalBlockSize).toBe(512);
       expect(d.opal2).toMatchObject({ baseComId: 0x07fe, numComIds: 1, numLockingAdmins: 4, numLockingUsers: 8 });
       expect(d.features.map((f) => f.code)).toEqual([0x0001, 0x0002, 0x0003, 0x0203]);
+      // Each descriptor has the version and length real drives send (tcg-fixtures).
+      const fixtures = readFileSync(join(sharedDir(), 'tcg-fixtures', 'level0-discovery.tsv'), 'utf8')
+        .split('\n')
+        .filter((line) => line.includes('\t'))
+        .map((line) => tcg().parseDiscovery(Buffer.from(line.split('\t')[1]!, 'hex')));
+      for (const f of d.features) {
+        const seen = fixtures.flatMap((x) => x.features).filter((g) => g.code === f.code);
+        expect(seen.length).toBeGreaterThan(0);
+        expect(seen.some((g) => g.version === f.version && g.length === f.length)).toBe(true);
+      }
       await ownAndActivate(raw);
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         await call(
