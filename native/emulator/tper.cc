@@ -67,7 +67,7 @@ std::vector<uint32_t> ResetList(const Value& v) {
   std::vector<uint32_t> out;
   for (const Value& item : v.Items()) {
     uint64_t x = UintArg(item);
-    if (x > tcg::uid::kLockingGlobalRange /*never*/ || x > 3) Fail(st::kInvalidParameter);
+    if (x > kResetProgrammatic) Fail(st::kInvalidParameter);
     if (std::find(out.begin(), out.end(), x) == out.end()) out.push_back(static_cast<uint32_t>(x));
   }
   return out;
@@ -923,7 +923,7 @@ TPer::Reply TPer::Authenticate(const std::vector<Value>& args) {
 
 TPer::Reply TPer::Activate(Uid invoking, const std::vector<Value>& args) {
   if (!InAdminSp()) Fail(st::kInvalidParameter);
-  if (invoking != uid::kLockingSp) Fail(invoking == uid::kAdminSp ? st::kInvalidParameter : st::kInvalidParameter);
+  if (invoking != uid::kLockingSp) Fail(st::kInvalidParameter);  // only the Locking SP can be activated
   if (!Has(uid::kSid)) Fail(st::kNotAuthorized);
   if (!args.empty()) Fail(st::kInvalidParameter);  // Single User Mode is not offered
   if (!session_->write) Fail(st::kNotAuthorized);

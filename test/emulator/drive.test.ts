@@ -180,6 +180,13 @@ describe('exclusive lock', () => {
     }
   });
 
+  it('concurrent calls from one process wait for each other instead of failing', async () => {
+    const writes = Array.from({ length: 6 }, (_, i) => writeEmulatedDrive(drive.path, i, Buffer.alloc(512, i + 1)));
+    await Promise.all(writes);
+    const reads = await Promise.all(Array.from({ length: 6 }, (_, i) => readEmulatedDrive(drive.path, i, 1)));
+    reads.forEach((block, i) => expect(block).toEqual(Buffer.alloc(512, i + 1)));
+  });
+
   it('a closed handle refuses further use with EMU_CLOSED', async () => {
     const h = await openEmulatedDrive(drive.path);
     await h.close();
