@@ -102,6 +102,7 @@ struct DriveState {
   std::mutex mutex;
   std::unique_ptr<OpalDrive> drive;
   std::string description;
+  std::string serial;
 };
 
 OpalDrive& Live(DriveState& state) {
@@ -194,6 +195,7 @@ Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
   method("describe", [state](const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), state->description);
   });
+  method("serial", [state](const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), state->serial); });
   method("discover", [state](const Napi::CallbackInfo& info) {
     return Queue(info.Env(), state, [](OpalDrive& d) -> JsBuilder {
       Discovery disc = d.Discover();
@@ -381,7 +383,12 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     const std::string spec = info[0].As<Napi::String>().Utf8Value();
     auto state = std::make_shared<DriveState>();
     state->drive = std::make_unique<OpalDrive>(OpenTransport(spec));
+    if (info.Length() > 1 && info[1].IsObject()) {
+      Napi::Value by_method = info[1].As<Napi::Object>().Get("authenticateWithMethod");
+      state->drive->set_authenticate_with_method(by_method.ToBoolean().Value());
+    }
     state->description = state->drive->Describe();
+    state->serial = state->drive->Serial();
     return MakeHandle(info.Env(), state);
   });
 }
@@ -402,6 +409,7 @@ Napi::Value OpenScripted(const Napi::CallbackInfo& info) {
     state->drive = std::make_unique<OpalDrive>(
         std::make_unique<transport::ScriptedTransport>(std::move(discovery), std::move(responses)), limits);
     state->description = state->drive->Describe();
+    state->serial = state->drive->Serial();
     return MakeHandle(info.Env(), state);
   });
 }

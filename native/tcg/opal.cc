@@ -211,15 +211,28 @@ void OpalDrive::SetupRange(const SecretBytes& admin_pin, uint32_t range, std::op
 std::vector<RangeInfo> OpalDrive::Ranges(const Authority& who, const SecretBytes& pin) {
   EnsureProperties();
   Session s(device_, uid::kLockingSp, who.Uid(), &pin, false);
-  uint32_t max_ranges = 0;
+  // The Locking table's rows, by Next (Core 5.3.3.11); LockingInfo.MaxRanges if Next is refused.
+  std::vector<uint32_t> numbers;
   try {
-    Value info = s.Get(uid::kLockingInfo, column::kLockingInfoMaxRanges, column::kLockingInfoMaxRanges);
-    max_ranges = static_cast<uint32_t>(std::min<uint64_t>(UintColumn(info, column::kLockingInfoMaxRanges), 64));
+    for (uint64_t row : s.Next(uid::kLockingTable, 0, 256)) {
+      if (row == uid::kLockingGlobalRange) numbers.push_back(0);
+      else if ((row & 0xFFFFFFFFFFFF0000ull) == 0x0000080200030000ull) numbers.push_back(static_cast<uint32_t>(row & 0xFFFF));
+    }
   } catch (const CodedError& e) {
     if (e.code() == "TCG_SESSION_CLOSED") throw;
   }
+  if (numbers.empty()) {
+    uint32_t max_ranges = 0;
+    try {
+      Value info = s.Get(uid::kLockingInfo, column::kLockingInfoMaxRanges, column::kLockingInfoMaxRanges);
+      max_ranges = static_cast<uint32_t>(std::min<uint64_t>(UintColumn(info, column::kLockingInfoMaxRanges), 64));
+    } catch (const CodedError& e) {
+      if (e.code() == "TCG_SESSION_CLOSED") throw;
+    }
+    for (uint32_t n = 0; n <= max_ranges; ++n) numbers.push_back(n);
+  }
   std::vector<RangeInfo> out;
-  for (uint32_t n = 0; n <= max_ranges; ++n) {
+  for (uint32_t n : numbers) {
     Value row;
     try {
       row = s.Get(uid::LockingRange(n), column::kLockingRangeStart, column::kLockingWriteLocked);

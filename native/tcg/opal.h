@@ -62,6 +62,8 @@ class OpalDrive {
   explicit OpalDrive(std::unique_ptr<transport::Transport> transport, ExchangeLimits limits = {});
 
   Device& device() { return device_; }
+  // true: authenticate with ThisSP.Authenticate inside the session instead of at StartSession.
+  void set_authenticate_with_method(bool v) { device_.set_authenticate_with_method(v); }
   std::string Describe() { return device_.transport().Describe(); }
   std::string Serial() { return device_.transport().Serial(); }
 

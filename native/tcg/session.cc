@@ -164,10 +164,11 @@ std::vector<std::pair<std::string, uint64_t>> Device::Properties() {
 
 Session::Session(Device& device, uint64_t sp, std::optional<uint64_t> authority, const SecretBytes* pin, bool write)
     : device_(device) {
+  const bool by_method = authority && pin != nullptr && device_.authenticate_with_method();
   hsn_ = device_.NextHostSessionId();
   TokenWriter args;
   args.Uint(hsn_).Uid(sp).Bool(write);
-  if (authority) {
+  if (authority && !by_method) {
     if (pin != nullptr) args.NamedBytes(param::kHostChallenge, pin->data(), pin->size());
     args.NamedUid(param::kHostSigningAuthority, *authority);
   }
@@ -184,6 +185,21 @@ Session::Session(Device& device, uint64_t sp, std::optional<uint64_t> authority,
   tsn_ = static_cast<uint32_t>(items[1].AsUint());
   if (tsn_ == 0) MalformedResponse("SyncSession assigned TPer session number 0");
   open_ = true;
+  if (by_method) {
+    // The destructor does not run when a constructor throws: close here on failure.
+    try {
+      if (!Authenticate(*authority, *pin))
+        throw CodedError(StatusErrorCode(status::kNotAuthorized),
+                         "Authenticate: " + StatusDescription(status::kNotAuthorized), status::kNotAuthorized);
+    } catch (...) {
+      try {
+        Close();
+      } catch (...) {
+        // the TPer may already have dropped the session
+      }
+      throw;
+    }
+  }
 }
 
 Session::~Session() {

@@ -56,6 +56,11 @@ class Device {
   std::vector<uint8_t> Exchange(uint32_t tsn, uint32_t hsn, const std::vector<uint8_t>& payload);
 
   uint32_t NextHostSessionId() { return ++host_session_counter_; }
+
+  // How sessions authenticate: false (default) = at StartSession (HostChallenge +
+  // HostSigningAuthority, one round trip); true = StartSession, then ThisSP.Authenticate.
+  void set_authenticate_with_method(bool v) { authenticate_with_method_ = v; }
+  bool authenticate_with_method() const { return authenticate_with_method_; }
   uint32_t NextSeq() { return ++seq_; }
 
  private:
@@ -66,12 +71,14 @@ class Device {
   uint32_t host_session_counter_ = 0x4B41;  // arbitrary; incremented per session
   uint32_t seq_ = 0;
   size_t tper_max_compacket_ = 2048;
+  bool authenticate_with_method_ = false;
 };
 
 class Session {
  public:
-  // StartSession on `sp`. With an authority and PIN the session authenticates at start
-  // (HostSigningAuthority + HostChallenge); a wrong PIN throws TCG_NOT_AUTHORIZED.
+  // StartSession on `sp`. With an authority and PIN the session authenticates, at start
+  // (HostSigningAuthority + HostChallenge) or with the Authenticate method per the Device's
+  // setting; a wrong PIN throws TCG_NOT_AUTHORIZED ("StartSession: ..." / "Authenticate: ...").
   Session(Device& device, uint64_t sp, std::optional<uint64_t> authority = std::nullopt,
           const SecretBytes* pin = nullptr, bool write = true);
   Session(const Session&) = delete;

@@ -1,0 +1,126 @@
+/**
+ * Level 0 discovery (Core Spec 2.01 3.3.6; Opal SSC 2.01 3.1.1): every real drive response in
+ * ../shared/tcg-fixtures/level0-discovery.tsv is parsed, with the features each drive reports.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { tcgNative } from '../../src/drives/backend.js';
+import { packageRoot } from '../../src/native/addon.js';
+
+const tcg = tcgNative();
+const sharedDir = process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
+const fixtures = readFileSync(join(sharedDir, 'tcg-fixtures', 'level0-discovery.tsv'), 'utf8')
+  .split('\n')
+  .filter((line) => line.trim() !== '')
+  .map((line) => {
+    const [model, hex] = line.split('\t');
+    return { model, data: Buffer.from(hex, 'hex') };
+  });
+
+/** What each fixture drive reports (read by hand from the bytes, Opal SSC 3.1.1 layouts). */
+const expected: Record<string, { features: string[]; ssc: string; baseComId: number; lockingEnabled: boolean }> = {
+  'Samsung EVO 860': {
+    features: ['TPer', 'Locking', 'Geometry', 'DataStore', 'Opal2'],
+    ssc: 'opal2',
+    baseComId: 0x1004,
+    lockingEnabled: true,
+  },
+  'Samsung SSD 970 EVO Plus 500GB (NVMe)': {
+    features: ['TPer', 'Locking', 'Geometry', 'DataStore', 'Opal2', 'BlockSID', 'NamespaceLocking'],
+    ssc: 'opal2',
+    baseComId: 0x1004,
+    lockingEnabled: false,
+  },
+  'Sabrent Rocket 4.0 2TB': {
+    features: ['TPer', 'Locking', 'Pyrite1', 'BlockSID'],
+    ssc: 'otherSsc',
+    baseComId: 0x07fe,
+    lockingEnabled: false,
+  },
+  'SAMSUNG MZ1LB1T9HALS-00007': {
+    features: ['TPer', 'Locking', 'Geometry', 'DataStore', 'Opal2', 'BlockSID', 'NamespaceLocking'],
+    ssc: 'opal2',
+    baseComId: 0x1004,
+    lockingEnabled: false,
+  },
+};
+
+describe('real drives', () => {
+  it('has fixtures', () => {
+    expect(fixtures.length).toBeGreaterThanOrEqual(4);
+  });
+
+  for (const { model, data } of fixtures) {
+    it(`parses ${model}`, () => {
+      const d = tcg.parseDiscovery(data);
+      expect(d.revision).toBe(1);
+      expect(d.tper?.sync).toBe(true);
+      expect(d.locking?.lockingSupported).toBe(true);
+      const want = expected[model];
+      if (want) {
+        expect(d.features.map((f) => f.name)).toEqual(want.features);
+        const ssc = d[want.ssc as 'opal2' | 'otherSsc'];
+        expect(ssc?.baseComId).toBe(want.baseComId);
+        expect(ssc?.numComIds).toBe(1);
+        expect(d.locking?.lockingEnabled).toBe(want.lockingEnabled);
+      }
+      if (d.opal2) {
+        expect(d.opal2).toMatchObject({ numLockingAdmins: 4, numLockingUsers: 9, initialCPinSidIndicator: 0 });
+        expect(d.geometry?.logicalBlockSize).toBe(512);
+        expect(d.dataStore).toMatchObject({ maxTables: 9, maxTotalSize: 0xa00000, tableSizeAlignment: 1 });
+      }
+    });
+  }
+
+  it('keeps unknown features raw and reports quirks as warnings, not errors', () => {
+    const mz = fixtures.find((f) => f.model === 'SAMSUNG MZ1LB1T9HALS-00007');
+    expect(mz).toBeDefined();
+    const d = tcg.parseDiscovery(mz!.data);
+    const ns = d.features.find((f) => f.name === 'NamespaceLocking');
+    expect(ns?.truncated).toBe(true);
+    expect(ns?.data.length).toBe(12);
+    expect(d.warnings.join('\n')).toMatch(/declares 16 bytes but only 12/);
+    const blockSid = d.features.find((f) => f.name === 'BlockSID');
+    expect(blockSid?.data.toString('hex')).toBe('020100000000000000000000');
+  });
+
+  it('reads the Locking feature flags bit by bit (EVO 860: supported, enabled, locked, encrypting, MBR enabled)', () => {
+    const evo = fixtures.find((f) => f.model === 'Samsung EVO 860')!;
+    expect(tcg.parseDiscovery(evo.data).locking).toEqual({
+      lockingSupported: true,
+      lockingEnabled: true,
+      locked: true,
+      mediaEncryption: true,
+      mbrEnabled: true,
+      mbrDone: false,
+      mbrShadowingNotSupported: false,
+    });
+  });
+});
+
+describe('malformed responses', () => {
+  it('shorter than the header: TCG_MALFORMED_DISCOVERY', () => {
+    expect(() => tcg.parseDiscovery(Buffer.alloc(47))).toThrow(
+      expect.objectContaining({ code: 'TCG_MALFORMED_DISCOVERY' }),
+    );
+  });
+
+  it('random tails after a valid header never crash', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.nat(400), (tail, length) => {
+        const header = Buffer.alloc(48);
+        header.writeUInt32BE(length, 0);
+        header.writeUInt32BE(1, 4);
+        try {
+          tcg.parseDiscovery(Buffer.concat([header, Buffer.from(tail)]));
+        } catch (e) {
+          return (e as { code?: string }).code === 'TCG_MALFORMED_DISCOVERY';
+        }
+        return true;
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

@@ -1,0 +1,169 @@
+/**
+ * The host session layer against a scripted TPer (a TEST FIXTURE: canned IF-RECV answers built
+ * with the codec, see native/transport/scripted.h) for what a well-behaved emulated drive never
+ * sends: wrong session numbers, truncated ComPackets, bad tokens, "not ready" polls, MinTransfer
+ * growth, refused PINs. Core Spec 2.01: 3.2.4 (methods), 3.3.7 (sessions), 3.3.10 (IF-RECV), 5.2.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tcgNative } from '../../src/drives/backend.js';
+import { OpalDrive } from '../../src/drives/opal.js';
+import { packageRoot } from '../../src/native/addon.js';
+
+const tcg = tcgNative();
+const sharedDir = process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
+// A real Opal 2 drive's discovery (Samsung EVO 860, base ComID 0x1004).
+const discovery = Buffer.from(
+  readFileSync(join(sharedDir, 'tcg-fixtures', 'level0-discovery.tsv'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Samsung EVO 860\t'))!
+    .split('\t')[1],
+  'hex',
+);
+const COM_ID = 0x1004;
+// The host numbers sessions from 0x4B42 upward (native/tcg/session.h), one per StartSession.
+const FIRST_HSN = 0x4b42;
+const TSN = 0x1001;
+
+const SMUID = { uid: '00000000000000ff' };
+const EOD = { token: 'EOD' };
+
+function packet(tsn: number, hsn: number, values: unknown[]): Buffer {
+  return tcg.buildComPacket({ comId: COM_ID, tperSession: tsn, hostSession: hsn, payload: tcg.encodeTokens(values) });
+}
+const propertiesOk = packet(0, 0, [
+  { token: 'CALL' },
+  SMUID,
+  { uid: '000000000000ff01' },
+  [[{ name: 'MaxComPacketSize', value: 2048 }], { name: 0, value: [] }],
+  EOD,
+  [0, 0, 0],
+]);
+const syncSession = (hsn: number, tsn = TSN): Buffer =>
+  packet(0, 0, [{ token: 'CALL' }, SMUID, { uid: '000000000000ff03' }, [hsn, tsn], EOD, [0, 0, 0]]);
+const startRefused = (status: number): Buffer => packet(0, 0, [[], EOD, [status, 0, 0]]);
+const getResult = (hsn: number, columns: { name: number; value: unknown }[]): Buffer =>
+  packet(TSN, hsn, [[columns], EOD, [0, 0, 0]]);
+const closed = (hsn: number): Buffer => packet(TSN, hsn, [{ token: 'EOS' }]);
+const notReady = tcg.buildComPacket({ comId: COM_ID, outstandingData: 1, minTransfer: 0 });
+
+function drive(responses: Buffer[]): OpalDrive {
+  return OpalDrive.fromBackend('scripted:test', tcg.openScripted(discovery, responses));
+}
+
+describe('sessions against a scripted TPer', () => {
+  it('reads MSID: Properties, StartSession -> SyncSession, Get, CloseSession', async () => {
+    const d = drive([
+      propertiesOk,
+      syncSession(FIRST_HSN),
+      getResult(FIRST_HSN, [{ name: 3, value: Buffer.from('MSID-1234') }]),
+      closed(FIRST_HSN),
+    ]);
+    expect(await d.readMsid()).toEqual(Buffer.from('MSID-1234'));
+  });
+
+  it('polls while the TPer says "not ready" (OutstandingData 1, MinTransfer 0)', async () => {
+    const d = drive([
+      notReady,
+      notReady,
+      propertiesOk,
+      notReady,
+      syncSession(FIRST_HSN),
+      getResult(FIRST_HSN, [{ name: 3, value: Buffer.from('M') }]),
+      closed(FIRST_HSN),
+    ]);
+    expect(await d.readMsid()).toEqual(Buffer.from('M'));
+  });
+
+  it('re-reads with MinTransfer bytes when the response does not fit the first transfer', async () => {
+    const big = Buffer.alloc(5000, 0x5a);
+    const response = getResult(FIRST_HSN, [{ name: 3, value: big }]);
+    const tooSmall = tcg.buildComPacket({
+      comId: COM_ID,
+      outstandingData: response.length,
+      minTransfer: response.length,
+    });
+    const d = drive([propertiesOk, syncSession(FIRST_HSN), tooSmall, response, closed(FIRST_HSN)]);
+    expect(await d.readMsid()).toEqual(big);
+  });
+
+  it('gives up with TCG_TIMEOUT when the TPer never answers (bounded polling)', async () => {
+    const d = drive([]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_TIMEOUT' });
+  });
+
+  it('SyncSession for another host session: TCG_SESSION_MISMATCH', async () => {
+    const d = drive([propertiesOk, syncSession(FIRST_HSN + 7)]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_SESSION_MISMATCH' });
+  });
+
+  it('a method response addressed to another session: TCG_SESSION_MISMATCH', async () => {
+    const d = drive([propertiesOk, syncSession(FIRST_HSN), packet(TSN + 1, FIRST_HSN, [[[]], EOD, [0, 0, 0]])]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_SESSION_MISMATCH' });
+  });
+
+  it('a truncated ComPacket: TCG_MALFORMED_COMPACKET', async () => {
+    const d = drive([propertiesOk, syncSession(FIRST_HSN).subarray(0, 40)]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_MALFORMED_COMPACKET' });
+  });
+
+  it('bad tokens in the payload: TCG_MALFORMED_TOKENS', async () => {
+    const bad = tcg.buildComPacket({ comId: COM_ID, payload: Buffer.from('f8f0e4', 'hex') });
+    const d = drive([bad]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_MALFORMED_TOKENS' });
+  });
+
+  it('an unbalanced list: TCG_MALFORMED_TOKENS', async () => {
+    const bad = tcg.buildComPacket({ comId: COM_ID, payload: Buffer.from('f8f0f0f1f9f0000000f1', 'hex') });
+    const d = drive([bad]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_MALFORMED_TOKENS' });
+  });
+
+  it('a response without a status list: TCG_MALFORMED_RESPONSE', async () => {
+    const d = drive([packet(0, 0, [[], EOD])]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_MALFORMED_RESPONSE' });
+  });
+
+  it('maps method status codes to typed errors with the numeric status', async () => {
+    const d = drive([propertiesOk, startRefused(0x03)]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_SP_BUSY', status: 3, statusName: 'SP_BUSY' });
+  });
+
+  it('a refused PIN is never sent again (each failure counts toward lockout)', async () => {
+    const d = drive([propertiesOk, startRefused(0x01)]);
+    const wrong = Buffer.from('wrong pin');
+    await expect(d.unlock(wrong)).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: 1 });
+    expect(d.isKnownWrong({ kind: 'admin', index: 1 }, wrong)).toBe(true);
+    await expect(d.unlock(wrong)).rejects.toMatchObject({ code: 'TCG_PIN_KNOWN_WRONG' });
+    // Another PIN is still tried (and here meets a locked-out authority).
+    const d2 = drive([propertiesOk, startRefused(0x12)]);
+    await expect(d2.unlock(Buffer.from('other'))).rejects.toMatchObject({
+      code: 'TCG_AUTHORITY_LOCKED_OUT',
+      status: 0x12,
+    });
+    d.forgetRefusedPins();
+    expect(d.isKnownWrong({ kind: 'admin', index: 1 }, wrong)).toBe(false);
+  });
+
+  it('runs calls on one drive one after another', async () => {
+    const d = drive([
+      propertiesOk,
+      syncSession(FIRST_HSN),
+      getResult(FIRST_HSN, [{ name: 3, value: Buffer.from('A') }]),
+      closed(FIRST_HSN),
+      syncSession(FIRST_HSN + 1),
+      getResult(FIRST_HSN + 1, [{ name: 3, value: Buffer.from('B') }]),
+      closed(FIRST_HSN + 1),
+    ]);
+    const [a, b] = await Promise.all([d.readMsid(), d.readMsid()]);
+    expect([a.toString(), b.toString()]).toEqual(['A', 'B']);
+    await d.close();
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'DRIVE_CLOSED' });
+  });
+
+  it('refuses device paths until pass-through backends exist, with a typed error', () => {
+    expect(() => OpalDrive.open('/dev/sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_BACKEND_NOT_SUPPORTED' }));
+    expect(() => OpalDrive.open('sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_SPEC_INVALID' }));
+  });
+});
