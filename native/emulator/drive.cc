@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -278,6 +279,7 @@ void Drive::LoadCache() {
   if (missing || epoch != state_.power_epoch) {
     // The drive lost power while nobody held it (the host rebooted): same as a power cycle,
     // and ranges whose keys were in RAM cannot stay unlocked.
+    cache_.clear();
     ApplyPowerCycle();
     for (auto& r : state_.ranges)
       if (r.LockingEnabled()) r.read_locked = r.read_lock_enabled, r.write_locked = r.write_lock_enabled;
@@ -301,7 +303,6 @@ void Drive::Commit() {
 
 void Drive::ApplyPowerCycle() {
   state_.power_epoch = RandomHex(8);
-  cache_.clear();
   for (auto* pins : {&state_.admin_pins, &state_.locking_pins})
     for (auto& p : *pins)
       if (!p.persistence) p.tries = 0;
@@ -312,11 +313,18 @@ void Drive::ApplyPowerCycle() {
     }
   }
   if (Contains(state_.mbr.done_on_reset, kResetPowerCycle)) state_.mbr.done = false;
+  // Keys of ranges that stay unlocked through the reset (LockOnReset without PowerCycle) survive;
+  // the others leave RAM with the power.
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    const RangeRow& r = state_.ranges.at(static_cast<size_t>(it->first));
+    bool still_open = r.LockingEnabled() && !((r.read_lock_enabled && r.read_locked) &&
+                                              (r.write_lock_enabled && r.write_locked));
+    it = still_open ? std::next(it) : cache_.erase(it);
+  }
 }
 
 void Drive::PowerCycle() {
   ApplyPowerCycle();
-  // Unlocked ranges that survive the reset keep their keys only if the MSID opens them.
   Commit();
 }
 
