@@ -19,7 +19,7 @@ namespace kmip_agent {
 namespace emulator {
 namespace {
 
-constexpr uint64_t kMaxSizeMib = 1ULL << 22;  // 4 TiB of sparse image is plenty for tests
+constexpr uint64_t kMaxSizeMib = kMaxBlocks * kBlockSize >> 20;  // 4 TiB of sparse image
 constexpr uint64_t kMbrShadowBlocks = Drive::kMbrTableSize / kBlockSize;
 
 [[noreturn]] void SysFail(const std::string& what) {

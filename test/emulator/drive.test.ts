@@ -4,8 +4,10 @@
  * Revert making old data unreadable, and typed errors for bad input.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   createEmulatedDrive,
@@ -145,6 +147,37 @@ describe('create, open, persistence', () => {
     await expect(emulatedDriveInfo(drive.path)).rejects.toMatchObject({ code: 'EMU_STATE_CORRUPT' });
     writeFileSync(statePath, text);
     await expect(emulatedDriveInfo(drive.path)).resolves.toMatchObject({ serial: 'EMUDRIVE42' });
+  });
+});
+
+describe('state file validation', () => {
+  it('a state file edited behind the checksum is accepted or EMU_STATE_CORRUPT, never a crash', async () => {
+    await withRaw((raw) => setUp(raw, false));
+    const statePath = `${drive.path}.state`;
+    const original = readFileSync(statePath, 'utf8');
+    const lines = original.slice(0, original.lastIndexOf('sha256 ')).split('\n').filter(Boolean);
+    const value = fc.oneof(
+      fc.constantFrom('-', '0', '1', '2', '99999999999999999999', '18446744073709551615', 'ffff', ''),
+      fc.string({ maxLength: 24 }),
+      fc.uint8Array({ maxLength: 80 }).map((b) => Buffer.from(b).toString('hex')),
+      fc.nat().map(String),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.nat(lines.length - 1), value, async (index, replacement) => {
+        const body = lines.map((l, i) => (i === index ? `${l.split(' ')[0]} ${replacement}` : l)).join('\n') + '\n';
+        writeFileSync(statePath, `${body}sha256 ${createHash('sha256').update(body).digest('hex')}\n`);
+        for (const attempt of [() => emulatedDriveInfo(drive.path), () => readEmulatedDrive(drive.path, 0, 1)]) {
+          try {
+            await attempt();
+          } catch (e) {
+            expect(e).toBeInstanceOf(EmulatorError);
+            expect((e as EmulatorError).code).toMatch(/^EMU_/);
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
+    writeFileSync(statePath, original);
   });
 });
 
