@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
 
 #include "core/errors.h"
 #include "emulator/emu_crypto.h"
@@ -260,20 +259,28 @@ std::string Drive::CachePath() const {
 void Drive::LoadCache() {
   bool missing = false;
   std::string text = ReadWholeFile(CachePath(), &missing);
-  std::istringstream in(text);
-  std::string key, value, epoch;
+  // Parsed in place (no stream copies) so the key material can be wiped afterwards.
+  std::string epoch;
   std::map<int, SecretBytes> keys;
-  while (in >> key >> value) {
-    if (key == "epoch") {
-      epoch = value;
-    } else if (key.rfind("key.", 0) == 0) {
-      std::vector<uint8_t> raw;
-      int n = std::atoi(key.c_str() + 4);
-      if (FromHex(value, &raw) && raw.size() == kMediaKeySize && n >= 0 && n <= kNumRanges)
-        keys[n] = SecretBytes(raw.data(), raw.size());
-      SecureWipe(raw.data(), raw.size());
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    size_t space = text.find(' ', pos);
+    if (space != std::string::npos && space < end) {
+      std::string key = text.substr(pos, space - pos);
+      const char* value = text.data() + space + 1;
+      size_t value_size = end - space - 1;
+      if (key == "epoch") {
+        epoch.assign(value, value_size);
+      } else if (key.rfind("key.", 0) == 0 && key.size() == 5 && key[4] >= '0' && key[4] <= '0' + kNumRanges &&
+                 value_size == kMediaKeySize * 2) {
+        std::vector<uint8_t> raw;
+        if (FromHex(std::string(value, value_size), &raw)) keys[key[4] - '0'] = SecretBytes(raw.data(), raw.size());
+        SecureWipe(raw.data(), raw.size());
+      }
     }
-    SecureWipe(value.data(), value.size());
+    pos = end + 1;
   }
   SecureWipe(text.data(), text.size());
   if (missing || epoch != state_.power_epoch) {
@@ -290,9 +297,24 @@ void Drive::LoadCache() {
 }
 
 void Drive::WriteCache() {
-  std::string text = "epoch " + state_.power_epoch + "\n";
-  for (const auto& [n, key] : cache_) text += "key." + std::to_string(n) + " " + ToHex(key.data(), key.size()) + "\n";
-  WriteFileAtomic(CachePath(), text);
+  static const char kDigits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(64 + cache_.size() * (8 + kMediaKeySize * 2));
+  text.append("epoch ").append(state_.power_epoch).append("\n");
+  for (const auto& [n, key] : cache_) {
+    text.append("key.").append(std::to_string(n)).append(" ");
+    for (size_t i = 0; i < key.size(); ++i) {
+      text.push_back(kDigits[key.data()[i] >> 4]);
+      text.push_back(kDigits[key.data()[i] & 15]);
+    }
+    text.push_back('\n');
+  }
+  try {
+    WriteFileAtomic(CachePath(), text);
+  } catch (...) {
+    SecureWipe(text.data(), text.size());
+    throw;
+  }
   SecureWipe(text.data(), text.size());
 }
 

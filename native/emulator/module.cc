@@ -251,9 +251,12 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return Queue(
         env,
         [=] {
+          struct Wipe {
+            std::vector<uint8_t>& bytes;
+            ~Wipe() { SecureWipe(bytes.data(), bytes.size()); }
+          } wipe{*data};  // the payload may carry PINs
           auto lock = Lock(*s);
           s->transport->SecuritySend(static_cast<uint8_t>(protocol), static_cast<uint16_t>(com_id), *data);
-          SecureWipe(data->data(), data->size());
         },
         [](Napi::Env e) { return e.Undefined(); });
   }

@@ -184,6 +184,14 @@ void TPer::IfSend(uint8_t protocol, uint16_t com_id, const std::vector<uint8_t>&
   } catch (const CodedError& e) {
     throw CodedError("EMU_MALFORMED_COMPACKET", std::string("IF-SEND rejected: ") + e.what());
   }
+  // Payloads may carry PINs: wipe the parsed copies however this call ends.
+  struct WipePayloads {
+    tcg::ComPacket& packet;
+    ~WipePayloads() {
+      for (auto& p : packet.packets)
+        for (auto& sp : p.subpackets) SecureWipe(sp.payload.data(), sp.payload.size());
+    }
+  } wipe{packet};
   if (packet.com_id != kBaseComId) throw CodedError("EMU_MALFORMED_COMPACKET", "ComPacket names a different ComID");
   if (packet.packets.size() != 1 || packet.packets[0].subpackets.size() != 1 ||
       packet.packets[0].subpackets[0].kind != tcg::kSubPacketData)
