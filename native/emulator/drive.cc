@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
 
 #include "core/errors.h"
 #include "emulator/emu_crypto.h"
@@ -18,8 +18,8 @@ namespace kmip_agent {
 namespace emulator {
 namespace {
 
-constexpr uint64_t kMaxSizeMib = 1ULL << 22;  // 4 TiB of sparse image is plenty for tests
-constexpr uint64_t kMbrShadowBlocks = 128ULL * 1024 * 1024 / kBlockSize;
+constexpr uint64_t kMaxSizeMib = kMaxBlocks * kBlockSize >> 20;  // 4 TiB of sparse image
+constexpr uint64_t kMbrShadowBlocks = Drive::kMbrTableSize / kBlockSize;
 
 [[noreturn]] void SysFail(const std::string& what) {
   throw CodedError("EMU_IO", what + ": " + std::strerror(errno), errno);
@@ -259,25 +259,34 @@ std::string Drive::CachePath() const {
 void Drive::LoadCache() {
   bool missing = false;
   std::string text = ReadWholeFile(CachePath(), &missing);
-  std::istringstream in(text);
-  std::string key, value, epoch;
+  // Parsed in place (no stream copies) so the key material can be wiped afterwards.
+  std::string epoch;
   std::map<int, SecretBytes> keys;
-  while (in >> key >> value) {
-    if (key == "epoch") {
-      epoch = value;
-    } else if (key.rfind("key.", 0) == 0) {
-      std::vector<uint8_t> raw;
-      int n = std::atoi(key.c_str() + 4);
-      if (FromHex(value, &raw) && raw.size() == kMediaKeySize && n >= 0 && n <= kNumRanges)
-        keys[n] = SecretBytes(raw.data(), raw.size());
-      SecureWipe(raw.data(), raw.size());
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    size_t space = text.find(' ', pos);
+    if (space != std::string::npos && space < end) {
+      std::string key = text.substr(pos, space - pos);
+      const char* value = text.data() + space + 1;
+      size_t value_size = end - space - 1;
+      if (key == "epoch") {
+        epoch.assign(value, value_size);
+      } else if (key.rfind("key.", 0) == 0 && key.size() == 5 && key[4] >= '0' && key[4] <= '0' + kNumRanges &&
+                 value_size == kMediaKeySize * 2) {
+        std::vector<uint8_t> raw;
+        if (FromHex(std::string(value, value_size), &raw)) keys[key[4] - '0'] = SecretBytes(raw.data(), raw.size());
+        SecureWipe(raw.data(), raw.size());
+      }
     }
-    SecureWipe(value.data(), value.size());
+    pos = end + 1;
   }
   SecureWipe(text.data(), text.size());
   if (missing || epoch != state_.power_epoch) {
     // The drive lost power while nobody held it (the host rebooted): same as a power cycle,
     // and ranges whose keys were in RAM cannot stay unlocked.
+    cache_.clear();
     ApplyPowerCycle();
     for (auto& r : state_.ranges)
       if (r.LockingEnabled()) r.read_locked = r.read_lock_enabled, r.write_locked = r.write_lock_enabled;
@@ -288,9 +297,24 @@ void Drive::LoadCache() {
 }
 
 void Drive::WriteCache() {
-  std::string text = "epoch " + state_.power_epoch + "\n";
-  for (const auto& [n, key] : cache_) text += "key." + std::to_string(n) + " " + ToHex(key.data(), key.size()) + "\n";
-  WriteFileAtomic(CachePath(), text);
+  static const char kDigits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(64 + cache_.size() * (8 + kMediaKeySize * 2));
+  text.append("epoch ").append(state_.power_epoch).append("\n");
+  for (const auto& [n, key] : cache_) {
+    text.append("key.").append(std::to_string(n)).append(" ");
+    for (size_t i = 0; i < key.size(); ++i) {
+      text.push_back(kDigits[key.data()[i] >> 4]);
+      text.push_back(kDigits[key.data()[i] & 15]);
+    }
+    text.push_back('\n');
+  }
+  try {
+    WriteFileAtomic(CachePath(), text);
+  } catch (...) {
+    SecureWipe(text.data(), text.size());
+    throw;
+  }
   SecureWipe(text.data(), text.size());
 }
 
@@ -301,7 +325,6 @@ void Drive::Commit() {
 
 void Drive::ApplyPowerCycle() {
   state_.power_epoch = RandomHex(8);
-  cache_.clear();
   for (auto* pins : {&state_.admin_pins, &state_.locking_pins})
     for (auto& p : *pins)
       if (!p.persistence) p.tries = 0;
@@ -312,11 +335,18 @@ void Drive::ApplyPowerCycle() {
     }
   }
   if (Contains(state_.mbr.done_on_reset, kResetPowerCycle)) state_.mbr.done = false;
+  // Keys of ranges that stay unlocked through the reset (LockOnReset without PowerCycle) survive;
+  // the others leave RAM with the power.
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    const RangeRow& r = state_.ranges.at(static_cast<size_t>(it->first));
+    bool still_open = r.LockingEnabled() && !((r.read_lock_enabled && r.read_locked) &&
+                                              (r.write_lock_enabled && r.write_locked));
+    it = still_open ? std::next(it) : cache_.erase(it);
+  }
 }
 
 void Drive::PowerCycle() {
   ApplyPowerCycle();
-  // Unlocked ranges that survive the reset keep their keys only if the MSID opens them.
   Commit();
 }
 
@@ -436,7 +466,46 @@ void Drive::NewMediaKey(RangeRow& range) {
 void Drive::CacheKey(int range, const SecretBytes& key) { cache_[range] = key; }
 void Drive::DropCachedKey(int range) { cache_.erase(range); }
 
+void Drive::WriteMbr(uint64_t offset, const uint8_t* data, size_t size) {
+  if (offset > kMbrTableSize || size > kMbrTableSize - offset)
+    throw CodedError("EMU_INVALID_ARGUMENT", "write past the end of the MBR table");
+  int fd = ::open(MbrPath().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) SysFail("cannot open " + MbrPath());
+  try {
+    PwriteFull(fd, data, size, static_cast<off_t>(offset));
+    if (::fdatasync(fd) != 0) SysFail("cannot sync " + MbrPath());
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
+std::vector<uint8_t> Drive::ReadMbr(uint64_t offset, size_t size) const {
+  std::vector<uint8_t> out(size, 0);
+  if (offset >= kMbrTableSize) return out;
+  size = static_cast<size_t>(std::min<uint64_t>(size, kMbrTableSize - offset));
+  int fd = ::open(MbrPath().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return out;
+    SysFail("cannot open " + MbrPath());
+  }
+  try {
+    PreadFull(fd, out.data(), size, static_cast<off_t>(offset));
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  return out;
+}
+
+void Drive::ClearMbr() {
+  if (::unlink(MbrPath().c_str()) != 0 && errno != ENOENT) SysFail("cannot remove " + MbrPath());
+}
+
 void Drive::FactoryReset() {
+  ClearMbr();
   DriveState& s = state_;
   InitAdminSp(s);
   PinRow* sid = s.FindPin(uid::kCPinSid);
@@ -455,6 +524,7 @@ void Drive::RevertLockingSp(bool keep_global_key, const Keyring& keyring) {
   DriveState& s = state_;
   SecretBytes global;
   bool keep = keep_global_key && MediaKey(s.ranges[0], keyring, &global);
+  ClearMbr();
   s.locking_sp_life_cycle = kLifeCycleManufacturedInactive;
   s.locking_authorities.clear();
   s.locking_pins.clear();
@@ -518,7 +588,11 @@ std::vector<uint8_t> Drive::Read(uint64_t lba, uint64_t count) {
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t b = lba + i;
     uint8_t* dst = out.data() + i * kBlockSize;
-    if (shadow && b < kMbrShadowBlocks) continue;  // the shadow MBR (empty: reads as zeros)
+    if (shadow && b < kMbrShadowBlocks) {  // the shadow MBR answers instead of the media
+      std::vector<uint8_t> mbr = ReadMbr(b * kBlockSize, kBlockSize);
+      std::copy(mbr.begin(), mbr.end(), dst);
+      continue;
+    }
     const RangeRow& r = state_.RangeForLba(b);
     if (locking_active && r.read_lock_enabled && r.read_locked)
       throw CodedError("EMU_DATA_PROTECT", "LBA " + std::to_string(b) + " is in a read-locked range (DATA PROTECT)");

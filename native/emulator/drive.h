@@ -73,6 +73,12 @@ class Drive {
   void DropCachedKey(int range);
   bool HasCachedKey(int range) const { return cache_.count(range) != 0; }
 
+  // The shadow MBR byte table (Opal: at least 128 MiB), kept in `<path>.mbr` (created on first
+  // write; it holds the pre-boot image, which is not secret). Reads past what was written are zeros.
+  static constexpr uint64_t kMbrTableSize = 128ULL << 20;
+  void WriteMbr(uint64_t offset, const uint8_t* data, size_t size);
+  std::vector<uint8_t> ReadMbr(uint64_t offset, size_t size) const;
+
   // Factory reset of everything (Revert on the AdminSP, PSID revert).
   void FactoryReset();
   // Back to Manufactured-Inactive (RevertSP on the LockingSP / Revert of the LockingSP object).
@@ -86,6 +92,8 @@ class Drive {
   void WriteCache();
   void ApplyPowerCycle();
   std::string StatePath() const { return path_ + ".state"; }
+  std::string MbrPath() const { return path_ + ".mbr"; }
+  void ClearMbr();
   std::string CachePath() const;
 
   std::string path_;

@@ -325,7 +325,21 @@ DriveState Deserialize(const std::string& text) {
     s.ranges.push_back(std::move(g));
   }
   if (s.ranges.size() != kNumRanges + 1) Corrupt("wrong number of ranges");
-  if (s.salt.size() != 16 || s.blocks == 0) Corrupt("bad drive geometry or salt");
+  if (s.salt.size() != 16 || s.blocks == 0 || s.blocks > kMaxBlocks) Corrupt("bad drive geometry or salt");
+  for (const RangeRow& g : s.ranges) {
+    if (g.start > s.blocks || g.length > s.blocks - g.start) Corrupt("a range extends past the end of the drive");
+    if (!g.msid_wrap.empty() && g.msid_wrap.size() != kMediaKeySize + 8) Corrupt("bad MSID wrap");
+    for (uint32_t reset : g.lock_on_reset)
+      if (reset > kResetProgrammatic) Corrupt("bad LockOnReset");
+  }
+  for (const auto* pins : {&s.admin_pins, &s.locking_pins}) {
+    for (const PinRow& p : *pins) {
+      if (!p.public_key.empty() && p.public_key.size() != 32) Corrupt("bad public key");
+      if (p.has_pin && p.wrapped_private.size() != 40) Corrupt("bad wrapped private key");
+    }
+  }
+  if (s.locking_sp_life_cycle != kLifeCycleManufactured && s.locking_sp_life_cycle != kLifeCycleManufacturedInactive)
+    Corrupt("bad life cycle state");
   return s;
 }
 

@@ -63,6 +63,7 @@ constexpr uint8_t kLifeCycleManufacturedInactive = 0x08;
 constexpr uint8_t kLifeCycleManufactured = 0x09;
 constexpr uint32_t kDefaultTryLimit = 5;
 constexpr int kPinIterations = 10000;
+constexpr uint64_t kMaxBlocks = (4ULL << 40) / 512;  // 4 TiB of 512-byte blocks
 
 // LockOnReset / DoneOnReset values (Core spec reset_types).
 constexpr uint32_t kResetPowerCycle = 0;

@@ -58,6 +58,20 @@ class Task : public Napi::AsyncWorker {
   ErrorInfo error_;
 };
 
+// Path-based calls from this process wait for each other instead of failing with EMU_BUSY
+// (the flock still refuses other processes and open handles).
+std::mutex& PathCallMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+Task::Work Serialized(Task::Work work) {
+  return [work = std::move(work)] {
+    std::lock_guard<std::mutex> lock(PathCallMutex());
+    work();
+  };
+}
+
 Napi::Value Queue(Napi::Env env, Task::Work work, Task::Done done) {
   auto* task = new Task(env, std::move(work), std::move(done));
   Napi::Promise promise = task->Promise();
@@ -104,7 +118,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
     return Rejected(env, "create(path, sizeMiB, serial)");
   auto psid = std::make_shared<std::string>();
   return Queue(
-      env, [=] { *psid = Drive::Create(path, size_mib, serial); },
+      env, Serialized([=] { *psid = Drive::Create(path, size_mib, serial); }),
       [=](Napi::Env e) {
         Napi::Object out = Napi::Object::New(e);
         out.Set("psid", Napi::String::New(e, *psid));
@@ -118,7 +132,7 @@ Napi::Value PowerCycle(const Napi::CallbackInfo& info) {
   std::string path;
   if (!GetString(info, 0, &path)) return Rejected(env, "powerCycle(path)");
   return Queue(
-      env, [=] { Drive::Open(path)->PowerCycle(); }, [](Napi::Env e) { return e.Undefined(); });
+      env, Serialized([=] { Drive::Open(path)->PowerCycle(); }), [](Napi::Env e) { return e.Undefined(); });
 }
 
 Napi::Value Read(const Napi::CallbackInfo& info) {
@@ -129,7 +143,7 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
     return Rejected(env, "read(path, lba, count)");
   auto data = std::make_shared<std::vector<uint8_t>>();
   return Queue(
-      env, [=] { *data = Drive::Open(path)->Read(lba, count); },
+      env, Serialized([=] { *data = Drive::Open(path)->Read(lba, count); }),
       [=](Napi::Env e) { return ToBuffer(e, *data); });
 }
 
@@ -141,7 +155,7 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
   if (!GetString(info, 0, &path) || !GetUint(info, 1, &lba, 1ULL << 53) || !GetBuffer(info, 2, data.get()))
     return Rejected(env, "write(path, lba, buffer)");
   return Queue(
-      env, [=] { Drive::Open(path)->Write(lba, data->data(), data->size()); },
+      env, Serialized([=] { Drive::Open(path)->Write(lba, data->data(), data->size()); }),
       [](Napi::Env e) { return e.Undefined(); });
 }
 
@@ -157,11 +171,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   auto snap = std::make_shared<InfoSnapshot>();
   return Queue(
       env,
-      [=] {
+      Serialized([=] {
         std::unique_ptr<Drive> drive = Drive::Open(path);
         snap->path = path;
         snap->state = drive->state();
-      },
+      }),
       [=](Napi::Env e) {
         const DriveState& s = snap->state;
         Napi::Object out = Napi::Object::New(e);
@@ -237,9 +251,12 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return Queue(
         env,
         [=] {
+          struct Wipe {
+            std::vector<uint8_t>& bytes;
+            ~Wipe() { SecureWipe(bytes.data(), bytes.size()); }
+          } wipe{*data};  // the payload may carry PINs
           auto lock = Lock(*s);
           s->transport->SecuritySend(static_cast<uint8_t>(protocol), static_cast<uint16_t>(com_id), *data);
-          SecureWipe(data->data(), data->size());
         },
         [](Napi::Env e) { return e.Undefined(); });
   }

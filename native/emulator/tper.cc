@@ -21,6 +21,7 @@ namespace col = tcg::column;
 constexpr uint8_t kProtocolList = 0x00;
 constexpr size_t kMaxPinSize = 32;  // C_PIN PIN is max_bytes_32 (Opal SSC)
 constexpr uint32_t kKeyModeMediaEncryption = 23;
+constexpr Uid kTableTableMbr = 0x0000000100000804ULL;  // the MBR table's row in the Table table
 
 Value U(uint64_t v) { return Value::MakeUint(v); }
 Value B(const std::string& s) { return Value::MakeBytes(std::vector<uint8_t>(s.begin(), s.end())); }
@@ -66,7 +67,7 @@ std::vector<uint32_t> ResetList(const Value& v) {
   std::vector<uint32_t> out;
   for (const Value& item : v.Items()) {
     uint64_t x = UintArg(item);
-    if (x > tcg::uid::kLockingGlobalRange /*never*/ || x > 3) Fail(st::kInvalidParameter);
+    if (x > kResetProgrammatic) Fail(st::kInvalidParameter);
     if (std::find(out.begin(), out.end(), x) == out.end()) out.push_back(static_cast<uint32_t>(x));
   }
   return out;
@@ -183,6 +184,14 @@ void TPer::IfSend(uint8_t protocol, uint16_t com_id, const std::vector<uint8_t>&
   } catch (const CodedError& e) {
     throw CodedError("EMU_MALFORMED_COMPACKET", std::string("IF-SEND rejected: ") + e.what());
   }
+  // Payloads may carry PINs: wipe the parsed copies however this call ends.
+  struct WipePayloads {
+    tcg::ComPacket& packet;
+    ~WipePayloads() {
+      for (auto& p : packet.packets)
+        for (auto& sp : p.subpackets) SecureWipe(sp.payload.data(), sp.payload.size());
+    }
+  } wipe{packet};
   if (packet.com_id != kBaseComId) throw CodedError("EMU_MALFORMED_COMPACKET", "ComPacket names a different ComID");
   if (packet.packets.size() != 1 || packet.packets[0].subpackets.size() != 1 ||
       packet.packets[0].subpackets[0].kind != tcg::kSubPacketData)
@@ -474,6 +483,7 @@ struct RowBuilder {
 TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
   // Get [ CellBlock ]; CellBlock = list of names startRow 1 / endRow 2 / startColumn 3 / endColumn 4.
   if (args.size() != 1 || !args[0].IsList()) Fail(st::kInvalidParameter);
+  if (invoking == uid::kMbrTable && InLockingSp()) return GetMbr(args[0]);
   uint64_t start_col = 0, end_col = UINT32_MAX;
   bool single = false;
   bool has_start = false, has_end = false;
@@ -507,6 +517,14 @@ TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
     }
   }
   bool locking = InLockingSp();
+  if (!known && locking && invoking == kTableTableMbr) {
+    // The MBR table's descriptor in the Table table: hosts read Rows to size their writes.
+    known = true;
+    b.Put(0, UidV(invoking));
+    b.Put(1, B("MBR"));
+    b.Put(4, U(2));  // Kind: byte table
+    b.Put(7, U(Drive::kMbrTableSize));
+  }
   if (!known) {
     AuthorityRow* a = s.FindAuthority(locking, invoking);
     if (a != nullptr) {
@@ -612,10 +630,34 @@ TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
   return reply;
 }
 
+TPer::Reply TPer::GetMbr(const Value& cell_block) {
+  if (!IsAdmin()) Fail(st::kNotAuthorized);
+  uint64_t start = 0, end = 0;
+  bool has_end = false;
+  for (const Value& n : cell_block.Items()) {
+    uint64_t name;
+    if (!NamedUint(n, &name)) Fail(st::kInvalidParameter);
+    if (name == tcg::param::kStartRow) {
+      start = UintArg(n.NameValue());
+    } else if (name == tcg::param::kEndRow) {
+      end = UintArg(n.NameValue());
+      has_end = true;
+    } else {
+      Fail(st::kInvalidParameter);
+    }
+  }
+  if (!has_end || end < start || end >= Drive::kMbrTableSize || end - start >= kMaxComPacketSize / 2)
+    Fail(st::kInvalidParameter);
+  Reply reply;
+  reply.results.push_back(Value::MakeBytes(drive_.ReadMbr(start, static_cast<size_t>(end - start + 1))));
+  return reply;
+}
+
 // ---- Set --------------------------------------------------------------------------------------
 
 TPer::Reply TPer::Set(Uid invoking, const std::vector<Value>& args) {
   if (!session_->write) Fail(st::kNotAuthorized);
+  if (invoking == uid::kMbrTable && InLockingSp()) return SetMbr(args);
   const Value* values = nullptr;
   for (const Value& a : args) {
     uint64_t name;
@@ -795,6 +837,29 @@ TPer::Reply TPer::Set(Uid invoking, const std::vector<Value>& args) {
   Fail(st::kInvalidParameter);
 }
 
+// The MBR byte table: Set [Where = offset, Values = bytes] (what sedutil's loadpba and the
+// kernel's WRITE_SHADOW_MBR send), Admins only.
+TPer::Reply TPer::SetMbr(const std::vector<Value>& args) {
+  if (!IsAdmin()) Fail(st::kNotAuthorized);
+  uint64_t where = 0;
+  const std::vector<uint8_t>* bytes = nullptr;
+  for (const Value& a : args) {
+    uint64_t name;
+    if (!NamedUint(a, &name)) Fail(st::kInvalidParameter);
+    if (name == tcg::param::kSetWhere) {
+      where = UintArg(a.NameValue());
+    } else if (name == tcg::param::kSetValues) {
+      bytes = &BytesArg(a.NameValue());
+    } else {
+      Fail(st::kInvalidParameter);
+    }
+  }
+  if (bytes == nullptr || where > Drive::kMbrTableSize || bytes->size() > Drive::kMbrTableSize - where)
+    Fail(st::kInvalidParameter);
+  drive_.WriteMbr(where, bytes->data(), bytes->size());
+  return Reply();
+}
+
 // ---- Next -------------------------------------------------------------------------------------
 
 TPer::Reply TPer::Next(Uid invoking, const std::vector<Value>& args) {
@@ -866,7 +931,7 @@ TPer::Reply TPer::Authenticate(const std::vector<Value>& args) {
 
 TPer::Reply TPer::Activate(Uid invoking, const std::vector<Value>& args) {
   if (!InAdminSp()) Fail(st::kInvalidParameter);
-  if (invoking != uid::kLockingSp) Fail(invoking == uid::kAdminSp ? st::kInvalidParameter : st::kInvalidParameter);
+  if (invoking != uid::kLockingSp) Fail(st::kInvalidParameter);  // only the Locking SP can be activated
   if (!Has(uid::kSid)) Fail(st::kNotAuthorized);
   if (!args.empty()) Fail(st::kInvalidParameter);  // Single User Mode is not offered
   if (!session_->write) Fail(st::kNotAuthorized);

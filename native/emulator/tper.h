@@ -50,6 +50,8 @@ class TPer {
 
   Reply Get(Uid invoking, const std::vector<tcg::Value>& args);
   Reply Set(Uid invoking, const std::vector<tcg::Value>& args);
+  Reply GetMbr(const tcg::Value& cell_block);
+  Reply SetMbr(const std::vector<tcg::Value>& args);
   Reply Next(Uid invoking, const std::vector<tcg::Value>& args);
   Reply Authenticate(const std::vector<tcg::Value>& args);
   Reply Activate(Uid invoking, const std::vector<tcg::Value>& args);

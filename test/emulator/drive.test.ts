@@ -4,8 +4,10 @@
  * Revert making old data unreadable, and typed errors for bad input.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   createEmulatedDrive,
@@ -148,6 +150,37 @@ describe('create, open, persistence', () => {
   });
 });
 
+describe('state file validation', () => {
+  it('a state file edited behind the checksum is accepted or EMU_STATE_CORRUPT, never a crash', async () => {
+    await withRaw((raw) => setUp(raw, false));
+    const statePath = `${drive.path}.state`;
+    const original = readFileSync(statePath, 'utf8');
+    const lines = original.slice(0, original.lastIndexOf('sha256 ')).split('\n').filter(Boolean);
+    const value = fc.oneof(
+      fc.constantFrom('-', '0', '1', '2', '99999999999999999999', '18446744073709551615', 'ffff', ''),
+      fc.string({ maxLength: 24 }),
+      fc.uint8Array({ maxLength: 80 }).map((b) => Buffer.from(b).toString('hex')),
+      fc.nat().map(String),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.nat(lines.length - 1), value, async (index, replacement) => {
+        const body = lines.map((l, i) => (i === index ? `${l.split(' ')[0]} ${replacement}` : l)).join('\n') + '\n';
+        writeFileSync(statePath, `${body}sha256 ${createHash('sha256').update(body).digest('hex')}\n`);
+        for (const attempt of [() => emulatedDriveInfo(drive.path), () => readEmulatedDrive(drive.path, 0, 1)]) {
+          try {
+            await attempt();
+          } catch (e) {
+            expect(e).toBeInstanceOf(EmulatorError);
+            expect((e as EmulatorError).code).toMatch(/^EMU_/);
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
+    writeFileSync(statePath, original);
+  });
+});
+
 describe('exclusive lock', () => {
   it('gives EMU_BUSY to a second process until the first lets go', async () => {
     const script = `
@@ -180,6 +213,13 @@ describe('exclusive lock', () => {
     }
   });
 
+  it('concurrent calls from one process wait for each other instead of failing', async () => {
+    const writes = Array.from({ length: 6 }, (_, i) => writeEmulatedDrive(drive.path, i, Buffer.alloc(512, i + 1)));
+    await Promise.all(writes);
+    const reads = await Promise.all(Array.from({ length: 6 }, (_, i) => readEmulatedDrive(drive.path, i, 1)));
+    reads.forEach((block, i) => expect(block).toEqual(Buffer.alloc(512, i + 1)));
+  });
+
   it('a closed handle refuses further use with EMU_CLOSED', async () => {
     const h = await openEmulatedDrive(drive.path);
     await h.close();
@@ -206,6 +246,47 @@ describe('encryption at rest', () => {
       Buffer.from(Buffer.from(drive.psid).toString('hex')),
     ];
     for (const file of files) for (const needle of needles) expect(file.includes(needle)).toBe(false);
+  });
+
+  it('keeps unlocked media keys only in the volatile cache, which a power cycle or reboot empties', async () => {
+    const data = pattern(2);
+    await withRaw((raw) => setUp(raw, false));
+    await writeEmulatedDrive(drive.path, 10, data);
+    const [ramFile] = readdirSync(drive.ramDir);
+    expect(ramFile).toMatch(/^kmip-agent-emu-[0-9a-f]{32}\.ram$/);
+    const ram = readFileSync(join(drive.ramDir, ramFile!), 'utf8');
+    const keyHex = /^key\.0 ([0-9a-f]{128})$/m.exec(ram)?.[1];
+    expect(keyHex).toBeDefined();
+    expect(statSync(join(drive.ramDir, ramFile!)).mode & 0o777).toBe(0o600);
+    for (const file of [drive.path, `${drive.path}.state`]) {
+      const bytes = readFileSync(file);
+      expect(bytes.includes(Buffer.from(keyHex!, 'hex'))).toBe(false);
+      expect(bytes.includes(Buffer.from(keyHex!))).toBe(false);
+      expect(bytes.includes(Buffer.from(keyHex!, 'hex').subarray(0, 32))).toBe(false);
+    }
+    await powerCycleEmulatedDrive(drive.path);
+    expect(readFileSync(join(drive.ramDir, ramFile!), 'utf8')).not.toMatch(/^key\./m);
+    await expect(readEmulatedDrive(drive.path, 10, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
+    await withRaw((raw) =>
+      raw.withSession(UID.lockingSp, UID.user1, USER1_PIN, async (call) => {
+        expect(
+          (
+            await call(
+              UID.globalRange,
+              METHOD.set,
+              setArgs([
+                [7, 0],
+                [8, 0],
+              ]),
+            )
+          ).status,
+        ).toBe(0);
+      }),
+    );
+    expect(await readEmulatedDrive(drive.path, 10, 2)).toEqual(data);
+    // The host reboots (tmpfs is gone): the next open is a power-on, the range is locked again.
+    rmSync(join(drive.ramDir, ramFile!));
+    await expect(readEmulatedDrive(drive.path, 10, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
   });
 
   it('refuses reads and writes of locked ranges with EMU_DATA_PROTECT and unlocks with the user PIN', async () => {

@@ -32,7 +32,7 @@ export interface DiscoveryJs {
   };
   geometry?: { logicalBlockSize: number; alignmentGranularity: number };
   opal2?: { baseComId: number; numComIds: number; numLockingAdmins: number; numLockingUsers: number };
-  features: { code: number }[];
+  features: { code: number; version: number; length: number }[];
   warnings: string[];
 }
 
@@ -115,12 +115,27 @@ export const BASE_COM_ID = 0x07fe;
 export const uid = (hex: string): { uid: string } => ({ uid: hex });
 export const named = (name: TcgJs, value: TcgJs): { name: TcgJs; value: TcgJs } => ({ name, value });
 
-/** A fresh directory with a created drive; `cleanup` removes it. */
+/**
+ * A fresh directory with a created drive; `cleanup` removes it. The drive's volatile key cache
+ * ("RAM", normally on /dev/shm) goes to a separate temp directory so tests leave nothing behind;
+ * child processes inherit the setting.
+ */
 export async function makeDrive(sizeMiB = 16, serial = 'EMUTEST0001') {
   const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-emu-'));
+  const ramDir = mkdtempSync(join(tmpdir(), 'kmip-agent-emu-ram-'));
+  process.env.KMIP_AGENT_EMU_RAM_DIR = ramDir;
   const path = join(dir, 'drive.img');
   const { psid } = await createEmulatedDrive(path, sizeMiB, serial);
-  return { dir, path, psid, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    ramDir,
+    path,
+    psid,
+    cleanup: () => {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(ramDir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Method call tokens: Call <invoking> <method> [args] EndOfData [0 0 0]. */

@@ -3,9 +3,14 @@
  * manager, host challenge authentication, ACE checks, TryLimit lockout and its reset by power
  * cycle, and the status codes the spec prescribes.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../src/native/addon.js';
 import { powerCycleEmulatedDrive, readEmulatedDrive, writeEmulatedDrive } from '../../src/drives/emulator.js';
 import { column, getArgs, makeDrive, METHOD, named, RawTcg, setArgs, STATUS, tcg, uid, UID } from './support.js';
+
+const sharedDir = () => process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
 
 const SID_PIN = Buffer.from('sid-pin-for-tests-0123456789abcd');
 const USER1_PIN = Buffer.from('user1-pin-for-tests');
@@ -319,6 +324,70 @@ describe('TryLimit and power cycle', () => {
   });
 });
 
+describe('LockOnReset and Next', () => {
+  it('a range whose LockOnReset omits PowerCycle stays unlocked through a power cycle', async () => {
+    await withRaw(async (raw) => {
+      await ownAndActivate(raw);
+      await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
+        const r = await call(
+          UID.range1,
+          METHOD.set,
+          setArgs([
+            [3, 64],
+            [4, 64],
+            [5, 1],
+            [6, 1],
+            [9, []],
+          ]),
+        );
+        expect(r.status).toBe(STATUS.success);
+        const lor = await call(UID.range1, METHOD.get, getArgs(9, 9));
+        expect(column(lor.results, 9)).toEqual([]);
+        expect((await call(UID.range1, METHOD.set, setArgs([[9, [7]]]))).status).toBe(STATUS.invalidParameter);
+        expect(
+          (
+            await call(
+              UID.globalRange,
+              METHOD.set,
+              setArgs([
+                [5, 1],
+                [6, 1],
+              ]),
+            )
+          ).status,
+        ).toBe(STATUS.success);
+      });
+    });
+    await writeEmulatedDrive(drive.path, 64, Buffer.alloc(512, 3));
+    await powerCycleEmulatedDrive(drive.path);
+    expect(await readEmulatedDrive(drive.path, 64, 1)).toEqual(Buffer.alloc(512, 3));
+    await expect(readEmulatedDrive(drive.path, 0, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
+  });
+
+  it('Next lists table rows after Where, up to Count', async () => {
+    await withRaw(async (raw) => {
+      await ownAndActivate(raw);
+      await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
+        const all = await call(UID.authorityTable, METHOD.next, []);
+        const rows = (all.results[0] as Buffer[]).map((b) => b.toString('hex'));
+        expect(rows).toContain(UID.admin1);
+        expect(rows).toContain('0000000900030008');
+        expect(rows).toHaveLength(2 + 4 + 1 + 8);
+        const page = await call(UID.authorityTable, METHOD.next, [named(0, uid(UID.admin1)), named(1, 2)]);
+        expect((page.results[0] as Buffer[]).map((b) => b.toString('hex'))).toEqual([
+          '0000000900010002',
+          '0000000900010003',
+        ]);
+        const ranges = await call('0000080200000000', METHOD.next, []);
+        expect(ranges.results[0]).toHaveLength(9);
+      });
+      await raw.withSession(UID.lockingSp, undefined, undefined, async (call) => {
+        expect((await call('0000080200000000', METHOD.next, [])).status).toBe(STATUS.notAuthorized);
+      });
+    });
+  });
+});
+
 describe('discovery', () => {
   it('is parsed by the host parser and reports locking state', async () => {
     await withRaw(async (raw) => {
@@ -329,6 +398,16 @@ describe('discovery', () => {
       expect(d.geometry?.logicalBlockSize).toBe(512);
       expect(d.opal2).toMatchObject({ baseComId: 0x07fe, numComIds: 1, numLockingAdmins: 4, numLockingUsers: 8 });
       expect(d.features.map((f) => f.code)).toEqual([0x0001, 0x0002, 0x0003, 0x0203]);
+      // Each descriptor has the version and length real drives send (tcg-fixtures).
+      const fixtures = readFileSync(join(sharedDir(), 'tcg-fixtures', 'level0-discovery.tsv'), 'utf8')
+        .split('\n')
+        .filter((line) => line.includes('\t'))
+        .map((line) => tcg().parseDiscovery(Buffer.from(line.split('\t')[1]!, 'hex')));
+      for (const f of d.features) {
+        const seen = fixtures.flatMap((x) => x.features).filter((g) => g.code === f.code);
+        expect(seen.length).toBeGreaterThan(0);
+        expect(seen.some((g) => g.version === f.version && g.length === f.length)).toBe(true);
+      }
       await ownAndActivate(raw);
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         await call(
