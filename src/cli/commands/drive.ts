@@ -44,6 +44,8 @@ Lock/unlock/setup-range/erase/mbr authenticate as Admin1 unless --user N is give
 --sedutil-pins (any subcommand): send PINs as sedutil-cli derives them from a password
 (PBKDF2-HMAC-SHA1 salted with the drive serial) to adopt drives set up with sedutil.
 A PIN the drive refused once is not sent again by this process (lockout protection).
+
+Emulated drives:
 ${DRIVE_EMULATOR_HELP}`;
 
 function intOption(value: string | undefined, what: string, min = 0): number | undefined {
