@@ -412,6 +412,8 @@ Napi::Value OpenScripted(const Napi::CallbackInfo& info) {
     ExchangeLimits limits;
     limits.max_polls = 20;
     limits.poll_sleep_us_max = 200;
+    limits.busy_retries = 2;
+    limits.busy_sleep_us = 100;
     auto state = std::make_shared<DriveState>();
     auto transport = std::make_unique<transport::ScriptedTransport>(std::move(discovery), std::move(responses));
     auto sent = transport->sent();

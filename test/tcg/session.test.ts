@@ -126,8 +126,22 @@ describe('sessions against a scripted TPer', () => {
   });
 
   it('maps method status codes to typed errors with the numeric status', async () => {
-    const d = drive([propertiesOk, startRefused(0x03)]);
-    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_SP_BUSY', status: 3, statusName: 'SP_BUSY' });
+    const d = drive([propertiesOk, startRefused(0x06)]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_SP_FROZEN', status: 6, statusName: 'SP_FROZEN' });
+  });
+
+  it('retries StartSession while the SP is busy, then reports TCG_SP_BUSY (bounded)', async () => {
+    const ok = drive([
+      propertiesOk,
+      startRefused(0x03),
+      startRefused(0x07),
+      syncSession(FIRST_HSN),
+      getResult(FIRST_HSN, [{ name: 3, value: Buffer.from('M') }]),
+      closed(FIRST_HSN),
+    ]);
+    expect(await ok.readMsid()).toEqual(Buffer.from('M'));
+    const busy = drive([propertiesOk, startRefused(0x03), startRefused(0x03), startRefused(0x03)]);
+    await expect(busy.readMsid()).rejects.toMatchObject({ code: 'TCG_SP_BUSY', status: 3, statusName: 'SP_BUSY' });
   });
 
   it('a refused PIN is never sent again (each failure counts toward lockout)', async () => {
