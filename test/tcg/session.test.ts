@@ -185,9 +185,10 @@ describe('sessions against a scripted TPer', () => {
     expect(backend.sent()).toHaveLength(0);
   });
 
-  it('refuses device paths until pass-through backends exist, with a typed error', () => {
-    expect(() => OpalDrive.open('/dev/sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_BACKEND_NOT_SUPPORTED' }));
-    expect(() => OpalDrive.open('sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_SPEC_INVALID' }));
+  it('refuses device paths until pass-through backends exist, with a typed error', async () => {
+    await expect(OpalDrive.open('/dev/sdz')).rejects.toMatchObject({ code: 'DRIVE_BACKEND_NOT_SUPPORTED' });
+    await expect(OpalDrive.open('sdz')).rejects.toMatchObject({ code: 'DRIVE_SPEC_INVALID' });
+    await expect(OpalDrive.open('emu:')).rejects.toMatchObject({ code: 'DRIVE_SPEC_INVALID' });
   });
 
   it('sends the bytes the Core Spec lays out: Properties, StartSession, Get, EndOfSession', async () => {
