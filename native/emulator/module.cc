@@ -135,6 +135,14 @@ Napi::Value PowerCycle(const Napi::CallbackInfo& info) {
       env, Serialized([=] { Drive::Open(path)->PowerCycle(); }), [](Napi::Env e) { return e.Undefined(); });
 }
 
+Napi::Value Destroy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!GetString(info, 0, &path)) return Rejected(env, "destroy(path)");
+  return Queue(
+      env, Serialized([=] { Drive::Destroy(path); }), [](Napi::Env e) { return e.Undefined(); });
+}
+
 Napi::Value Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
@@ -329,6 +337,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("create", Napi::Function::New(env, Create, "create"));
   exports.Set("powerCycle", Napi::Function::New(env, PowerCycle, "powerCycle"));
   exports.Set("read", Napi::Function::New(env, Read, "read"));
+  exports.Set("destroy", Napi::Function::New(env, Destroy, "destroy"));
   exports.Set("write", Napi::Function::New(env, Write, "write"));
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   exports.Set("open", Napi::Function::New(env, Open, "open", data));
