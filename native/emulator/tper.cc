@@ -147,8 +147,9 @@ std::vector<uint8_t> TPer::Discovery() const {
   locking.locking_supported = true;
   locking.media_encryption = true;
   if (active) {
+    // Opal SSC 3.1.1.3: LockingEnabled means the Locking SP is activated (not Manufactured-Inactive).
+    locking.locking_enabled = true;
     for (const auto& r : s.ranges) {
-      if (r.LockingEnabled()) locking.locking_enabled = true;
       if ((r.read_lock_enabled && r.read_locked) || (r.write_lock_enabled && r.write_locked)) locking.locked = true;
     }
     locking.mbr_enabled = s.mbr.enable;
