@@ -170,6 +170,7 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 struct InfoSnapshot {
   std::string path;
   DriveState state;
+  bool owned = false;  // the SID PIN is no longer the MSID
 };
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -183,6 +184,10 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
         std::unique_ptr<Drive> drive = Drive::Open(path);
         snap->path = path;
         snap->state = drive->state();
+        const PinRow* sid = snap->state.FindPin(uid::kCPinSid);
+        const std::string& msid = snap->state.msid;
+        snap->owned = sid != nullptr &&
+                      !drive->VerifyPin(*sid, reinterpret_cast<const uint8_t*>(msid.data()), msid.size(), nullptr);
       }),
       [=](Napi::Env e) {
         const DriveState& s = snap->state;
@@ -194,6 +199,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
         out.Set("logicalBlockSize", Napi::Number::New(e, 512));
         bool active = s.locking_sp_life_cycle == kLifeCycleManufactured;
         out.Set("lockingSpActive", Napi::Boolean::New(e, active));
+        out.Set("owned", Napi::Boolean::New(e, snap->owned));
         Napi::Array ranges = Napi::Array::New(e);
         uint32_t i = 0;
         for (const auto& r : s.ranges) {

@@ -34,6 +34,8 @@ export interface EmulatedDriveInfo {
   sizeMiB: number;
   logicalBlockSize: number;
   lockingSpActive: boolean;
+  /** The SID PIN has been changed from the MSID (someone took ownership). */
+  owned: boolean;
   ranges: EmulatedRange[];
   mbr: { enable: boolean; done: boolean };
   /** Authorities (by common name) at their TryLimit until the next power cycle. */

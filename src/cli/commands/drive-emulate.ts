@@ -70,9 +70,9 @@ function hexDump(data: Buffer, firstLba: number): string {
 function describeInfo(info: EmulatedDriveInfo): string {
   const lines = [
     `emulated drive ${info.path}: serial ${info.serial}, ${info.sizeMiB} MiB (${info.blocks} blocks of ${info.logicalBlockSize} bytes)`,
-    `locking SP: ${info.lockingSpActive ? 'active' : 'inactive (factory state)'}; MBR shadow ${
-      info.mbr.enable ? (info.mbr.done ? 'enabled, done' : 'enabled, not done') : 'disabled'
-    }`,
+    `owner: ${info.owned ? 'taken (SID PIN set)' : 'none (SID PIN is the MSID)'}; locking SP: ${
+      info.lockingSpActive ? 'active' : 'inactive'
+    }; MBR shadow ${info.mbr.enable ? (info.mbr.done ? 'enabled, done' : 'enabled, not done') : 'disabled'}`,
   ];
   for (const r of info.ranges) {
     const state = r.readLocked && r.writeLocked ? 'locked' : r.writeLocked ? 'read-only' : 'unlocked';
