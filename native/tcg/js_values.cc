@@ -136,7 +136,8 @@ Value JsToValue(const Napi::Value& js) {
     }
     if (o.Has("uid")) {
       const std::string h = o.Get("uid").ToString().Utf8Value();
-      if (h.size() != 16) BadArgument("uid must be 16 hex digits");
+      if (h.size() != 16 || h.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+        BadArgument("uid must be 16 hex digits");
       return Value::MakeUid(std::stoull(h, nullptr, 16));
     }
     if (o.Has("name") && o.Has("value")) return Value::MakeName(JsToValue(o.Get("name")), JsToValue(o.Get("value")));

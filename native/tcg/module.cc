@@ -58,6 +58,13 @@ uint64_t UintArg(const Napi::Value& v, const char* what) {
   throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be an unsigned integer");
 }
 
+// Locking ranges and users are numbered in 16 bits of their UIDs (Opal SSC 4.3.5.2, 4.3.1.8).
+uint32_t IndexArg(const Napi::Value& v, const char* what) {
+  const uint64_t n = UintArg(v, what);
+  if (n > 0xFFFF) throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be at most 65535");
+  return static_cast<uint32_t>(n);
+}
+
 std::optional<uint64_t> OptionalUintArg(const Napi::Value& v, const char* what) {
   if (v.IsUndefined() || v.IsNull()) return std::nullopt;
   return UintArg(v, what);
@@ -241,12 +248,12 @@ Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
   });
   method("enableUser", [state](const Napi::CallbackInfo& info) {
     auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
-    const uint32_t user = static_cast<uint32_t>(UintArg(info[1], "user"));
+    const uint32_t user = IndexArg(info[1], "user");
     const bool enabled = info[2].ToBoolean().Value();
     std::vector<uint32_t> ranges;
     if (info[3].IsArray()) {
       Napi::Array a = info[3].As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); ++i) ranges.push_back(static_cast<uint32_t>(UintArg(a.Get(i), "range")));
+      for (uint32_t i = 0; i < a.Length(); ++i) ranges.push_back(IndexArg(a.Get(i), "range"));
     }
     return Queue(info.Env(), state, [pin, user, enabled, ranges](OpalDrive& d) {
       d.EnableUser(*pin, user, enabled, ranges);
@@ -255,7 +262,7 @@ Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
   });
   method("setupRange", [state](const Napi::CallbackInfo& info) {
     auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
-    const uint32_t range = static_cast<uint32_t>(UintArg(info[1], "range"));
+    const uint32_t range = IndexArg(info[1], "range");
     auto start = OptionalUintArg(info[2], "start");
     auto length = OptionalUintArg(info[3], "length");
     const bool rle = info[4].ToBoolean().Value();
@@ -280,7 +287,7 @@ Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
   method("setLock", [state](const Napi::CallbackInfo& info) {
     Authority who = AuthorityArg(info[0]);
     auto pin = std::make_shared<SecretBytes>(SecretArg(info[1], "PIN"));
-    const uint32_t range = static_cast<uint32_t>(UintArg(info[2], "range"));
+    const uint32_t range = IndexArg(info[2], "range");
     LockState lock = LockStateArg(info[3]);
     return Queue(info.Env(), state, [who, pin, range, lock](OpalDrive& d) {
       d.SetLock(who, *pin, range, lock);
@@ -311,7 +318,7 @@ Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
   });
   method("erase", [state](const Napi::CallbackInfo& info) {
     auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
-    const uint32_t range = static_cast<uint32_t>(UintArg(info[1], "range"));
+    const uint32_t range = IndexArg(info[1], "range");
     const bool use_erase = info[2].ToBoolean().Value();
     return Queue(info.Env(), state, [pin, range, use_erase](OpalDrive& d) {
       d.EraseRange(*pin, range, use_erase);
@@ -405,12 +412,24 @@ Napi::Value OpenScripted(const Napi::CallbackInfo& info) {
     ExchangeLimits limits;
     limits.max_polls = 20;
     limits.poll_sleep_us_max = 200;
+    limits.busy_retries = 2;
+    limits.busy_sleep_us = 100;
     auto state = std::make_shared<DriveState>();
-    state->drive = std::make_unique<OpalDrive>(
-        std::make_unique<transport::ScriptedTransport>(std::move(discovery), std::move(responses)), limits);
+    auto transport = std::make_unique<transport::ScriptedTransport>(std::move(discovery), std::move(responses));
+    auto sent = transport->sent();
+    state->drive = std::make_unique<OpalDrive>(std::move(transport), limits);
     state->description = state->drive->Describe();
     state->serial = state->drive->Serial();
-    return MakeHandle(info.Env(), state);
+    Napi::Object handle = MakeHandle(info.Env(), state);
+    // sent(): the IF-SEND payloads so far (read between calls, when no worker runs).
+    handle.Set("sent", Napi::Function::New(info.Env(), [sent, state](const Napi::CallbackInfo& ci) {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      Napi::Array a = Napi::Array::New(ci.Env(), sent->size());
+      for (size_t i = 0; i < sent->size(); ++i)
+        a.Set(static_cast<uint32_t>(i), Napi::Buffer<uint8_t>::Copy(ci.Env(), (*sent)[i].data(), (*sent)[i].size()));
+      return a;
+    }));
+    return handle;
   });
 }
 

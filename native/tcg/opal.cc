@@ -116,7 +116,9 @@ OpalStatus OpalDrive::Status(bool probe_sid) {
     if (v != nullptr && v->IsUint()) st.locking_sp_lifecycle = static_cast<uint32_t>(v->AsUint());
     s.Close();
   } catch (const CodedError& e) {
-    if (e.code() != "TCG_NOT_AUTHORIZED") throw;
+    // A method status (not authorized, no Locking SP on a Pyrite drive, ...) leaves it unknown;
+    // transport and protocol faults still fail the call.
+    if (e.status() == 0) throw;
   }
   if (probe_sid && !st.sid_is_msid) {
     SecretBytes msid = ReadMsid();

@@ -174,8 +174,16 @@ Session::Session(Device& device, uint64_t sp, std::optional<uint64_t> authority,
   }
   std::vector<uint8_t> call = MethodCall(uid::kSessionManager, uid::kStartSession, args.bytes());
   WipeOnExit wipe_call{call};
-  std::vector<uint8_t> response = device_.Exchange(0, 0, call);
-  MethodResult r = ParseMethodResponse(response);
+  MethodResult r;
+  unsigned sleep_us = device_.limits().busy_sleep_us;
+  for (unsigned attempt = 0;; ++attempt) {
+    std::vector<uint8_t> response = device_.Exchange(0, 0, call);
+    r = ParseMethodResponse(response);
+    const bool busy = r.status == status::kSpBusy || r.status == status::kNoSessionsAvailable;
+    if (!busy || attempt >= device_.limits().busy_retries) break;
+    usleep(sleep_us);
+    sleep_us *= 2;
+  }
   ThrowIfFailed(r.status, "StartSession");
   const auto& items = r.results.Items();
   if (items.size() < 2) MalformedResponse("SyncSession without HostSessionID and SPSessionID");

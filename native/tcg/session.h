@@ -35,6 +35,10 @@ struct ExchangeLimits {
   size_t max_receive = 1 << 20;    // bound on MinTransfer-driven growth
   unsigned max_polls = 5000;       // IF-RECVs while the TPer says "not ready"
   unsigned poll_sleep_us_max = 2000;
+  // StartSession refused with SP_BUSY / NO_SESSIONS_AVAILABLE (another host's session): retries
+  // with doubling sleeps from busy_sleep_us. No PIN is checked on such a refusal, so no try is spent.
+  unsigned busy_retries = 4;
+  unsigned busy_sleep_us = 50000;
 };
 
 class Device {
@@ -56,6 +60,7 @@ class Device {
   std::vector<uint8_t> Exchange(uint32_t tsn, uint32_t hsn, const std::vector<uint8_t>& payload);
 
   uint32_t NextHostSessionId() { return ++host_session_counter_; }
+  const ExchangeLimits& limits() const { return limits_; }
 
   // How sessions authenticate: false (default) = at StartSession (HostChallenge +
   // HostSigningAuthority, one round trip); true = StartSession, then ThisSP.Authenticate.

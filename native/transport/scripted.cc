@@ -6,7 +6,7 @@
 namespace kmip_agent {
 namespace transport {
 
-void ScriptedTransport::SecuritySend(uint8_t, uint16_t, const std::vector<uint8_t>&) { ++sends_; }
+void ScriptedTransport::SecuritySend(uint8_t, uint16_t, const std::vector<uint8_t>& data) { sent_->push_back(data); }
 
 std::vector<uint8_t> ScriptedTransport::SecurityReceive(uint8_t protocol, uint16_t com_id, size_t length) {
   std::vector<uint8_t> out;

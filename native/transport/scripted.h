@@ -24,12 +24,13 @@ class ScriptedTransport : public Transport {
   std::string Describe() const override { return "scripted test transport"; }
   std::string Serial() const override { return "SCRIPTED0001"; }
 
-  size_t sends() const { return sends_; }
+  // Every IF-SEND payload, in order (test inspection; may hold test PINs).
+  std::shared_ptr<std::vector<std::vector<uint8_t>>> sent() const { return sent_; }
 
  private:
   std::vector<uint8_t> discovery_;
   std::deque<std::vector<uint8_t>> responses_;
-  size_t sends_ = 0;
+  std::shared_ptr<std::vector<std::vector<uint8_t>>> sent_ = std::make_shared<std::vector<std::vector<uint8_t>>>();
 };
 
 }  // namespace transport

@@ -46,7 +46,7 @@ export interface OpalBackend {
 export interface TcgNative {
   open(spec: string, options?: BackendOptions): OpalBackend;
   /** Test entry point: a drive whose TPer answers from canned responses (after `discovery`). */
-  openScripted(discovery: Buffer, responses: Buffer[]): OpalBackend;
+  openScripted(discovery: Buffer, responses: Buffer[]): OpalBackend & { sent(): Buffer[] };
   decodeTokens(data: Buffer): { kind: string; offset: number; value?: number | bigint | Buffer }[];
   decodeValues(data: Buffer): unknown[];
   encodeTokens(values: unknown[]): Buffer;

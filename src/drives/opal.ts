@@ -15,6 +15,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { openBackend, type BackendOptions, type LockStateName, type OpalBackend } from './backend.js';
 import { OpalError, toOpalError } from './errors.js';
+import { sedutilPin } from './sedutil.js';
 import {
   ADMIN1,
   describeAuthority,
@@ -25,6 +26,15 @@ import {
   type RangeStatus,
   type TriesInfo,
 } from './types.js';
+
+export interface OpalDriveOptions extends BackendOptions {
+  /**
+   * 'sedutil': every PIN (not the PSID) is sent as sedutil-cli derives it from a password
+   * (PBKDF2-HMAC-SHA1, 75000 iterations, 32 bytes, salted with the drive serial), so drives set up
+   * with sedutil can be adopted. Default: PINs are sent as given.
+   */
+  pinDerivation?: 'none' | 'sedutil';
+}
 
 export interface SetupRangeOptions {
   /** 0 = the global range (no start/length), 1..n = numbered ranges. */
@@ -64,10 +74,10 @@ export interface EraseOptions {
 const refusedPinKey = randomBytes(32);
 const refusedPins = new Map<string, Set<string>>();
 
-function refusedDigest(authority: Authority, pin: Buffer): string {
+/** Keyed on the caller's PIN plus how it is derived: the same password under sedutil derivation is another PIN. */
+function refusedDigest(authority: Authority, derivation: string, pin: Buffer): string {
   return createHmac('sha256', refusedPinKey)
-    .update(describeAuthority(authority))
-    .update('\0')
+    .update(`${describeAuthority(authority)}\0${derivation}\0`)
     .update(pin)
     .digest('hex');
 }
@@ -79,20 +89,21 @@ export class OpalDrive {
   private constructor(
     readonly spec: string,
     private readonly backend: OpalBackend,
+    private readonly options: OpalDriveOptions,
   ) {}
 
   /** Opens `emu:/path/to/image` or a device path (DRIVE_BACKEND_NOT_SUPPORTED until issue 5). */
-  static open(spec: string, options: BackendOptions = {}): OpalDrive {
+  static open(spec: string, options: OpalDriveOptions = {}): OpalDrive {
     try {
-      return new OpalDrive(spec, openBackend(spec, options));
+      return new OpalDrive(spec, openBackend(spec, options), options);
     } catch (error) {
       throw toOpalError(error);
     }
   }
 
   /** For tests and future backends: wraps an already-open backend. */
-  static fromBackend(spec: string, backend: OpalBackend): OpalDrive {
-    return new OpalDrive(spec, backend);
+  static fromBackend(spec: string, backend: OpalBackend, options: OpalDriveOptions = {}): OpalDrive {
+    return new OpalDrive(spec, backend, options);
   }
 
   describe(): string {
@@ -119,34 +130,34 @@ export class OpalDrive {
 
   /** Reads MSID and sets the SID PIN to `newSidPin`. */
   takeOwnership(newSidPin: Buffer): Promise<void> {
-    return this.run('take ownership', () => this.backend.takeOwnership(newSidPin));
+    return this.run('take ownership', () => this.withDerived(newSidPin, (p) => this.backend.takeOwnership(p)));
   }
 
   /** Activates the Locking SP as SID (Admin1's PIN starts as the SID PIN). Idempotent. */
   activate(sidPin: Buffer): Promise<void> {
-    return this.authenticated('activate the Locking SP', SID, sidPin, () => this.backend.activate(sidPin));
+    return this.authenticated('activate the Locking SP', SID, sidPin, (p) => this.backend.activate(p));
   }
 
   setPin(options: SetPinOptions): Promise<void> {
     const who = options.authority ?? ADMIN1;
     const target = options.target ?? who;
-    return this.authenticated(`set the ${describeAuthority(target)} PIN`, who, options.pin, async () => {
-      await this.backend.setPin(who, options.pin, target, options.newPin);
+    return this.authenticated(`set the ${describeAuthority(target)} PIN`, who, options.pin, async (p) => {
+      await this.withDerived(options.newPin, (n) => this.backend.setPin(who, p, target, n));
       this.forgetRefused(target, options.newPin);
     });
   }
 
   /** Enables (or disables) Locking SP User<n>, letting it lock/unlock `ranges` when enabled. */
   enableUser(adminPin: Buffer, user: number, options: { enabled?: boolean; ranges?: number[] } = {}): Promise<void> {
-    return this.authenticated(`enable User${user}`, ADMIN1, adminPin, () =>
-      this.backend.enableUser(adminPin, user, options.enabled ?? true, options.ranges ?? []),
+    return this.authenticated(`enable User${user}`, ADMIN1, adminPin, (p) =>
+      this.backend.enableUser(p, user, options.enabled ?? true, options.ranges ?? []),
     );
   }
 
   setupRange(adminPin: Buffer, options: SetupRangeOptions): Promise<void> {
-    return this.authenticated(`set up range ${options.range}`, ADMIN1, adminPin, () =>
+    return this.authenticated(`set up range ${options.range}`, ADMIN1, adminPin, (p) =>
       this.backend.setupRange(
-        adminPin,
+        p,
         options.range,
         options.start ?? null,
         options.length ?? null,
@@ -157,7 +168,7 @@ export class OpalDrive {
   }
 
   ranges(pin: Buffer, authority: Authority = ADMIN1): Promise<RangeStatus[]> {
-    return this.authenticated('read locking ranges', authority, pin, () => this.backend.ranges(authority, pin));
+    return this.authenticated('read locking ranges', authority, pin, (p) => this.backend.ranges(authority, p));
   }
 
   lock(pin: Buffer, options: LockOptions = {}): Promise<void> {
@@ -170,14 +181,15 @@ export class OpalDrive {
 
   /** Reverts the whole TPer to factory state with the SID PIN (all data is lost). */
   revert(sidPin: Buffer): Promise<void> {
-    return this.authenticated('revert the TPer', SID, sidPin, async () => {
-      await this.backend.revert(sidPin);
+    return this.authenticated('revert the TPer', SID, sidPin, async (p) => {
+      await this.backend.revert(p);
       refusedPins.delete(this.spec);
     });
   }
 
   /** Reverts with the PSID printed on the drive label (all data is lost). */
   psidRevert(psid: Buffer): Promise<void> {
+    // The PSID is printed on the drive: never derived.
     return this.authenticated('PSID revert', { kind: 'psid' }, psid, async () => {
       await this.backend.psidRevert(psid);
       refusedPins.delete(this.spec);
@@ -185,21 +197,21 @@ export class OpalDrive {
   }
 
   revertLockingSp(adminPin: Buffer, options: { keepGlobalRangeKey?: boolean } = {}): Promise<void> {
-    return this.authenticated('revert the Locking SP', ADMIN1, adminPin, () =>
-      this.backend.revertLockingSp(adminPin, options.keepGlobalRangeKey ?? false),
+    return this.authenticated('revert the Locking SP', ADMIN1, adminPin, (p) =>
+      this.backend.revertLockingSp(p, options.keepGlobalRangeKey ?? false),
     );
   }
 
   /** Crypto erase: the range's data becomes unreadable (new media key). */
   erase(adminPin: Buffer, options: EraseOptions): Promise<void> {
-    return this.authenticated(`erase range ${options.range}`, ADMIN1, adminPin, () =>
-      this.backend.erase(adminPin, options.range, options.method === 'erase'),
+    return this.authenticated(`erase range ${options.range}`, ADMIN1, adminPin, (p) =>
+      this.backend.erase(p, options.range, options.method === 'erase'),
     );
   }
 
   setMbr(adminPin: Buffer, options: { enable?: boolean; done?: boolean }): Promise<void> {
-    return this.authenticated('set MBR control', ADMIN1, adminPin, () =>
-      this.backend.setMbr(adminPin, options.enable ?? null, options.done ?? null),
+    return this.authenticated('set MBR control', ADMIN1, adminPin, (p) =>
+      this.backend.setMbr(p, options.enable ?? null, options.done ?? null),
     );
   }
 
@@ -209,8 +221,8 @@ export class OpalDrive {
    */
   tries(target: Authority, as?: { authority: Authority; pin: Buffer }): Promise<TriesInfo | null> {
     if (as) {
-      return this.authenticated(`read ${describeAuthority(target)} tries`, as.authority, as.pin, () =>
-        this.backend.tries(target, as.authority, as.pin),
+      return this.authenticated(`read ${describeAuthority(target)} tries`, as.authority, as.pin, (p) =>
+        this.backend.tries(target, as.authority, p),
       );
     }
     return this.run(`read ${describeAuthority(target)} tries`, () => this.backend.tries(target));
@@ -218,14 +230,14 @@ export class OpalDrive {
 
   /** Checks a PIN by opening and closing an authenticated session (a wrong PIN costs a try). */
   verify(pin: Buffer, authority: Authority = ADMIN1): Promise<void> {
-    return this.authenticated(`verify the ${describeAuthority(authority)} PIN`, authority, pin, () =>
-      this.backend.verify(authority, pin),
+    return this.authenticated(`verify the ${describeAuthority(authority)} PIN`, authority, pin, (p) =>
+      this.backend.verify(authority, p),
     );
   }
 
   /** True when this process already saw the drive refuse `pin` for `authority`. */
   isKnownWrong(authority: Authority, pin: Buffer): boolean {
-    return refusedPins.get(this.spec)?.has(refusedDigest(authority, pin)) ?? false;
+    return refusedPins.get(this.spec)?.has(this.digest(authority, pin)) ?? false;
   }
 
   /** Forgets refused PINs for this drive (e.g. after its PINs were changed elsewhere). */
@@ -244,22 +256,22 @@ export class OpalDrive {
   private setLock(pin: Buffer, options: LockOptions, state: LockStateName): Promise<void> {
     const who = options.authority ?? ADMIN1;
     const range = options.range ?? 0;
-    return this.authenticated(`set range ${range} ${state}`, who, pin, () =>
-      this.backend.setLock(who, pin, range, state),
+    return this.authenticated(`set range ${range} ${state}`, who, pin, (p) =>
+      this.backend.setLock(who, p, range, state),
     );
   }
 
   private forgetRefused(authority: Authority, pin: Buffer): void {
-    refusedPins.get(this.spec)?.delete(refusedDigest(authority, pin));
+    refusedPins.get(this.spec)?.delete(this.digest(authority, pin));
   }
 
   /** Runs a call that authenticates `who` with `pin`, guarding against known-wrong PINs. */
-  private authenticated<T>(what: string, who: Authority, pin: Buffer, call: () => Promise<T>): Promise<T> {
+  private authenticated<T>(what: string, who: Authority, pin: Buffer, call: (pin: Buffer) => Promise<T>): Promise<T> {
     return this.run(what, async () => {
       if (!Buffer.isBuffer(pin) || pin.length === 0) {
         throw new OpalError(`${what}: the ${describeAuthority(who)} PIN is empty`, 'TCG_INVALID_ARGUMENT');
       }
-      const digest = refusedDigest(who, pin);
+      const digest = this.digest(who, pin);
       if (refusedPins.get(this.spec)?.has(digest)) {
         throw new OpalError(
           `${what}: this ${describeAuthority(who)} PIN was already refused by the drive; not trying it again ` +
@@ -268,7 +280,7 @@ export class OpalDrive {
         );
       }
       try {
-        const result = await call();
+        const result = who.kind === 'psid' ? await call(pin) : await this.withDerived(pin, call);
         refusedPins.get(this.spec)?.delete(digest);
         return result;
       } catch (error) {
@@ -288,6 +300,25 @@ export class OpalDrive {
     });
   }
 
+  private digest(authority: Authority, pin: Buffer): string {
+    const derivation = authority.kind === 'psid' ? 'none' : (this.options.pinDerivation ?? 'none');
+    return refusedDigest(authority, derivation, pin);
+  }
+
+  /**
+   * Runs `call` with the PIN the drive sees: the caller's Buffer as is, or (pinDerivation
+   * 'sedutil') its PBKDF2 form, which is wiped afterwards.
+   */
+  private async withDerived<T>(pin: Buffer, call: (pin: Buffer) => Promise<T>): Promise<T> {
+    if (this.options.pinDerivation !== 'sedutil') return call(pin);
+    const derived = await sedutilPin(pin, this.backend.serial());
+    try {
+      return await call(derived);
+    } finally {
+      derived.fill(0);
+    }
+  }
+
   private run<T>(what: string, call: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new OpalError(`${what}: the drive is closed`, 'DRIVE_CLOSED'));
     const result = this.tail.then(call).catch((error: unknown) => {
@@ -299,6 +330,6 @@ export class OpalDrive {
 }
 
 /** Opens a drive by spec: `emu:/path/to/image` or a device path. */
-export function openOpalDrive(spec: string, options: BackendOptions = {}): OpalDrive {
+export function openOpalDrive(spec: string, options: OpalDriveOptions = {}): OpalDrive {
   return OpalDrive.open(spec, options);
 }

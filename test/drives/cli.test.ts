@@ -14,13 +14,20 @@ interface Run {
   json: () => Record<string, unknown>;
 }
 
+/** The Buffers handed out as stdin, to check that secrets read from it are wiped. */
+const stdinCopies: Buffer[] = [];
+
 async function cli(args: string[], stdin = Buffer.alloc(0)): Promise<Run> {
   let stdout = '';
   let stderr = '';
   const io: Io = {
     stdout: (t) => void (stdout += t),
     stderr: (t) => void (stderr += t),
-    readStdin: () => Buffer.from(stdin),
+    readStdin: () => {
+      const copy = Buffer.from(stdin);
+      stdinCopies.push(copy);
+      return copy;
+    },
   };
   const code = await runCli(args, io);
   return { code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> };
@@ -76,6 +83,8 @@ describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
 
     // The new SID PIN from stdin.
     expect((await cli(['drive', 'take-ownership', d, '--new-pin-file', '-'], Buffer.from('admin pin'))).code).toBe(0);
+    // The PIN Buffer the CLI read is zeroed once the command is done.
+    expect(stdinCopies.at(-1)?.equals(Buffer.alloc('admin pin'.length))).toBe(true);
     expect((await cli(['drive', 'activate', d, '--pin-file', pinFile])).code).toBe(0);
     const setup = await cli([
       '--json',
@@ -117,5 +126,18 @@ describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
     expect(revert.json()).toMatchObject({ reverted: true });
     const after = await cli(['--json', 'drive', 'psid-revert', d, '--psid-file', '-'], Buffer.from(image.psid + '\n'));
     expect(after.code).toBe(0);
+  });
+
+  it('--sedutil-pins derives PINs from the password like sedutil-cli, on every subcommand', async () => {
+    const other = await createImage(emu!);
+    try {
+      const d = other.spec;
+      expect((await cli(['drive', 'take-ownership', d, '--new-pin-file', pinFile, '--sedutil-pins'])).code).toBe(0);
+      const raw = await cli(['--json', 'drive', 'activate', d, '--pin-file', pinFile]);
+      expect(raw.json()).toMatchObject({ error: { code: 'TCG_NOT_AUTHORIZED' } });
+      expect((await cli(['drive', 'activate', d, '--sedutil-pins', '--pin-file', pinFile])).code).toBe(0);
+    } finally {
+      other.cleanup();
+    }
   });
 });

@@ -94,6 +94,19 @@ describe.skipIf(emu === undefined)('more Opal flows on an emulated drive', () =>
     await expect(drive.verify(SID_PIN, SID)).resolves.toBeUndefined();
   });
 
+  it('erases a range with the Erase method as well as with GenKey', async () => {
+    await drive.setupRange(ADMIN_PIN, {
+      range: 3,
+      start: 8192,
+      length: 64,
+      readLockEnabled: true,
+      writeLockEnabled: true,
+    });
+    await drive.erase(ADMIN_PIN, { range: 3, method: 'erase' });
+    await drive.erase(ADMIN_PIN, { range: 3 });
+    expect((await drive.ranges(ADMIN_PIN)).find((r) => r.range === 3)).toMatchObject({ start: 8192, length: 64 });
+  });
+
   it('reports the serial number the drive gives', () => {
     expect(drive.serial()).toBe('EMU-TEST-0001');
   });

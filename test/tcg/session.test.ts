@@ -126,8 +126,22 @@ describe('sessions against a scripted TPer', () => {
   });
 
   it('maps method status codes to typed errors with the numeric status', async () => {
-    const d = drive([propertiesOk, startRefused(0x03)]);
-    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_SP_BUSY', status: 3, statusName: 'SP_BUSY' });
+    const d = drive([propertiesOk, startRefused(0x06)]);
+    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_SP_FROZEN', status: 6, statusName: 'SP_FROZEN' });
+  });
+
+  it('retries StartSession while the SP is busy, then reports TCG_SP_BUSY (bounded)', async () => {
+    const ok = drive([
+      propertiesOk,
+      startRefused(0x03),
+      startRefused(0x07),
+      syncSession(FIRST_HSN),
+      getResult(FIRST_HSN, [{ name: 3, value: Buffer.from('M') }]),
+      closed(FIRST_HSN),
+    ]);
+    expect(await ok.readMsid()).toEqual(Buffer.from('M'));
+    const busy = drive([propertiesOk, startRefused(0x03), startRefused(0x03), startRefused(0x03)]);
+    await expect(busy.readMsid()).rejects.toMatchObject({ code: 'TCG_SP_BUSY', status: 3, statusName: 'SP_BUSY' });
   });
 
   it('a refused PIN is never sent again (each failure counts toward lockout)', async () => {
@@ -162,8 +176,62 @@ describe('sessions against a scripted TPer', () => {
     await expect(d.readMsid()).rejects.toMatchObject({ code: 'DRIVE_CLOSED' });
   });
 
+  it('refuses range numbers outside the 16 bits of a range UID before touching the drive', async () => {
+    const backend = tcg.openScripted(discovery, []);
+    const d = OpalDrive.fromBackend('scripted:range', backend);
+    await expect(d.unlock(Buffer.from('pin'), { range: 70000 })).rejects.toMatchObject({
+      code: 'TCG_INVALID_ARGUMENT',
+    });
+    expect(backend.sent()).toHaveLength(0);
+  });
+
   it('refuses device paths until pass-through backends exist, with a typed error', () => {
     expect(() => OpalDrive.open('/dev/sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_BACKEND_NOT_SUPPORTED' }));
     expect(() => OpalDrive.open('sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_SPEC_INVALID' }));
+  });
+
+  it('sends the bytes the Core Spec lays out: Properties, StartSession, Get, EndOfSession', async () => {
+    const backend = tcg.openScripted(discovery, [
+      propertiesOk,
+      syncSession(FIRST_HSN),
+      getResult(FIRST_HSN, [{ name: 3, value: Buffer.from('M') }]),
+      closed(FIRST_HSN),
+    ]);
+    await OpalDrive.fromBackend('scripted:bytes', backend).readMsid();
+    const sent = backend.sent().map((b) => tcg.parseComPacket(b));
+    expect(sent).toHaveLength(4);
+    const payload = (i: number): string => sent[i].packets[0].subpackets[0].payload.toString('hex');
+    for (const p of sent) expect(p.comId).toBe(COM_ID);
+    // Session manager calls travel in TSN 0 / HSN 0 (Core 3.3.7.1).
+    expect(sent[0].packets[0]).toMatchObject({ tperSession: 0, hostSession: 0 });
+    expect(payload(0)).toMatch(/^f8a800000000000000ffa8000000000000ff01f0f200f0/);
+    expect(payload(0)).toContain('d0104d6178436f6d5061636b657453697a65'); // "MaxComPacketSize", a medium atom
+    expect(payload(0)).toMatch(/f1f3f1f9f0000000f1$/);
+    // StartSession(HostSessionID 0x4B42, Admin SP, Write = false) without credentials (5.2.3.1).
+    expect(payload(1)).toBe('f8a800000000000000ffa8000000000000ff02f0824b42a8000002050000000100f1f9f0000000f1');
+    // C_PIN_MSID.Get(Cellblock startColumn = endColumn = 3 (PIN)) in the new session (5.3.3.6).
+    expect(sent[2].packets[0]).toMatchObject({ tperSession: TSN, hostSession: FIRST_HSN });
+    expect(payload(2)).toBe('f8a80000000b00008402a80000000600000016f0f0f20303f3f20403f3f1f1f9f0000000f1');
+    // CloseSession is a lone EndOfSession token (3.2.4.2).
+    expect(payload(3)).toBe('fa');
+  });
+
+  it('authenticates at StartSession with HostChallenge (name 0) and HostSigningAuthority (name 3)', async () => {
+    const backend = tcg.openScripted(discovery, [
+      propertiesOk,
+      syncSession(FIRST_HSN),
+      packet(TSN, FIRST_HSN, [[], EOD, [0, 0, 0]]),
+      closed(FIRST_HSN),
+    ]);
+    await OpalDrive.fromBackend('scripted:auth', backend).unlock(Buffer.from('pin'), { range: 1 });
+    const [, start, set] = backend
+      .sent()
+      .map((b) => tcg.parseComPacket(b).packets[0].subpackets[0].payload.toString('hex'));
+    // StartSession(0x4B42, Locking SP, Write = true, HostChallenge = "pin", HostSigningAuthority = Admin1).
+    expect(start).toBe(
+      'f8a800000000000000ffa8000000000000ff02f0824b42a8000002050000000201f200a370696ef3f203a80000000900010001f3f1f9f0000000f1',
+    );
+    // Locking_Range1.Set(Values = [ReadLocked (7) = 0, WriteLocked (8) = 0]) (5.3.3.7).
+    expect(set).toBe('f8a80000080200030001a80000000600000017f0f201f0f20700f3f20800f3f1f3f1f9f0000000f1');
   });
 });

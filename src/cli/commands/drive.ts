@@ -4,7 +4,7 @@
  * PINs only from files or stdin (`-`), never argv; every PIN Buffer read here is wiped after use.
  * `drive emulate|read|write` belong to the emulator (drive-emulate.ts).
  */
-import { OpalDrive } from '../../drives/opal.js';
+import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
 import { ADMIN1, describeAuthority, SID, userAuthority, type Authority, type Discovery } from '../../drives/types.js';
 import { DRIVE_EMULATOR_HELP, DRIVE_EMULATOR_SUBCOMMANDS, runDriveEmulatorCommand } from './drive-emulate.js';
 import { emit, parseOptions, readSecret, UsageError, type CommandContext, type CommandGroup } from '../framework.js';
@@ -41,7 +41,11 @@ Subcommands:
   psid-revert <drive> --psid-file F         factory reset with the label PSID (ALL DATA LOST)
 
 Lock/unlock/setup-range/erase/mbr authenticate as Admin1 unless --user N is given.
+--sedutil-pins (any subcommand): send PINs as sedutil-cli derives them from a password
+(PBKDF2-HMAC-SHA1 salted with the drive serial) to adopt drives set up with sedutil.
 A PIN the drive refused once is not sent again by this process (lockout protection).
+
+Emulated drives:
 ${DRIVE_EMULATOR_HELP}`;
 
 function intOption(value: string | undefined, what: string, min = 0): number | undefined {
@@ -71,8 +75,8 @@ async function withSecrets<T>(secrets: Buffer[], fn: () => Promise<T>): Promise<
   }
 }
 
-async function withDrive<T>(spec: string, fn: (drive: OpalDrive) => Promise<T>): Promise<T> {
-  const drive = OpalDrive.open(spec);
+async function withDrive<T>(spec: string, opts: OpalDriveOptions, fn: (drive: OpalDrive) => Promise<T>): Promise<T> {
+  const drive = OpalDrive.open(spec, opts);
   try {
     return await fn(drive);
   } finally {
@@ -111,17 +115,17 @@ function pickAuthority(values: { user?: string; sid?: boolean }, fallback: Autho
   return user === undefined ? fallback : userAuthority(user);
 }
 
-type Handler = (args: string[], ctx: CommandContext) => Promise<number>;
+type Handler = (args: string[], ctx: CommandContext, opts: OpalDriveOptions) => Promise<number>;
 
 const handlers: Record<string, Handler> = {
-  async discover(args, ctx) {
+  async discover(args, ctx, opts) {
     const { positionals } = parseOptions(args, {});
-    const discovery = await withDrive(onlyDrive(positionals, 'discover'), (d) => d.discover());
+    const discovery = await withDrive(onlyDrive(positionals, 'discover'), opts, (d) => d.discover());
     emit(ctx, discovery, discoveryText(discovery));
     return 0;
   },
 
-  async status(args, ctx) {
+  async status(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, {
       'probe-sid': { type: 'boolean' },
       'pin-file': { type: 'string' },
@@ -129,7 +133,7 @@ const handlers: Record<string, Handler> = {
     const spec = onlyDrive(positionals, 'status');
     const pin = values['pin-file'] !== undefined ? readSecret(ctx, values['pin-file'], 'the Admin1 PIN') : undefined;
     return withSecrets(pin ? [pin] : [], async () => {
-      const result = await withDrive(spec, async (d) => {
+      const result = await withDrive(spec, opts, async (d) => {
         const status = await d.status({ probeSid: values['probe-sid'] ?? false });
         const ranges = pin ? await d.ranges(pin) : undefined;
         const admin1Tries = pin ? await d.tries(ADMIN1, { authority: ADMIN1, pin }) : undefined;
@@ -153,25 +157,25 @@ const handlers: Record<string, Handler> = {
     });
   },
 
-  async 'take-ownership'(args, ctx) {
+  async 'take-ownership'(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, { 'new-pin-file': { type: 'string' } });
     const spec = onlyDrive(positionals, 'take-ownership');
     const pin = readSecret(ctx, values['new-pin-file'], 'the new SID PIN (--new-pin-file)');
-    await withSecrets([pin], () => withDrive(spec, (d) => d.takeOwnership(pin)));
+    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.takeOwnership(pin)));
     emit(ctx, { drive: spec, owned: true }, `${spec}: SID PIN set (drive owned)`);
     return 0;
   },
 
-  async activate(args, ctx) {
+  async activate(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, { 'pin-file': { type: 'string' } });
     const spec = onlyDrive(positionals, 'activate');
     const pin = readSecret(ctx, values['pin-file'], 'the SID PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, (d) => d.activate(pin)));
+    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.activate(pin)));
     emit(ctx, { drive: spec, lockingSpActive: true }, `${spec}: Locking SP active`);
     return 0;
   },
 
-  async 'setup-range'(args, ctx) {
+  async 'setup-range'(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, {
       'pin-file': { type: 'string' },
       range: { type: 'string' },
@@ -198,7 +202,7 @@ const handlers: Record<string, Handler> = {
       readLockEnabled: values['read-lock-enabled'] ?? false,
       writeLockEnabled: values['write-lock-enabled'] ?? false,
     };
-    await withSecrets([pin], () => withDrive(spec, (d) => d.setupRange(pin, options)));
+    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.setupRange(pin, options)));
     emit(
       ctx,
       { drive: spec, ...options },
@@ -207,7 +211,7 @@ const handlers: Record<string, Handler> = {
     return 0;
   },
 
-  async 'enable-user'(args, ctx) {
+  async 'enable-user'(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, {
       'pin-file': { type: 'string' },
       user: { type: 'string' },
@@ -219,15 +223,15 @@ const handlers: Record<string, Handler> = {
     const ranges = (values.range ?? []).map((r) => required(intOption(r, '--range'), '--range'));
     const enabled = !(values.disable ?? false);
     const pin = readSecret(ctx, values['pin-file'], 'the Admin1 PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, (d) => d.enableUser(pin, user, { enabled, ranges })));
+    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.enableUser(pin, user, { enabled, ranges })));
     emit(ctx, { drive: spec, user, enabled, ranges }, `${spec}: User${user} ${enabled ? 'enabled' : 'disabled'}`);
     return 0;
   },
 
-  lock: (args, ctx) => lockOrUnlock('lock', args, ctx),
-  unlock: (args, ctx) => lockOrUnlock('unlock', args, ctx),
+  lock: (args, ctx, opts) => lockOrUnlock('lock', args, ctx, opts),
+  unlock: (args, ctx, opts) => lockOrUnlock('unlock', args, ctx, opts),
 
-  async 'set-pin'(args, ctx) {
+  async 'set-pin'(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, {
       'pin-file': { type: 'string' },
       'new-pin-file': { type: 'string' },
@@ -239,7 +243,7 @@ const handlers: Record<string, Handler> = {
     const authority = target.kind === 'user' ? ADMIN1 : target;
     const pin = readSecret(ctx, values['pin-file'], `the ${describeAuthority(authority)} PIN (--pin-file)`);
     const newPin = readSecret(ctx, values['new-pin-file'], 'the new PIN (--new-pin-file)');
-    await withSecrets([pin, newPin], () => withDrive(spec, (d) => d.setPin({ authority, pin, target, newPin })));
+    await withSecrets([pin, newPin], () => withDrive(spec, opts, (d) => d.setPin({ authority, pin, target, newPin })));
     emit(
       ctx,
       { drive: spec, authority: describeAuthority(target) },
@@ -248,7 +252,7 @@ const handlers: Record<string, Handler> = {
     return 0;
   },
 
-  async tries(args, ctx) {
+  async tries(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, {
       'pin-file': { type: 'string' },
       user: { type: 'string' },
@@ -259,7 +263,7 @@ const handlers: Record<string, Handler> = {
     const asAuthority = target.kind === 'user' ? ADMIN1 : target;
     const pin = values['pin-file'] !== undefined ? readSecret(ctx, values['pin-file'], 'the PIN') : undefined;
     const tries = await withSecrets(pin ? [pin] : [], () =>
-      withDrive(spec, (d) => d.tries(target, pin ? { authority: asAuthority, pin } : undefined)),
+      withDrive(spec, opts, (d) => d.tries(target, pin ? { authority: asAuthority, pin } : undefined)),
     );
     const name = describeAuthority(target);
     emit(
@@ -272,7 +276,7 @@ const handlers: Record<string, Handler> = {
     return 0;
   },
 
-  async mbr(args, ctx) {
+  async mbr(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, {
       'pin-file': { type: 'string' },
       enable: { type: 'boolean' },
@@ -288,12 +292,12 @@ const handlers: Record<string, Handler> = {
     if (enable === undefined && done === undefined)
       throw new UsageError('give --enable/--disable and/or --done/--not-done');
     const pin = readSecret(ctx, values['pin-file'], 'the Admin1 PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, (d) => d.setMbr(pin, { enable, done })));
+    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.setMbr(pin, { enable, done })));
     emit(ctx, { drive: spec, enable, done }, `${spec}: MBR control updated`);
     return 0;
   },
 
-  async erase(args, ctx) {
+  async erase(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, {
       'pin-file': { type: 'string' },
       range: { type: 'string' },
@@ -304,34 +308,39 @@ const handlers: Record<string, Handler> = {
     const method = values.method ?? 'genkey';
     if (method !== 'genkey' && method !== 'erase') throw new UsageError('--method is genkey or erase');
     const pin = readSecret(ctx, values['pin-file'], 'the Admin1 PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, (d) => d.erase(pin, { range, method })));
+    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.erase(pin, { range, method })));
     emit(ctx, { drive: spec, range, method, erased: true }, `${spec}: range ${range} crypto-erased`);
     return 0;
   },
 
-  async revert(args, ctx) {
+  async revert(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, { 'pin-file': { type: 'string' } });
     const spec = onlyDrive(positionals, 'revert');
     const pin = readSecret(ctx, values['pin-file'], 'the SID PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, (d) => d.revert(pin)));
+    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.revert(pin)));
     emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state`);
     return 0;
   },
 
-  async 'psid-revert'(args, ctx) {
+  async 'psid-revert'(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, { 'psid-file': { type: 'string' } });
     const spec = onlyDrive(positionals, 'psid-revert');
     const raw = readSecret(ctx, values['psid-file'], 'the PSID (--psid-file)');
     // A PSID is typed from a label: trailing newlines from `echo` or editors are not part of it.
     const psid = Buffer.from(raw.toString('latin1').replace(/[\r\n]+$/, ''), 'latin1');
     raw.fill(0);
-    await withSecrets([psid], () => withDrive(spec, (d) => d.psidRevert(psid)));
+    await withSecrets([psid], () => withDrive(spec, opts, (d) => d.psidRevert(psid)));
     emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state with the PSID`);
     return 0;
   },
 };
 
-async function lockOrUnlock(sub: 'lock' | 'unlock', args: string[], ctx: CommandContext): Promise<number> {
+async function lockOrUnlock(
+  sub: 'lock' | 'unlock',
+  args: string[],
+  ctx: CommandContext,
+  opts: OpalDriveOptions,
+): Promise<number> {
   const { values, positionals } = parseOptions(args, {
     'pin-file': { type: 'string' },
     range: { type: 'string' },
@@ -344,7 +353,7 @@ async function lockOrUnlock(sub: 'lock' | 'unlock', args: string[], ctx: Command
   const readOnly = sub === 'unlock' && (values as { 'read-only'?: boolean })['read-only'] === true;
   const pin = readSecret(ctx, values['pin-file'], `the ${describeAuthority(authority)} PIN (--pin-file)`);
   await withSecrets([pin], () =>
-    withDrive(spec, (d) =>
+    withDrive(spec, opts, (d) =>
       sub === 'lock' ? d.lock(pin, { range, authority }) : d.unlock(pin, { range, authority, readOnly }),
     ),
   );
@@ -363,6 +372,12 @@ export const driveCommand: CommandGroup = {
     if ((DRIVE_EMULATOR_SUBCOMMANDS as readonly string[]).includes(sub)) return runDriveEmulatorCommand(sub, rest, ctx);
     const handler = Object.hasOwn(handlers, sub) ? handlers[sub] : undefined;
     if (!handler) throw new UsageError(`unknown drive subcommand '${sub}': see \`kmip-agent drive --help\``);
-    return handler(rest, ctx);
+    // --sedutil-pins applies to every subcommand: strip it before strict option parsing.
+    const sedutil = rest.includes('--sedutil-pins');
+    return handler(
+      rest.filter((a) => a !== '--sedutil-pins'),
+      ctx,
+      sedutil ? { pinDerivation: 'sedutil' } : {},
+    );
   },
 };
