@@ -248,6 +248,14 @@ std::unique_ptr<Drive> Drive::Open(const std::string& path) {
   return drive;
 }
 
+void Drive::Destroy(const std::string& path) {
+  std::unique_ptr<Drive> drive = Open(path);
+  for (const std::string& file : {drive->CachePath(), drive->MbrPath(), drive->StatePath(), path}) {
+    if (::unlink(file.c_str()) != 0 && errno != ENOENT) SysFail("cannot remove " + file);
+  }
+  drive->cache_.clear();
+}
+
 std::string Drive::CachePath() const {
   const char* dir = std::getenv("KMIP_AGENT_EMU_RAM_DIR");
   std::string base = dir != nullptr && *dir != 0 ? dir : "/dev/shm";

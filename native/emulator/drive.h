@@ -34,6 +34,8 @@ class Drive {
   static std::string Create(const std::string& path, uint64_t size_mib, const std::string& serial);
   // Opens with an exclusive non-blocking lock (EMU_BUSY when held elsewhere).
   static std::unique_ptr<Drive> Open(const std::string& path);
+  // Removes the image, its state, its shadow MBR and its key cache (EMU_BUSY if in use).
+  static void Destroy(const std::string& path);
   ~Drive();
   Drive(const Drive&) = delete;
   Drive& operator=(const Drive&) = delete;

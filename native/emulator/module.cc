@@ -135,6 +135,14 @@ Napi::Value PowerCycle(const Napi::CallbackInfo& info) {
       env, Serialized([=] { Drive::Open(path)->PowerCycle(); }), [](Napi::Env e) { return e.Undefined(); });
 }
 
+Napi::Value Destroy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path;
+  if (!GetString(info, 0, &path)) return Rejected(env, "destroy(path)");
+  return Queue(
+      env, Serialized([=] { Drive::Destroy(path); }), [](Napi::Env e) { return e.Undefined(); });
+}
+
 Napi::Value Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
@@ -162,6 +170,7 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 struct InfoSnapshot {
   std::string path;
   DriveState state;
+  bool owned = false;  // the SID PIN is no longer the MSID
 };
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -175,6 +184,10 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
         std::unique_ptr<Drive> drive = Drive::Open(path);
         snap->path = path;
         snap->state = drive->state();
+        const PinRow* sid = snap->state.FindPin(uid::kCPinSid);
+        const std::string& msid = snap->state.msid;
+        snap->owned = sid != nullptr &&
+                      !drive->VerifyPin(*sid, reinterpret_cast<const uint8_t*>(msid.data()), msid.size(), nullptr);
       }),
       [=](Napi::Env e) {
         const DriveState& s = snap->state;
@@ -186,6 +199,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
         out.Set("logicalBlockSize", Napi::Number::New(e, 512));
         bool active = s.locking_sp_life_cycle == kLifeCycleManufactured;
         out.Set("lockingSpActive", Napi::Boolean::New(e, active));
+        out.Set("owned", Napi::Boolean::New(e, snap->owned));
         Napi::Array ranges = Napi::Array::New(e);
         uint32_t i = 0;
         for (const auto& r : s.ranges) {
@@ -329,6 +343,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("create", Napi::Function::New(env, Create, "create"));
   exports.Set("powerCycle", Napi::Function::New(env, PowerCycle, "powerCycle"));
   exports.Set("read", Napi::Function::New(env, Read, "read"));
+  exports.Set("destroy", Napi::Function::New(env, Destroy, "destroy"));
   exports.Set("write", Napi::Function::New(env, Write, "write"));
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   exports.Set("open", Napi::Function::New(env, Open, "open", data));

@@ -147,8 +147,9 @@ std::vector<uint8_t> TPer::Discovery() const {
   locking.locking_supported = true;
   locking.media_encryption = true;
   if (active) {
+    // Opal SSC 3.1.1.3: LockingEnabled means the Locking SP is activated (not Manufactured-Inactive).
+    locking.locking_enabled = true;
     for (const auto& r : s.ranges) {
-      if (r.LockingEnabled()) locking.locking_enabled = true;
       if ((r.read_lock_enabled && r.read_locked) || (r.write_lock_enabled && r.write_locked)) locking.locked = true;
     }
     locking.mbr_enabled = s.mbr.enable;
@@ -779,13 +780,10 @@ TPer::Reply TPer::Set(Uid invoking, const std::vector<Value>& args) {
     bool have_key = drive_.MediaKey(*found, session.keyring, &key);
     bool needs_key = r.LockingEnabled() && !((r.read_lock_enabled && r.read_locked) &&
                                              (r.write_lock_enabled && r.write_locked));
-    if (needs_key && !have_key) Fail(st::kFail);
-    bool regrant = r.LockingEnabled() != found->LockingEnabled();
+    bool regrant = r.LockingEnabled() != found->LockingEnabled();  // the MSID wrap comes or goes
+    if ((needs_key || regrant) && !have_key) Fail(st::kFail);           // nothing changed yet
     *found = r;
-    if (regrant) {
-      if (!have_key) Fail(st::kFail);
-      drive_.GrantRange(*found, key);
-    }
+    if (regrant) drive_.GrantRange(*found, key);
     if (needs_key) {
       drive_.CacheKey(found->number, key);
     } else {

@@ -34,6 +34,8 @@ export interface EmulatedDriveInfo {
   sizeMiB: number;
   logicalBlockSize: number;
   lockingSpActive: boolean;
+  /** The SID PIN has been changed from the MSID (someone took ownership). */
+  owned: boolean;
   ranges: EmulatedRange[];
   mbr: { enable: boolean; done: boolean };
   /** Authorities (by common name) at their TryLimit until the next power cycle. */
@@ -54,6 +56,7 @@ interface EmulatorNative {
   write(path: string, lba: number, data: Buffer): Promise<void>;
   info(path: string): Promise<EmulatedDriveInfo>;
   open(path: string): Promise<EmulatedDriveHandle>;
+  destroy(path: string): Promise<void>;
 }
 
 function native(): EmulatorNative {
@@ -121,6 +124,11 @@ export function writeEmulatedDrive(path: string, lba: number, data: Buffer): Pro
   if (data.length === 0 || data.length % LOGICAL_BLOCK_SIZE !== 0)
     throw new EmulatorError('writes are whole 512-byte blocks', 'EMU_INVALID_ARGUMENT');
   return call(() => native().write(checkPath(path), lba, data));
+}
+
+/** Deletes the drive: image, state, shadow MBR and its key cache (EMU_BUSY while in use). */
+export function destroyEmulatedDrive(path: string): Promise<void> {
+  return call(() => native().destroy(checkPath(path)));
 }
 
 export function emulatedDriveInfo(path: string): Promise<EmulatedDriveInfo> {

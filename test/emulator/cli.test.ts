@@ -1,5 +1,5 @@
 /** `kmip-agent drive emulate ...` and `drive read|write` on emulated drives, through the CLI contract. */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import {
   runDriveEmulatorCommand,
 } from '../../src/cli/commands/drive-emulate.js';
 import { emitError, type CommandContext } from '../../src/cli/framework.js';
+import { runCli } from '../../src/cli/main.js';
 
 let dir: string;
 beforeEach(() => {
@@ -81,6 +82,8 @@ describe('drive emulate CLI', () => {
     const dump = await run('read', [`emu:${img}`, '--lba', '5'], false);
     expect(dump.stdout).toContain('68 65 6c 6c 6f');
     expect((await run('emulate', ['power-cycle', `emu:${img}`], true)).stdout).toContain('"powerCycled": true');
+    expect((await run('emulate', ['destroy', `emu:${img}`], false)).stdout).toContain('destroyed');
+    expect(readdirSync(dir).filter((f) => f.startsWith('c.img') || f.endsWith('.ram'))).toEqual([]);
   });
 
   it('usage errors exit 2 with stable codes', async () => {
@@ -96,6 +99,19 @@ describe('drive emulate CLI', () => {
     const missing = await run('read', [`emu:${img}`, '--lba', '0'], true);
     expect(missing.code).toBe(1);
     expect(JSON.parse(missing.stdout)).toMatchObject({ error: { code: 'EMU_NOT_FOUND' } });
+  });
+
+  it('is reachable through the kmip-agent entry point (drive group dispatch)', async () => {
+    const img = join(dir, 'e.img');
+    let out = '';
+    const io = { stdout: (t: string) => void (out += t), stderr: () => undefined, readStdin: () => Buffer.alloc(0) };
+    expect(await runCli(['--json', 'drive', 'emulate', 'create', img, '--size', '2', '--serial', 'MAIN01'], io)).toBe(
+      0,
+    );
+    expect(JSON.parse(out)).toMatchObject({ device: `emu:${img}`, sizeMiB: 2 });
+    out = '';
+    expect(await runCli(['--json', 'drive', 'read', `emu:${img}`, '--lba', '0'], io)).toBe(0);
+    expect((JSON.parse(out) as { data: string }).data).toBe('00'.repeat(512));
   });
 
   it('exports the dispatch names the drive group uses', () => {

@@ -96,7 +96,13 @@ async function withRaw<T>(body: (raw: RawTcg) => Promise<T>): Promise<T> {
 describe('create, open, persistence', () => {
   it('creates a sparse image and a 0600 state file, and reports geometry without secrets', async () => {
     const info = await emulatedDriveInfo(drive.path);
-    expect(info).toMatchObject({ serial: 'EMUDRIVE42', sizeMiB: 8, blocks: 16384, lockingSpActive: false });
+    expect(info).toMatchObject({
+      serial: 'EMUDRIVE42',
+      sizeMiB: 8,
+      blocks: 16384,
+      lockingSpActive: false,
+      owned: false,
+    });
     expect(info.ranges).toEqual([
       expect.objectContaining({ number: 0, start: 0, length: 16384, readLocked: false, writeLocked: false }),
     ]);
@@ -117,6 +123,7 @@ describe('create, open, persistence', () => {
     await withRaw((raw) => setUp(raw, false));
     const info = await emulatedDriveInfo(drive.path);
     expect(info.lockingSpActive).toBe(true);
+    expect(info.owned).toBe(true);
     expect(info.ranges[0]).toMatchObject({ readLockEnabled: true, writeLockEnabled: true, readLocked: false });
     // Data written before activation is still readable (activation keeps the media keys).
     expect(await readEmulatedDrive(drive.path, 100, 4)).toEqual(data);

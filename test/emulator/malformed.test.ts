@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { emulatedDriveInfo, EmulatorError } from '../../src/drives/emulator.js';
 import { addonPath } from '../../src/native/addon.js';
-import { BASE_COM_ID, getArgs, makeDrive, METHOD, RawTcg, STATUS, tcg, UID } from './support.js';
+import { BASE_COM_ID, getArgs, makeDrive, METHOD, RawTcg, STATUS, tcg, UID, type TcgJs } from './support.js';
 
 let drive: Awaited<ReturnType<typeof makeDrive>>;
 let raw: RawTcg;
@@ -199,5 +199,65 @@ describe('crash safety', () => {
       await expect(emulatedDriveInfo(drive.path)).resolves.toMatchObject({ blocks: 8192 });
     }
     raw = await RawTcg.open(drive.path);
+  });
+});
+
+describe('structured fuzzing', () => {
+  it('random method calls on real objects always get a method status', async () => {
+    const sid = Buffer.from('fuzz-sid-pin');
+    // Own and activate so the Locking SP and its objects exist.
+    const msid = await raw.withSession(UID.adminSp, undefined, undefined, async (call) => {
+      const r = await call(UID.cpinMsid, METHOD.get, getArgs(3, 3));
+      return (r.results[0] as { name: number; value: Buffer }[])[0]!.value;
+    });
+    await raw.withSession(UID.adminSp, UID.sid, msid, async (call) => {
+      expect((await call(UID.cpinSid, METHOD.set, [{ name: 1, value: [{ name: 3, value: sid }] }])).status).toBe(0);
+      expect((await call(UID.lockingSp, METHOD.activate, [])).status).toBe(0);
+    });
+    const objects = [
+      UID.thisSp,
+      UID.lockingSp,
+      UID.globalRange,
+      UID.range1,
+      UID.kAesRange1,
+      UID.cpinUser1,
+      UID.cpinAdmin1,
+      UID.user1Authority,
+      UID.mbrControl,
+      UID.lockingInfo,
+      '000000080003e002',
+      '0000080400000000',
+      '0000000900000000',
+    ];
+    const methods = Object.values(METHOD).filter((m) => m !== METHOD.revert && m !== METHOD.revertSp);
+    const leaf = fc.oneof(
+      fc.nat({ max: 70000 }),
+      fc.constantFrom(0, 1, 3, 4, 5, 7, 8, 9),
+      fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)),
+      fc.constantFrom(...objects).map((u) => ({ uid: u })),
+    );
+    const tree = fc.letrec<{ value: TcgJs }>((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        leaf,
+        fc.array(tie('value'), { maxLength: 4 }),
+        fc.record({ name: fc.constantFrom(0, 1, 3, 4, 5, 7, 8, 9), value: tie('value') }),
+      ),
+    })).value;
+    await raw.withSession(UID.lockingSp, UID.admin1, sid, async (call) => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom(...objects),
+          fc.constantFrom(...methods),
+          fc.array(tree, { maxLength: 3 }),
+          async (object, method, args) => {
+            const r = await call(object, method, args);
+            expect([0x00, 0x01, 0x0c, 0x3f]).toContain(r.status);
+          },
+        ),
+        { numRuns: 250 },
+      );
+    });
+    await stillHealthy();
   });
 });

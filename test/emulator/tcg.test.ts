@@ -409,6 +409,9 @@ describe('discovery', () => {
         expect(seen.some((g) => g.version === f.version && g.length === f.length)).toBe(true);
       }
       await ownAndActivate(raw);
+      // LockingEnabled reports an activated Locking SP (Opal SSC 3.1.1.3); nothing is locked yet.
+      const active = tcg().parseDiscovery(await raw.handle.ifRecv(1, 1, 512));
+      expect(active.locking).toMatchObject({ lockingEnabled: true, locked: false });
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         await call(
           UID.globalRange,

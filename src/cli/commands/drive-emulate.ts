@@ -5,6 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import {
   createEmulatedDrive,
+  destroyEmulatedDrive,
   emulatedDriveInfo,
   emulatedImagePath,
   LOGICAL_BLOCK_SIZE,
@@ -22,6 +23,7 @@ export const DRIVE_EMULATOR_HELP = [
   '                                   create an emulated Opal 2 drive (prints its PSID once)',
   '  emulate power-cycle <emu:path>   power cycle it (relocks LockOnReset ranges, resets tries)',
   '  emulate info <emu:path>          size, serial, ranges and lock state (no secrets)',
+  '  emulate destroy <emu:path>       delete the image, its state and its key cache',
   '  read <emu:path> --lba N [--count N] [--out FILE]',
   '                                   read 512-byte blocks (hex dump, or raw bytes to FILE)',
   '  write <emu:path> --lba N --in FILE|-',
@@ -68,9 +70,9 @@ function hexDump(data: Buffer, firstLba: number): string {
 function describeInfo(info: EmulatedDriveInfo): string {
   const lines = [
     `emulated drive ${info.path}: serial ${info.serial}, ${info.sizeMiB} MiB (${info.blocks} blocks of ${info.logicalBlockSize} bytes)`,
-    `locking SP: ${info.lockingSpActive ? 'active' : 'inactive (factory state)'}; MBR shadow ${
-      info.mbr.enable ? (info.mbr.done ? 'enabled, done' : 'enabled, not done') : 'disabled'
-    }`,
+    `owner: ${info.owned ? 'taken (SID PIN set)' : 'none (SID PIN is the MSID)'}; locking SP: ${
+      info.lockingSpActive ? 'active' : 'inactive'
+    }; MBR shadow ${info.mbr.enable ? (info.mbr.done ? 'enabled, done' : 'enabled, not done') : 'disabled'}`,
   ];
   for (const r of info.ranges) {
     const state = r.readLocked && r.writeLocked ? 'locked' : r.writeLocked ? 'read-only' : 'unlocked';
@@ -116,11 +118,18 @@ async function runEmulate(args: string[], ctx: CommandContext): Promise<number> 
       emit(ctx, info, describeInfo(info));
       return 0;
     }
+    case 'destroy': {
+      const { positionals } = parseOptions(rest, {});
+      const path = imagePathOf(onePositional(positionals, 'device'));
+      await destroyEmulatedDrive(path);
+      emit(ctx, { device: `emu:${path}`, destroyed: true }, `destroyed emu:${path}`);
+      return 0;
+    }
     default:
       throw new UsageError(
         action === undefined
-          ? 'drive emulate needs an action: create, power-cycle or info'
-          : `unknown action 'drive emulate ${action}': use create, power-cycle or info`,
+          ? 'drive emulate needs an action: create, power-cycle, info or destroy'
+          : `unknown action 'drive emulate ${action}': use create, power-cycle, info or destroy`,
       );
   }
 }
