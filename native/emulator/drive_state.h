@@ -1,0 +1,155 @@
+// The emulated drive's persistent state: the SP tables (life cycle, authorities, C_PIN, locking
+// ranges with their ACEs, MBR control) and the key hierarchy. Nothing here is a secret in the
+// clear: PINs are kept as salted PBKDF2 verifiers, each authority's private key is wrapped under
+// a key derived from its PIN, and each range's media key is sealed to the public keys of the
+// authorities allowed to unlock it (plus wrapped under the MSID while locking is not enabled).
+// The one exception is the MSID, which every Opal drive hands to Anybody by design.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/secure.h"
+#include "tcg/uids.h"
+
+namespace kmip_agent {
+namespace emulator {
+
+using Uid = uint64_t;  // an 8-byte TCG UID read as a big-endian integer
+
+// Names the emulator uses for TCG UIDs; the values come from the shared tcg/uids.h.
+namespace uid {
+constexpr Uid kThisSp = tcg::uid::kThisSp;
+constexpr Uid kSmUid = tcg::uid::kSessionManager;
+constexpr Uid kAdminSp = tcg::uid::kAdminSp;
+constexpr Uid kLockingSp = tcg::uid::kLockingSp;
+constexpr Uid kAnybody = tcg::uid::kAuthorityAnybody;
+constexpr Uid kAdmins = tcg::uid::kAuthorityAdmins;
+constexpr Uid kMakers = tcg::uid::kAuthorityMakers;
+constexpr Uid kSid = tcg::uid::kAuthoritySid;
+constexpr Uid kPsid = tcg::uid::kAuthorityPsid;
+constexpr Uid kAdmin1 = tcg::uid::kAuthorityAdmin1;  // AdminN = kAdmin1 + N - 1
+constexpr Uid kUsers = 0x0000000900030000ULL;        // the Users class (Opal SSC 4.3.1.3)
+constexpr Uid kUser1 = tcg::uid::kAuthorityUser1;    // UserN = kUser1 + N - 1
+constexpr Uid kCPinSid = tcg::uid::kCPinSid;
+constexpr Uid kCPinMsid = tcg::uid::kCPinMsid;
+constexpr Uid kCPinPsid = 0x0000000B0001FF01ULL;  // C_PIN_PSID (TCG PSID feature set)
+constexpr Uid kCPinAdmin1 = tcg::uid::kCPinAdmin1;
+constexpr Uid kCPinUser1 = tcg::uid::kCPinUser1;
+constexpr Uid kLockingInfo = tcg::uid::kLockingInfo;
+constexpr Uid kLockingGlobal = tcg::uid::kLockingGlobalRange;
+constexpr Uid kLockingRange1 = tcg::uid::LockingRange(1);
+constexpr Uid kMbrControl = tcg::uid::kMbrControl;
+constexpr Uid kMbrTable = tcg::uid::kMbrTable;
+constexpr Uid kKAesGlobal = tcg::uid::kKAes256GlobalRange;
+constexpr Uid kKAesRange1 = tcg::uid::KAes256Range(1);
+constexpr Uid kAceRdLockedGlobal = tcg::uid::kAceLockingGlobalRangeSetRdLocked;  // + N for range N
+constexpr Uid kAceWrLockedGlobal = tcg::uid::kAceLockingGlobalRangeSetWrLocked;
+// Tables (a table's UID is its first half followed by zeros; Next is invoked on it).
+constexpr Uid kTableSp = 0x0000020500000000ULL;
+constexpr Uid kTableAuthority = tcg::uid::kAuthorityTable;
+constexpr Uid kTableCPin = tcg::uid::kCPinTable;
+constexpr Uid kTableLocking = tcg::uid::kLockingTable;
+constexpr Uid kTableKAes = 0x0000080600000000ULL;
+constexpr Uid kTableAce = 0x0000000800000000ULL;
+}  // namespace uid
+
+constexpr int kNumAdmins = 4;
+constexpr int kNumUsers = 8;
+constexpr int kNumRanges = 8;  // numbered ranges besides the global range
+constexpr uint8_t kLifeCycleManufacturedInactive = 0x08;
+constexpr uint8_t kLifeCycleManufactured = 0x09;
+constexpr uint32_t kDefaultTryLimit = 5;
+constexpr int kPinIterations = 10000;
+constexpr uint64_t kMaxBlocks = (4ULL << 40) / 512;  // 4 TiB of 512-byte blocks
+
+// LockOnReset / DoneOnReset values (Core spec reset_types).
+constexpr uint32_t kResetPowerCycle = 0;
+constexpr uint32_t kResetHardware = 1;
+constexpr uint32_t kResetHotPlug = 2;
+constexpr uint32_t kResetProgrammatic = 3;
+
+struct PinRow {
+  Uid uid = 0;
+  Uid authority = 0;
+  std::string common_name;
+  bool has_pin = false;
+  std::vector<uint8_t> salt;      // per-PIN random salt
+  std::vector<uint8_t> verifier;  // SHA-256 of the first half of PBKDF2(PIN)
+  std::vector<uint8_t> public_key;    // X25519, empty when no PIN is set
+  std::vector<uint8_t> wrapped_private;  // private key wrapped under the second half of PBKDF2(PIN)
+  uint32_t try_limit = kDefaultTryLimit;
+  uint32_t tries = 0;
+  bool persistence = false;
+};
+
+struct AuthorityRow {
+  Uid uid = 0;
+  std::string name;
+  std::string common_name;
+  bool is_class = false;
+  Uid cls = 0;
+  bool enabled = false;
+  Uid credential = 0;  // C_PIN row
+};
+
+struct RangeRow {
+  int number = 0;  // 0 = global range
+  std::string common_name;
+  uint64_t start = 0;
+  uint64_t length = 0;
+  bool read_lock_enabled = false;
+  bool write_lock_enabled = false;
+  bool read_locked = false;
+  bool write_locked = false;
+  std::vector<uint32_t> lock_on_reset{kResetPowerCycle};
+  std::vector<Uid> ace_read;   // ACE_Locking_RangeN_Set_RdLocked BooleanExpr (authorities, OR-ed)
+  std::vector<Uid> ace_write;  // ACE_Locking_RangeN_Set_WrLocked
+  std::vector<uint8_t> msid_wrap;            // media key under the MSID key (only while locking is off)
+  std::map<Uid, std::vector<uint8_t>> seals;  // media key sealed to each allowed authority's public key
+  uint64_t key_generation = 0;               // bumped by GenKey / Erase
+
+  bool LockingEnabled() const { return read_lock_enabled || write_lock_enabled; }
+  Uid LockingUid() const { return number == 0 ? uid::kLockingGlobal : uid::kLockingRange1 + number - 1; }
+  Uid KeyUid() const { return number == 0 ? uid::kKAesGlobal : uid::kKAesRange1 + number - 1; }
+};
+
+struct MbrControl {
+  bool enable = false;
+  bool done = false;
+  std::vector<uint32_t> done_on_reset{kResetPowerCycle};
+};
+
+struct DriveState {
+  static constexpr int kFormatVersion = 1;
+  std::string serial;
+  std::string drive_id;       // random hex; names the volatile key cache
+  std::string power_epoch;    // random hex; changes at each power cycle
+  uint64_t blocks = 0;        // 512-byte logical blocks
+  std::vector<uint8_t> salt;  // per-drive PIN derivation salt
+  std::string msid;           // factory PIN, public by design
+  uint8_t locking_sp_life_cycle = kLifeCycleManufacturedInactive;
+  std::vector<AuthorityRow> admin_authorities;    // AdminSP
+  std::vector<PinRow> admin_pins;                 // AdminSP C_PIN (SID, MSID, PSID)
+  std::vector<AuthorityRow> locking_authorities;  // LockingSP (empty while inactive)
+  std::vector<PinRow> locking_pins;
+  std::vector<RangeRow> ranges;  // global + numbered
+  MbrControl mbr;
+
+  PinRow* FindPin(Uid row);
+  PinRow* PinOfAuthority(Uid authority);
+  AuthorityRow* FindAuthority(bool locking_sp, Uid authority);
+  RangeRow* FindRangeByLockingUid(Uid uid);
+  RangeRow* FindRangeByKeyUid(Uid uid);
+  // The range whose extent covers `lba` (numbered ranges first, else the global range).
+  const RangeRow& RangeForLba(uint64_t lba) const;
+};
+
+std::string Serialize(const DriveState& state);
+// Throws CodedError EMU_STATE_CORRUPT on any inconsistency (including a checksum mismatch).
+DriveState Deserialize(const std::string& text);
+
+}  // namespace emulator
+}  // namespace kmip_agent

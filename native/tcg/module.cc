@@ -1,0 +1,600 @@
+// The `tcg` addon module: test entry points for the codec layers (decodeTokens, encodeTokens,
+// parseComPacket, buildComPacket, parseDiscovery, parseMethodResponse, statusName) and
+// openAsync(spec) -> Promise of a drive handle (open(spec): the same, synchronously) whose methods run Opal flows off the JS thread, one
+// Napi::AsyncWorker per call, serialised per drive by a mutex (the TS layer also queues calls).
+#include <napi.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+#include "core/errors.h"
+#include "core/registry.h"
+#include "core/secure.h"
+#include "emulator/emulated_drive.h"
+#include "tcg/js_values.h"
+#include "tcg/opal.h"
+#include "tcg/status.h"
+#include "transport/scripted.h"
+
+// Weak so the addon still loads when the emulator is not linked in; open("emu:...") then fails
+// with DRIVE_BACKEND_NOT_SUPPORTED instead of a missing-symbol crash.
+namespace kmip_agent {
+namespace emulator {
+std::unique_ptr<transport::Transport> OpenEmulatedDrive(const std::string& path) __attribute__((weak));
+}  // namespace emulator
+}  // namespace kmip_agent
+
+namespace kmip_agent {
+namespace tcg {
+namespace {
+
+using JsBuilder = std::function<Napi::Value(Napi::Env)>;
+
+std::vector<uint8_t> BufferArg(const Napi::Value& v, const char* what) {
+  if (!v.IsBuffer()) throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be a Buffer");
+  auto b = v.As<Napi::Buffer<uint8_t>>();
+  return std::vector<uint8_t>(b.Data(), b.Data() + b.Length());
+}
+
+// PINs: copied once from the Buffer into self-wiping memory.
+SecretBytes SecretArg(const Napi::Value& v, const char* what) {
+  if (!v.IsBuffer()) throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be a Buffer");
+  auto b = v.As<Napi::Buffer<uint8_t>>();
+  return SecretBytes(b.Data(), b.Length());
+}
+
+uint64_t UintArg(const Napi::Value& v, const char* what) {
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (lossless) return x;
+  } else if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (d >= 0 && d <= 9007199254740992.0 && d == static_cast<double>(static_cast<uint64_t>(d)))
+      return static_cast<uint64_t>(d);
+  }
+  throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be an unsigned integer");
+}
+
+// Locking ranges and users are numbered in 16 bits of their UIDs (Opal SSC 4.3.5.2, 4.3.1.8).
+uint32_t IndexArg(const Napi::Value& v, const char* what) {
+  const uint64_t n = UintArg(v, what);
+  if (n > 0xFFFF) throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be at most 65535");
+  return static_cast<uint32_t>(n);
+}
+
+std::optional<uint64_t> OptionalUintArg(const Napi::Value& v, const char* what) {
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
+  return UintArg(v, what);
+}
+
+std::optional<bool> OptionalBoolArg(const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
+  return v.ToBoolean().Value();
+}
+
+Authority AuthorityArg(const Napi::Value& v) {
+  if (!v.IsObject()) throw CodedError("TCG_INVALID_ARGUMENT", "authority must be {kind, index}");
+  Napi::Object o = v.As<Napi::Object>();
+  const std::string kind = o.Get("kind").ToString().Utf8Value();
+  Authority a;
+  a.index = o.Has("index") && o.Get("index").IsNumber() ? o.Get("index").As<Napi::Number>().Uint32Value() : 1;
+  if (kind == "sid") a.kind = Authority::Kind::kSid;
+  else if (kind == "psid") a.kind = Authority::Kind::kPsid;
+  else if (kind == "admin") a.kind = Authority::Kind::kAdmin;
+  else if (kind == "user") a.kind = Authority::Kind::kUser;
+  else if (kind == "anybody") a.kind = Authority::Kind::kAnybody;
+  else throw CodedError("TCG_INVALID_ARGUMENT", "unknown authority kind '" + kind + "'");
+  if ((a.kind == Authority::Kind::kAdmin || a.kind == Authority::Kind::kUser) && (a.index < 1 || a.index > 0xFFFF))
+    throw CodedError("TCG_INVALID_ARGUMENT", "authority index must be 1..65535");
+  return a;
+}
+
+Napi::Object RangeToJs(Napi::Env env, const RangeInfo& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("range", r.range);
+  o.Set("start", static_cast<double>(r.start));
+  o.Set("length", static_cast<double>(r.length));
+  o.Set("readLockEnabled", r.read_lock_enabled);
+  o.Set("writeLockEnabled", r.write_lock_enabled);
+  o.Set("readLocked", r.read_locked);
+  o.Set("writeLocked", r.write_locked);
+  return o;
+}
+
+// One open drive. Calls take `mutex` for their whole flow so sessions never interleave.
+struct DriveState {
+  std::mutex mutex;
+  std::unique_ptr<OpalDrive> drive;
+  std::string description;
+  std::string serial;
+};
+
+OpalDrive& Live(DriveState& state) {
+  if (!state.drive) throw CodedError("DRIVE_CLOSED", "the drive handle is closed");
+  return *state.drive;
+}
+
+class FlowWorker : public Napi::AsyncWorker {
+ public:
+  using Flow = std::function<JsBuilder(OpalDrive&)>;
+  FlowWorker(Napi::Env env, std::shared_ptr<DriveState> state, Flow flow)
+      : Napi::AsyncWorker(env, "kmip-agent:tcg"), deferred_(Napi::Promise::Deferred::New(env)),
+        state_(std::move(state)), flow_(std::move(flow)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      builder_ = flow_(Live(*state_));
+    } catch (...) {
+      error_ = DescribeCurrentException();
+      SetError(error_.message);
+    }
+    flow_ = nullptr;  // drops captured SecretBytes (wiped) on this thread
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Value result = CatchAll(env, [&]() { return builder_ ? builder_(env) : env.Undefined(); });
+    if (env.IsExceptionPending()) {
+      deferred_.Reject(env.GetAndClearPendingException().Value());
+      return;
+    }
+    deferred_.Resolve(result);
+  }
+  void OnError(const Napi::Error&) override {
+    deferred_.Reject(MakeError(Env(), error_.code, error_.message, error_.status).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<DriveState> state_;
+  Flow flow_;
+  JsBuilder builder_;
+  ErrorInfo error_;
+};
+
+Napi::Value Queue(Napi::Env env, const std::shared_ptr<DriveState>& state, FlowWorker::Flow flow) {
+  auto* worker = new FlowWorker(env, state, std::move(flow));
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+JsBuilder Undefined() {
+  return [](Napi::Env env) { return env.Undefined(); };
+}
+
+Napi::Object StatusToJs(Napi::Env env, const OpalStatus& st) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("discovery", DiscoveryToJs(env, st.discovery));
+  o.Set("lockingSupported", st.locking_supported);
+  o.Set("lockingEnabled", st.locking_enabled);
+  o.Set("locked", st.locked);
+  o.Set("mbrEnabled", st.mbr_enabled);
+  o.Set("mbrDone", st.mbr_done);
+  o.Set("lockingSpLifecycle", st.locking_sp_lifecycle ? Napi::Value(Napi::Number::New(env, *st.locking_sp_lifecycle))
+                                                      : env.Null());
+  o.Set("sidIsMsid", st.sid_is_msid ? Napi::Value(Napi::Boolean::New(env, *st.sid_is_msid)) : env.Null());
+  o.Set("sidStateSource", st.sid_state_source);
+  return o;
+}
+
+LockState LockStateArg(const Napi::Value& v) {
+  const std::string s = v.ToString().Utf8Value();
+  if (s == "locked") return LockState::kLocked;
+  if (s == "read-only") return LockState::kReadOnly;
+  if (s == "unlocked") return LockState::kUnlocked;
+  throw CodedError("TCG_INVALID_ARGUMENT", "lock state must be locked, read-only or unlocked");
+}
+
+// Builds the JS handle object for an open drive: every method returns a Promise.
+Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
+  Napi::Object h = Napi::Object::New(env);
+  auto method = [&](const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> body) {
+    h.Set(name, Napi::Function::New(
+                    env, [body](const Napi::CallbackInfo& info) { return CatchAll(info.Env(), [&] { return body(info); }); },
+                    name));
+  };
+  method("describe", [state](const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), state->description);
+  });
+  method("serial", [state](const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), state->serial); });
+  method("discover", [state](const Napi::CallbackInfo& info) {
+    return Queue(info.Env(), state, [](OpalDrive& d) -> JsBuilder {
+      Discovery disc = d.Discover();
+      return [disc](Napi::Env env) { return DiscoveryToJs(env, disc); };
+    });
+  });
+  method("status", [state](const Napi::CallbackInfo& info) {
+    const bool probe = info.Length() > 0 && info[0].ToBoolean().Value();
+    return Queue(info.Env(), state, [probe](OpalDrive& d) -> JsBuilder {
+      OpalStatus st = d.Status(probe);
+      return [st](Napi::Env env) { return StatusToJs(env, st); };
+    });
+  });
+  method("readMsid", [state](const Napi::CallbackInfo& info) {
+    return Queue(info.Env(), state, [](OpalDrive& d) -> JsBuilder {
+      auto msid = std::make_shared<SecretBytes>(d.ReadMsid());
+      return [msid](Napi::Env env) { return Napi::Buffer<uint8_t>::Copy(env, msid->data(), msid->size()); };
+    });
+  });
+  method("takeOwnership", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "new SID PIN"));
+    return Queue(info.Env(), state, [pin](OpalDrive& d) {
+      d.TakeOwnership(*pin);
+      return Undefined();
+    });
+  });
+  method("activate", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "SID PIN"));
+    return Queue(info.Env(), state, [pin](OpalDrive& d) {
+      d.ActivateLockingSp(*pin);
+      return Undefined();
+    });
+  });
+  method("setPin", [state](const Napi::CallbackInfo& info) {
+    Authority who = AuthorityArg(info[0]);
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[1], "PIN"));
+    Authority target = AuthorityArg(info[2]);
+    auto new_pin = std::make_shared<SecretBytes>(SecretArg(info[3], "new PIN"));
+    return Queue(info.Env(), state, [who, pin, target, new_pin](OpalDrive& d) {
+      d.SetPin(who, *pin, target, *new_pin);
+      return Undefined();
+    });
+  });
+  method("enableUser", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
+    const uint32_t user = IndexArg(info[1], "user");
+    const bool enabled = info[2].ToBoolean().Value();
+    std::vector<uint32_t> ranges;
+    if (info[3].IsArray()) {
+      Napi::Array a = info[3].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) ranges.push_back(IndexArg(a.Get(i), "range"));
+    }
+    return Queue(info.Env(), state, [pin, user, enabled, ranges](OpalDrive& d) {
+      d.EnableUser(*pin, user, enabled, ranges);
+      return Undefined();
+    });
+  });
+  method("setupRange", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
+    const uint32_t range = IndexArg(info[1], "range");
+    auto start = OptionalUintArg(info[2], "start");
+    auto length = OptionalUintArg(info[3], "length");
+    const bool rle = info[4].ToBoolean().Value();
+    const bool wle = info[5].ToBoolean().Value();
+    return Queue(info.Env(), state, [=](OpalDrive& d) {
+      d.SetupRange(*pin, range, start, length, rle, wle);
+      return Undefined();
+    });
+  });
+  method("ranges", [state](const Napi::CallbackInfo& info) {
+    Authority who = AuthorityArg(info[0]);
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[1], "PIN"));
+    return Queue(info.Env(), state, [who, pin](OpalDrive& d) -> JsBuilder {
+      std::vector<RangeInfo> ranges = d.Ranges(who, *pin);
+      return [ranges](Napi::Env env) {
+        Napi::Array a = Napi::Array::New(env, ranges.size());
+        for (size_t i = 0; i < ranges.size(); ++i) a.Set(static_cast<uint32_t>(i), RangeToJs(env, ranges[i]));
+        return a;
+      };
+    });
+  });
+  method("setLock", [state](const Napi::CallbackInfo& info) {
+    Authority who = AuthorityArg(info[0]);
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[1], "PIN"));
+    const uint32_t range = IndexArg(info[2], "range");
+    LockState lock = LockStateArg(info[3]);
+    return Queue(info.Env(), state, [who, pin, range, lock](OpalDrive& d) {
+      d.SetLock(who, *pin, range, lock);
+      return Undefined();
+    });
+  });
+  method("revert", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "SID PIN"));
+    return Queue(info.Env(), state, [pin](OpalDrive& d) {
+      d.RevertTPer(*pin);
+      return Undefined();
+    });
+  });
+  method("psidRevert", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "PSID"));
+    return Queue(info.Env(), state, [pin](OpalDrive& d) {
+      d.PsidRevert(*pin);
+      return Undefined();
+    });
+  });
+  method("revertLockingSp", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
+    const bool keep = info[1].ToBoolean().Value();
+    return Queue(info.Env(), state, [pin, keep](OpalDrive& d) {
+      d.RevertLockingSp(*pin, keep);
+      return Undefined();
+    });
+  });
+  method("erase", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
+    const uint32_t range = IndexArg(info[1], "range");
+    const bool use_erase = info[2].ToBoolean().Value();
+    return Queue(info.Env(), state, [pin, range, use_erase](OpalDrive& d) {
+      d.EraseRange(*pin, range, use_erase);
+      return Undefined();
+    });
+  });
+  method("setMbr", [state](const Napi::CallbackInfo& info) {
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
+    auto enable = OptionalBoolArg(info[1]);
+    auto done = OptionalBoolArg(info[2]);
+    return Queue(info.Env(), state, [pin, enable, done](OpalDrive& d) {
+      d.SetMbr(*pin, enable, done);
+      return Undefined();
+    });
+  });
+  method("tries", [state](const Napi::CallbackInfo& info) {
+    Authority target = AuthorityArg(info[0]);
+    std::optional<Authority> who;
+    std::shared_ptr<SecretBytes> pin;
+    if (info.Length() > 2 && info[1].IsObject() && info[2].IsBuffer()) {
+      who = AuthorityArg(info[1]);
+      pin = std::make_shared<SecretBytes>(SecretArg(info[2], "PIN"));
+    }
+    return Queue(info.Env(), state, [target, who, pin](OpalDrive& d) -> JsBuilder {
+      std::optional<Tries> t = d.ReadTries(target, who ? &*who : nullptr, pin.get());
+      return [t](Napi::Env env) -> Napi::Value {
+        if (!t) return env.Null();
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("tries", t->tries);
+        o.Set("tryLimit", t->try_limit);
+        return o;
+      };
+    });
+  });
+  method("verify", [state](const Napi::CallbackInfo& info) {
+    Authority who = AuthorityArg(info[0]);
+    auto pin = std::make_shared<SecretBytes>(SecretArg(info[1], "PIN"));
+    return Queue(info.Env(), state, [who, pin](OpalDrive& d) {
+      d.Verify(who, *pin);
+      return Undefined();
+    });
+  });
+  method("close", [state](const Napi::CallbackInfo& info) {
+    return Queue(info.Env(), state, [state](OpalDrive&) {
+      state->drive.reset();  // mutex held by the worker
+      return Undefined();
+    });
+  });
+  return h;
+}
+
+std::unique_ptr<transport::Transport> OpenTransport(const std::string& spec) {
+  if (spec.rfind("emu:", 0) == 0) {
+    if (&emulator::OpenEmulatedDrive == nullptr)
+      throw CodedError("DRIVE_BACKEND_NOT_SUPPORTED", "this build has no emulated drive backend");
+    const std::string path = spec.substr(4);
+    if (path.empty()) throw CodedError("DRIVE_SPEC_INVALID", "emu: needs an image path (emu:/path/to/image)");
+    return emulator::OpenEmulatedDrive(path);
+  }
+  throw CodedError("DRIVE_BACKEND_NOT_SUPPORTED",
+                   "no backend for '" + spec +
+                       "' yet: only emulated drives (emu:/path/to/image) are supported; kernel sed-opal and "
+                       "SCSI/ATA/NVMe pass-through backends are not implemented");
+}
+
+// Opening runs off the JS thread too (an emulated drive takes a file lock and reads its state;
+// a device would be opened and probed). Resolves to the drive handle.
+class OpenWorker : public Napi::AsyncWorker {
+ public:
+  OpenWorker(Napi::Env env, std::string spec, bool authenticate_with_method)
+      : Napi::AsyncWorker(env, "kmip-agent:tcg-open"), deferred_(Napi::Promise::Deferred::New(env)),
+        spec_(std::move(spec)), authenticate_with_method_(authenticate_with_method) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      state_ = std::make_shared<DriveState>();
+      state_->drive = std::make_unique<OpalDrive>(OpenTransport(spec_));
+      state_->drive->set_authenticate_with_method(authenticate_with_method_);
+      state_->description = state_->drive->Describe();
+      state_->serial = state_->drive->Serial();
+    } catch (...) {
+      state_.reset();
+      error_ = DescribeCurrentException();
+      SetError(error_.message);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Value handle = CatchAll(env, [&]() -> Napi::Value { return MakeHandle(env, state_); });
+    if (env.IsExceptionPending()) {
+      deferred_.Reject(env.GetAndClearPendingException().Value());
+      return;
+    }
+    deferred_.Resolve(handle);
+  }
+  void OnError(const Napi::Error&) override {
+    deferred_.Reject(MakeError(Env(), error_.code, error_.message, error_.status).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string spec_;
+  bool authenticate_with_method_;
+  std::shared_ptr<DriveState> state_;
+  ErrorInfo error_;
+};
+
+bool AuthenticateWithMethodOption(const Napi::CallbackInfo& info) {
+  return info.Length() > 1 && info[1].IsObject() &&
+         info[1].As<Napi::Object>().Get("authenticateWithMethod").ToBoolean().Value();
+}
+
+// openAsync(spec, options): the drives layer's entry point.
+Napi::Value OpenAsync(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsString()) throw CodedError("TCG_INVALID_ARGUMENT", "openAsync(spec: string)");
+    auto* worker = new OpenWorker(info.Env(), info[0].As<Napi::String>().Utf8Value(), AuthenticateWithMethodOption(info));
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  });
+}
+
+// open(spec, options): synchronous variant kept for callers written against it (emulator tests).
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsString()) throw CodedError("TCG_INVALID_ARGUMENT", "open(spec: string)");
+    auto state = std::make_shared<DriveState>();
+    state->drive = std::make_unique<OpalDrive>(OpenTransport(info[0].As<Napi::String>().Utf8Value()));
+    state->drive->set_authenticate_with_method(AuthenticateWithMethodOption(info));
+    state->description = state->drive->Describe();
+    state->serial = state->drive->Serial();
+    return MakeHandle(info.Env(), state);
+  });
+}
+
+// Test entry point: a drive whose TPer is a script of canned responses.
+Napi::Value OpenScripted(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    std::vector<uint8_t> discovery = BufferArg(info[0], "discovery");
+    std::deque<std::vector<uint8_t>> responses;
+    if (info.Length() > 1 && info[1].IsArray()) {
+      Napi::Array a = info[1].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) responses.push_back(BufferArg(a.Get(i), "response"));
+    }
+    ExchangeLimits limits;
+    limits.max_polls = 20;
+    limits.poll_sleep_us_max = 200;
+    limits.busy_retries = 2;
+    limits.busy_sleep_us = 100;
+    auto state = std::make_shared<DriveState>();
+    auto transport = std::make_unique<transport::ScriptedTransport>(std::move(discovery), std::move(responses));
+    auto sent = transport->sent();
+    state->drive = std::make_unique<OpalDrive>(std::move(transport), limits);
+    state->description = state->drive->Describe();
+    state->serial = state->drive->Serial();
+    Napi::Object handle = MakeHandle(info.Env(), state);
+    // sent(): the IF-SEND payloads so far (read between calls, when no worker runs).
+    handle.Set("sent", Napi::Function::New(info.Env(), [sent, state](const Napi::CallbackInfo& ci) {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      Napi::Array a = Napi::Array::New(ci.Env(), sent->size());
+      for (size_t i = 0; i < sent->size(); ++i)
+        a.Set(static_cast<uint32_t>(i), Napi::Buffer<uint8_t>::Copy(ci.Env(), (*sent)[i].data(), (*sent)[i].size()));
+      return a;
+    }));
+    return handle;
+  });
+}
+
+Napi::Value DecodeTokensJs(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    std::vector<uint8_t> b = BufferArg(info[0], "tokens");
+    std::vector<Token> tokens = DecodeTokens(b);
+    Napi::Array a = Napi::Array::New(info.Env(), tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) a.Set(static_cast<uint32_t>(i), TokenToJs(info.Env(), tokens[i]));
+    return a;
+  });
+}
+
+Napi::Value DecodeValuesJs(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    std::vector<uint8_t> b = BufferArg(info[0], "tokens");
+    std::vector<Value> values = ParseValues(b.data(), b.size());
+    Napi::Array a = Napi::Array::New(info.Env(), values.size());
+    for (size_t i = 0; i < values.size(); ++i) a.Set(static_cast<uint32_t>(i), ValueToJs(info.Env(), values[i]));
+    return a;
+  });
+}
+
+Napi::Value EncodeTokensJs(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsArray()) throw CodedError("TCG_INVALID_ARGUMENT", "encodeTokens(values[])");
+    Napi::Array a = info[0].As<Napi::Array>();
+    TokenWriter w;
+    for (uint32_t i = 0; i < a.Length(); ++i) EncodeValue(JsToValue(a.Get(i)), w);
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), w.bytes().data(), w.bytes().size());
+  });
+}
+
+Napi::Value ParseComPacketJs(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    std::vector<uint8_t> b = BufferArg(info[0], "ComPacket");
+    return ComPacketToJs(info.Env(), ParseComPacket(b));
+  });
+}
+
+Napi::Value BuildComPacketJs(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throw CodedError("TCG_INVALID_ARGUMENT", "buildComPacket(options)");
+    Napi::Object o = info[0].As<Napi::Object>();
+    ComPacket cp;
+    cp.com_id = static_cast<uint16_t>(UintArg(o.Get("comId"), "comId"));
+    if (o.Has("outstandingData")) cp.outstanding_data = static_cast<uint32_t>(UintArg(o.Get("outstandingData"), "outstandingData"));
+    if (o.Has("minTransfer")) cp.min_transfer = static_cast<uint32_t>(UintArg(o.Get("minTransfer"), "minTransfer"));
+    if (o.Has("payload")) {
+      Packet p;
+      p.tper_session = static_cast<uint32_t>(OptionalUintArg(o.Get("tperSession"), "tperSession").value_or(0));
+      p.host_session = static_cast<uint32_t>(OptionalUintArg(o.Get("hostSession"), "hostSession").value_or(0));
+      p.seq_number = static_cast<uint32_t>(OptionalUintArg(o.Get("seqNumber"), "seqNumber").value_or(0));
+      SubPacket s;
+      s.payload = BufferArg(o.Get("payload"), "payload");
+      p.subpackets.push_back(std::move(s));
+      cp.packets.push_back(std::move(p));
+    }
+    const size_t pad_to = static_cast<size_t>(OptionalUintArg(o.Get("padTo"), "padTo").value_or(0));
+    std::vector<uint8_t> out = BuildComPacket(cp, pad_to);
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), out.data(), out.size());
+  });
+}
+
+Napi::Value ParseDiscoveryJs(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    std::vector<uint8_t> b = BufferArg(info[0], "discovery response");
+    return DiscoveryToJs(info.Env(), ParseDiscovery(b));
+  });
+}
+
+Napi::Value ParseMethodResponseJs(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    std::vector<uint8_t> b = BufferArg(info[0], "method response");
+    MethodResult r = ParseMethodResponse(b);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("status", r.status);
+    o.Set("statusName", StatusName(r.status));
+    o.Set("results", ValueToJs(info.Env(), r.results));
+    return o;
+  });
+}
+
+Napi::Value StatusNameJs(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    const uint32_t s = static_cast<uint32_t>(UintArg(info[0], "status"));
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("name", StatusName(s));
+    o.Set("code", StatusErrorCode(s));
+    return o;
+  });
+}
+
+void InitTcg(Napi::Env env, Napi::Object exports) {
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("openAsync", Napi::Function::New(env, OpenAsync, "openAsync"));
+  exports.Set("openScripted", Napi::Function::New(env, OpenScripted, "openScripted"));
+  exports.Set("decodeTokens", Napi::Function::New(env, DecodeTokensJs, "decodeTokens"));
+  exports.Set("decodeValues", Napi::Function::New(env, DecodeValuesJs, "decodeValues"));
+  exports.Set("encodeTokens", Napi::Function::New(env, EncodeTokensJs, "encodeTokens"));
+  exports.Set("parseComPacket", Napi::Function::New(env, ParseComPacketJs, "parseComPacket"));
+  exports.Set("buildComPacket", Napi::Function::New(env, BuildComPacketJs, "buildComPacket"));
+  exports.Set("parseDiscovery", Napi::Function::New(env, ParseDiscoveryJs, "parseDiscovery"));
+  exports.Set("parseMethodResponse", Napi::Function::New(env, ParseMethodResponseJs, "parseMethodResponse"));
+  exports.Set("statusName", Napi::Function::New(env, StatusNameJs, "statusName"));
+}
+
+}  // namespace
+}  // namespace tcg
+}  // namespace kmip_agent
+
+KMIP_AGENT_MODULE(tcg, kmip_agent::tcg::InitTcg);

@@ -1,0 +1,15 @@
+/** The drives layer: typed wrappers over the addon's drive backends. */
+export { OpalDrive, openOpalDrive } from './opal.js';
+export type {
+  EraseOptions,
+  OpalDriveOptions,
+  LockOptions,
+  SetPinOptions,
+  SetupRangeOptions,
+  UnlockOptions,
+} from './opal.js';
+export { OpalError, toOpalError } from './errors.js';
+export { backendKindOf, openBackend, tcgNative } from './backend.js';
+export type { BackendKind, BackendOptions, ComPacketInfo, LockStateName, OpalBackend, TcgNative } from './backend.js';
+export * from './types.js';
+export { sedutilPin, SEDUTIL_ITERATIONS } from './sedutil.js';

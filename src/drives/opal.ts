@@ -1,0 +1,335 @@
+/**
+ * `OpalDrive`: the one promise-based interface to a TCG Opal self-encrypting drive, whatever the
+ * backend (emulated today; kernel sed-opal and SCSI/ATA/NVMe pass-through later, see backend.ts).
+ *
+ * Calls on one drive never overlap: each waits for the previous one (and the addon runs every call
+ * off the JS thread, one AsyncWorker per call). PINs are caller-owned Buffers: the addon copies each
+ * once into self-wiping memory and keeps nothing; callers wipe their own Buffers (the CLI does).
+ *
+ * Lockout safety: a drive locks an authority out after TryLimit failed authentications until a
+ * power cycle. The drive object remembers (as keyed HMACs, never the PINs) which PINs a drive
+ * refused for which authority in this process and refuses to send them again
+ * (TCG_PIN_KNOWN_WRONG) so retries never burn the last tries on a known-wrong key; `tries()` reads
+ * C_PIN Tries/TryLimit where the drive allows it so callers can decide before trying.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { openBackend, type BackendOptions, type LockStateName, type OpalBackend } from './backend.js';
+import { OpalError, toOpalError } from './errors.js';
+import { sedutilPin } from './sedutil.js';
+import {
+  ADMIN1,
+  describeAuthority,
+  SID,
+  type Authority,
+  type Discovery,
+  type OpalStatus,
+  type RangeStatus,
+  type TriesInfo,
+} from './types.js';
+
+export interface OpalDriveOptions extends BackendOptions {
+  /**
+   * 'sedutil': every PIN (not the PSID) is sent as sedutil-cli derives it from a password
+   * (PBKDF2-HMAC-SHA1, 75000 iterations, 32 bytes, salted with the drive serial), so drives set up
+   * with sedutil can be adopted. Default: PINs are sent as given.
+   */
+  pinDerivation?: 'none' | 'sedutil';
+}
+
+export interface SetupRangeOptions {
+  /** 0 = the global range (no start/length), 1..n = numbered ranges. */
+  range: number;
+  start?: number;
+  length?: number;
+  readLockEnabled: boolean;
+  writeLockEnabled: boolean;
+}
+
+export interface LockOptions {
+  range?: number;
+  /** Default Admin1; a User<n> works once enabled for the range. */
+  authority?: Authority;
+}
+
+export interface UnlockOptions extends LockOptions {
+  readOnly?: boolean;
+}
+
+export interface SetPinOptions {
+  /** Who authenticates (default Admin1). */
+  authority?: Authority;
+  pin: Buffer;
+  /** Whose PIN changes (default: the authenticating authority itself). */
+  target?: Authority;
+  newPin: Buffer;
+}
+
+export interface EraseOptions {
+  range: number;
+  /** 'genkey' (default): new media key for the range; 'erase': the Single User Mode Erase method. */
+  method?: 'genkey' | 'erase';
+}
+
+/** Process-wide memory of refused PINs per drive spec (HMAC with a per-process random key). */
+const refusedPinKey = randomBytes(32);
+const refusedPins = new Map<string, Set<string>>();
+
+/** Keyed on the caller's PIN plus how it is derived: the same password under sedutil derivation is another PIN. */
+function refusedDigest(authority: Authority, derivation: string, pin: Buffer): string {
+  return createHmac('sha256', refusedPinKey)
+    .update(`${describeAuthority(authority)}\0${derivation}\0`)
+    .update(pin)
+    .digest('hex');
+}
+
+export class OpalDrive {
+  private tail: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    readonly spec: string,
+    private readonly backend: OpalBackend,
+    private readonly options: OpalDriveOptions,
+  ) {}
+
+  /** Opens `emu:/path/to/image` or a device path (DRIVE_BACKEND_NOT_SUPPORTED until issue 5). */
+  static async open(spec: string, options: OpalDriveOptions = {}): Promise<OpalDrive> {
+    try {
+      return new OpalDrive(spec, await openBackend(spec, options), options);
+    } catch (error) {
+      throw toOpalError(error);
+    }
+  }
+
+  /** For tests and future backends: wraps an already-open backend. */
+  static fromBackend(spec: string, backend: OpalBackend, options: OpalDriveOptions = {}): OpalDrive {
+    return new OpalDrive(spec, backend, options);
+  }
+
+  describe(): string {
+    return this.backend.describe();
+  }
+
+  /** The serial number the drive reports (may be empty). */
+  serial(): string {
+    return this.backend.serial();
+  }
+
+  discover(): Promise<Discovery> {
+    return this.run('discovery', () => this.backend.discover());
+  }
+
+  /** Discovery plus what needs no PIN. `probeSid` tries SID with MSID (costs a SID try if owned). */
+  status(options: { probeSid?: boolean } = {}): Promise<OpalStatus> {
+    return this.run('status', () => this.backend.status(options.probeSid ?? false));
+  }
+
+  readMsid(): Promise<Buffer> {
+    return this.run('read MSID', () => this.backend.readMsid());
+  }
+
+  /** Reads MSID and sets the SID PIN to `newSidPin`. */
+  takeOwnership(newSidPin: Buffer): Promise<void> {
+    return this.run('take ownership', () => this.withDerived(newSidPin, (p) => this.backend.takeOwnership(p)));
+  }
+
+  /** Activates the Locking SP as SID (Admin1's PIN starts as the SID PIN). Idempotent. */
+  activate(sidPin: Buffer): Promise<void> {
+    return this.authenticated('activate the Locking SP', SID, sidPin, (p) => this.backend.activate(p));
+  }
+
+  setPin(options: SetPinOptions): Promise<void> {
+    const who = options.authority ?? ADMIN1;
+    const target = options.target ?? who;
+    return this.authenticated(`set the ${describeAuthority(target)} PIN`, who, options.pin, async (p) => {
+      await this.withDerived(options.newPin, (n) => this.backend.setPin(who, p, target, n));
+      this.forgetRefused(target, options.newPin);
+    });
+  }
+
+  /** Enables (or disables) Locking SP User<n>, letting it lock/unlock `ranges` when enabled. */
+  enableUser(adminPin: Buffer, user: number, options: { enabled?: boolean; ranges?: number[] } = {}): Promise<void> {
+    return this.authenticated(`enable User${user}`, ADMIN1, adminPin, (p) =>
+      this.backend.enableUser(p, user, options.enabled ?? true, options.ranges ?? []),
+    );
+  }
+
+  setupRange(adminPin: Buffer, options: SetupRangeOptions): Promise<void> {
+    return this.authenticated(`set up range ${options.range}`, ADMIN1, adminPin, (p) =>
+      this.backend.setupRange(
+        p,
+        options.range,
+        options.start ?? null,
+        options.length ?? null,
+        options.readLockEnabled,
+        options.writeLockEnabled,
+      ),
+    );
+  }
+
+  ranges(pin: Buffer, authority: Authority = ADMIN1): Promise<RangeStatus[]> {
+    return this.authenticated('read locking ranges', authority, pin, (p) => this.backend.ranges(authority, p));
+  }
+
+  lock(pin: Buffer, options: LockOptions = {}): Promise<void> {
+    return this.setLock(pin, options, 'locked');
+  }
+
+  unlock(pin: Buffer, options: UnlockOptions = {}): Promise<void> {
+    return this.setLock(pin, options, options.readOnly ? 'read-only' : 'unlocked');
+  }
+
+  /** Reverts the whole TPer to factory state with the SID PIN (all data is lost). */
+  revert(sidPin: Buffer): Promise<void> {
+    return this.authenticated('revert the TPer', SID, sidPin, async (p) => {
+      await this.backend.revert(p);
+      refusedPins.delete(this.spec);
+    });
+  }
+
+  /** Reverts with the PSID printed on the drive label (all data is lost). */
+  psidRevert(psid: Buffer): Promise<void> {
+    // The PSID is printed on the drive: never derived.
+    return this.authenticated('PSID revert', { kind: 'psid' }, psid, async () => {
+      await this.backend.psidRevert(psid);
+      refusedPins.delete(this.spec);
+    });
+  }
+
+  revertLockingSp(adminPin: Buffer, options: { keepGlobalRangeKey?: boolean } = {}): Promise<void> {
+    return this.authenticated('revert the Locking SP', ADMIN1, adminPin, (p) =>
+      this.backend.revertLockingSp(p, options.keepGlobalRangeKey ?? false),
+    );
+  }
+
+  /** Crypto erase: the range's data becomes unreadable (new media key). */
+  erase(adminPin: Buffer, options: EraseOptions): Promise<void> {
+    return this.authenticated(`erase range ${options.range}`, ADMIN1, adminPin, (p) =>
+      this.backend.erase(p, options.range, options.method === 'erase'),
+    );
+  }
+
+  setMbr(adminPin: Buffer, options: { enable?: boolean; done?: boolean }): Promise<void> {
+    return this.authenticated('set MBR control', ADMIN1, adminPin, (p) =>
+      this.backend.setMbr(p, options.enable ?? null, options.done ?? null),
+    );
+  }
+
+  /**
+   * C_PIN Tries/TryLimit of `target`, or null when the drive does not let this be read. Tries an
+   * unauthenticated read first; with `as` it reads as that authority (a wrong PIN there costs a try).
+   */
+  tries(target: Authority, as?: { authority: Authority; pin: Buffer }): Promise<TriesInfo | null> {
+    if (as) {
+      return this.authenticated(`read ${describeAuthority(target)} tries`, as.authority, as.pin, (p) =>
+        this.backend.tries(target, as.authority, p),
+      );
+    }
+    return this.run(`read ${describeAuthority(target)} tries`, () => this.backend.tries(target));
+  }
+
+  /** Checks a PIN by opening and closing an authenticated session (a wrong PIN costs a try). */
+  verify(pin: Buffer, authority: Authority = ADMIN1): Promise<void> {
+    return this.authenticated(`verify the ${describeAuthority(authority)} PIN`, authority, pin, (p) =>
+      this.backend.verify(authority, p),
+    );
+  }
+
+  /** True when this process already saw the drive refuse `pin` for `authority`. */
+  isKnownWrong(authority: Authority, pin: Buffer): boolean {
+    return refusedPins.get(this.spec)?.has(this.digest(authority, pin)) ?? false;
+  }
+
+  /** Forgets refused PINs for this drive (e.g. after its PINs were changed elsewhere). */
+  forgetRefusedPins(): void {
+    refusedPins.delete(this.spec);
+  }
+
+  /** Releases the drive (for an emulated drive: its image lock). Waits for queued calls. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const done = this.run('close', () => this.backend.close());
+    this.closed = true;
+    return done;
+  }
+
+  private setLock(pin: Buffer, options: LockOptions, state: LockStateName): Promise<void> {
+    const who = options.authority ?? ADMIN1;
+    const range = options.range ?? 0;
+    return this.authenticated(`set range ${range} ${state}`, who, pin, (p) =>
+      this.backend.setLock(who, p, range, state),
+    );
+  }
+
+  private forgetRefused(authority: Authority, pin: Buffer): void {
+    refusedPins.get(this.spec)?.delete(this.digest(authority, pin));
+  }
+
+  /** Runs a call that authenticates `who` with `pin`, guarding against known-wrong PINs. */
+  private authenticated<T>(what: string, who: Authority, pin: Buffer, call: (pin: Buffer) => Promise<T>): Promise<T> {
+    return this.run(what, async () => {
+      if (!Buffer.isBuffer(pin) || pin.length === 0) {
+        throw new OpalError(`${what}: the ${describeAuthority(who)} PIN is empty`, 'TCG_INVALID_ARGUMENT');
+      }
+      const digest = this.digest(who, pin);
+      if (refusedPins.get(this.spec)?.has(digest)) {
+        throw new OpalError(
+          `${what}: this ${describeAuthority(who)} PIN was already refused by the drive; not trying it again ` +
+            '(each failure counts toward the lockout limit)',
+          'TCG_PIN_KNOWN_WRONG',
+        );
+      }
+      try {
+        const result = who.kind === 'psid' ? await call(pin) : await this.withDerived(pin, call);
+        refusedPins.get(this.spec)?.delete(digest);
+        return result;
+      } catch (error) {
+        // Only a refused StartSession or Authenticate proves the PIN wrong; NOT_AUTHORIZED on another
+        // method is an access-control refusal.
+        if (
+          error instanceof Error &&
+          (error as { code?: string }).code === 'TCG_NOT_AUTHORIZED' &&
+          /^(StartSession|Authenticate):/.test(error.message)
+        ) {
+          let set = refusedPins.get(this.spec);
+          if (!set) refusedPins.set(this.spec, (set = new Set()));
+          set.add(digest);
+        }
+        throw error;
+      }
+    });
+  }
+
+  private digest(authority: Authority, pin: Buffer): string {
+    const derivation = authority.kind === 'psid' ? 'none' : (this.options.pinDerivation ?? 'none');
+    return refusedDigest(authority, derivation, pin);
+  }
+
+  /**
+   * Runs `call` with the PIN the drive sees: the caller's Buffer as is, or (pinDerivation
+   * 'sedutil') its PBKDF2 form, which is wiped afterwards.
+   */
+  private async withDerived<T>(pin: Buffer, call: (pin: Buffer) => Promise<T>): Promise<T> {
+    if (this.options.pinDerivation !== 'sedutil') return call(pin);
+    const derived = await sedutilPin(pin, this.backend.serial());
+    try {
+      return await call(derived);
+    } finally {
+      derived.fill(0);
+    }
+  }
+
+  private run<T>(what: string, call: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new OpalError(`${what}: the drive is closed`, 'DRIVE_CLOSED'));
+    const result = this.tail.then(call).catch((error: unknown) => {
+      throw toOpalError(error, what);
+    });
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/** Opens a drive by spec: `emu:/path/to/image` or a device path. */
+export function openOpalDrive(spec: string, options: OpalDriveOptions = {}): Promise<OpalDrive> {
+  return OpalDrive.open(spec, options);
+}

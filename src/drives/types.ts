@@ -1,0 +1,118 @@
+/** Plain data returned by the Opal drive API (mirrors native/tcg; numbers, booleans, Buffers). */
+
+export interface SscFeature {
+  feature: string;
+  baseComId: number;
+  numComIds: number;
+  rangeCrossing: boolean;
+  numLockingAdmins?: number;
+  numLockingUsers?: number;
+  initialCPinSidIndicator?: number;
+  cPinSidRevertBehavior?: number;
+}
+
+export interface FeatureDescriptor {
+  code: number;
+  /** "TPer", "Locking", "Opal2", ... "Vendor" (0xC000-0xFFFF) or "Unknown". */
+  name: string;
+  version: number;
+  length: number;
+  /** The descriptor's bytes as sent (kept raw for features the parser does not know). */
+  data: Buffer;
+  truncated?: boolean;
+}
+
+/** Level 0 discovery (Core Spec 3.3.6). */
+export interface Discovery {
+  length: number;
+  revision: number;
+  tper?: {
+    sync: boolean;
+    async: boolean;
+    ackNak: boolean;
+    bufferMgmt: boolean;
+    streaming: boolean;
+    comIdMgmt: boolean;
+  };
+  locking?: {
+    lockingSupported: boolean;
+    lockingEnabled: boolean;
+    locked: boolean;
+    mediaEncryption: boolean;
+    mbrEnabled: boolean;
+    mbrDone: boolean;
+    mbrShadowingNotSupported: boolean;
+  };
+  geometry?: { align: boolean; logicalBlockSize: number; alignmentGranularity: number; lowestAlignedLba: number };
+  opal1?: SscFeature;
+  opal2?: SscFeature;
+  enterprise?: SscFeature;
+  otherSsc?: SscFeature;
+  singleUserMode?: { numLockingObjects: number; any: boolean; all: boolean; policy: boolean };
+  dataStore?: { maxTables: number; maxTotalSize: number; tableSizeAlignment: number };
+  features: FeatureDescriptor[];
+  /** Deviations from the spec the parser tolerated (a Length that lies, a cut-short descriptor). */
+  warnings: string[];
+}
+
+export interface OpalStatus {
+  discovery: Discovery;
+  lockingSupported: boolean;
+  /** The Locking SP is activated. */
+  lockingEnabled: boolean;
+  locked: boolean;
+  mbrEnabled: boolean;
+  mbrDone: boolean;
+  /** Locking SP life cycle: 8 Manufactured-Inactive, 9 Manufactured (active); null if unreadable. */
+  lockingSpLifecycle: number | null;
+  /** C_PIN_SID still equals C_PIN_MSID (not owned); null when unknown. */
+  sidIsMsid: boolean | null;
+  sidStateSource: '' | 'block-sid-feature' | 'probe';
+}
+
+export interface RangeStatus {
+  /** 0 = the global range. */
+  range: number;
+  start: number;
+  length: number;
+  readLockEnabled: boolean;
+  writeLockEnabled: boolean;
+  readLocked: boolean;
+  writeLocked: boolean;
+}
+
+/** C_PIN Tries / TryLimit: failed attempts so far and the limit (0 = unlimited). */
+export interface TriesInfo {
+  tries: number;
+  tryLimit: number;
+}
+
+/** Who authenticates. SID and PSID live in the Admin SP, Admin<n>/User<n> in the Locking SP. */
+export type Authority =
+  | { kind: 'sid' }
+  | { kind: 'psid' }
+  | { kind: 'anybody' }
+  | { kind: 'admin'; index?: number }
+  | { kind: 'user'; index: number };
+
+export const SID: Authority = { kind: 'sid' };
+export const ADMIN1: Authority = { kind: 'admin', index: 1 };
+
+export function userAuthority(index: number): Authority {
+  return { kind: 'user', index };
+}
+
+export function describeAuthority(a: Authority): string {
+  switch (a.kind) {
+    case 'sid':
+      return 'SID';
+    case 'psid':
+      return 'PSID';
+    case 'anybody':
+      return 'Anybody';
+    case 'admin':
+      return `Admin${a.index ?? 1}`;
+    case 'user':
+      return `User${a.index}`;
+  }
+}

@@ -1,0 +1,36 @@
+/** Test helpers for suites that run the Opal stack against the emulated drive (native/emulator). */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadAddon } from '../../src/native/addon.js';
+
+/** The addon's `emulator` module, as far as these tests use it. */
+export interface EmulatorNative {
+  create(path: string, sizeMiB: number, serial: string): Promise<{ psid: string }>;
+  powerCycle(path: string): Promise<void>;
+  read(path: string, lba: number, count: number): Promise<Buffer>;
+  write(path: string, lba: number, data: Buffer): Promise<void>;
+}
+
+/** The emulator module when this build has it (it lives on another branch until merged). */
+export function emulatorNative(): EmulatorNative | undefined {
+  try {
+    return loadAddon().emulator as EmulatorNative | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface EmulatedImage {
+  path: string;
+  spec: string;
+  psid: string;
+  cleanup(): void;
+}
+
+export async function createImage(emu: EmulatorNative, sizeMiB = 8): Promise<EmulatedImage> {
+  const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-opal-'));
+  const path = join(dir, 'drive.img');
+  const { psid } = await emu.create(path, sizeMiB, 'EMU-TEST-0001');
+  return { path, spec: `emu:${path}`, psid, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
