@@ -1,0 +1,343 @@
+/**
+ * Binary TTLV: a Writer cursor that grows one buffer and back-patches structure lengths, and a Reader
+ * cursor that validates strictly (lengths per type, zero padding, UTF-8, minimal big integers, exact
+ * structure fill, depth and size limits) before allocating anything for an item.
+ */
+import { TtlvError, TtlvErrorCode } from './errors.js';
+import { ItemType, type TtlvItem } from './types.js';
+
+export interface DecodeLimits {
+  /** Deepest structure nesting accepted (the top-level item is depth 1). Default 32. */
+  maxDepth?: number;
+  /** Largest encoded item accepted, header included. Default 16 MiB. */
+  maxBytes?: number;
+}
+export const DEFAULT_MAX_DEPTH = 32;
+export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+export const HEADER_LENGTH = 8;
+
+const INT32_MIN = -0x80000000;
+const INT32_MAX = 0x7fffffff;
+const UINT32_MAX = 0xffffffff;
+const INT64_MIN = -(1n << 63n);
+const INT64_MAX = (1n << 63n) - 1n;
+
+const padded = (length: number): number => (length + 7) & ~7;
+
+// String.prototype.isWellFormed exists from Node 20 but not in the ES2023 type library.
+const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+
+function encodeError(reason: string, tag: number): TtlvError {
+  return new TtlvError(TtlvErrorCode.BadValue, reason, { tag });
+}
+
+/** Two's complement, big-endian, sign-extended to a multiple of 8 bytes with the fewest bytes possible. */
+function bigIntBytes(value: bigint): Buffer {
+  let bytes = 1;
+  // Smallest n with -2^(8n-1) <= value < 2^(8n-1).
+  while (value >= 1n << BigInt(8 * bytes - 1) || value < -(1n << BigInt(8 * bytes - 1))) bytes++;
+  const length = padded(bytes);
+  const unsigned = value < 0n ? (1n << BigInt(8 * length)) + value : value;
+  return Buffer.from(unsigned.toString(16).padStart(length * 2, '0'), 'hex');
+}
+
+export class Writer {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(initialSize = 512) {
+    this.buf = Buffer.alloc(initialSize);
+  }
+
+  private ensure(extra: number): void {
+    const need = this.pos + extra;
+    if (need <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const grown = Buffer.alloc(size);
+    this.buf.copy(grown, 0, 0, this.pos);
+    // The old buffer may hold key material: wipe it rather than leave it to the GC.
+    this.buf.fill(0);
+    this.buf = grown;
+  }
+
+  private header(tag: number, type: number, length: number): void {
+    this.buf.writeUIntBE(tag, this.pos, 3);
+    this.buf[this.pos + 3] = type;
+    this.buf.writeUInt32BE(length, this.pos + 4);
+    this.pos += HEADER_LENGTH;
+  }
+
+  write(item: TtlvItem): this {
+    const { tag } = item;
+    if (!Number.isInteger(tag) || tag < 0 || tag > 0xffffff) throw encodeError(`tag ${tag} is not a 3-byte value`, tag);
+    switch (item.type) {
+      case ItemType.Structure: {
+        this.ensure(HEADER_LENGTH);
+        const start = this.pos;
+        this.header(tag, item.type, 0);
+        for (const child of item.value) this.write(child);
+        this.buf.writeUInt32BE(this.pos - start - HEADER_LENGTH, start + 4);
+        return this;
+      }
+      case ItemType.Integer:
+        return this.int32(tag, item.type, item.value, INT32_MIN, INT32_MAX);
+      case ItemType.Enumeration:
+      case ItemType.Interval:
+        return this.int32(tag, item.type, item.value, 0, UINT32_MAX);
+      case ItemType.LongInteger:
+      case ItemType.DateTime:
+      case ItemType.DateTimeExtended: {
+        const v = item.value;
+        if (typeof v !== 'bigint' || v < INT64_MIN || v > INT64_MAX)
+          throw encodeError(`${String(v)} is not a signed 64-bit bigint`, tag);
+        this.ensure(16);
+        this.header(tag, item.type, 8);
+        this.buf.writeBigInt64BE(v, this.pos);
+        this.pos += 8;
+        return this;
+      }
+      case ItemType.Boolean: {
+        if (typeof item.value !== 'boolean') throw encodeError('boolean value expected', tag);
+        this.ensure(16);
+        this.header(tag, item.type, 8);
+        this.buf.writeBigUInt64BE(item.value ? 1n : 0n, this.pos);
+        this.pos += 8;
+        return this;
+      }
+      case ItemType.BigInteger: {
+        if (typeof item.value !== 'bigint') throw encodeError('bigint value expected', tag);
+        return this.bytes(tag, item.type, bigIntBytes(item.value));
+      }
+      case ItemType.ByteString:
+        if (!(item.value instanceof Uint8Array)) throw encodeError('Uint8Array value expected', tag);
+        return this.bytes(tag, item.type, item.value);
+      case ItemType.TextString: {
+        if (typeof item.value !== 'string') throw encodeError('string value expected', tag);
+        if (!isWellFormed(item.value)) throw encodeError('text has unpaired surrogates (not UTF-8 encodable)', tag);
+        const length = Buffer.byteLength(item.value, 'utf8');
+        this.ensure(HEADER_LENGTH + padded(length));
+        this.header(tag, item.type, length);
+        this.buf.write(item.value, this.pos, 'utf8');
+        this.pos += length;
+        this.zeroPad(length);
+        return this;
+      }
+      default: {
+        const unknown = item as { type: unknown };
+        throw new TtlvError(TtlvErrorCode.BadType, `unknown item type ${String(unknown.type)}`, { tag });
+      }
+    }
+  }
+
+  private int32(tag: number, type: number, value: number, min: number, max: number): this {
+    if (!Number.isInteger(value) || value < min || value > max)
+      throw encodeError(`${value} is out of range [${min}, ${max}]`, tag);
+    this.ensure(16);
+    this.header(tag, type, 4);
+    if (value < 0) this.buf.writeInt32BE(value, this.pos);
+    else this.buf.writeUInt32BE(value, this.pos);
+    this.buf.writeUInt32BE(0, this.pos + 4);
+    this.pos += 8;
+    return this;
+  }
+
+  private bytes(tag: number, type: number, value: Uint8Array): this {
+    this.ensure(HEADER_LENGTH + padded(value.length));
+    this.header(tag, type, value.length);
+    this.buf.set(value, this.pos);
+    this.pos += value.length;
+    this.zeroPad(value.length);
+    return this;
+  }
+
+  private zeroPad(length: number): void {
+    const pad = padded(length) - length;
+    this.buf.fill(0, this.pos, this.pos + pad);
+    this.pos += pad;
+  }
+
+  /** The bytes written so far, copied out; the internal buffer is wiped. */
+  finish(): Buffer {
+    const out = Buffer.alloc(this.pos);
+    this.buf.copy(out, 0, 0, this.pos);
+    this.buf.fill(0, 0, this.pos);
+    this.pos = 0;
+    return out;
+  }
+}
+
+/** Encodes one item (usually a Request Message) to TTLV bytes. */
+export function encode(item: TtlvItem): Buffer {
+  return new Writer().write(item).finish();
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+export class Reader {
+  private pos = 0;
+  private readonly maxDepth: number;
+
+  constructor(
+    private readonly buf: Uint8Array,
+    limits: DecodeLimits = {},
+  ) {
+    this.maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+    const maxBytes = limits.maxBytes ?? DEFAULT_MAX_BYTES;
+    if (buf.length > maxBytes)
+      throw new TtlvError(TtlvErrorCode.TooLarge, `input of ${buf.length} bytes exceeds the limit of ${maxBytes}`, {
+        offset: 0,
+      });
+  }
+
+  private view(): DataView {
+    return new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  }
+
+  /** Reads exactly one item that spans the whole input. */
+  readAll(): TtlvItem {
+    const dv = this.view();
+    const item = this.item(dv, this.buf.length, 1);
+    if (this.pos !== this.buf.length)
+      throw new TtlvError(TtlvErrorCode.TrailingBytes, `${this.buf.length - this.pos} bytes after the item`, {
+        offset: this.pos,
+      });
+    return item;
+  }
+
+  private fail(code: TtlvErrorCode, reason: string, offset: number, tag?: number): never {
+    throw new TtlvError(code, reason, { offset, tag });
+  }
+
+  private item(dv: DataView, end: number, depth: number): TtlvItem {
+    const start = this.pos;
+    if (end - start < HEADER_LENGTH) {
+      const code = end === this.buf.length ? TtlvErrorCode.Truncated : TtlvErrorCode.BadLength;
+      this.fail(code, `${end - start} bytes left where an 8-byte item header is needed`, start);
+    }
+    const tag = (dv.getUint16(start) << 8) | dv.getUint8(start + 2);
+    const type = dv.getUint8(start + 3);
+    const length = dv.getUint32(start + 4);
+    const body = start + HEADER_LENGTH;
+    const fixed = FIXED_LENGTH[type];
+    if (fixed === undefined) this.fail(TtlvErrorCode.BadType, `unknown item type 0x${type.toString(16)}`, start, tag);
+    if (fixed > 0 && length !== fixed)
+      this.fail(TtlvErrorCode.BadLength, `length ${length} for a type of length ${fixed}`, start, tag);
+    const next = body + padded(length);
+    if (next > end) {
+      // Past the enclosing structure but inside the buffer is a lie about lengths; past the buffer, truncation.
+      const code = end === this.buf.length ? TtlvErrorCode.Truncated : TtlvErrorCode.BadLength;
+      const where = end === this.buf.length ? 'the input' : 'its structure';
+      this.fail(code, `item of ${padded(length)} value bytes runs past the end of ${where}`, start, tag);
+    }
+    for (let i = body + length; i < next; i++)
+      if (this.buf[i] !== 0) this.fail(TtlvErrorCode.BadPadding, 'non-zero padding byte', i, tag);
+    this.pos = next;
+    switch (type) {
+      case ItemType.Structure: {
+        if (depth > this.maxDepth)
+          this.fail(TtlvErrorCode.TooDeep, `structures nested deeper than ${this.maxDepth}`, start, tag);
+        if (length % 8 !== 0) this.fail(TtlvErrorCode.BadLength, 'structure length not a multiple of 8', start, tag);
+        const children: TtlvItem[] = [];
+        this.pos = body;
+        while (this.pos < next) children.push(this.item(dv, next, depth + 1));
+        return { tag, type, value: children };
+      }
+      case ItemType.Integer:
+        return { tag, type, value: dv.getInt32(body) };
+      case ItemType.Enumeration:
+      case ItemType.Interval:
+        return { tag, type, value: dv.getUint32(body) };
+      case ItemType.LongInteger:
+      case ItemType.DateTime:
+      case ItemType.DateTimeExtended:
+        return { tag, type, value: dv.getBigInt64(body) };
+      case ItemType.Boolean: {
+        const v = dv.getBigUint64(body);
+        if (v > 1n) this.fail(TtlvErrorCode.BadValue, `boolean value ${v} is neither 0 nor 1`, body, tag);
+        return { tag, type, value: v === 1n };
+      }
+      case ItemType.TextString: {
+        let value: string;
+        try {
+          value = utf8.decode(this.buf.subarray(body, body + length));
+        } catch {
+          this.fail(TtlvErrorCode.BadValue, 'text string is not valid UTF-8', body, tag);
+        }
+        return { tag, type, value };
+      }
+      case ItemType.ByteString:
+        // A copy: the caller may reuse or wipe the input buffer.
+        return { tag, type, value: Buffer.from(this.buf.subarray(body, body + length)) };
+      case ItemType.BigInteger:
+        return { tag, type, value: this.bigInteger(body, length, start, tag) };
+      default:
+        return this.fail(TtlvErrorCode.BadType, `unknown item type 0x${type.toString(16)}`, start, tag);
+    }
+  }
+
+  private bigInteger(body: number, length: number, start: number, tag: number): bigint {
+    if (length === 0 || length % 8 !== 0)
+      this.fail(TtlvErrorCode.BadLength, `big integer length ${length} is not a positive multiple of 8`, start, tag);
+    const bytes = this.buf.subarray(body, body + length);
+    if (length > 8) {
+      // Minimal sign extension: a leading 8-byte block may not be pure sign bytes matching the next bit.
+      const sign = bytes[0];
+      if (sign === 0x00 || sign === 0xff) {
+        let redundant = (bytes[8] & 0x80) === (sign & 0x80);
+        for (let i = 1; i < 8 && redundant; i++) redundant = bytes[i] === sign;
+        if (redundant) this.fail(TtlvErrorCode.BadValue, 'big integer has redundant sign padding', body, tag);
+      }
+    }
+    const unsigned = BigInt('0x' + Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex'));
+    return (bytes[0] & 0x80) !== 0 ? unsigned - (1n << BigInt(8 * length)) : unsigned;
+  }
+}
+
+/** Value length each type requires; 0 means variable. Indexed by type byte. */
+const FIXED_LENGTH: Record<number, number> = {
+  [ItemType.Structure]: 0,
+  [ItemType.Integer]: 4,
+  [ItemType.LongInteger]: 8,
+  [ItemType.BigInteger]: 0,
+  [ItemType.Enumeration]: 4,
+  [ItemType.Boolean]: 8,
+  [ItemType.TextString]: 0,
+  [ItemType.ByteString]: 0,
+  [ItemType.DateTime]: 8,
+  [ItemType.Interval]: 4,
+  [ItemType.DateTimeExtended]: 8,
+};
+
+/** Decodes exactly one TTLV item from `buf`; any violation is a TtlvError. */
+export function decode(buf: Uint8Array, limits?: DecodeLimits): TtlvItem {
+  return new Reader(buf, limits).readAll();
+}
+
+/**
+ * Total frame length (header included) of the message whose first 8 bytes are `header`, for the
+ * network layer to know how much to read. Refuses non-structures and sizes over the limit from the
+ * header alone, before anything is allocated.
+ */
+export function decodeMessageLength(header: Uint8Array, limits?: Pick<DecodeLimits, 'maxBytes'>): number {
+  if (header.length < HEADER_LENGTH)
+    throw new TtlvError(TtlvErrorCode.Truncated, `${header.length} bytes where an 8-byte header is needed`, {
+      offset: 0,
+    });
+  const tag = (header[0] << 16) | (header[1] << 8) | header[2];
+  if (header[3] !== ItemType.Structure)
+    throw new TtlvError(TtlvErrorCode.BadType, `message type 0x${header[3].toString(16)} is not a structure`, {
+      offset: 0,
+      tag,
+    });
+  const length = ((header[4] << 24) | (header[5] << 16) | (header[6] << 8) | header[7]) >>> 0;
+  const maxBytes = limits?.maxBytes ?? DEFAULT_MAX_BYTES;
+  if (length % 8 !== 0)
+    throw new TtlvError(TtlvErrorCode.BadLength, 'structure length not a multiple of 8', { offset: 0, tag });
+  if (HEADER_LENGTH + length > maxBytes)
+    throw new TtlvError(TtlvErrorCode.TooLarge, `message of ${HEADER_LENGTH + length} bytes exceeds ${maxBytes}`, {
+      offset: 0,
+      tag,
+    });
+  return HEADER_LENGTH + length;
+}
