@@ -17,7 +17,8 @@ import {
   type TtlvItem,
 } from './ttlv/types.js';
 import { NameType, T } from './spec.js';
-import { isKmip2, protocolError, type ProtocolVersion } from './fields.js';
+import { AttributeName, attributeTag as registryAttributeTag, tagName } from './ttlv/registry.js';
+import { cloneItem, isKmip2, protocolError, type ProtocolVersion } from './fields.js';
 
 /**
  * A decoded or to-be-encoded attribute value: text, integer/enumeration (number), long (bigint),
@@ -57,12 +58,16 @@ const NAME_BY_TAG = new Map(Object.entries(KNOWN).map(([name, { tag }]) => [tag,
 
 /** The tag KMIP 2.x uses for an attribute name (undefined for names it does not model). */
 export function attributeTag(name: string): number | undefined {
-  return KNOWN[name]?.tag;
+  return KNOWN[name]?.tag ?? registryAttributeTag(name);
 }
 
 /** The attribute name for a KMIP 2.x attribute tag (hex for tags we do not model). */
 export function attributeNameForTag(tag: number): string {
-  return NAME_BY_TAG.get(tag) ?? `0x${tag.toString(16).padStart(6, '0')}`;
+  const known = NAME_BY_TAG.get(tag);
+  if (known !== undefined) return known;
+  const name = tagName(tag);
+  if (name === undefined) return `0x${tag.toString(16).padStart(6, '0')}`;
+  return (AttributeName as Record<string, string>)[name] ?? name;
 }
 
 function encodeValue(tag: number, name: string, value: AttributeValue): TtlvItem {
@@ -93,7 +98,7 @@ function decodeValue(name: string, item: TtlvItem): AttributeValue {
   if (kind === 'name' && item.type === ItemType.Structure) {
     const value = childOf(item, T.NameValue);
     if (value?.type === ItemType.TextString) return value.value;
-    return item;
+    return cloneItem(item);
   }
   switch (item.type) {
     case ItemType.TextString:
@@ -101,12 +106,13 @@ function decodeValue(name: string, item: TtlvItem): AttributeValue {
     case ItemType.Enumeration:
     case ItemType.LongInteger:
     case ItemType.Boolean:
-    case ItemType.ByteString:
       return item.value;
+    case ItemType.ByteString:
+      return Buffer.from(item.value);
     case ItemType.DateTime:
       return new Date(Number(item.value) * 1000);
     default:
-      return item;
+      return cloneItem(item);
   }
 }
 

@@ -95,6 +95,8 @@ export class KmipConnection {
   private buffered = 0;
   private expected = -1;
   private pending: Pending | undefined;
+  /** Completed exchanges: a reused connection may have been dropped by the server while idle. */
+  exchanges = 0;
   private closedWith: KmipError | undefined;
   /** Serializes exchanges: one message in flight per connection. */
   private tail: Promise<unknown> = Promise.resolve();
@@ -244,6 +246,7 @@ export class KmipConnection {
       this.buffered = 0;
       this.expected = -1;
       clearTimeout(pending.timer);
+      this.exchanges++;
       pending.resolve(all);
     }
   }

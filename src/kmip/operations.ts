@@ -16,7 +16,16 @@ import {
   type TtlvItem,
 } from './ttlv/types.js';
 import { KeyFormatType, ObjectType, Operation, SecretDataType, T, WrappingMethod, type OperationCode } from './spec.js';
-import { all, isKmip2, optional, optionalStructure, protocolError, required, type ProtocolVersion } from './fields.js';
+import {
+  all,
+  isKmip2,
+  optional,
+  optionalStructure,
+  cloneItem,
+  protocolError,
+  required,
+  type ProtocolVersion,
+} from './fields.js';
 import {
   attributeNameForTag,
   attributeTag,
@@ -103,7 +112,7 @@ export const query = define<{ functions: number[] }, QueryResult>({
     const vendor = optional(p, T.VendorIdentification, ItemType.TextString);
     if (vendor !== undefined) result.vendorIdentification = vendor;
     const info = childOf(p, T.ServerInformation);
-    if (info !== undefined) result.serverInformation = info;
+    if (info !== undefined) result.serverInformation = cloneItem(info);
     return result;
   },
 });

@@ -1,0 +1,318 @@
+/**
+ * A KMIP client over one TLS connection: negotiates the protocol version with Discover Versions,
+ * batches operations (per-item results), times requests out, reconnects transparently after the
+ * server drops an idle connection and resends only idempotent operations. Concurrent callers are
+ * queued: one message in flight per connection.
+ */
+import { encode, decode } from './ttlv/binary.js';
+import { ItemType, type TtlvItem } from './ttlv/types.js';
+import { KmipConnection, type TlsEndpoint } from './connection.js';
+import { KmipError, KmipOperationError } from './errors.js';
+import { buildRequest, parseResponse, type ResponseItem } from './message.js';
+import { compareVersions, formatVersion, protocolError, type ProtocolVersion } from './fields.js';
+import { ResultStatus, nameOf, Operation } from './spec.js';
+import * as ops from './operations.js';
+import type { BatchRequest } from './operations.js';
+import type { Attribute } from './attributes.js';
+
+export interface KmipClientOptions extends TlsEndpoint {
+  /** Per-request timeout (connect + answer), default 15 s. */
+  requestTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** Versions this client may speak, most preferred first; default 2.1 down to 1.0. */
+  versions?: ProtocolVersion[];
+  /** Skip negotiation and speak this version. */
+  version?: ProtocolVersion;
+  /** Version of the Discover Versions request header itself (default 1.2, which every 1.1+ server reads). */
+  discoveryVersion?: ProtocolVersion;
+  /** Send a Time Stamp in each request header: only when the local clock is accurate (PyKMIP refuses > 60 s off). */
+  sendTimeStamp?: boolean;
+  /** Largest response accepted (bytes), default 16 MiB. */
+  maxMessageBytes?: number;
+  /** Resends of an idempotent request after the connection dropped under it (default 1). */
+  idempotentRetries?: number;
+}
+
+export const ALL_VERSIONS: ProtocolVersion[] = [
+  { major: 2, minor: 1 },
+  { major: 2, minor: 0 },
+  { major: 1, minor: 4 },
+  { major: 1, minor: 3 },
+  { major: 1, minor: 2 },
+  { major: 1, minor: 1 },
+  { major: 1, minor: 0 },
+];
+const V1_2: ProtocolVersion = { major: 1, minor: 2 };
+
+export type ItemResult<T> = { ok: true; value: T } | { ok: false; error: KmipError };
+type Results<R extends readonly BatchRequest[]> = {
+  [K in keyof R]: R[K] extends BatchRequest<infer T> ? ItemResult<T> : never;
+};
+
+/** Drops that mean "the server closed a connection we reused": the request may never have been read. */
+const RETRYABLE_DROPS = new Set(['KMIP_CONNECTION_CLOSED', 'KMIP_CONNECTION_RESET']);
+
+export class KmipClient {
+  readonly options: Readonly<KmipClientOptions>;
+  private connection: KmipConnection | undefined;
+  private opening: Promise<KmipConnection> | undefined;
+  private version: ProtocolVersion | undefined;
+  private batchCounter = 0;
+
+  constructor(options: KmipClientOptions) {
+    this.options = { ...options };
+    if (options.version) this.version = options.version;
+  }
+
+  get endpoint(): string {
+    return `${this.options.host}:${this.options.port}`;
+  }
+
+  /** The negotiated (or configured) protocol version; undefined before the first request. */
+  get protocolVersion(): ProtocolVersion | undefined {
+    return this.version;
+  }
+
+  /** The TLS version of the current connection, if open. */
+  get tlsVersion(): string | null {
+    return this.connection && !this.connection.closed ? this.connection.tlsVersion : null;
+  }
+
+  /** Opens the connection and negotiates the version now (otherwise the first request does). */
+  async connect(): Promise<ProtocolVersion> {
+    await this.ensureConnection();
+    return this.version!;
+  }
+
+  close(): void {
+    this.connection?.close();
+    this.connection = undefined;
+  }
+
+  /** Runs several operations in one message; every item gets its own result. */
+  async batch<const R extends readonly BatchRequest[]>(requests: R): Promise<Results<R>> {
+    if (requests.length === 0) return [] as unknown as Results<R>;
+    const idempotent = requests.every((r) => r.spec.idempotent);
+    const retries = idempotent ? (this.options.idempotentRetries ?? 1) : 0;
+    for (let attempt = 0; ; attempt++) {
+      const connection = await this.ensureConnection();
+      const reused = connection.exchanges > 0;
+      try {
+        return (await this.send(connection, requests, this.version!)) as Results<R>;
+      } catch (error) {
+        const retry = error instanceof KmipError && RETRYABLE_DROPS.has(error.code) && reused && attempt < retries;
+        if (!retry) throw error;
+      }
+    }
+  }
+
+  /** Runs one operation; a server refusal throws KmipOperationError. */
+  async call<T>(request: BatchRequest<T>): Promise<T> {
+    const [result] = await this.batch([request] as const);
+    if (!result.ok) throw result.error;
+    return result.value as T;
+  }
+
+  // Convenience methods, one per operation.
+  discoverVersions(versions: ProtocolVersion[] = []) {
+    return this.call(ops.discoverVersions({ versions }));
+  }
+  query(functions: number[]) {
+    return this.call(ops.query({ functions }));
+  }
+  create(request: ops.CreateSymmetricKeyRequest) {
+    return this.call(ops.create(request));
+  }
+  register(request: ops.RegisterRequest) {
+    return this.call(ops.register(request));
+  }
+  get(uniqueIdentifier: string, options: Omit<ops.GetRequest, 'uniqueIdentifier'> = {}) {
+    return this.call(ops.get({ uniqueIdentifier, ...options }));
+  }
+  locate(request: ops.LocateRequest) {
+    return this.call(ops.locate(request));
+  }
+  getAttributes(uniqueIdentifier: string, names?: string[]) {
+    return this.call(ops.getAttributes(names ? { uniqueIdentifier, names } : { uniqueIdentifier }));
+  }
+  getAttributeList(uniqueIdentifier: string) {
+    return this.call(ops.getAttributeList({ uniqueIdentifier }));
+  }
+  addAttribute(uniqueIdentifier: string, attribute: Attribute) {
+    return this.call(ops.addAttribute({ uniqueIdentifier, attribute }));
+  }
+  modifyAttribute(uniqueIdentifier: string, attribute: Attribute) {
+    return this.call(ops.modifyAttribute({ uniqueIdentifier, attribute }));
+  }
+  setAttribute(uniqueIdentifier: string, attribute: Attribute) {
+    return this.call(ops.setAttribute({ uniqueIdentifier, attribute }));
+  }
+  deleteAttribute(uniqueIdentifier: string, name: string, index?: number) {
+    return this.call(
+      ops.deleteAttribute(index === undefined ? { uniqueIdentifier, name } : { uniqueIdentifier, name, index }),
+    );
+  }
+  activate(uniqueIdentifier: string) {
+    return this.call(ops.activate({ uniqueIdentifier }));
+  }
+  revoke(request: ops.RevokeRequest) {
+    return this.call(ops.revoke(request));
+  }
+  destroy(uniqueIdentifier: string) {
+    return this.call(ops.destroy({ uniqueIdentifier }));
+  }
+  reKey(uniqueIdentifier: string, offsetSeconds?: number) {
+    return this.call(
+      ops.reKey(offsetSeconds === undefined ? { uniqueIdentifier } : { uniqueIdentifier, offsetSeconds }),
+    );
+  }
+
+  private ensureConnection(): Promise<KmipConnection> {
+    if (this.connection && !this.connection.closed) return Promise.resolve(this.connection);
+    this.opening ??= this.open().finally(() => (this.opening = undefined));
+    return this.opening;
+  }
+
+  private async open(): Promise<KmipConnection> {
+    const connection = await KmipConnection.open(this.options, {
+      connectTimeoutMs: this.options.connectTimeoutMs ?? this.options.requestTimeoutMs ?? 15_000,
+      maxMessageBytes: this.options.maxMessageBytes,
+    });
+    try {
+      if (!this.version) this.version = await this.negotiate(connection);
+    } catch (error) {
+      connection.close();
+      throw error;
+    }
+    this.connection = connection;
+    return connection;
+  }
+
+  /** Discover Versions with our list; the highest version both sides speak wins. */
+  private async negotiate(connection: KmipConnection): Promise<ProtocolVersion> {
+    const ours = this.options.versions ?? ALL_VERSIONS;
+    const header = this.options.discoveryVersion ?? V1_2;
+    const [result] = await this.send(connection, [ops.discoverVersions({ versions: ours })], header);
+    if (!result.ok) {
+      // A 1.0 server does not know Discover Versions: speak the header version if we may.
+      if (result.error instanceof KmipOperationError && ours.some((v) => compareVersions(v, header) === 0))
+        return header;
+      throw result.error;
+    }
+    const offered = (result.value as { versions: ProtocolVersion[] }).versions;
+    const common = offered.filter((v) => ours.some((o) => compareVersions(o, v) === 0));
+    if (common.length === 0)
+      throw new KmipError(
+        `${this.endpoint}: no common KMIP version (server: ${offered.map(formatVersion).join(', ') || 'none'}; client: ${ours.map(formatVersion).join(', ')})`,
+        'KMIP_PROTOCOL_NO_COMMON_VERSION',
+      );
+    return common.sort(compareVersions).at(-1)!;
+  }
+
+  private async send(
+    connection: KmipConnection,
+    requests: readonly BatchRequest[],
+    version: ProtocolVersion,
+  ): Promise<ItemResult<unknown>[]> {
+    const batchIds =
+      requests.length > 1
+        ? requests.map(() => {
+            const id = Buffer.alloc(4);
+            id.writeUInt32BE((this.batchCounter = (this.batchCounter + 1) >>> 0));
+            return id;
+          })
+        : undefined;
+    const message = buildRequest(
+      requests.map((r) => ({
+        operation: r.spec.code,
+        payload: (r.spec.encode as (req: unknown, v: ProtocolVersion) => TtlvItem[])(r.request, version),
+      })),
+      {
+        version,
+        ...(batchIds ? { batchIds } : {}),
+        ...(this.options.sendTimeStamp ? { timeStamp: new Date() } : {}),
+      },
+    );
+    // The request tree holds the caller's buffers (they own and wipe them); the encoded copy is ours.
+    const bytes = encode(message);
+    let raw: Buffer;
+    try {
+      raw = await connection.exchange(bytes, this.options.requestTimeoutMs ?? 15_000);
+    } finally {
+      bytes.fill(0);
+    }
+    let tree: TtlvItem | undefined;
+    try {
+      try {
+        tree = decode(raw, { maxBytes: raw.length });
+      } catch (error) {
+        connection.close();
+        throw protocolError(
+          `${this.endpoint}: malformed response: ${(error as Error).message}`,
+          'KMIP_PROTOCOL_MALFORMED',
+        );
+      }
+      const response = parseResponse(tree);
+      return this.matchItems(requests, response.items, batchIds, version);
+    } catch (error) {
+      if (error instanceof KmipError && error.code.startsWith('KMIP_PROTOCOL_')) connection.close();
+      throw error;
+    } finally {
+      raw.fill(0);
+      if (tree) wipeTree(tree);
+    }
+  }
+
+  private matchItems(
+    requests: readonly BatchRequest[],
+    items: ResponseItem[],
+    batchIds: Buffer[] | undefined,
+    version: ProtocolVersion,
+  ): ItemResult<unknown>[] {
+    // A message-level refusal (bad header, failed authentication) comes back as one item without an ID.
+    if (batchIds && items.length === 1 && !items[0]!.batchId && items[0]!.resultStatus !== ResultStatus.Success) {
+      return requests.map((r) => ({ ok: false, error: operationError(r.spec.code, items[0]!) }));
+    }
+    if (items.length !== requests.length)
+      throw protocolError(
+        `${this.endpoint}: sent ${requests.length} batch items, got ${items.length} answers`,
+        'KMIP_PROTOCOL_BATCH_MISMATCH',
+      );
+    const ordered: ResponseItem[] = batchIds
+      ? batchIds.map((id) => {
+          const match = items.find((item) => item.batchId?.equals(id));
+          if (!match)
+            throw protocolError(
+              `${this.endpoint}: no answer carries batch item ID ${id.toString('hex')}`,
+              'KMIP_PROTOCOL_BATCH_MISMATCH',
+            );
+          return match;
+        })
+      : items;
+    return requests.map((request, i): ItemResult<unknown> => {
+      const item = ordered[i]!;
+      if (item.operation !== undefined && item.operation !== request.spec.code)
+        throw protocolError(
+          `${this.endpoint}: answer for ${nameOf(Operation, item.operation)} where ${request.spec.name} was asked`,
+          'KMIP_PROTOCOL_BATCH_MISMATCH',
+        );
+      if (item.resultStatus !== ResultStatus.Success)
+        return { ok: false, error: operationError(request.spec.code, item) };
+      const payload = item.payload ?? { tag: 0x42007c, type: ItemType.Structure, value: [] };
+      return {
+        ok: true,
+        value: (request.spec.decode as (p: TtlvItem, v: ProtocolVersion) => unknown)(payload, version),
+      };
+    });
+  }
+}
+
+function operationError(operation: number, item: ResponseItem): KmipOperationError {
+  return new KmipOperationError(operation, item.resultStatus, item.resultReason, item.resultMessage);
+}
+
+/** Zeroes every byte string in a TTLV tree (key material must not linger in buffers we own). */
+export function wipeTree(item: TtlvItem): void {
+  if (item.type === ItemType.Structure) item.value.forEach(wipeTree);
+  else if (item.type === ItemType.ByteString) item.value.fill(0);
+}
