@@ -13,7 +13,7 @@ import { compareVersions, formatVersion, protocolError, type ProtocolVersion } f
 import { ResultStatus, nameOf, Operation } from './spec.js';
 import * as ops from './operations.js';
 import type { BatchRequest } from './operations.js';
-import type { Attribute } from './attributes.js';
+import { KmipOperationsApi, type ItemResult, type Results } from './api.js';
 
 export interface KmipClientOptions extends TlsEndpoint {
   /** Per-request timeout (connect + answer), default 15 s. */
@@ -44,15 +44,10 @@ export const ALL_VERSIONS: ProtocolVersion[] = [
 ];
 const V1_2: ProtocolVersion = { major: 1, minor: 2 };
 
-export type ItemResult<T> = { ok: true; value: T } | { ok: false; error: KmipError };
-type Results<R extends readonly BatchRequest[]> = {
-  [K in keyof R]: R[K] extends BatchRequest<infer T> ? ItemResult<T> : never;
-};
-
 /** Drops that mean "the server closed a connection we reused": the request may never have been read. */
 const RETRYABLE_DROPS = new Set(['KMIP_CONNECTION_CLOSED', 'KMIP_CONNECTION_RESET']);
 
-export class KmipClient {
+export class KmipClient extends KmipOperationsApi {
   readonly options: Readonly<KmipClientOptions>;
   private connection: KmipConnection | undefined;
   private opening: Promise<KmipConnection> | undefined;
@@ -60,6 +55,7 @@ export class KmipClient {
   private batchCounter = 0;
 
   constructor(options: KmipClientOptions) {
+    super();
     this.options = { ...options };
     if (options.version) this.version = options.version;
   }
@@ -90,7 +86,7 @@ export class KmipClient {
   }
 
   /** Runs several operations in one message; every item gets its own result. */
-  async batch<const R extends readonly BatchRequest[]>(requests: R): Promise<Results<R>> {
+  override async batch<const R extends readonly BatchRequest[]>(requests: R): Promise<Results<R>> {
     if (requests.length === 0) return [] as unknown as Results<R>;
     const idempotent = requests.every((r) => r.spec.idempotent);
     const retries = idempotent ? (this.options.idempotentRetries ?? 1) : 0;
@@ -104,67 +100,6 @@ export class KmipClient {
         if (!retry) throw error;
       }
     }
-  }
-
-  /** Runs one operation; a server refusal throws KmipOperationError. */
-  async call<T>(request: BatchRequest<T>): Promise<T> {
-    const [result] = await this.batch([request] as const);
-    if (!result.ok) throw result.error;
-    return result.value as T;
-  }
-
-  // Convenience methods, one per operation.
-  discoverVersions(versions: ProtocolVersion[] = []) {
-    return this.call(ops.discoverVersions({ versions }));
-  }
-  query(functions: number[]) {
-    return this.call(ops.query({ functions }));
-  }
-  create(request: ops.CreateSymmetricKeyRequest) {
-    return this.call(ops.create(request));
-  }
-  register(request: ops.RegisterRequest) {
-    return this.call(ops.register(request));
-  }
-  get(uniqueIdentifier: string, options: Omit<ops.GetRequest, 'uniqueIdentifier'> = {}) {
-    return this.call(ops.get({ uniqueIdentifier, ...options }));
-  }
-  locate(request: ops.LocateRequest) {
-    return this.call(ops.locate(request));
-  }
-  getAttributes(uniqueIdentifier: string, names?: string[]) {
-    return this.call(ops.getAttributes(names ? { uniqueIdentifier, names } : { uniqueIdentifier }));
-  }
-  getAttributeList(uniqueIdentifier: string) {
-    return this.call(ops.getAttributeList({ uniqueIdentifier }));
-  }
-  addAttribute(uniqueIdentifier: string, attribute: Attribute) {
-    return this.call(ops.addAttribute({ uniqueIdentifier, attribute }));
-  }
-  modifyAttribute(uniqueIdentifier: string, attribute: Attribute) {
-    return this.call(ops.modifyAttribute({ uniqueIdentifier, attribute }));
-  }
-  setAttribute(uniqueIdentifier: string, attribute: Attribute) {
-    return this.call(ops.setAttribute({ uniqueIdentifier, attribute }));
-  }
-  deleteAttribute(uniqueIdentifier: string, name: string, index?: number) {
-    return this.call(
-      ops.deleteAttribute(index === undefined ? { uniqueIdentifier, name } : { uniqueIdentifier, name, index }),
-    );
-  }
-  activate(uniqueIdentifier: string) {
-    return this.call(ops.activate({ uniqueIdentifier }));
-  }
-  revoke(request: ops.RevokeRequest) {
-    return this.call(ops.revoke(request));
-  }
-  destroy(uniqueIdentifier: string) {
-    return this.call(ops.destroy({ uniqueIdentifier }));
-  }
-  reKey(uniqueIdentifier: string, offsetSeconds?: number) {
-    return this.call(
-      ops.reKey(offsetSeconds === undefined ? { uniqueIdentifier } : { uniqueIdentifier, offsetSeconds }),
-    );
   }
 
   private ensureConnection(): Promise<KmipConnection> {

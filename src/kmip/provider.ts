@@ -1,0 +1,144 @@
+/**
+ * A failover group: an ordered list of KMIP servers holding the same keys. Requests go to the server
+ * that answered last (sticky), and move down the list when a server cannot be reached, fails TLS, times
+ * out or answers garbage. A refusal from a healthy server (KmipOperationError) is the answer and does
+ * not fail over. Non-idempotent operations (Create, Register, ReKey, Destroy...) move on only when the
+ * failure happened before the request could have reached the server.
+ */
+import { KmipClient, type KmipClientOptions } from './client.js';
+import { KmipError, KmipOperationError } from './errors.js';
+import type { BatchRequest } from './operations.js';
+import { KmipOperationsApi, type Results } from './api.js';
+import { formatVersion, type ProtocolVersion } from './fields.js';
+import type { TlsEndpoint } from './connection.js';
+
+export interface ServerHealth {
+  endpoint: string;
+  lastSuccess?: Date;
+  lastFailure?: { at: Date; code: string; message: string };
+  /** Round trip of the last request answered (any result), in milliseconds. */
+  latencyMs?: number;
+  protocolVersion?: string;
+}
+
+export interface ConnectionTest {
+  endpoint: string;
+  ok: boolean;
+  latencyMs: number;
+  protocolVersion?: string;
+  tlsVersion?: string;
+  error?: { code: string; message: string };
+}
+
+export interface KmipProviderOptions extends Omit<KmipClientOptions, 'host' | 'port'> {
+  /** Servers in failover order; each may override the shared TLS settings (e.g. its own servername). */
+  servers: (Pick<TlsEndpoint, 'host' | 'port'> & Partial<KmipClientOptions>)[];
+}
+
+/** Failures raised before a request could have been written: safe to try elsewhere whatever the operation. */
+const BEFORE_SEND = /^KMIP_(TLS_|CONNECTION_(REFUSED|DNS|UNREACHABLE|TIMEOUT)$)/;
+
+export class KmipProvider extends KmipOperationsApi {
+  private readonly clients: KmipClient[];
+  private readonly healthByIndex: ServerHealth[];
+  private preferred = 0;
+
+  constructor(options: KmipProviderOptions) {
+    super();
+    if (options.servers.length === 0)
+      throw new KmipError('a KMIP provider needs at least one server', 'CONFIG_KMIP_NO_SERVER');
+    const { servers, ...shared } = options;
+    this.clients = servers.map((server) => new KmipClient({ ...shared, ...server }));
+    this.healthByIndex = this.clients.map((c) => ({ endpoint: c.endpoint }));
+  }
+
+  /** Per-server health, in failover order. */
+  health(): ServerHealth[] {
+    return this.healthByIndex.map((h) => ({ ...h }));
+  }
+
+  /** The server requests go to first. */
+  get activeEndpoint(): string {
+    return this.clients[this.preferred]!.endpoint;
+  }
+
+  override async batch<const R extends readonly BatchRequest[]>(requests: R): Promise<Results<R>> {
+    const idempotent = requests.every((r) => r.spec.idempotent);
+    const failures: KmipError[] = [];
+    for (let step = 0; step < this.clients.length; step++) {
+      const index = (this.preferred + step) % this.clients.length;
+      const client = this.clients[index]!;
+      const started = performance.now();
+      try {
+        const results = await client.batch(requests);
+        this.recordSuccess(index, started);
+        this.preferred = index;
+        return results;
+      } catch (error) {
+        if (!(error instanceof KmipError) || error instanceof KmipOperationError) throw error;
+        this.recordFailure(index, error);
+        failures.push(error);
+        if (!idempotent && !BEFORE_SEND.test(error.code)) throw error;
+      }
+    }
+    const last = failures.at(-1)!;
+    if (failures.length === 1) throw last;
+    throw new KmipError(
+      `no KMIP server of the group answered: ${failures.map((f) => f.message).join('; ')}`,
+      last.code,
+      { cause: new AggregateError(failures) },
+    );
+  }
+
+  /** Connects to every server (each on its own), negotiates and runs a Query; never throws. */
+  async testConnection(): Promise<ConnectionTest[]> {
+    return Promise.all(
+      this.clients.map(async (client, index): Promise<ConnectionTest> => {
+        const started = performance.now();
+        try {
+          const version = await client.connect();
+          await client.query([0x01]);
+          this.recordSuccess(index, started);
+          const test: ConnectionTest = {
+            endpoint: client.endpoint,
+            ok: true,
+            latencyMs: performance.now() - started,
+            protocolVersion: formatVersion(version),
+          };
+          if (client.tlsVersion) test.tlsVersion = client.tlsVersion;
+          return test;
+        } catch (error) {
+          const e = error instanceof KmipError ? error : new KmipError(String(error), 'KMIP_CONNECTION_FAILED');
+          this.recordFailure(index, e);
+          return {
+            endpoint: client.endpoint,
+            ok: false,
+            latencyMs: performance.now() - started,
+            error: { code: e.code, message: e.message },
+          };
+        }
+      }),
+    );
+  }
+
+  close(): void {
+    for (const client of this.clients) client.close();
+  }
+
+  /** Negotiated versions per server (undefined where not yet connected). */
+  versions(): (ProtocolVersion | undefined)[] {
+    return this.clients.map((c) => c.protocolVersion);
+  }
+
+  private recordSuccess(index: number, started: number): void {
+    const health = this.healthByIndex[index]!;
+    health.lastSuccess = new Date();
+    health.latencyMs = performance.now() - started;
+    const version = this.clients[index]!.protocolVersion;
+    if (version) health.protocolVersion = formatVersion(version);
+  }
+
+  private recordFailure(index: number, error: KmipError): void {
+    this.healthByIndex[index]!.lastFailure = { at: new Date(), code: error.code, message: error.message };
+  }
+}
