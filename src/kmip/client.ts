@@ -104,7 +104,13 @@ export class KmipClient extends KmipOperationsApi {
 
   private ensureConnection(): Promise<KmipConnection> {
     if (this.connection && !this.connection.closed) return Promise.resolve(this.connection);
-    this.opening ??= this.open().finally(() => (this.opening = undefined));
+    this.opening ??= this.open()
+      .catch((error: unknown) => {
+        // Connect, TLS and negotiation failures happen before any caller's request is written.
+        if (error instanceof KmipError) error.requestSent = false;
+        throw error;
+      })
+      .finally(() => (this.opening = undefined));
     return this.opening;
   }
 

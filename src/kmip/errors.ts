@@ -11,6 +11,12 @@ import { KmipAgentError } from '../errors.js';
 import { nameOf, ResultReason, ResultStatus, Operation } from './spec.js';
 
 export class KmipError extends KmipAgentError {
+  /**
+   * False when the failure happened before the request was written (connect, TLS, negotiation): the
+   * server cannot have acted on it, so even a Create may be sent elsewhere. Undefined when unknown.
+   */
+  requestSent?: boolean;
+
   /** True when the failure is about reaching the server (failover may help), not about the request. */
   get isTransport(): boolean {
     return isTransportCode(this.code);

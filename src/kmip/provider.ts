@@ -35,9 +35,6 @@ export interface KmipProviderOptions extends Omit<KmipClientOptions, 'host' | 'p
   servers: (Pick<TlsEndpoint, 'host' | 'port'> & Partial<KmipClientOptions>)[];
 }
 
-/** Failures raised before a request could have been written: safe to try elsewhere whatever the operation. */
-const BEFORE_SEND = /^KMIP_(TLS_|CONNECTION_(REFUSED|DNS|UNREACHABLE|TIMEOUT)$)/;
-
 export class KmipProvider extends KmipOperationsApi {
   private readonly clients: KmipClient[];
   private readonly healthByIndex: ServerHealth[];
@@ -78,7 +75,8 @@ export class KmipProvider extends KmipOperationsApi {
         if (!(error instanceof KmipError) || error instanceof KmipOperationError) throw error;
         this.recordFailure(index, error);
         failures.push(error);
-        if (!idempotent && !BEFORE_SEND.test(error.code)) throw error;
+        // Unsent requests may go elsewhere; a sent Create/Register/Destroy may have happened: never resend it.
+        if (!idempotent && error.requestSent !== false) throw error;
       }
     }
     const last = failures.at(-1)!;
