@@ -22,7 +22,8 @@ const UINT32_MAX = 0xffffffff;
 const INT64_MIN = -(1n << 63n);
 const INT64_MAX = (1n << 63n) - 1n;
 
-const padded = (length: number): number => (length + 7) & ~7;
+// Arithmetic, not bit operations: lengths reach 2^32 - 1, beyond int32.
+const padded = (length: number): number => length + ((8 - (length % 8)) % 8);
 
 // String.prototype.isWellFormed exists from Node 20 but not in the ES2023 type library.
 const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
@@ -32,7 +33,7 @@ function encodeError(reason: string, tag: number): TtlvError {
 }
 
 /** Two's complement, big-endian, sign-extended to a multiple of 8 bytes with the fewest bytes possible. */
-function bigIntBytes(value: bigint): Buffer {
+export function bigIntBytes(value: bigint): Buffer {
   let bytes = 1;
   // Smallest n with -2^(8n-1) <= value < 2^(8n-1).
   while (value >= 1n << BigInt(8 * bytes - 1) || value < -(1n << BigInt(8 * bytes - 1))) bytes++;

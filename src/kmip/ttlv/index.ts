@@ -30,3 +30,7 @@ export {
   DEFAULT_MAX_DEPTH,
   type DecodeLimits,
 } from './binary.js';
+export { Placeholders } from './placeholders.js';
+export { fromXml, toXml, toXmlDocument, type XmlOptions } from './xml.js';
+export { fromJson, toJson, type JsonTtlv } from './json.js';
+export { toText } from './text.js';
