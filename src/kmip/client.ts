@@ -10,7 +10,7 @@ import { KmipConnection, type TlsEndpoint } from './connection.js';
 import { KmipError, KmipOperationError } from './errors.js';
 import { buildRequest, parseResponse, type ResponseItem } from './message.js';
 import { compareVersions, formatVersion, protocolError, type ProtocolVersion } from './fields.js';
-import { ResultStatus, nameOf, Operation } from './spec.js';
+import { BatchErrorContinuationOption, QueryFunction, ResultReason, ResultStatus, nameOf, Operation } from './spec.js';
 import * as ops from './operations.js';
 import type { BatchRequest } from './operations.js';
 import { KmipOperationsApi, type ItemResult, type Results } from './api.js';
@@ -53,6 +53,7 @@ export class KmipClient extends KmipOperationsApi {
   private opening: Promise<KmipConnection> | undefined;
   private version: ProtocolVersion | undefined;
   private batchCounter = 0;
+  private operationsQuery: Promise<number[] | undefined> | undefined;
 
   constructor(options: KmipClientOptions) {
     super();
@@ -94,12 +95,46 @@ export class KmipClient extends KmipOperationsApi {
       const connection = await this.ensureConnection();
       const reused = connection.exchanges > 0;
       try {
-        return (await this.send(connection, requests, this.version!)) as Results<R>;
+        const results = await this.send(connection, requests, this.version!);
+        return (await this.flagUnsupported(requests, results)) as Results<R>;
       } catch (error) {
         const retry = error instanceof KmipError && RETRYABLE_DROPS.has(error.code) && reused && attempt < retries;
         if (!retry) throw error;
       }
     }
+  }
+
+  /**
+   * Some servers refuse operations they lack with Invalid Message (PyKMIP does for Add Attribute): when
+   * the server's Query does not list the operation, report it as not supported, keeping its reason.
+   */
+  private async flagUnsupported(
+    requests: readonly BatchRequest[],
+    results: ItemResult<unknown>[],
+  ): Promise<ItemResult<unknown>[]> {
+    const suspicious = (r: ItemResult<unknown>) =>
+      !r.ok && r.error instanceof KmipOperationError && r.error.resultReason?.code === ResultReason.InvalidMessage;
+    if (!results.some(suspicious)) return results;
+    const supported = await this.serverOperations();
+    if (!supported) return results;
+    return results.map((result, i) => {
+      const code = requests[i]!.spec.code;
+      if (!suspicious(result) || supported.includes(code) || result.ok) return result;
+      const e = result.error as KmipOperationError;
+      const error = new KmipOperationError(code, e.resultStatus.code, e.resultReason?.code, e.resultMessage, true);
+      return { ok: false, error };
+    });
+  }
+
+  /** The operations the server lists in Query (cached per client); undefined if it will not say. */
+  private async serverOperations(): Promise<number[] | undefined> {
+    this.operationsQuery ??= this.ensureConnection()
+      .then((connection) =>
+        this.send(connection, [ops.query({ functions: [QueryFunction.Operations] })], this.version!),
+      )
+      .then(([result]) => (result?.ok ? (result.value as ops.QueryResult).operations : undefined))
+      .catch(() => undefined);
+    return this.operationsQuery;
   }
 
   private ensureConnection(): Promise<KmipConnection> {
@@ -135,8 +170,13 @@ export class KmipClient extends KmipOperationsApi {
     const header = this.options.discoveryVersion ?? V1_2;
     const [result] = await this.send(connection, [ops.discoverVersions({ versions: ours })], header);
     if (!result.ok) {
-      // A 1.0 server does not know Discover Versions: speak the header version if we may.
-      if (result.error instanceof KmipOperationError && ours.some((v) => compareVersions(v, header) === 0))
+      // A 1.0 server does not know Discover Versions: speak the header version if we may. Any other
+      // refusal (failed authentication...) is the server's answer and goes to the caller.
+      if (
+        result.error instanceof KmipOperationError &&
+        result.error.resultReason?.code === ResultReason.OperationNotSupported &&
+        ours.some((v) => compareVersions(v, header) === 0)
+      )
         return header;
       throw result.error;
     }
@@ -170,7 +210,8 @@ export class KmipClient extends KmipOperationsApi {
       })),
       {
         version,
-        ...(batchIds ? { batchIds } : {}),
+        // Servers stop at the first failing item unless told to go on; each item gets its own result.
+        ...(batchIds ? { batchIds, batchErrorContinuation: BatchErrorContinuationOption.Continue } : {}),
         ...(this.options.sendTimeStamp ? { timeStamp: new Date() } : {}),
       },
     );
@@ -214,24 +255,31 @@ export class KmipClient extends KmipOperationsApi {
     if (batchIds && items.length === 1 && !items[0]!.batchId && items[0]!.resultStatus !== ResultStatus.Success) {
       return requests.map((r) => ({ ok: false, error: operationError(r.spec.code, items[0]!) }));
     }
-    if (items.length !== requests.length)
+    if (items.length > requests.length || (!batchIds && items.length !== requests.length))
       throw protocolError(
         `${this.endpoint}: sent ${requests.length} batch items, got ${items.length} answers`,
         'KMIP_PROTOCOL_BATCH_MISMATCH',
       );
-    const ordered: ResponseItem[] = batchIds
-      ? batchIds.map((id) => {
-          const match = items.find((item) => item.batchId?.equals(id));
-          if (!match)
-            throw protocolError(
-              `${this.endpoint}: no answer carries batch item ID ${id.toString('hex')}`,
-              'KMIP_PROTOCOL_BATCH_MISMATCH',
-            );
-          return match;
-        })
+    for (const item of items)
+      if (batchIds && !batchIds.some((id) => item.batchId?.equals(id)))
+        throw protocolError(
+          `${this.endpoint}: an answer carries batch item ID ${item.batchId?.toString('hex') ?? '(none)'}, which was not sent`,
+          'KMIP_PROTOCOL_BATCH_MISMATCH',
+        );
+    // A server that stopped at a failing item answers fewer items: the rest were not processed.
+    const ordered: (ResponseItem | undefined)[] = batchIds
+      ? batchIds.map((id) => items.find((item) => item.batchId?.equals(id)))
       : items;
     return requests.map((request, i): ItemResult<unknown> => {
-      const item = ordered[i]!;
+      const item = ordered[i];
+      if (!item)
+        return {
+          ok: false,
+          error: new KmipError(
+            `${this.endpoint}: the server did not process ${request.spec.name} (an earlier batch item failed)`,
+            'KMIP_BATCH_ITEM_NOT_PROCESSED',
+          ),
+        };
       if (item.operation !== undefined && item.operation !== request.spec.code)
         throw protocolError(
           `${this.endpoint}: answer for ${nameOf(Operation, item.operation)} where ${request.spec.name} was asked`,

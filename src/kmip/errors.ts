@@ -45,6 +45,8 @@ export class KmipOperationError extends KmipError {
     resultStatus: number,
     resultReason: number | undefined,
     resultMessage: string | undefined,
+    /** Set when the server lacks the operation but refused it with another reason (e.g. Invalid Message). */
+    notSupported = false,
   ) {
     const op = nameOf(Operation, operation);
     const reason =
@@ -54,7 +56,9 @@ export class KmipOperationError extends KmipError {
       (resultMessage ? ` (${resultMessage})` : '');
     super(
       text,
-      resultReason === ResultReason.OperationNotSupported ? 'KMIP_OPERATION_NOT_SUPPORTED' : 'KMIP_OPERATION_FAILED',
+      notSupported || resultReason === ResultReason.OperationNotSupported
+        ? 'KMIP_OPERATION_NOT_SUPPORTED'
+        : 'KMIP_OPERATION_FAILED',
       resultReason === undefined ? undefined : { status: resultReason },
     );
     this.operation = op;

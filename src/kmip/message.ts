@@ -30,6 +30,8 @@ export interface RequestOptions {
   maximumResponseSize?: number;
   /** Batch item IDs to use (one per item); required when more than one item. */
   batchIds?: Uint8Array[];
+  /** Batch Error Continuation Option (BatchErrorContinuationOption.*); servers default to Stop. */
+  batchErrorContinuation?: number;
 }
 
 export function buildRequest(items: RequestItem[], options: RequestOptions): TtlvItem {
@@ -41,6 +43,8 @@ export function buildRequest(items: RequestItem[], options: RequestOptions): Ttl
   const header: TtlvItem[] = [encodeVersion(options.version)];
   if (options.maximumResponseSize !== undefined)
     header.push(integer(T.MaximumResponseSize, options.maximumResponseSize));
+  if (options.batchErrorContinuation !== undefined)
+    header.push(enumeration(T.BatchErrorContinuationOption, options.batchErrorContinuation));
   if (options.timeStamp) header.push(dateTime(T.TimeStamp, options.timeStamp));
   header.push(integer(T.BatchCount, items.length));
   const batch = items.map((item, i) => {

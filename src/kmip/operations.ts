@@ -15,7 +15,16 @@ import {
   textString,
   type TtlvItem,
 } from './ttlv/types.js';
-import { KeyFormatType, ObjectType, Operation, SecretDataType, T, WrappingMethod, type OperationCode } from './spec.js';
+import {
+  EncodingOption,
+  KeyFormatType,
+  ObjectType,
+  Operation,
+  SecretDataType,
+  T,
+  WrappingMethod,
+  type OperationCode,
+} from './spec.js';
 import {
   all,
   isKmip2,
@@ -239,6 +248,8 @@ export interface KeyWrappingSpecification {
   wrappingKeyId: string;
   /** Block Cipher Mode for the wrapping key (e.g. BlockCipherMode.NISTKeyWrap). */
   blockCipherMode?: number;
+  /** Encoding Option of the wrapped key (default No Encoding: the raw key bytes are wrapped). */
+  encodingOption?: number;
 }
 
 export interface GetRequest {
@@ -276,6 +287,7 @@ export const get = define<GetRequest, ManagedObject>({
         structure(T.KeyWrappingSpecification, [
           enumeration(T.WrappingMethod, r.keyWrapping.wrappingMethod ?? WrappingMethod.Encrypt),
           structure(T.EncryptionKeyInformation, keyInfo),
+          enumeration(T.EncodingOption, r.keyWrapping.encodingOption ?? EncodingOption.NoEncoding),
         ]),
       );
     }

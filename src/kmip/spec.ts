@@ -11,6 +11,7 @@ export const T = {
   AttributeName: 0x42000a,
   AttributeValue: 0x42000b,
   BatchCount: 0x42000d,
+  BatchErrorContinuationOption: 0x42000e,
   BatchItem: 0x42000f,
   BlockCipherMode: 0x420011,
   CompromiseOccurrenceDate: 0x420021,
@@ -70,6 +71,7 @@ export const T = {
   UniqueIdentifier: 0x420094,
   VendorIdentification: 0x42009d,
   WrappingMethod: 0x42009e,
+  EncodingOption: 0x4200a3,
   OffsetItems: 0x4200d4,
   LocatedItems: 0x4200d5,
   Attributes: 0x420125,
@@ -254,6 +256,8 @@ export const UsageMask = {
 } as const;
 
 export const WrappingMethod = { Encrypt: 0x01, MacSign: 0x02 } as const;
+export const EncodingOption = { NoEncoding: 0x01, TtlvEncoding: 0x02 } as const;
+export const BatchErrorContinuationOption = { Continue: 0x01, Stop: 0x02, Undo: 0x03 } as const;
 export const BlockCipherMode = { CBC: 0x01, ECB: 0x02, GCM: 0x09, NISTKeyWrap: 0x0d } as const;
 
 /** Reverse lookup: the name of `value` in one of the tables above (e.g. for messages), or hex. */
