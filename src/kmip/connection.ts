@@ -120,19 +120,32 @@ export class KmipConnection {
     const endpoint = `${target.host}:${target.port}`;
     const servername = target.servername ?? target.host;
     return new Promise((resolve, reject) => {
-      const socket = connect({
-        host: target.host,
-        port: target.port,
-        ca: target.ca,
-        cert: target.cert,
-        key: target.key,
-        passphrase: target.passphrase,
-        // SNI cannot carry an IP address; verification still checks the IP SAN against `host`.
-        servername: isIP(servername) ? undefined : servername,
-        rejectUnauthorized: true,
-        minVersion: target.minVersion ?? 'TLSv1.2',
-        maxVersion: target.maxVersion ?? 'TLSv1.3',
-      });
+      let socket: TLSSocket;
+      try {
+        socket = connect({
+          host: target.host,
+          port: target.port,
+          ca: target.ca,
+          cert: target.cert,
+          key: target.key,
+          passphrase: target.passphrase,
+          // SNI cannot carry an IP address; verification still checks the IP SAN against `host`.
+          servername: isIP(servername) ? undefined : servername,
+          rejectUnauthorized: true,
+          minVersion: target.minVersion ?? 'TLSv1.2',
+          maxVersion: target.maxVersion ?? 'TLSv1.3',
+        });
+      } catch (error) {
+        // Unreadable PEM, a key that does not match the certificate...: nothing was sent.
+        reject(
+          new KmipError(
+            `${endpoint}: the TLS credentials cannot be used (${(error as Error).message}); check the CA, certificate and key files`,
+            'KMIP_TLS_BAD_CREDENTIALS',
+            { cause: error },
+          ),
+        );
+        return;
+      }
       const timer = setTimeout(() => {
         socket.destroy();
         reject(
