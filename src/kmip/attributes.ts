@@ -131,9 +131,11 @@ export function encodeAttribute2(attribute: Attribute): TtlvItem {
   return encodeValue(tag, attribute.name, attribute.value);
 }
 
-/** Attributes for Create/Register/ReKey/Locate: Template-Attribute (1.x) or Attributes (2.x). */
+/**
+ * Attributes for Create/Register/ReKey/Locate: Template-Attribute (1.x; required in Create and Register
+ * even when empty) or Attributes (2.x); Locate 1.x lists bare Attribute items.
+ */
 export function encodeAttributeSet(attributes: Attribute[], version: ProtocolVersion, locate = false): TtlvItem[] {
-  if (attributes.length === 0 && !isKmip2(version)) return [];
   if (isKmip2(version)) return [structure(T.Attributes, attributes.map(encodeAttribute2))];
   const items = attributes.map(encodeAttribute1);
   return locate ? items : [structure(T.TemplateAttribute, items)];

@@ -103,6 +103,9 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     const got = await client.get(s.uniqueIdentifier);
     expect(got).toMatchObject({ objectType: ObjectType.SecretData, secretDataType: 1 });
     expect(got.value.equals(secret)).toBe(true);
+    // No attributes at all: 1.x still sends the (required, empty) Template-Attribute.
+    const bare = await client.register({ kind: 'secret-data', secret: Buffer.from('bare') });
+    expect((await client.get(bare.uniqueIdentifier)).value.toString()).toBe('bare');
   });
 
   test('Locate by Name, Object Group, Object Type, State, with Maximum Items and Offset Items', async () => {
