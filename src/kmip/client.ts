@@ -90,16 +90,21 @@ export class KmipClient extends KmipOperationsApi {
   override async batch<const R extends readonly BatchRequest[]>(requests: R): Promise<Results<R>> {
     if (requests.length === 0) return [] as unknown as Results<R>;
     const idempotent = requests.every((r) => r.spec.idempotent);
-    const retries = idempotent ? (this.options.idempotentRetries ?? 1) : 0;
-    for (let attempt = 0; ; attempt++) {
+    let dropRetries = idempotent ? (this.options.idempotentRetries ?? 1) : 0;
+    let unsentRetries = 1;
+    for (;;) {
       const connection = await this.ensureConnection();
       const reused = connection.exchanges > 0;
       try {
         const results = await this.send(connection, requests, this.version!);
         return (await this.flagUnsupported(requests, results)) as Results<R>;
       } catch (error) {
-        const retry = error instanceof KmipError && RETRYABLE_DROPS.has(error.code) && reused && attempt < retries;
-        if (!retry) throw error;
+        if (!(error instanceof KmipError)) throw error;
+        // Never written (queued behind a request that lost the connection): safe to send, whatever it is.
+        if (error.requestSent === false && unsentRetries-- > 0) continue;
+        // Written to a connection the server had dropped while idle: resend only what is idempotent.
+        if (RETRYABLE_DROPS.has(error.code) && reused && dropRetries-- > 0) continue;
+        throw error;
       }
     }
   }

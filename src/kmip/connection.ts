@@ -198,7 +198,12 @@ export class KmipConnection {
   }
 
   private exchangeNow(request: Buffer, timeoutMs: number): Promise<Buffer> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (this.closedWith) {
+      // Queued behind a request that lost the connection: this one was never written.
+      const unsent = new KmipError(this.closedWith.message, this.closedWith.code, { cause: this.closedWith });
+      unsent.requestSent = false;
+      return Promise.reject(unsent);
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         // The answer may still arrive later and would be mistaken for the next one: drop the connection.
@@ -246,6 +251,8 @@ export class KmipConnection {
     }
     if (this.expected >= 0 && this.buffered >= this.expected) {
       const all = Buffer.concat(this.chunks, this.buffered);
+      // The pieces may hold key material; `all` is the one copy the client reads (and wipes).
+      for (const piece of this.chunks) piece.fill(0);
       if (all.length > this.expected) {
         // A well-behaved server sends nothing beyond the answer to our one request.
         this.fail(

@@ -117,6 +117,12 @@ describe('operations against the fixture (KMIP 1.4)', () => {
 
       await client.batch([ops.query({ functions: [1] }), ops.discoverVersions({ versions: [] })]);
       const batch = fixture.requests.at(-1)!;
+      const batchHeader = childOf(batch.message, T.RequestHeader)!;
+      expect((batchHeader.value as TtlvItem[]).map((i) => i.tag)).toEqual([
+        T.ProtocolVersion,
+        T.BatchErrorContinuationOption,
+        T.BatchCount,
+      ]);
       const ids = batch.items.map((i) => i.batchId?.toString('hex'));
       expect(ids.every((id) => id !== undefined)).toBe(true);
       expect(new Set(ids).size).toBe(2);
@@ -389,6 +395,23 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
       }));
       await expect(client.create(aes)).rejects.toMatchObject({ code: 'KMIP_PROTOCOL_MISSING_FIELD' });
       await expectRecovery(client);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('requests queued behind one that lost the connection were never sent: they go out on a new one', async () => {
+    const client = new KmipClient(options());
+    try {
+      await client.connect();
+      const creates = () => fixture.requests.filter((r) => r.items[0]!.operation === Operation.Create).length;
+      const before = creates();
+      fixture.once(() => ({ kind: 'close' }));
+      const results = await Promise.allSettled(Array.from({ length: 5 }, () => client.create(aes)));
+      // The first Create was written and its fate is unknown: not resent. The four queued ones were not.
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+      expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'KMIP_CONNECTION_CLOSED' });
+      expect(creates()).toBe(before + 5);
     } finally {
       client.close();
     }

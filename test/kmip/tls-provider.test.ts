@@ -205,6 +205,25 @@ describe('provider failover', () => {
     }
   });
 
+  test('a server that refuses our client certificate is skipped', async () => {
+    const picky = await KmipFixtureServer.start({ pki: makeTestPki(join(dir, 'picky')) });
+    const group = provider([
+      { host: '127.0.0.1', port: picky.port, ca: readFileSync(picky.pki.ca.cert) },
+      { host: '127.0.0.1', port: fixture.port },
+    ]);
+    try {
+      const created = await group.create(aes);
+      expect(created.uniqueIdentifier).toBeDefined();
+      expect(group.health()[0]!.lastFailure?.code).toMatch(
+        /^KMIP_(TLS_HANDSHAKE_FAILED|CONNECTION_RESET|CONNECTION_CLOSED)$/,
+      );
+      expect(picky.requests).toHaveLength(0);
+    } finally {
+      group.close();
+      await picky.stop();
+    }
+  });
+
   test('a stalling server: idempotent requests fail over, a sent Create does not', async () => {
     const stalling = await KmipFixtureServer.start({ pki: fixture.pki });
     const group = provider([
