@@ -2,5 +2,6 @@
 import type { CommandGroup } from '../framework.js';
 import { addonCommand } from './addon.js';
 import { kmipCommand } from './kmip.js';
+import { ttlvCommand } from './ttlv.js';
 
-export const commandGroups: CommandGroup[] = [addonCommand, kmipCommand];
+export const commandGroups: CommandGroup[] = [addonCommand, kmipCommand, ttlvCommand];

@@ -7,12 +7,14 @@ import { TtlvError, TtlvErrorCode } from './errors.js';
 import { ItemType, type TtlvItem } from './types.js';
 
 export interface DecodeLimits {
-  /** Deepest structure nesting accepted (the top-level item is depth 1). Default 32. */
+  /** Deepest structure nesting accepted (the top-level item is depth 1). Default 32, at most 1000. */
   maxDepth?: number;
   /** Largest encoded item accepted, header included. Default 16 MiB. */
   maxBytes?: number;
 }
 export const DEFAULT_MAX_DEPTH = 32;
+/** Depth limits above this are lowered to it: the readers recurse once per level. */
+export const MAX_DEPTH_CAP = 1000;
 export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 export const HEADER_LENGTH = 8;
 
@@ -162,15 +164,26 @@ export class Writer {
   finish(): Buffer {
     const out = Buffer.alloc(this.pos);
     this.buf.copy(out, 0, 0, this.pos);
+    this.wipe();
+    return out;
+  }
+
+  /** Zeroes what was written and starts over. */
+  wipe(): void {
     this.buf.fill(0, 0, this.pos);
     this.pos = 0;
-    return out;
   }
 }
 
 /** Encodes one item (usually a Request Message) to TTLV bytes. */
 export function encode(item: TtlvItem): Buffer {
-  return new Writer().write(item).finish();
+  const writer = new Writer();
+  try {
+    return writer.write(item).finish();
+  } finally {
+    // On a refused item, key material written so far must not stay behind in the scratch buffer.
+    writer.wipe();
+  }
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -183,7 +196,7 @@ export class Reader {
     private readonly buf: Uint8Array,
     limits: DecodeLimits = {},
   ) {
-    this.maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
+    this.maxDepth = Math.min(limits.maxDepth ?? DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP);
     const maxBytes = limits.maxBytes ?? DEFAULT_MAX_BYTES;
     if (buf.length > maxBytes)
       throw new TtlvError(TtlvErrorCode.TooLarge, `input of ${buf.length} bytes exceeds the limit of ${maxBytes}`, {
@@ -224,6 +237,8 @@ export class Reader {
     if (fixed === undefined) this.fail(TtlvErrorCode.BadType, `unknown item type 0x${type.toString(16)}`, start, tag);
     if (fixed > 0 && length !== fixed)
       this.fail(TtlvErrorCode.BadLength, `length ${length} for a type of length ${fixed}`, start, tag);
+    if (type === ItemType.Structure && length % 8 !== 0)
+      this.fail(TtlvErrorCode.BadLength, 'structure length not a multiple of 8', start, tag);
     const next = body + padded(length);
     if (next > end) {
       // Past the enclosing structure but inside the buffer is a lie about lengths; past the buffer, truncation.
@@ -238,7 +253,6 @@ export class Reader {
       case ItemType.Structure: {
         if (depth > this.maxDepth)
           this.fail(TtlvErrorCode.TooDeep, `structures nested deeper than ${this.maxDepth}`, start, tag);
-        if (length % 8 !== 0) this.fail(TtlvErrorCode.BadLength, 'structure length not a multiple of 8', start, tag);
         const children: TtlvItem[] = [];
         this.pos = body;
         while (this.pos < next) children.push(this.item(dv, next, depth + 1));

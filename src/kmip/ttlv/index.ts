@@ -33,4 +33,4 @@ export {
 export { Placeholders } from './placeholders.js';
 export { fromXml, toXml, toXmlDocument, type XmlOptions } from './xml.js';
 export { fromJson, toJson, type JsonTtlv } from './json.js';
-export { toText } from './text.js';
+export { toText, SECRET_TAGS, type TextOptions } from './text.js';

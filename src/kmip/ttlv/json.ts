@@ -9,7 +9,7 @@ import { TtlvError, TtlvErrorCode } from './errors.js';
 import { tagCode, tagLabel } from './registry.js';
 import { ItemType, type TtlvItem } from './types.js';
 import { TYPE_NAMES, attributeNameOf, formatValue, parseValue, typeCode, valueTag } from './values.js';
-import { DEFAULT_MAX_DEPTH } from './binary.js';
+import { DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP } from './binary.js';
 
 export interface JsonTtlv {
   tag: string;
@@ -123,5 +123,5 @@ export function fromJson(json: unknown, limits: { maxDepth?: number } = {}): Ttl
       throw new TtlvError(TtlvErrorCode.BadSyntax, `invalid JSON: ${(e as Error).message}`);
     }
   }
-  return fromJsonAt(parsed, '', 1, undefined, limits.maxDepth ?? DEFAULT_MAX_DEPTH);
+  return fromJsonAt(parsed, '', 1, undefined, Math.min(limits.maxDepth ?? DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP));
 }

@@ -130,13 +130,21 @@ export function attributeTag(attributeName: string): number | undefined {
   return code !== undefined && nameByCode.has(code) ? code : undefined;
 }
 
+/** KMIP 2.x enumerations whose values are tags (Attribute Reference, Tag): named by tag name. */
+const TAG_VALUED = new Set<number>([Tag.AttributeReference, Tag.Tag]);
+
 /** Name of an enumeration value of a tag, or undefined when the tag has no table or the value is unknown. */
 export function enumName(tag: number, value: number): string | undefined {
+  if (TAG_VALUED.has(tag)) return nameByCode.get(value);
   return tablesByTag.get(tag)?.byValue.get(value);
 }
 
 /** Value of an enumeration name for a tag, or undefined. */
 export function enumValue(tag: number, name: string): number | undefined {
+  if (TAG_VALUED.has(tag)) {
+    const code = Object.hasOwn(Tag, name) ? (Tag as Record<string, number>)[name] : undefined;
+    return code;
+  }
   return tablesByTag.get(tag)?.byName.get(name);
 }
 
@@ -147,7 +155,7 @@ export function isMaskTag(tag: number): boolean {
 
 /** Whether the tag has a table of named values (enumeration or mask). */
 export function hasValueNames(tag: number): boolean {
-  return tablesByTag.has(tag);
+  return tablesByTag.has(tag) || TAG_VALUED.has(tag);
 }
 
 /**

@@ -1,10 +1,15 @@
 /**
  * KMIP tag and enumeration tables as data: codes and names from the OASIS KMIP specifications (1.0-1.4
- * section 9.1.3, 2.0 section 11), cross-checked against PyKMIP 0.10's tag list and the OASIS XML test cases.
- * Names are the specifications' names normalized as the KMIP XML/JSON profiles do (spaces removed, `SHA-256`
- * -> `SHA_256`, `3DES` -> `DES3`); `normalizeName` in registry.ts implements that rule.
- * 1.x and 2.x entries are merged: where 2.0 reserved or retyped a 1.x entry (tag 0x420009 Attribute Index,
- * Object Type Template = 6, Asynchronous Indicator Boolean -> Enumeration) both forms stay here.
+ * section 9.1.3, 2.0/2.1 section 11). Checked against: the KMIP 1.0 specification's tag table (every 1.0
+ * tag), PyKMIP 0.10's tag list (all 356), and every tag and enumeration name used by the OASIS 1.0-1.4 and
+ * 2.1 XML test cases (tests in test/kmip/ttlv). The 2.1 test cases need no tag beyond 0x420165.
+ * Names are the specifications' names normalized as the KMIP XML/JSON profiles do (spaces removed,
+ * `SHA-256` -> `SHA_256`, `3DES` -> `DES3`); `normalizeName` in registry.ts implements that rule.
+ * 1.x and 2.x entries are merged; where 2.0 reserved or retyped a 1.x entry, both forms stay reachable:
+ * tag 0x420009 Attribute Index (reserved in 2.0), Object Type Template = 6 (reserved in 2.0),
+ * Asynchronous Indicator (Boolean in 1.x, Enumeration in 2.0: the table applies only to Enumeration
+ * items), Unique Identifier (Text String, or in 2.x an Enumeration naming an ID placeholder).
+ * Not held: PKCS#11 Function and Return Code values (defined by the PKCS#11 standard).
  * Generated once from the spec tables; edit by hand, one entry per line, sorted by code.
  */
 

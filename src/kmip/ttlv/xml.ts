@@ -5,7 +5,7 @@
  * messages under a root element (`<KMIP>`); `# TIME n` text between them is ignored.
  */
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { DEFAULT_MAX_DEPTH } from './binary.js';
+import { DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP } from './binary.js';
 import { TtlvError, TtlvErrorCode } from './errors.js';
 import { PLACEHOLDER, Placeholders } from './placeholders.js';
 import { tagCode, tagLabel, tagName } from './registry.js';
@@ -87,8 +87,8 @@ function toItem(
   const attrs = node[':@'] ?? {};
   const here = `${path}/${name}`;
   const where = (): string => here;
-  if (depth > (opts.maxDepth ?? DEFAULT_MAX_DEPTH))
-    throw new TtlvError(TtlvErrorCode.TooDeep, `${here}: nested deeper than ${opts.maxDepth ?? DEFAULT_MAX_DEPTH}`);
+  const maxDepth = Math.min(opts.maxDepth ?? DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP);
+  if (depth > maxDepth) throw new TtlvError(TtlvErrorCode.TooDeep, `${here}: nested deeper than ${maxDepth}`);
   let tag: number | undefined;
   if (name === 'TTLV') {
     const raw = attrs.tag ?? '';
@@ -135,9 +135,22 @@ function toItem(
 
 /** Reads every message (top-level item) of a KMIP XML document: the root's children, or the root itself. */
 export function fromXml(text: string, opts: XmlOptions = {}): TtlvItem[] {
-  const valid = XMLValidator.validate(text);
+  let valid: ReturnType<typeof XMLValidator.validate>;
+  try {
+    valid = XMLValidator.validate(text);
+  } catch (e) {
+    throw syntax(`XML: ${(e as Error).message}`);
+  }
   if (valid !== true) throw syntax(`XML line ${valid.err.line}: ${valid.err.msg}`);
-  const nodes = (parser.parse(text) as XmlNode[]).filter((n) => elementName(n) !== undefined);
+  let parsed: XmlNode[];
+  try {
+    parsed = parser.parse(text) as XmlNode[];
+  } catch (e) {
+    // The parser bounds nesting itself (before our depth check can run) and throws plain Errors.
+    const message = (e as Error).message;
+    throw new TtlvError(/nested/i.test(message) ? TtlvErrorCode.TooDeep : TtlvErrorCode.BadSyntax, `XML: ${message}`);
+  }
+  const nodes = parsed.filter((n) => elementName(n) !== undefined);
   if (nodes.length !== 1) throw syntax('an XML document has exactly one root element');
   const root = nodes[0];
   const rootName = elementName(root) as string;

@@ -1,4 +1,7 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { sharedDir } from './support.js';
 import {
   AttributeName,
   Enum,
@@ -9,6 +12,7 @@ import {
   maskText,
   maskValue,
   normalizeName,
+  hasValueNames,
   tagCode,
   tagLabel,
   tagName,
@@ -100,5 +104,32 @@ describe('profile name normalization', () => {
     for (const [key, text] of Object.entries(AttributeName)) expect(attributeTag(text)).toBe(tagCode(key));
     expect(attributeTag('Cryptographic   Algorithm')).toBe(Tag.CryptographicAlgorithm);
     expect(attributeTag('x-Purpose')).toBeUndefined();
+  });
+});
+
+describe('registry against the OASIS test cases', () => {
+  const root = join(sharedDir(), 'kmip-testcases');
+  const texts = readdirSync(root)
+    .filter((v) => v.startsWith('v1.'))
+    .flatMap((v) => readdirSync(join(root, v)).map((f) => readFileSync(join(root, v, f), 'utf8')));
+
+  test('every element name the files use is a known tag', () => {
+    const names = new Set(texts.flatMap((t) => [...t.matchAll(/<([A-Za-z][A-Za-z0-9_]*)[\s/>]/g)].map((m) => m[1])));
+    names.delete('KMIP');
+    names.delete('TTLV');
+    expect([...names].filter((n) => tagCode(n) === undefined)).toEqual([]);
+    expect(names.size).toBeGreaterThan(150);
+  });
+
+  test("every enumeration value named directly under its own tag is in that tag's table", () => {
+    const unknown = new Set<string>();
+    for (const t of texts)
+      for (const m of t.matchAll(/<([A-Za-z_0-9]+) type="Enumeration" value="([^"]+)"/g)) {
+        const tag = tagCode(m[1]);
+        if (m[1] === 'AttributeValue' || m[2].startsWith('0x') || m[2].startsWith('$')) continue;
+        if (tag === undefined || !hasValueNames(tag) || enumValue(tag, m[2]) === undefined)
+          unknown.add(`${m[1]}=${m[2]}`);
+      }
+    expect([...unknown]).toEqual([]);
   });
 });
