@@ -31,6 +31,11 @@ export interface KmipClientOptions extends TlsEndpoint {
   maxMessageBytes?: number;
   /** Resends of an idempotent request after the connection dropped under it (default 1). */
   idempotentRetries?: number;
+  /**
+   * Reconnect before a request when the connection has been idle this long (default 25 s): servers drop
+   * idle clients after 30 s to 3 min, and a fresh connection avoids losing a Create to that race.
+   */
+  maxIdleMs?: number;
 }
 
 export const ALL_VERSIONS: ProtocolVersion[] = [
@@ -143,7 +148,11 @@ export class KmipClient extends KmipOperationsApi {
   }
 
   private ensureConnection(): Promise<KmipConnection> {
-    if (this.connection && !this.connection.closed) return Promise.resolve(this.connection);
+    const current = this.connection;
+    if (current && !current.closed && current.idleMs >= (this.options.maxIdleMs ?? 25_000) && !this.opening) {
+      current.close();
+    }
+    if (current && !current.closed) return Promise.resolve(current);
     this.opening ??= this.open()
       .catch((error: unknown) => {
         // Connect, TLS and negotiation failures happen before any caller's request is written.

@@ -97,6 +97,8 @@ export class KmipConnection {
   private pending: Pending | undefined;
   /** Completed exchanges: a reused connection may have been dropped by the server while idle. */
   exchanges = 0;
+  /** When the last exchange finished (or the connection opened), for idle-age checks. */
+  lastActivity = performance.now();
   private closedWith: KmipError | undefined;
   /** Serializes exchanges: one message in flight per connection. */
   private tail: Promise<unknown> = Promise.resolve();
@@ -178,6 +180,11 @@ export class KmipConnection {
 
   get closed(): boolean {
     return this.closedWith !== undefined;
+  }
+
+  /** Milliseconds since the last answer (or since the connection opened). */
+  get idleMs(): number {
+    return performance.now() - this.lastActivity;
   }
 
   /** The negotiated TLS version, e.g. "TLSv1.3". */
@@ -267,6 +274,7 @@ export class KmipConnection {
       this.expected = -1;
       clearTimeout(pending.timer);
       this.exchanges++;
+      this.lastActivity = performance.now();
       pending.resolve(all);
     }
   }

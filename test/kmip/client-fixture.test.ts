@@ -400,6 +400,21 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
     }
   });
 
+  test('after maxIdleMs of silence the client reconnects before sending (no Create lost to an idle drop)', async () => {
+    const client = new KmipClient(options({ maxIdleMs: 100 }));
+    try {
+      await client.create(aes);
+      const before = fixture.connections;
+      await client.create(aes);
+      expect(fixture.connections).toBe(before);
+      await new Promise((r) => setTimeout(r, 150));
+      await client.create(aes);
+      expect(fixture.connections).toBe(before + 1);
+    } finally {
+      client.close();
+    }
+  });
+
   test('requests queued behind one that lost the connection were never sent: they go out on a new one', async () => {
     const client = new KmipClient(options());
     try {
