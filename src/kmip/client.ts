@@ -10,7 +10,15 @@ import { KmipConnection, type TlsEndpoint } from './connection.js';
 import { KmipError, KmipOperationError } from './errors.js';
 import { buildRequest, parseResponse, type ResponseItem } from './message.js';
 import { compareVersions, formatVersion, protocolError, type ProtocolVersion } from './fields.js';
-import { BatchErrorContinuationOption, QueryFunction, ResultReason, ResultStatus, nameOf, Operation } from './spec.js';
+import {
+  BatchErrorContinuationOption,
+  QueryFunction,
+  ResultReason,
+  ResultStatus,
+  nameOf,
+  Operation,
+  T,
+} from './spec.js';
 import * as ops from './operations.js';
 import type { BatchRequest } from './operations.js';
 import { KmipOperationsApi, type ItemResult, type Results } from './api.js';
@@ -301,7 +309,7 @@ export class KmipClient extends KmipOperationsApi {
         );
       if (item.resultStatus !== ResultStatus.Success)
         return { ok: false, error: operationError(request.spec.code, item) };
-      const payload = item.payload ?? { tag: 0x42007c, type: ItemType.Structure, value: [] };
+      const payload = item.payload ?? { tag: T.ResponsePayload, type: ItemType.Structure, value: [] };
       return {
         ok: true,
         value: (request.spec.decode as (p: TtlvItem, v: ProtocolVersion) => unknown)(payload, version),

@@ -7,6 +7,7 @@
 import { isIP } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { KmipError } from './errors.js';
+import { T } from './spec.js';
 
 export interface TlsEndpoint {
   host: string;
@@ -30,7 +31,7 @@ export interface ConnectionOptions {
   maxMessageBytes?: number;
 }
 
-export const RESPONSE_MESSAGE_TAG = 0x42007b;
+export const RESPONSE_MESSAGE_TAG = T.ResponseMessage;
 const HEADER = 8;
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 

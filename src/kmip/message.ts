@@ -50,7 +50,7 @@ export function buildRequest(items: RequestItem[], options: RequestOptions): Ttl
   const batch = items.map((item, i) => {
     const children: TtlvItem[] = [enumeration(T.Operation, item.operation)];
     const id = options.batchIds?.[i];
-    if (id) children.push(byteString(T.UniqueBatchItemId, id));
+    if (id) children.push(byteString(T.UniqueBatchItemID, id));
     children.push(structure(T.RequestPayload, item.payload));
     return structure(T.BatchItem, children);
   });
@@ -89,7 +89,7 @@ export function parseResponse(message: TtlvItem): ResponseMessage {
     const item: ResponseItem = { resultStatus: required(b, T.ResultStatus, ItemType.Enumeration) };
     const operation = optional(b, T.Operation, ItemType.Enumeration);
     if (operation !== undefined) item.operation = operation;
-    const id = optional(b, T.UniqueBatchItemId, ItemType.ByteString);
+    const id = optional(b, T.UniqueBatchItemID, ItemType.ByteString);
     if (id !== undefined) item.batchId = Buffer.from(id);
     const reason = optional(b, T.ResultReason, ItemType.Enumeration);
     if (reason !== undefined) item.resultReason = reason;

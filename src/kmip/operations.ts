@@ -299,10 +299,10 @@ export const get = define<GetRequest, ManagedObject>({
 const OBJECT_TAGS: [number, number][] = [
   [T.SymmetricKey, ObjectType.SymmetricKey],
   [T.SecretData, ObjectType.SecretData],
-  [0x420013, ObjectType.Certificate],
-  [0x42006d, ObjectType.PublicKey],
-  [0x420064, ObjectType.PrivateKey],
-  [0x42005b, ObjectType.OpaqueObject],
+  [T.Certificate, ObjectType.Certificate],
+  [T.PublicKey, ObjectType.PublicKey],
+  [T.PrivateKey, ObjectType.PrivateKey],
+  [T.OpaqueObject, ObjectType.OpaqueObject],
 ];
 
 function decodeManagedObject(p: TtlvItem): ManagedObject {

@@ -74,7 +74,7 @@ export function responseBytes(
   ]);
   const batch = items.map((item) => {
     const children: TtlvItem[] = [enumeration(T.Operation, item.operation)];
-    if (item.batchId) children.push(byteString(T.UniqueBatchItemId, item.batchId));
+    if (item.batchId) children.push(byteString(T.UniqueBatchItemID, item.batchId));
     children.push(enumeration(T.ResultStatus, item.status ?? ResultStatus.Success));
     if (item.reason !== undefined) children.push(enumeration(T.ResultReason, item.reason));
     if (item.message !== undefined) children.push(textString(T.ResultMessage, item.message));
@@ -221,7 +221,7 @@ export class KmipFixtureServer {
         minor: (childOf(version, T.ProtocolVersionMinor)?.value as number) ?? 0,
       },
       items: childrenOf(message, T.BatchItem).map((b) => {
-        const id = childOf(b, T.UniqueBatchItemId);
+        const id = childOf(b, T.UniqueBatchItemID);
         return {
           operation: childOf(b, T.Operation)!.value as number,
           ...(id?.type === ItemType.ByteString ? { batchId: Buffer.from(id.value) } : {}),
