@@ -189,8 +189,21 @@ export class KmipClient extends KmipOperationsApi {
   /** Discover Versions with our list; the highest version both sides speak wins. */
   private async negotiate(connection: KmipConnection): Promise<ProtocolVersion> {
     const ours = this.options.versions ?? ALL_VERSIONS;
-    const header = this.options.discoveryVersion ?? V1_2;
-    const [result] = await this.send(connection, [ops.discoverVersions({ versions: ours })], header);
+    const highest = [...ours].sort(compareVersions).at(-1)!;
+    let header = this.options.discoveryVersion ?? V1_2;
+    let [result] = await this.send(connection, [ops.discoverVersions({ versions: ours })], header);
+    // A server that speaks only newer versions may refuse a 1.2 header: ask again in our newest.
+    if (
+      !result.ok &&
+      result.error instanceof KmipOperationError &&
+      (result.error.resultReason?.code === ResultReason.UnsupportedProtocolVersion ||
+        result.error.resultReason?.code === ResultReason.InvalidMessage) &&
+      compareVersions(header, highest) !== 0 &&
+      !connection.closed
+    ) {
+      header = highest;
+      [result] = await this.send(connection, [ops.discoverVersions({ versions: ours })], header);
+    }
     if (!result.ok) {
       // A 1.0 server does not know Discover Versions: speak the header version if we may. Any other
       // refusal (failed authentication...) is the server's answer and goes to the caller.

@@ -213,6 +213,23 @@ describe('version negotiation', () => {
     }
   });
 
+  test('a server that speaks only 2.x and refuses a 1.2 header is asked again in 2.1', async () => {
+    const modern = await KmipFixtureServer.start({
+      pki: fixture.pki,
+      versions: [{ major: 2, minor: 1 }],
+      strictVersions: true,
+    });
+    const client = new KmipClient({ ...options(), port: modern.port });
+    try {
+      expect(await client.connect()).toEqual({ major: 2, minor: 1 });
+      expect(modern.requests.map((r) => `${r.version.major}.${r.version.minor}`)).toEqual(['1.2', '2.1']);
+      expect((await client.query([1])).vendorIdentification).toBe('kmip-agent test fixture');
+    } finally {
+      client.close();
+      await modern.stop();
+    }
+  });
+
   test('falls back to 1.2 when the server has nothing newer, and refuses when nothing is common', async () => {
     const old = await KmipFixtureServer.start({ pki: fixture.pki, versions: [{ major: 1, minor: 2 }] });
     const client = new KmipClient({ ...options(), port: old.port });

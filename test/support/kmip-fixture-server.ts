@@ -97,6 +97,8 @@ export interface FixtureOptions {
   versions?: { major: number; minor: number }[];
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
   maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** Refuse (Unsupported Protocol Version) any request whose header version is not in `versions`. */
+  strictVersions?: boolean;
 }
 
 export class KmipFixtureServer {
@@ -114,6 +116,7 @@ export class KmipFixtureServer {
   private readonly dir: string | undefined;
   private nextId = 1;
   private readonly versions: { major: number; minor: number }[];
+  private readonly strictVersions: boolean;
 
   private constructor(options: FixtureOptions) {
     if (options.pki) this.pki = options.pki;
@@ -127,6 +130,7 @@ export class KmipFixtureServer {
         .reverse()
         .map((minor) => ({ major: 1, minor }))
         .concat([{ major: 1, minor: 0 }]);
+    this.strictVersions = options.strictVersions ?? false;
     this.handler = (request) => this.respond(request);
     this.server = createServer(
       {
@@ -254,6 +258,17 @@ export class KmipFixtureServer {
 
   /** The in-memory responder: enough KMIP for the client's operations, each item answered on its own. */
   respond(request: FixtureRequest): { kind: 'bytes'; bytes: Buffer } {
+    const known = this.versions.some((v) => v.major === request.version.major && v.minor === request.version.minor);
+    if (this.strictVersions && !known) {
+      const reply = this.versions[0]!;
+      const refusal: ResponseItemSpec = {
+        operation: request.items[0]?.operation ?? Operation.DiscoverVersions,
+        status: ResultStatus.OperationFailed,
+        reason: ResultReason.UnsupportedProtocolVersion,
+        message: `KMIP ${request.version.major}.${request.version.minor} is not spoken here`,
+      };
+      return { kind: 'bytes', bytes: responseBytes([refusal], reply) };
+    }
     const items = request.items.map((item): ResponseItemSpec => {
       try {
         return {
