@@ -160,6 +160,17 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     expect(wrapped.value.equals(plain.value)).toBe(false);
   });
 
+  test('a Time Stamp in the header (accurate clock) is accepted', async () => {
+    const stamped = new KmipClient(
+      clientOptions(server, { sendTimeStamp: true, ...(versions ? { versions: [...versions] } : {}) }),
+    );
+    try {
+      expect((await stamped.query([1, 3])).vendorIdentification).toMatch(/PyKMIP/);
+    } finally {
+      stamped.close();
+    }
+  });
+
   test('an unknown UID is Item Not Found', async () => {
     const error = await client.get('999999').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(KmipOperationError);
