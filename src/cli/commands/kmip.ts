@@ -166,7 +166,7 @@ function hint(error: KmipError): string | undefined {
       case ResultReason.AuthenticationNotSuccessful:
         return 'the server does not accept this client certificate: it needs extendedKeyUsage clientAuth and a CN the server knows';
       case ResultReason.ItemNotFound:
-        return 'check the UID (`kmip-agent kmip locate --name ...`); objects of other clients are not visible';
+        return 'check the UID (`kmip-agent kmip locate --name ...`)';
       case ResultReason.PermissionDenied:
         return 'the object belongs to another client identity, or its state forbids this (Destroy needs Revoke first)';
       case ResultReason.OperationNotSupported:
