@@ -4,6 +4,7 @@
  * clean new connection for the next request).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { KmipFixtureServer, responseBytes } from '../support/kmip-fixture-server.js';
 import { KmipClient, type KmipClientOptions } from '../../src/kmip/client.js';
@@ -329,10 +330,53 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
         if (code instanceof RegExp) return { kind: 'reset', bytes: answer };
         return { kind: 'bytes', bytes: answer };
       });
+      const connections = fixture.connections;
       const error = await client.query([1]).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(KmipError);
       expect((error as KmipError).code).toMatch(code);
+      // The poisoned connection is gone; the next request opens exactly one new one.
       await expectRecovery(client);
+      expect(fixture.connections).toBe(connections + 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('random corruptions of a valid answer: a result or a typed error, never a crash or a hang', async () => {
+    const client = new KmipClient(options({ requestTimeoutMs: 1_000, idempotentRetries: 0 }));
+    try {
+      await client.connect();
+      const valid = fixture.respond({
+        raw: Buffer.alloc(0),
+        message: structure(T.RequestMessage, []),
+        version: { major: 1, minor: 4 },
+        items: [{ operation: Operation.Query, payload: structure(T.RequestPayload, []) }],
+        connection: 0,
+      }).bytes;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.record({ at: fc.nat({ max: valid.length - 1 }), byte: fc.nat({ max: 255 }) }), {
+            minLength: 1,
+            maxLength: 4,
+          }),
+          fc.nat({ max: valid.length }),
+          async (flips, cut) => {
+            const bytes = Buffer.from(valid);
+            for (const { at, byte } of flips) bytes[at] = byte;
+            const answer = cut < 16 ? bytes : bytes.subarray(0, Math.max(cut, 8));
+            fixture.once(() =>
+              answer.length < valid.length ? { kind: 'reset', bytes: answer } : { kind: 'bytes', bytes: answer },
+            );
+            const outcome = await client.query([1]).then(
+              () => 'ok',
+              (e: unknown) => (e instanceof KmipError ? e.code : `untyped: ${String(e)}`),
+            );
+            expect(outcome).toMatch(/^(ok|KMIP_[A-Z_]+)$/);
+            expect((await client.query([1])).operations.length).toBeGreaterThan(0);
+          },
+        ),
+        { numRuns: 80 },
+      );
     } finally {
       client.close();
     }
