@@ -13,13 +13,18 @@ export type Results<R extends readonly BatchRequest[]> = {
   [K in keyof R]: R[K] extends BatchRequest<infer T> ? ItemResult<T> : never;
 };
 
+export interface CallOptions {
+  /** Timeout for this message's answer, instead of the client's `requestTimeoutMs`. */
+  timeoutMs?: number;
+}
+
 export abstract class KmipOperationsApi {
   /** Runs several operations in one message; every item gets its own result. */
-  abstract batch<const R extends readonly BatchRequest[]>(requests: R): Promise<Results<R>>;
+  abstract batch<const R extends readonly BatchRequest[]>(requests: R, options?: CallOptions): Promise<Results<R>>;
 
   /** Runs one operation; a server refusal throws KmipOperationError. */
-  async call<T>(request: BatchRequest<T>): Promise<T> {
-    const [result] = await this.batch([request] as const);
+  async call<T>(request: BatchRequest<T>, options?: CallOptions): Promise<T> {
+    const [result] = await this.batch([request] as const, options);
     if (!result.ok) throw result.error;
     return result.value as T;
   }

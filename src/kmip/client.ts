@@ -21,7 +21,7 @@ import {
 } from './spec.js';
 import * as ops from './operations.js';
 import type { BatchRequest } from './operations.js';
-import { KmipOperationsApi, type ItemResult, type Results } from './api.js';
+import { KmipOperationsApi, type CallOptions, type ItemResult, type Results } from './api.js';
 
 export interface KmipClientOptions extends TlsEndpoint {
   /** Per-request timeout (connect + answer), default 15 s. */
@@ -100,7 +100,10 @@ export class KmipClient extends KmipOperationsApi {
   }
 
   /** Runs several operations in one message; every item gets its own result. */
-  override async batch<const R extends readonly BatchRequest[]>(requests: R): Promise<Results<R>> {
+  override async batch<const R extends readonly BatchRequest[]>(
+    requests: R,
+    options?: CallOptions,
+  ): Promise<Results<R>> {
     if (requests.length === 0) return [] as unknown as Results<R>;
     const idempotent = requests.every((r) => r.spec.idempotent);
     let dropRetries = idempotent ? (this.options.idempotentRetries ?? 1) : 0;
@@ -109,7 +112,7 @@ export class KmipClient extends KmipOperationsApi {
       const connection = await this.ensureConnection();
       const reused = connection.exchanges > 0;
       try {
-        const results = await this.send(connection, requests, this.version!);
+        const results = await this.send(connection, requests, this.version!, options?.timeoutMs);
         return (await this.flagUnsupported(requests, results)) as Results<R>;
       } catch (error) {
         if (!(error instanceof KmipError)) throw error;
@@ -229,6 +232,7 @@ export class KmipClient extends KmipOperationsApi {
     connection: KmipConnection,
     requests: readonly BatchRequest[],
     version: ProtocolVersion,
+    timeoutMs = this.options.requestTimeoutMs ?? 15_000,
   ): Promise<ItemResult<unknown>[]> {
     const batchIds =
       requests.length > 1
@@ -254,7 +258,7 @@ export class KmipClient extends KmipOperationsApi {
     const bytes = encode(message);
     let raw: Buffer;
     try {
-      raw = await connection.exchange(bytes, this.options.requestTimeoutMs ?? 15_000);
+      raw = await connection.exchange(bytes, timeoutMs);
     } finally {
       bytes.fill(0);
     }

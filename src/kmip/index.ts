@@ -10,7 +10,7 @@
  */
 export { KmipClient, ALL_VERSIONS, wipeTree, type KmipClientOptions } from './client.js';
 export { KmipProvider, type KmipProviderOptions, type ServerHealth, type ConnectionTest } from './provider.js';
-export { KmipOperationsApi, type ItemResult, type Results } from './api.js';
+export { KmipOperationsApi, type CallOptions, type ItemResult, type Results } from './api.js';
 export {
   KmipConnection,
   classifySocketError,

@@ -8,7 +8,7 @@
 import { KmipClient, type KmipClientOptions } from './client.js';
 import { KmipError, KmipOperationError } from './errors.js';
 import type { BatchRequest } from './operations.js';
-import { KmipOperationsApi, type Results } from './api.js';
+import { KmipOperationsApi, type CallOptions, type Results } from './api.js';
 import { formatVersion, type ProtocolVersion } from './fields.js';
 import type { TlsEndpoint } from './connection.js';
 
@@ -59,7 +59,10 @@ export class KmipProvider extends KmipOperationsApi {
     return this.clients[this.preferred]!.endpoint;
   }
 
-  override async batch<const R extends readonly BatchRequest[]>(requests: R): Promise<Results<R>> {
+  override async batch<const R extends readonly BatchRequest[]>(
+    requests: R,
+    options?: CallOptions,
+  ): Promise<Results<R>> {
     const idempotent = requests.every((r) => r.spec.idempotent);
     const failures: KmipError[] = [];
     for (let step = 0; step < this.clients.length; step++) {
@@ -67,7 +70,7 @@ export class KmipProvider extends KmipOperationsApi {
       const client = this.clients[index]!;
       const started = performance.now();
       try {
-        const results = await client.batch(requests);
+        const results = await client.batch(requests, options);
         this.recordSuccess(index, started);
         this.preferred = index;
         return results;

@@ -382,6 +382,21 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
     }
   });
 
+  test('a per-call timeout overrides the client default', async () => {
+    // The default (2 min) is beyond the test's own timeout: only the per-call value can end this call in time.
+    const client = new KmipClient(options({ requestTimeoutMs: 120_000 }));
+    try {
+      await client.connect();
+      fixture.once(() => ({ kind: 'stall' }));
+      await expect(client.call(ops.query({ functions: [1] }), { timeoutMs: 200 })).rejects.toMatchObject({
+        code: 'KMIP_TIMEOUT',
+      });
+      await expectRecovery(client);
+    } finally {
+      client.close();
+    }
+  });
+
   test('a batch answer with unknown batch item IDs', async () => {
     const client = new KmipClient(options({ idempotentRetries: 0 }));
     try {
