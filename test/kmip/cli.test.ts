@@ -114,6 +114,21 @@ describe('kmip-agent kmip', () => {
     expect(await cli(['kmip', 'register', ...conn, '--key', 'deadbeef', '--value', '00'])).toMatchObject({ code: 2 });
   });
 
+  test('get --format raw and --wrap-key (AES key wrap by a key-encryption key on the server)', async () => {
+    const json = async (args: string[]) =>
+      JSON.parse((await cli(['--json', 'kmip', ...args, ...conn])).stdout) as Record<string, unknown>;
+    const kek = (await json(['create', '--usage', 'wrap-key,unwrap-key'])).uniqueIdentifier as string;
+    expect((await cli(['kmip', 'activate', ...conn, kek])).code).toBe(0);
+    const dek = (await json(['create'])).uniqueIdentifier as string;
+    const raw = await json(['get', dek, '--format', 'raw']);
+    expect(raw).toMatchObject({ wrapped: false, objectType: 'SymmetricKey' });
+    expect(raw.value).toMatch(/^[0-9a-f]{64}$/);
+    const wrapped = await json(['get', dek, '--wrap-key', kek]);
+    expect(wrapped.wrapped).toBe(true);
+    expect(wrapped.value).toMatch(/^[0-9a-f]{80}$/);
+    expect(wrapped.value).not.toBe(raw.value);
+  });
+
   test('discover with a dead first server: fails over, reports both', async () => {
     const dead = await freePort();
     const result = await cli(['kmip', 'discover', '--server', `127.0.0.1:${dead}`, ...conn]);
