@@ -1,8 +1,8 @@
 /**
- * A failover group: an ordered list of KMIP servers holding the same keys. Requests go to the server
- * that answered last (sticky), and move down the list when a server cannot be reached, fails TLS, times
- * out or answers garbage. A refusal from a healthy server (KmipOperationError) is the answer and does
- * not fail over. Non-idempotent operations (Create, Register, ReKey, Destroy...) move on only when the
+ * A failover group: an ordered list of KMIP servers holding the same keys. Requests go down the list,
+ * moving on when a server cannot be reached, fails TLS, times out or answers garbage; a server that just
+ * failed is tried last for a cooldown, then the list order applies again (fail back to the first).
+ * A refusal from a healthy server (KmipOperationError) is the answer and does not fail over. Non-idempotent operations (Create, Register, ReKey, Destroy...) move on only when the
  * failure happened before the request could have reached the server.
  */
 import { KmipClient, type KmipClientOptions } from './client.js';
@@ -33,18 +33,25 @@ export interface ConnectionTest {
 export interface KmipProviderOptions extends Omit<KmipClientOptions, 'host' | 'port'> {
   /** Servers in failover order; each may override the shared TLS settings (e.g. its own servername). */
   servers: (Pick<TlsEndpoint, 'host' | 'port'> & Partial<KmipClientOptions>)[];
+  /**
+   * How long a server that just failed is tried only after the others (default 30 s). Afterwards the
+   * list order applies again, so the group returns to its first server once it recovers.
+   */
+  cooldownMs?: number;
 }
 
 export class KmipProvider extends KmipOperationsApi {
   private readonly clients: KmipClient[];
   private readonly healthByIndex: ServerHealth[];
-  private preferred = 0;
+  private readonly cooldownMs: number;
+  private lastServed = 0;
 
   constructor(options: KmipProviderOptions) {
     super();
     if (options.servers.length === 0)
       throw new KmipError('a KMIP provider needs at least one server', 'CONFIG_KMIP_NO_SERVER');
-    const { servers, ...shared } = options;
+    const { servers, cooldownMs, ...shared } = options;
+    this.cooldownMs = cooldownMs ?? 30_000;
     this.clients = servers.map((server) => new KmipClient({ ...shared, ...server }));
     this.healthByIndex = this.clients.map((c) => ({ endpoint: c.endpoint }));
   }
@@ -54,9 +61,21 @@ export class KmipProvider extends KmipOperationsApi {
     return this.healthByIndex.map((h) => ({ ...h }));
   }
 
-  /** The server requests go to first. */
+  /** The server that answered the last request. */
   get activeEndpoint(): string {
-    return this.clients[this.preferred]!.endpoint;
+    return this.clients[this.lastServed]!.endpoint;
+  }
+
+  /** List order, except that servers which failed within the cooldown (and not since succeeded) go last. */
+  private attemptOrder(): number[] {
+    const now = Date.now();
+    const cooling = (i: number) => {
+      const h = this.healthByIndex[i]!;
+      if (!h.lastFailure || now - h.lastFailure.at.getTime() >= this.cooldownMs) return false;
+      return !h.lastSuccess || h.lastSuccess < h.lastFailure.at;
+    };
+    const indexes = this.clients.map((_, i) => i);
+    return [...indexes.filter((i) => !cooling(i)), ...indexes.filter(cooling)];
   }
 
   override async batch<const R extends readonly BatchRequest[]>(
@@ -65,14 +84,13 @@ export class KmipProvider extends KmipOperationsApi {
   ): Promise<Results<R>> {
     const idempotent = requests.every((r) => r.spec.idempotent);
     const failures: KmipError[] = [];
-    for (let step = 0; step < this.clients.length; step++) {
-      const index = (this.preferred + step) % this.clients.length;
+    for (const index of this.attemptOrder()) {
       const client = this.clients[index]!;
       const started = performance.now();
       try {
         const results = await client.batch(requests, options);
         this.recordSuccess(index, started);
-        this.preferred = index;
+        this.lastServed = index;
         return results;
       } catch (error) {
         if (!(error instanceof KmipError) || error instanceof KmipOperationError) throw error;

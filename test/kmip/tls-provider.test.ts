@@ -11,7 +11,7 @@ import { KmipFixtureServer } from '../support/kmip-fixture-server.js';
 import { TestCa, makeTestPki, type TestPki } from '../support/certs.js';
 import { freePort } from '../support/pykmip.js';
 import { KmipClient, type KmipClientOptions } from '../../src/kmip/client.js';
-import { KmipProvider } from '../../src/kmip/provider.js';
+import { KmipProvider, type KmipProviderOptions } from '../../src/kmip/provider.js';
 import { KmipOperationError } from '../../src/kmip/errors.js';
 import { CryptographicAlgorithm, Operation, UsageMask } from '../../src/kmip/spec.js';
 
@@ -164,7 +164,7 @@ describe('TLS', () => {
 });
 
 describe('provider failover', () => {
-  function provider(servers: { host: string; port: number; ca?: Buffer }[], extra: Partial<KmipClientOptions> = {}) {
+  function provider(servers: { host: string; port: number; ca?: Buffer }[], extra: Partial<KmipProviderOptions> = {}) {
     return new KmipProvider({ servers, ...credentials(fixture.pki), requestTimeoutMs: 700, ...extra });
   }
 
@@ -255,6 +255,33 @@ describe('provider failover', () => {
     } finally {
       group.close();
       await stalling.stop();
+    }
+  });
+
+  test('a server that failed is tried last during its cooldown, then first again (fail back)', async () => {
+    const primary = await KmipFixtureServer.start({ pki: fixture.pki });
+    const group = provider(
+      [
+        { host: '127.0.0.1', port: primary.port },
+        { host: '127.0.0.1', port: fixture.port },
+      ],
+      { cooldownMs: 300 },
+    );
+    try {
+      primary.handler = () => ({ kind: 'stall' });
+      await group.query([1]);
+      expect(group.activeEndpoint).toBe(`127.0.0.1:${fixture.port}`);
+      primary.handler = (request) => primary.respond(request);
+      const seen = primary.requests.length;
+      await group.query([1]);
+      expect(primary.requests.length).toBe(seen);
+      await new Promise((r) => setTimeout(r, 350));
+      await group.query([1]);
+      expect(group.activeEndpoint).toBe(`127.0.0.1:${primary.port}`);
+      expect(group.health()[0]!.lastSuccess).toBeInstanceOf(Date);
+    } finally {
+      group.close();
+      await primary.stop();
     }
   });
 
