@@ -193,6 +193,13 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     }
   });
 
+  test('concurrent callers on one client: every answer goes to its caller', async () => {
+    const secrets = Array.from({ length: 8 }, () => randomBytes(32));
+    const ids = await Promise.all(secrets.map((secret) => client.register({ kind: 'secret-data', secret })));
+    const got = await Promise.all(ids.map(({ uniqueIdentifier }) => client.get(uniqueIdentifier)));
+    got.forEach((object, i) => expect(object.value.equals(secrets[i]!)).toBe(true));
+  });
+
   test('a batch of mixed operations: per-item results, the failing one does not hide the others', async () => {
     const { uniqueIdentifier } = await client.create(aes256);
     const [get, missing, attrs] = await client.batch([
