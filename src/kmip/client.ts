@@ -61,7 +61,8 @@ const V1_2: ProtocolVersion = { major: 1, minor: 2 };
 const RETRYABLE_DROPS = new Set(['KMIP_CONNECTION_CLOSED', 'KMIP_CONNECTION_RESET']);
 
 export class KmipClient extends KmipOperationsApi {
-  readonly options: Readonly<KmipClientOptions>;
+  // Private: it holds the client key, which must not leak through logging or JSON of the client.
+  private readonly options: Readonly<KmipClientOptions>;
   private connection: KmipConnection | undefined;
   private opening: Promise<KmipConnection> | undefined;
   private version: ProtocolVersion | undefined;
