@@ -61,8 +61,8 @@ const V1_2: ProtocolVersion = { major: 1, minor: 2 };
 const RETRYABLE_DROPS = new Set(['KMIP_CONNECTION_CLOSED', 'KMIP_CONNECTION_RESET']);
 
 export class KmipClient extends KmipOperationsApi {
-  // Private: it holds the client key, which must not leak through logging or JSON of the client.
-  private readonly options: Readonly<KmipClientOptions>;
+  // A true private field: it holds the client key, which must not leak through logging or JSON of the client.
+  readonly #options: Readonly<KmipClientOptions>;
   private connection: KmipConnection | undefined;
   private opening: Promise<KmipConnection> | undefined;
   private version: ProtocolVersion | undefined;
@@ -71,12 +71,12 @@ export class KmipClient extends KmipOperationsApi {
 
   constructor(options: KmipClientOptions) {
     super();
-    this.options = { ...options };
+    this.#options = { ...options };
     if (options.version) this.version = options.version;
   }
 
   get endpoint(): string {
-    return `${this.options.host}:${this.options.port}`;
+    return `${this.#options.host}:${this.#options.port}`;
   }
 
   /** The negotiated (or configured) protocol version; undefined before the first request. */
@@ -107,7 +107,7 @@ export class KmipClient extends KmipOperationsApi {
   ): Promise<Results<R>> {
     if (requests.length === 0) return [] as unknown as Results<R>;
     const idempotent = requests.every((r) => r.spec.idempotent);
-    let dropRetries = idempotent ? (this.options.idempotentRetries ?? 1) : 0;
+    let dropRetries = idempotent ? (this.#options.idempotentRetries ?? 1) : 0;
     let unsentRetries = 1;
     for (;;) {
       const connection = await this.ensureConnection();
@@ -161,7 +161,7 @@ export class KmipClient extends KmipOperationsApi {
 
   private ensureConnection(): Promise<KmipConnection> {
     const current = this.connection;
-    if (current && !current.closed && current.idleMs >= (this.options.maxIdleMs ?? 25_000) && !this.opening) {
+    if (current && !current.closed && current.idleMs >= (this.#options.maxIdleMs ?? 25_000) && !this.opening) {
       current.close();
     }
     if (current && !current.closed) return Promise.resolve(current);
@@ -176,9 +176,9 @@ export class KmipClient extends KmipOperationsApi {
   }
 
   private async open(): Promise<KmipConnection> {
-    const connection = await KmipConnection.open(this.options, {
-      connectTimeoutMs: this.options.connectTimeoutMs ?? this.options.requestTimeoutMs ?? 15_000,
-      maxMessageBytes: this.options.maxMessageBytes,
+    const connection = await KmipConnection.open(this.#options, {
+      connectTimeoutMs: this.#options.connectTimeoutMs ?? this.#options.requestTimeoutMs ?? 15_000,
+      maxMessageBytes: this.#options.maxMessageBytes,
     });
     try {
       if (!this.version) this.version = await this.negotiate(connection);
@@ -192,9 +192,9 @@ export class KmipClient extends KmipOperationsApi {
 
   /** Discover Versions with our list; the highest version both sides speak wins. */
   private async negotiate(connection: KmipConnection): Promise<ProtocolVersion> {
-    const ours = this.options.versions ?? ALL_VERSIONS;
+    const ours = this.#options.versions ?? ALL_VERSIONS;
     const highest = [...ours].sort(compareVersions).at(-1)!;
-    let header = this.options.discoveryVersion ?? V1_2;
+    let header = this.#options.discoveryVersion ?? V1_2;
     let [result] = await this.send(connection, [ops.discoverVersions({ versions: ours })], header);
     // A server that speaks only newer versions may refuse a 1.2 header: ask again in our newest.
     if (
@@ -233,7 +233,7 @@ export class KmipClient extends KmipOperationsApi {
     connection: KmipConnection,
     requests: readonly BatchRequest[],
     version: ProtocolVersion,
-    timeoutMs = this.options.requestTimeoutMs ?? 15_000,
+    timeoutMs = this.#options.requestTimeoutMs ?? 15_000,
   ): Promise<ItemResult<unknown>[]> {
     const batchIds =
       requests.length > 1
@@ -252,7 +252,7 @@ export class KmipClient extends KmipOperationsApi {
         version,
         // Servers stop at the first failing item unless told to go on; each item gets its own result.
         ...(batchIds ? { batchIds, batchErrorContinuation: BatchErrorContinuationOption.Continue } : {}),
-        ...(this.options.sendTimeStamp ? { timeStamp: new Date() } : {}),
+        ...(this.#options.sendTimeStamp ? { timeStamp: new Date() } : {}),
       },
     );
     // The request tree holds the caller's buffers (they own and wipe them); the encoded copy is ours.
