@@ -2,7 +2,8 @@
 import type { CommandGroup } from '../framework.js';
 import { addonCommand } from './addon.js';
 import { driveCommand } from './drive.js';
+import { kmipCommand } from './kmip.js';
 import { ttlvCommand } from './ttlv.js';
 import { volumeCommand } from './volume.js';
 
-export const commandGroups: CommandGroup[] = [driveCommand, volumeCommand, ttlvCommand, addonCommand];
+export const commandGroups: CommandGroup[] = [kmipCommand, driveCommand, volumeCommand, ttlvCommand, addonCommand];

@@ -1,0 +1,295 @@
+/**
+ * One mutual-TLS connection to a KMIP server, carrying one message at a time. Framing uses the 8-byte
+ * TTLV header of the Response Message (tag 42007B, type Structure, 4-byte length): anything else, a
+ * length beyond the limit, bytes nobody asked for, a stall or a drop fails the pending exchange with a
+ * typed error and closes the connection, so the next request starts on a clean one.
+ */
+import { isIP } from 'node:net';
+import { connect, type TLSSocket } from 'node:tls';
+import { KmipError } from './errors.js';
+import { T } from './spec.js';
+
+export interface TlsEndpoint {
+  host: string;
+  port: number;
+  /** Trusted CA certificates (PEM); the server chain must end in one of them. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** Client certificate (PEM), optionally followed by intermediates. */
+  cert?: string | Buffer;
+  /** Client private key (PEM). */
+  key?: string | Buffer;
+  passphrase?: string;
+  /** Name to verify in the server certificate; defaults to `host`. */
+  servername?: string;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+}
+
+export interface ConnectionOptions {
+  connectTimeoutMs?: number;
+  /** Largest response accepted, in bytes (header included). */
+  maxMessageBytes?: number;
+}
+
+export const RESPONSE_MESSAGE_TAG = T.ResponseMessage;
+const HEADER = 8;
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+const TLS_UNTRUSTED = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'INVALID_CA',
+  'CERT_REJECTED',
+]);
+
+/** Maps a socket/TLS failure to a stable KMIP_* code and an actionable message. */
+export function classifySocketError(error: unknown, where: string): KmipError {
+  if (error instanceof KmipError) return error;
+  const e = error as NodeJS.ErrnoException;
+  const code = e?.code ?? '';
+  const text = e?.message ?? String(error);
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+    return new KmipError(
+      `${where}: the server certificate does not name this host (${text}); use the name in its certificate`,
+      'KMIP_TLS_HOSTNAME_MISMATCH',
+      { cause: error },
+    );
+  if (TLS_UNTRUSTED.has(code))
+    return new KmipError(`${where}: server certificate not trusted (${code}); check --ca`, 'KMIP_TLS_UNTRUSTED', {
+      cause: error,
+    });
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
+    return new KmipError(`${where}: server certificate is not valid now (${code})`, 'KMIP_TLS_CERT_EXPIRED', {
+      cause: error,
+    });
+  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || /alert|handshake|ssl/i.test(text))
+    return new KmipError(`${where}: TLS handshake failed (${text})`, 'KMIP_TLS_HANDSHAKE_FAILED', { cause: error });
+  if (code === 'ECONNREFUSED')
+    return new KmipError(`${where}: connection refused; is the KMIP server running?`, 'KMIP_CONNECTION_REFUSED', {
+      cause: error,
+    });
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return new KmipError(`${where}: host name does not resolve`, 'KMIP_CONNECTION_DNS', { cause: error });
+  if (code === 'ECONNRESET' || code === 'EPIPE')
+    return new KmipError(`${where}: connection reset by the server`, 'KMIP_CONNECTION_RESET', { cause: error });
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ETIMEDOUT')
+    return new KmipError(`${where}: server unreachable (${code})`, 'KMIP_CONNECTION_UNREACHABLE', { cause: error });
+  return new KmipError(`${where}: ${text}`, 'KMIP_CONNECTION_FAILED', { cause: error });
+}
+
+interface Pending {
+  resolve: (message: Buffer) => void;
+  reject: (error: KmipError) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class KmipConnection {
+  readonly endpoint: string;
+  private readonly socket: TLSSocket;
+  private readonly maxMessageBytes: number;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private expected = -1;
+  private pending: Pending | undefined;
+  /** Completed exchanges: a reused connection may have been dropped by the server while idle. */
+  exchanges = 0;
+  /** When the last exchange finished (or the connection opened), for idle-age checks. */
+  lastActivity = performance.now();
+  private closedWith: KmipError | undefined;
+  /** Serializes exchanges: one message in flight per connection. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private constructor(socket: TLSSocket, endpoint: string, maxMessageBytes: number) {
+    this.socket = socket;
+    this.endpoint = endpoint;
+    this.maxMessageBytes = maxMessageBytes;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (error) => this.fail(classifySocketError(error, this.endpoint)));
+    socket.on('end', () =>
+      this.fail(new KmipError(`${this.endpoint}: the server closed the connection`, 'KMIP_CONNECTION_CLOSED')),
+    );
+    socket.on('close', () =>
+      this.fail(new KmipError(`${this.endpoint}: the connection is closed`, 'KMIP_CONNECTION_CLOSED')),
+    );
+  }
+
+  /** Opens and verifies a TLS connection (chain and host name). */
+  static open(target: TlsEndpoint, options: ConnectionOptions = {}): Promise<KmipConnection> {
+    const endpoint = `${target.host}:${target.port}`;
+    const servername = target.servername ?? target.host;
+    return new Promise((resolve, reject) => {
+      let socket: TLSSocket;
+      try {
+        socket = connect({
+          host: target.host,
+          port: target.port,
+          ca: target.ca,
+          cert: target.cert,
+          key: target.key,
+          passphrase: target.passphrase,
+          // SNI cannot carry an IP address; verification still checks the IP SAN against `host`.
+          servername: isIP(servername) ? undefined : servername,
+          rejectUnauthorized: true,
+          minVersion: target.minVersion ?? 'TLSv1.2',
+          maxVersion: target.maxVersion ?? 'TLSv1.3',
+        });
+      } catch (error) {
+        // Unreadable PEM, a key that does not match the certificate...: nothing was sent.
+        reject(
+          new KmipError(
+            `${endpoint}: the TLS credentials cannot be used (${(error as Error).message}); check the CA, certificate and key files`,
+            'KMIP_TLS_BAD_CREDENTIALS',
+            { cause: error },
+          ),
+        );
+        return;
+      }
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(
+          new KmipError(
+            `${endpoint}: no TLS connection within ${options.connectTimeoutMs ?? 10_000} ms`,
+            'KMIP_CONNECTION_TIMEOUT',
+          ),
+        );
+      }, options.connectTimeoutMs ?? 10_000);
+      const onError = (error: Error) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(classifySocketError(error, endpoint));
+      };
+      socket.once('error', onError);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.removeListener('error', onError);
+        // Node verifies against `servername` when set; for IP targets it checks `host` itself.
+        if (!socket.authorized) {
+          socket.destroy();
+          reject(classifySocketError(socket.authorizationError, endpoint));
+          return;
+        }
+        socket.setNoDelay(true);
+        resolve(new KmipConnection(socket, endpoint, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Milliseconds since the last answer (or since the connection opened). */
+  get idleMs(): number {
+    return performance.now() - this.lastActivity;
+  }
+
+  /** The negotiated TLS version, e.g. "TLSv1.3". */
+  get tlsVersion(): string | null {
+    return this.socket.getProtocol();
+  }
+
+  /** Sends one encoded request message and resolves with the raw response message. */
+  exchange(request: Buffer, timeoutMs: number): Promise<Buffer> {
+    const run = () => this.exchangeNow(request, timeoutMs);
+    const result = this.tail.then(run, run);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  close(): void {
+    this.fail(new KmipError(`${this.endpoint}: connection closed by the client`, 'KMIP_CONNECTION_CLOSED'));
+  }
+
+  private exchangeNow(request: Buffer, timeoutMs: number): Promise<Buffer> {
+    if (this.closedWith) {
+      // Queued behind a request that lost the connection: this one was never written.
+      const unsent = new KmipError(this.closedWith.message, this.closedWith.code, { cause: this.closedWith });
+      unsent.requestSent = false;
+      return Promise.reject(unsent);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // The answer may still arrive later and would be mistaken for the next one: drop the connection.
+        this.fail(new KmipError(`${this.endpoint}: no answer within ${timeoutMs} ms`, 'KMIP_TIMEOUT'));
+      }, timeoutMs);
+      this.pending = { resolve, reject, timer };
+      this.socket.write(request);
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closedWith) return;
+    if (!this.pending) {
+      this.fail(
+        new KmipError(`${this.endpoint}: the server sent data nobody asked for`, 'KMIP_PROTOCOL_UNSOLICITED_DATA'),
+      );
+      return;
+    }
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    if (this.expected < 0 && this.buffered >= HEADER) {
+      const head = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+      const tag = head.readUIntBE(0, 3);
+      const type = head[3];
+      const length = head.readUInt32BE(4);
+      if (tag !== RESPONSE_MESSAGE_TAG || type !== 0x01) {
+        this.fail(
+          new KmipError(
+            `${this.endpoint}: the answer does not start with a Response Message (tag 0x${tag.toString(16)}, type ${type})`,
+            'KMIP_PROTOCOL_UNEXPECTED_MESSAGE',
+          ),
+        );
+        return;
+      }
+      if (length % 8 !== 0 || length + HEADER > this.maxMessageBytes) {
+        this.fail(
+          new KmipError(
+            `${this.endpoint}: response length ${length} is ${length % 8 !== 0 ? 'not a multiple of 8' : `over the ${this.maxMessageBytes}-byte limit`}`,
+            'KMIP_PROTOCOL_BAD_LENGTH',
+          ),
+        );
+        return;
+      }
+      this.expected = length + HEADER;
+    }
+    if (this.expected >= 0 && this.buffered >= this.expected) {
+      const all = Buffer.concat(this.chunks, this.buffered);
+      // The pieces may hold key material; `all` is the one copy the client reads (and wipes).
+      for (const piece of this.chunks) piece.fill(0);
+      if (all.length > this.expected) {
+        // A well-behaved server sends nothing beyond the answer to our one request.
+        this.fail(
+          new KmipError(`${this.endpoint}: bytes after the end of the response`, 'KMIP_PROTOCOL_UNSOLICITED_DATA'),
+        );
+        return;
+      }
+      const pending = this.pending;
+      this.pending = undefined;
+      this.chunks = [];
+      this.buffered = 0;
+      this.expected = -1;
+      clearTimeout(pending.timer);
+      this.exchanges++;
+      this.lastActivity = performance.now();
+      pending.resolve(all);
+    }
+  }
+
+  private fail(error: KmipError): void {
+    if (!this.closedWith) this.closedWith = error;
+    const pending = this.pending;
+    this.pending = undefined;
+    this.chunks = [];
+    this.buffered = 0;
+    if (pending) {
+      clearTimeout(pending.timer);
+      pending.reject(error);
+    }
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Typed KMIP failures. Codes are stable; callers switch on them:
+ * - KMIP_OPERATION_FAILED: the server answered and refused (KmipOperationError carries its reason);
+ *   KMIP_OPERATION_NOT_SUPPORTED when the reason is Operation Not Supported (CLI exit 3).
+ * - KMIP_TLS_*: handshake, chain or host name verification failed.
+ * - KMIP_CONNECTION_*: could not connect, or the connection dropped.
+ * - KMIP_TIMEOUT: no complete answer within the request timeout.
+ * - KMIP_PROTOCOL_*: the peer's bytes are not a valid answer to what we sent.
+ */
+import { KmipAgentError } from '../errors.js';
+import { nameOf, ResultReason, ResultStatus, Operation } from './spec.js';
+
+export class KmipError extends KmipAgentError {
+  /**
+   * False when the failure happened before the request was written (connect, TLS, negotiation): the
+   * server cannot have acted on it, so even a Create may be sent elsewhere. Undefined when unknown.
+   */
+  requestSent?: boolean;
+
+  /** True when the failure is about reaching the server (failover may help), not about the request. */
+  get isTransport(): boolean {
+    return isTransportCode(this.code);
+  }
+}
+
+export function isTransportCode(code: string): boolean {
+  return code === 'KMIP_TIMEOUT' || code.startsWith('KMIP_TLS_') || code.startsWith('KMIP_CONNECTION_');
+}
+
+export interface ResultReasonInfo {
+  /** Spec name, e.g. "ItemNotFound" (hex string for values we do not know). */
+  name: string;
+  code: number;
+}
+
+/** The server processed the request item and refused it. */
+export class KmipOperationError extends KmipError {
+  readonly operation: string;
+  readonly resultStatus: { name: string; code: number };
+  readonly resultReason?: ResultReasonInfo;
+  readonly resultMessage?: string;
+
+  constructor(
+    operation: number,
+    resultStatus: number,
+    resultReason: number | undefined,
+    resultMessage: string | undefined,
+    /** Set when the server lacks the operation but refused it with another reason (e.g. Invalid Message). */
+    notSupported = false,
+  ) {
+    const op = nameOf(Operation, operation);
+    const reason =
+      resultReason === undefined ? undefined : { name: nameOf(ResultReason, resultReason), code: resultReason };
+    const text =
+      `KMIP ${op} failed: ${reason ? reason.name : nameOf(ResultStatus, resultStatus)}` +
+      (resultMessage ? ` (${resultMessage})` : '');
+    super(
+      text,
+      notSupported || resultReason === ResultReason.OperationNotSupported
+        ? 'KMIP_OPERATION_NOT_SUPPORTED'
+        : 'KMIP_OPERATION_FAILED',
+      resultReason === undefined ? undefined : { status: resultReason },
+    );
+    this.operation = op;
+    this.resultStatus = { name: nameOf(ResultStatus, resultStatus), code: resultStatus };
+    if (reason) this.resultReason = reason;
+    if (resultMessage !== undefined) this.resultMessage = resultMessage;
+  }
+
+  override toJSON(): { code: string; message: string; status?: number } & Record<string, unknown> {
+    return {
+      ...super.toJSON(),
+      operation: this.operation,
+      resultStatus: this.resultStatus.name,
+      resultReason: this.resultReason?.name,
+      resultMessage: this.resultMessage,
+    };
+  }
+}
+
+/** True when `e` is a server refusal with the given Result Reason. */
+export function hasResultReason(e: unknown, reason: number): e is KmipOperationError {
+  return e instanceof KmipOperationError && e.resultReason?.code === reason;
+}
