@@ -11,6 +11,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   createEmulatedDrive,
+  destroyEmulatedDrive,
   emulatedDriveInfo,
   EmulatorError,
   openEmulatedDrive,
@@ -294,6 +295,20 @@ describe('encryption at rest', () => {
     // The host reboots (tmpfs is gone): the next open is a power-on, the range is locked again.
     rmSync(join(drive.ramDir, ramFile!));
     await expect(readEmulatedDrive(drive.path, 10, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
+  });
+
+  it('removes the key caches of drives whose image was deleted by hand when a drive is created', async () => {
+    const orphanImage = join(drive.dir, 'orphan.img');
+    await createEmulatedDrive(orphanImage, 1, 'ORPHAN');
+    expect(readdirSync(drive.ramDir)).toHaveLength(2);
+    rmSync(orphanImage);
+    await createEmulatedDrive(join(drive.dir, 'next.img'), 1, 'NEXT');
+    const caches = readdirSync(drive.ramDir).map((f) => readFileSync(join(drive.ramDir, f), 'utf8'));
+    expect(caches).toHaveLength(2);
+    expect(caches.some((c) => c.includes('orphan.img'))).toBe(false);
+    await destroyEmulatedDrive(join(drive.dir, 'next.img'));
+    expect(readdirSync(drive.ramDir)).toHaveLength(1);
+    expect(readdirSync(drive.dir).filter((f) => f.startsWith('next.img'))).toEqual([]);
   });
 
   it('refuses reads and writes of locked ranges with EMU_DATA_PROTECT and unlocks with the user PIN', async () => {
