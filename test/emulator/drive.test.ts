@@ -4,7 +4,7 @@
  * Revert making old data unreadable, and typed errors for bad input.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createDecipheriv, createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -266,6 +266,12 @@ describe('encryption at rest', () => {
     const keyHex = /^key\.0 ([0-9a-f]{128})$/m.exec(ram)?.[1];
     expect(keyHex).toBeDefined();
     expect(statSync(join(drive.ramDir, ramFile!)).mode & 0o777).toBe(0o600);
+    // The image is standard AES-256-XTS with the LBA as tweak: OpenSSL in Node decrypts it.
+    const tweak = Buffer.alloc(16);
+    tweak.writeBigUInt64LE(11n);
+    const cipherText = readFileSync(drive.path).subarray(11 * 512, 12 * 512);
+    const decipher = createDecipheriv('aes-256-xts', Buffer.from(keyHex!, 'hex'), tweak);
+    expect(Buffer.concat([decipher.update(cipherText), decipher.final()])).toEqual(data.subarray(512, 1024));
     for (const file of [drive.path, `${drive.path}.state`]) {
       const bytes = readFileSync(file);
       expect(bytes.includes(Buffer.from(keyHex!, 'hex'))).toBe(false);
