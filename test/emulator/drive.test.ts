@@ -4,7 +4,7 @@
  * Revert making old data unreadable, and typed errors for bad input.
  */
 import { spawn } from 'node:child_process';
-import { createDecipheriv, createHash } from 'node:crypto';
+import { createDecipheriv, createHash, pbkdf2Sync } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -315,6 +315,35 @@ describe('encryption at rest', () => {
     await destroyEmulatedDrive(join(drive.dir, 'next.img'));
     expect(readdirSync(drive.ramDir)).toHaveLength(1);
     expect(readdirSync(drive.dir).filter((f) => f.startsWith('next.img'))).toEqual([]);
+  });
+
+  it('wraps the media key under the MSID only while locking is off (RFC 5649 key wrap)', async () => {
+    const data = pattern(1);
+    await writeEmulatedDrive(drive.path, 3, data);
+    const state = () =>
+      new Map(
+        readFileSync(`${drive.path}.state`, 'utf8')
+          .split('\n')
+          .map((l) => l.split(' ') as [string, string]),
+      );
+    const fields = state();
+    // The MSID KEK: PBKDF2-HMAC-SHA256(MSID, drive salt || 16 x 0x4d, 10000) second half.
+    const msid = Buffer.from(fields.get('msid')!, 'hex');
+    const salt = Buffer.concat([Buffer.from(fields.get('salt')!, 'hex'), Buffer.alloc(16, 0x4d)]);
+    const kek = pbkdf2Sync(msid, salt, 10000, 64, 'sha256').subarray(32);
+    const unwrap = createDecipheriv('id-aes256-wrap-pad', kek, Buffer.from('a65959a6', 'hex'));
+    const key = Buffer.concat([unwrap.update(Buffer.from(fields.get('range.0.msid_wrap')!, 'hex')), unwrap.final()]);
+    expect(key).toHaveLength(64);
+    const tweak = Buffer.alloc(16);
+    tweak.writeBigUInt64LE(3n);
+    const xts = createDecipheriv('aes-256-xts', key, tweak);
+    const block = readFileSync(drive.path).subarray(3 * 512, 4 * 512);
+    expect(Buffer.concat([xts.update(block), xts.final()])).toEqual(data);
+    // Once locking is enabled the MSID no longer opens it: only sealed copies remain.
+    await withRaw((raw) => setUp(raw, true));
+    const locked = state();
+    expect(locked.get('range.0.msid_wrap')).toBe('-');
+    expect(Number(locked.get('range.0.seals'))).toBeGreaterThanOrEqual(2); // Admin1 and User1
   });
 
   it('refuses reads and writes of locked ranges with EMU_DATA_PROTECT and unlocks with the user PIN', async () => {
