@@ -135,13 +135,16 @@ describe('create, open, persistence', () => {
     await expect(createEmulatedDrive(join(drive.dir, 'b.img'), 8, 'has space')).rejects.toMatchObject({
       code: 'EMU_INVALID_ARGUMENT',
     });
-    expect(() => createEmulatedDrive(join(drive.dir, 'c.img'), 0, 'S')).toThrow(EmulatorError);
+    await expect(createEmulatedDrive(join(drive.dir, 'c.img'), 0, 'S')).rejects.toBeInstanceOf(EmulatorError);
     await expect(readEmulatedDrive(join(drive.dir, 'missing.img'), 0, 1)).rejects.toMatchObject({
       code: 'EMU_NOT_FOUND',
     });
     await expect(readEmulatedDrive(drive.path, 16384, 1)).rejects.toMatchObject({ code: 'EMU_LBA_OUT_OF_RANGE' });
     await expect(readEmulatedDrive(drive.path, 16383, 2)).rejects.toMatchObject({ code: 'EMU_LBA_OUT_OF_RANGE' });
-    expect(() => writeEmulatedDrive(drive.path, 0, Buffer.alloc(100))).toThrow(EmulatorError);
+    await expect(writeEmulatedDrive(drive.path, 0, Buffer.alloc(100))).rejects.toMatchObject({
+      code: 'EMU_INVALID_ARGUMENT',
+    });
+    await expect(readEmulatedDrive(drive.path, -1, 1)).rejects.toMatchObject({ code: 'EMU_INVALID_ARGUMENT' });
     const err = await readEmulatedDrive(drive.path, 99999, 1).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EmulatorError);
   });
