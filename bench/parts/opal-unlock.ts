@@ -38,7 +38,7 @@ export async function run(): Promise<BenchReport> {
   const pin = Buffer.from('bench admin pin, 32 bytes long!!');
   try {
     await emulator.create(image, 16, 'BENCH-0001');
-    const drive = OpalDrive.open(`emu:${image}`);
+    const drive = await OpalDrive.open(`emu:${image}`);
     try {
       await drive.takeOwnership(pin);
       await drive.activate(pin);

@@ -1,6 +1,6 @@
 // The `tcg` addon module: test entry points for the codec layers (decodeTokens, encodeTokens,
 // parseComPacket, buildComPacket, parseDiscovery, parseMethodResponse, statusName) and
-// open(spec) -> a drive handle whose methods run Opal flows off the JS thread, one
+// openAsync(spec) -> Promise of a drive handle (open(spec): the same, synchronously) whose methods run Opal flows off the JS thread, one
 // Napi::AsyncWorker per call, serialised per drive by a mutex (the TS layer also queues calls).
 #include <napi.h>
 
@@ -384,16 +384,72 @@ std::unique_ptr<transport::Transport> OpenTransport(const std::string& spec) {
                        "SCSI/ATA/NVMe pass-through backends are not implemented");
 }
 
+// Opening runs off the JS thread too (an emulated drive takes a file lock and reads its state;
+// a device would be opened and probed). Resolves to the drive handle.
+class OpenWorker : public Napi::AsyncWorker {
+ public:
+  OpenWorker(Napi::Env env, std::string spec, bool authenticate_with_method)
+      : Napi::AsyncWorker(env, "kmip-agent:tcg-open"), deferred_(Napi::Promise::Deferred::New(env)),
+        spec_(std::move(spec)), authenticate_with_method_(authenticate_with_method) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      state_ = std::make_shared<DriveState>();
+      state_->drive = std::make_unique<OpalDrive>(OpenTransport(spec_));
+      state_->drive->set_authenticate_with_method(authenticate_with_method_);
+      state_->description = state_->drive->Describe();
+      state_->serial = state_->drive->Serial();
+    } catch (...) {
+      state_.reset();
+      error_ = DescribeCurrentException();
+      SetError(error_.message);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Value handle = CatchAll(env, [&]() -> Napi::Value { return MakeHandle(env, state_); });
+    if (env.IsExceptionPending()) {
+      deferred_.Reject(env.GetAndClearPendingException().Value());
+      return;
+    }
+    deferred_.Resolve(handle);
+  }
+  void OnError(const Napi::Error&) override {
+    deferred_.Reject(MakeError(Env(), error_.code, error_.message, error_.status).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string spec_;
+  bool authenticate_with_method_;
+  std::shared_ptr<DriveState> state_;
+  ErrorInfo error_;
+};
+
+bool AuthenticateWithMethodOption(const Napi::CallbackInfo& info) {
+  return info.Length() > 1 && info[1].IsObject() &&
+         info[1].As<Napi::Object>().Get("authenticateWithMethod").ToBoolean().Value();
+}
+
+// openAsync(spec, options): the drives layer's entry point.
+Napi::Value OpenAsync(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsString()) throw CodedError("TCG_INVALID_ARGUMENT", "openAsync(spec: string)");
+    auto* worker = new OpenWorker(info.Env(), info[0].As<Napi::String>().Utf8Value(), AuthenticateWithMethodOption(info));
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  });
+}
+
+// open(spec, options): synchronous variant kept for callers written against it (emulator tests).
 Napi::Value Open(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsString()) throw CodedError("TCG_INVALID_ARGUMENT", "open(spec: string)");
-    const std::string spec = info[0].As<Napi::String>().Utf8Value();
     auto state = std::make_shared<DriveState>();
-    state->drive = std::make_unique<OpalDrive>(OpenTransport(spec));
-    if (info.Length() > 1 && info[1].IsObject()) {
-      Napi::Value by_method = info[1].As<Napi::Object>().Get("authenticateWithMethod");
-      state->drive->set_authenticate_with_method(by_method.ToBoolean().Value());
-    }
+    state->drive = std::make_unique<OpalDrive>(OpenTransport(info[0].As<Napi::String>().Utf8Value()));
+    state->drive->set_authenticate_with_method(AuthenticateWithMethodOption(info));
     state->description = state->drive->Describe();
     state->serial = state->drive->Serial();
     return MakeHandle(info.Env(), state);
@@ -525,6 +581,7 @@ Napi::Value StatusNameJs(const Napi::CallbackInfo& info) {
 
 void InitTcg(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("openAsync", Napi::Function::New(env, OpenAsync, "openAsync"));
   exports.Set("openScripted", Napi::Function::New(env, OpenScripted, "openScripted"));
   exports.Set("decodeTokens", Napi::Function::New(env, DecodeTokensJs, "decodeTokens"));
   exports.Set("decodeValues", Napi::Function::New(env, DecodeValuesJs, "decodeValues"));

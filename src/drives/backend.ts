@@ -44,6 +44,9 @@ export interface OpalBackend {
 
 /** The addon's `tcg` module (native/tcg/module.cc). */
 export interface TcgNative {
+  /** Opens off the JS thread. */
+  openAsync(spec: string, options?: BackendOptions): Promise<OpalBackend>;
+  /** Synchronous open (kept for existing callers; prefer openAsync). */
   open(spec: string, options?: BackendOptions): OpalBackend;
   /** Test entry point: a drive whose TPer answers from canned responses (after `discovery`). */
   openScripted(discovery: Buffer, responses: Buffer[]): OpalBackend & { sent(): Buffer[] };
@@ -105,14 +108,14 @@ export function backendKindOf(spec: string): BackendKind {
   );
 }
 
-/** Opens the backend for a drive spec. */
-export function openBackend(spec: string, options: BackendOptions = {}): OpalBackend {
+/** Opens the backend for a drive spec (off the JS thread). */
+export async function openBackend(spec: string, options: BackendOptions = {}): Promise<OpalBackend> {
   switch (backendKindOf(spec)) {
     case 'emulated':
       if (spec.length <= 'emu:'.length) {
         throw new OpalError('emu: needs an image path (emu:/path/to/image)', 'DRIVE_SPEC_INVALID');
       }
-      return tcgNative().open(spec, options);
+      return tcgNative().openAsync(spec, options);
     case 'block-device':
       throw new OpalError(
         `no backend for ${spec} yet: kernel sed-opal and SCSI/ATA/NVMe pass-through backends are not implemented ` +

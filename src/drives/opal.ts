@@ -93,9 +93,9 @@ export class OpalDrive {
   ) {}
 
   /** Opens `emu:/path/to/image` or a device path (DRIVE_BACKEND_NOT_SUPPORTED until issue 5). */
-  static open(spec: string, options: OpalDriveOptions = {}): OpalDrive {
+  static async open(spec: string, options: OpalDriveOptions = {}): Promise<OpalDrive> {
     try {
-      return new OpalDrive(spec, openBackend(spec, options), options);
+      return new OpalDrive(spec, await openBackend(spec, options), options);
     } catch (error) {
       throw toOpalError(error);
     }
@@ -330,6 +330,6 @@ export class OpalDrive {
 }
 
 /** Opens a drive by spec: `emu:/path/to/image` or a device path. */
-export function openOpalDrive(spec: string, options: OpalDriveOptions = {}): OpalDrive {
+export function openOpalDrive(spec: string, options: OpalDriveOptions = {}): Promise<OpalDrive> {
   return OpalDrive.open(spec, options);
 }

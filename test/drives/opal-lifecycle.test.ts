@@ -22,7 +22,7 @@ describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () =>
 
   beforeEach(async () => {
     image = await createImage(emu!);
-    drive = OpalDrive.open(image.spec);
+    drive = await OpalDrive.open(image.spec);
   });
   afterEach(async () => {
     await drive.close();
@@ -33,7 +33,7 @@ describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () =>
   async function powerCycle(): Promise<void> {
     await drive.close();
     await emu!.powerCycle(image.path);
-    drive = OpalDrive.open(image.spec);
+    drive = await OpalDrive.open(image.spec);
   }
 
   async function readBlocks(lba: number, count: number): Promise<Buffer> {
@@ -41,7 +41,7 @@ describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () =>
     try {
       return await emu!.read(image.path, lba, count);
     } finally {
-      drive = OpalDrive.open(image.spec);
+      drive = await OpalDrive.open(image.spec);
     }
   }
 
@@ -50,7 +50,7 @@ describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () =>
     try {
       await emu!.write(image.path, lba, data);
     } finally {
-      drive = OpalDrive.open(image.spec);
+      drive = await OpalDrive.open(image.spec);
     }
   }
 
@@ -178,6 +178,6 @@ describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () =>
 
   it('a second opener of the same image gets a typed busy error', async () => {
     await drive.discover();
-    expect(() => OpalDrive.open(image.spec)).toThrow(expect.objectContaining({ code: 'EMU_BUSY' }));
+    await expect(OpalDrive.open(image.spec)).rejects.toMatchObject({ code: 'EMU_BUSY' });
   });
 });

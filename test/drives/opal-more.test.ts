@@ -18,7 +18,7 @@ describe.skipIf(emu === undefined)('more Opal flows on an emulated drive', () =>
 
   beforeEach(async () => {
     image = await createImage(emu!);
-    drive = OpalDrive.open(image.spec, { authenticateWithMethod: true });
+    drive = await OpalDrive.open(image.spec, { authenticateWithMethod: true });
     await drive.takeOwnership(SID_PIN);
     await drive.activate(SID_PIN);
     await drive.setPin({ pin: SID_PIN, newPin: ADMIN_PIN });

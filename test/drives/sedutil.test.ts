@@ -54,12 +54,12 @@ describe.skipIf(emu === undefined)('adopting a sedutil-style drive', () => {
 
   it('owns with the derived PIN, which the drive then accepts as the raw SID PIN', async () => {
     const password = Buffer.from('operator password');
-    const sedutilStyle = OpalDrive.open(image.spec, { pinDerivation: 'sedutil' });
+    const sedutilStyle = await OpalDrive.open(image.spec, { pinDerivation: 'sedutil' });
     await sedutilStyle.takeOwnership(password);
     await sedutilStyle.verify(password, SID);
     await sedutilStyle.close();
 
-    const raw = OpalDrive.open(image.spec);
+    const raw = await OpalDrive.open(image.spec);
     await expect(raw.verify(password, SID)).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED' });
     await raw.verify(opensslPbkdf2('operator password', 'EMU-TEST-0001       '), SID);
     await raw.close();

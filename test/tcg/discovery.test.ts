@@ -100,6 +100,60 @@ describe('real drives', () => {
   });
 });
 
+describe('synthetic responses', () => {
+  /** A discovery response from feature descriptors [code, version, data] (Core 3.3.6.1, Table 39). */
+  function response(features: [number, number, Buffer][]): Buffer {
+    const body = Buffer.concat(
+      features.map(([code, version, data]) =>
+        Buffer.concat([Buffer.from([code >> 8, code & 0xff, version << 4, data.length]), data]),
+      ),
+    );
+    const header = Buffer.alloc(48);
+    header.writeUInt32BE(44 + body.length, 0);
+    header.writeUInt32BE(1, 4);
+    return Buffer.concat([header, body, Buffer.alloc(64)]);
+  }
+
+  it('keeps vendor-specific and unknown features raw, in order, and ignores transfer padding', () => {
+    const d = tcg.parseDiscovery(
+      response([
+        [0x0001, 1, Buffer.from('110000000000000000000000', 'hex')],
+        [0xc001, 2, Buffer.from('deadbeef', 'hex')],
+        [0x0203, 1, Buffer.from('07fe0002000004000800ff0000000000', 'hex')],
+        [0x0555, 1, Buffer.from('01', 'hex')],
+      ]),
+    );
+    expect(d.features.map((f) => [f.code, f.name, f.version, f.data.toString('hex')])).toEqual([
+      [0x0001, 'TPer', 1, '110000000000000000000000'],
+      [0xc001, 'Vendor', 2, 'deadbeef'],
+      [0x0203, 'Opal2', 1, '07fe0002000004000800ff0000000000'],
+      [0x0555, 'Unknown', 1, '01'],
+    ]);
+    expect(d.opal2).toMatchObject({
+      baseComId: 0x07fe,
+      numComIds: 2,
+      numLockingAdmins: 4,
+      numLockingUsers: 8,
+      initialCPinSidIndicator: 0,
+      cPinSidRevertBehavior: 0xff,
+    });
+    expect(d.warnings).toEqual([]);
+  });
+
+  it('reads Opal 1, Single User Mode and DataStore layouts (Opal SSC 3.1.1.4-3.1.1.6)', () => {
+    const d = tcg.parseDiscovery(
+      response([
+        [0x0200, 1, Buffer.from('100000040100000000000000', 'hex')],
+        [0x0201, 1, Buffer.from('000000090300000000000000', 'hex')],
+        [0x0202, 1, Buffer.from('0000000a0010000000000200', 'hex')],
+      ]),
+    );
+    expect(d.opal1).toMatchObject({ baseComId: 0x1000, numComIds: 4, rangeCrossing: true });
+    expect(d.singleUserMode).toEqual({ numLockingObjects: 9, any: true, all: true, policy: false });
+    expect(d.dataStore).toEqual({ maxTables: 10, maxTotalSize: 0x100000, tableSizeAlignment: 0x200 });
+  });
+});
+
 describe('malformed responses', () => {
   it('shorter than the header: TCG_MALFORMED_DISCOVERY', () => {
     expect(() => tcg.parseDiscovery(Buffer.alloc(47))).toThrow(

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tcgNative } from '../../src/drives/backend.js';
 import { OpalDrive } from '../../src/drives/opal.js';
+import { OpalError } from '../../src/drives/errors.js';
+import { KmipAgentError } from '../../src/errors.js';
 import { packageRoot } from '../../src/native/addon.js';
 
 const tcg = tcgNative();
@@ -127,7 +129,15 @@ describe('sessions against a scripted TPer', () => {
 
   it('maps method status codes to typed errors with the numeric status', async () => {
     const d = drive([propertiesOk, startRefused(0x06)]);
-    await expect(d.readMsid()).rejects.toMatchObject({ code: 'TCG_SP_FROZEN', status: 6, statusName: 'SP_FROZEN' });
+    const error = await d.readMsid().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpalError);
+    expect(error).toBeInstanceOf(KmipAgentError);
+    expect(error).toMatchObject({ code: 'TCG_SP_FROZEN', status: 6, statusName: 'SP_FROZEN' });
+    expect((error as OpalError).toJSON()).toEqual({
+      code: 'TCG_SP_FROZEN',
+      message: expect.stringMatching(/^read MSID: StartSession: /),
+      status: 6,
+    });
   });
 
   it('retries StartSession while the SP is busy, then reports TCG_SP_BUSY (bounded)', async () => {
@@ -185,9 +195,10 @@ describe('sessions against a scripted TPer', () => {
     expect(backend.sent()).toHaveLength(0);
   });
 
-  it('refuses device paths until pass-through backends exist, with a typed error', () => {
-    expect(() => OpalDrive.open('/dev/sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_BACKEND_NOT_SUPPORTED' }));
-    expect(() => OpalDrive.open('sdz')).toThrow(expect.objectContaining({ code: 'DRIVE_SPEC_INVALID' }));
+  it('refuses device paths until pass-through backends exist, with a typed error', async () => {
+    await expect(OpalDrive.open('/dev/sdz')).rejects.toMatchObject({ code: 'DRIVE_BACKEND_NOT_SUPPORTED' });
+    await expect(OpalDrive.open('sdz')).rejects.toMatchObject({ code: 'DRIVE_SPEC_INVALID' });
+    await expect(OpalDrive.open('emu:')).rejects.toMatchObject({ code: 'DRIVE_SPEC_INVALID' });
   });
 
   it('sends the bytes the Core Spec lays out: Properties, StartSession, Get, EndOfSession', async () => {

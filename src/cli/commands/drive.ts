@@ -76,7 +76,7 @@ async function withSecrets<T>(secrets: Buffer[], fn: () => Promise<T>): Promise<
 }
 
 async function withDrive<T>(spec: string, opts: OpalDriveOptions, fn: (drive: OpalDrive) => Promise<T>): Promise<T> {
-  const drive = OpalDrive.open(spec, opts);
+  const drive = await OpalDrive.open(spec, opts);
   try {
     return await fn(drive);
   } finally {
