@@ -1,5 +1,6 @@
 #include "emulator/drive.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -184,7 +185,11 @@ void WriteFileAtomic(const std::string& path, const std::string& data) {
   }
 }
 
-Drive::Drive(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+Drive::Drive(std::string path, int fd) : path_(std::move(path)), fd_(fd) {
+  char* real = ::realpath(path_.c_str(), nullptr);
+  image_path_ = real != nullptr ? real : path_;
+  std::free(real);
+}
 
 Drive::~Drive() {
   if (fd_ >= 0) ::close(fd_);  // releases the flock
@@ -204,6 +209,7 @@ std::string Drive::Create(const std::string& path, uint64_t size_mib, const std:
   }
   std::unique_ptr<Drive> drive(new Drive(path, fd));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) SysFail("cannot lock " + path);
+  CollectOrphanCaches();
   try {
     if (::ftruncate(fd, static_cast<off_t>(size_mib << 20)) != 0) SysFail("cannot size " + path);
     DriveState& s = drive->state_;
@@ -256,12 +262,48 @@ void Drive::Destroy(const std::string& path) {
   drive->cache_.clear();
 }
 
-std::string Drive::CachePath() const {
+std::string Drive::CacheDir() {
   const char* dir = std::getenv("KMIP_AGENT_EMU_RAM_DIR");
   std::string base = dir != nullptr && *dir != 0 ? dir : "/dev/shm";
   struct stat st;
   if (::stat(base.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) base = "/tmp";
-  return base + "/kmip-agent-emu-" + state_.drive_id + ".ram";
+  return base;
+}
+
+void Drive::CollectOrphanCaches() {
+  // A drive's RAM outlives its image only when the image was deleted by hand: remove such caches
+  // (each names its image) so test runs and scratch drives leave nothing on tmpfs.
+  std::string dir = CacheDir();
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> orphans;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.rfind("kmip-agent-emu-", 0) != 0 || name.size() < 4 || name.compare(name.size() - 4, 4, ".ram") != 0)
+      continue;
+    std::string file = dir + "/" + name;
+    bool missing = false;
+    std::string text;
+    try {
+      text = ReadWholeFile(file, &missing);
+    } catch (const CodedError&) {
+      continue;
+    }
+    size_t at = text.find("\nimage ");
+    if (!missing && at != std::string::npos) {
+      size_t end = text.find('\n', at + 7);
+      std::string image = text.substr(at + 7, end == std::string::npos ? std::string::npos : end - at - 7);
+      struct stat st;
+      if (!image.empty() && ::stat(image.c_str(), &st) != 0 && errno == ENOENT) orphans.push_back(file);
+    }
+    SecureWipe(text.data(), text.size());
+  }
+  ::closedir(d);
+  for (const std::string& file : orphans) ::unlink(file.c_str());
+}
+
+std::string Drive::CachePath() const {
+  return CacheDir() + "/kmip-agent-emu-" + state_.drive_id + ".ram";
 }
 
 void Drive::LoadCache() {
@@ -309,6 +351,7 @@ void Drive::WriteCache() {
   std::string text;
   text.reserve(64 + cache_.size() * (8 + kMediaKeySize * 2));
   text.append("epoch ").append(state_.power_epoch).append("\n");
+  text.append("image ").append(image_path_).append("\n");
   for (const auto& [n, key] : cache_) {
     text.append("key.").append(std::to_string(n)).append(" ");
     for (size_t i = 0; i < key.size(); ++i) {

@@ -97,8 +97,11 @@ class Drive {
   std::string MbrPath() const { return path_ + ".mbr"; }
   void ClearMbr();
   std::string CachePath() const;
+  static std::string CacheDir();
+  static void CollectOrphanCaches();
 
   std::string path_;
+  std::string image_path_;  // absolute, recorded in the key cache for orphan collection
   int fd_ = -1;
   DriveState state_;
   std::map<int, SecretBytes> cache_;

@@ -63,6 +63,8 @@ function native(): EmulatorNative {
   return addonModule<EmulatorNative>('emulator');
 }
 
+// Every function is async, so argument errors arrive as rejections like native failures do.
+
 /** Re-types native failures so callers can `instanceof EmulatorError` and switch on `code`. */
 async function call<T>(run: () => Promise<T>): Promise<T> {
   try {
@@ -99,40 +101,40 @@ export function emulatedImagePath(device: string): string | undefined {
  * Creates a factory-fresh drive (`path` and `path.state`, mode 0600). Returns the PSID printed
  * on its "label": it is stored only as a hash, so this is the one chance to record it.
  */
-export function createEmulatedDrive(path: string, sizeMiB: number, serial: string): Promise<{ psid: string }> {
+export async function createEmulatedDrive(path: string, sizeMiB: number, serial: string): Promise<{ psid: string }> {
   checkPath(path);
   checkInteger(sizeMiB, 'size (MiB)', 4 * 1024 * 1024);
   if (sizeMiB === 0) throw new EmulatorError('size must be at least 1 MiB', 'EMU_INVALID_ARGUMENT');
-  return call(() => native().create(path, sizeMiB, serial));
+  return await call(() => native().create(path, sizeMiB, serial));
 }
 
 /** Power cycle: ranges with LockOnReset PowerCycle relock, failed-try counters reset. */
-export function powerCycleEmulatedDrive(path: string): Promise<void> {
-  return call(() => native().powerCycle(checkPath(path)));
+export async function powerCycleEmulatedDrive(path: string): Promise<void> {
+  return await call(() => native().powerCycle(checkPath(path)));
 }
 
 /** Reads `count` 512-byte blocks from `lba`; EMU_DATA_PROTECT if any is in a read-locked range. */
-export function readEmulatedDrive(path: string, lba: number, count: number): Promise<Buffer> {
+export async function readEmulatedDrive(path: string, lba: number, count: number): Promise<Buffer> {
   checkInteger(lba, 'lba', Number.MAX_SAFE_INTEGER);
   checkInteger(count, 'count', 65536);
-  return call(() => native().read(checkPath(path), lba, count));
+  return await call(() => native().read(checkPath(path), lba, count));
 }
 
 /** Writes whole 512-byte blocks at `lba`; EMU_DATA_PROTECT if any is in a write-locked range. */
-export function writeEmulatedDrive(path: string, lba: number, data: Buffer): Promise<void> {
+export async function writeEmulatedDrive(path: string, lba: number, data: Buffer): Promise<void> {
   checkInteger(lba, 'lba', Number.MAX_SAFE_INTEGER);
   if (data.length === 0 || data.length % LOGICAL_BLOCK_SIZE !== 0)
     throw new EmulatorError('writes are whole 512-byte blocks', 'EMU_INVALID_ARGUMENT');
-  return call(() => native().write(checkPath(path), lba, data));
+  return await call(() => native().write(checkPath(path), lba, data));
 }
 
 /** Deletes the drive: image, state, shadow MBR and its key cache (EMU_BUSY while in use). */
-export function destroyEmulatedDrive(path: string): Promise<void> {
-  return call(() => native().destroy(checkPath(path)));
+export async function destroyEmulatedDrive(path: string): Promise<void> {
+  return await call(() => native().destroy(checkPath(path)));
 }
 
-export function emulatedDriveInfo(path: string): Promise<EmulatedDriveInfo> {
-  return call(() => native().info(checkPath(path)));
+export async function emulatedDriveInfo(path: string): Promise<EmulatedDriveInfo> {
+  return await call(() => native().info(checkPath(path)));
 }
 
 /** Opens the drive for raw IF-SEND / IF-RECV (holds its lock until `close`). */

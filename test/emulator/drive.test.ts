@@ -4,13 +4,14 @@
  * Revert making old data unreadable, and typed errors for bad input.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createDecipheriv, createHash, pbkdf2Sync } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   createEmulatedDrive,
+  destroyEmulatedDrive,
   emulatedDriveInfo,
   EmulatorError,
   openEmulatedDrive,
@@ -134,13 +135,16 @@ describe('create, open, persistence', () => {
     await expect(createEmulatedDrive(join(drive.dir, 'b.img'), 8, 'has space')).rejects.toMatchObject({
       code: 'EMU_INVALID_ARGUMENT',
     });
-    expect(() => createEmulatedDrive(join(drive.dir, 'c.img'), 0, 'S')).toThrow(EmulatorError);
+    await expect(createEmulatedDrive(join(drive.dir, 'c.img'), 0, 'S')).rejects.toBeInstanceOf(EmulatorError);
     await expect(readEmulatedDrive(join(drive.dir, 'missing.img'), 0, 1)).rejects.toMatchObject({
       code: 'EMU_NOT_FOUND',
     });
     await expect(readEmulatedDrive(drive.path, 16384, 1)).rejects.toMatchObject({ code: 'EMU_LBA_OUT_OF_RANGE' });
     await expect(readEmulatedDrive(drive.path, 16383, 2)).rejects.toMatchObject({ code: 'EMU_LBA_OUT_OF_RANGE' });
-    expect(() => writeEmulatedDrive(drive.path, 0, Buffer.alloc(100))).toThrow(EmulatorError);
+    await expect(writeEmulatedDrive(drive.path, 0, Buffer.alloc(100))).rejects.toMatchObject({
+      code: 'EMU_INVALID_ARGUMENT',
+    });
+    await expect(readEmulatedDrive(drive.path, -1, 1)).rejects.toMatchObject({ code: 'EMU_INVALID_ARGUMENT' });
     const err = await readEmulatedDrive(drive.path, 99999, 1).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EmulatorError);
   });
@@ -265,6 +269,12 @@ describe('encryption at rest', () => {
     const keyHex = /^key\.0 ([0-9a-f]{128})$/m.exec(ram)?.[1];
     expect(keyHex).toBeDefined();
     expect(statSync(join(drive.ramDir, ramFile!)).mode & 0o777).toBe(0o600);
+    // The image is standard AES-256-XTS with the LBA as tweak: OpenSSL in Node decrypts it.
+    const tweak = Buffer.alloc(16);
+    tweak.writeBigUInt64LE(11n);
+    const cipherText = readFileSync(drive.path).subarray(11 * 512, 12 * 512);
+    const decipher = createDecipheriv('aes-256-xts', Buffer.from(keyHex!, 'hex'), tweak);
+    expect(Buffer.concat([decipher.update(cipherText), decipher.final()])).toEqual(data.subarray(512, 1024));
     for (const file of [drive.path, `${drive.path}.state`]) {
       const bytes = readFileSync(file);
       expect(bytes.includes(Buffer.from(keyHex!, 'hex'))).toBe(false);
@@ -294,6 +304,49 @@ describe('encryption at rest', () => {
     // The host reboots (tmpfs is gone): the next open is a power-on, the range is locked again.
     rmSync(join(drive.ramDir, ramFile!));
     await expect(readEmulatedDrive(drive.path, 10, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
+  });
+
+  it('removes the key caches of drives whose image was deleted by hand when a drive is created', async () => {
+    const orphanImage = join(drive.dir, 'orphan.img');
+    await createEmulatedDrive(orphanImage, 1, 'ORPHAN');
+    expect(readdirSync(drive.ramDir)).toHaveLength(2);
+    rmSync(orphanImage);
+    await createEmulatedDrive(join(drive.dir, 'next.img'), 1, 'NEXT');
+    const caches = readdirSync(drive.ramDir).map((f) => readFileSync(join(drive.ramDir, f), 'utf8'));
+    expect(caches).toHaveLength(2);
+    expect(caches.some((c) => c.includes('orphan.img'))).toBe(false);
+    await destroyEmulatedDrive(join(drive.dir, 'next.img'));
+    expect(readdirSync(drive.ramDir)).toHaveLength(1);
+    expect(readdirSync(drive.dir).filter((f) => f.startsWith('next.img'))).toEqual([]);
+  });
+
+  it('wraps the media key under the MSID only while locking is off (RFC 5649 key wrap)', async () => {
+    const data = pattern(1);
+    await writeEmulatedDrive(drive.path, 3, data);
+    const state = () =>
+      new Map(
+        readFileSync(`${drive.path}.state`, 'utf8')
+          .split('\n')
+          .map((l) => l.split(' ') as [string, string]),
+      );
+    const fields = state();
+    // The MSID KEK: PBKDF2-HMAC-SHA256(MSID, drive salt || 16 x 0x4d, 10000) second half.
+    const msid = Buffer.from(fields.get('msid')!, 'hex');
+    const salt = Buffer.concat([Buffer.from(fields.get('salt')!, 'hex'), Buffer.alloc(16, 0x4d)]);
+    const kek = pbkdf2Sync(msid, salt, 10000, 64, 'sha256').subarray(32);
+    const unwrap = createDecipheriv('id-aes256-wrap-pad', kek, Buffer.from('a65959a6', 'hex'));
+    const key = Buffer.concat([unwrap.update(Buffer.from(fields.get('range.0.msid_wrap')!, 'hex')), unwrap.final()]);
+    expect(key).toHaveLength(64);
+    const tweak = Buffer.alloc(16);
+    tweak.writeBigUInt64LE(3n);
+    const xts = createDecipheriv('aes-256-xts', key, tweak);
+    const block = readFileSync(drive.path).subarray(3 * 512, 4 * 512);
+    expect(Buffer.concat([xts.update(block), xts.final()])).toEqual(data);
+    // Once locking is enabled the MSID no longer opens it: only sealed copies remain.
+    await withRaw((raw) => setUp(raw, true));
+    const locked = state();
+    expect(locked.get('range.0.msid_wrap')).toBe('-');
+    expect(Number(locked.get('range.0.seals'))).toBeGreaterThanOrEqual(2); // Admin1 and User1
   });
 
   it('refuses reads and writes of locked ranges with EMU_DATA_PROTECT and unlocks with the user PIN', async () => {
