@@ -130,8 +130,24 @@ TokenWriter& TokenWriter::Raw(const uint8_t* data, size_t size) {
 
 // ---- decoding ----
 
+void WipeTokens(std::vector<Token>& tokens) {
+  for (Token& t : tokens) SecureWipe(t.bytes.data(), t.bytes.size());
+}
+
+namespace {
+// Byte atoms may carry PINs: wipe decoded tokens on every way out unless handed to the caller.
+struct TokenWipeGuard {
+  std::vector<Token>& tokens;
+  bool dismissed = false;
+  ~TokenWipeGuard() {
+    if (!dismissed) WipeTokens(tokens);
+  }
+};
+}  // namespace
+
 std::vector<Token> DecodeTokens(const uint8_t* data, size_t size) {
   std::vector<Token> out;
+  TokenWipeGuard guard{out};  // moves on reallocation carry the byte buffers along, leaving no copies
   size_t pos = 0;
   while (pos < size) {
     const size_t start = pos;
@@ -215,6 +231,7 @@ std::vector<Token> DecodeTokens(const uint8_t* data, size_t size) {
     }
     out.push_back(std::move(t));
   }
+  guard.dismissed = true;
   return out;
 }
 
@@ -416,6 +433,12 @@ Value ParseOne(const std::vector<Token>& tokens, size_t& pos, size_t depth) {
 }
 
 }  // namespace
+
+std::vector<Value> ParseValues(const uint8_t* data, size_t size) {
+  std::vector<Token> tokens = DecodeTokens(data, size);
+  TokenWipeGuard guard{tokens};
+  return ParseValues(tokens);
+}
 
 std::vector<Value> ParseValues(const std::vector<Token>& tokens) {
   std::vector<Value> out;

@@ -179,7 +179,10 @@ class Value {
 // Builds the tree: top-level values in order. Throws TCG_MALFORMED_TOKENS on an EndList without a
 // StartList, an unclosed list, or a Name that is not exactly StartName <atom> <value> EndName.
 std::vector<Value> ParseValues(const std::vector<Token>& tokens);
-inline std::vector<Value> ParseValues(const uint8_t* data, size_t size) { return ParseValues(DecodeTokens(data, size)); }
+// Decodes and parses; the intermediate tokens (which may hold PINs) are wiped on every path.
+std::vector<Value> ParseValues(const uint8_t* data, size_t size);
+// Zeroes the byte atoms of decoded tokens.
+void WipeTokens(std::vector<Token>& tokens);
 
 void EncodeValue(const Value& value, TokenWriter& out);
 
