@@ -41,16 +41,27 @@ fi
 [ -x /usr/bin/pykmip-server ] || die "pykmip-server is still missing after installing python3-pykmip"
 
 # --- npm dependencies, addon, TypeScript -----------------------------------------------------------
+npm_log=$(mktemp)
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "npm ci"
-  npm ci --no-audit --no-fund >/dev/null
+  # npm ci also builds the addon (binding.gyp at the top level makes npm run node-gyp on install).
+  say "npm ci (and the addon build it runs)"
+  npm ci --no-audit --no-fund >"$npm_log" 2>&1 || {
+    grep -v '^gyp info' "$npm_log" >&2 || true
+    die "npm ci failed: see its output above"
+  }
 fi
-say "building the addon (node-gyp) and TypeScript"
-addon_log=$(mktemp)
-npm run --silent build:addon >"$addon_log" 2>&1 || {
-  grep -v '^gyp info' "$addon_log" >&2 || true
-  die "the addon did not build: see the compiler output above"
-}
-rm -f "$addon_log"
+rm -f "$npm_log"
+
+addon=build/Release/kmip_agent_native.node
+if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp package.json -newer "$addon" -print -quit)" ]; then
+  say "building the addon (node-gyp)"
+  addon_log=$(mktemp)
+  npm run --silent build:addon >"$addon_log" 2>&1 || {
+    grep -v '^gyp info' "$addon_log" >&2 || true
+    die "the addon did not build: see the compiler output above"
+  }
+  rm -f "$addon_log"
+fi
+say "compiling TypeScript"
 npm run --silent build:ts
 say "ready: $(node dist/src/cli/main.js --version)"

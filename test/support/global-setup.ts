@@ -2,6 +2,9 @@
  * One real PyKMIP server for the whole test run, handed to tests with `inject('pykmip')`.
  * Suites that need a server with other settings start their own with startPykmip().
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startPykmip, type PykmipServer, type PykmipServerInfo } from './pykmip.js';
 
@@ -12,8 +15,13 @@ declare module 'vitest' {
 }
 
 let server: PykmipServer | undefined;
+let emulatorRamDir: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
+  // The emulated drives' volatile key caches ("drive RAM") go to a directory of this run, removed at
+  // the end, instead of piling up in /dev/shm. Workers start after this and inherit it.
+  emulatorRamDir = mkdtempSync(join(tmpdir(), 'kmip-agent-emu-ram-'));
+  process.env.KMIP_AGENT_EMU_RAM_DIR ??= emulatorRamDir;
   // For quick local runs of suites that never talk KMIP; CI never sets it, and tests that
   // inject('pykmip') then fail loudly rather than skip.
   if (process.env.KMIP_AGENT_SKIP_PYKMIP === '1') return;
@@ -23,6 +31,7 @@ export async function setup(project: TestProject): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
+  if (emulatorRamDir) rmSync(emulatorRamDir, { recursive: true, force: true });
   await server?.stop();
   server = undefined;
 }
