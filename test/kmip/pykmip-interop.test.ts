@@ -20,8 +20,9 @@ import {
   State,
   UsageMask,
 } from '../../src/kmip/spec.js';
+import { TestCa } from '../support/certs.js';
 import { PYKMIP_PYTHON } from '../support/pykmip.js';
-import { clientOptions, openTestCa, uniqueName } from './helpers.js';
+import { clientOptions, uniqueName } from './helpers.js';
 
 const server = inject('pykmip');
 const aes256 = { algorithm: CryptographicAlgorithm.AES, length: 256, usageMask: UsageMask.Encrypt | UsageMask.Decrypt };
@@ -283,7 +284,7 @@ describe('PyKMIP attribute edits', () => {
 
 describe('PyKMIP identities and refusals', () => {
   test('a client certificate without EKU clientAuth: TLS succeeds, requests fail with Authentication Not Successful', async () => {
-    const ca = openTestCa(join(server.dir, 'pki'));
+    const ca = TestCa.open(join(server.dir, 'pki'));
     const noEku = ca.issue('no-eku', { cn: 'kmip-agent-no-eku' });
     const client = new KmipClient(
       clientOptions(server, { cert: noEku.certPem, key: noEku.keyPem, version: { major: 1, minor: 2 } }),
@@ -308,7 +309,7 @@ describe('PyKMIP identities and refusals', () => {
 
   test("another client's object (other certificate CN) is refused", async () => {
     const owner = new KmipClient(clientOptions(server));
-    const ca = openTestCa(join(server.dir, 'pki'));
+    const ca = TestCa.open(join(server.dir, 'pki'));
     const other = ca.issue('other-client', { cn: 'kmip-agent-other-client', eku: ['clientAuth'] });
     const stranger = new KmipClient(clientOptions(server, { cert: other.certPem, key: other.keyPem }));
     try {

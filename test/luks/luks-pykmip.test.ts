@@ -29,7 +29,8 @@ import {
   luksUuid,
   sha256,
 } from './images.js';
-import { getSecret, registerSecret } from './pykmip-secret.js';
+import { KmipClient } from '../../src/kmip/client.js';
+import { pykmipClientOptions } from '../support/pykmip.js';
 
 async function rejection(promise: Promise<unknown>): Promise<LuksError> {
   try {
@@ -50,13 +51,22 @@ describe('LUKS2 volumes with keys from PyKMIP', () => {
   let image: string;
   const loops: string[] = [];
 
-  async function keyFromServer(name: string): Promise<Buffer> {
-    const stored = randomBytes(32);
-    const uid = await registerSecret(server, name, stored);
-    const fetched = await getSecret(server, uid);
-    expect(fetched.equals(stored)).toBe(true);
-    stored.fill(0);
-    return fetched;
+  /** Stores a new volume key on PyKMIP and fetches it back by name, with kmip-agent's own KMIP client. */
+  async function keyFromServer(baseName: string): Promise<Buffer> {
+    const name = `${baseName}-${process.pid}-${Date.now().toString(36)}`;
+    const client = new KmipClient(pykmipClientOptions(server));
+    try {
+      const stored = randomBytes(32);
+      await client.register({ kind: 'secret-data', secret: stored, name, objectGroup: 'kmip-agent/test-appliance' });
+      const { uniqueIdentifiers } = await client.locate({ name });
+      expect(uniqueIdentifiers).toHaveLength(1);
+      const fetched = (await client.get(uniqueIdentifiers[0])).value;
+      expect(fetched.equals(stored)).toBe(true);
+      stored.fill(0);
+      return fetched;
+    } finally {
+      client.close();
+    }
   }
 
   beforeAll(async () => {

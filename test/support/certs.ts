@@ -42,6 +42,11 @@ export class TestCa {
     this.key = key;
   }
 
+  /** The CA an earlier create() left in `dir` (e.g. a PyKMIP fixture's `<dir>/pki`), to issue more from it. */
+  static open(dir: string): TestCa {
+    return new TestCa(dir, join(dir, 'ca.crt'), join(dir, 'ca.key'));
+  }
+
   /** A new self-signed root CA in `dir`. */
   static create(dir: string, cn = 'kmip-agent test CA'): TestCa {
     mkdirSync(dir, { recursive: true });

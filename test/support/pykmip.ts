@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { makeTestPki, type TestPki } from './certs.js';
+import type { KmipClientOptions } from '../../src/kmip/client.js';
 
 /** What tests need to talk to the server (plain data, so it can cross from global setup). */
 export interface PykmipServerInfo {
@@ -188,4 +189,17 @@ export async function startPykmip(options: StartOptions = {}): Promise<PykmipSer
     await new Promise((r) => setTimeout(r, 200));
   }
   return { ...info, pki, stop };
+}
+
+/** kmip-agent client options for a PyKMIP fixture: its CA, client certificate and key. */
+export function pykmipClientOptions(info: PykmipServerInfo, extra: Partial<KmipClientOptions> = {}): KmipClientOptions {
+  return {
+    host: info.host,
+    port: info.port,
+    ca: readFileSync(info.ca),
+    cert: readFileSync(info.clientCert),
+    key: readFileSync(info.clientKey),
+    requestTimeoutMs: 20_000,
+    ...extra,
+  };
 }
