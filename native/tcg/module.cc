@@ -16,6 +16,7 @@
 #include "tcg/js_values.h"
 #include "tcg/opal.h"
 #include "tcg/status.h"
+#include "transport/passthrough.h"
 #include "transport/scripted.h"
 
 // Weak so the addon still loads when the emulator is not linked in; open("emu:...") then fails
@@ -378,10 +379,13 @@ std::unique_ptr<transport::Transport> OpenTransport(const std::string& spec) {
     if (path.empty()) throw CodedError("DRIVE_SPEC_INVALID", "emu: needs an image path (emu:/path/to/image)");
     return emulator::OpenEmulatedDrive(path);
   }
-  throw CodedError("DRIVE_BACKEND_NOT_SUPPORTED",
-                   "no backend for '" + spec +
-                       "' yet: only emulated drives (emu:/path/to/image) are supported; kernel sed-opal and "
-                       "SCSI/ATA/NVMe pass-through backends are not implemented");
+  if (spec.rfind("/dev/", 0) == 0) {
+    // A real drive: TCG over SCSI SECURITY PROTOCOL, ATA TRUSTED (SAT) or NVMe Security Send/Receive.
+    // Devices no pass-through reaches (loop, partition, regular file) throw TRANSPORT_NOT_SUPPORTED.
+    return transport::OpenDeviceTransport(spec);
+  }
+  throw CodedError("DRIVE_SPEC_INVALID",
+                   "'" + spec + "' is not a drive: use a device path (/dev/sdX) or emu:/path/to/image");
 }
 
 // Opening runs off the JS thread too (an emulated drive takes a file lock and reads its state;
