@@ -130,6 +130,16 @@ function pickAuthority(values: { user?: string; sid?: boolean }, fallback: Autho
   return user === undefined ? fallback : userAuthority(user);
 }
 
+/** The call's result, or undefined when this drive's backend cannot do it (DRIVE_OPERATION_NOT_SUPPORTED). */
+async function unlessUnsupported<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (error) {
+    if ((error as { code?: string }).code === 'DRIVE_OPERATION_NOT_SUPPORTED') return undefined;
+    throw error;
+  }
+}
+
 /** Destructive subcommands run only when the operator confirms with --yes (else usage error, exit 2). */
 function confirmDestruction(yes: boolean | undefined, sub: string, what: string): void {
   if (yes === true) return;
@@ -212,8 +222,9 @@ const handlers: Record<string, Handler> = {
     return withSecrets(pin ? [pin] : [], async () => {
       const result = await withDrive(spec, opts, async (d) => {
         const status = await d.status({ probeSid: values['probe-sid'] ?? false });
-        const ranges = pin ? await d.ranges(pin) : undefined;
-        const admin1Tries = pin ? await d.tries(ADMIN1, { authority: ADMIN1, pin }) : undefined;
+        // A backend that cannot list ranges or read tries (kernel sed-opal alone) still reports status.
+        const ranges = pin ? await unlessUnsupported(d.ranges(pin)) : undefined;
+        const admin1Tries = pin ? await unlessUnsupported(d.tries(ADMIN1, { authority: ADMIN1, pin })) : undefined;
         return { ...status, ranges, admin1Tries };
       });
       const owned = result.sidIsMsid === null ? 'unknown' : result.sidIsMsid ? 'no (SID == MSID)' : 'yes';
