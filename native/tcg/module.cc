@@ -16,6 +16,8 @@
 #include "tcg/js_values.h"
 #include "tcg/opal.h"
 #include "tcg/status.h"
+#include "transport/device_fixture.h"
+#include "transport/passthrough.h"
 #include "transport/scripted.h"
 
 // Weak so the addon still loads when the emulator is not linked in; open("emu:...") then fails
@@ -378,10 +380,13 @@ std::unique_ptr<transport::Transport> OpenTransport(const std::string& spec) {
     if (path.empty()) throw CodedError("DRIVE_SPEC_INVALID", "emu: needs an image path (emu:/path/to/image)");
     return emulator::OpenEmulatedDrive(path);
   }
-  throw CodedError("DRIVE_BACKEND_NOT_SUPPORTED",
-                   "no backend for '" + spec +
-                       "' yet: only emulated drives (emu:/path/to/image) are supported; kernel sed-opal and "
-                       "SCSI/ATA/NVMe pass-through backends are not implemented");
+  if (spec.rfind("/dev/", 0) == 0) {
+    // A real drive: TCG over SCSI SECURITY PROTOCOL, ATA TRUSTED (SAT) or NVMe Security Send/Receive.
+    // Devices no pass-through reaches (loop, partition, regular file) throw TRANSPORT_NOT_SUPPORTED.
+    return transport::OpenDeviceTransport(spec);
+  }
+  throw CodedError("DRIVE_SPEC_INVALID",
+                   "'" + spec + "' is not a drive: use a device path (/dev/sdX) or emu:/path/to/image");
 }
 
 // Opening runs off the JS thread too (an emulated drive takes a file lock and reads its state;
@@ -489,6 +494,47 @@ Napi::Value OpenScripted(const Napi::CallbackInfo& info) {
   });
 }
 
+// Test entry point: the host stack over the SCSI / ATA / NVMe pass-through transport, whose
+// "device" is a test fixture decoding the command blocks in front of an emulated drive image
+// (transport/device_fixture.h). Handle extra: commands() -> { "<command name>": count }.
+Napi::Value OpenPassthroughFixture(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
+      throw CodedError("TCG_INVALID_ARGUMENT", "openPassthroughFixture(kind: scsi|ata|nvme, imagePath)");
+    if (&emulator::OpenEmulatedDrive == nullptr)
+      throw CodedError("DRIVE_BACKEND_NOT_SUPPORTED", "this build has no emulated drive backend");
+    const std::string kind_name = info[0].As<Napi::String>().Utf8Value();
+    transport::PassthroughKind kind;
+    if (kind_name == "scsi") kind = transport::PassthroughKind::Scsi;
+    else if (kind_name == "ata") kind = transport::PassthroughKind::Ata;
+    else if (kind_name == "nvme") kind = transport::PassthroughKind::Nvme;
+    else throw CodedError("TCG_INVALID_ARGUMENT", "kind must be scsi, ata or nvme");
+    const std::string path = info[1].As<Napi::String>().Utf8Value();
+    auto port = std::make_unique<transport::TransportBackedDevicePort>(emulator::OpenEmulatedDrive(path), kind);
+    transport::TransportBackedDevicePort* fixture = port.get();
+    // The same detection real devices go through must recognise the fixture as this kind.
+    if (transport::DetectKind(*port, path) != kind)
+      throw CodedError("TCG_INTERNAL", "the device fixture was not detected as " + kind_name);
+    const std::string serial = fixture->tper().Serial();
+    IoctlPort& ref = *port;
+    auto pt = std::make_unique<transport::PassthroughTransport>(
+        ref, kind, kind_name + " fixture over emulated " + path, serial, std::move(port));
+    auto state = std::make_shared<DriveState>();
+    state->drive = std::make_unique<OpalDrive>(std::move(pt));
+    state->description = state->drive->Describe();
+    state->serial = state->drive->Serial();
+    Napi::Object handle = MakeHandle(info.Env(), state);
+    handle.Set("commands", Napi::Function::New(info.Env(), [fixture, state](const Napi::CallbackInfo& ci) {
+      std::lock_guard<std::mutex> lock(state->mutex);
+      Napi::Object o = Napi::Object::New(ci.Env());
+      if (!state->drive) return o;  // closed: the fixture is gone with the drive
+      for (const auto& [name, count] : fixture->counts()) o.Set(name, count);
+      return o;
+    }));
+    return handle;
+  });
+}
+
 Napi::Value DecodeTokensJs(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
     std::vector<uint8_t> b = BufferArg(info[0], "tokens");
@@ -583,6 +629,7 @@ void InitTcg(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("openAsync", Napi::Function::New(env, OpenAsync, "openAsync"));
   exports.Set("openScripted", Napi::Function::New(env, OpenScripted, "openScripted"));
+  exports.Set("openPassthroughFixture", Napi::Function::New(env, OpenPassthroughFixture, "openPassthroughFixture"));
   exports.Set("decodeTokens", Napi::Function::New(env, DecodeTokensJs, "decodeTokens"));
   exports.Set("decodeValues", Napi::Function::New(env, DecodeValuesJs, "decodeValues"));
   exports.Set("encodeTokens", Napi::Function::New(env, EncodeTokensJs, "encodeTokens"));

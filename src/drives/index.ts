@@ -9,7 +9,28 @@ export type {
   UnlockOptions,
 } from './opal.js';
 export { OpalError, toOpalError } from './errors.js';
-export { backendKindOf, openBackend, tcgNative } from './backend.js';
-export type { BackendKind, BackendOptions, ComPacketInfo, LockStateName, OpalBackend, TcgNative } from './backend.js';
+export {
+  BACKEND_NAMES,
+  BackendChoiceError,
+  backendKindOf,
+  defaultProbes,
+  opalSscOf,
+  openBackend,
+  selectBackend,
+  tcgNative,
+} from './backend.js';
+export type {
+  BackendAttempt,
+  BackendChoice,
+  BackendKind,
+  BackendName,
+  BackendOptions,
+  BackendProbes,
+  ComPacketInfo,
+  LockStateName,
+  OpalBackend,
+  TcgNative,
+} from './backend.js';
+export { KernelOpalBackend, KernelPinRefusedError } from './kernel-backend.js';
 export * from './types.js';
 export { sedutilPin, SEDUTIL_ITERATIONS } from './sedutil.js';

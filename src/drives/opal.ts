@@ -1,6 +1,6 @@
 /**
  * `OpalDrive`: the one promise-based interface to a TCG Opal self-encrypting drive, whatever the
- * backend (emulated today; kernel sed-opal and SCSI/ATA/NVMe pass-through later, see backend.ts).
+ * backend (emulated, kernel sed-opal or SCSI/ATA/NVMe pass-through; chosen in backend.ts).
  *
  * Calls on one drive never overlap: each waits for the previous one (and the addon runs every call
  * off the JS thread, one AsyncWorker per call). PINs are caller-owned Buffers: the addon copies each
@@ -13,7 +13,13 @@
  * C_PIN Tries/TryLimit where the drive allows it so callers can decide before trying.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { openBackend, type BackendOptions, type LockStateName, type OpalBackend } from './backend.js';
+import {
+  selectBackend,
+  type BackendChoice,
+  type BackendOptions,
+  type LockStateName,
+  type OpalBackend,
+} from './backend.js';
 import { OpalError, toOpalError } from './errors.js';
 import { sedutilPin } from './sedutil.js';
 import {
@@ -90,20 +96,31 @@ export class OpalDrive {
     readonly spec: string,
     private readonly backend: OpalBackend,
     private readonly options: OpalDriveOptions,
+    /** Which backend reaches the drive and why (null when wrapped with `fromBackend`). */
+    readonly choice: BackendChoice | null = null,
   ) {}
 
-  /** Opens `emu:/path/to/image` or a device path (DRIVE_BACKEND_NOT_SUPPORTED until issue 5). */
+  /**
+   * Opens `emu:/path/to/image` or a device path (kernel sed-opal, else TCG pass-through; see
+   * `selectBackend`). No backend: DRIVE_BACKEND_NOT_SUPPORTED / DRIVE_NOT_OPAL listing the attempts.
+   */
   static async open(spec: string, options: OpalDriveOptions = {}): Promise<OpalDrive> {
     try {
-      return new OpalDrive(spec, await openBackend(spec, options), options);
+      const { backend, choice } = await selectBackend(spec, options);
+      return new OpalDrive(spec, backend, options, choice);
     } catch (error) {
       throw toOpalError(error);
     }
   }
 
-  /** For tests and future backends: wraps an already-open backend. */
-  static fromBackend(spec: string, backend: OpalBackend, options: OpalDriveOptions = {}): OpalDrive {
-    return new OpalDrive(spec, backend, options);
+  /** For tests and other backends: wraps an already-open backend. */
+  static fromBackend(
+    spec: string,
+    backend: OpalBackend,
+    options: OpalDriveOptions = {},
+    choice: BackendChoice | null = null,
+  ): OpalDrive {
+    return new OpalDrive(spec, backend, options, choice);
   }
 
   describe(): string {
@@ -285,11 +302,13 @@ export class OpalDrive {
         return result;
       } catch (error) {
         // Only a refused StartSession or Authenticate proves the PIN wrong; NOT_AUTHORIZED on another
-        // method is an access-control refusal.
+        // method is an access-control refusal. A backend that cannot tell them apart (kernel
+        // sed-opal) marks its NOT_AUTHORIZED as `pinRefused` so the PIN is not tried again.
         if (
           error instanceof Error &&
           (error as { code?: string }).code === 'TCG_NOT_AUTHORIZED' &&
-          /^(StartSession|Authenticate):/.test(error.message)
+          (/^(StartSession|Authenticate):/.test(error.message) ||
+            (error as { pinRefused?: boolean }).pinRefused === true)
         ) {
           let set = refusedPins.get(this.spec);
           if (!set) refusedPins.set(this.spec, (set = new Set()));

@@ -80,6 +80,13 @@ describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
     const disc = await cli(['--json', 'drive', 'discover', d]);
     expect(disc.code).toBe(0);
     expect(disc.json()).toMatchObject({ opal2: { feature: 'Opal2' }, locking: { lockingSupported: true } });
+    expect(disc.json()).toMatchObject({
+      backend: { name: 'emulated', attempts: [{ backend: 'emulated', outcome: 'chosen' }] },
+    });
+    const human = await cli(['drive', 'discover', d]);
+    expect(human.stdout).toMatch(/^emu:.*: backend emulated \(/);
+    expect(human.stdout).toContain('why: emu: names an emulated drive image');
+    expect(human.stdout).toContain('SSC Opal2');
 
     // The new SID PIN from stdin.
     expect((await cli(['drive', 'take-ownership', d, '--new-pin-file', '-'], Buffer.from('admin pin'))).code).toBe(0);
@@ -120,11 +127,14 @@ describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
     expect((await cli(['drive', 'unlock', d, '--pin-file', pinFile, '--range', '1', '--read-only'])).code).toBe(0);
     const tries = await cli(['--json', 'drive', 'tries', d, '--pin-file', pinFile]);
     expect(tries.json()).toMatchObject({ authority: 'Admin1', tries: { tries: 0 } });
-    expect((await cli(['drive', 'erase', d, '--pin-file', pinFile, '--range', '1'])).code).toBe(0);
-    const revert = await cli(['--json', 'drive', 'revert', d, '--pin-file', pinFile]);
+    expect((await cli(['drive', 'erase', d, '--pin-file', pinFile, '--range', '1', '--yes'])).code).toBe(0);
+    const revert = await cli(['--json', 'drive', 'revert', d, '--pin-file', pinFile, '--yes']);
     expect(revert.code).toBe(0);
     expect(revert.json()).toMatchObject({ reverted: true });
-    const after = await cli(['--json', 'drive', 'psid-revert', d, '--psid-file', '-'], Buffer.from(image.psid + '\n'));
+    const after = await cli(
+      ['--json', 'drive', 'psid-revert', d, '--psid-file', '-', '--yes'],
+      Buffer.from(image.psid + '\n'),
+    );
     expect(after.code).toBe(0);
   });
 

@@ -4,10 +4,19 @@
  * PINs only from files or stdin (`-`), never argv; every PIN Buffer read here is wiped after use.
  * `drive emulate|read|write` belong to the emulator (drive-emulate.ts).
  */
+import { BACKEND_NAMES, BackendChoiceError, type BackendName } from '../../drives/backend.js';
 import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
 import { ADMIN1, describeAuthority, SID, userAuthority, type Authority, type Discovery } from '../../drives/types.js';
 import { DRIVE_EMULATOR_HELP, DRIVE_EMULATOR_SUBCOMMANDS, runDriveEmulatorCommand } from './drive-emulate.js';
-import { emit, parseOptions, readSecret, UsageError, type CommandContext, type CommandGroup } from '../framework.js';
+import {
+  emit,
+  exitCodeFor,
+  parseOptions,
+  readSecret,
+  UsageError,
+  type CommandContext,
+  type CommandGroup,
+} from '../framework.js';
 
 const HELP = `Usage: kmip-agent drive <subcommand> <drive> [options] [--json]
 
@@ -15,7 +24,8 @@ const HELP = `Usage: kmip-agent drive <subcommand> <drive> [options] [--json]
 PIN options take a file path, or - for stdin; PINs are never accepted on the command line.
 
 Subcommands:
-  discover <drive>                          Level 0 discovery: SSC, ComID, locking flags, features
+  discover <drive>                          which backend reaches the drive and why, then Level 0
+                                            discovery: SSC, ComID, locking flags, features
   status <drive> [--probe-sid] [--pin-file F]
                                             locking/MBR state, Locking SP life cycle, SID==MSID?;
                                             with the Admin1 PIN also ranges and Admin1 tries
@@ -35,10 +45,15 @@ Subcommands:
   tries <drive> [--user N | --sid] [--pin-file F]
                                             failed tries / TryLimit (reading may need the PIN)
   mbr <drive> --pin-file F [--enable | --disable] [--done | --not-done]
-  erase <drive> --pin-file F --range N [--method genkey|erase]
+  erase <drive> --pin-file F --range N [--method genkey|erase] --yes
                                             crypto erase: the range gets a new media key
-  revert <drive> --pin-file F               factory reset with the SID PIN (ALL DATA LOST)
-  psid-revert <drive> --psid-file F         factory reset with the label PSID (ALL DATA LOST)
+  revert <drive> --pin-file F --yes         factory reset with the SID PIN (ALL DATA LOST)
+  psid-revert <drive> --psid-file F --yes   factory reset with the label PSID (ALL DATA LOST)
+
+Destructive subcommands (erase, revert, psid-revert) refuse to run without --yes.
+--backend kernel|passthrough|emulated (any subcommand): use only that backend. By default a device
+is reached through the kernel's sed-opal driver when it supports the drive (it re-unlocks after
+suspend), else through SCSI/ATA/NVMe TCG pass-through; \`drive discover\` shows the choice.
 
 Lock/unlock/setup-range/erase/mbr authenticate as Admin1 unless --user N is given.
 --sedutil-pins (any subcommand): send PINs as sedutil-cli derives them from a password
@@ -115,14 +130,86 @@ function pickAuthority(values: { user?: string; sid?: boolean }, fallback: Autho
   return user === undefined ? fallback : userAuthority(user);
 }
 
+/** The call's result, or undefined when this drive's backend cannot do it (DRIVE_OPERATION_NOT_SUPPORTED). */
+async function unlessUnsupported<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (error) {
+    if ((error as { code?: string }).code === 'DRIVE_OPERATION_NOT_SUPPORTED') return undefined;
+    throw error;
+  }
+}
+
+/** Destructive subcommands run only when the operator confirms with --yes (else usage error, exit 2). */
+function confirmDestruction(yes: boolean | undefined, sub: string, what: string): void {
+  if (yes === true) return;
+  throw new UsageError(`${sub} destroys ${what}; this cannot be undone. Add --yes to confirm.`, 'USAGE_CONFIRM');
+}
+
 type Handler = (args: string[], ctx: CommandContext, opts: OpalDriveOptions) => Promise<number>;
 
 const handlers: Record<string, Handler> = {
   async discover(args, ctx, opts) {
     const { positionals } = parseOptions(args, {});
-    const discovery = await withDrive(onlyDrive(positionals, 'discover'), opts, (d) => d.discover());
-    emit(ctx, discovery, discoveryText(discovery));
-    return 0;
+    const spec = onlyDrive(positionals, 'discover');
+    let drive: OpalDrive;
+    try {
+      drive = await OpalDrive.open(spec, opts);
+    } catch (error) {
+      const cause = (error as { cause?: unknown }).cause;
+      const choiceError =
+        error instanceof BackendChoiceError ? error : cause instanceof BackendChoiceError ? cause : null;
+      if (!choiceError) throw error;
+      // One JSON document with the attempts, so scripts can tell "no sed-opal" from "no SG_IO".
+      if (ctx.json) {
+        ctx.io.stdout(
+          JSON.stringify({
+            error: { code: choiceError.code, message: choiceError.message, attempts: choiceError.attempts },
+          }) + '\n',
+        );
+      } else {
+        const lines = [`kmip-agent: ${spec}: no usable backend [${choiceError.code}]`];
+        for (const a of choiceError.attempts)
+          lines.push(`  ${a.backend}: ${a.outcome}${a.code ? ` [${a.code}]` : ''}: ${a.detail}`);
+        ctx.io.stderr(lines.join('\n') + '\n');
+      }
+      return exitCodeFor(choiceError);
+    }
+    try {
+      const choice = drive.choice;
+      let discovery = null;
+      let discoveryNote: string | undefined;
+      try {
+        discovery = await drive.discover();
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'DRIVE_OPERATION_NOT_SUPPORTED') throw error;
+        discoveryNote = (error as Error).message;
+      }
+      const lines = [`${spec}: backend ${choice?.backend ?? 'unknown'} (${drive.describe()})`];
+      if (choice) {
+        lines.push(`why: ${choice.reason}`);
+        for (const a of choice.attempts)
+          lines.push(`  ${a.backend}: ${a.outcome}${a.code ? ` [${a.code}]` : ''}: ${a.detail}`);
+      }
+      lines.push(discovery ? discoveryText(discovery) : `discovery unavailable: ${discoveryNote}`);
+      // The discovery's fields stay at the top level (as before backends were chosen); the choice is `backend`.
+      const backend = {
+        name: choice?.backend,
+        description: drive.describe(),
+        reason: choice?.reason,
+        attempts: choice?.attempts,
+      };
+      emit(
+        ctx,
+        discovery
+          ? { ...discovery, drive: spec, backend }
+          : { drive: spec, backend, discoveryUnavailable: discoveryNote },
+        lines.join('\n'),
+      );
+      return 0;
+    } finally {
+      await drive.close();
+    }
   },
 
   async status(args, ctx, opts) {
@@ -135,8 +222,9 @@ const handlers: Record<string, Handler> = {
     return withSecrets(pin ? [pin] : [], async () => {
       const result = await withDrive(spec, opts, async (d) => {
         const status = await d.status({ probeSid: values['probe-sid'] ?? false });
-        const ranges = pin ? await d.ranges(pin) : undefined;
-        const admin1Tries = pin ? await d.tries(ADMIN1, { authority: ADMIN1, pin }) : undefined;
+        // A backend that cannot list ranges or read tries (kernel sed-opal alone) still reports status.
+        const ranges = pin ? await unlessUnsupported(d.ranges(pin)) : undefined;
+        const admin1Tries = pin ? await unlessUnsupported(d.tries(ADMIN1, { authority: ADMIN1, pin })) : undefined;
         return { ...status, ranges, admin1Tries };
       });
       const owned = result.sidIsMsid === null ? 'unknown' : result.sidIsMsid ? 'no (SID == MSID)' : 'yes';
@@ -302,11 +390,13 @@ const handlers: Record<string, Handler> = {
       'pin-file': { type: 'string' },
       range: { type: 'string' },
       method: { type: 'string' },
+      yes: { type: 'boolean' },
     });
     const spec = onlyDrive(positionals, 'erase');
     const range = required(intOption(values.range, '--range'), '--range');
     const method = values.method ?? 'genkey';
     if (method !== 'genkey' && method !== 'erase') throw new UsageError('--method is genkey or erase');
+    confirmDestruction(values.yes, 'erase', `the media key of range ${range} on ${spec}: its data becomes unreadable`);
     const pin = readSecret(ctx, values['pin-file'], 'the Admin1 PIN (--pin-file)');
     await withSecrets([pin], () => withDrive(spec, opts, (d) => d.erase(pin, { range, method })));
     emit(ctx, { drive: spec, range, method, erased: true }, `${spec}: range ${range} crypto-erased`);
@@ -314,8 +404,9 @@ const handlers: Record<string, Handler> = {
   },
 
   async revert(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, { 'pin-file': { type: 'string' } });
+    const { values, positionals } = parseOptions(args, { 'pin-file': { type: 'string' }, yes: { type: 'boolean' } });
     const spec = onlyDrive(positionals, 'revert');
+    confirmDestruction(values.yes, 'revert', `every key and ALL DATA on ${spec} (factory reset)`);
     const pin = readSecret(ctx, values['pin-file'], 'the SID PIN (--pin-file)');
     await withSecrets([pin], () => withDrive(spec, opts, (d) => d.revert(pin)));
     emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state`);
@@ -323,8 +414,9 @@ const handlers: Record<string, Handler> = {
   },
 
   async 'psid-revert'(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, { 'psid-file': { type: 'string' } });
+    const { values, positionals } = parseOptions(args, { 'psid-file': { type: 'string' }, yes: { type: 'boolean' } });
     const spec = onlyDrive(positionals, 'psid-revert');
+    confirmDestruction(values.yes, 'psid-revert', `every key and ALL DATA on ${spec} (factory reset)`);
     const raw = readSecret(ctx, values['psid-file'], 'the PSID (--psid-file)');
     // A PSID is typed from a label: trailing newlines from `echo` or editors are not part of it.
     const psid = Buffer.from(raw.toString('latin1').replace(/[\r\n]+$/, ''), 'latin1');
@@ -362,6 +454,26 @@ async function lockOrUnlock(
   return 0;
 }
 
+function parseBackend(value: string | undefined): BackendName {
+  if (value === undefined || !(BACKEND_NAMES as readonly string[]).includes(value)) {
+    throw new UsageError(`--backend takes ${BACKEND_NAMES.join('|')}, got '${value ?? ''}'`);
+  }
+  return value as BackendName;
+}
+
+function driveWideOptions(args: string[]): { args: string[]; options: OpalDriveOptions } {
+  const options: OpalDriveOptions = {};
+  const own: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--sedutil-pins') options.pinDerivation = 'sedutil';
+    else if (a === '--backend') options.backend = parseBackend(args[++i]);
+    else if (a.startsWith('--backend=')) options.backend = parseBackend(a.slice('--backend='.length));
+    else own.push(a);
+  }
+  return { args: own, options };
+}
+
 export const driveCommand: CommandGroup = {
   name: 'drive',
   summary: 'TCG Opal self-encrypting drives: discover, own, configure, lock, unlock, erase, revert',
@@ -372,12 +484,8 @@ export const driveCommand: CommandGroup = {
     if ((DRIVE_EMULATOR_SUBCOMMANDS as readonly string[]).includes(sub)) return runDriveEmulatorCommand(sub, rest, ctx);
     const handler = Object.hasOwn(handlers, sub) ? handlers[sub] : undefined;
     if (!handler) throw new UsageError(`unknown drive subcommand '${sub}': see \`kmip-agent drive --help\``);
-    // --sedutil-pins applies to every subcommand: strip it before strict option parsing.
-    const sedutil = rest.includes('--sedutil-pins');
-    return handler(
-      rest.filter((a) => a !== '--sedutil-pins'),
-      ctx,
-      sedutil ? { pinDerivation: 'sedutil' } : {},
-    );
+    // --sedutil-pins and --backend apply to every subcommand: take them out before strict parsing.
+    const { args: own, options } = driveWideOptions(rest);
+    return handler(own, ctx, options);
   },
 };
