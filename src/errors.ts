@@ -15,10 +15,18 @@ export class KmipAgentError extends Error {
     if (options?.status !== undefined) this.status = options.status;
   }
 
-  toJSON(): { code: string; message: string; status?: number } {
-    return this.status === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, status: this.status };
+  /** Structured detail for machine readers (e.g. what was tried), added to the JSON form. */
+  details(): Record<string, unknown> | undefined {
+    return undefined;
+  }
+
+  toJSON(): { code: string; message: string; status?: number; [detail: string]: unknown } {
+    return {
+      ...this.details(),
+      code: this.code,
+      message: this.message,
+      ...(this.status === undefined ? {} : { status: this.status }),
+    };
   }
 }
 

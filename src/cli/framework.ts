@@ -90,8 +90,7 @@ export function emitError(ctx: CommandContext, error: unknown): number {
   const code = error instanceof KmipAgentError ? error.code : 'INTERNAL';
   const message = error instanceof Error ? error.message : String(error);
   if (ctx.json) {
-    const body: Record<string, unknown> = { code, message };
-    if (error instanceof KmipAgentError && error.status !== undefined) body.status = error.status;
+    const body = error instanceof KmipAgentError ? toJsonValue(error.toJSON()) : { code, message };
     ctx.io.stdout(JSON.stringify({ error: body }) + '\n');
   } else {
     ctx.io.stderr(`kmip-agent: ${message} [${code}]\n`);

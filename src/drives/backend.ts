@@ -130,6 +130,10 @@ export class BackendChoiceError extends OpalError {
   ) {
     super(message, code);
   }
+
+  override details(): Record<string, unknown> {
+    return { attempts: this.attempts };
+  }
 }
 
 /** How backends are probed and opened (the seams tests replace). */
