@@ -1,5 +1,7 @@
 // Runs blocking work (ioctls, I/O, crypto) off the JS thread and settles a promise: with what
-// `finish` builds on the JS thread, or with a typed NativeError for anything `work` threw.
+// `finish` builds on the JS thread, or with a typed NativeError for anything `work` or `finish` threw.
+// `work` is released on the worker thread as soon as it has run, so secrets it captured (SecretBytes)
+// are wiped before the result travels back; it must therefore capture no JS values.
 #pragma once
 #include <napi.h>
 
@@ -14,9 +16,9 @@ class PromiseWorker : public Napi::AsyncWorker {
   using Work = std::function<void()>;
   using Finish = std::function<Napi::Value(Napi::Env)>;
 
-  // Queues the work and returns its promise.
-  static Napi::Promise Run(Napi::Env env, Work work, Finish finish) {
-    auto* worker = new PromiseWorker(env, std::move(work), std::move(finish));
+  // Queues the work and returns its promise. `resource_name` names the work for async_hooks.
+  static Napi::Promise Run(Napi::Env env, Work work, Finish finish, const char* resource_name = "generic") {
+    auto* worker = new PromiseWorker(env, std::move(work), std::move(finish), resource_name);
     Napi::Promise promise = worker->deferred_.Promise();
     worker->Queue();
     return promise;
@@ -29,11 +31,13 @@ class PromiseWorker : public Napi::AsyncWorker {
       error_ = DescribeCurrentException();
       SetError(error_.message);
     }
+    work_ = nullptr;
   }
   void OnOK() override {
-    Napi::Value value = finish_(Env());
-    if (Env().IsExceptionPending()) {
-      deferred_.Reject(Env().GetAndClearPendingException().Value());
+    Napi::Env env = Env();
+    Napi::Value value = CatchAll(env, [&] { return finish_(env); });
+    if (env.IsExceptionPending()) {
+      deferred_.Reject(env.GetAndClearPendingException().Value());
       return;
     }
     deferred_.Resolve(value);
@@ -43,8 +47,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
  private:
-  PromiseWorker(Napi::Env env, Work work, Finish finish)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
+  PromiseWorker(Napi::Env env, Work work, Finish finish, const char* resource_name)
+      : Napi::AsyncWorker(env, resource_name), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
         finish_(std::move(finish)) {}
 
   Napi::Promise::Deferred deferred_;

@@ -1,6 +1,6 @@
 // N-API module `emulator`: create / powerCycle / read / write / info by image path, and open()
 // for a handle that keeps one Transport (and its TCG session) across raw ifSend / ifRecv calls.
-// Every function returns a Promise; the work runs on the libuv pool (Napi::AsyncWorker).
+// Every function returns a Promise; the work runs on the libuv pool (core/promise_worker.h).
 #include <napi.h>
 
 #include <functional>
@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/errors.h"
+#include "core/promise_worker.h"
 #include "core/registry.h"
 #include "core/secure.h"
 #include "emulator/drive.h"
@@ -18,46 +19,6 @@ namespace kmip_agent {
 namespace emulator {
 namespace {
 
-// Runs `work` off the JS thread, then `done` on it to build the resolved value.
-class Task : public Napi::AsyncWorker {
- public:
-  using Work = std::function<void()>;
-  using Done = std::function<Napi::Value(Napi::Env)>;
-  Task(Napi::Env env, Work work, Done done)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
-        done_(std::move(done)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      work_();
-    } catch (...) {
-      error_ = DescribeCurrentException();
-      SetError(error_.message);
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Value value = CatchAll(env, [&] { return done_(env); });
-    if (env.IsExceptionPending()) {
-      Napi::Error e = env.GetAndClearPendingException();
-      deferred_.Reject(e.Value());
-      return;
-    }
-    deferred_.Resolve(value);
-  }
-  void OnError(const Napi::Error&) override {
-    deferred_.Reject(MakeError(Env(), error_.code, error_.message, error_.status).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Work work_;
-  Done done_;
-  ErrorInfo error_;
-};
-
 // Path-based calls from this process wait for each other instead of failing with EMU_BUSY
 // (the flock still refuses other processes and open handles).
 std::mutex& PathCallMutex() {
@@ -65,18 +26,11 @@ std::mutex& PathCallMutex() {
   return mutex;
 }
 
-Task::Work Serialized(Task::Work work) {
+PromiseWorker::Work Serialized(PromiseWorker::Work work) {
   return [work = std::move(work)] {
     std::lock_guard<std::mutex> lock(PathCallMutex());
     work();
   };
-}
-
-Napi::Value Queue(Napi::Env env, Task::Work work, Task::Done done) {
-  auto* task = new Task(env, std::move(work), std::move(done));
-  Napi::Promise promise = task->Promise();
-  task->Queue();
-  return promise;
 }
 
 Napi::Value Rejected(Napi::Env env, const std::string& message) {
@@ -117,7 +71,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   if (!GetString(info, 0, &path) || !GetUint(info, 1, &size_mib, 1ULL << 32) || !GetString(info, 2, &serial))
     return Rejected(env, "create(path, sizeMiB, serial)");
   auto psid = std::make_shared<std::string>();
-  return Queue(
+  return PromiseWorker::Run(
       env, Serialized([=] { *psid = Drive::Create(path, size_mib, serial); }),
       [=](Napi::Env e) {
         Napi::Object out = Napi::Object::New(e);
@@ -131,7 +85,7 @@ Napi::Value PowerCycle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
   if (!GetString(info, 0, &path)) return Rejected(env, "powerCycle(path)");
-  return Queue(
+  return PromiseWorker::Run(
       env, Serialized([=] { Drive::Open(path)->PowerCycle(); }), [](Napi::Env e) { return e.Undefined(); });
 }
 
@@ -139,7 +93,7 @@ Napi::Value Destroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
   if (!GetString(info, 0, &path)) return Rejected(env, "destroy(path)");
-  return Queue(
+  return PromiseWorker::Run(
       env, Serialized([=] { Drive::Destroy(path); }), [](Napi::Env e) { return e.Undefined(); });
 }
 
@@ -150,7 +104,7 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
   if (!GetString(info, 0, &path) || !GetUint(info, 1, &lba, 1ULL << 53) || !GetUint(info, 2, &count, 65536))
     return Rejected(env, "read(path, lba, count)");
   auto data = std::make_shared<std::vector<uint8_t>>();
-  return Queue(
+  return PromiseWorker::Run(
       env, Serialized([=] { *data = Drive::Open(path)->Read(lba, count); }),
       [=](Napi::Env e) { return ToBuffer(e, *data); });
 }
@@ -162,7 +116,7 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
   auto data = std::make_shared<std::vector<uint8_t>>();
   if (!GetString(info, 0, &path) || !GetUint(info, 1, &lba, 1ULL << 53) || !GetBuffer(info, 2, data.get()))
     return Rejected(env, "write(path, lba, buffer)");
-  return Queue(
+  return PromiseWorker::Run(
       env, Serialized([=] { Drive::Open(path)->Write(lba, data->data(), data->size()); }),
       [](Napi::Env e) { return e.Undefined(); });
 }
@@ -178,7 +132,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   std::string path;
   if (!GetString(info, 0, &path)) return Rejected(env, "info(path)");
   auto snap = std::make_shared<InfoSnapshot>();
-  return Queue(
+  return PromiseWorker::Run(
       env,
       Serialized([=] {
         std::unique_ptr<Drive> drive = Drive::Open(path);
@@ -262,7 +216,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     if (!GetUint(info, 0, &protocol, 255) || !GetUint(info, 1, &com_id, 0xFFFF) || !GetBuffer(info, 2, data.get()))
       return Rejected(env, "ifSend(protocol, comId, buffer)");
     auto s = state_;
-    return Queue(
+    return PromiseWorker::Run(
         env,
         [=] {
           struct Wipe {
@@ -283,7 +237,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       return Rejected(env, "ifRecv(protocol, comId, length)");
     auto s = state_;
     auto out = std::make_shared<std::vector<uint8_t>>();
-    return Queue(
+    return PromiseWorker::Run(
         env,
         [=] {
           auto lock = Lock(*s);
@@ -299,7 +253,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     auto s = state_;
-    return Queue(
+    return PromiseWorker::Run(
         info.Env(),
         [=] {
           std::lock_guard<std::mutex> lock(s->mutex);
@@ -323,7 +277,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Object handle = data->handle_class.New({});
   auto state = Handle::Unwrap(handle)->state();
   auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(handle));
-  return Queue(
+  return PromiseWorker::Run(
       env,
       [=] {
         std::lock_guard<std::mutex> lock(state->mutex);

@@ -1,5 +1,5 @@
 // libcryptsetup wrapper (addon.luks): LUKS2 header info, key checks, activation, keyslot add/remove.
-// Every call returns a Promise and runs its libcryptsetup work off the JS thread (AsyncWorker).
+// Every call returns a Promise and runs its libcryptsetup work off the JS thread (PromiseWorker).
 // Keys arrive as Buffers, are copied into SecretBytes at once and wiped when the call ends.
 #include <fcntl.h>
 #include <libcryptsetup.h>
@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/promise_worker.h"
 #include "core/registry.h"
 #include "core/secure.h"
 #include "luks/luks2_header.h"
@@ -349,46 +351,19 @@ Napi::Value SlotResult(Napi::Env env, int slot) {
 
 // ---- async plumbing ------------------------------------------------------------------------------
 
-// One libcryptsetup operation on a worker thread, settling a Promise with a typed result or error.
-class LuksTask : public Napi::AsyncWorker {
- public:
-  explicit LuksTask(Napi::Env env, const char* name) : Napi::AsyncWorker(env, name), deferred_(env) {}
-  Napi::Promise Start() {
-    Queue();
-    return deferred_.Promise();
-  }
-
- protected:
-  virtual void Run(OperationLog& log) = 0;
-  virtual Napi::Value Result(Napi::Env env) = 0;
-
-  void Execute() override {
-    std::lock_guard<std::mutex> lock(LibraryMutex());
-    OperationLog log;
-    try {
-      Run(log);
-    } catch (...) {
-      error_ = DescribeCurrentException();
-      failed_ = true;
-    }
-    WipeSecrets();
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (failed_)
-      deferred_.Reject(MakeError(env, error_.code, error_.message, error_.status).Value());
-    else
-      deferred_.Resolve(Result(env));
-  }
-  // Wipes key copies as soon as the work is done, before the result travels back.
-  virtual void WipeSecrets() {}
-
- private:
-  Napi::Promise::Deferred deferred_;
-  ErrorInfo error_;
-  bool failed_ = false;
-};
+// One libcryptsetup operation on a worker thread (one at a time: LibraryMutex), settling a Promise
+// with what `finish` builds or a typed error. Keys the operation captured are wiped once it ran.
+Napi::Promise RunLuks(Napi::Env env, const char* name, std::function<void(OperationLog&)> operation,
+                      PromiseWorker::Finish finish) {
+  return PromiseWorker::Run(
+      env,
+      [operation = std::move(operation)] {
+        std::lock_guard<std::mutex> lock(LibraryMutex());
+        OperationLog log;
+        operation(log);
+      },
+      std::move(finish), name);
+}
 
 // ---- argument checks (JS thread) ----------------------------------------------------------------
 
@@ -429,212 +404,134 @@ std::string DmNameArg(const Napi::CallbackInfo& info, size_t i) {
   return name;
 }
 
-// ---- operations ----------------------------------------------------------------------------------
+// ---- operations (worker thread) -----------------------------------------------------------------
 
-class InfoTask : public LuksTask {
- public:
-  InfoTask(Napi::Env env, std::string path) : LuksTask(env, "luks.info"), path_(std::move(path)) {}
+void CloseMapping(const std::string& name, OperationLog& log) {
+  RequireDeviceMapper();
+  CryptDevice device;
+  int r = crypt_init_by_name(device.out(), name.c_str());
+  if (r == -ENODEV || r == -ENOENT)
+    Fail("LUKS_NOT_ACTIVE", "no active mapping named " + name, r, log);
+  if (r < 0) FailErrno(r, "cannot find mapping " + name, log);
+  crypt_set_log_callback(device.get(), CollectLog, &log);
+  r = crypt_deactivate(device.get(), name.c_str());
+  if (r < 0) FailErrno(r, "cannot close " + name, log);
+}
 
- protected:
-  void Run(OperationLog& log) override {
-    CryptDevice device;
-    LoadLuks2(path_, device, log);
-    info_ = ReadInfo(device.get(), log);
+int OpenMapping(const std::string& path, const std::string& name, const SecretBytes& key, bool read_only,
+                OperationLog& log) {
+  CryptDevice device;
+  LoadLuks2(path, device, log);
+  RequireDeviceMapper();
+  uint32_t flags = read_only ? CRYPT_ACTIVATE_READONLY : 0;
+  int r = crypt_activate_by_passphrase(device.get(), name.c_str(), CRYPT_ANY_SLOT,
+                                       reinterpret_cast<const char*>(key.data()), key.size(), flags);
+  if (r < 0) FailErrno(r, "cannot open " + path + " as " + name, log);
+  return r;
+}
+
+int AddKeyslot(const std::string& path, const SecretBytes& key, const SecretBytes& new_key, int slot,
+               OperationLog& log) {
+  CryptDevice device;
+  LoadLuks2(path, device, log);
+  crypt_device* cd = device.get();
+  // Every check happens before the one write, so a refused request leaves the header as it was.
+  if (slot >= 0) {
+    RequireSlotInRange(slot);
+    if (crypt_keyslot_status(cd, slot) != CRYPT_SLOT_INACTIVE)
+      throw CodedError("LUKS_KEYSLOT_IN_USE", "keyslot " + std::to_string(slot) + " of " + path + " is in use");
+  } else {
+    bool free_slot = false;
+    for (int s = 0; s < KeyslotMax() && !free_slot; ++s) free_slot = crypt_keyslot_status(cd, s) == CRYPT_SLOT_INACTIVE;
+    if (!free_slot) throw CodedError("LUKS_KEYSLOT_FULL", path + " has no free keyslot");
   }
-  Napi::Value Result(Napi::Env env) override { return ToJs(env, info_); }
-
- private:
-  std::string path_;
-  LuksInfo info_;
-};
-
-class CheckKeyTask : public LuksTask {
- public:
-  CheckKeyTask(Napi::Env env, std::string path, SecretBytes key)
-      : LuksTask(env, "luks.checkKey"), path_(std::move(path)), key_(std::move(key)) {}
-
- protected:
-  void Run(OperationLog& log) override {
-    CryptDevice device;
-    LoadLuks2(path_, device, log);
-    slot_ = RequireKey(device.get(), key_, path_, log);
+  RequireKey(cd, key, path, log);
+  UseAgentPbkdf(cd, log);
+  int r = crypt_keyslot_add_by_passphrase(cd, slot >= 0 ? slot : CRYPT_ANY_SLOT,
+                                          reinterpret_cast<const char*>(key.data()), key.size(),
+                                          reinterpret_cast<const char*>(new_key.data()), new_key.size());
+  if (r < 0) FailErrno(r, "cannot add a keyslot to " + path, log);
+  // Read back: the new key must open the new slot, or the slot goes (never leave a dud keyslot).
+  int verify = TryKey(cd, new_key, r);
+  if (verify != r) {
+    crypt_keyslot_destroy(cd, r);
+    Fail("LUKS_FAILED", "the new keyslot " + std::to_string(r) + " of " + path + " did not verify; it was removed",
+         verify, log);
   }
-  void WipeSecrets() override { key_.Wipe(); }
-  Napi::Value Result(Napi::Env env) override { return SlotResult(env, slot_); }
+  return r;
+}
 
- private:
-  std::string path_;
-  SecretBytes key_;
-  int slot_ = -1;
-};
-
-class OpenTask : public LuksTask {
- public:
-  OpenTask(Napi::Env env, std::string path, std::string name, SecretBytes key, bool read_only)
-      : LuksTask(env, "luks.open"), path_(std::move(path)), name_(std::move(name)), key_(std::move(key)),
-        read_only_(read_only) {}
-
- protected:
-  void Run(OperationLog& log) override {
-    CryptDevice device;
-    LoadLuks2(path_, device, log);
-    RequireDeviceMapper();
-    uint32_t flags = read_only_ ? CRYPT_ACTIVATE_READONLY : 0;
-    int r = crypt_activate_by_passphrase(device.get(), name_.c_str(), CRYPT_ANY_SLOT,
-                                         reinterpret_cast<const char*>(key_.data()), key_.size(), flags);
-    if (r < 0) FailErrno(r, "cannot open " + path_ + " as " + name_, log);
-    slot_ = r;
+int RemoveKeyslot(const std::string& path, const SecretBytes& key, int slot,
+                  const std::optional<SecretBytes>& remove_key, bool force, OperationLog& log) {
+  CryptDevice device;
+  LoadLuks2(path, device, log);
+  crypt_device* cd = device.get();
+  int auth_slot = RequireKey(cd, key, path, log);
+  int target = slot;
+  if (remove_key.has_value()) {
+    target = TryKey(cd, *remove_key, -1);
+    if (target < 0)
+      Fail("LUKS_KEYSLOT_NOT_FOUND", "no keyslot of " + path + " accepts the key to remove", target, log);
+  } else {
+    RequireSlotInRange(target);
+    crypt_keyslot_info status = crypt_keyslot_status(cd, target);
+    if (status == CRYPT_SLOT_INACTIVE)
+      throw CodedError("LUKS_KEYSLOT_INACTIVE", "keyslot " + std::to_string(target) + " of " + path + " is empty");
   }
-  void WipeSecrets() override { key_.Wipe(); }
-  Napi::Value Result(Napi::Env env) override { return SlotResult(env, slot_); }
-
- private:
-  std::string path_, name_;
-  SecretBytes key_;
-  bool read_only_;
-  int slot_ = -1;
-};
-
-class CloseTask : public LuksTask {
- public:
-  CloseTask(Napi::Env env, std::string name) : LuksTask(env, "luks.close"), name_(std::move(name)) {}
-
- protected:
-  void Run(OperationLog& log) override {
-    RequireDeviceMapper();
-    CryptDevice device;
-    int r = crypt_init_by_name(device.out(), name_.c_str());
-    if (r == -ENODEV || r == -ENOENT)
-      Fail("LUKS_NOT_ACTIVE", "no active mapping named " + name_, r, log);
-    if (r < 0) FailErrno(r, "cannot find mapping " + name_, log);
-    crypt_set_log_callback(device.get(), CollectLog, &log);
-    r = crypt_deactivate(device.get(), name_.c_str());
-    if (r < 0) FailErrno(r, "cannot close " + name_, log);
+  // Never lock a volume out: the authorizing key must still open another keyslot afterwards.
+  bool auth_survives = auth_slot != target;
+  for (int s = 0; s < KeyslotMax() && !auth_survives; ++s) {
+    if (s == target || !SlotOpensVolume(crypt_keyslot_status(cd, s))) continue;
+    auth_survives = TryKey(cd, key, s) == s;
   }
-  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
-
- private:
-  std::string name_;
-};
-
-class AddKeyTask : public LuksTask {
- public:
-  AddKeyTask(Napi::Env env, std::string path, SecretBytes key, SecretBytes new_key, int slot)
-      : LuksTask(env, "luks.addKey"), path_(std::move(path)), key_(std::move(key)), new_key_(std::move(new_key)),
-        slot_(slot) {}
-
- protected:
-  void Run(OperationLog& log) override {
-    CryptDevice device;
-    LoadLuks2(path_, device, log);
-    crypt_device* cd = device.get();
-    // Every check happens before the one write, so a refused request leaves the header as it was.
-    if (slot_ >= 0) {
-      RequireSlotInRange(slot_);
-      if (crypt_keyslot_status(cd, slot_) != CRYPT_SLOT_INACTIVE)
-        throw CodedError("LUKS_KEYSLOT_IN_USE", "keyslot " + std::to_string(slot_) + " of " + path_ + " is in use");
-    } else {
-      bool free_slot = false;
-      for (int s = 0; s < KeyslotMax() && !free_slot; ++s) free_slot = crypt_keyslot_status(cd, s) == CRYPT_SLOT_INACTIVE;
-      if (!free_slot) throw CodedError("LUKS_KEYSLOT_FULL", path_ + " has no free keyslot");
-    }
-    RequireKey(cd, key_, path_, log);
-    UseAgentPbkdf(cd, log);
-    int r = crypt_keyslot_add_by_passphrase(cd, slot_ >= 0 ? slot_ : CRYPT_ANY_SLOT,
-                                            reinterpret_cast<const char*>(key_.data()), key_.size(),
-                                            reinterpret_cast<const char*>(new_key_.data()), new_key_.size());
-    if (r < 0) FailErrno(r, "cannot add a keyslot to " + path_, log);
-    // Read back: the new key must open the new slot, or the slot goes (never leave a dud keyslot).
-    int verify = TryKey(cd, new_key_, r);
-    if (verify != r) {
-      crypt_keyslot_destroy(cd, r);
-      Fail("LUKS_FAILED", "the new keyslot " + std::to_string(r) + " of " + path_ + " did not verify; it was removed",
-           verify, log);
-    }
-    added_ = r;
+  if (!auth_survives && !force) {
+    int working = 0;
+    for (int s = 0; s < KeyslotMax(); ++s) working += SlotOpensVolume(crypt_keyslot_status(cd, s)) ? 1 : 0;
+    std::string why = working <= 1 ? "it is the last keyslot that opens the volume"
+                                   : "the authorizing key opens no other keyslot";
+    throw CodedError("LUKS_KEYSLOT_LAST", "refusing to remove keyslot " + std::to_string(target) + " of " + path +
+                                              ": " + why + " (authorize with a key that stays, or force)");
   }
-  void WipeSecrets() override {
-    key_.Wipe();
-    new_key_.Wipe();
-  }
-  Napi::Value Result(Napi::Env env) override { return SlotResult(env, added_); }
-
- private:
-  std::string path_;
-  SecretBytes key_, new_key_;
-  int slot_;
-  int added_ = -1;
-};
-
-class RemoveKeyTask : public LuksTask {
- public:
-  RemoveKeyTask(Napi::Env env, std::string path, SecretBytes key, int slot, std::optional<SecretBytes> remove_key,
-                bool force)
-      : LuksTask(env, "luks.removeKey"), path_(std::move(path)), key_(std::move(key)), slot_(slot),
-        remove_key_(std::move(remove_key)), force_(force) {}
-
- protected:
-  void Run(OperationLog& log) override {
-    CryptDevice device;
-    LoadLuks2(path_, device, log);
-    crypt_device* cd = device.get();
-    int auth_slot = RequireKey(cd, key_, path_, log);
-    int target = slot_;
-    if (remove_key_.has_value()) {
-      target = TryKey(cd, *remove_key_, -1);
-      if (target < 0)
-        Fail("LUKS_KEYSLOT_NOT_FOUND", "no keyslot of " + path_ + " accepts the key to remove", target, log);
-    } else {
-      RequireSlotInRange(target);
-      crypt_keyslot_info status = crypt_keyslot_status(cd, target);
-      if (status == CRYPT_SLOT_INACTIVE)
-        throw CodedError("LUKS_KEYSLOT_INACTIVE", "keyslot " + std::to_string(target) + " of " + path_ + " is empty");
-    }
-    // Never lock a volume out: the authorizing key must still open another keyslot afterwards.
-    bool auth_survives = auth_slot != target;
-    for (int s = 0; s < KeyslotMax() && !auth_survives; ++s) {
-      if (s == target || !SlotOpensVolume(crypt_keyslot_status(cd, s))) continue;
-      auth_survives = TryKey(cd, key_, s) == s;
-    }
-    if (!auth_survives && !force_) {
-      int working = 0;
-      for (int s = 0; s < KeyslotMax(); ++s) working += SlotOpensVolume(crypt_keyslot_status(cd, s)) ? 1 : 0;
-      std::string why = working <= 1 ? "it is the last keyslot that opens the volume"
-                                     : "the authorizing key opens no other keyslot";
-      throw CodedError("LUKS_KEYSLOT_LAST", "refusing to remove keyslot " + std::to_string(target) + " of " + path_ +
-                                                ": " + why + " (authorize with a key that stays, or force)");
-    }
-    int r = crypt_keyslot_destroy(cd, target);
-    if (r < 0) FailErrno(r, "cannot remove keyslot " + std::to_string(target) + " of " + path_, log);
-    removed_ = target;
-  }
-  void WipeSecrets() override {
-    key_.Wipe();
-    if (remove_key_.has_value()) remove_key_->Wipe();
-  }
-  Napi::Value Result(Napi::Env env) override { return SlotResult(env, removed_); }
-
- private:
-  std::string path_;
-  SecretBytes key_;
-  int slot_;
-  std::optional<SecretBytes> remove_key_;
-  bool force_;
-  int removed_ = -1;
-};
+  int r = crypt_keyslot_destroy(cd, target);
+  if (r < 0) FailErrno(r, "cannot remove keyslot " + std::to_string(target) + " of " + path, log);
+  return target;
+}
 
 // ---- exports -------------------------------------------------------------------------------------
 
+// The operations that report a keyslot resolve to { slot }.
+PromiseWorker::Finish SlotFinish(const std::shared_ptr<int>& slot) {
+  return [slot](Napi::Env env) { return SlotResult(env, *slot); };
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
-    return (new InfoTask(info.Env(), StringArg(info, 0, "device path")))->Start();
+    std::string path = StringArg(info, 0, "device path");
+    auto result = std::make_shared<LuksInfo>();
+    return RunLuks(
+        info.Env(), "luks.info",
+        [path, result](OperationLog& log) {
+          CryptDevice device;
+          LoadLuks2(path, device, log);
+          *result = ReadInfo(device.get(), log);
+        },
+        [result](Napi::Env env) { return ToJs(env, *result); });
   });
 }
 
 Napi::Value CheckKey(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
     std::string path = StringArg(info, 0, "device path");
-    return (new CheckKeyTask(info.Env(), path, KeyArg(info, 1, "key")))->Start();
+    SecretBytes key = KeyArg(info, 1, "key");
+    auto slot = std::make_shared<int>(-1);
+    return RunLuks(
+        info.Env(), "luks.checkKey",
+        [path, key = std::move(key), slot](OperationLog& log) {
+          CryptDevice device;
+          LoadLuks2(path, device, log);
+          *slot = RequireKey(device.get(), key, path, log);
+        },
+        SlotFinish(slot));
   });
 }
 
@@ -644,12 +541,24 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     std::string path = StringArg(info, 0, "device path");
     std::string name = DmNameArg(info, 1);
     SecretBytes key = KeyArg(info, 2, "key");
-    return (new OpenTask(info.Env(), path, name, std::move(key), BoolArg(info, 3)))->Start();
+    const bool read_only = BoolArg(info, 3);
+    auto slot = std::make_shared<int>(-1);
+    return RunLuks(
+        info.Env(), "luks.open",
+        [path, name, key = std::move(key), read_only, slot](OperationLog& log) {
+          *slot = OpenMapping(path, name, key, read_only, log);
+        },
+        SlotFinish(slot));
   });
 }
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
-  return CatchAll(info.Env(), [&]() -> Napi::Value { return (new CloseTask(info.Env(), DmNameArg(info, 0)))->Start(); });
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    std::string name = DmNameArg(info, 0);
+    return RunLuks(
+        info.Env(), "luks.close", [name](OperationLog& log) { CloseMapping(name, log); },
+        [](Napi::Env env) { return env.Undefined(); });
+  });
 }
 
 // addKey(path, key, newKey, slot): slot -1 lets libcryptsetup pick the first free one.
@@ -660,7 +569,13 @@ Napi::Value AddKey(const Napi::CallbackInfo& info) {
     SecretBytes new_key = KeyArg(info, 2, "new key");
     int slot = IntArg(info, 3, "slot");
     if (slot < -1) throw CodedError("LUKS_KEYSLOT_INVALID", "keyslot must be 0 or more (or -1 for any)");
-    return (new AddKeyTask(info.Env(), path, std::move(key), std::move(new_key), slot))->Start();
+    auto added = std::make_shared<int>(-1);
+    return RunLuks(
+        info.Env(), "luks.addKey",
+        [path, key = std::move(key), new_key = std::move(new_key), slot, added](OperationLog& log) {
+          *added = AddKeyslot(path, key, new_key, slot, log);
+        },
+        SlotFinish(added));
   });
 }
 
@@ -674,8 +589,14 @@ Napi::Value RemoveKey(const Napi::CallbackInfo& info) {
     if (info.Length() > 3 && !info[3].IsNull() && !info[3].IsUndefined()) remove_key = KeyArg(info, 3, "key to remove");
     if (remove_key.has_value() == (slot >= 0))
       throw CodedError("LUKS_INVALID_ARGUMENT", "name either a keyslot or the key to remove, not both");
-    return (new RemoveKeyTask(info.Env(), path, std::move(key), slot, std::move(remove_key), BoolArg(info, 4)))
-        ->Start();
+    const bool force = BoolArg(info, 4);
+    auto removed = std::make_shared<int>(-1);
+    return RunLuks(
+        info.Env(), "luks.removeKey",
+        [path, key = std::move(key), slot, remove_key = std::move(remove_key), force, removed](OperationLog& log) {
+          *removed = RemoveKeyslot(path, key, slot, remove_key, force, log);
+        },
+        SlotFinish(removed));
   });
 }
 

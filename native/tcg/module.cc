@@ -1,7 +1,7 @@
 // The `tcg` addon module: test entry points for the codec layers (decodeTokens, encodeTokens,
 // parseComPacket, buildComPacket, parseDiscovery, parseMethodResponse, statusName) and
 // openAsync(spec) -> Promise of a drive handle (open(spec): the same, synchronously) whose methods run Opal flows off the JS thread, one
-// Napi::AsyncWorker per call, serialised per drive by a mutex (the TS layer also queues calls).
+// PromiseWorker per call, serialised per drive by a mutex (the TS layer also queues calls).
 #include <napi.h>
 
 #include <deque>
@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "core/errors.h"
+#include "core/promise_worker.h"
 #include "core/registry.h"
 #include "core/secure.h"
 #include "emulator/emulated_drive.h"
@@ -119,51 +120,18 @@ OpalDrive& Live(DriveState& state) {
   return *state.drive;
 }
 
-class FlowWorker : public Napi::AsyncWorker {
- public:
-  using Flow = std::function<JsBuilder(OpalDrive&)>;
-  FlowWorker(Napi::Env env, std::shared_ptr<DriveState> state, Flow flow)
-      : Napi::AsyncWorker(env, "kmip-agent:tcg"), deferred_(Napi::Promise::Deferred::New(env)),
-        state_(std::move(state)), flow_(std::move(flow)) {}
+using Flow = std::function<JsBuilder(OpalDrive&)>;
 
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      std::lock_guard<std::mutex> lock(state_->mutex);
-      builder_ = flow_(Live(*state_));
-    } catch (...) {
-      error_ = DescribeCurrentException();
-      SetError(error_.message);
-    }
-    flow_ = nullptr;  // drops captured SecretBytes (wiped) on this thread
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Value result = CatchAll(env, [&]() { return builder_ ? builder_(env) : env.Undefined(); });
-    if (env.IsExceptionPending()) {
-      deferred_.Reject(env.GetAndClearPendingException().Value());
-      return;
-    }
-    deferred_.Resolve(result);
-  }
-  void OnError(const Napi::Error&) override {
-    deferred_.Reject(MakeError(Env(), error_.code, error_.message, error_.status).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<DriveState> state_;
-  Flow flow_;
-  JsBuilder builder_;
-  ErrorInfo error_;
-};
-
-Napi::Value Queue(Napi::Env env, const std::shared_ptr<DriveState>& state, FlowWorker::Flow flow) {
-  auto* worker = new FlowWorker(env, state, std::move(flow));
-  Napi::Promise p = worker->Promise();
-  worker->Queue();
-  return p;
+// Runs one flow off the JS thread, holding the drive's mutex for all of it.
+Napi::Value Queue(Napi::Env env, const std::shared_ptr<DriveState>& state, Flow flow) {
+  auto builder = std::make_shared<JsBuilder>();
+  return PromiseWorker::Run(
+      env,
+      [state, flow = std::move(flow), builder] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        *builder = flow(Live(*state));
+      },
+      [builder](Napi::Env e) { return *builder ? (*builder)(e) : e.Undefined(); }, "kmip-agent:tcg");
 }
 
 JsBuilder Undefined() {
@@ -389,62 +357,32 @@ std::unique_ptr<transport::Transport> OpenTransport(const std::string& spec) {
                    "'" + spec + "' is not a drive: use a device path (/dev/sdX) or emu:/path/to/image");
 }
 
-// Opening runs off the JS thread too (an emulated drive takes a file lock and reads its state;
-// a device would be opened and probed). Resolves to the drive handle.
-class OpenWorker : public Napi::AsyncWorker {
- public:
-  OpenWorker(Napi::Env env, std::string spec, bool authenticate_with_method)
-      : Napi::AsyncWorker(env, "kmip-agent:tcg-open"), deferred_(Napi::Promise::Deferred::New(env)),
-        spec_(std::move(spec)), authenticate_with_method_(authenticate_with_method) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      state_ = std::make_shared<DriveState>();
-      state_->drive = std::make_unique<OpalDrive>(OpenTransport(spec_));
-      state_->drive->set_authenticate_with_method(authenticate_with_method_);
-      state_->description = state_->drive->Describe();
-      state_->serial = state_->drive->Serial();
-    } catch (...) {
-      state_.reset();
-      error_ = DescribeCurrentException();
-      SetError(error_.message);
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Value handle = CatchAll(env, [&]() -> Napi::Value { return MakeHandle(env, state_); });
-    if (env.IsExceptionPending()) {
-      deferred_.Reject(env.GetAndClearPendingException().Value());
-      return;
-    }
-    deferred_.Resolve(handle);
-  }
-  void OnError(const Napi::Error&) override {
-    deferred_.Reject(MakeError(Env(), error_.code, error_.message, error_.status).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::string spec_;
-  bool authenticate_with_method_;
-  std::shared_ptr<DriveState> state_;
-  ErrorInfo error_;
-};
-
 bool AuthenticateWithMethodOption(const Napi::CallbackInfo& info) {
   return info.Length() > 1 && info[1].IsObject() &&
          info[1].As<Napi::Object>().Get("authenticateWithMethod").ToBoolean().Value();
 }
 
-// openAsync(spec, options): the drives layer's entry point.
+// Opens the drive `spec` names and reads what its handle reports (description, serial).
+std::shared_ptr<DriveState> OpenState(const std::string& spec, bool authenticate_with_method) {
+  auto state = std::make_shared<DriveState>();
+  state->drive = std::make_unique<OpalDrive>(OpenTransport(spec));
+  state->drive->set_authenticate_with_method(authenticate_with_method);
+  state->description = state->drive->Describe();
+  state->serial = state->drive->Serial();
+  return state;
+}
+
+// openAsync(spec, options): the drives layer's entry point. Opening runs off the JS thread too
+// (an emulated drive takes a file lock and reads its state; a device is opened and probed).
 Napi::Value OpenAsync(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsString()) throw CodedError("TCG_INVALID_ARGUMENT", "openAsync(spec: string)");
-    auto* worker = new OpenWorker(info.Env(), info[0].As<Napi::String>().Utf8Value(), AuthenticateWithMethodOption(info));
-    Napi::Promise p = worker->Promise();
-    worker->Queue();
-    return p;
+    std::string spec = info[0].As<Napi::String>().Utf8Value();
+    const bool authenticate_with_method = AuthenticateWithMethodOption(info);
+    auto opened = std::make_shared<std::shared_ptr<DriveState>>();
+    return PromiseWorker::Run(
+        info.Env(), [spec, authenticate_with_method, opened] { *opened = OpenState(spec, authenticate_with_method); },
+        [opened](Napi::Env e) -> Napi::Value { return MakeHandle(e, *opened); }, "kmip-agent:tcg-open");
   });
 }
 
@@ -452,12 +390,8 @@ Napi::Value OpenAsync(const Napi::CallbackInfo& info) {
 Napi::Value Open(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsString()) throw CodedError("TCG_INVALID_ARGUMENT", "open(spec: string)");
-    auto state = std::make_shared<DriveState>();
-    state->drive = std::make_unique<OpalDrive>(OpenTransport(info[0].As<Napi::String>().Utf8Value()));
-    state->drive->set_authenticate_with_method(AuthenticateWithMethodOption(info));
-    state->description = state->drive->Describe();
-    state->serial = state->drive->Serial();
-    return MakeHandle(info.Env(), state);
+    return MakeHandle(info.Env(),
+                      OpenState(info[0].As<Napi::String>().Utf8Value(), AuthenticateWithMethodOption(info)));
   });
 }
 
