@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/errors.h"
+#include "core/js_args.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
 #include "core/secure.h"
@@ -54,9 +55,8 @@ bool GetUint(const Napi::CallbackInfo& info, size_t i, uint64_t* out, uint64_t m
 }
 
 bool GetBuffer(const Napi::CallbackInfo& info, size_t i, std::vector<uint8_t>* out) {
-  if (info.Length() <= i || !info[i].IsBuffer()) return false;
-  auto b = info[i].As<Napi::Buffer<uint8_t>>();
-  out->assign(b.Data(), b.Data() + b.Length());
+  if (!info[i].IsBuffer()) return false;
+  *out = CopyBytes(info[i].As<Napi::Buffer<uint8_t>>());
   return true;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/js_args.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
 #include "kernel_opal/kernel_opal.h"
@@ -42,9 +43,7 @@ struct OpResult {
 };
 
 SecretBytes SecretFrom(const Napi::Value& v, const char* what) {
-  if (!v.IsBuffer()) throw CodedError("KOPAL_INVALID_ARGUMENT", std::string(what) + " must be a Buffer");
-  auto b = v.As<Napi::Buffer<uint8_t>>();
-  return SecretBytes(b.Data(), b.Length());
+  return SecretBytesArg(v, "KOPAL_INVALID_ARGUMENT", what);
 }
 
 uint64_t NumberFrom(const Napi::Object& o, const char* key, uint64_t fallback) {
@@ -246,14 +245,8 @@ Napi::Value RunScripted(const Napi::CallbackInfo& info) {
       Napi::Object a = list.Get(i).As<Napi::Object>();
       ScriptedIoctlPort::Answer answer;
       answer.ret = a.Get("ret").IsNumber() ? a.Get("ret").As<Napi::Number>().Int32Value() : 0;
-      if (a.Get("structOut").IsBuffer()) {
-        auto b = a.Get("structOut").As<Napi::Buffer<uint8_t>>();
-        answer.struct_out.assign(b.Data(), b.Data() + b.Length());
-      }
-      if (a.Get("bufferOut").IsBuffer()) {
-        auto b = a.Get("bufferOut").As<Napi::Buffer<uint8_t>>();
-        answer.buffer_out.assign(b.Data(), b.Data() + b.Length());
-      }
+      CopyIfBuffer(a.Get("structOut"), answer.struct_out);
+      CopyIfBuffer(a.Get("bufferOut"), answer.buffer_out);
       answers.push_back(std::move(answer));
     }
     OpRequest request = ParseRequest(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Object>());

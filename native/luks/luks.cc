@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/js_args.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
 #include "core/secure.h"
@@ -378,9 +379,7 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* what
 
 // Copies a key Buffer into self-wiping memory; the caller's Buffer stays the caller's to wipe.
 SecretBytes KeyArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsBuffer())
-    throw CodedError("LUKS_INVALID_ARGUMENT", std::string(what) + " must be a Buffer");
-  auto buffer = info[i].As<Napi::Buffer<uint8_t>>();
+  Napi::Buffer<uint8_t> buffer = RequireBuffer(info[i], "LUKS_INVALID_ARGUMENT", what);
   if (buffer.Length() == 0 || buffer.Length() > kMaxKeySize)
     throw CodedError("LUKS_INVALID_ARGUMENT",
                      std::string(what) + " must be 1.." + std::to_string(kMaxKeySize) + " bytes");

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/errors.h"
+#include "core/js_args.h"
 
 namespace kmip_agent {
 namespace tcg {
@@ -98,8 +99,7 @@ Value JsToValue(const Napi::Value& js) {
     return Value::MakeUint(v);
   }
   if (js.IsBuffer()) {
-    auto b = js.As<Napi::Buffer<uint8_t>>();
-    return Value::MakeBytes(std::vector<uint8_t>(b.Data(), b.Data() + b.Length()));
+    return Value::MakeBytes(CopyBytes(js.As<Napi::Buffer<uint8_t>>()));
   }
   if (js.IsString()) {
     const std::string s = js.As<Napi::String>().Utf8Value();

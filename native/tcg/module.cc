@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "core/errors.h"
+#include "core/js_args.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
 #include "core/secure.h"
@@ -36,16 +37,12 @@ namespace {
 using JsBuilder = std::function<Napi::Value(Napi::Env)>;
 
 std::vector<uint8_t> BufferArg(const Napi::Value& v, const char* what) {
-  if (!v.IsBuffer()) throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be a Buffer");
-  auto b = v.As<Napi::Buffer<uint8_t>>();
-  return std::vector<uint8_t>(b.Data(), b.Data() + b.Length());
+  return BytesArg(v, "TCG_INVALID_ARGUMENT", what);
 }
 
 // PINs: copied once from the Buffer into self-wiping memory.
 SecretBytes SecretArg(const Napi::Value& v, const char* what) {
-  if (!v.IsBuffer()) throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be a Buffer");
-  auto b = v.As<Napi::Buffer<uint8_t>>();
-  return SecretBytes(b.Data(), b.Length());
+  return SecretBytesArg(v, "TCG_INVALID_ARGUMENT", what);
 }
 
 uint64_t UintArg(const Napi::Value& v, const char* what) {

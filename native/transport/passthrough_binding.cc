@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "core/errors.h"
+#include "core/js_args.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
 #include "transport/passthrough.h"
@@ -116,16 +117,10 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
       Napi::Object a = list.Get(i).As<Napi::Object>();
       ScriptedIoctlPort::Answer answer;
       answer.ret = a.Get("ret").IsNumber() ? a.Get("ret").As<Napi::Number>().Int32Value() : 0;
-      auto bytes = [&](const char* key, std::vector<uint8_t>& out) {
-        if (a.Get(key).IsBuffer()) {
-          auto b = a.Get(key).As<Napi::Buffer<uint8_t>>();
-          out.assign(b.Data(), b.Data() + b.Length());
-        }
-      };
-      bytes("structOut", answer.struct_out);
+      CopyIfBuffer(a.Get("structOut"), answer.struct_out);
       if (a.Get("structOutOffset").IsNumber()) answer.struct_out_offset = a.Get("structOutOffset").As<Napi::Number>().Uint32Value();
-      bytes("dataOut", answer.buffer_out);
-      bytes("senseOut", answer.sense_out);
+      CopyIfBuffer(a.Get("dataOut"), answer.buffer_out);
+      CopyIfBuffer(a.Get("senseOut"), answer.sense_out);
       answers.push_back(std::move(answer));
     }
     const std::string kind = info[0].As<Napi::String>().Utf8Value();
@@ -141,9 +136,7 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
         const uint8_t protocol = static_cast<uint8_t>(U32(params.Get("protocol"), "protocol"));
         const uint16_t com_id = static_cast<uint16_t>(U32(params.Get("comId"), "comId"));
         if (op == "send") {
-          if (!params.Get("data").IsBuffer()) throw CodedError("TRANSPORT_INVALID_ARGUMENT", "data must be a Buffer");
-          auto d = params.Get("data").As<Napi::Buffer<uint8_t>>();
-          transport.SecuritySend(protocol, com_id, std::vector<uint8_t>(d.Data(), d.Data() + d.Length()));
+          transport.SecuritySend(protocol, com_id, BytesArg(params.Get("data"), "TRANSPORT_INVALID_ARGUMENT", "data"));
           out.Set("result", env.Null());
         } else {
           auto data = transport.SecurityReceive(protocol, com_id, U32(params.Get("length"), "length"));
