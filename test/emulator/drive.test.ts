@@ -20,7 +20,7 @@ import {
   writeEmulatedDrive,
 } from '../../src/drives/emulator.js';
 import { addonPath } from '../../src/native/addon.js';
-import { getArgs, column, makeDrive, METHOD, named, RawTcg, setArgs, STATUS, UID } from './support.js';
+import { getArgs, column, makeDrive, METHOD, named, RawTcg, setArgs, setLocked, STATUS, UID } from './support.js';
 
 const SID_PIN = Buffer.from('0f1e2d3c4b5a69788796a5b4c3d2e1f0', 'hex');
 const USER1_PIN = Buffer.from('user-one-secret-pin-value-1234');
@@ -70,28 +70,8 @@ async function setUp(raw: RawTcg, lockGlobal: boolean): Promise<void> {
   });
   const lock = lockGlobal ? 1 : 0;
   await raw.withSession(UID.lockingSp, UID.user1, USER1_PIN, async (call) => {
-    expect(
-      (
-        await call(
-          UID.globalRange,
-          METHOD.set,
-          setArgs([
-            [7, lock],
-            [8, lock],
-          ]),
-        )
-      ).status,
-    ).toBe(0);
+    expect(await setLocked(call, UID.globalRange, lock)).toBe(0);
   });
-}
-
-async function withRaw<T>(body: (raw: RawTcg) => Promise<T>): Promise<T> {
-  const raw = await RawTcg.open(drive.path);
-  try {
-    return await body(raw);
-  } finally {
-    await raw.close();
-  }
 }
 
 describe('create, open, persistence', () => {
@@ -121,7 +101,7 @@ describe('create, open, persistence', () => {
     await writeEmulatedDrive(drive.path, 100, data);
     expect(await readEmulatedDrive(drive.path, 100, 4)).toEqual(data);
     expect(await readEmulatedDrive(drive.path, 0, 1)).toEqual(Buffer.alloc(512)); // never written
-    await withRaw((raw) => setUp(raw, false));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, false));
     const info = await emulatedDriveInfo(drive.path);
     expect(info.lockingSpActive).toBe(true);
     expect(info.owned).toBe(true);
@@ -163,7 +143,7 @@ describe('create, open, persistence', () => {
 
 describe('state file validation', () => {
   it('a state file edited behind the checksum is accepted or EMU_STATE_CORRUPT, never a crash', async () => {
-    await withRaw((raw) => setUp(raw, false));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, false));
     const statePath = `${drive.path}.state`;
     const original = readFileSync(statePath, 'utf8');
     const lines = original.slice(0, original.lastIndexOf('sha256 ')).split('\n').filter(Boolean);
@@ -242,7 +222,7 @@ describe('encryption at rest', () => {
   it('stores no plaintext, PIN or PSID in the image or the state file', async () => {
     const data = pattern(64);
     await writeEmulatedDrive(drive.path, 0, data);
-    await withRaw((raw) => setUp(raw, false));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, false));
     await writeEmulatedDrive(drive.path, 1000, data);
     expect(await readEmulatedDrive(drive.path, 1000, 64)).toEqual(data);
     const files = [drive.path, `${drive.path}.state`].map((p) => readFileSync(p));
@@ -261,7 +241,7 @@ describe('encryption at rest', () => {
 
   it('keeps unlocked media keys only in the volatile cache, which a power cycle or reboot empties', async () => {
     const data = pattern(2);
-    await withRaw((raw) => setUp(raw, false));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, false));
     await writeEmulatedDrive(drive.path, 10, data);
     const [ramFile] = readdirSync(drive.ramDir);
     expect(ramFile).toMatch(/^kmip-agent-emu-[0-9a-f]{32}\.ram$/);
@@ -284,20 +264,9 @@ describe('encryption at rest', () => {
     await powerCycleEmulatedDrive(drive.path);
     expect(readFileSync(join(drive.ramDir, ramFile!), 'utf8')).not.toMatch(/^key\./m);
     await expect(readEmulatedDrive(drive.path, 10, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
-    await withRaw((raw) =>
+    await RawTcg.using(drive.path, (raw) =>
       raw.withSession(UID.lockingSp, UID.user1, USER1_PIN, async (call) => {
-        expect(
-          (
-            await call(
-              UID.globalRange,
-              METHOD.set,
-              setArgs([
-                [7, 0],
-                [8, 0],
-              ]),
-            )
-          ).status,
-        ).toBe(0);
+        expect(await setLocked(call, UID.globalRange, 0)).toBe(0);
       }),
     );
     expect(await readEmulatedDrive(drive.path, 10, 2)).toEqual(data);
@@ -343,7 +312,7 @@ describe('encryption at rest', () => {
     const block = readFileSync(drive.path).subarray(3 * 512, 4 * 512);
     expect(Buffer.concat([xts.update(block), xts.final()])).toEqual(data);
     // Once locking is enabled the MSID no longer opens it: only sealed copies remain.
-    await withRaw((raw) => setUp(raw, true));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, true));
     const locked = state();
     expect(locked.get('range.0.msid_wrap')).toBe('-');
     expect(Number(locked.get('range.0.seals'))).toBeGreaterThanOrEqual(2); // Admin1 and User1
@@ -352,10 +321,10 @@ describe('encryption at rest', () => {
   it('refuses reads and writes of locked ranges with EMU_DATA_PROTECT and unlocks with the user PIN', async () => {
     const data = pattern(2);
     await writeEmulatedDrive(drive.path, 10, data);
-    await withRaw((raw) => setUp(raw, true));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, true));
     await expect(readEmulatedDrive(drive.path, 10, 2)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
     await expect(writeEmulatedDrive(drive.path, 10, data)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
-    await withRaw((raw) =>
+    await RawTcg.using(drive.path, (raw) =>
       raw.withSession(UID.lockingSp, UID.user1, USER1_PIN, async (call) => {
         expect((await call(UID.globalRange, METHOD.set, setArgs([[7, 0]]))).status).toBe(0); // read-only unlock
       }),
@@ -367,9 +336,9 @@ describe('encryption at rest', () => {
 
   it('GenKey replaces the media key: old data becomes unreadable', async () => {
     const data = pattern(8);
-    await withRaw((raw) => setUp(raw, false));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, false));
     await writeEmulatedDrive(drive.path, 50, data);
-    await withRaw((raw) =>
+    await RawTcg.using(drive.path, (raw) =>
       raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         const active = await call(UID.globalRange, METHOD.get, getArgs(10, 10));
         expect((column(active.results, 10) as Buffer).toString('hex')).toBe(UID.kAesGlobal);
@@ -387,20 +356,9 @@ describe('encryption at rest', () => {
     // And the user can still unlock it after a power cycle: GenKey sealed the new key for them.
     await powerCycleEmulatedDrive(drive.path);
     await expect(readEmulatedDrive(drive.path, 50, 8)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
-    await withRaw((raw) =>
+    await RawTcg.using(drive.path, (raw) =>
       raw.withSession(UID.lockingSp, UID.user1, USER1_PIN, async (call) => {
-        expect(
-          (
-            await call(
-              UID.globalRange,
-              METHOD.set,
-              setArgs([
-                [7, 0],
-                [8, 0],
-              ]),
-            )
-          ).status,
-        ).toBe(0);
+        expect(await setLocked(call, UID.globalRange, 0)).toBe(0);
       }),
     );
     expect(await readEmulatedDrive(drive.path, 50, 8)).toEqual(data);
@@ -408,9 +366,9 @@ describe('encryption at rest', () => {
 
   it('Revert by SID returns to factory state and destroys every key', async () => {
     const data = pattern(4);
-    await withRaw((raw) => setUp(raw, false));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, false));
     await writeEmulatedDrive(drive.path, 0, data);
-    await withRaw((raw) =>
+    await RawTcg.using(drive.path, (raw) =>
       raw.withSession(UID.adminSp, UID.sid, SID_PIN, async (call) => {
         expect((await call(UID.adminSp, METHOD.revert, [])).status).toBe(STATUS.success);
       }),
@@ -419,7 +377,7 @@ describe('encryption at rest', () => {
     expect(info.lockingSpActive).toBe(false);
     expect(await readEmulatedDrive(drive.path, 0, 4)).not.toEqual(data);
     // SID is back to the MSID.
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       const msid = await raw.withSession(UID.adminSp, undefined, undefined, async (call) => {
         return column((await call(UID.cpinMsid, METHOD.get, getArgs(3, 3))).results, 3) as Buffer;
       });
@@ -432,16 +390,16 @@ describe('encryption at rest', () => {
 
   it('RevertSP with KeepGlobalRangeKey keeps the data; PSID revert does not', async () => {
     const data = pattern(4);
-    await withRaw((raw) => setUp(raw, false));
+    await RawTcg.using(drive.path, (raw) => setUp(raw, false));
     await writeEmulatedDrive(drive.path, 0, data);
-    await withRaw((raw) =>
+    await RawTcg.using(drive.path, (raw) =>
       raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         expect((await call(UID.thisSp, METHOD.revertSp, [named(0x060000, 1)])).status).toBe(0);
       }),
     );
     expect((await emulatedDriveInfo(drive.path)).lockingSpActive).toBe(false);
     expect(await readEmulatedDrive(drive.path, 0, 4)).toEqual(data);
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       expect((await raw.startSession(UID.adminSp, UID.psid, Buffer.from('WRONGPSID'))).status).toBe(
         STATUS.notAuthorized,
       );

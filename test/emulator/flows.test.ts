@@ -117,9 +117,8 @@ describe('sedutil setup with a shadow MBR', () => {
     });
     // loadpba: write the pre-boot image into the MBR table (Set with Where), then enable shadowing.
     const pba = Buffer.alloc(1024, 0x5a);
-    const raw = await RawTcg.open(drive.path);
-    try {
-      await raw.withSession(UID.lockingSp, UID.admin1, SID, async (call) => {
+    await RawTcg.using(drive.path, (raw) =>
+      raw.withSession(UID.lockingSp, UID.admin1, SID, async (call) => {
         expect((await call('0000080400000000', METHOD.set, [named(0, 0), named(1, pba)])).status).toBe(0);
         expect(
           (
@@ -133,10 +132,8 @@ describe('sedutil setup with a shadow MBR', () => {
             )
           ).status,
         ).toBe(0);
-      });
-    } finally {
-      await raw.close();
-    }
+      }),
+    );
     expect(await readEmulatedDrive(drive.path, 0, 2)).toEqual(pba);
     await expect(writeEmulatedDrive(drive.path, 0, data(1, 1))).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
     await withHost(async (d) => {

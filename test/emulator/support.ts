@@ -148,6 +148,9 @@ export interface MethodResponse {
   results: unknown[];
 }
 
+/** A method call inside an open session. */
+export type SessionCall = (invoking: string, method: string, args: TcgJs[]) => Promise<MethodResponse>;
+
 /** Raw IF-SEND / IF-RECV exchanges and sessions on an open emulated drive. */
 export class RawTcg {
   private nextHsn = 100;
@@ -155,6 +158,16 @@ export class RawTcg {
 
   static async open(path: string): Promise<RawTcg> {
     return new RawTcg(await openEmulatedDrive(path));
+  }
+
+  /** Opens the drive at `path`, runs `body`, and closes the handle whatever happens. */
+  static async using<T>(path: string, body: (raw: RawTcg) => Promise<T>): Promise<T> {
+    const raw = await RawTcg.open(path);
+    try {
+      return await body(raw);
+    } finally {
+      await raw.close();
+    }
   }
 
   close(): Promise<void> {
@@ -208,7 +221,7 @@ export class RawTcg {
     sp: string,
     authority: string | undefined,
     pin: Buffer | undefined,
-    body: (call: (invoking: string, method: string, args: TcgJs[]) => Promise<MethodResponse>) => Promise<T>,
+    body: (call: SessionCall) => Promise<T>,
   ): Promise<T> {
     const s = await this.startSession(sp, authority, pin);
     if (s.status !== 0) throw new Error(`StartSession failed with status 0x${s.status.toString(16)}`);
@@ -244,4 +257,18 @@ export function getArgs(first: number, last: number): TcgJs[] {
 export function column(results: unknown[], c: number): unknown {
   const cells = results[0] as { name: number; value: unknown }[];
   return cells.find((cell) => cell.name === c)?.value;
+}
+
+/** Sets a Locking range's ReadLocked and WriteLocked columns (7, 8) to `locked` (0 or 1); resolves to the status. */
+export async function setLocked(call: SessionCall, range: string, locked: number): Promise<number> {
+  return (
+    await call(
+      range,
+      METHOD.set,
+      setArgs([
+        [7, locked],
+        [8, locked],
+      ]),
+    )
+  ).status;
 }

@@ -8,7 +8,20 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/native/addon.js';
 import { powerCycleEmulatedDrive, readEmulatedDrive, writeEmulatedDrive } from '../../src/drives/emulator.js';
-import { column, getArgs, makeDrive, METHOD, named, RawTcg, setArgs, STATUS, tcg, uid, UID } from './support.js';
+import {
+  column,
+  getArgs,
+  makeDrive,
+  METHOD,
+  named,
+  RawTcg,
+  setArgs,
+  setLocked,
+  STATUS,
+  tcg,
+  uid,
+  UID,
+} from './support.js';
 
 const sharedDir = () => process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
 
@@ -20,15 +33,6 @@ beforeEach(async () => {
   drive = await makeDrive();
 });
 afterEach(() => drive.cleanup());
-
-async function withRaw<T>(body: (raw: RawTcg) => Promise<T>): Promise<T> {
-  const raw = await RawTcg.open(drive.path);
-  try {
-    return await body(raw);
-  } finally {
-    await raw.close();
-  }
-}
 
 async function readMsid(raw: RawTcg): Promise<Buffer> {
   return raw.withSession(UID.adminSp, undefined, undefined, async (call) => {
@@ -51,7 +55,7 @@ async function ownAndActivate(raw: RawTcg): Promise<void> {
 
 describe('session manager', () => {
   it('answers Properties with the TPer limits and echoes host properties', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       const r = await raw.call(0, 0, UID.smUid, METHOD.properties, [named(0, [named('MaxComPacketSize', 4096)])]);
       expect(r.status).toBe(STATUS.success);
       const tper = r.results[0] as { name: Buffer; value: number }[];
@@ -65,7 +69,7 @@ describe('session manager', () => {
   });
 
   it('starts sessions with a host challenge and refuses a wrong one with NOT_AUTHORIZED', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       const msid = await readMsid(raw);
       expect(msid.length).toBeGreaterThan(0);
       const wrong = await raw.startSession(UID.adminSp, UID.sid, Buffer.from('not the msid'));
@@ -81,7 +85,7 @@ describe('session manager', () => {
   });
 
   it('refuses a Locking SP session while the SP is Manufactured-Inactive', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       expect((await raw.startSession(UID.lockingSp)).status).toBe(STATUS.invalidParameter);
       const lifeCycle = await raw.withSession(UID.adminSp, undefined, undefined, async (call) => {
         const r = await call(UID.lockingSp, METHOD.get, getArgs(6, 6));
@@ -99,7 +103,7 @@ describe('session manager', () => {
 
 describe('ACE checks', () => {
   it('lets Anybody read the MSID but nobody read another PIN', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await ownAndActivate(raw);
       await raw.withSession(UID.adminSp, UID.sid, SID_PIN, async (call) => {
         const r = await call(UID.cpinSid, METHOD.get, getArgs(3, 3));
@@ -119,7 +123,7 @@ describe('ACE checks', () => {
   });
 
   it('only Admin1 sets ranges; User1 locks and unlocks only once added to the range ACE', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await ownAndActivate(raw);
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         expect((await call(UID.user1Authority, METHOD.set, setArgs([[5, 1]]))).status).toBe(STATUS.success);
@@ -138,18 +142,7 @@ describe('ACE checks', () => {
       });
       await raw.withSession(UID.lockingSp, UID.user1, USER1_PIN, async (call) => {
         expect((await call(UID.range1, METHOD.set, setArgs([[3, 0]]))).status).toBe(STATUS.notAuthorized);
-        expect(
-          (
-            await call(
-              UID.range1,
-              METHOD.set,
-              setArgs([
-                [7, 0],
-                [8, 0],
-              ]),
-            )
-          ).status,
-        ).toBe(STATUS.notAuthorized);
+        expect(await setLocked(call, UID.range1, 0)).toBe(STATUS.notAuthorized);
         expect((await call(UID.cpinAdmin1, METHOD.set, setArgs([[3, Buffer.from('x')]]))).status).toBe(
           STATUS.notAuthorized,
         );
@@ -167,18 +160,7 @@ describe('ACE checks', () => {
         expect(refs.map((r) => [r.name.toString('hex'), r.value.toString('hex')])).toEqual([['00000c05', UID.user1]]);
       });
       await raw.withSession(UID.lockingSp, UID.user1, USER1_PIN, async (call) => {
-        expect(
-          (
-            await call(
-              UID.range1,
-              METHOD.set,
-              setArgs([
-                [7, 1],
-                [8, 1],
-              ]),
-            )
-          ).status,
-        ).toBe(STATUS.success);
+        expect(await setLocked(call, UID.range1, 1)).toBe(STATUS.success);
         // User2 is not in the ACE and not even enabled.
       });
       expect((await raw.startSession(UID.lockingSp, UID.user2, Buffer.from('x'))).status).toBe(STATUS.notAuthorized);
@@ -188,7 +170,7 @@ describe('ACE checks', () => {
   });
 
   it('refuses overlapping ranges with INVALID_PARAMETER', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await ownAndActivate(raw);
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         expect(
@@ -230,7 +212,7 @@ describe('ACE checks', () => {
 
 describe('TryLimit and power cycle', () => {
   it('locks an authority out at TryLimit until a power cycle, then accepts the right PIN', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await ownAndActivate(raw);
       for (let i = 0; i < 5; i++) {
         expect((await raw.startSession(UID.adminSp, UID.sid, Buffer.from(`wrong-${i}`))).status).toBe(
@@ -248,11 +230,11 @@ describe('TryLimit and power cycle', () => {
       });
     });
     // Another process opening the drive is not a power cycle: still locked out.
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       expect((await raw.startSession(UID.adminSp, UID.sid, SID_PIN)).status).toBe(STATUS.authorityLockedOut);
     });
     await powerCycleEmulatedDrive(drive.path);
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       const s = await raw.startSession(UID.adminSp, UID.sid, SID_PIN);
       expect(s.status).toBe(STATUS.success);
       await raw.endSession(s.tsn, s.hsn);
@@ -260,7 +242,7 @@ describe('TryLimit and power cycle', () => {
   });
 
   it('counts failed Authenticate calls and resets Tries on success', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await ownAndActivate(raw);
       await raw.withSession(UID.lockingSp, undefined, undefined, async (call) => {
         const bad = await call(UID.thisSp, METHOD.authenticate, [uid(UID.admin1), named(0, Buffer.from('bad'))]);
@@ -278,7 +260,7 @@ describe('TryLimit and power cycle', () => {
   });
 
   it('power cycle relocks LockOnReset ranges; reopening does not', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await ownAndActivate(raw);
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         expect(
@@ -304,20 +286,9 @@ describe('TryLimit and power cycle', () => {
     await powerCycleEmulatedDrive(drive.path);
     await expect(readEmulatedDrive(drive.path, 0, 1)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
     await expect(writeEmulatedDrive(drive.path, 0, data)).rejects.toMatchObject({ code: 'EMU_DATA_PROTECT' });
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
-        expect(
-          (
-            await call(
-              UID.globalRange,
-              METHOD.set,
-              setArgs([
-                [7, 0],
-                [8, 0],
-              ]),
-            )
-          ).status,
-        ).toBe(0);
+        expect(await setLocked(call, UID.globalRange, 0)).toBe(0);
       });
     });
     expect(await readEmulatedDrive(drive.path, 0, 1)).toEqual(data);
@@ -326,7 +297,7 @@ describe('TryLimit and power cycle', () => {
 
 describe('LockOnReset and Next', () => {
   it('a range whose LockOnReset omits PowerCycle stays unlocked through a power cycle', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await ownAndActivate(raw);
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         const r = await call(
@@ -365,7 +336,7 @@ describe('LockOnReset and Next', () => {
   });
 
   it('Next lists table rows after Where, up to Count', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       await ownAndActivate(raw);
       await raw.withSession(UID.lockingSp, UID.admin1, SID_PIN, async (call) => {
         const all = await call(UID.authorityTable, METHOD.next, []);
@@ -390,7 +361,7 @@ describe('LockOnReset and Next', () => {
 
 describe('discovery', () => {
   it('is parsed by the host parser and reports locking state', async () => {
-    await withRaw(async (raw) => {
+    await RawTcg.using(drive.path, async (raw) => {
       const d = tcg().parseDiscovery(await raw.handle.ifRecv(1, 1, 2048));
       expect(d.warnings).toEqual([]);
       expect(d.tper?.sync).toBe(true);
