@@ -5,8 +5,7 @@
  * discovery with real drives' responses, or the real device detection against a scripted ioctl port
  * that has neither SG_IO nor NVMe. On this machine a loop device and a regular file must fail typed.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BackendChoiceError,
@@ -29,6 +28,7 @@ import { ADMIN1, SID, userAuthority, type Discovery } from '../../src/drives/typ
 import { KmipAgentError } from '../../src/errors.js';
 import { addonModule } from '../../src/native/addon.js';
 import { runCliCaptured } from '../support/cli.js';
+import { discoveryFixture } from '../support/shared.js';
 import { useScratchLoopDevice } from '../support/loop.js';
 
 const kernelNative = addonModule<KernelOpalNative>('kernelOpal');
@@ -47,15 +47,6 @@ const FL_SUPPORTED = 0x01;
 const FL_LOCKING_SUPPORTED = 0x02;
 const FL_LOCKING_ENABLED = 0x04;
 const FL_LOCKED = 0x08;
-
-/** Real drives' Level 0 discovery responses (../shared/tcg-fixtures). */
-function fixture(name: string): Buffer {
-  const root = process.env.KMIP_AGENT_SHARED ?? join(process.cwd(), '..', 'shared');
-  const rows = readFileSync(join(root, 'tcg-fixtures', 'level0-discovery.tsv'), 'utf8').split('\n');
-  const row = rows.find((r) => r.startsWith(name + '\t'));
-  if (!row) throw new Error(`no fixture ${name}`);
-  return Buffer.from(row.split('\t')[1], 'hex');
-}
 
 /** A discovery with the TPer and Locking features and the Enterprise SSC (0x0100): no Opal family SSC. */
 function enterpriseOnlyDiscovery(): Buffer {
@@ -140,7 +131,7 @@ describe('backend choice for a device', () => {
   it('kernel sed-opal supports the drive: kernel, with pass-through kept as fallback', async () => {
     const { probes: p, calls } = probes(
       [statusAnswer(FL_SUPPORTED | FL_LOCKING_SUPPORTED)],
-      passthroughAnswering(fixture('Samsung EVO 860')),
+      passthroughAnswering(discoveryFixture('Samsung EVO 860')),
     );
     const { choice, backend } = await selectBackend(DEV, {}, p);
     expect(choice.backend).toBe('kernel');
@@ -176,7 +167,10 @@ describe('backend choice for a device', () => {
   });
 
   it('kernel has no sed-opal (ENOTTY), drive answers discovery with an Opal SSC: pass-through', async () => {
-    const { probes: p, calls } = probes([{ ret: ENOTTY }], passthroughAnswering(fixture('Sabrent Rocket 4.0 2TB')));
+    const { probes: p, calls } = probes(
+      [{ ret: ENOTTY }],
+      passthroughAnswering(discoveryFixture('Sabrent Rocket 4.0 2TB')),
+    );
     const { choice, backend } = await selectBackend(DEV, {}, p);
     expect(choice.backend).toBe('passthrough');
     expect(summary(choice.attempts)).toEqual([
@@ -191,7 +185,7 @@ describe('backend choice for a device', () => {
   });
 
   it('kernel refuses for lack of CAP_SYS_ADMIN (EACCES), pass-through works: pass-through, reason says why', async () => {
-    const { probes: p } = probes([{ ret: EACCES }], passthroughAnswering(fixture('Samsung EVO 860')));
+    const { probes: p } = probes([{ ret: EACCES }], passthroughAnswering(discoveryFixture('Samsung EVO 860')));
     const { choice, backend } = await selectBackend(DEV, {}, p);
     expect(choice.backend).toBe('passthrough');
     expect(choice.attempts[0]).toMatchObject({
@@ -205,7 +199,7 @@ describe('backend choice for a device', () => {
   });
 
   it('kernel sed-opal present but the drive is not Opal (flags 0): pass-through decides', async () => {
-    const { probes: p } = probes([statusAnswer(0)], passthroughAnswering(fixture('Samsung EVO 860')));
+    const { probes: p } = probes([statusAnswer(0)], passthroughAnswering(discoveryFixture('Samsung EVO 860')));
     const { choice, backend } = await selectBackend(DEV, {}, p);
     expect(choice.backend).toBe('passthrough');
     expect(choice.attempts[0]).toMatchObject({ code: 'KOPAL_NOT_SUPPORTED' });
@@ -248,7 +242,7 @@ describe('backend choice for a device', () => {
   });
 
   it('--backend kernel: only the kernel, no fallback; a kernel without sed-opal is a typed fault', async () => {
-    const ok = probes([statusAnswer(FL_SUPPORTED)], passthroughAnswering(fixture('Samsung EVO 860')));
+    const ok = probes([statusAnswer(FL_SUPPORTED)], passthroughAnswering(discoveryFixture('Samsung EVO 860')));
     const { choice, backend } = await selectBackend(DEV, { backend: 'kernel' }, ok.probes);
     expect(choice.reason).toMatch(/^forced; /);
     expect(summary(choice.attempts)).toEqual([
@@ -257,7 +251,7 @@ describe('backend choice for a device', () => {
     ]);
     await expect(backend.tries(ADMIN1)).rejects.toMatchObject({ code: 'DRIVE_OPERATION_NOT_SUPPORTED' });
 
-    const none = probes([{ ret: ENOTTY }], passthroughAnswering(fixture('Samsung EVO 860')));
+    const none = probes([{ ret: ENOTTY }], passthroughAnswering(discoveryFixture('Samsung EVO 860')));
     const error = await choiceError(selectBackend(DEV, { backend: 'kernel' }, none.probes));
     expect(error.code).toBe('DRIVE_BACKEND_NOT_SUPPORTED');
     expect(summary(error.attempts)).toEqual([
@@ -267,7 +261,10 @@ describe('backend choice for a device', () => {
   });
 
   it('--backend passthrough: the kernel is not asked', async () => {
-    const { probes: p, calls } = probes([statusAnswer(FL_SUPPORTED)], passthroughAnswering(fixture('Samsung EVO 860')));
+    const { probes: p, calls } = probes(
+      [statusAnswer(FL_SUPPORTED)],
+      passthroughAnswering(discoveryFixture('Samsung EVO 860')),
+    );
     const { choice, backend } = await selectBackend(DEV, { backend: 'passthrough' }, p);
     expect(choice.backend).toBe('passthrough');
     expect(choice.reason).toBe('forced; the drive answers Level 0 discovery with SSC Opal2');
@@ -404,7 +401,7 @@ describe('kernel sed-opal backend: each flow as ioctls', () => {
   });
 
   it('status from GET_STATUS flags, discovery from IOC_OPAL_DISCOVERY when the kernel has it', async () => {
-    const level0 = fixture('Samsung EVO 860');
+    const level0 = discoveryFixture('Samsung EVO 860');
     const { backend, calls } = kernelBackend([
       statusAnswer(FL_SUPPORTED | FL_LOCKING_SUPPORTED | FL_LOCKING_ENABLED | FL_LOCKED),
       { ret: 0, bufferOut: level0 },

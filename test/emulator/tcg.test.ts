@@ -3,10 +3,8 @@
  * manager, host challenge authentication, ACE checks, TryLimit lockout and its reset by power
  * cycle, and the status codes the spec prescribes.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { packageRoot } from '../../src/native/addon.js';
+import { discoveryFixtures } from '../support/shared.js';
 import { powerCycleEmulatedDrive, readEmulatedDrive, writeEmulatedDrive } from '../../src/drives/emulator.js';
 import {
   column,
@@ -22,8 +20,6 @@ import {
   uid,
   UID,
 } from './support.js';
-
-const sharedDir = () => process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
 
 const SID_PIN = Buffer.from('sid-pin-for-tests-0123456789abcd');
 const USER1_PIN = Buffer.from('user1-pin-for-tests');
@@ -370,10 +366,7 @@ describe('discovery', () => {
       expect(d.opal2).toMatchObject({ baseComId: 0x07fe, numComIds: 1, numLockingAdmins: 4, numLockingUsers: 8 });
       expect(d.features.map((f) => f.code)).toEqual([0x0001, 0x0002, 0x0003, 0x0203]);
       // Each descriptor has the version and length real drives send (tcg-fixtures).
-      const fixtures = readFileSync(join(sharedDir(), 'tcg-fixtures', 'level0-discovery.tsv'), 'utf8')
-        .split('\n')
-        .filter((line) => line.includes('\t'))
-        .map((line) => tcg().parseDiscovery(Buffer.from(line.split('\t')[1]!, 'hex')));
+      const fixtures = discoveryFixtures().map((f) => tcg().parseDiscovery(f.data));
       for (const f of d.features) {
         const seen = fixtures.flatMap((x) => x.features).filter((g) => g.code === f.code);
         expect(seen.length).toBeGreaterThan(0);

@@ -13,11 +13,10 @@ import { decode, encode } from '../../src/kmip/ttlv/binary.js';
 import { ItemType, childOf, childrenOf, textString, type TtlvItem } from '../../src/kmip/ttlv/types.js';
 import { KmipConnection } from '../../src/kmip/connection.js';
 import { ObjectType, T } from '../../src/kmip/spec.js';
-import { packageRoot } from '../../src/native/addon.js';
+import { sharedDir } from '../support/shared.js';
 
 const server = inject('pykmip');
-const shared = process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
-const casesDir = join(shared, 'kmip-testcases');
+const casesDir = join(sharedDir(), 'kmip-testcases');
 
 /** The SASED files per protocol version directory, in flow order (M-1 query, M-2 register, M-3 retrieve). */
 function sasedSets(): [string, string[]][] {

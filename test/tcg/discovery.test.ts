@@ -2,22 +2,13 @@
  * Level 0 discovery (Core Spec 2.01 3.3.6; Opal SSC 2.01 3.1.1): every real drive response in
  * ../shared/tcg-fixtures/level0-discovery.tsv is parsed, with the features each drive reports.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { tcgNative } from '../../src/drives/backend.js';
-import { packageRoot } from '../../src/native/addon.js';
+import { discoveryFixtures } from '../support/shared.js';
 
 const tcg = tcgNative();
-const sharedDir = process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
-const fixtures = readFileSync(join(sharedDir, 'tcg-fixtures', 'level0-discovery.tsv'), 'utf8')
-  .split('\n')
-  .filter((line) => line.trim() !== '')
-  .map((line) => {
-    const [model, hex] = line.split('\t');
-    return { model, data: Buffer.from(hex, 'hex') };
-  });
+const fixtures = discoveryFixtures();
 
 /** What each fixture drive reports (read by hand from the bytes, Opal SSC 3.1.1 layouts). */
 const expected: Record<string, { features: string[]; ssc: string; baseComId: number; lockingEnabled: boolean }> = {

@@ -7,17 +7,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { tcgNative } from '../../src/drives/backend.js';
+import { codeOf } from './support.js';
 
 const tcg = tcgNative();
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return undefined;
-}
 
 describe('building', () => {
   it('lays out the three headers with lengths and 4-byte SubPacket padding', () => {

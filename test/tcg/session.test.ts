@@ -4,25 +4,16 @@
  * sends: wrong session numbers, truncated ComPackets, bad tokens, "not ready" polls, MinTransfer
  * growth, refused PINs. Core Spec 2.01: 3.2.4 (methods), 3.3.7 (sessions), 3.3.10 (IF-RECV), 5.2.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tcgNative } from '../../src/drives/backend.js';
 import { OpalDrive } from '../../src/drives/opal.js';
 import { OpalError } from '../../src/drives/errors.js';
 import { KmipAgentError } from '../../src/errors.js';
-import { packageRoot } from '../../src/native/addon.js';
+import { discoveryFixture } from '../support/shared.js';
 
 const tcg = tcgNative();
-const sharedDir = process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
 // A real Opal 2 drive's discovery (Samsung EVO 860, base ComID 0x1004).
-const discovery = Buffer.from(
-  readFileSync(join(sharedDir, 'tcg-fixtures', 'level0-discovery.tsv'), 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('Samsung EVO 860\t'))!
-    .split('\t')[1],
-  'hex',
-);
+const discovery = discoveryFixture('Samsung EVO 860');
 const COM_ID = 0x1004;
 // The host numbers sessions from 0x4B42 upward (native/tcg/session.h), one per StartSession.
 const FIRST_HSN = 0x4b42;

@@ -7,19 +7,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { tcgNative } from '../../src/drives/backend.js';
+import { codeOf } from './support.js';
 
 const tcg = tcgNative();
 const hex = (b: Buffer): string => b.toString('hex');
 const enc = (...values: unknown[]): string => hex(tcg.encodeTokens(values));
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return undefined;
-}
 
 describe('atoms (Core 3.2.2.3.1)', () => {
   it('tiny atoms hold 0..63 unsigned and -32..31 signed in one byte (3.2.2.3.1.1)', () => {

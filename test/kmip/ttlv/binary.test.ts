@@ -3,7 +3,6 @@ import {
   Enum,
   ItemType,
   Tag,
-  TtlvError,
   childOf,
   decode,
   decodeMessageLength,
@@ -15,20 +14,10 @@ import {
   toText,
   type TtlvItem,
 } from '../../../src/kmip/ttlv/index.js';
+import { ttlvError } from './support.js';
 import { SPEC_EXAMPLES, TESTCASE_VECTORS } from './vectors.js';
 
 const hex = (h: string): Buffer => Buffer.from(h.replace(/\s+/g, ''), 'hex');
-
-/** Runs `fn`, expecting a TtlvError; returns it for field checks. */
-function ttlvError(fn: () => unknown): TtlvError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TtlvError);
-    return e as TtlvError;
-  }
-  throw new Error('expected a TtlvError');
-}
 
 describe('KMIP 1.x spec TTLV encoding examples (section 9.1.2)', () => {
   test.each(SPEC_EXAMPLES)('$name decodes and re-encodes byte-identical', ({ hex: h }) => {

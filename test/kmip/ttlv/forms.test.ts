@@ -5,7 +5,6 @@ import {
   ItemType,
   Placeholders,
   Tag,
-  TtlvError,
   bigInteger,
   boolean,
   byteString,
@@ -26,16 +25,7 @@ import {
   toXmlDocument,
   type TtlvItem,
 } from '../../../src/kmip/ttlv/index.js';
-
-function ttlvError(fn: () => unknown): TtlvError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TtlvError);
-    return e as TtlvError;
-  }
-  throw new Error('expected a TtlvError');
-}
+import { ttlvError } from './support.js';
 
 const usage = Enum.CryptographicUsageMask;
 const sample = structure(Tag.RequestMessage, [

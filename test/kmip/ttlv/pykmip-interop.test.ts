@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { Placeholders, Tag, encode, fromXml } from '../../../src/kmip/ttlv/index.js';
-import { sharedDir } from './support.js';
+import { sharedDir } from '../../support/shared.js';
 
 const PYTHON = process.env.PYKMIP_PYTHON ?? '/usr/bin/python3';
 

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { sharedDir } from './support.js';
+import { sharedDir } from '../../support/shared.js';
 import {
   AttributeName,
   Enum,

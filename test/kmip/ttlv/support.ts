@@ -1,7 +1,13 @@
-import { join } from 'node:path';
-import { packageRoot } from '../../../src/native/addon.js';
+import { expect } from 'vitest';
+import { TtlvError } from '../../../src/kmip/ttlv/index.js';
 
-/** The shared data folder (KMIP test cases), overridable like the product code. */
-export function sharedDir(): string {
-  return process.env.KMIP_AGENT_SHARED ?? join(packageRoot(), '..', 'shared');
+/** Runs `fn`, expecting a TtlvError; returns it for field checks. */
+export function ttlvError(fn: () => unknown): TtlvError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(TtlvError);
+    return e as TtlvError;
+  }
+  throw new Error('expected a TtlvError');
 }

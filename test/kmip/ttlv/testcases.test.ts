@@ -16,7 +16,7 @@ import {
   toText,
   toXmlDocument,
 } from '../../../src/kmip/ttlv/index.js';
-import { sharedDir } from './support.js';
+import { sharedDir } from '../../support/shared.js';
 
 const root = join(sharedDir(), 'kmip-testcases');
 const versions = readdirSync(root).filter((v) => /^v1\.\d$/.test(v));
