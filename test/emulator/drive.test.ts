@@ -20,7 +20,19 @@ import {
   writeEmulatedDrive,
 } from '../../src/drives/emulator.js';
 import { addonPath } from '../../src/native/addon.js';
-import { getArgs, column, makeDrive, METHOD, named, RawTcg, setArgs, setLocked, STATUS, UID } from './support.js';
+import {
+  getArgs,
+  column,
+  makeDrive,
+  METHOD,
+  named,
+  RawTcg,
+  setArgs,
+  setLocked,
+  setLockEnabled,
+  STATUS,
+  UID,
+} from './support.js';
 
 const SID_PIN = Buffer.from('0f1e2d3c4b5a69788796a5b4c3d2e1f0', 'hex');
 const USER1_PIN = Buffer.from('user-one-secret-pin-value-1234');
@@ -54,18 +66,7 @@ async function setUp(raw: RawTcg, lockGlobal: boolean): Promise<void> {
     expect((await call(UID.aceWrLockedGlobal, METHOD.set, setArgs([[3, expr]]))).status).toBe(0);
     // The ACE now names only User1 (as the kernel's ADD_USR_TO_LR does): Admin1 enables locking,
     // User1 locks or unlocks.
-    expect(
-      (
-        await call(
-          UID.globalRange,
-          METHOD.set,
-          setArgs([
-            [5, 1],
-            [6, 1],
-          ]),
-        )
-      ).status,
-    ).toBe(0);
+    expect(await setLockEnabled(call, UID.globalRange, 1)).toBe(0);
     expect((await call(UID.globalRange, METHOD.set, setArgs([[7, 1]]))).status).toBe(STATUS.notAuthorized);
   });
   const lock = lockGlobal ? 1 : 0;

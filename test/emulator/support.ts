@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { addonModule } from '../../src/native/addon.js';
+import { tcgNative } from '../../src/drives/backend.js';
 import { createEmulatedDrive, openEmulatedDrive, type EmulatedDriveHandle } from '../../src/drives/emulator.js';
 
 /** JS form of TCG values accepted by the codec: see native/tcg/js_values.h. */
@@ -20,45 +20,8 @@ export type TcgJs =
   | { token: 'CALL' | 'EOD' | 'EOS' | 'EMPTY' }
   | { uid: string };
 
-export interface DiscoveryJs {
-  tper?: { sync: boolean; streaming: boolean };
-  locking?: {
-    lockingSupported: boolean;
-    lockingEnabled: boolean;
-    locked: boolean;
-    mediaEncryption: boolean;
-    mbrEnabled: boolean;
-    mbrDone: boolean;
-  };
-  geometry?: { logicalBlockSize: number; alignmentGranularity: number };
-  opal2?: { baseComId: number; numComIds: number; numLockingAdmins: number; numLockingUsers: number };
-  features: { code: number; version: number; length: number }[];
-  warnings: string[];
-}
-
-interface ComPacketJs {
-  comId: number;
-  outstandingData: number;
-  minTransfer: number;
-  packets: { tperSession: number; hostSession: number; subpackets: { payload: Buffer }[] }[];
-}
-
-export interface TcgCodec {
-  encodeTokens(values: TcgJs[]): Buffer;
-  decodeValues(data: Buffer): unknown[];
-  buildComPacket(options: {
-    comId: number;
-    tperSession?: number;
-    hostSession?: number;
-    payload?: Buffer;
-    padTo?: number;
-  }): Buffer;
-  parseComPacket(data: Buffer): ComPacketJs;
-  parseDiscovery(data: Buffer): DiscoveryJs;
-  parseMethodResponse(payload: Buffer): { status: number; statusName: string; results: unknown[] };
-}
-
-export const tcg = (): TcgCodec => addonModule<TcgCodec>('tcg');
+/** The addon's `tcg` module: token codec and ComPacket framing. */
+export const tcg = tcgNative;
 
 export const UID = {
   smUid: '00000000000000ff',
@@ -190,7 +153,7 @@ export class RawTcg {
 
   async call(tsn: number, hsn: number, invoking: string, method: string, args: TcgJs[]): Promise<MethodResponse> {
     const r = tcg().parseMethodResponse(await this.exchange(tsn, hsn, methodCall(invoking, method, args)));
-    return { status: r.status, results: r.results };
+    return { status: r.status, results: r.results as unknown[] };
   }
 
   /** StartSession; returns the session numbers on success, else the failing status. */
@@ -268,6 +231,20 @@ export async function setLocked(call: SessionCall, range: string, locked: number
       setArgs([
         [7, locked],
         [8, locked],
+      ]),
+    )
+  ).status;
+}
+
+/** Sets a Locking range's ReadLockEnabled and WriteLockEnabled columns (5, 6) to `enabled` (0 or 1); resolves to the status. */
+export async function setLockEnabled(call: SessionCall, range: string, enabled: number): Promise<number> {
+  return (
+    await call(
+      range,
+      METHOD.set,
+      setArgs([
+        [5, enabled],
+        [6, enabled],
       ]),
     )
   ).status;

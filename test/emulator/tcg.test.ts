@@ -15,6 +15,7 @@ import {
   RawTcg,
   setArgs,
   setLocked,
+  setLockEnabled,
   STATUS,
   tcg,
   uid,
@@ -311,18 +312,7 @@ describe('LockOnReset and Next', () => {
         const lor = await call(UID.range1, METHOD.get, getArgs(9, 9));
         expect(column(lor.results, 9)).toEqual([]);
         expect((await call(UID.range1, METHOD.set, setArgs([[9, [7]]]))).status).toBe(STATUS.invalidParameter);
-        expect(
-          (
-            await call(
-              UID.globalRange,
-              METHOD.set,
-              setArgs([
-                [5, 1],
-                [6, 1],
-              ]),
-            )
-          ).status,
-        ).toBe(STATUS.success);
+        expect(await setLockEnabled(call, UID.globalRange, 1)).toBe(STATUS.success);
       });
     });
     await writeEmulatedDrive(drive.path, 64, Buffer.alloc(512, 3));
