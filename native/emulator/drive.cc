@@ -467,6 +467,14 @@ void Drive::CopyPin(const PinRow& from, PinRow& to, Keyring* keyring) {
   (*keyring)[to.authority] = std::move(keys);
 }
 
+void Drive::BlockKey(const RangeRow& range, SecretBytes* key, int* key_range) const {
+  if (*key_range == range.number) return;
+  Keyring none;
+  if (!MediaKey(range, none, key))
+    throw CodedError("EMU_DATA_PROTECT", "the media key of range " + std::to_string(range.number) + " is not loaded");
+  *key_range = range.number;
+}
+
 bool Drive::MediaKey(const RangeRow& range, const Keyring& keyring, SecretBytes* key) const {
   if (!range.LockingEnabled() && !range.msid_wrap.empty() && UnwrapKey(MsidKek(), range.msid_wrap, key)) return true;
   auto cached = cache_.find(range.number);
@@ -630,12 +638,11 @@ std::vector<uint8_t> Drive::Read(uint64_t lba, uint64_t count) {
   if (count == 0 || count > 65536 || lba >= state_.blocks || count > state_.blocks - lba)
     throw CodedError("EMU_LBA_OUT_OF_RANGE", "read past the end of the drive or of more than 65536 blocks");
   std::vector<uint8_t> out(count * kBlockSize);
-  bool locking_active = state_.locking_sp_life_cycle == kLifeCycleManufactured;
-  bool shadow = locking_active && state_.mbr.enable && !state_.mbr.done;
+  bool locking_active = state_.LockingActive();
+  bool shadow = state_.MbrShadowing();
   std::vector<uint8_t> cipher(kBlockSize);
   SecretBytes key;
   int key_range = -1;
-  Keyring none;
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t b = lba + i;
     uint8_t* dst = out.data() + i * kBlockSize;
@@ -649,11 +656,7 @@ std::vector<uint8_t> Drive::Read(uint64_t lba, uint64_t count) {
       throw CodedError("EMU_DATA_PROTECT", "LBA " + std::to_string(b) + " is in a read-locked range (DATA PROTECT)");
     PreadFull(fd_, cipher.data(), kBlockSize, static_cast<off_t>(b * kBlockSize));
     if (AllZero(cipher.data(), kBlockSize)) continue;  // never written
-    if (key_range != r.number) {
-      if (!MediaKey(r, none, &key))
-        throw CodedError("EMU_DATA_PROTECT", "the media key of range " + std::to_string(r.number) + " is not loaded");
-      key_range = r.number;
-    }
+    BlockKey(r, &key, &key_range);
     XtsDecrypt(key, b, cipher.data(), dst, 1);
   }
   return out;
@@ -665,8 +668,8 @@ void Drive::Write(uint64_t lba, const uint8_t* data, size_t size) {
   uint64_t count = size / kBlockSize;
   if (count > 65536 || lba >= state_.blocks || count > state_.blocks - lba)
     throw CodedError("EMU_LBA_OUT_OF_RANGE", "write past the end of the drive or of more than 65536 blocks");
-  bool locking_active = state_.locking_sp_life_cycle == kLifeCycleManufactured;
-  bool shadow = locking_active && state_.mbr.enable && !state_.mbr.done;
+  bool locking_active = state_.LockingActive();
+  bool shadow = state_.MbrShadowing();
   // Check every block first so a refused write changes nothing.
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t b = lba + i;
@@ -679,15 +682,10 @@ void Drive::Write(uint64_t lba, const uint8_t* data, size_t size) {
   std::vector<uint8_t> cipher(size);
   SecretBytes key;
   int key_range = -1;
-  Keyring none;
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t b = lba + i;
     const RangeRow& r = state_.RangeForLba(b);
-    if (key_range != r.number) {
-      if (!MediaKey(r, none, &key))
-        throw CodedError("EMU_DATA_PROTECT", "the media key of range " + std::to_string(r.number) + " is not loaded");
-      key_range = r.number;
-    }
+    BlockKey(r, &key, &key_range);
     XtsEncrypt(key, b, data + i * kBlockSize, cipher.data() + i * kBlockSize, 1);
   }
   PwriteFull(fd_, cipher.data(), size, static_cast<off_t>(lba * kBlockSize));

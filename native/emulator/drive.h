@@ -71,6 +71,9 @@ class Drive {
   void GrantRange(RangeRow& range, const SecretBytes& key);
   // New random media key for a range (GenKey / Erase / Activate / Revert).
   void NewMediaKey(RangeRow& range);
+  // For block-by-block I/O: loads the media key of `range` into *key unless *key_range says it is
+  // already there; throws EMU_DATA_PROTECT when it is not loaded.
+  void BlockKey(const RangeRow& range, SecretBytes* key, int* key_range) const;
   void CacheKey(int range, const SecretBytes& key);
   void DropCachedKey(int range);
   bool HasCachedKey(int range) const { return cache_.count(range) != 0; }

@@ -145,6 +145,10 @@ struct DriveState {
   RangeRow* FindRangeByKeyUid(Uid uid);
   // The range whose extent covers `lba` (numbered ranges first, else the global range).
   const RangeRow& RangeForLba(uint64_t lba) const;
+  // The Locking SP is activated (Manufactured), so range locks apply.
+  bool LockingActive() const { return locking_sp_life_cycle == kLifeCycleManufactured; }
+  // The shadow MBR answers reads of the first blocks instead of the media.
+  bool MbrShadowing() const { return LockingActive() && mbr.enable && !mbr.done; }
 };
 
 std::string Serialize(const DriveState& state);

@@ -151,7 +151,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
         out.Set("blocks", Napi::Number::New(e, static_cast<double>(s.blocks)));
         out.Set("sizeMiB", Napi::Number::New(e, static_cast<double>(s.blocks * kBlockSize >> 20)));
         out.Set("logicalBlockSize", Napi::Number::New(e, 512));
-        bool active = s.locking_sp_life_cycle == kLifeCycleManufactured;
+        bool active = s.LockingActive();
         out.Set("lockingSpActive", Napi::Boolean::New(e, active));
         out.Set("owned", Napi::Boolean::New(e, snap->owned));
         Napi::Array ranges = Napi::Array::New(e);

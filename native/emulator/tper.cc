@@ -142,7 +142,7 @@ std::vector<uint8_t> StatusOnly(uint8_t status) {
 
 std::vector<uint8_t> TPer::Discovery() const {
   const DriveState& s = drive_.state();
-  bool active = s.locking_sp_life_cycle == kLifeCycleManufactured;
+  bool active = s.LockingActive();
   tcg::LockingFeature locking;
   locking.locking_supported = true;
   locking.media_encryption = true;
@@ -337,7 +337,7 @@ std::vector<uint8_t> TPer::HandleSessionManager(const std::vector<Value>& values
   }
   const DriveState& state = drive_.state();
   if (s.sp != uid::kAdminSp && s.sp != uid::kLockingSp) return fail(st::kInvalidParameter);
-  if (s.sp == uid::kLockingSp && state.locking_sp_life_cycle != kLifeCycleManufactured)
+  if (s.sp == uid::kLockingSp && !state.LockingActive())
     return fail(st::kInvalidParameter);
   if (session_) return fail(st::kSpBusy);
   s.authorities.insert(uid::kAnybody);
@@ -934,7 +934,7 @@ TPer::Reply TPer::Activate(Uid invoking, const std::vector<Value>& args) {
   if (!args.empty()) Fail(st::kInvalidParameter);  // Single User Mode is not offered
   if (!session_->write) Fail(st::kNotAuthorized);
   Reply ok;
-  if (drive_.state().locking_sp_life_cycle == kLifeCycleManufactured) return ok;  // no effect (Opal 5.1.1.2)
+  if (drive_.state().LockingActive()) return ok;  // no effect (Opal 5.1.1.2)
   drive_.ActivateLockingSp(&session_->keyring);
   drive_.Commit();
   return ok;
@@ -953,7 +953,7 @@ TPer::Reply TPer::Revert(Uid invoking) {
   }
   if (invoking == uid::kLockingSp) {
     if (!Has(uid::kSid)) Fail(st::kNotAuthorized);
-    if (drive_.state().locking_sp_life_cycle == kLifeCycleManufactured) {
+    if (drive_.state().LockingActive()) {
       drive_.RevertLockingSp(false, session_->keyring);
       drive_.Commit();
     }
