@@ -3,8 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
-import type { Io } from '../../src/cli/framework.js';
+import { runCliCaptured } from '../support/cli.js';
 import { createImage, emulatorNative, type EmulatedImage } from './emulated-support.js';
 
 interface Run {
@@ -17,20 +16,12 @@ interface Run {
 /** The Buffers handed out as stdin, to check that secrets read from it are wiped. */
 const stdinCopies: Buffer[] = [];
 
-async function cli(args: string[], stdin = Buffer.alloc(0)): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = {
-    stdout: (t) => void (stdout += t),
-    stderr: (t) => void (stderr += t),
-    readStdin: () => {
-      const copy = Buffer.from(stdin);
-      stdinCopies.push(copy);
-      return copy;
-    },
-  };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> };
+function cli(args: string[], stdin = Buffer.alloc(0)): Promise<Run> {
+  return runCliCaptured(args, () => {
+    const copy = Buffer.from(stdin);
+    stdinCopies.push(copy);
+    return copy;
+  });
 }
 
 let dir: string;

@@ -4,31 +4,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../src/cli/main.js';
-import type { Io } from '../../src/cli/framework.js';
+import { runCliCaptured as cli } from '../support/cli.js';
 import { freePort } from '../support/pykmip.js';
 import { uniqueName } from './helpers.js';
 
 const server = inject('pykmip');
 
-async function cli(args: string[], stdin = Buffer.alloc(0)) {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), readStdin: () => stdin };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr };
-}
-
-const conn = [
-  '--server',
-  `${server.host}:${server.port}`,
-  '--ca',
-  server.ca,
-  '--cert',
-  server.clientCert,
-  '--key',
-  server.clientKey,
-];
+/** The client's TLS material, for connection options to any server address. */
+const tls = ['--ca', server.ca, '--cert', server.clientCert, '--key', server.clientKey];
+const conn = ['--server', `${server.host}:${server.port}`, ...tls];
 
 describe('kmip-agent kmip', () => {
   test('register from a key file, locate, get prints the same bytes, attrs, revoke, destroy', async () => {
@@ -165,18 +149,7 @@ describe('kmip-agent kmip', () => {
     expect((await cli(['kmip', 'locate', ...conn, '--state', 'sleepy'])).code).toBe(2);
 
     const dead = await freePort();
-    const down = await cli([
-      'kmip',
-      'query',
-      '--server',
-      `127.0.0.1:${dead}`,
-      '--ca',
-      server.ca,
-      '--cert',
-      server.clientCert,
-      '--key',
-      server.clientKey,
-    ]);
+    const down = await cli(['kmip', 'query', '--server', `127.0.0.1:${dead}`, ...tls]);
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/KMIP_CONNECTION_REFUSED/);
     expect(down.stderr).toMatch(/is the server running/);

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
+import { runCliCaptured } from '../support/cli.js';
 import { toJsonValue } from '../../src/cli/framework.js';
 import { deviceMapperStatus, luksInfo } from '../../src/drives/luks.js';
 import { cryptsetupAccepts, luksDumpJson, luksFormat } from './images.js';
@@ -16,15 +16,9 @@ interface Run {
   json: () => Record<string, unknown> & { error?: { code: string; message: string } };
 }
 
-async function cli(args: string[], stdin: Buffer = Buffer.alloc(0)): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(args, {
-    stdout: (t) => (stdout += t),
-    stderr: (t) => (stderr += t),
-    readStdin: () => Buffer.from(stdin),
-  });
-  return { code, stdout, stderr, json: () => JSON.parse(stdout) as ReturnType<Run['json']> };
+/** Each read gets a copy of `stdin`: the CLI wipes what it read, the test keeps its key. */
+function cli(args: string[], stdin: Buffer = Buffer.alloc(0)): Promise<Run> {
+  return runCliCaptured(args, () => Buffer.from(stdin));
 }
 
 describe('kmip-agent volume luks', () => {

@@ -10,7 +10,14 @@ export interface CliRun {
   json<T = unknown>(): T;
 }
 
-export async function runCliCaptured(argv: string[], stdin: Buffer = Buffer.alloc(0)): Promise<CliRun> {
+/**
+ * `stdin` is what the CLI reads as standard input: a Buffer is handed over as is (the CLI wipes secrets
+ * it read, so the caller sees the wipe); a function is called for each read (e.g. to hand out copies).
+ */
+export async function runCliCaptured(
+  argv: string[],
+  stdin: Buffer | (() => Buffer) = Buffer.alloc(0),
+): Promise<CliRun> {
   let stdout = '';
   let stderr = '';
   const io: Io = {
@@ -20,7 +27,7 @@ export async function runCliCaptured(argv: string[], stdin: Buffer = Buffer.allo
     stderr: (t) => {
       stderr += t;
     },
-    readStdin: () => stdin,
+    readStdin: typeof stdin === 'function' ? stdin : () => stdin,
   };
   const code = await runCli(argv, io);
   return { code, stdout, stderr, json: <T>() => JSON.parse(stdout) as T };

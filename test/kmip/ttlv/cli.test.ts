@@ -1,18 +1,10 @@
 import { describe, expect, test } from 'vitest';
-import { runCli } from '../../../src/cli/main.js';
-import type { Io } from '../../../src/cli/framework.js';
+import { runCliCaptured } from '../../support/cli.js';
 import { TESTCASE_VECTORS } from './vectors.js';
 
 async function run(argv: string[], stdin = ''): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: Io = {
-    stdout: (t) => void (out += t),
-    stderr: (t) => void (err += t),
-    readStdin: () => Buffer.from(stdin, 'latin1'),
-  };
-  const code = await runCli(argv, io);
-  return { code, out, err };
+  const r = await runCliCaptured(argv, () => Buffer.from(stdin, 'latin1'));
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 const createRequest = TESTCASE_VECTORS[0].hex;
