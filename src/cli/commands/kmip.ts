@@ -13,7 +13,6 @@ import type { Attribute, AttributeValue } from '../../kmip/attributes.js';
 import {
   CryptographicAlgorithm,
   ObjectType,
-  Operation,
   ResultReason,
   RevocationReasonCode,
   State,
