@@ -20,6 +20,7 @@ import {
   type LockStateName,
   type OpalBackend,
 } from './backend.js';
+import { KmipAgentError } from '../errors.js';
 import { OpalError, toOpalError } from './errors.js';
 import { sedutilPin } from './sedutil.js';
 import {
@@ -77,6 +78,9 @@ export interface EraseOptions {
 }
 
 /** Process-wide memory of refused PINs per drive spec (HMAC with a per-process random key). */
+/** SP life cycle state of an activated Locking SP (Opal SSC 5.1.2: Manufactured). */
+const LOCKING_SP_MANUFACTURED = 9;
+
 const refusedPinKey = randomBytes(32);
 const refusedPins = new Map<string, Set<string>>();
 
@@ -146,8 +150,41 @@ export class OpalDrive {
   }
 
   /** Reads MSID and sets the SID PIN to `newSidPin`. */
+  /**
+   * Sets the SID PIN, authenticating as SID with the MSID. A drive that already has an owner is
+   * refused before any authentication when the drive shows it (Locking SP active, or the Block SID
+   * feature saying SID != MSID), so repeated attempts never spend SID tries towards a lockout.
+   */
   takeOwnership(newSidPin: Buffer): Promise<void> {
-    return this.run('take ownership', () => this.withDerived(newSidPin, (p) => this.backend.takeOwnership(p)));
+    return this.run('take ownership', async () => {
+      const status = await this.backend.status(false);
+      const owned =
+        status.sidIsMsid === false
+          ? 'the drive reports that the SID PIN is no longer the MSID'
+          : status.lockingSpLifecycle === LOCKING_SP_MANUFACTURED || status.lockingEnabled
+            ? 'its Locking SP is already active'
+            : undefined;
+      if (owned) {
+        throw new OpalError(
+          `the drive already has an owner (${owned}); to start over, revert it with the SID PIN ` +
+            '(kmip-agent drive revert) or the PSID from its label (kmip-agent drive psid-revert)',
+          'DRIVE_ALREADY_OWNED',
+        );
+      }
+      try {
+        await this.withDerived(newSidPin, (p) => this.backend.takeOwnership(p));
+      } catch (error) {
+        if (error instanceof KmipAgentError && error.code === 'TCG_NOT_AUTHORIZED') {
+          throw new OpalError(
+            'the drive refused the MSID as SID PIN: it already has an owner (the SID PIN was changed); revert it ' +
+              'with the SID PIN or the PSID to take ownership again',
+            'DRIVE_ALREADY_OWNED',
+            { cause: error, status: error.status },
+          );
+        }
+        throw error;
+      }
+    });
   }
 
   /** Activates the Locking SP as SID (Admin1's PIN starts as the SID PIN). Idempotent. */

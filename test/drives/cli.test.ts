@@ -68,10 +68,10 @@ describe('drive CLI: usage and errors', () => {
 
 const emu = emulatorNative();
 
-describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
+describe('drive CLI on an emulated drive', () => {
   let image: EmulatedImage;
   beforeAll(async () => {
-    image = await createImage(emu!);
+    image = await createImage(emu);
   });
   afterAll(() => image.cleanup());
 
@@ -139,7 +139,7 @@ describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
   });
 
   it('--sedutil-pins derives PINs from the password like sedutil-cli, on every subcommand', async () => {
-    const other = await createImage(emu!);
+    const other = await createImage(emu);
     try {
       const d = other.spec;
       expect((await cli(['drive', 'take-ownership', d, '--new-pin-file', pinFile, '--sedutil-pins'])).code).toBe(0);
