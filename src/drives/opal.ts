@@ -78,6 +78,19 @@ export interface EraseOptions {
 }
 
 /** Process-wide memory of refused PINs per drive spec (HMAC with a per-process random key). */
+/** C_PIN.PIN holds at most 32 bytes (Opal SSC, C_PIN table: max_bytes_32). */
+const MAX_PIN_BYTES = 32;
+
+function checkNewPin(pin: Buffer): Buffer {
+  if (pin.length === 0 || pin.length > MAX_PIN_BYTES) {
+    throw new OpalError(
+      `a drive PIN is 1 to ${MAX_PIN_BYTES} bytes (Opal C_PIN), this one is ${pin.length}`,
+      'DRIVE_PIN_LENGTH_INVALID',
+    );
+  }
+  return pin;
+}
+
 /** SP life cycle state of an activated Locking SP (Opal SSC 5.1.2: Manufactured). */
 const LOCKING_SP_MANUFACTURED = 9;
 
@@ -172,7 +185,7 @@ export class OpalDrive {
         );
       }
       try {
-        await this.withDerived(newSidPin, (p) => this.backend.takeOwnership(p));
+        await this.withDerived(newSidPin, (p) => this.backend.takeOwnership(checkNewPin(p)));
       } catch (error) {
         if (error instanceof KmipAgentError && error.code === 'TCG_NOT_AUTHORIZED') {
           throw new OpalError(
@@ -196,7 +209,7 @@ export class OpalDrive {
     const who = options.authority ?? ADMIN1;
     const target = options.target ?? who;
     return this.authenticated(`set the ${describeAuthority(target)} PIN`, who, options.pin, async (p) => {
-      await this.withDerived(options.newPin, (n) => this.backend.setPin(who, p, target, n));
+      await this.withDerived(options.newPin, (n) => this.backend.setPin(who, p, target, checkNewPin(n)));
       this.forgetRefused(target, options.newPin);
     });
   }
@@ -209,16 +222,30 @@ export class OpalDrive {
   }
 
   setupRange(adminPin: Buffer, options: SetupRangeOptions): Promise<void> {
-    return this.authenticated(`set up range ${options.range}`, ADMIN1, adminPin, (p) =>
-      this.backend.setupRange(
-        p,
-        options.range,
-        options.start ?? null,
-        options.length ?? null,
-        options.readLockEnabled,
-        options.writeLockEnabled,
-      ),
-    );
+    return this.authenticated(`set up range ${options.range}`, ADMIN1, adminPin, async (p) => {
+      try {
+        await this.backend.setupRange(
+          p,
+          options.range,
+          options.start ?? null,
+          options.length ?? null,
+          options.readLockEnabled,
+          options.writeLockEnabled,
+        );
+      } catch (error) {
+        // The drive only says "invalid parameter"; the usual causes are worth naming.
+        if (error instanceof KmipAgentError && error.code === 'TCG_INVALID_PARAMETER') {
+          throw new OpalError(
+            `${error.message}: the drive refused range ${options.range} (start ${options.start ?? '-'}, length ` +
+              `${options.length ?? '-'}); ranges may not overlap one another, must end inside the drive and ` +
+              'may need to be aligned to its granularity (see `kmip-agent drive discover`: Geometry)',
+            error.code,
+            { cause: error, status: error.status },
+          );
+        }
+        throw error;
+      }
+    });
   }
 
   ranges(pin: Buffer, authority: Authority = ADMIN1): Promise<RangeStatus[]> {

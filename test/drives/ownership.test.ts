@@ -45,3 +45,34 @@ describe('take ownership of an owned drive', () => {
     expect(await drive.tries(SID, { authority: SID, pin: SID_PIN })).toMatchObject({ tries: 0 });
   });
 });
+
+describe('drive errors that say what went wrong', () => {
+  let image: EmulatedImage;
+  let drive: OpalDrive;
+
+  beforeEach(async () => {
+    image = await createImage(emu);
+    drive = await OpalDrive.open(image.spec);
+  });
+  afterEach(async () => {
+    await drive.close();
+    image.cleanup();
+  });
+
+  it('a PIN longer than Opal allows is refused before it reaches the drive', async () => {
+    await expect(drive.takeOwnership(Buffer.alloc(33, 1))).rejects.toMatchObject({ code: 'DRIVE_PIN_LENGTH_INVALID' });
+    await expect(drive.takeOwnership(Buffer.alloc(0))).rejects.toMatchObject({ code: 'DRIVE_PIN_LENGTH_INVALID' });
+    await drive.takeOwnership(SID_PIN); // still unowned: nothing was sent
+  });
+
+  it('overlapping ranges: the drive says invalid parameter, the error names the likely causes', async () => {
+    await drive.takeOwnership(SID_PIN);
+    await drive.activate(SID_PIN);
+    const range = { readLockEnabled: true, writeLockEnabled: true };
+    await drive.setupRange(SID_PIN, { range: 1, start: 0, length: 100, ...range });
+    await expect(drive.setupRange(SID_PIN, { range: 2, start: 50, length: 100, ...range })).rejects.toMatchObject({
+      code: 'TCG_INVALID_PARAMETER',
+      message: expect.stringContaining('ranges may not overlap'),
+    });
+  });
+});
