@@ -35,6 +35,9 @@ export async function run(): Promise<BenchReport> {
   if (!emulator) return { part: 'opal-unlock', lines: [], notes: ['skipped: this build has no emulated drive'] };
   const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-bench-opal-'));
   const image = join(dir, 'drive.img');
+  // The emulated drive's volatile key cache ("RAM") stays inside this run's directory.
+  const ramDir = process.env.KMIP_AGENT_EMU_RAM_DIR;
+  process.env.KMIP_AGENT_EMU_RAM_DIR = dir;
   const pin = Buffer.from('bench admin pin, 32 bytes long!!');
   try {
     await emulator.create(image, 16, 'BENCH-0001');
@@ -76,5 +79,7 @@ export async function run(): Promise<BenchReport> {
   } finally {
     pin.fill(0);
     rmSync(dir, { recursive: true, force: true });
+    if (ramDir === undefined) delete process.env.KMIP_AGENT_EMU_RAM_DIR;
+    else process.env.KMIP_AGENT_EMU_RAM_DIR = ramDir;
   }
 }

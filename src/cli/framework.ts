@@ -25,7 +25,9 @@ export class UsageError extends KmipAgentError {
 export function exitCodeFor(error: unknown): number {
   if (!(error instanceof KmipAgentError)) return ExitCode.Failed;
   const code = error.code;
-  if (code === 'USAGE' || code.startsWith('USAGE_') || code.startsWith('CONFIG_')) return ExitCode.Usage;
+  if (code === 'USAGE' || code.startsWith('USAGE_') || code.startsWith('CONFIG_') || code.endsWith('_SPEC_INVALID')) {
+    return ExitCode.Usage;
+  }
   if (code.endsWith('NOT_SUPPORTED') || code.endsWith('UNSUPPORTED') || code.endsWith('NOT_AVAILABLE')) {
     return ExitCode.NotSupported;
   }

@@ -273,7 +273,10 @@ function noBackend(device: string, attempts: BackendAttempt[]): BackendChoiceErr
   const tried = attempts.filter((a) => a.outcome === 'unavailable');
   let code = 'DRIVE_BACKEND_NOT_SUPPORTED';
   let head = `no backend reaches ${device}`;
-  if (tried.some((a) => a.code === 'DRIVE_NOT_OPAL')) {
+  if (tried.length > 0 && tried.every((a) => a.code?.endsWith('DEVICE_NOT_FOUND'))) {
+    code = 'DRIVE_NOT_FOUND';
+    head = `${device}: no such device`;
+  } else if (tried.some((a) => a.code === 'DRIVE_NOT_OPAL')) {
     code = 'DRIVE_NOT_OPAL';
     head = `${device} is not an Opal drive`;
   } else if (tried.length > 0 && tried.every((a) => a.code?.endsWith('PERMISSION_DENIED'))) {

@@ -20,6 +20,7 @@ import {
   type LockStateName,
   type OpalBackend,
 } from './backend.js';
+import { KmipAgentError } from '../errors.js';
 import { OpalError, toOpalError } from './errors.js';
 import { sedutilPin } from './sedutil.js';
 import {
@@ -77,6 +78,22 @@ export interface EraseOptions {
 }
 
 /** Process-wide memory of refused PINs per drive spec (HMAC with a per-process random key). */
+/** C_PIN.PIN holds at most 32 bytes (Opal SSC, C_PIN table: max_bytes_32). */
+const MAX_PIN_BYTES = 32;
+
+function checkNewPin(pin: Buffer): Buffer {
+  if (pin.length === 0 || pin.length > MAX_PIN_BYTES) {
+    throw new OpalError(
+      `a drive PIN is 1 to ${MAX_PIN_BYTES} bytes (Opal C_PIN), this one is ${pin.length}`,
+      'DRIVE_PIN_LENGTH_INVALID',
+    );
+  }
+  return pin;
+}
+
+/** SP life cycle state of an activated Locking SP (Opal SSC 5.1.2: Manufactured). */
+const LOCKING_SP_MANUFACTURED = 9;
+
 const refusedPinKey = randomBytes(32);
 const refusedPins = new Map<string, Set<string>>();
 
@@ -146,8 +163,41 @@ export class OpalDrive {
   }
 
   /** Reads MSID and sets the SID PIN to `newSidPin`. */
+  /**
+   * Sets the SID PIN, authenticating as SID with the MSID. A drive that already has an owner is
+   * refused before any authentication when the drive shows it (Locking SP active, or the Block SID
+   * feature saying SID != MSID), so repeated attempts never spend SID tries towards a lockout.
+   */
   takeOwnership(newSidPin: Buffer): Promise<void> {
-    return this.run('take ownership', () => this.withDerived(newSidPin, (p) => this.backend.takeOwnership(p)));
+    return this.run('take ownership', async () => {
+      const status = await this.backend.status(false);
+      const owned =
+        status.sidIsMsid === false
+          ? 'the drive reports that the SID PIN is no longer the MSID'
+          : status.lockingSpLifecycle === LOCKING_SP_MANUFACTURED || status.lockingEnabled
+            ? 'its Locking SP is already active'
+            : undefined;
+      if (owned) {
+        throw new OpalError(
+          `the drive already has an owner (${owned}); to start over, revert it with the SID PIN ` +
+            '(kmip-agent drive revert) or the PSID from its label (kmip-agent drive psid-revert)',
+          'DRIVE_ALREADY_OWNED',
+        );
+      }
+      try {
+        await this.withDerived(newSidPin, (p) => this.backend.takeOwnership(checkNewPin(p)));
+      } catch (error) {
+        if (error instanceof KmipAgentError && error.code === 'TCG_NOT_AUTHORIZED') {
+          throw new OpalError(
+            'the drive refused the MSID as SID PIN: it already has an owner (the SID PIN was changed); revert it ' +
+              'with the SID PIN or the PSID to take ownership again',
+            'DRIVE_ALREADY_OWNED',
+            { cause: error, status: error.status },
+          );
+        }
+        throw error;
+      }
+    });
   }
 
   /** Activates the Locking SP as SID (Admin1's PIN starts as the SID PIN). Idempotent. */
@@ -159,7 +209,7 @@ export class OpalDrive {
     const who = options.authority ?? ADMIN1;
     const target = options.target ?? who;
     return this.authenticated(`set the ${describeAuthority(target)} PIN`, who, options.pin, async (p) => {
-      await this.withDerived(options.newPin, (n) => this.backend.setPin(who, p, target, n));
+      await this.withDerived(options.newPin, (n) => this.backend.setPin(who, p, target, checkNewPin(n)));
       this.forgetRefused(target, options.newPin);
     });
   }
@@ -172,16 +222,30 @@ export class OpalDrive {
   }
 
   setupRange(adminPin: Buffer, options: SetupRangeOptions): Promise<void> {
-    return this.authenticated(`set up range ${options.range}`, ADMIN1, adminPin, (p) =>
-      this.backend.setupRange(
-        p,
-        options.range,
-        options.start ?? null,
-        options.length ?? null,
-        options.readLockEnabled,
-        options.writeLockEnabled,
-      ),
-    );
+    return this.authenticated(`set up range ${options.range}`, ADMIN1, adminPin, async (p) => {
+      try {
+        await this.backend.setupRange(
+          p,
+          options.range,
+          options.start ?? null,
+          options.length ?? null,
+          options.readLockEnabled,
+          options.writeLockEnabled,
+        );
+      } catch (error) {
+        // The drive only says "invalid parameter"; the usual causes are worth naming.
+        if (error instanceof KmipAgentError && error.code === 'TCG_INVALID_PARAMETER') {
+          throw new OpalError(
+            `${error.message}: the drive refused range ${options.range} (start ${options.start ?? '-'}, length ` +
+              `${options.length ?? '-'}); ranges may not overlap one another, must end inside the drive and ` +
+              'may need to be aligned to its granularity (see `kmip-agent drive discover`: Geometry)',
+            error.code,
+            { cause: error, status: error.status },
+          );
+        }
+        throw error;
+      }
+    });
   }
 
   ranges(pin: Buffer, authority: Authority = ADMIN1): Promise<RangeStatus[]> {

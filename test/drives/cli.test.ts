@@ -42,10 +42,16 @@ describe('drive CLI: usage and errors', () => {
     }
   });
 
-  it('device paths: not supported yet (exit 3, typed JSON error)', async () => {
+  it('a device that does not exist: exit 1, DRIVE_NOT_FOUND with what was tried', async () => {
     const r = await cli(['--json', 'drive', 'unlock', '/dev/sdz', '--pin-file', pinFile]);
-    expect(r.code).toBe(3);
-    expect(r.json()).toMatchObject({ error: { code: 'DRIVE_BACKEND_NOT_SUPPORTED' } });
+    expect(r.code).toBe(1);
+    expect(r.json()).toMatchObject({ error: { code: 'DRIVE_NOT_FOUND', attempts: expect.any(Array) } });
+  });
+
+  it('something that is not a drive spec is a usage error (exit 2)', async () => {
+    const r = await cli(['--json', 'drive', 'unlock', '/tmp/not-a-drive', '--pin-file', pinFile]);
+    expect(r.code).toBe(2);
+    expect(r.json()).toMatchObject({ error: { code: 'DRIVE_SPEC_INVALID' } });
   });
 
   it('usage errors exit 2: missing options, PINs on argv, unknown subcommands', async () => {
@@ -59,10 +65,10 @@ describe('drive CLI: usage and errors', () => {
 
 const emu = emulatorNative();
 
-describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
+describe('drive CLI on an emulated drive', () => {
   let image: EmulatedImage;
   beforeAll(async () => {
-    image = await createImage(emu!);
+    image = await createImage(emu);
   });
   afterAll(() => image.cleanup());
 
@@ -130,7 +136,7 @@ describe.skipIf(emu === undefined)('drive CLI on an emulated drive', () => {
   });
 
   it('--sedutil-pins derives PINs from the password like sedutil-cli, on every subcommand', async () => {
-    const other = await createImage(emu!);
+    const other = await createImage(emu);
     try {
       const d = other.spec;
       expect((await cli(['drive', 'take-ownership', d, '--new-pin-file', pinFile, '--sedutil-pins'])).code).toBe(0);

@@ -12,13 +12,11 @@ export interface EmulatorNative {
   write(path: string, lba: number, data: Buffer): Promise<void>;
 }
 
-/** The emulator module when this build has it (it lives on another branch until merged). */
-export function emulatorNative(): EmulatorNative | undefined {
-  try {
-    return loadAddon().emulator as EmulatorNative | undefined;
-  } catch {
-    return undefined;
-  }
+/** The addon's emulator module; a build without it fails the suites loudly (never a silent skip). */
+export function emulatorNative(): EmulatorNative {
+  const emulator = loadAddon().emulator as EmulatorNative | undefined;
+  if (!emulator) throw new Error('the addon has no emulator module: rebuild it with `npm run build:addon`');
+  return emulator;
 }
 
 export interface EmulatedImage {

@@ -2,7 +2,6 @@
  * The whole Opal life cycle through the TS API (OpalDrive) on an emulated drive: take ownership,
  * activate, configure a range, lock, power cycle, refused reads, wrong PINs counting up, lockout
  * after TryLimit and its reset by a power cycle, unlock with data intact, crypto erase, reverts.
- * Skipped when this build has no emulator (it is built on another branch).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OpalDrive } from '../../src/drives/opal.js';
@@ -16,12 +15,12 @@ const USER_PIN = Buffer.from('user1 pin');
 const RANGE1 = { range: 1, start: 2048, length: 4096, readLockEnabled: true, writeLockEnabled: true };
 const pattern = Buffer.from(Array.from({ length: 4 * 512 }, (_, i) => (i * 7 + 3) & 0xff));
 
-describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () => {
+describe('Opal life cycle on an emulated drive', () => {
   let image: EmulatedImage;
   let drive: OpalDrive;
 
   beforeEach(async () => {
-    image = await createImage(emu!);
+    image = await createImage(emu);
     drive = await OpalDrive.open(image.spec);
   });
   afterEach(async () => {
@@ -32,14 +31,14 @@ describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () =>
   /** Power-cycles the emulated drive (the image lock must be free, so the handle is reopened). */
   async function powerCycle(): Promise<void> {
     await drive.close();
-    await emu!.powerCycle(image.path);
+    await emu.powerCycle(image.path);
     drive = await OpalDrive.open(image.spec);
   }
 
   async function readBlocks(lba: number, count: number): Promise<Buffer> {
     await drive.close();
     try {
-      return await emu!.read(image.path, lba, count);
+      return await emu.read(image.path, lba, count);
     } finally {
       drive = await OpalDrive.open(image.spec);
     }
@@ -48,7 +47,7 @@ describe.skipIf(emu === undefined)('Opal life cycle on an emulated drive', () =>
   async function writeBlocks(lba: number, data: Buffer): Promise<void> {
     await drive.close();
     try {
-      await emu!.write(image.path, lba, data);
+      await emu.write(image.path, lba, data);
     } finally {
       drive = await OpalDrive.open(image.spec);
     }

@@ -12,12 +12,12 @@ const emu = emulatorNative();
 const SID_PIN = Buffer.from('another sid pin');
 const ADMIN_PIN = Buffer.from('another admin pin');
 
-describe.skipIf(emu === undefined)('more Opal flows on an emulated drive', () => {
+describe('more Opal flows on an emulated drive', () => {
   let image: EmulatedImage;
   let drive: OpalDrive;
 
   beforeEach(async () => {
-    image = await createImage(emu!);
+    image = await createImage(emu);
     drive = await OpalDrive.open(image.spec, { authenticateWithMethod: true });
     await drive.takeOwnership(SID_PIN);
     await drive.activate(SID_PIN);

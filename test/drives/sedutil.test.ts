@@ -45,10 +45,10 @@ describe('sedutil PIN derivation', () => {
 
 const emu = emulatorNative();
 
-describe.skipIf(emu === undefined)('adopting a sedutil-style drive', () => {
+describe('adopting a sedutil-style drive', () => {
   let image: EmulatedImage;
   beforeEach(async () => {
-    image = await createImage(emu!);
+    image = await createImage(emu);
   });
   afterEach(() => image.cleanup());
 

@@ -173,3 +173,37 @@ describe('kmip-agent kmip', () => {
       expect(help.stdout).toContain(`  ${sub} `);
   });
 });
+
+describe('kmip-agent kmip: the --json contract and argument checks', () => {
+  test('discover with every server down prints exactly one JSON document: the error, with per-server results', async () => {
+    const dead = await freePort();
+    const run = await cli(['kmip', 'discover', ...conn.slice(2), '--server', `127.0.0.1:${dead}`, '--json']);
+    expect(run.code).toBe(1);
+    const doc = JSON.parse(run.stdout) as { error: { code: string; servers: { ok: boolean }[] } };
+    expect(doc.error.code).toMatch(/^KMIP_CONNECTION_/);
+    expect(doc.error.servers).toEqual([expect.objectContaining({ ok: false })]);
+  });
+
+  test('query names every operation the server lists (from the registry), none as hex', async () => {
+    const run = await cli(['kmip', 'query', ...conn, '--json']);
+    expect(run.code).toBe(0);
+    const { operations } = JSON.parse(run.stdout) as { operations: string[] };
+    expect(operations).toEqual(expect.arrayContaining(['Create', 'Get', 'Locate', 'CreateKeyPair']));
+    expect(operations.filter((o) => o.startsWith('0x'))).toEqual([]);
+  });
+
+  test.each([
+    [['--kmip-version', '9.9'], /not a KMIP version/],
+    [['--timeout', '0'], /--timeout must be between 1/],
+  ])('%j is a usage error (exit 2)', async (extra, message) => {
+    const run = await cli(['kmip', 'discover', ...conn, ...extra, '--json']);
+    expect(run.code).toBe(2);
+    expect((JSON.parse(run.stdout) as { error: { message: string } }).error.message).toMatch(message);
+  });
+
+  test('--max beyond a KMIP Integer is a usage error', async () => {
+    const run = await cli(['kmip', 'locate', ...conn, '--max', '99999999999999999999', '--json']);
+    expect(run.code).toBe(2);
+    expect((JSON.parse(run.stdout) as { error: { code: string } }).error.code).toBe('USAGE');
+  });
+});

@@ -186,8 +186,8 @@ describe('sessions against a scripted TPer', () => {
     expect(backend.sent()).toHaveLength(0);
   });
 
-  it('refuses device paths until pass-through backends exist, with a typed error', async () => {
-    await expect(OpalDrive.open('/dev/sdz')).rejects.toMatchObject({ code: 'DRIVE_BACKEND_NOT_SUPPORTED' });
+  it('a missing device and malformed drive specs are typed errors', async () => {
+    await expect(OpalDrive.open('/dev/sdz')).rejects.toMatchObject({ code: 'DRIVE_NOT_FOUND' });
     await expect(OpalDrive.open('sdz')).rejects.toMatchObject({ code: 'DRIVE_SPEC_INVALID' });
     await expect(OpalDrive.open('emu:')).rejects.toMatchObject({ code: 'DRIVE_SPEC_INVALID' });
   });

@@ -4,14 +4,15 @@
  * from a file or stdin, never argv; only `get` prints key material.
  */
 import { readFileSync } from 'node:fs';
+import { ALL_VERSIONS } from '../../kmip/client.js';
 import { KmipProvider } from '../../kmip/provider.js';
 import { KmipError, KmipOperationError } from '../../kmip/errors.js';
 import { formatVersion, type ProtocolVersion } from '../../kmip/fields.js';
+import { enumName, Tag } from '../../kmip/ttlv/registry.js';
 import type { Attribute, AttributeValue } from '../../kmip/attributes.js';
 import {
   CryptographicAlgorithm,
   ObjectType,
-  Operation,
   ResultReason,
   RevocationReasonCode,
   State,
@@ -102,10 +103,13 @@ function pick(table: Record<string, number>, value: string, what: string): numbe
   return found;
 }
 
-function positiveInt(value: string | undefined, what: string): number | undefined {
+/** A whole number within [min, max] (KMIP Integers are 32-bit), or a usage error. */
+function positiveInt(value: string | undefined, what: string, min = 0, max = 0x7fffffff): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) throw new UsageError(`${what} must be a non-negative integer, not '${value}'`);
-  return Number(value);
+  const n = Number(value);
+  if (n < min || n > max) throw new UsageError(`${what} must be between ${min} and ${max}, not ${value}`);
+  return n;
 }
 
 function readPem(path: string | undefined, what: string): Buffer | undefined {
@@ -129,7 +133,13 @@ function parseVersion(text: string | undefined): ProtocolVersion | undefined {
   if (text === undefined) return undefined;
   const match = /^(\d+)\.(\d+)$/.exec(text);
   if (!match) throw new UsageError(`--kmip-version '${text}' is not MAJOR.MINOR (e.g. 1.2)`);
-  return { major: Number(match[1]), minor: Number(match[2]) };
+  const version = { major: Number(match[1]), minor: Number(match[2]) };
+  if (!ALL_VERSIONS.some((v) => v.major === version.major && v.minor === version.minor)) {
+    throw new UsageError(
+      `--kmip-version ${text} is not a KMIP version (${ALL_VERSIONS.map(formatVersion).join(', ')})`,
+    );
+  }
+  return version;
 }
 
 type ConnectionValues = {
@@ -147,7 +157,7 @@ function provider(values: ConnectionValues): KmipProvider {
   if (!values.cert || !values.key)
     throw new UsageError('--cert and --key are required (the client certificate and its key)');
   const version = parseVersion(values['kmip-version']);
-  const timeout = positiveInt(values.timeout, '--timeout');
+  const timeout = positiveInt(values.timeout, '--timeout', 1, 3_600_000);
   return new KmipProvider({
     servers: values.server.map(parseServer),
     ca: readPem(values.ca, 'CA file'),
@@ -263,17 +273,21 @@ const handlers: Record<string, Handler> = {
         : `${t.endpoint}: FAILED ${t.error!.message} [${t.error!.code}]`,
     );
     if (offered) lines.push(`server offers: ${offered.versions.map(formatVersion).join(', ')}`);
-    emit(ctx, json, lines.join('\n'));
     if (!tests.some((t) => t.ok)) {
+      // One document either way: with --json the per-server results travel inside the error.
+      if (!ctx.json) ctx.io.stderr(lines.join('\n') + '\n');
       const first = tests[0]!.error!;
-      throw withHint(new KmipError(`no server answered: ${first.message}`, first.code));
+      throw new KmipError(`no server answered: ${first.message}`, first.code, { details: { servers: tests } });
     }
+    emit(ctx, json, lines.join('\n'));
   }),
 
   query: command({}, 0, async (kmip, _values, _args, ctx) => {
     const result = await kmip.query([1, 2, 3]);
-    const operations = result.operations.map((op) => nameOf(Operation, op));
-    const objectTypes = result.objectTypes.map((t) => nameOf(ObjectType, t));
+    // The registry names everything the server may list, not only what this library builds.
+    const registryName = (tag: number, value: number) => enumName(tag, value) ?? `0x${value.toString(16)}`;
+    const operations = result.operations.map((op) => registryName(Tag.Operation, op));
+    const objectTypes = result.objectTypes.map((t) => registryName(Tag.ObjectType, t));
     emit(
       ctx,
       { vendor: result.vendorIdentification, operations, objectTypes },
