@@ -222,30 +222,24 @@ export function column(results: unknown[], c: number): unknown {
   return cells.find((cell) => cell.name === c)?.value;
 }
 
-/** Sets a Locking range's ReadLocked and WriteLocked columns (7, 8) to `locked` (0 or 1); resolves to the status. */
-export async function setLocked(call: SessionCall, range: string, locked: number): Promise<number> {
+/** Sets two columns of a row to the same value; resolves to the method status. */
+async function setPair(call: SessionCall, row: string, columns: [number, number], value: number): Promise<number> {
   return (
     await call(
-      range,
+      row,
       METHOD.set,
       setArgs([
-        [7, locked],
-        [8, locked],
+        [columns[0], value],
+        [columns[1], value],
       ]),
     )
   ).status;
 }
 
+/** Sets a Locking range's ReadLocked and WriteLocked columns (7, 8) to `locked` (0 or 1); resolves to the status. */
+export const setLocked = (call: SessionCall, range: string, locked: number): Promise<number> =>
+  setPair(call, range, [7, 8], locked);
+
 /** Sets a Locking range's ReadLockEnabled and WriteLockEnabled columns (5, 6) to `enabled` (0 or 1); resolves to the status. */
-export async function setLockEnabled(call: SessionCall, range: string, enabled: number): Promise<number> {
-  return (
-    await call(
-      range,
-      METHOD.set,
-      setArgs([
-        [5, enabled],
-        [6, enabled],
-      ]),
-    )
-  ).status;
-}
+export const setLockEnabled = (call: SessionCall, range: string, enabled: number): Promise<number> =>
+  setPair(call, range, [5, 6], enabled);
