@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: setup (idempotent), then every vitest suite against
 # real peers (PyKMIP, cryptsetup, openssl). Ends with one line `N passed, N failed`.
-# Usage: sudo bash scripts/test.sh [vitest filters...]
+# Usage (as root): bash scripts/test.sh [vitest filters...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
