@@ -2,6 +2,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach, beforeEach } from 'vitest';
+import { OpalDrive, type OpalDriveOptions } from '../../src/drives/opal.js';
 import { loadAddon } from '../../src/native/addon.js';
 
 /** The addon's `emulator` module, as far as these tests use it. */
@@ -31,4 +33,32 @@ export async function createImage(emu: EmulatorNative, sizeMiB = 8): Promise<Emu
   const path = join(dir, 'drive.img');
   const { psid } = await emu.create(path, sizeMiB, 'EMU-TEST-0001');
   return { path, spec: `emu:${path}`, psid, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Registers beforeEach/afterEach hooks in the calling describe block: a fresh emulated drive and an
+ * open OpalDrive on it for every test, closed and deleted afterwards.
+ */
+export function useFreshDrive(options: OpalDriveOptions = {}): {
+  readonly image: EmulatedImage;
+  readonly drive: OpalDrive;
+} {
+  let image: EmulatedImage | undefined;
+  let drive: OpalDrive | undefined;
+  beforeEach(async () => {
+    image = await createImage(emulatorNative());
+    drive = await OpalDrive.open(image.spec, options);
+  });
+  afterEach(async () => {
+    await drive?.close();
+    image?.cleanup();
+  });
+  return {
+    get image() {
+      return image!;
+    },
+    get drive() {
+      return drive!;
+    },
+  };
 }
