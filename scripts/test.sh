@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: setup (idempotent), then every vitest suite against
-# real peers (PyKMIP, cryptsetup, openssl). Ends with one line `N passed, N failed`.
+# real peers (PyKMIP, cryptsetup, openssl). Ends with `N passed, N failed`, after a machine-readable
+# `TESTS_SUMMARY passed failed skipped` line that .ci/run adds into its own total.
 # Usage (as root): bash scripts/test.sh [vitest filters...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +29,5 @@ node -e '
 read -r passed failed skipped <"$report.counts"; rm -f "$report.counts"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "TESTS_SUMMARY $passed $failed $skipped"
+echo "$passed passed, $failed failed"
 exit "$status"

@@ -123,3 +123,27 @@ export function readSecret(ctx: CommandContext, path: string | undefined, what: 
     throw new UsageError(`cannot read ${what} from ${path}: ${(e as Error).message}`, 'USAGE_FILE');
   }
 }
+
+/**
+ * Reads the named secrets (files, or `-` for stdin: at most one), runs `work`, and zeroes every
+ * secret read, whatever happens, including a later read failing. `secrets` follows `files`.
+ */
+export async function withSecrets<T>(
+  ctx: CommandContext,
+  files: [path: string | undefined, what: string][],
+  work: (secrets: Buffer[]) => Promise<T>,
+): Promise<T> {
+  if (files.filter(([path]) => path === '-').length > 1) throw new UsageError('only one secret can come from stdin');
+  const secrets: Buffer[] = [];
+  try {
+    for (const [path, what] of files) secrets.push(readSecret(ctx, path, what));
+    return await work(secrets);
+  } finally {
+    for (const secret of secrets) secret.fill(0);
+  }
+}
+
+/** The `files` entry for an optional secret option: none when the option was not given. */
+export function optionalSecret(path: string | undefined, what: string): [string, string][] {
+  return path === undefined ? [] : [[path, what]];
+}

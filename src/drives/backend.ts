@@ -264,8 +264,13 @@ async function probePassthrough(
   }
 }
 
+/** One attempt as a line of text: "kernel: unavailable [KOPAL_NOT_SUPPORTED]: ...". */
+export function describeAttempt(a: BackendAttempt): string {
+  return `${a.backend}: ${a.outcome}${a.code ? ` [${a.code}]` : ''}: ${a.detail}`;
+}
+
 function attemptsText(attempts: BackendAttempt[]): string {
-  return attempts.map((a) => `${a.backend}: ${a.outcome}${a.code ? ` [${a.code}]` : ''}: ${a.detail}`).join('; ');
+  return attempts.map(describeAttempt).join('; ');
 }
 
 /** The fault when nothing reaches the drive: DRIVE_NOT_OPAL if it answered without an Opal SSC. */
@@ -361,9 +366,4 @@ export async function selectBackend(
     return { backend: passthrough.backend, choice: { backend: 'passthrough', reason, attempts } };
   }
   throw noBackend(spec, attempts);
-}
-
-/** Opens the backend for a drive spec (off the JS thread); see `selectBackend`. */
-export async function openBackend(spec: string, options: BackendOptions = {}): Promise<OpalBackend> {
-  return (await selectBackend(spec, options)).backend;
 }

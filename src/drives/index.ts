@@ -15,7 +15,6 @@ export {
   backendKindOf,
   defaultProbes,
   opalSscOf,
-  openBackend,
   selectBackend,
   tcgNative,
 } from './backend.js';

@@ -77,7 +77,6 @@ export interface EraseOptions {
   method?: 'genkey' | 'erase';
 }
 
-/** Process-wide memory of refused PINs per drive spec (HMAC with a per-process random key). */
 /** C_PIN.PIN holds at most 32 bytes (Opal SSC, C_PIN table: max_bytes_32). */
 const MAX_PIN_BYTES = 32;
 
@@ -94,6 +93,7 @@ function checkNewPin(pin: Buffer): Buffer {
 /** SP life cycle state of an activated Locking SP (Opal SSC 5.1.2: Manufactured). */
 const LOCKING_SP_MANUFACTURED = 9;
 
+/** Process-wide memory of refused PINs per drive spec (HMAC with a per-process random key). */
 const refusedPinKey = randomBytes(32);
 const refusedPins = new Map<string, Set<string>>();
 
@@ -162,9 +162,8 @@ export class OpalDrive {
     return this.run('read MSID', () => this.backend.readMsid());
   }
 
-  /** Reads MSID and sets the SID PIN to `newSidPin`. */
   /**
-   * Sets the SID PIN, authenticating as SID with the MSID. A drive that already has an owner is
+   * Reads MSID and sets the SID PIN, authenticating as SID with the MSID. A drive that already has an owner is
    * refused before any authentication when the drive shows it (Locking SP active, or the Block SID
    * feature saying SID != MSID), so repeated attempts never spend SID tries towards a lockout.
    */

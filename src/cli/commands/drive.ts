@@ -4,7 +4,7 @@
  * PINs only from files or stdin (`-`), never argv; every PIN Buffer read here is wiped after use.
  * `drive emulate|read|write` belong to the emulator (drive-emulate.ts).
  */
-import { BACKEND_NAMES, BackendChoiceError, type BackendName } from '../../drives/backend.js';
+import { BACKEND_NAMES, BackendChoiceError, describeAttempt, type BackendName } from '../../drives/backend.js';
 import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
 import { ADMIN1, describeAuthority, SID, userAuthority, type Authority, type Discovery } from '../../drives/types.js';
 import { DRIVE_EMULATOR_HELP, DRIVE_EMULATOR_SUBCOMMANDS, runDriveEmulatorCommand } from './drive-emulate.js';
@@ -12,7 +12,8 @@ import {
   emit,
   exitCodeFor,
   parseOptions,
-  readSecret,
+  optionalSecret,
+  withSecrets,
   UsageError,
   type CommandContext,
   type CommandGroup,
@@ -81,15 +82,6 @@ function onlyDrive(positionals: string[], sub: string): string {
   return positionals[0];
 }
 
-/** Reads secrets, runs `fn`, and wipes every secret Buffer afterwards. */
-async function withSecrets<T>(secrets: Buffer[], fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } finally {
-    for (const s of secrets) s.fill(0);
-  }
-}
-
 async function withDrive<T>(spec: string, opts: OpalDriveOptions, fn: (drive: OpalDrive) => Promise<T>): Promise<T> {
   const drive = await OpalDrive.open(spec, opts);
   try {
@@ -156,24 +148,12 @@ const handlers: Record<string, Handler> = {
     try {
       drive = await OpalDrive.open(spec, opts);
     } catch (error) {
-      const cause = (error as { cause?: unknown }).cause;
-      const choiceError =
-        error instanceof BackendChoiceError ? error : cause instanceof BackendChoiceError ? cause : null;
-      if (!choiceError) throw error;
-      // One JSON document with the attempts, so scripts can tell "no sed-opal" from "no SG_IO".
-      if (ctx.json) {
-        ctx.io.stdout(
-          JSON.stringify({
-            error: { code: choiceError.code, message: choiceError.message, attempts: choiceError.attempts },
-          }) + '\n',
-        );
-      } else {
-        const lines = [`kmip-agent: ${spec}: no usable backend [${choiceError.code}]`];
-        for (const a of choiceError.attempts)
-          lines.push(`  ${a.backend}: ${a.outcome}${a.code ? ` [${a.code}]` : ''}: ${a.detail}`);
-        ctx.io.stderr(lines.join('\n') + '\n');
-      }
-      return exitCodeFor(choiceError);
+      // With --json the attempts travel in the error document (BackendChoiceError.details()).
+      if (!(error instanceof BackendChoiceError) || ctx.json) throw error;
+      const lines = [`kmip-agent: ${spec}: no usable backend [${error.code}]`];
+      for (const a of error.attempts) lines.push(`  ${describeAttempt(a)}`);
+      ctx.io.stderr(lines.join('\n') + '\n');
+      return exitCodeFor(error);
     }
     try {
       const choice = drive.choice;
@@ -188,8 +168,7 @@ const handlers: Record<string, Handler> = {
       const lines = [`${spec}: backend ${choice?.backend ?? 'unknown'} (${drive.describe()})`];
       if (choice) {
         lines.push(`why: ${choice.reason}`);
-        for (const a of choice.attempts)
-          lines.push(`  ${a.backend}: ${a.outcome}${a.code ? ` [${a.code}]` : ''}: ${a.detail}`);
+        for (const a of choice.attempts) lines.push(`  ${describeAttempt(a)}`);
       }
       lines.push(discovery ? discoveryText(discovery) : `discovery unavailable: ${discoveryNote}`);
       // The discovery's fields stay at the top level (as before backends were chosen); the choice is `backend`.
@@ -218,38 +197,42 @@ const handlers: Record<string, Handler> = {
       'pin-file': { type: 'string' },
     });
     const spec = onlyDrive(positionals, 'status');
-    const pin = values['pin-file'] !== undefined ? readSecret(ctx, values['pin-file'], 'the Admin1 PIN') : undefined;
-    return withSecrets(pin ? [pin] : [], async () => {
-      const result = await withDrive(spec, opts, async (d) => {
-        const status = await d.status({ probeSid: values['probe-sid'] ?? false });
-        // A backend that cannot list ranges or read tries (kernel sed-opal alone) still reports status.
-        const ranges = pin ? await unlessUnsupported(d.ranges(pin)) : undefined;
-        const admin1Tries = pin ? await unlessUnsupported(d.tries(ADMIN1, { authority: ADMIN1, pin })) : undefined;
-        return { ...status, ranges, admin1Tries };
-      });
-      const owned = result.sidIsMsid === null ? 'unknown' : result.sidIsMsid ? 'no (SID == MSID)' : 'yes';
-      const lines = [
-        discoveryText(result.discovery),
-        `Locking SP: ${result.lockingSpLifecycle === 9 ? 'active' : result.lockingSpLifecycle === 8 ? 'inactive' : 'unknown'}`,
-        `owned (SID set): ${owned}`,
-      ];
-      for (const r of result.ranges ?? []) {
-        lines.push(
-          `range ${r.range}: start ${r.start} length ${r.length} RLE=${r.readLockEnabled} WLE=${r.writeLockEnabled} ` +
-            `readLocked=${r.readLocked} writeLocked=${r.writeLocked}`,
-        );
-      }
-      if (result.admin1Tries) lines.push(`Admin1 tries: ${result.admin1Tries.tries}/${result.admin1Tries.tryLimit}`);
-      emit(ctx, result, lines.join('\n'));
-      return 0;
-    });
+    return withSecrets(
+      ctx,
+      optionalSecret(values['pin-file'], 'the Admin1 PIN'),
+      async ([pin]: (Buffer | undefined)[]) => {
+        const result = await withDrive(spec, opts, async (d) => {
+          const status = await d.status({ probeSid: values['probe-sid'] ?? false });
+          // A backend that cannot list ranges or read tries (kernel sed-opal alone) still reports status.
+          const ranges = pin ? await unlessUnsupported(d.ranges(pin)) : undefined;
+          const admin1Tries = pin ? await unlessUnsupported(d.tries(ADMIN1, { authority: ADMIN1, pin })) : undefined;
+          return { ...status, ranges, admin1Tries };
+        });
+        const owned = result.sidIsMsid === null ? 'unknown' : result.sidIsMsid ? 'no (SID == MSID)' : 'yes';
+        const lines = [
+          discoveryText(result.discovery),
+          `Locking SP: ${result.lockingSpLifecycle === 9 ? 'active' : result.lockingSpLifecycle === 8 ? 'inactive' : 'unknown'}`,
+          `owned (SID set): ${owned}`,
+        ];
+        for (const r of result.ranges ?? []) {
+          lines.push(
+            `range ${r.range}: start ${r.start} length ${r.length} RLE=${r.readLockEnabled} WLE=${r.writeLockEnabled} ` +
+              `readLocked=${r.readLocked} writeLocked=${r.writeLocked}`,
+          );
+        }
+        if (result.admin1Tries) lines.push(`Admin1 tries: ${result.admin1Tries.tries}/${result.admin1Tries.tryLimit}`);
+        emit(ctx, result, lines.join('\n'));
+        return 0;
+      },
+    );
   },
 
   async 'take-ownership'(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, { 'new-pin-file': { type: 'string' } });
     const spec = onlyDrive(positionals, 'take-ownership');
-    const pin = readSecret(ctx, values['new-pin-file'], 'the new SID PIN (--new-pin-file)');
-    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.takeOwnership(pin)));
+    await withSecrets(ctx, [[values['new-pin-file'], 'the new SID PIN (--new-pin-file)']], async ([pin]) =>
+      withDrive(spec, opts, (d) => d.takeOwnership(pin)),
+    );
     emit(ctx, { drive: spec, owned: true }, `${spec}: SID PIN set (drive owned)`);
     return 0;
   },
@@ -257,8 +240,9 @@ const handlers: Record<string, Handler> = {
   async activate(args, ctx, opts) {
     const { values, positionals } = parseOptions(args, { 'pin-file': { type: 'string' } });
     const spec = onlyDrive(positionals, 'activate');
-    const pin = readSecret(ctx, values['pin-file'], 'the SID PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.activate(pin)));
+    await withSecrets(ctx, [[values['pin-file'], 'the SID PIN (--pin-file)']], async ([pin]) =>
+      withDrive(spec, opts, (d) => d.activate(pin)),
+    );
     emit(ctx, { drive: spec, lockingSpActive: true }, `${spec}: Locking SP active`);
     return 0;
   },
@@ -282,7 +266,7 @@ const handlers: Record<string, Handler> = {
     if (range === 0 && (start !== undefined || length !== undefined)) {
       throw new UsageError('the global range (0) has no --start/--length');
     }
-    const pin = readSecret(ctx, values['pin-file'], 'the Admin1 PIN (--pin-file)');
+    const pinFile: [string | undefined, string] = [values['pin-file'], 'the Admin1 PIN (--pin-file)'];
     const options = {
       range,
       start,
@@ -290,7 +274,7 @@ const handlers: Record<string, Handler> = {
       readLockEnabled: values['read-lock-enabled'] ?? false,
       writeLockEnabled: values['write-lock-enabled'] ?? false,
     };
-    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.setupRange(pin, options)));
+    await withSecrets(ctx, [pinFile], async ([pin]) => withDrive(spec, opts, (d) => d.setupRange(pin, options)));
     emit(
       ctx,
       { drive: spec, ...options },
@@ -310,8 +294,9 @@ const handlers: Record<string, Handler> = {
     const user = required(intOption(values.user, '--user', 1), '--user');
     const ranges = (values.range ?? []).map((r) => required(intOption(r, '--range'), '--range'));
     const enabled = !(values.disable ?? false);
-    const pin = readSecret(ctx, values['pin-file'], 'the Admin1 PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.enableUser(pin, user, { enabled, ranges })));
+    await withSecrets(ctx, [[values['pin-file'], 'the Admin1 PIN (--pin-file)']], async ([pin]) =>
+      withDrive(spec, opts, (d) => d.enableUser(pin, user, { enabled, ranges })),
+    );
     emit(ctx, { drive: spec, user, enabled, ranges }, `${spec}: User${user} ${enabled ? 'enabled' : 'disabled'}`);
     return 0;
   },
@@ -329,9 +314,13 @@ const handlers: Record<string, Handler> = {
     const spec = onlyDrive(positionals, 'set-pin');
     const target = pickAuthority(values, ADMIN1);
     const authority = target.kind === 'user' ? ADMIN1 : target;
-    const pin = readSecret(ctx, values['pin-file'], `the ${describeAuthority(authority)} PIN (--pin-file)`);
-    const newPin = readSecret(ctx, values['new-pin-file'], 'the new PIN (--new-pin-file)');
-    await withSecrets([pin, newPin], () => withDrive(spec, opts, (d) => d.setPin({ authority, pin, target, newPin })));
+    const files: [string | undefined, string][] = [
+      [values['pin-file'], `the ${describeAuthority(authority)} PIN (--pin-file)`],
+      [values['new-pin-file'], 'the new PIN (--new-pin-file)'],
+    ];
+    await withSecrets(ctx, files, async ([pin, newPin]) =>
+      withDrive(spec, opts, (d) => d.setPin({ authority, pin, target, newPin })),
+    );
     emit(
       ctx,
       { drive: spec, authority: describeAuthority(target) },
@@ -349,9 +338,11 @@ const handlers: Record<string, Handler> = {
     const spec = onlyDrive(positionals, 'tries');
     const target = pickAuthority(values, ADMIN1);
     const asAuthority = target.kind === 'user' ? ADMIN1 : target;
-    const pin = values['pin-file'] !== undefined ? readSecret(ctx, values['pin-file'], 'the PIN') : undefined;
-    const tries = await withSecrets(pin ? [pin] : [], () =>
-      withDrive(spec, opts, (d) => d.tries(target, pin ? { authority: asAuthority, pin } : undefined)),
+    const tries = await withSecrets(
+      ctx,
+      optionalSecret(values['pin-file'], 'the PIN'),
+      async ([pin]: (Buffer | undefined)[]) =>
+        withDrive(spec, opts, (d) => d.tries(target, pin ? { authority: asAuthority, pin } : undefined)),
     );
     const name = describeAuthority(target);
     emit(
@@ -379,8 +370,9 @@ const handlers: Record<string, Handler> = {
     const done = values.done ? true : values['not-done'] ? false : undefined;
     if (enable === undefined && done === undefined)
       throw new UsageError('give --enable/--disable and/or --done/--not-done');
-    const pin = readSecret(ctx, values['pin-file'], 'the Admin1 PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.setMbr(pin, { enable, done })));
+    await withSecrets(ctx, [[values['pin-file'], 'the Admin1 PIN (--pin-file)']], async ([pin]) =>
+      withDrive(spec, opts, (d) => d.setMbr(pin, { enable, done })),
+    );
     emit(ctx, { drive: spec, enable, done }, `${spec}: MBR control updated`);
     return 0;
   },
@@ -397,8 +389,9 @@ const handlers: Record<string, Handler> = {
     const method = values.method ?? 'genkey';
     if (method !== 'genkey' && method !== 'erase') throw new UsageError('--method is genkey or erase');
     confirmDestruction(values.yes, 'erase', `the media key of range ${range} on ${spec}: its data becomes unreadable`);
-    const pin = readSecret(ctx, values['pin-file'], 'the Admin1 PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.erase(pin, { range, method })));
+    await withSecrets(ctx, [[values['pin-file'], 'the Admin1 PIN (--pin-file)']], async ([pin]) =>
+      withDrive(spec, opts, (d) => d.erase(pin, { range, method })),
+    );
     emit(ctx, { drive: spec, range, method, erased: true }, `${spec}: range ${range} crypto-erased`);
     return 0;
   },
@@ -407,8 +400,9 @@ const handlers: Record<string, Handler> = {
     const { values, positionals } = parseOptions(args, { 'pin-file': { type: 'string' }, yes: { type: 'boolean' } });
     const spec = onlyDrive(positionals, 'revert');
     confirmDestruction(values.yes, 'revert', `every key and ALL DATA on ${spec} (factory reset)`);
-    const pin = readSecret(ctx, values['pin-file'], 'the SID PIN (--pin-file)');
-    await withSecrets([pin], () => withDrive(spec, opts, (d) => d.revert(pin)));
+    await withSecrets(ctx, [[values['pin-file'], 'the SID PIN (--pin-file)']], async ([pin]) =>
+      withDrive(spec, opts, (d) => d.revert(pin)),
+    );
     emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state`);
     return 0;
   },
@@ -417,11 +411,12 @@ const handlers: Record<string, Handler> = {
     const { values, positionals } = parseOptions(args, { 'psid-file': { type: 'string' }, yes: { type: 'boolean' } });
     const spec = onlyDrive(positionals, 'psid-revert');
     confirmDestruction(values.yes, 'psid-revert', `every key and ALL DATA on ${spec} (factory reset)`);
-    const raw = readSecret(ctx, values['psid-file'], 'the PSID (--psid-file)');
-    // A PSID is typed from a label: trailing newlines from `echo` or editors are not part of it.
-    const psid = Buffer.from(raw.toString('latin1').replace(/[\r\n]+$/, ''), 'latin1');
-    raw.fill(0);
-    await withSecrets([psid], () => withDrive(spec, opts, (d) => d.psidRevert(psid)));
+    await withSecrets(ctx, [[values['psid-file'], 'the PSID (--psid-file)']], async ([raw]) => {
+      // A PSID is typed from a label: trailing newlines from `echo` or editors are not part of it.
+      let end = raw.length;
+      while (end > 0 && (raw[end - 1] === 0x0a || raw[end - 1] === 0x0d)) end--;
+      return withDrive(spec, opts, (d) => d.psidRevert(raw.subarray(0, end)));
+    });
     emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state with the PSID`);
     return 0;
   },
@@ -443,11 +438,13 @@ async function lockOrUnlock(
   const range = intOption(values.range, '--range') ?? 0;
   const authority = pickAuthority({ user: values.user }, ADMIN1);
   const readOnly = sub === 'unlock' && (values as { 'read-only'?: boolean })['read-only'] === true;
-  const pin = readSecret(ctx, values['pin-file'], `the ${describeAuthority(authority)} PIN (--pin-file)`);
-  await withSecrets([pin], () =>
-    withDrive(spec, opts, (d) =>
-      sub === 'lock' ? d.lock(pin, { range, authority }) : d.unlock(pin, { range, authority, readOnly }),
-    ),
+  await withSecrets(
+    ctx,
+    [[values['pin-file'], `the ${describeAuthority(authority)} PIN (--pin-file)`]],
+    async ([pin]) =>
+      withDrive(spec, opts, (d) =>
+        sub === 'lock' ? d.lock(pin, { range, authority }) : d.unlock(pin, { range, authority, readOnly }),
+      ),
   );
   const state = sub === 'lock' ? 'locked' : readOnly ? 'read-only' : 'unlocked';
   emit(ctx, { drive: spec, range, state }, `${spec}: range ${range} ${state}`);

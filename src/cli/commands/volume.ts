@@ -9,7 +9,7 @@ import {
   emitError,
   ExitCode,
   parseOptions,
-  readSecret,
+  withSecrets,
   UsageError,
   type CommandContext,
   type CommandGroup,
@@ -46,22 +46,6 @@ function parseSlot(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d{1,3}$/.test(value)) throw new UsageError(`--slot must be a keyslot number, not '${value}'`);
   return Number(value);
-}
-
-/** Reads the named secrets, runs work, and zeroes them whatever happens. */
-async function withSecrets<T>(
-  ctx: CommandContext,
-  files: [path: string | undefined, what: string][],
-  work: (secrets: Buffer[]) => Promise<T>,
-): Promise<T> {
-  if (files.filter(([path]) => path === '-').length > 1) throw new UsageError('only one key can come from stdin');
-  const secrets: Buffer[] = [];
-  try {
-    for (const [path, what] of files) secrets.push(readSecret(ctx, path, what));
-    return await work(secrets);
-  } finally {
-    for (const secret of secrets) secret.fill(0);
-  }
 }
 
 function describeInfo(info: LuksInfo): string {
