@@ -86,8 +86,9 @@ Credential CredentialFrom(const Napi::Object& o, const char* prefix) {
 OpRequest ParseRequest(const std::string& op, const Napi::Object& p) {
   OpRequest r;
   r.op = op;
-  r.range = static_cast<uint8_t>(NumberFrom(p, "range", 0));
-  if (NumberFrom(p, "range", 0) >= kMaxLockingRanges) throw CodedError("KOPAL_INVALID_ARGUMENT", "range must be 0..8");
+  const uint64_t range = NumberFrom(p, "range", 0);
+  if (range >= kMaxLockingRanges) throw CodedError("KOPAL_INVALID_ARGUMENT", "range must be 0..8");
+  r.range = static_cast<uint8_t>(range);
   if (op == "status" || op == "geometry") return r;
   if (op == "discovery") {
     r.max_bytes = NumberFrom(p, "maxBytes", 4096);
@@ -286,13 +287,7 @@ Napi::Value RunScripted(const Napi::CallbackInfo& info) {
 Napi::Value Ioctls(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  for (unsigned long request :
-       {kIocSave, kIocLockUnlock, kIocTakeOwnership, kIocActivateLsp, kIocSetPw, kIocActivateUsr, kIocRevertTpr,
-        kIocLrSetup, kIocAddUsrToLr, kIocEnableDisableMbr, kIocEraseLr, kIocSecureEraseLr, kIocPsidRevertTpr,
-        kIocMbrDone, kIocWriteShadowMbr, kIocGenericTableRw, kIocGetStatus, kIocGetLrStatus, kIocGetGeometry,
-        kIocDiscovery, kIocRevertLsp, kIocSetSidPw}) {
-    o.Set(IoctlName(request), Napi::Number::New(env, static_cast<double>(request)));
-  }
+  for (const IoctlInfo& info : kIoctls) o.Set(info.name, Napi::Number::New(env, static_cast<double>(info.request)));
   return o;
 }
 

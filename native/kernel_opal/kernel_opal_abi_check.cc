@@ -57,33 +57,5 @@ static_assert(IOC_OPAL_REVERT_LSP == kIocRevertLsp, "IOC_OPAL_REVERT_LSP");
 static_assert(IOC_OPAL_SET_SID_PW == kIocSetSidPw, "IOC_OPAL_SET_SID_PW");
 #endif
 
-const char* IoctlName(unsigned long request) {
-  switch (request) {
-    case kIocSave: return "IOC_OPAL_SAVE";
-    case kIocLockUnlock: return "IOC_OPAL_LOCK_UNLOCK";
-    case kIocTakeOwnership: return "IOC_OPAL_TAKE_OWNERSHIP";
-    case kIocActivateLsp: return "IOC_OPAL_ACTIVATE_LSP";
-    case kIocSetPw: return "IOC_OPAL_SET_PW";
-    case kIocActivateUsr: return "IOC_OPAL_ACTIVATE_USR";
-    case kIocRevertTpr: return "IOC_OPAL_REVERT_TPR";
-    case kIocLrSetup: return "IOC_OPAL_LR_SETUP";
-    case kIocAddUsrToLr: return "IOC_OPAL_ADD_USR_TO_LR";
-    case kIocEnableDisableMbr: return "IOC_OPAL_ENABLE_DISABLE_MBR";
-    case kIocEraseLr: return "IOC_OPAL_ERASE_LR";
-    case kIocSecureEraseLr: return "IOC_OPAL_SECURE_ERASE_LR";
-    case kIocPsidRevertTpr: return "IOC_OPAL_PSID_REVERT_TPR";
-    case kIocMbrDone: return "IOC_OPAL_MBR_DONE";
-    case kIocWriteShadowMbr: return "IOC_OPAL_WRITE_SHADOW_MBR";
-    case kIocGenericTableRw: return "IOC_OPAL_GENERIC_TABLE_RW";
-    case kIocGetStatus: return "IOC_OPAL_GET_STATUS";
-    case kIocGetLrStatus: return "IOC_OPAL_GET_LR_STATUS";
-    case kIocGetGeometry: return "IOC_OPAL_GET_GEOMETRY";
-    case kIocDiscovery: return "IOC_OPAL_DISCOVERY";
-    case kIocRevertLsp: return "IOC_OPAL_REVERT_LSP";
-    case kIocSetSidPw: return "IOC_OPAL_SET_SID_PW";
-    default: return nullptr;
-  }
-}
-
 }  // namespace kernel_opal
 }  // namespace kmip_agent

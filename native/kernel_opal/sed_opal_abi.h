@@ -196,8 +196,42 @@ constexpr unsigned long kIocDiscovery = _IOW('p', 239, OpalDiscovery);
 constexpr unsigned long kIocRevertLsp = _IOW('p', 240, OpalRevertLsp);
 constexpr unsigned long kIocSetSidPw = _IOW('p', 241, OpalNewPw);
 
+// Every sed-opal ioctl this build knows, with the kernel's name for it (messages, tests).
+struct IoctlInfo {
+  unsigned long request;
+  const char* name;
+};
+inline constexpr IoctlInfo kIoctls[] = {
+    {kIocSave, "IOC_OPAL_SAVE"},
+    {kIocLockUnlock, "IOC_OPAL_LOCK_UNLOCK"},
+    {kIocTakeOwnership, "IOC_OPAL_TAKE_OWNERSHIP"},
+    {kIocActivateLsp, "IOC_OPAL_ACTIVATE_LSP"},
+    {kIocSetPw, "IOC_OPAL_SET_PW"},
+    {kIocActivateUsr, "IOC_OPAL_ACTIVATE_USR"},
+    {kIocRevertTpr, "IOC_OPAL_REVERT_TPR"},
+    {kIocLrSetup, "IOC_OPAL_LR_SETUP"},
+    {kIocAddUsrToLr, "IOC_OPAL_ADD_USR_TO_LR"},
+    {kIocEnableDisableMbr, "IOC_OPAL_ENABLE_DISABLE_MBR"},
+    {kIocEraseLr, "IOC_OPAL_ERASE_LR"},
+    {kIocSecureEraseLr, "IOC_OPAL_SECURE_ERASE_LR"},
+    {kIocPsidRevertTpr, "IOC_OPAL_PSID_REVERT_TPR"},
+    {kIocMbrDone, "IOC_OPAL_MBR_DONE"},
+    {kIocWriteShadowMbr, "IOC_OPAL_WRITE_SHADOW_MBR"},
+    {kIocGenericTableRw, "IOC_OPAL_GENERIC_TABLE_RW"},
+    {kIocGetStatus, "IOC_OPAL_GET_STATUS"},
+    {kIocGetLrStatus, "IOC_OPAL_GET_LR_STATUS"},
+    {kIocGetGeometry, "IOC_OPAL_GET_GEOMETRY"},
+    {kIocDiscovery, "IOC_OPAL_DISCOVERY"},
+    {kIocRevertLsp, "IOC_OPAL_REVERT_LSP"},
+    {kIocSetSidPw, "IOC_OPAL_SET_SID_PW"},
+};
+
 // Name of an ioctl request ("IOC_OPAL_LOCK_UNLOCK"), or nullptr when it is not a sed-opal one.
-const char* IoctlName(unsigned long request);
+inline const char* IoctlName(unsigned long request) {
+  for (const IoctlInfo& info : kIoctls)
+    if (info.request == request) return info.name;
+  return nullptr;
+}
 
 }  // namespace kernel_opal
 }  // namespace kmip_agent

@@ -444,8 +444,8 @@ int AddKeyslot(const std::string& path, const SecretBytes& key, const SecretByte
     for (int s = 0; s < KeyslotMax() && !free_slot; ++s) free_slot = crypt_keyslot_status(cd, s) == CRYPT_SLOT_INACTIVE;
     if (!free_slot) throw CodedError("LUKS_KEYSLOT_FULL", path + " has no free keyslot");
   }
-  RequireKey(cd, key, path, log);
   UseAgentPbkdf(cd, log);
+  // Checks the authorizing key itself (-EPERM: LUKS_WRONG_KEY) before writing: no second KDF run.
   int r = crypt_keyslot_add_by_passphrase(cd, slot >= 0 ? slot : CRYPT_ANY_SLOT,
                                           reinterpret_cast<const char*>(key.data()), key.size(),
                                           reinterpret_cast<const char*>(new_key.data()), new_key.size());

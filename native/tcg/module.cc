@@ -22,14 +22,6 @@
 #include "transport/passthrough.h"
 #include "transport/scripted.h"
 
-// Weak so the addon still loads when the emulator is not linked in; open("emu:...") then fails
-// with DRIVE_BACKEND_NOT_SUPPORTED instead of a missing-symbol crash.
-namespace kmip_agent {
-namespace emulator {
-std::unique_ptr<transport::Transport> OpenEmulatedDrive(const std::string& path) __attribute__((weak));
-}  // namespace emulator
-}  // namespace kmip_agent
-
 namespace kmip_agent {
 namespace tcg {
 namespace {
@@ -339,8 +331,6 @@ Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
 
 std::unique_ptr<transport::Transport> OpenTransport(const std::string& spec) {
   if (spec.rfind("emu:", 0) == 0) {
-    if (&emulator::OpenEmulatedDrive == nullptr)
-      throw CodedError("DRIVE_BACKEND_NOT_SUPPORTED", "this build has no emulated drive backend");
     const std::string path = spec.substr(4);
     if (path.empty()) throw CodedError("DRIVE_SPEC_INVALID", "emu: needs an image path (emu:/path/to/image)");
     return emulator::OpenEmulatedDrive(path);
@@ -432,8 +422,6 @@ Napi::Value OpenPassthroughFixture(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
     if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
       throw CodedError("TCG_INVALID_ARGUMENT", "openPassthroughFixture(kind: scsi|ata|nvme, imagePath)");
-    if (&emulator::OpenEmulatedDrive == nullptr)
-      throw CodedError("DRIVE_BACKEND_NOT_SUPPORTED", "this build has no emulated drive backend");
     const std::string kind_name = info[0].As<Napi::String>().Utf8Value();
     transport::PassthroughKind kind;
     if (kind_name == "scsi") kind = transport::PassthroughKind::Scsi;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/secure.h"
 
 namespace kmip_agent {
 namespace tcg {
@@ -72,7 +73,8 @@ std::vector<uint8_t> BuildComPacket(uint16_t com_id, uint32_t tper_session, uint
   cp.packets.push_back(std::move(p));
   std::vector<uint8_t> out = BuildComPacket(cp, pad_to);
   // The copy of the payload may hold a PIN.
-  cp.packets[0].subpackets[0].payload.assign(cp.packets[0].subpackets[0].payload.size(), 0);
+  std::vector<uint8_t>& copy = cp.packets[0].subpackets[0].payload;
+  SecureWipe(copy.data(), copy.size());
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/errors.h"
+#include "core/secure.h"
 #include "transport/security_commands.h"
 
 namespace kmip_agent {
@@ -105,6 +106,11 @@ std::vector<uint8_t> InquiryVpd(IoctlPort& port, uint8_t page) {
   return data;
 }
 
+// ATA trusted commands move whole 512-byte blocks, at least one.
+size_t AtaPadded(size_t bytes) {
+  return std::max<size_t>(kAtaBlockSize, (bytes + kAtaBlockSize - 1) / kAtaBlockSize * kAtaBlockSize);
+}
+
 }  // namespace
 
 const char* KindName(PassthroughKind kind) {
@@ -123,23 +129,23 @@ PassthroughTransport::PassthroughTransport(IoctlPort& port, PassthroughKind kind
 void PassthroughTransport::SecuritySend(uint8_t protocol, uint16_t com_id, const std::vector<uint8_t>& data) {
   switch (kind_) {
     case PassthroughKind::Scsi: {
+      // Sent in place: ComPackets carry PINs, so no copies are made that would need wiping.
       auto cdb = ScsiSecurityProtocolCdb(true, protocol, com_id, static_cast<uint32_t>(data.size()));
-      std::vector<uint8_t> payload(data);
-      RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_TO_DEV, payload.data(), payload.size(), "SECURITY PROTOCOL OUT");
+      RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_TO_DEV, const_cast<uint8_t*>(data.data()), data.size(),
+              "SECURITY PROTOCOL OUT");
       return;
     }
     case PassthroughKind::Ata: {
-      // ATA moves whole blocks: pad the ComPacket with zeros.
-      std::vector<uint8_t> payload(data);
-      payload.resize(std::max<size_t>(kAtaBlockSize, (data.size() + kAtaBlockSize - 1) / kAtaBlockSize * kAtaBlockSize));
+      // ATA moves whole blocks: the ComPacket is padded with zeros in a copy that wipes itself.
+      SecretBytes payload(AtaPadded(data.size()));
+      std::memcpy(payload.data(), data.data(), data.size());
       auto cdb = AtaTrustedCdb(true, protocol, com_id, static_cast<uint32_t>(payload.size()));
       RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_TO_DEV, payload.data(), payload.size(), "ATA TRUSTED SEND");
       return;
     }
     case PassthroughKind::Nvme: {
-      std::vector<uint8_t> payload(data);
-      auto cmd = NvmeSecurityCommand(true, protocol, com_id, static_cast<uint32_t>(payload.size()));
-      RunNvme(port_, cmd, payload.data(), "NVMe Security Send");
+      auto cmd = NvmeSecurityCommand(true, protocol, com_id, static_cast<uint32_t>(data.size()));
+      RunNvme(port_, cmd, const_cast<uint8_t*>(data.data()), "NVMe Security Send");
       return;
     }
   }
@@ -154,7 +160,7 @@ std::vector<uint8_t> PassthroughTransport::SecurityReceive(uint8_t protocol, uin
       return data;
     }
     case PassthroughKind::Ata: {
-      size_t padded = std::max<size_t>(kAtaBlockSize, (length + kAtaBlockSize - 1) / kAtaBlockSize * kAtaBlockSize);
+      size_t padded = AtaPadded(length);
       std::vector<uint8_t> data(padded);
       auto cdb = AtaTrustedCdb(false, protocol, com_id, static_cast<uint32_t>(padded));
       RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_FROM_DEV, data.data(), data.size(), "ATA TRUSTED RECEIVE");
