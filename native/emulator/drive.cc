@@ -209,8 +209,8 @@ std::string Drive::Create(const std::string& path, uint64_t size_mib, const std:
   }
   std::unique_ptr<Drive> drive(new Drive(path, fd));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) SysFail("cannot lock " + path);
-  CollectOrphanCaches();
   try {
+    CollectOrphanCaches();  // inside the try: without a volatile directory nothing may be left behind
     if (::ftruncate(fd, static_cast<off_t>(size_mib << 20)) != 0) SysFail("cannot size " + path);
     DriveState& s = drive->state_;
     s.serial = serial;
@@ -263,11 +263,18 @@ void Drive::Destroy(const std::string& path) {
 }
 
 std::string Drive::CacheDir() {
-  const char* dir = std::getenv("KMIP_AGENT_EMU_RAM_DIR");
-  std::string base = dir != nullptr && *dir != 0 ? dir : "/dev/shm";
-  struct stat st;
-  if (::stat(base.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) base = "/tmp";
-  return base;
+  // The cache holds unwrapped media keys, so it must live in RAM: an explicit directory is taken as
+  // given (the caller vouches for it); otherwise only the usual tmpfs mounts qualify, never a disk.
+  const char* explicit_dir = std::getenv("KMIP_AGENT_EMU_RAM_DIR");
+  if (explicit_dir != nullptr && *explicit_dir != 0) return explicit_dir;
+  const char* runtime_dir = std::getenv("XDG_RUNTIME_DIR");
+  for (const char* candidate : {"/dev/shm", runtime_dir}) {
+    struct stat st;
+    if (candidate != nullptr && *candidate != 0 && ::stat(candidate, &st) == 0 && S_ISDIR(st.st_mode)) return candidate;
+  }
+  throw CodedError("EMU_NO_VOLATILE_DIR",
+                   "no tmpfs directory for the drive's volatile key cache (neither /dev/shm nor $XDG_RUNTIME_DIR); "
+                   "set KMIP_AGENT_EMU_RAM_DIR to a directory on tmpfs");
 }
 
 void Drive::CollectOrphanCaches() {
