@@ -650,14 +650,15 @@ std::vector<uint8_t> Drive::Read(uint64_t lba, uint64_t count) {
   std::vector<uint8_t> cipher(kBlockSize);
   SecretBytes key;
   int key_range = -1;
-  for (uint64_t i = 0; i < count; ++i) {
+  uint64_t shadowed = 0;  // leading blocks the shadow MBR answers instead of the media, read at once
+  if (shadow && lba < kMbrShadowBlocks) {
+    shadowed = std::min(count, kMbrShadowBlocks - lba);
+    std::vector<uint8_t> mbr = ReadMbr(lba * kBlockSize, static_cast<size_t>(shadowed * kBlockSize));
+    std::copy(mbr.begin(), mbr.end(), out.begin());
+  }
+  for (uint64_t i = shadowed; i < count; ++i) {
     uint64_t b = lba + i;
     uint8_t* dst = out.data() + i * kBlockSize;
-    if (shadow && b < kMbrShadowBlocks) {  // the shadow MBR answers instead of the media
-      std::vector<uint8_t> mbr = ReadMbr(b * kBlockSize, kBlockSize);
-      std::copy(mbr.begin(), mbr.end(), dst);
-      continue;
-    }
     const RangeRow& r = state_.RangeForLba(b);
     if (locking_active && r.read_lock_enabled && r.read_locked)
       throw CodedError("EMU_DATA_PROTECT", "LBA " + std::to_string(b) + " is in a read-locked range (DATA PROTECT)");
