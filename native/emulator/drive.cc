@@ -354,17 +354,15 @@ void Drive::LoadCache() {
 }
 
 void Drive::WriteCache() {
-  static const char kDigits[] = "0123456789abcdef";
   std::string text;
-  text.reserve(64 + cache_.size() * (8 + kMediaKeySize * 2));
+  // Reserved in full (the image path included) so appending keys never reallocates and leaves
+  // an unwiped copy of them in freed memory.
+  text.reserve(16 + state_.power_epoch.size() + image_path_.size() + cache_.size() * (8 + kMediaKeySize * 2));
   text.append("epoch ").append(state_.power_epoch).append("\n");
   text.append("image ").append(image_path_).append("\n");
   for (const auto& [n, key] : cache_) {
     text.append("key.").append(std::to_string(n)).append(" ");
-    for (size_t i = 0; i < key.size(); ++i) {
-      text.push_back(kDigits[key.data()[i] >> 4]);
-      text.push_back(kDigits[key.data()[i] & 15]);
-    }
+    AppendHex(&text, key.data(), key.size());
     text.push_back('\n');
   }
   try {
