@@ -122,11 +122,11 @@ PinRow Pin(Uid row, Uid authority, const std::string& name) {
 
 void InitAdminSp(DriveState& s) {
   s.admin_authorities = {
-      Authority(uid::kAnybody, "Anybody", false, 0, true, 0),
-      Authority(uid::kAdmins, "Admins", true, 0, true, 0),
-      Authority(uid::kMakers, "Makers", true, 0, true, 0),
-      Authority(uid::kSid, "SID", false, 0, true, uid::kCPinSid),
-      Authority(uid::kPsid, "PSID", false, 0, true, uid::kCPinPsid),
+      Authority(tcg::uid::kAuthorityAnybody, "Anybody", false, 0, true, 0),
+      Authority(tcg::uid::kAuthorityAdmins, "Admins", true, 0, true, 0),
+      Authority(tcg::uid::kAuthorityMakers, "Makers", true, 0, true, 0),
+      Authority(tcg::uid::kAuthoritySid, "SID", false, 0, true, tcg::uid::kCPinSid),
+      Authority(tcg::uid::kAuthorityPsid, "PSID", false, 0, true, tcg::uid::kCPinPsid),
   };
 }
 
@@ -136,8 +136,8 @@ void InitRanges(DriveState& s) {
     RangeRow r;
     r.number = n;
     r.length = n == 0 ? s.blocks : 0;
-    r.ace_read = {uid::kAdmins};
-    r.ace_write = {uid::kAdmins};
+    r.ace_read = {tcg::uid::kAuthorityAdmins};
+    r.ace_write = {tcg::uid::kAuthorityAdmins};
     s.ranges.push_back(std::move(r));
   }
   s.mbr = MbrControl();
@@ -209,8 +209,8 @@ std::string Drive::Create(const std::string& path, uint64_t size_mib, const std:
   }
   std::unique_ptr<Drive> drive(new Drive(path, fd));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) SysFail("cannot lock " + path);
-  CollectOrphanCaches();
   try {
+    CollectOrphanCaches();  // inside the try: without a volatile directory nothing may be left behind
     if (::ftruncate(fd, static_cast<off_t>(size_mib << 20)) != 0) SysFail("cannot size " + path);
     DriveState& s = drive->state_;
     s.serial = serial;
@@ -221,10 +221,10 @@ std::string Drive::Create(const std::string& path, uint64_t size_mib, const std:
     s.msid = RandomHex(16);
     std::string psid = MakePsid();
     InitAdminSp(s);
-    s.admin_pins = {Pin(uid::kCPinSid, uid::kSid, "SID"), Pin(uid::kCPinMsid, 0, "MSID"),
-                    Pin(uid::kCPinPsid, uid::kPsid, "PSID")};
+    s.admin_pins = {Pin(tcg::uid::kCPinSid, tcg::uid::kAuthoritySid, "SID"), Pin(tcg::uid::kCPinMsid, 0, "MSID"),
+                    Pin(tcg::uid::kCPinPsid, tcg::uid::kAuthorityPsid, "PSID")};
     Keyring none;
-    drive->SetPin(*s.FindPin(uid::kCPinPsid), reinterpret_cast<const uint8_t*>(psid.data()), psid.size(), &none);
+    drive->SetPin(*s.FindPin(tcg::uid::kCPinPsid), reinterpret_cast<const uint8_t*>(psid.data()), psid.size(), &none);
     drive->FactoryReset();
     drive->Commit();
     return psid;
@@ -263,11 +263,18 @@ void Drive::Destroy(const std::string& path) {
 }
 
 std::string Drive::CacheDir() {
-  const char* dir = std::getenv("KMIP_AGENT_EMU_RAM_DIR");
-  std::string base = dir != nullptr && *dir != 0 ? dir : "/dev/shm";
-  struct stat st;
-  if (::stat(base.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) base = "/tmp";
-  return base;
+  // The cache holds unwrapped media keys, so it must live in RAM: an explicit directory is taken as
+  // given (the caller vouches for it); otherwise only the usual tmpfs mounts qualify, never a disk.
+  const char* explicit_dir = std::getenv("KMIP_AGENT_EMU_RAM_DIR");
+  if (explicit_dir != nullptr && *explicit_dir != 0) return explicit_dir;
+  const char* runtime_dir = std::getenv("XDG_RUNTIME_DIR");
+  for (const char* candidate : {"/dev/shm", runtime_dir}) {
+    struct stat st;
+    if (candidate != nullptr && *candidate != 0 && ::stat(candidate, &st) == 0 && S_ISDIR(st.st_mode)) return candidate;
+  }
+  throw CodedError("EMU_NO_VOLATILE_DIR",
+                   "no tmpfs directory for the drive's volatile key cache (neither /dev/shm nor $XDG_RUNTIME_DIR); "
+                   "set KMIP_AGENT_EMU_RAM_DIR to a directory on tmpfs");
 }
 
 void Drive::CollectOrphanCaches() {
@@ -347,17 +354,15 @@ void Drive::LoadCache() {
 }
 
 void Drive::WriteCache() {
-  static const char kDigits[] = "0123456789abcdef";
   std::string text;
-  text.reserve(64 + cache_.size() * (8 + kMediaKeySize * 2));
+  // Reserved in full (the image path included) so appending keys never reallocates and leaves
+  // an unwiped copy of them in freed memory.
+  text.reserve(16 + state_.power_epoch.size() + image_path_.size() + cache_.size() * (8 + kMediaKeySize * 2));
   text.append("epoch ").append(state_.power_epoch).append("\n");
   text.append("image ").append(image_path_).append("\n");
   for (const auto& [n, key] : cache_) {
     text.append("key.").append(std::to_string(n)).append(" ");
-    for (size_t i = 0; i < key.size(); ++i) {
-      text.push_back(kDigits[key.data()[i] >> 4]);
-      text.push_back(kDigits[key.data()[i] & 15]);
-    }
+    AppendHex(&text, key.data(), key.size());
     text.push_back('\n');
   }
   try {
@@ -492,12 +497,12 @@ bool Drive::MediaKey(const RangeRow& range, const Keyring& keyring, SecretBytes*
 
 void Drive::GrantRange(RangeRow& range, const SecretBytes& key) {
   std::vector<Uid> allowed;
-  for (int i = 0; i < kNumAdmins; ++i) allowed.push_back(uid::kAdmin1 + i);
+  for (int i = 0; i < kNumAdmins; ++i) allowed.push_back(tcg::uid::kAuthorityAdmin1 + i);
   for (const auto* ace : {&range.ace_read, &range.ace_write}) {
     for (Uid u : *ace) {
-      if (u == uid::kAdmins) continue;
-      if (u == uid::kUsers) {
-        for (int i = 0; i < kNumUsers; ++i) allowed.push_back(uid::kUser1 + i);
+      if (u == tcg::uid::kAuthorityAdmins) continue;
+      if (u == tcg::uid::kAuthorityUsers) {
+        for (int i = 0; i < kNumUsers; ++i) allowed.push_back(tcg::uid::kAuthorityUser1 + i);
       } else {
         allowed.push_back(u);
       }
@@ -567,7 +572,7 @@ void Drive::FactoryReset() {
   ClearMbr();
   DriveState& s = state_;
   InitAdminSp(s);
-  PinRow* sid = s.FindPin(uid::kCPinSid);
+  PinRow* sid = s.FindPin(tcg::uid::kCPinSid);
   Keyring none;
   SetPin(*sid, reinterpret_cast<const uint8_t*>(s.msid.data()), s.msid.size(), &none);
   for (auto& p : s.admin_pins) p.tries = 0;
@@ -601,21 +606,23 @@ void Drive::RevertLockingSp(bool keep_global_key, const Keyring& keyring) {
 
 void Drive::ActivateLockingSp(Keyring* keyring) {
   DriveState& s = state_;
-  s.locking_authorities = {Authority(uid::kAnybody, "Anybody", false, 0, true, 0),
-                           Authority(uid::kAdmins, "Admins", true, 0, true, 0)};
+  s.locking_authorities = {Authority(tcg::uid::kAuthorityAnybody, "Anybody", false, 0, true, 0),
+                           Authority(tcg::uid::kAuthorityAdmins, "Admins", true, 0, true, 0)};
   s.locking_pins.clear();
   for (int i = 0; i < kNumAdmins; ++i) {
-    s.locking_authorities.push_back(Authority(uid::kAdmin1 + i, "Admin" + std::to_string(i + 1), false, uid::kAdmins,
-                                              i == 0, uid::kCPinAdmin1 + i));
-    s.locking_pins.push_back(Pin(uid::kCPinAdmin1 + i, uid::kAdmin1 + i, "Admin" + std::to_string(i + 1)));
+    std::string name = "Admin" + std::to_string(i + 1);
+    s.locking_authorities.push_back(Authority(tcg::uid::kAuthorityAdmin1 + i, name, false, tcg::uid::kAuthorityAdmins,
+                                              i == 0, tcg::uid::kCPinAdmin1 + i));
+    s.locking_pins.push_back(Pin(tcg::uid::kCPinAdmin1 + i, tcg::uid::kAuthorityAdmin1 + i, name));
   }
-  s.locking_authorities.push_back(Authority(uid::kUsers, "Users", true, 0, true, 0));
+  s.locking_authorities.push_back(Authority(tcg::uid::kAuthorityUsers, "Users", true, 0, true, 0));
   for (int i = 0; i < kNumUsers; ++i) {
-    s.locking_authorities.push_back(
-        Authority(uid::kUser1 + i, "User" + std::to_string(i + 1), false, uid::kUsers, false, uid::kCPinUser1 + i));
-    s.locking_pins.push_back(Pin(uid::kCPinUser1 + i, uid::kUser1 + i, "User" + std::to_string(i + 1)));
+    std::string name = "User" + std::to_string(i + 1);
+    s.locking_authorities.push_back(Authority(tcg::uid::kAuthorityUser1 + i, name, false, tcg::uid::kAuthorityUsers,
+                                              false, tcg::uid::kCPinUser1 + i));
+    s.locking_pins.push_back(Pin(tcg::uid::kCPinUser1 + i, tcg::uid::kAuthorityUser1 + i, name));
   }
-  CopyPin(*s.FindPin(uid::kCPinSid), *s.FindPin(uid::kCPinAdmin1), keyring);
+  CopyPin(*s.FindPin(tcg::uid::kCPinSid), *s.FindPin(tcg::uid::kCPinAdmin1), keyring);
   // Activation keeps the media keys (data written before stays readable, as on real drives);
   // they are now sealed to Admin1 as well as wrapped under the MSID while locking is off.
   std::vector<SecretBytes> keys(s.ranges.size());
@@ -643,14 +650,15 @@ std::vector<uint8_t> Drive::Read(uint64_t lba, uint64_t count) {
   std::vector<uint8_t> cipher(kBlockSize);
   SecretBytes key;
   int key_range = -1;
-  for (uint64_t i = 0; i < count; ++i) {
+  uint64_t shadowed = 0;  // leading blocks the shadow MBR answers instead of the media, read at once
+  if (shadow && lba < kMbrShadowBlocks) {
+    shadowed = std::min(count, kMbrShadowBlocks - lba);
+    std::vector<uint8_t> mbr = ReadMbr(lba * kBlockSize, static_cast<size_t>(shadowed * kBlockSize));
+    std::copy(mbr.begin(), mbr.end(), out.begin());
+  }
+  for (uint64_t i = shadowed; i < count; ++i) {
     uint64_t b = lba + i;
     uint8_t* dst = out.data() + i * kBlockSize;
-    if (shadow && b < kMbrShadowBlocks) {  // the shadow MBR answers instead of the media
-      std::vector<uint8_t> mbr = ReadMbr(b * kBlockSize, kBlockSize);
-      std::copy(mbr.begin(), mbr.end(), dst);
-      continue;
-    }
     const RangeRow& r = state_.RangeForLba(b);
     if (locking_active && r.read_lock_enabled && r.read_locked)
       throw CodedError("EMU_DATA_PROTECT", "LBA " + std::to_string(b) + " is in a read-locked range (DATA PROTECT)");

@@ -1,7 +1,7 @@
 // One emulated drive on disk: the sparse data image `<path>` (512-byte blocks, AES-XTS encrypted
 // per range), the state file `<path>.state` (written atomically, mode 0600) and a volatile key
 // cache that models the drive's RAM (unwrapped media keys of unlocked ranges). The cache lives on
-// tmpfs (/dev/shm, or $KMIP_AGENT_EMU_RAM_DIR), never beside the image; losing it (host reboot)
+// tmpfs ($KMIP_AGENT_EMU_RAM_DIR, else /dev/shm, else $XDG_RUNTIME_DIR), never on disk; losing it (host reboot)
 // counts as a power loss. Holding a Drive holds an exclusive flock on the image.
 #pragma once
 #include <cstdint>

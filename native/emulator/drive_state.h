@@ -19,43 +19,6 @@ namespace emulator {
 
 using Uid = uint64_t;  // an 8-byte TCG UID read as a big-endian integer
 
-// Names the emulator uses for TCG UIDs; the values come from the shared tcg/uids.h.
-namespace uid {
-constexpr Uid kThisSp = tcg::uid::kThisSp;
-constexpr Uid kSmUid = tcg::uid::kSessionManager;
-constexpr Uid kAdminSp = tcg::uid::kAdminSp;
-constexpr Uid kLockingSp = tcg::uid::kLockingSp;
-constexpr Uid kAnybody = tcg::uid::kAuthorityAnybody;
-constexpr Uid kAdmins = tcg::uid::kAuthorityAdmins;
-constexpr Uid kMakers = tcg::uid::kAuthorityMakers;
-constexpr Uid kSid = tcg::uid::kAuthoritySid;
-constexpr Uid kPsid = tcg::uid::kAuthorityPsid;
-constexpr Uid kAdmin1 = tcg::uid::kAuthorityAdmin1;  // AdminN = kAdmin1 + N - 1
-constexpr Uid kUsers = 0x0000000900030000ULL;        // the Users class (Opal SSC 4.3.1.3)
-constexpr Uid kUser1 = tcg::uid::kAuthorityUser1;    // UserN = kUser1 + N - 1
-constexpr Uid kCPinSid = tcg::uid::kCPinSid;
-constexpr Uid kCPinMsid = tcg::uid::kCPinMsid;
-constexpr Uid kCPinPsid = 0x0000000B0001FF01ULL;  // C_PIN_PSID (TCG PSID feature set)
-constexpr Uid kCPinAdmin1 = tcg::uid::kCPinAdmin1;
-constexpr Uid kCPinUser1 = tcg::uid::kCPinUser1;
-constexpr Uid kLockingInfo = tcg::uid::kLockingInfo;
-constexpr Uid kLockingGlobal = tcg::uid::kLockingGlobalRange;
-constexpr Uid kLockingRange1 = tcg::uid::LockingRange(1);
-constexpr Uid kMbrControl = tcg::uid::kMbrControl;
-constexpr Uid kMbrTable = tcg::uid::kMbrTable;
-constexpr Uid kKAesGlobal = tcg::uid::kKAes256GlobalRange;
-constexpr Uid kKAesRange1 = tcg::uid::KAes256Range(1);
-constexpr Uid kAceRdLockedGlobal = tcg::uid::kAceLockingGlobalRangeSetRdLocked;  // + N for range N
-constexpr Uid kAceWrLockedGlobal = tcg::uid::kAceLockingGlobalRangeSetWrLocked;
-// Tables (a table's UID is its first half followed by zeros; Next is invoked on it).
-constexpr Uid kTableSp = 0x0000020500000000ULL;
-constexpr Uid kTableAuthority = tcg::uid::kAuthorityTable;
-constexpr Uid kTableCPin = tcg::uid::kCPinTable;
-constexpr Uid kTableLocking = tcg::uid::kLockingTable;
-constexpr Uid kTableKAes = 0x0000080600000000ULL;
-constexpr Uid kTableAce = 0x0000000800000000ULL;
-}  // namespace uid
-
 constexpr int kNumAdmins = 4;
 constexpr int kNumUsers = 8;
 constexpr int kNumRanges = 8;  // numbered ranges besides the global range
@@ -112,8 +75,8 @@ struct RangeRow {
   uint64_t key_generation = 0;               // bumped by GenKey / Erase
 
   bool LockingEnabled() const { return read_lock_enabled || write_lock_enabled; }
-  Uid LockingUid() const { return number == 0 ? uid::kLockingGlobal : uid::kLockingRange1 + number - 1; }
-  Uid KeyUid() const { return number == 0 ? uid::kKAesGlobal : uid::kKAesRange1 + number - 1; }
+  Uid LockingUid() const { return tcg::uid::LockingRange(static_cast<uint32_t>(number)); }
+  Uid KeyUid() const { return tcg::uid::KAes256Range(static_cast<uint32_t>(number)); }
 };
 
 struct MbrControl {

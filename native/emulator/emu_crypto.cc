@@ -190,14 +190,18 @@ bool OpenSealed(const SecretBytes& private_key, const std::vector<uint8_t>& seal
 
 bool SecretEquals(const uint8_t* a, const uint8_t* b, size_t size) { return CRYPTO_memcmp(a, b, size) == 0; }
 
-std::string ToHex(const uint8_t* data, size_t size) {
+void AppendHex(std::string* out, const uint8_t* data, size_t size) {
   static const char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
+  out->reserve(out->size() + size * 2);
   for (size_t i = 0; i < size; ++i) {
-    out.push_back(kDigits[data[i] >> 4]);
-    out.push_back(kDigits[data[i] & 15]);
+    out->push_back(kDigits[data[i] >> 4]);
+    out->push_back(kDigits[data[i] & 15]);
   }
+}
+
+std::string ToHex(const uint8_t* data, size_t size) {
+  std::string out;
+  AppendHex(&out, data, size);
   return out;
 }
 

@@ -44,6 +44,9 @@ bool OpenSealed(const SecretBytes& private_key, const std::vector<uint8_t>& seal
 // Constant-time comparison.
 bool SecretEquals(const uint8_t* a, const uint8_t* b, size_t size);
 
+// Appends lowercase hex in place, without reallocating when `out` already has the capacity: callers
+// that build secret text reserve it first, so no unwiped copy is left behind in freed memory.
+void AppendHex(std::string* out, const uint8_t* data, size_t size);
 std::string ToHex(const uint8_t* data, size_t size);
 inline std::string ToHex(const std::vector<uint8_t>& v) { return ToHex(v.data(), v.size()); }
 // Returns false on odd length or a non-hex character.

@@ -138,7 +138,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
         std::unique_ptr<Drive> drive = Drive::Open(path);
         snap->path = path;
         snap->state = drive->state();
-        const PinRow* sid = snap->state.FindPin(uid::kCPinSid);
+        const PinRow* sid = snap->state.FindPin(tcg::uid::kCPinSid);
         const std::string& msid = snap->state.msid;
         snap->owned = sid != nullptr &&
                       !drive->VerifyPin(*sid, reinterpret_cast<const uint8_t*>(msid.data()), msid.size(), nullptr);

@@ -21,7 +21,6 @@ namespace col = tcg::column;
 constexpr uint8_t kProtocolList = 0x00;
 constexpr size_t kMaxPinSize = 32;  // C_PIN PIN is max_bytes_32 (Opal SSC)
 constexpr uint32_t kKeyModeMediaEncryption = 23;
-constexpr Uid kTableTableMbr = 0x0000000100000804ULL;  // the MBR table's row in the Table table
 
 Value U(uint64_t v) { return Value::MakeUint(v); }
 Value B(const std::string& s) { return Value::MakeBytes(std::vector<uint8_t>(s.begin(), s.end())); }
@@ -73,18 +72,22 @@ std::vector<uint32_t> ResetList(const Value& v) {
   return out;
 }
 
-bool IsLockingAdmin(Uid a) { return a >= uid::kAdmin1 && a < uid::kAdmin1 + kNumAdmins; }
-bool IsLockingUser(Uid a) { return a >= uid::kUser1 && a < uid::kUser1 + kNumUsers; }
+bool IsLockingAdmin(Uid a) {
+  return a >= tcg::uid::kAuthorityAdmin1 && a < tcg::uid::kAuthorityAdmin1 + kNumAdmins;
+}
+bool IsLockingUser(Uid a) { return a >= tcg::uid::kAuthorityUser1 && a < tcg::uid::kAuthorityUser1 + kNumUsers; }
 
-// ACE row for a range: RdLocked rows are kAceRdLockedGlobal + n, WrLocked kAceWrLockedGlobal + n.
+// ACE row for a range: RdLocked rows are the global range's RdLocked ACE + n, WrLocked likewise.
 bool AceRange(Uid ace, int* range, bool* write) {
-  if (ace >= uid::kAceRdLockedGlobal && ace <= uid::kAceRdLockedGlobal + kNumRanges) {
-    *range = static_cast<int>(ace - uid::kAceRdLockedGlobal);
+  constexpr Uid kRdLocked = tcg::uid::kAceLockingGlobalRangeSetRdLocked;
+  constexpr Uid kWrLocked = tcg::uid::kAceLockingGlobalRangeSetWrLocked;
+  if (ace >= kRdLocked && ace <= kRdLocked + kNumRanges) {
+    *range = static_cast<int>(ace - kRdLocked);
     *write = false;
     return true;
   }
-  if (ace >= uid::kAceWrLockedGlobal && ace <= uid::kAceWrLockedGlobal + kNumRanges) {
-    *range = static_cast<int>(ace - uid::kAceWrLockedGlobal);
+  if (ace >= kWrLocked && ace <= kWrLocked + kNumRanges) {
+    *range = static_cast<int>(ace - kWrLocked);
     *write = true;
     return true;
   }
@@ -113,7 +116,8 @@ std::vector<Uid> ParseBooleanExpr(const Value& v) {
     uint32_t h = tcg::ReadBe32(half.data());
     if (h == tcg::uid::kHalfUidAuthorityObjectRef) {
       Uid a = UidArg(item.NameValue());
-      bool known = a == uid::kAdmins || a == uid::kUsers || a == uid::kAnybody || IsLockingAdmin(a) || IsLockingUser(a);
+      bool known = a == tcg::uid::kAuthorityAdmins || a == tcg::uid::kAuthorityUsers ||
+                   a == tcg::uid::kAuthorityAnybody || IsLockingAdmin(a) || IsLockingUser(a);
       if (!known) Fail(st::kInvalidParameter);
       if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
     } else if (h == tcg::uid::kHalfUidBooleanAce) {
@@ -264,14 +268,14 @@ std::vector<uint8_t> TPer::HandleSessionManager(const std::vector<Value>& values
   // Call SMUID <method> [args] EndOfData [status list]
   auto sm_reply = [](uint64_t method, const std::vector<Value>& args, uint8_t status) {
     tcg::TokenWriter w;
-    w.Call().Uid(uid::kSmUid).Uid(method).StartList();
+    w.Call().Uid(tcg::uid::kSessionManager).Uid(method).StartList();
     for (const Value& a : args) tcg::EncodeValue(a, w);
     w.EndList().StatusList(status);
     return w.Take();
   };
   if (values.size() < 5 || values[0].kind() != Value::Kind::kCall || !values[1].IsBytes() ||
       !values[2].IsBytes() || !values[3].IsList() || values[1].AsBytes().size() != 8 ||
-      values[2].AsBytes().size() != 8 || values[1].AsUid() != uid::kSmUid)
+      values[2].AsBytes().size() != 8 || values[1].AsUid() != tcg::uid::kSessionManager)
     return StatusOnly(st::kInvalidParameter);
   Uid method = values[2].AsUid();
   const std::vector<Value>& args = values[3].Items();
@@ -319,7 +323,7 @@ std::vector<uint8_t> TPer::HandleSessionManager(const std::vector<Value>& values
   s.write = args[2].AsUint() == 1;
   std::vector<uint8_t> challenge;
   bool has_challenge = false;
-  Uid authority = uid::kAnybody;
+  Uid authority = tcg::uid::kAuthorityAnybody;
   for (size_t i = 3; i < args.size(); ++i) {
     uint64_t name;
     if (!NamedUint(args[i], &name)) return fail(st::kInvalidParameter);
@@ -336,12 +340,12 @@ std::vector<uint8_t> TPer::HandleSessionManager(const std::vector<Value>& values
     }
   }
   const DriveState& state = drive_.state();
-  if (s.sp != uid::kAdminSp && s.sp != uid::kLockingSp) return fail(st::kInvalidParameter);
-  if (s.sp == uid::kLockingSp && !state.LockingActive())
+  if (s.sp != tcg::uid::kAdminSp && s.sp != tcg::uid::kLockingSp) return fail(st::kInvalidParameter);
+  if (s.sp == tcg::uid::kLockingSp && !state.LockingActive())
     return fail(st::kInvalidParameter);
   if (session_) return fail(st::kSpBusy);
-  s.authorities.insert(uid::kAnybody);
-  if (authority != uid::kAnybody) {
+  s.authorities.insert(tcg::uid::kAuthorityAnybody);
+  if (authority != tcg::uid::kAuthorityAnybody) {
     if (!has_challenge) {
       SecureWipe(challenge.data(), challenge.size());
       return fail(st::kNotAuthorized);
@@ -359,7 +363,7 @@ std::vector<uint8_t> TPer::HandleSessionManager(const std::vector<Value>& values
 
 uint8_t TPer::CheckCredential(Uid authority, const std::vector<uint8_t>& pin, Session& session) {
   DriveState& state = drive_.state();
-  bool locking = session.sp == uid::kLockingSp;
+  bool locking = session.sp == tcg::uid::kLockingSp;
   AuthorityRow* a = state.FindAuthority(locking, authority);
   if (a == nullptr || a->is_class || a->credential == 0) return st::kNotAuthorized;
   if (!a->enabled) return st::kNotAuthorized;
@@ -433,19 +437,19 @@ TPer::Reply TPer::Dispatch(Uid invoking, Uid method, const std::vector<Value>& a
   if (method == m::kMethodSet) return Set(invoking, args);
   if (method == m::kMethodNext) return Next(invoking, args);
   if (method == m::kMethodAuthenticate) {
-    if (invoking != uid::kThisSp) Fail(st::kInvalidParameter);
+    if (invoking != tcg::uid::kThisSp) Fail(st::kInvalidParameter);
     return Authenticate(args);
   }
   if (method == m::kMethodActivate) return Activate(invoking, args);
   if (method == m::kMethodRevert) return Revert(invoking);
   if (method == m::kMethodRevertSp) {
-    if (invoking != uid::kThisSp) Fail(st::kInvalidParameter);
+    if (invoking != tcg::uid::kThisSp) Fail(st::kInvalidParameter);
     return RevertSp(args);
   }
   if (method == m::kMethodGenKey) return GenKey(invoking);
   if (method == m::kMethodErase) return Erase(invoking);
   if (method == m::kMethodRandom) {
-    if (invoking != uid::kThisSp) Fail(st::kInvalidParameter);
+    if (invoking != tcg::uid::kThisSp) Fail(st::kInvalidParameter);
     return Random(args);
   }
   Fail(st::kInvalidParameter);  // a method this SP does not have
@@ -453,9 +457,9 @@ TPer::Reply TPer::Dispatch(Uid invoking, Uid method, const std::vector<Value>& a
 
 bool TPer::Has(Uid a) const {
   if (!session_) return false;
-  if (a == uid::kAnybody) return true;
-  if (a == uid::kAdmins) return IsAdmin();
-  if (a == uid::kUsers) {
+  if (a == tcg::uid::kAuthorityAnybody) return true;
+  if (a == tcg::uid::kAuthorityAdmins) return IsAdmin();
+  if (a == tcg::uid::kAuthorityUsers) {
     for (Uid x : session_->authorities)
       if (IsLockingUser(x)) return true;
     return false;
@@ -484,7 +488,7 @@ struct RowBuilder {
 TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
   // Get [ CellBlock ]; CellBlock = list of names startRow 1 / endRow 2 / startColumn 3 / endColumn 4.
   if (args.size() != 1 || !args[0].IsList()) Fail(st::kInvalidParameter);
-  if (invoking == uid::kMbrTable && InLockingSp()) return GetMbr(args[0]);
+  if (invoking == tcg::uid::kMbrTable && InLockingSp()) return GetMbr(args[0]);
   uint64_t start_col = 0, end_col = UINT32_MAX;
   bool single = false;
   bool has_start = false, has_end = false;
@@ -508,9 +512,9 @@ TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
   RowBuilder b;
   bool known = false;
   if (InAdminSp()) {
-    if (invoking == uid::kAdminSp || invoking == uid::kLockingSp) {
+    if (invoking == tcg::uid::kAdminSp || invoking == tcg::uid::kLockingSp) {
       known = true;
-      bool admin = invoking == uid::kAdminSp;
+      bool admin = invoking == tcg::uid::kAdminSp;
       b.Put(0, UidV(invoking));
       b.Put(1, B(admin ? "Admin" : "Locking"));
       b.Put(6, U(admin ? kLifeCycleManufactured : s.locking_sp_life_cycle));
@@ -518,7 +522,7 @@ TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
     }
   }
   bool locking = InLockingSp();
-  if (!known && locking && invoking == kTableTableMbr) {
+  if (!known && locking && invoking == tcg::uid::kTableTableMbr) {
     // The MBR table's descriptor in the Table table: hosts read Rows to size their writes.
     known = true;
     b.Put(0, UidV(invoking));
@@ -548,8 +552,8 @@ TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
     for (PinRow& p : pins) {
       if (p.uid != invoking) continue;
       known = true;
-      bool msid = p.uid == uid::kCPinMsid;
-      bool meta = msid || p.uid == uid::kCPinPsid || Has(uid::kSid) || IsAdmin() || Has(p.authority);
+      bool msid = p.uid == tcg::uid::kCPinMsid;
+      bool meta = msid || p.uid == tcg::uid::kCPinPsid || Has(tcg::uid::kAuthoritySid) || IsAdmin() || Has(p.authority);
       if (!meta) Fail(st::kNotAuthorized);
       b.Put(0, UidV(p.uid));
       b.Put(1, B("C_PIN_" + p.common_name));
@@ -582,7 +586,7 @@ TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
       b.Put(8, U(r->write_locked));
       b.Put(9, UintList(r->lock_on_reset));
       b.Put(10, UidV(r->KeyUid()));
-    } else if (invoking == uid::kLockingInfo) {
+    } else if (invoking == tcg::uid::kLockingInfo) {
       known = true;
       b.Put(0, UidV(invoking));
       b.Put(1, B("LockingInfo"));
@@ -595,7 +599,7 @@ TPer::Reply TPer::Get(Uid invoking, const std::vector<Value>& args) {
       b.Put(8, U(kBlockSize));
       b.Put(9, U(8));
       b.Put(10, U(0));
-    } else if (invoking == uid::kMbrControl) {
+    } else if (invoking == tcg::uid::kMbrControl) {
       known = true;
       b.Put(0, UidV(invoking));
       b.Put(1, U(s.mbr.enable));
@@ -658,7 +662,7 @@ TPer::Reply TPer::GetMbr(const Value& cell_block) {
 
 TPer::Reply TPer::Set(Uid invoking, const std::vector<Value>& args) {
   if (!session_->write) Fail(st::kNotAuthorized);
-  if (invoking == uid::kMbrTable && InLockingSp()) return SetMbr(args);
+  if (invoking == tcg::uid::kMbrTable && InLockingSp()) return SetMbr(args);
   const Value* values = nullptr;
   for (const Value& a : args) {
     uint64_t name;
@@ -690,7 +694,7 @@ TPer::Reply TPer::Set(Uid invoking, const std::vector<Value>& args) {
     }
     bool allowed;
     if (InAdminSp()) {
-      allowed = pin->uid == uid::kCPinSid && Has(uid::kSid);
+      allowed = pin->uid == tcg::uid::kCPinSid && Has(tcg::uid::kAuthoritySid);
     } else {
       allowed = IsAdmin() || (IsLockingUser(pin->authority) && Has(pin->authority));
     }
@@ -717,7 +721,7 @@ TPer::Reply TPer::Set(Uid invoking, const std::vector<Value>& args) {
     if (!IsAdmin()) Fail(st::kNotAuthorized);
     for (auto& [c, v] : cols)
       if (c != col::kAuthorityEnabled) Fail(c <= 18 ? st::kNotAuthorized : st::kInvalidParameter);
-    if (a->is_class || a->uid == uid::kAnybody) Fail(st::kNotAuthorized);
+    if (a->is_class || a->uid == tcg::uid::kAuthorityAnybody) Fail(st::kNotAuthorized);
     auto it = cols.find(col::kAuthorityEnabled);
     if (it != cols.end()) a->enabled = BoolArg(*it->second);
     drive_.Commit();
@@ -793,7 +797,7 @@ TPer::Reply TPer::Set(Uid invoking, const std::vector<Value>& args) {
     return ok;
   }
 
-  if (invoking == uid::kMbrControl) {
+  if (invoking == tcg::uid::kMbrControl) {
     if (!IsAdmin()) Fail(st::kNotAuthorized);
     MbrControl m = s.mbr;
     for (auto& [c, v] : cols) {
@@ -831,7 +835,7 @@ TPer::Reply TPer::Set(Uid invoking, const std::vector<Value>& args) {
     return ok;
   }
 
-  if (invoking == uid::kLockingInfo || s.FindRangeByKeyUid(invoking) != nullptr) Fail(st::kNotAuthorized);
+  if (invoking == tcg::uid::kLockingInfo || s.FindRangeByKeyUid(invoking) != nullptr) Fail(st::kNotAuthorized);
   Fail(st::kInvalidParameter);
 }
 
@@ -864,16 +868,16 @@ TPer::Reply TPer::Next(Uid invoking, const std::vector<Value>& args) {
   DriveState& s = drive_.state();
   std::vector<Uid> rows;
   bool locking = InLockingSp();
-  if (invoking == uid::kTableAuthority) {
+  if (invoking == tcg::uid::kAuthorityTable) {
     for (const auto& a : locking ? s.locking_authorities : s.admin_authorities) rows.push_back(a.uid);
-  } else if (invoking == uid::kTableCPin) {
-    if (!(IsAdmin() || Has(uid::kSid))) Fail(st::kNotAuthorized);
+  } else if (invoking == tcg::uid::kCPinTable) {
+    if (!(IsAdmin() || Has(tcg::uid::kAuthoritySid))) Fail(st::kNotAuthorized);
     for (const auto& p : locking ? s.locking_pins : s.admin_pins) rows.push_back(p.uid);
-  } else if (invoking == uid::kTableLocking && locking) {
+  } else if (invoking == tcg::uid::kLockingTable && locking) {
     if (!IsAdmin()) Fail(st::kNotAuthorized);
     for (const auto& r : s.ranges) rows.push_back(r.LockingUid());
-  } else if (invoking == uid::kTableSp && !locking) {
-    rows = {uid::kAdminSp, uid::kLockingSp};
+  } else if (invoking == tcg::uid::kSpTable && !locking) {
+    rows = {tcg::uid::kAdminSp, tcg::uid::kLockingSp};
   } else {
     Fail(st::kInvalidParameter);
   }
@@ -915,7 +919,7 @@ TPer::Reply TPer::Authenticate(const std::vector<Value>& args) {
     proof = BytesArg(args[1].NameValue());
   }
   Reply reply;
-  if (authority == uid::kAnybody) {
+  if (authority == tcg::uid::kAuthorityAnybody) {
     reply.results.push_back(U(1));
     return reply;
   }
@@ -929,8 +933,8 @@ TPer::Reply TPer::Authenticate(const std::vector<Value>& args) {
 
 TPer::Reply TPer::Activate(Uid invoking, const std::vector<Value>& args) {
   if (!InAdminSp()) Fail(st::kInvalidParameter);
-  if (invoking != uid::kLockingSp) Fail(st::kInvalidParameter);  // only the Locking SP can be activated
-  if (!Has(uid::kSid)) Fail(st::kNotAuthorized);
+  if (invoking != tcg::uid::kLockingSp) Fail(st::kInvalidParameter);  // only the Locking SP can be activated
+  if (!Has(tcg::uid::kAuthoritySid)) Fail(st::kNotAuthorized);
   if (!args.empty()) Fail(st::kInvalidParameter);  // Single User Mode is not offered
   if (!session_->write) Fail(st::kNotAuthorized);
   Reply ok;
@@ -944,15 +948,15 @@ TPer::Reply TPer::Revert(Uid invoking) {
   if (!InAdminSp()) Fail(st::kInvalidParameter);
   if (!session_->write) Fail(st::kNotAuthorized);
   Reply ok;
-  if (invoking == uid::kAdminSp) {
-    if (!Has(uid::kSid) && !Has(uid::kPsid)) Fail(st::kNotAuthorized);
+  if (invoking == tcg::uid::kAdminSp) {
+    if (!Has(tcg::uid::kAuthoritySid) && !Has(tcg::uid::kAuthorityPsid)) Fail(st::kNotAuthorized);
     drive_.FactoryReset();
     drive_.Commit();
     ok.close_session = true;  // the TPer ends the session after reverting its own SP
     return ok;
   }
-  if (invoking == uid::kLockingSp) {
-    if (!Has(uid::kSid)) Fail(st::kNotAuthorized);
+  if (invoking == tcg::uid::kLockingSp) {
+    if (!Has(tcg::uid::kAuthoritySid)) Fail(st::kNotAuthorized);
     if (drive_.state().LockingActive()) {
       drive_.RevertLockingSp(false, session_->keyring);
       drive_.Commit();

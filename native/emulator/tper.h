@@ -65,8 +65,8 @@ class TPer {
   uint8_t CheckCredential(Uid authority, const std::vector<uint8_t>& pin, Session& session);
   bool Has(Uid authority_or_class) const;
   bool IsAdmin() const;  // any Locking SP Admin in a Locking SP session
-  bool InLockingSp() const { return session_ && session_->sp == uid::kLockingSp; }
-  bool InAdminSp() const { return session_ && session_->sp == uid::kAdminSp; }
+  bool InLockingSp() const { return session_ && session_->sp == tcg::uid::kLockingSp; }
+  bool InAdminSp() const { return session_ && session_->sp == tcg::uid::kAdminSp; }
 
   void Respond(uint32_t tsn, uint32_t hsn, const std::vector<uint8_t>& payload);
 

@@ -34,6 +34,7 @@ constexpr uint64_t kMethodReactivate = 0x0000000600000801ull;  // Single User Mo
 constexpr uint64_t kMethodErase = 0x0000000600000803ull;       // Single User Mode
 
 // SPs (SP table rows in the Admin SP).
+constexpr uint64_t kSpTable = 0x0000020500000000ull;
 constexpr uint64_t kAdminSp = 0x0000020500000001ull;
 constexpr uint64_t kLockingSp = 0x0000020500000002ull;
 
@@ -47,6 +48,7 @@ constexpr uint64_t kAuthorityPsid = 0x000000090001FF01ull;
 // Locking SP: Admin<n> = 0x00000009_0001_00nn, User<n> = 0x00000009_0003_00nn (n from 1).
 constexpr uint64_t kAuthorityAdmin1 = 0x0000000900010001ull;
 constexpr uint64_t kAuthorityUser1 = 0x0000000900030001ull;
+constexpr uint64_t kAuthorityUsers = 0x0000000900030000ull;  // the Users class (Opal SSC 4.3.1.3)
 constexpr uint64_t LockingAdmin(uint32_t n) { return kAuthorityAdmin1 + (n - 1); }
 constexpr uint64_t LockingUser(uint32_t n) { return kAuthorityUser1 + (n - 1); }
 
@@ -54,6 +56,7 @@ constexpr uint64_t LockingUser(uint32_t n) { return kAuthorityUser1 + (n - 1); }
 constexpr uint64_t kCPinTable = 0x0000000B00000000ull;
 constexpr uint64_t kCPinSid = 0x0000000B00000001ull;
 constexpr uint64_t kCPinMsid = 0x0000000B00008402ull;
+constexpr uint64_t kCPinPsid = 0x0000000B0001FF01ull;  // TCG PSID feature set
 constexpr uint64_t kCPinAdmin1 = 0x0000000B00010001ull;  // Locking SP
 constexpr uint64_t kCPinUser1 = 0x0000000B00030001ull;   // Locking SP
 constexpr uint64_t CPinAdmin(uint32_t n) { return kCPinAdmin1 + (n - 1); }
@@ -68,6 +71,7 @@ constexpr uint64_t kLockingGlobalRange = 0x0000080200000001ull;
 constexpr uint64_t LockingRange(uint32_t n) { return n == 0 ? kLockingGlobalRange : 0x0000080200030000ull + n; }
 constexpr uint64_t kMbrControl = 0x0000080300000001ull;
 constexpr uint64_t kMbrTable = 0x0000080400000000ull;
+constexpr uint64_t kTableTableMbr = 0x0000000100000804ull;  // the MBR table's row in the Table table
 constexpr uint64_t kKAes128GlobalRange = 0x0000080500000001ull;
 constexpr uint64_t kKAes256GlobalRange = 0x0000080600000001ull;
 constexpr uint64_t KAes256Range(uint32_t n) { return n == 0 ? kKAes256GlobalRange : 0x0000080600030000ull + n; }

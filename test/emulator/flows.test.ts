@@ -155,6 +155,30 @@ describe('sedutil setup with a shadow MBR', () => {
     expect(await readEmulatedDrive(drive.path, 0, 4)).not.toEqual(data(9, 4));
   });
 
+  it('a read across the end of the shadowed area returns MBR bytes, then media data', async () => {
+    // The shadow covers the 128 MiB MBR table, so this test needs a drive larger than that (sparse).
+    drive.cleanup();
+    drive = await makeDrive(130, 'FLOWS0002');
+    const boundary = (128 << 20) / 512;
+    await writeEmulatedDrive(drive.path, boundary, data(7, 2));
+    await withHost(async (d) => {
+      await d.takeOwnership(SID);
+      await d.activate(SID);
+    });
+    const tail = Buffer.alloc(1024, 0x5a);
+    await RawTcg.using(drive.path, (raw) =>
+      raw.withSession(UID.lockingSp, UID.admin1, SID, async (call) => {
+        expect(
+          (await call('0000080400000000', METHOD.set, [named(0, (128 << 20) - 1024), named(1, tail)])).status,
+        ).toBe(0);
+      }),
+    );
+    await withHost((d) => d.setMbr(SID, true, false));
+    expect(await readEmulatedDrive(drive.path, boundary - 3, 5)).toEqual(
+      Buffer.concat([Buffer.alloc(512), tail, data(7, 2)]),
+    );
+  });
+
   it('PSID revert works with the PSID printed at create time', async () => {
     await withHost(async (d) => {
       await d.takeOwnership(SID);
