@@ -47,7 +47,7 @@ uint64_t Authority::Uid() const {
 uint64_t Authority::CPinUid() const {
   switch (kind) {
     case Kind::kSid: return uid::kCPinSid;
-    case Kind::kPsid: return 0x0000000B0001FF01ull;  // C_PIN_PSID (Opal Feature Set: PSID)
+    case Kind::kPsid: return uid::kCPinPsid;
     case Kind::kAdmin: return uid::CPinAdmin(index);
     case Kind::kUser: return uid::CPinUser(index);
     case Kind::kAnybody: break;
