@@ -98,8 +98,10 @@ export class KmipConnection {
   private pending: Pending | undefined;
   /** Completed exchanges: a reused connection may have been dropped by the server while idle. */
   exchanges = 0;
-  /** When the last exchange finished (or the connection opened), for idle-age checks. */
+  /** When a request was last written or answered (or the connection opened), for idle-age checks. */
   lastActivity = performance.now();
+  /** Exchanges queued or in flight: a connection carrying one is not idle, whatever its age. */
+  private outstanding = 0;
   private closedWith: KmipError | undefined;
   /** Serializes exchanges: one message in flight per connection. */
   private tail: Promise<unknown> = Promise.resolve();
@@ -183,9 +185,14 @@ export class KmipConnection {
     return this.closedWith !== undefined;
   }
 
-  /** Milliseconds since the last answer (or since the connection opened). */
+  /** Milliseconds since a request was last written or answered (or since the connection opened). */
   get idleMs(): number {
     return performance.now() - this.lastActivity;
+  }
+
+  /** True while an exchange is queued or awaiting its answer. */
+  get busy(): boolean {
+    return this.outstanding > 0;
   }
 
   /** The negotiated TLS version, e.g. "TLSv1.3". */
@@ -196,7 +203,8 @@ export class KmipConnection {
   /** Sends one encoded request message and resolves with the raw response message. */
   exchange(request: Buffer, timeoutMs: number): Promise<Buffer> {
     const run = () => this.exchangeNow(request, timeoutMs);
-    const result = this.tail.then(run, run);
+    this.outstanding++;
+    const result = this.tail.then(run, run).finally(() => this.outstanding--);
     this.tail = result.catch(() => undefined);
     return result;
   }
@@ -218,6 +226,7 @@ export class KmipConnection {
         this.fail(new KmipError(`${this.endpoint}: no answer within ${timeoutMs} ms`, 'KMIP_TIMEOUT'));
       }, timeoutMs);
       this.pending = { resolve, reject, timer };
+      this.lastActivity = performance.now();
       this.socket.write(request);
     });
   }

@@ -491,6 +491,29 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
     }
   });
 
+  test('a caller arriving while a slow request is in flight does not idle-close the connection under it', async () => {
+    const client = new KmipClient(options({ maxIdleMs: 100 }));
+    try {
+      await client.connect();
+      // Idle-aged: the first request reconnects before it is written (the intended proactive reconnect).
+      await new Promise((r) => setTimeout(r, 150));
+      const before = fixture.connections;
+      fixture.once(async (request, fx) => {
+        await new Promise((r) => setTimeout(r, 300));
+        return fx.respond(request);
+      });
+      const slow = client.create(aes);
+      // Longer than maxIdleMs after the slow request was written, while its answer is still pending.
+      await new Promise((r) => setTimeout(r, 150));
+      const second = client.create(aes);
+      const [a, b] = await Promise.all([slow, second]);
+      expect(a.uniqueIdentifier).not.toBe(b.uniqueIdentifier);
+      expect(fixture.connections).toBe(before + 1);
+    } finally {
+      client.close();
+    }
+  });
+
   test('requests queued behind one that lost the connection were never sent: they go out on a new one', async () => {
     const client = new KmipClient(options());
     try {
