@@ -242,10 +242,12 @@ export class KmipConnection {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     if (this.expected < 0 && this.buffered >= HEADER) {
-      const head = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+      // Only the 8 header bytes are read; a joined copy would also hold the start of the payload.
+      const head = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
       const tag = head.readUIntBE(0, 3);
       const type = head[3];
       const length = head.readUInt32BE(4);
+      if (head !== this.chunks[0]) head.fill(0);
       if (tag !== RESPONSE_MESSAGE_TAG || type !== 0x01) {
         this.fail(
           new KmipError(
@@ -272,6 +274,7 @@ export class KmipConnection {
       for (const piece of this.chunks) piece.fill(0);
       if (all.length > this.expected) {
         // A well-behaved server sends nothing beyond the answer to our one request.
+        all.fill(0);
         this.fail(
           new KmipError(`${this.endpoint}: bytes after the end of the response`, 'KMIP_PROTOCOL_UNSOLICITED_DATA'),
         );
@@ -293,8 +296,11 @@ export class KmipConnection {
     if (!this.closedWith) this.closedWith = error;
     const pending = this.pending;
     this.pending = undefined;
+    // A partial answer may already hold key material.
+    for (const piece of this.chunks) piece.fill(0);
     this.chunks = [];
     this.buffered = 0;
+    this.expected = -1;
     if (pending) {
       clearTimeout(pending.timer);
       pending.reject(error);
