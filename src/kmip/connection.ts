@@ -8,6 +8,8 @@ import { isIP } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { KmipError } from './errors.js';
 import { T } from './spec.js';
+import { DEFAULT_MAX_BYTES, decodeMessageLength, HEADER_LENGTH } from './ttlv/binary.js';
+import { TtlvError, TtlvErrorCode } from './ttlv/errors.js';
 
 export interface TlsEndpoint {
   host: string;
@@ -32,8 +34,8 @@ export interface ConnectionOptions {
 }
 
 export const RESPONSE_MESSAGE_TAG = T.ResponseMessage;
-const HEADER = 8;
-export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Largest response accepted by default: the codec's own limit. */
+export const DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_BYTES;
 
 const TLS_UNTRUSTED = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -80,6 +82,20 @@ export function classifySocketError(error: unknown, where: string): KmipError {
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ETIMEDOUT')
     return new KmipError(`${where}: server unreachable (${code})`, 'KMIP_CONNECTION_UNREACHABLE', { cause: error });
   return new KmipError(`${where}: ${text}`, 'KMIP_CONNECTION_FAILED', { cause: error });
+}
+
+/** The codec's header refusals as this layer's codes: not a Response Message, or an unusable length. */
+function framingError(endpoint: string, error: unknown): KmipError {
+  if (!(error instanceof TtlvError)) throw error;
+  return error.code === TtlvErrorCode.BadType
+    ? new KmipError(
+        `${endpoint}: the answer does not start with a Response Message (${error.reason})`,
+        'KMIP_PROTOCOL_UNEXPECTED_MESSAGE',
+        { cause: error },
+      )
+    : new KmipError(`${endpoint}: unusable response length (${error.reason})`, 'KMIP_PROTOCOL_BAD_LENGTH', {
+        cause: error,
+      });
 }
 
 interface Pending {
@@ -241,32 +257,27 @@ export class KmipConnection {
     }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    if (this.expected < 0 && this.buffered >= HEADER) {
+    if (this.expected < 0 && this.buffered >= HEADER_LENGTH) {
       // Only the 8 header bytes are read; a joined copy would also hold the start of the payload.
       const head = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
       const tag = head.readUIntBE(0, 3);
-      const type = head[3];
-      const length = head.readUInt32BE(4);
+      let failure: KmipError | undefined;
+      if (tag !== RESPONSE_MESSAGE_TAG)
+        failure = new KmipError(
+          `${this.endpoint}: the answer does not start with a Response Message (tag 0x${tag.toString(16)})`,
+          'KMIP_PROTOCOL_UNEXPECTED_MESSAGE',
+        );
+      else
+        try {
+          this.expected = decodeMessageLength(head, { maxBytes: this.maxMessageBytes });
+        } catch (error) {
+          failure = framingError(this.endpoint, error);
+        }
       if (head !== this.chunks[0]) head.fill(0);
-      if (tag !== RESPONSE_MESSAGE_TAG || type !== 0x01) {
-        this.fail(
-          new KmipError(
-            `${this.endpoint}: the answer does not start with a Response Message (tag 0x${tag.toString(16)}, type ${type})`,
-            'KMIP_PROTOCOL_UNEXPECTED_MESSAGE',
-          ),
-        );
+      if (failure) {
+        this.fail(failure);
         return;
       }
-      if (length % 8 !== 0 || length + HEADER > this.maxMessageBytes) {
-        this.fail(
-          new KmipError(
-            `${this.endpoint}: response length ${length} is ${length % 8 !== 0 ? 'not a multiple of 8' : `over the ${this.maxMessageBytes}-byte limit`}`,
-            'KMIP_PROTOCOL_BAD_LENGTH',
-          ),
-        );
-        return;
-      }
-      this.expected = length + HEADER;
     }
     if (this.expected >= 0 && this.buffered >= this.expected) {
       const all = Buffer.concat(this.chunks, this.buffered);
