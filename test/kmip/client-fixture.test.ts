@@ -7,11 +7,20 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { KmipFixtureServer, responseBytes } from '../support/kmip-fixture-server.js';
-import { KmipClient, type KmipClientOptions } from '../../src/kmip/client.js';
+import { KmipClient, wipeTree, type KmipClientOptions } from '../../src/kmip/client.js';
 import { KmipError, KmipOperationError } from '../../src/kmip/errors.js';
 import * as ops from '../../src/kmip/operations.js';
-import { encode } from '../../src/kmip/ttlv/binary.js';
-import { childOf, childrenOf, integer, structure, textString, type TtlvItem } from '../../src/kmip/ttlv/types.js';
+import { decode, encode } from '../../src/kmip/ttlv/binary.js';
+import {
+  byteString,
+  childOf,
+  childrenOf,
+  enumeration,
+  integer,
+  structure,
+  textString,
+  type TtlvItem,
+} from '../../src/kmip/ttlv/types.js';
 import {
   CryptographicAlgorithm,
   Operation,
@@ -105,6 +114,29 @@ describe('operations against the fixture (KMIP 1.4)', () => {
     } finally {
       client.close();
     }
+  });
+
+  test('a Get answer hands over the decoded key bytes: wiping the tree afterwards leaves the value intact', () => {
+    const key = Buffer.alloc(32, 0x5a);
+    const payload = decode(
+      encode(
+        structure(T.ResponsePayload, [
+          enumeration(T.ObjectType, 2),
+          textString(T.UniqueIdentifier, 'k1'),
+          structure(T.SymmetricKey, [
+            structure(T.KeyBlock, [
+              enumeration(T.KeyFormatType, 1),
+              structure(T.KeyValue, [byteString(T.KeyMaterial, key)]),
+              enumeration(T.CryptographicAlgorithm, CryptographicAlgorithm.AES),
+              integer(T.CryptographicLength, 256),
+            ]),
+          ]),
+        ]),
+      ),
+    );
+    const object = ops.get.spec.decode(payload, { major: 1, minor: 4 });
+    wipeTree(payload);
+    expect(object.value.equals(key)).toBe(true);
   });
 
   test('request header: 1.2 field order, no Time Stamp unless asked, batch IDs only for batches', async () => {
