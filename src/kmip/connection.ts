@@ -33,7 +33,6 @@ export interface ConnectionOptions {
   maxMessageBytes?: number;
 }
 
-export const RESPONSE_MESSAGE_TAG = T.ResponseMessage;
 /** Largest response accepted by default: the codec's own limit. */
 export const DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_BYTES;
 
@@ -262,7 +261,7 @@ export class KmipConnection {
       const head = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
       const tag = head.readUIntBE(0, 3);
       let failure: KmipError | undefined;
-      if (tag !== RESPONSE_MESSAGE_TAG)
+      if (tag !== T.ResponseMessage)
         failure = new KmipError(
           `${this.endpoint}: the answer does not start with a Response Message (tag 0x${tag.toString(16)})`,
           'KMIP_PROTOCOL_UNEXPECTED_MESSAGE',

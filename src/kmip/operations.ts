@@ -554,23 +554,3 @@ export const reKey = define<
   },
   decode: uidResult,
 });
-
-/** Every operation spec, for tools that list or dispatch by name. */
-export const operations = {
-  discoverVersions,
-  query,
-  create,
-  register,
-  get,
-  locate,
-  getAttributes,
-  getAttributeList,
-  addAttribute,
-  modifyAttribute,
-  setAttribute,
-  deleteAttribute,
-  activate,
-  revoke,
-  destroy,
-  reKey,
-} as const;

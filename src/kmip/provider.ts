@@ -9,7 +9,7 @@ import { KmipClient, type KmipClientOptions } from './client.js';
 import { KmipError, KmipOperationError } from './errors.js';
 import type { BatchRequest } from './operations.js';
 import { KmipOperationsApi, type CallOptions, type Results } from './api.js';
-import { formatVersion, type ProtocolVersion } from './fields.js';
+import { formatVersion } from './fields.js';
 import type { TlsEndpoint } from './connection.js';
 
 export interface ServerHealth {
@@ -142,11 +142,6 @@ export class KmipProvider extends KmipOperationsApi {
 
   close(): void {
     for (const client of this.clients) client.close();
-  }
-
-  /** Negotiated versions per server (undefined where not yet connected). */
-  versions(): (ProtocolVersion | undefined)[] {
-    return this.clients.map((c) => c.protocolVersion);
   }
 
   private recordSuccess(index: number, started: number): void {
