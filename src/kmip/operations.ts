@@ -11,6 +11,7 @@ import {
   dateTime,
   enumeration,
   integer,
+  interval,
   structure,
   textString,
   type TtlvItem,
@@ -196,13 +197,7 @@ export const register = define<RegisterRequest, { uniqueIdentifier: string }>({
   idempotent: false,
   encode: (r, v) => {
     if (r.kind === 'symmetric-key') {
-      const attributes: Attribute[] = [
-        { name: 'Cryptographic Algorithm', value: r.algorithm },
-        { name: 'Cryptographic Length', value: r.key.length * 8 },
-        { name: 'Cryptographic Usage Mask', value: r.usageMask },
-        ...namingAttributes(r),
-        ...(r.attributes ?? []),
-      ];
+      const attributes = keyAttributes({ ...r, length: r.key.length * 8 });
       return [
         enumeration(T.ObjectType, ObjectType.SymmetricKey),
         ...encodeAttributeSet(attributes, v),
@@ -548,7 +543,7 @@ export const reKey = define<
   idempotent: false,
   encode: (r, v) => {
     const items = [uid(r.uniqueIdentifier)];
-    if (r.offsetSeconds !== undefined) items.push({ tag: T.Offset, type: ItemType.Interval, value: r.offsetSeconds });
+    if (r.offsetSeconds !== undefined) items.push(interval(T.Offset, r.offsetSeconds));
     if (r.attributes && r.attributes.length > 0) items.push(...encodeAttributeSet(r.attributes, v));
     return items;
   },

@@ -10,6 +10,7 @@ import { KmipError, KmipOperationError } from './errors.js';
 import type { BatchRequest } from './operations.js';
 import { KmipOperationsApi, type CallOptions, type Results } from './api.js';
 import { formatVersion } from './fields.js';
+import { QueryFunction } from './spec.js';
 import type { TlsEndpoint } from './connection.js';
 
 export interface ServerHealth {
@@ -116,7 +117,7 @@ export class KmipProvider extends KmipOperationsApi {
         const started = performance.now();
         try {
           const version = await client.connect();
-          await client.query([0x01]);
+          await client.query([QueryFunction.Operations]);
           this.recordSuccess(index, started);
           const test: ConnectionTest = {
             endpoint: client.endpoint,
