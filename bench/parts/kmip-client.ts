@@ -6,10 +6,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { KmipClient } from '../../src/kmip/client.js';
 import * as ops from '../../src/kmip/operations.js';
-import { PYKMIP_PYTHON, startPykmip, type PykmipServer } from '../../test/support/pykmip.js';
+import { PYKMIP_PYTHON, pykmipClientOptions, startPykmip, type PykmipServer } from '../../test/support/pykmip.js';
 import type { BenchReport } from '../run.js';
 
 const GETS = 200;
@@ -35,15 +34,10 @@ function pythonGetsPerSecond(server: PykmipServer, uid: string, count: number): 
 
 export async function run(): Promise<BenchReport> {
   const server = await startPykmip();
-  const client = new KmipClient({
-    host: server.host,
-    port: server.port,
-    ca: readFileSync(server.ca),
-    cert: readFileSync(server.clientCert),
-    key: readFileSync(server.clientKey),
+  const client = new KmipClient(
     // The same protocol version PyKMIP's client speaks, so both ask the server for the same work.
-    versions: [{ major: 1, minor: 2 }],
-  });
+    pykmipClientOptions(server, { versions: [{ major: 1, minor: 2 }] }),
+  );
   try {
     const { uniqueIdentifier } = await client.register({ kind: 'secret-data', secret: randomBytes(32) });
     await client.get(uniqueIdentifier);

@@ -161,7 +161,15 @@ export class KmipClient extends KmipOperationsApi {
 
   private ensureConnection(): Promise<KmipConnection> {
     const current = this.connection;
-    if (current && !current.closed && current.idleMs >= (this.#options.maxIdleMs ?? 25_000) && !this.opening) {
+    // Idle means nothing written or answered for maxIdleMs and nothing queued: closing a busy connection
+    // would fail the request in flight on it (and a Create there is not resent).
+    if (
+      current &&
+      !current.closed &&
+      !current.busy &&
+      current.idleMs >= (this.#options.maxIdleMs ?? 25_000) &&
+      !this.opening
+    ) {
       current.close();
     }
     if (current && !current.closed) return Promise.resolve(current);

@@ -8,6 +8,8 @@ import { isIP } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { KmipError } from './errors.js';
 import { T } from './spec.js';
+import { DEFAULT_MAX_BYTES, decodeMessageLength, HEADER_LENGTH } from './ttlv/binary.js';
+import { TtlvError, TtlvErrorCode } from './ttlv/errors.js';
 
 export interface TlsEndpoint {
   host: string;
@@ -31,9 +33,8 @@ export interface ConnectionOptions {
   maxMessageBytes?: number;
 }
 
-export const RESPONSE_MESSAGE_TAG = T.ResponseMessage;
-const HEADER = 8;
-export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Largest response accepted by default: the codec's own limit. */
+export const DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_BYTES;
 
 const TLS_UNTRUSTED = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -82,6 +83,20 @@ export function classifySocketError(error: unknown, where: string): KmipError {
   return new KmipError(`${where}: ${text}`, 'KMIP_CONNECTION_FAILED', { cause: error });
 }
 
+/** The codec's header refusals as this layer's codes: not a Response Message, or an unusable length. */
+function framingError(endpoint: string, error: unknown): KmipError {
+  if (!(error instanceof TtlvError)) throw error;
+  return error.code === TtlvErrorCode.BadType
+    ? new KmipError(
+        `${endpoint}: the answer does not start with a Response Message (${error.reason})`,
+        'KMIP_PROTOCOL_UNEXPECTED_MESSAGE',
+        { cause: error },
+      )
+    : new KmipError(`${endpoint}: unusable response length (${error.reason})`, 'KMIP_PROTOCOL_BAD_LENGTH', {
+        cause: error,
+      });
+}
+
 interface Pending {
   resolve: (message: Buffer) => void;
   reject: (error: KmipError) => void;
@@ -98,8 +113,10 @@ export class KmipConnection {
   private pending: Pending | undefined;
   /** Completed exchanges: a reused connection may have been dropped by the server while idle. */
   exchanges = 0;
-  /** When the last exchange finished (or the connection opened), for idle-age checks. */
+  /** When a request was last written or answered (or the connection opened), for idle-age checks. */
   lastActivity = performance.now();
+  /** Exchanges queued or in flight: a connection carrying one is not idle, whatever its age. */
+  private outstanding = 0;
   private closedWith: KmipError | undefined;
   /** Serializes exchanges: one message in flight per connection. */
   private tail: Promise<unknown> = Promise.resolve();
@@ -183,9 +200,14 @@ export class KmipConnection {
     return this.closedWith !== undefined;
   }
 
-  /** Milliseconds since the last answer (or since the connection opened). */
+  /** Milliseconds since a request was last written or answered (or since the connection opened). */
   get idleMs(): number {
     return performance.now() - this.lastActivity;
+  }
+
+  /** True while an exchange is queued or awaiting its answer. */
+  get busy(): boolean {
+    return this.outstanding > 0;
   }
 
   /** The negotiated TLS version, e.g. "TLSv1.3". */
@@ -196,7 +218,8 @@ export class KmipConnection {
   /** Sends one encoded request message and resolves with the raw response message. */
   exchange(request: Buffer, timeoutMs: number): Promise<Buffer> {
     const run = () => this.exchangeNow(request, timeoutMs);
-    const result = this.tail.then(run, run);
+    this.outstanding++;
+    const result = this.tail.then(run, run).finally(() => this.outstanding--);
     this.tail = result.catch(() => undefined);
     return result;
   }
@@ -218,6 +241,7 @@ export class KmipConnection {
         this.fail(new KmipError(`${this.endpoint}: no answer within ${timeoutMs} ms`, 'KMIP_TIMEOUT'));
       }, timeoutMs);
       this.pending = { resolve, reject, timer };
+      this.lastActivity = performance.now();
       this.socket.write(request);
     });
   }
@@ -232,30 +256,27 @@ export class KmipConnection {
     }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    if (this.expected < 0 && this.buffered >= HEADER) {
-      const head = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    if (this.expected < 0 && this.buffered >= HEADER_LENGTH) {
+      // Only the 8 header bytes are read; a joined copy would also hold the start of the payload.
+      const head = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
       const tag = head.readUIntBE(0, 3);
-      const type = head[3];
-      const length = head.readUInt32BE(4);
-      if (tag !== RESPONSE_MESSAGE_TAG || type !== 0x01) {
-        this.fail(
-          new KmipError(
-            `${this.endpoint}: the answer does not start with a Response Message (tag 0x${tag.toString(16)}, type ${type})`,
-            'KMIP_PROTOCOL_UNEXPECTED_MESSAGE',
-          ),
+      let failure: KmipError | undefined;
+      if (tag !== T.ResponseMessage)
+        failure = new KmipError(
+          `${this.endpoint}: the answer does not start with a Response Message (tag 0x${tag.toString(16)})`,
+          'KMIP_PROTOCOL_UNEXPECTED_MESSAGE',
         );
+      else
+        try {
+          this.expected = decodeMessageLength(head, { maxBytes: this.maxMessageBytes });
+        } catch (error) {
+          failure = framingError(this.endpoint, error);
+        }
+      if (head !== this.chunks[0]) head.fill(0);
+      if (failure) {
+        this.fail(failure);
         return;
       }
-      if (length % 8 !== 0 || length + HEADER > this.maxMessageBytes) {
-        this.fail(
-          new KmipError(
-            `${this.endpoint}: response length ${length} is ${length % 8 !== 0 ? 'not a multiple of 8' : `over the ${this.maxMessageBytes}-byte limit`}`,
-            'KMIP_PROTOCOL_BAD_LENGTH',
-          ),
-        );
-        return;
-      }
-      this.expected = length + HEADER;
     }
     if (this.expected >= 0 && this.buffered >= this.expected) {
       const all = Buffer.concat(this.chunks, this.buffered);
@@ -263,6 +284,7 @@ export class KmipConnection {
       for (const piece of this.chunks) piece.fill(0);
       if (all.length > this.expected) {
         // A well-behaved server sends nothing beyond the answer to our one request.
+        all.fill(0);
         this.fail(
           new KmipError(`${this.endpoint}: bytes after the end of the response`, 'KMIP_PROTOCOL_UNSOLICITED_DATA'),
         );
@@ -284,8 +306,11 @@ export class KmipConnection {
     if (!this.closedWith) this.closedWith = error;
     const pending = this.pending;
     this.pending = undefined;
+    // A partial answer may already hold key material.
+    for (const piece of this.chunks) piece.fill(0);
     this.chunks = [];
     this.buffered = 0;
+    this.expected = -1;
     if (pending) {
       clearTimeout(pending.timer);
       pending.reject(error);

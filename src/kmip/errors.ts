@@ -67,9 +67,10 @@ export class KmipOperationError extends KmipError {
     if (resultMessage !== undefined) this.resultMessage = resultMessage;
   }
 
-  override toJSON(): { code: string; message: string; status?: number } & Record<string, unknown> {
+  /** The server's answer, added to the JSON form. */
+  override details(): Record<string, unknown> {
     return {
-      ...super.toJSON(),
+      ...super.details(),
       operation: this.operation,
       resultStatus: this.resultStatus.name,
       resultReason: this.resultReason?.name,

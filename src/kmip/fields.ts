@@ -58,9 +58,6 @@ export function optionalStructure(parent: TtlvItem, tag: number): TtlvItem | und
   return child;
 }
 
-/** Date-Time values (bigint seconds) as Dates. */
-export const toDate = (seconds: bigint): Date => new Date(Number(seconds) * 1000);
-
 /** Deep copy of a TTLV item, so values handed to callers survive the wiping of the response tree. */
 export function cloneItem(item: TtlvItem): TtlvItem {
   if (item.type === ItemType.Structure) return { ...item, value: item.value.map(cloneItem) };

@@ -11,6 +11,7 @@ import {
   dateTime,
   enumeration,
   integer,
+  interval,
   structure,
   textString,
   type TtlvItem,
@@ -196,13 +197,7 @@ export const register = define<RegisterRequest, { uniqueIdentifier: string }>({
   idempotent: false,
   encode: (r, v) => {
     if (r.kind === 'symmetric-key') {
-      const attributes: Attribute[] = [
-        { name: 'Cryptographic Algorithm', value: r.algorithm },
-        { name: 'Cryptographic Length', value: r.key.length * 8 },
-        { name: 'Cryptographic Usage Mask', value: r.usageMask },
-        ...namingAttributes(r),
-        ...(r.attributes ?? []),
-      ];
+      const attributes = keyAttributes({ ...r, length: r.key.length * 8 });
       return [
         enumeration(T.ObjectType, ObjectType.SymmetricKey),
         ...encodeAttributeSet(attributes, v),
@@ -305,6 +300,16 @@ const OBJECT_TAGS: [number, number][] = [
   [T.OpaqueObject, ObjectType.OpaqueObject],
 ];
 
+/**
+ * Hands the caller the key bytes the decoder already copied, without a further copy: the tree keeps an
+ * empty buffer in their place, so wiping the tree afterwards leaves the caller's value intact.
+ */
+function takeBytes(item: Extract<TtlvItem, { type: typeof ItemType.ByteString }>): Buffer {
+  const { value } = item;
+  item.value = Buffer.alloc(0);
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
 function decodeManagedObject(p: TtlvItem): ManagedObject {
   const objectType = required(p, T.ObjectType, ItemType.Enumeration);
   const uniqueIdentifier = required(p, T.UniqueIdentifier, ItemType.TextString);
@@ -317,26 +322,20 @@ function decodeManagedObject(p: TtlvItem): ManagedObject {
     const bytes =
       object.type === ItemType.Structure ? object.value.find((c) => c.type === ItemType.ByteString) : undefined;
     if (bytes?.type !== ItemType.ByteString) throw protocolError('object has neither Key Block nor value bytes');
-    return { objectType, uniqueIdentifier, keyFormatType: 0, value: Buffer.from(bytes.value), wrapped: false };
+    return { objectType, uniqueIdentifier, keyFormatType: 0, value: takeBytes(bytes), wrapped: false };
   }
   const keyFormatType = required(block, T.KeyFormatType, ItemType.Enumeration);
   const wrapped = childOf(block, T.KeyWrappingData) !== undefined;
   const keyValue = childOf(block, T.KeyValue);
-  let value: Uint8Array | undefined;
-  if (keyValue?.type === ItemType.ByteString) value = keyValue.value;
+  let bytes: TtlvItem | undefined;
+  if (keyValue?.type === ItemType.ByteString) bytes = keyValue;
   else if (keyValue?.type === ItemType.Structure) {
     const material = childOf(keyValue, T.KeyMaterial);
-    if (material?.type === ItemType.ByteString) value = material.value;
-    else if (material?.type === ItemType.Structure) value = optional(material, T.Key, ItemType.ByteString);
+    bytes = material?.type === ItemType.Structure ? childOf(material, T.Key) : material;
   }
-  if (value === undefined) throw protocolError('Key Block has no key material', 'KMIP_PROTOCOL_MISSING_FIELD');
-  const result: ManagedObject = {
-    objectType,
-    uniqueIdentifier,
-    keyFormatType,
-    value: Buffer.from(value),
-    wrapped,
-  };
+  if (bytes?.type !== ItemType.ByteString)
+    throw protocolError('Key Block has no key material', 'KMIP_PROTOCOL_MISSING_FIELD');
+  const result: ManagedObject = { objectType, uniqueIdentifier, keyFormatType, value: takeBytes(bytes), wrapped };
   const algorithm = optional(block, T.CryptographicAlgorithm, ItemType.Enumeration);
   if (algorithm !== undefined) result.cryptographicAlgorithm = algorithm;
   const length = optional(block, T.CryptographicLength, ItemType.Integer);
@@ -544,29 +543,9 @@ export const reKey = define<
   idempotent: false,
   encode: (r, v) => {
     const items = [uid(r.uniqueIdentifier)];
-    if (r.offsetSeconds !== undefined) items.push({ tag: T.Offset, type: ItemType.Interval, value: r.offsetSeconds });
+    if (r.offsetSeconds !== undefined) items.push(interval(T.Offset, r.offsetSeconds));
     if (r.attributes && r.attributes.length > 0) items.push(...encodeAttributeSet(r.attributes, v));
     return items;
   },
   decode: uidResult,
 });
-
-/** Every operation spec, for tools that list or dispatch by name. */
-export const operations = {
-  discoverVersions,
-  query,
-  create,
-  register,
-  get,
-  locate,
-  getAttributes,
-  getAttributeList,
-  addAttribute,
-  modifyAttribute,
-  setAttribute,
-  deleteAttribute,
-  activate,
-  revoke,
-  destroy,
-  reKey,
-} as const;

@@ -9,7 +9,8 @@ import { KmipClient, type KmipClientOptions } from './client.js';
 import { KmipError, KmipOperationError } from './errors.js';
 import type { BatchRequest } from './operations.js';
 import { KmipOperationsApi, type CallOptions, type Results } from './api.js';
-import { formatVersion, type ProtocolVersion } from './fields.js';
+import { formatVersion } from './fields.js';
+import { QueryFunction } from './spec.js';
 import type { TlsEndpoint } from './connection.js';
 
 export interface ServerHealth {
@@ -116,7 +117,7 @@ export class KmipProvider extends KmipOperationsApi {
         const started = performance.now();
         try {
           const version = await client.connect();
-          await client.query([0x01]);
+          await client.query([QueryFunction.Operations]);
           this.recordSuccess(index, started);
           const test: ConnectionTest = {
             endpoint: client.endpoint,
@@ -142,11 +143,6 @@ export class KmipProvider extends KmipOperationsApi {
 
   close(): void {
     for (const client of this.clients) client.close();
-  }
-
-  /** Negotiated versions per server (undefined where not yet connected). */
-  versions(): (ProtocolVersion | undefined)[] {
-    return this.clients.map((c) => c.protocolVersion);
   }
 
   private recordSuccess(index: number, started: number): void {

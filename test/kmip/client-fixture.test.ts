@@ -7,11 +7,20 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { KmipFixtureServer, responseBytes } from '../support/kmip-fixture-server.js';
-import { KmipClient, type KmipClientOptions } from '../../src/kmip/client.js';
+import { KmipClient, wipeTree, type KmipClientOptions } from '../../src/kmip/client.js';
 import { KmipError, KmipOperationError } from '../../src/kmip/errors.js';
 import * as ops from '../../src/kmip/operations.js';
-import { encode } from '../../src/kmip/ttlv/binary.js';
-import { childOf, childrenOf, integer, structure, textString, type TtlvItem } from '../../src/kmip/ttlv/types.js';
+import { decode, encode } from '../../src/kmip/ttlv/binary.js';
+import {
+  byteString,
+  childOf,
+  childrenOf,
+  enumeration,
+  integer,
+  structure,
+  textString,
+  type TtlvItem,
+} from '../../src/kmip/ttlv/types.js';
 import {
   CryptographicAlgorithm,
   Operation,
@@ -105,6 +114,29 @@ describe('operations against the fixture (KMIP 1.4)', () => {
     } finally {
       client.close();
     }
+  });
+
+  test('a Get answer hands over the decoded key bytes: wiping the tree afterwards leaves the value intact', () => {
+    const key = Buffer.alloc(32, 0x5a);
+    const payload = decode(
+      encode(
+        structure(T.ResponsePayload, [
+          enumeration(T.ObjectType, 2),
+          textString(T.UniqueIdentifier, 'k1'),
+          structure(T.SymmetricKey, [
+            structure(T.KeyBlock, [
+              enumeration(T.KeyFormatType, 1),
+              structure(T.KeyValue, [byteString(T.KeyMaterial, key)]),
+              enumeration(T.CryptographicAlgorithm, CryptographicAlgorithm.AES),
+              integer(T.CryptographicLength, 256),
+            ]),
+          ]),
+        ]),
+      ),
+    );
+    const object = ops.get.spec.decode(payload, { major: 1, minor: 4 });
+    wipeTree(payload);
+    expect(object.value.equals(key)).toBe(true);
   });
 
   test('request header: 1.2 field order, no Time Stamp unless asked, batch IDs only for batches', async () => {
@@ -485,6 +517,29 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
       expect(fixture.connections).toBe(before);
       await new Promise((r) => setTimeout(r, 150));
       await client.create(aes);
+      expect(fixture.connections).toBe(before + 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('a caller arriving while a slow request is in flight does not idle-close the connection under it', async () => {
+    const client = new KmipClient(options({ maxIdleMs: 100 }));
+    try {
+      await client.connect();
+      // Idle-aged: the first request reconnects before it is written (the intended proactive reconnect).
+      await new Promise((r) => setTimeout(r, 150));
+      const before = fixture.connections;
+      fixture.once(async (request, fx) => {
+        await new Promise((r) => setTimeout(r, 300));
+        return fx.respond(request);
+      });
+      const slow = client.create(aes);
+      // Longer than maxIdleMs after the slow request was written, while its answer is still pending.
+      await new Promise((r) => setTimeout(r, 150));
+      const second = client.create(aes);
+      const [a, b] = await Promise.all([slow, second]);
+      expect(a.uniqueIdentifier).not.toBe(b.uniqueIdentifier);
       expect(fixture.connections).toBe(before + 1);
     } finally {
       client.close();

@@ -21,8 +21,8 @@ import {
   UsageMask,
 } from '../../src/kmip/spec.js';
 import { TestCa } from '../support/certs.js';
-import { PYKMIP_PYTHON } from '../support/pykmip.js';
-import { clientOptions, uniqueName } from './helpers.js';
+import { PYKMIP_PYTHON, pykmipClientOptions } from '../support/pykmip.js';
+import { uniqueName } from './helpers.js';
 
 const server = inject('pykmip');
 const aes256 = { algorithm: CryptographicAlgorithm.AES, length: 256, usageMask: UsageMask.Encrypt | UsageMask.Decrypt };
@@ -49,7 +49,7 @@ const modes = [
 describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
   let client: KmipClient;
   beforeAll(async () => {
-    client = new KmipClient(clientOptions(server, versions ? { versions: [...versions] } : {}));
+    client = new KmipClient(pykmipClientOptions(server, versions ? { versions: [...versions] } : {}));
     expect(await client.connect()).toEqual(expected);
   });
   afterAll(() => client.close());
@@ -163,7 +163,7 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
 
   test('a Time Stamp in the header (accurate clock) is accepted', async () => {
     const stamped = new KmipClient(
-      clientOptions(server, { sendTimeStamp: true, ...(versions ? { versions: [...versions] } : {}) }),
+      pykmipClientOptions(server, { sendTimeStamp: true, ...(versions ? { versions: [...versions] } : {}) }),
     );
     try {
       expect((await stamped.query([1, 3])).vendorIdentification).toMatch(/PyKMIP/);
@@ -216,7 +216,7 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
 
 describe('PyKMIP attribute edits', () => {
   test('KMIP 2.0: Set, Modify (single- and multi-valued) and Delete Attribute round-trip', async () => {
-    const client = new KmipClient(clientOptions(server));
+    const client = new KmipClient(pykmipClientOptions(server));
     try {
       const { uniqueIdentifier } = await client.create({ ...aes256, objectGroup: 'group-a' });
       const read = async (name: string) => (await client.getAttributes(uniqueIdentifier, [name])).attributes;
@@ -254,7 +254,7 @@ describe('PyKMIP attribute edits', () => {
 
   test('PyKMIP 2.0 hangs a session asked for an attribute the object lacks: KMIP_TIMEOUT, then a clean reconnect', async () => {
     // PyKMIP 0.10 fails to encode an empty 2.0 Get Attributes response and leaves the connection open, silent.
-    const client = new KmipClient(clientOptions(server, { requestTimeoutMs: 1_500 }));
+    const client = new KmipClient(pykmipClientOptions(server, { requestTimeoutMs: 1_500 }));
     try {
       const { uniqueIdentifier } = await client.create(aes256);
       await expect(client.getAttributes(uniqueIdentifier, ['Object Group'])).rejects.toMatchObject({
@@ -267,7 +267,7 @@ describe('PyKMIP attribute edits', () => {
   });
 
   test('KMIP 1.2: Set Attribute (a 2.x operation) is refused as not supported; Delete Attribute works', async () => {
-    const client = new KmipClient(clientOptions(server, { versions: [{ major: 1, minor: 2 }] }));
+    const client = new KmipClient(pykmipClientOptions(server, { versions: [{ major: 1, minor: 2 }] }));
     try {
       const { uniqueIdentifier } = await client.create({ ...aes256, objectGroup: 'group-c' });
       await expect(client.setAttribute(uniqueIdentifier, { name: 'Sensitive', value: true })).rejects.toMatchObject({
@@ -287,7 +287,7 @@ describe('PyKMIP identities and refusals', () => {
     const ca = TestCa.open(join(server.dir, 'pki'));
     const noEku = ca.issue('no-eku', { cn: 'kmip-agent-no-eku' });
     const client = new KmipClient(
-      clientOptions(server, { cert: noEku.certPem, key: noEku.keyPem, version: { major: 1, minor: 2 } }),
+      pykmipClientOptions(server, { cert: noEku.certPem, key: noEku.keyPem, version: { major: 1, minor: 2 } }),
     );
     try {
       const error = await client.query([1]).catch((e: unknown) => e);
@@ -297,7 +297,7 @@ describe('PyKMIP identities and refusals', () => {
         resultReason: { name: 'AuthenticationNotSuccessful', code: ResultReason.AuthenticationNotSuccessful },
       });
       // Negotiation surfaces the same refusal rather than guessing a version.
-      const negotiating = new KmipClient(clientOptions(server, { cert: noEku.certPem, key: noEku.keyPem }));
+      const negotiating = new KmipClient(pykmipClientOptions(server, { cert: noEku.certPem, key: noEku.keyPem }));
       await expect(negotiating.connect()).rejects.toMatchObject({
         resultReason: { name: 'AuthenticationNotSuccessful' },
       });
@@ -308,10 +308,10 @@ describe('PyKMIP identities and refusals', () => {
   });
 
   test("another client's object (other certificate CN) is refused", async () => {
-    const owner = new KmipClient(clientOptions(server));
+    const owner = new KmipClient(pykmipClientOptions(server));
     const ca = TestCa.open(join(server.dir, 'pki'));
     const other = ca.issue('other-client', { cn: 'kmip-agent-other-client', eku: ['clientAuth'] });
-    const stranger = new KmipClient(clientOptions(server, { cert: other.certPem, key: other.keyPem }));
+    const stranger = new KmipClient(pykmipClientOptions(server, { cert: other.certPem, key: other.keyPem }));
     try {
       const { uniqueIdentifier } = await owner.register({ kind: 'secret-data', secret: randomBytes(32) });
       const error = await stranger.get(uniqueIdentifier).catch((e: unknown) => e);
@@ -331,7 +331,7 @@ describe('PyKMIP identities and refusals', () => {
 
 describe("PyKMIP's own Python client", () => {
   test('a secret registered by kmip-agent is read back byte-identical by ProxyKmipClient', async () => {
-    const client = new KmipClient(clientOptions(server));
+    const client = new KmipClient(pykmipClientOptions(server));
     try {
       const secret = randomBytes(32);
       const { uniqueIdentifier } = await client.register({ kind: 'secret-data', secret, name: uniqueName('py-read') });
@@ -353,7 +353,7 @@ describe("PyKMIP's own Python client", () => {
       [name],
     );
     const [uid, hex] = out.split('\n');
-    const client = new KmipClient(clientOptions(server));
+    const client = new KmipClient(pykmipClientOptions(server));
     try {
       expect((await client.locate({ name })).uniqueIdentifiers).toEqual([uid]);
       const key = await client.get(uid!);
