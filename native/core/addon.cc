@@ -58,7 +58,9 @@ bool RegisterModule(const char* name, ModuleInit init) {
 
 void InitRegisteredModules(Napi::Env env, Napi::Object exports) {
   for (auto& [name, init] : Modules()) {
-    Napi::Object sub = Napi::Object::New(env);
+    // Several files may fill one module (the test addon's `testSeams`).
+    Napi::Value existing = exports.Get(name);
+    Napi::Object sub = existing.IsObject() ? existing.As<Napi::Object>() : Napi::Object::New(env);
     init(env, sub);
     exports.Set(name, sub);
     if (env.IsExceptionPending()) return;

@@ -9,15 +9,24 @@
 #include <algorithm>
 #include <iterator>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
 #include "core/errors.h"
 #include "emulator/emu_crypto.h"
 
+// The test addon defines this (native/test/crash_points.cc) to kill the process at a named step of
+// Drive::Create, so tests can interrupt a create exactly there; the shipped addon leaves it undefined.
+extern "C" void kmip_agent_crash_point(const char* step) __attribute__((weak));
+
 namespace kmip_agent {
 namespace emulator {
 namespace {
+
+void CrashPoint(const char* step) {
+  if (kmip_agent_crash_point != nullptr) kmip_agent_crash_point(step);
+}
 
 constexpr uint64_t kMaxSizeMib = kMaxBlocks * kBlockSize >> 20;  // 4 TiB of sparse image
 constexpr uint64_t kMbrShadowBlocks = Drive::kMbrTableSize / kBlockSize;
@@ -143,6 +152,53 @@ void InitRanges(DriveState& s) {
   s.mbr = MbrControl();
 }
 
+// Create writes the image (and so its state, `<aside>.state`) under this name and renames both into
+// place last, so an interrupted create leaves only these files, never an image without its state.
+std::string AsidePath(const std::string& path) { return path + ".creating"; }
+
+// Removes what an interrupted create of `path` left aside. Its lock on the image aside died with it;
+// a create of this path still running holds it (EMU_BUSY). Returns whether anything was removed.
+bool RemoveCreateLeftovers(const std::string& path) {
+  const std::string aside = AsidePath(path);
+  int fd = ::open(aside.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) throw CodedError("EMU_BUSY", path + " is being created by another process");
+    errno = err;
+    SysFail("cannot lock " + aside);
+  }
+  bool removed = false;
+  for (const std::string& file : {aside + ".state.tmp", aside + ".state", aside}) {
+    if (::unlink(file.c_str()) == 0) removed = true;
+    else if (errno != ENOENT) SysFail("cannot remove " + file);
+  }
+  if (fd >= 0) ::close(fd);
+  return removed;
+}
+
+// rename(2) that never replaces an existing `to` (EEXIST instead), falling back to link + unlink on
+// file systems without RENAME_NOREPLACE.
+int RenameNoReplace(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return -1;
+  if (::link(from.c_str(), to.c_str()) != 0) return -1;
+  ::unlink(from.c_str());
+  return 0;
+}
+
+// The absolute form of a path whose file may not exist yet (its directory must).
+std::string AbsolutePath(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  char* real = ::realpath(dir.c_str(), nullptr);
+  if (real == nullptr) return path;
+  std::string out = real;
+  std::free(real);
+  return (out == "/" ? out : out + "/") + base;
+}
+
 }  // namespace
 
 void WriteFileAtomic(const std::string& path, const std::string& data) {
@@ -202,16 +258,28 @@ std::string Drive::Create(const std::string& path, uint64_t size_mib, const std:
     throw CodedError("EMU_INVALID_ARGUMENT", "serial must be 1 to 20 characters (ATA IDENTIFY limit)");
   for (char c : serial)
     if (c < 0x21 || c > 0x7e) throw CodedError("EMU_INVALID_ARGUMENT", "serial must be printable ASCII without spaces");
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    if (errno == EEXIST) throw CodedError("EMU_EXISTS", path + " already exists");
-    SysFail("cannot create " + path);
+  const std::string aside = AsidePath(path);
+  int fd = ::open(aside.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == EEXIST) {
+    // Left by an interrupted create (EMU_BUSY if a create is running); cleaned, then ours.
+    RemoveCreateLeftovers(path);
+    fd = ::open(aside.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) throw CodedError("EMU_BUSY", path + " is being created by another process");
   }
-  std::unique_ptr<Drive> drive(new Drive(path, fd));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) SysFail("cannot lock " + path);
+  if (fd < 0) SysFail("cannot create " + aside);
+  std::unique_ptr<Drive> drive(new Drive(aside, fd));
+  drive->image_path_ = AbsolutePath(path);  // what the key cache names once the image is in place
+  bool state_in_place = false;
   try {
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) SysFail("cannot lock " + aside);
+    CrashPoint("aside-created");
+    // Checked under the lock on the image aside: a create of this path that finished before we took
+    // it has already renamed its image into place.
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0) throw CodedError("EMU_EXISTS", path + " already exists");
     CollectOrphanCaches();  // inside the try: without a volatile directory nothing may be left behind
-    if (::ftruncate(fd, static_cast<off_t>(size_mib << 20)) != 0) SysFail("cannot size " + path);
+    if (::ftruncate(fd, static_cast<off_t>(size_mib << 20)) != 0) SysFail("cannot size " + aside);
+    CrashPoint("image-sized");
     DriveState& s = drive->state_;
     s.serial = serial;
     s.drive_id = RandomHex(16);
@@ -226,11 +294,28 @@ std::string Drive::Create(const std::string& path, uint64_t size_mib, const std:
     Keyring none;
     drive->SetPin(*s.FindPin(tcg::uid::kCPinPsid), reinterpret_cast<const uint8_t*>(psid.data()), psid.size(), &none);
     drive->FactoryReset();
-    drive->Commit();
+    drive->Commit();  // the state aside, and the key cache
+    CrashPoint("state-written");
+    // The state first, the image last: the image appearing is what makes the drive exist.
+    const std::string state = path + ".state";
+    if (::rename(drive->StatePath().c_str(), state.c_str()) != 0) SysFail("cannot rename " + drive->StatePath());
+    state_in_place = true;
+    CrashPoint("state-renamed");
+    if (RenameNoReplace(aside, path) != 0) {
+      if (errno == EEXIST) throw CodedError("EMU_EXISTS", path + " already exists");
+      SysFail("cannot rename " + aside + " to " + path);
+    }
+    drive->path_ = path;
+    CrashPoint("image-renamed");
     return psid;
   } catch (...) {
-    ::unlink(path.c_str());
-    ::unlink(drive->StatePath().c_str());
+    try {
+      ::unlink(drive->CachePath().c_str());
+    } catch (const CodedError&) {
+      // no volatile directory: no cache was written
+    }
+    if (state_in_place) ::unlink((path + ".state").c_str());
+    for (const std::string& file : {aside + ".state.tmp", aside + ".state", aside}) ::unlink(file.c_str());
     throw;
   }
 }
@@ -248,15 +333,48 @@ std::unique_ptr<Drive> Drive::Open(const std::string& path) {
   }
   bool missing = false;
   std::string text = ReadWholeFile(drive->StatePath(), &missing);
-  if (missing) throw CodedError("EMU_STATE_MISSING", "the state file " + drive->StatePath() + " is missing");
+  if (missing) {
+    throw CodedError("EMU_STATE_MISSING", "the state file " + drive->StatePath() +
+                                              " is missing: `drive emulate destroy` removes what is left of the drive");
+  }
   drive->state_ = Deserialize(text);
   drive->LoadCache();
   return drive;
 }
 
 void Drive::Destroy(const std::string& path) {
-  std::unique_ptr<Drive> drive = Open(path);
-  for (const std::string& file : {drive->CachePath(), drive->MbrPath(), drive->StatePath(), path}) {
+  // Partial drives go too: what an interrupted create left aside, and a state file without its image.
+  bool removed = RemoveCreateLeftovers(path);
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT) SysFail("cannot open " + path);
+    for (const std::string& file : {path + ".state.tmp", path + ".state", path + ".mbr"}) {
+      if (::unlink(file.c_str()) == 0) removed = true;
+      else if (errno != ENOENT) SysFail("cannot remove " + file);
+    }
+    if (!removed) throw CodedError("EMU_NOT_FOUND", "no emulated drive image at " + path);
+    return;
+  }
+  std::unique_ptr<Drive> drive(new Drive(path, fd));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) throw CodedError("EMU_BUSY", path + " is open in another process");
+    SysFail("cannot lock " + path);
+  }
+  std::vector<std::string> files;
+  // The key cache is named by the state; without a readable state it is left to orphan collection.
+  bool missing = false;
+  std::string text = ReadWholeFile(drive->StatePath(), &missing);
+  try {
+    if (!missing) {
+      drive->state_ = Deserialize(text);
+      files.push_back(drive->CachePath());
+    }
+  } catch (const CodedError&) {
+    // a corrupt state file is removed with the rest
+  }
+  for (const std::string& file : {drive->MbrPath(), drive->StatePath() + ".tmp", drive->StatePath(), path})
+    files.push_back(file);
+  for (const std::string& file : files) {
     if (::unlink(file.c_str()) != 0 && errno != ENOENT) SysFail("cannot remove " + file);
   }
   drive->cache_.clear();

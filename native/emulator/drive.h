@@ -31,10 +31,13 @@ struct PinDerivation {
 class Drive {
  public:
   // Creates image + state; fails with EMU_EXISTS if the image exists. Returns the PSID (shown once).
+  // Atomic: both are written aside (`<path>.creating`) and renamed into place last, the image last,
+  // so a killed create leaves no image without a state; its leftovers are removed by the next create.
   static std::string Create(const std::string& path, uint64_t size_mib, const std::string& serial);
   // Opens with an exclusive non-blocking lock (EMU_BUSY when held elsewhere).
   static std::unique_ptr<Drive> Open(const std::string& path);
-  // Removes the image, its state, its shadow MBR and its key cache (EMU_BUSY if in use).
+  // Removes the image, its state, its shadow MBR and its key cache (EMU_BUSY if in use), and any
+  // partial drive: what an interrupted create left, a state without image, an image without state.
   static void Destroy(const std::string& path);
   ~Drive();
   Drive(const Drive&) = delete;

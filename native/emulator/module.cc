@@ -1,6 +1,7 @@
-// N-API module `emulator`: create / powerCycle / read / write / info by image path, and open()
-// for a handle that keeps one Transport (and its TCG session) across raw ifSend / ifRecv calls.
-// Every function returns a Promise; the work runs on the libuv pool (core/promise_worker.h).
+// N-API module `emulator`: create / powerCycle / read / write / info / destroy by image path, and
+// open() for a handle that keeps one Transport (and its TCG session) across raw ifSend / ifRecv
+// calls. Every function returns a Promise; the work runs on the libuv pool (core/promise_worker.h).
+// Bad arguments throw a typed EMU_INVALID_ARGUMENT before any work is queued (core/js_args.h).
 #include <napi.h>
 
 #include <functional>
@@ -9,6 +10,7 @@
 
 #include "core/errors.h"
 #include "core/js_args.h"
+#include "core/js_handle.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
 #include "core/secure.h"
@@ -34,30 +36,16 @@ PromiseWorker::Work Serialized(PromiseWorker::Work work) {
   };
 }
 
-Napi::Value Rejected(Napi::Env env, const std::string& message) {
-  auto deferred = Napi::Promise::Deferred::New(env);
-  deferred.Reject(MakeError(env, "EMU_INVALID_ARGUMENT", message).Value());
-  return deferred.Promise();
+constexpr const char* kCode = "EMU_INVALID_ARGUMENT";
+
+std::string PathArg(const Napi::Value& v) {
+  std::string path = StringArg(v, kCode, "image path");
+  if (path.size() >= 4096) throw CodedError(kCode, "image path must be shorter than 4096 bytes");
+  return path;
 }
 
-bool GetString(const Napi::CallbackInfo& info, size_t i, std::string* out) {
-  if (info.Length() <= i || !info[i].IsString()) return false;
-  *out = info[i].As<Napi::String>().Utf8Value();
-  return !out->empty() && out->size() < 4096 && out->find('\0') == std::string::npos;
-}
-
-bool GetUint(const Napi::CallbackInfo& info, size_t i, uint64_t* out, uint64_t max) {
-  if (info.Length() <= i || !info[i].IsNumber()) return false;
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d > static_cast<double>(max) || d != static_cast<double>(static_cast<uint64_t>(d))) return false;
-  *out = static_cast<uint64_t>(d);
-  return true;
-}
-
-bool GetBuffer(const Napi::CallbackInfo& info, size_t i, std::vector<uint8_t>* out) {
-  if (!info[i].IsBuffer()) return false;
-  *out = CopyBytes(info[i].As<Napi::Buffer<uint8_t>>());
-  return true;
+uint64_t UintArg(const Napi::Value& v, const char* what, uint64_t max) {
+  return IntegerArg<uint64_t>(v, kCode, what, 0, max);
 }
 
 Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const std::vector<uint8_t>& bytes) {
@@ -66,10 +54,9 @@ Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const std::vector<uint8_t>& bytes)
 
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path, serial;
-  uint64_t size_mib = 0;
-  if (!GetString(info, 0, &path) || !GetUint(info, 1, &size_mib, 1ULL << 32) || !GetString(info, 2, &serial))
-    return Rejected(env, "create(path, sizeMiB, serial)");
+  const std::string path = PathArg(info[0]);
+  const uint64_t size_mib = UintArg(info[1], "sizeMiB", 1ULL << 32);
+  const std::string serial = StringArg(info[2], kCode, "serial");
   auto psid = std::make_shared<std::string>();
   return PromiseWorker::Run(
       env, Serialized([=] { *psid = Drive::Create(path, size_mib, serial); }),
@@ -83,26 +70,23 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
 
 Napi::Value PowerCycle(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path;
-  if (!GetString(info, 0, &path)) return Rejected(env, "powerCycle(path)");
+  const std::string path = PathArg(info[0]);
   return PromiseWorker::Run(
       env, Serialized([=] { Drive::Open(path)->PowerCycle(); }), [](Napi::Env e) { return e.Undefined(); });
 }
 
 Napi::Value Destroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path;
-  if (!GetString(info, 0, &path)) return Rejected(env, "destroy(path)");
+  const std::string path = PathArg(info[0]);
   return PromiseWorker::Run(
       env, Serialized([=] { Drive::Destroy(path); }), [](Napi::Env e) { return e.Undefined(); });
 }
 
 Napi::Value Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path;
-  uint64_t lba = 0, count = 0;
-  if (!GetString(info, 0, &path) || !GetUint(info, 1, &lba, 1ULL << 53) || !GetUint(info, 2, &count, 65536))
-    return Rejected(env, "read(path, lba, count)");
+  const std::string path = PathArg(info[0]);
+  const uint64_t lba = UintArg(info[1], "lba", (1ULL << 53) - 1);
+  const uint64_t count = UintArg(info[2], "count", 65536);
   auto data = std::make_shared<std::vector<uint8_t>>();
   return PromiseWorker::Run(
       env, Serialized([=] { *data = Drive::Open(path)->Read(lba, count); }),
@@ -111,11 +95,9 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
 
 Napi::Value Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path;
-  uint64_t lba = 0;
-  auto data = std::make_shared<std::vector<uint8_t>>();
-  if (!GetString(info, 0, &path) || !GetUint(info, 1, &lba, 1ULL << 53) || !GetBuffer(info, 2, data.get()))
-    return Rejected(env, "write(path, lba, buffer)");
+  const std::string path = PathArg(info[0]);
+  const uint64_t lba = UintArg(info[1], "lba", (1ULL << 53) - 1);
+  auto data = std::make_shared<std::vector<uint8_t>>(BytesArg(info[2], kCode, "data"));
   return PromiseWorker::Run(
       env, Serialized([=] { Drive::Open(path)->Write(lba, data->data(), data->size()); }),
       [](Napi::Env e) { return e.Undefined(); });
@@ -129,8 +111,7 @@ struct InfoSnapshot {
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path;
-  if (!GetString(info, 0, &path)) return Rejected(env, "info(path)");
+  const std::string path = PathArg(info[0]);
   auto snap = std::make_shared<InfoSnapshot>();
   return PromiseWorker::Run(
       env,
@@ -186,73 +167,54 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
       });
 }
 
-// A handle: one open drive (exclusive lock) with its TPer and session state.
-class Handle : public Napi::ObjectWrap<Handle> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "EmulatedDriveHandle",
-                       {InstanceMethod<&Handle::IfSend>("ifSend"), InstanceMethod<&Handle::IfRecv>("ifRecv"),
-                        InstanceMethod<&Handle::Close>("close")});
-  }
-  explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info), state_(std::make_shared<State>()) {}
+// One open drive (exclusive lock) with its TPer and session state; calls on it are serialised.
+struct HandleState {
+  std::mutex mutex;
+  std::unique_ptr<transport::Transport> transport;
+};
 
-  struct State {
-    std::mutex mutex;
-    std::unique_ptr<transport::Transport> transport;
-  };
-  std::shared_ptr<State> state() { return state_; }
+std::unique_lock<std::mutex> Lock(HandleState& s) {
+  std::unique_lock<std::mutex> lock(s.mutex);
+  if (!s.transport) throw CodedError("EMU_CLOSED", "the emulated drive handle is closed");
+  return lock;
+}
 
- private:
-  static std::unique_lock<std::mutex> Lock(State& s) {
-    std::unique_lock<std::mutex> lock(s.mutex);
-    if (!s.transport) throw CodedError("EMU_CLOSED", "the emulated drive handle is closed");
-    return lock;
-  }
-
-  Napi::Value IfSend(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    uint64_t protocol = 0, com_id = 0;
-    auto data = std::make_shared<std::vector<uint8_t>>();
-    if (!GetUint(info, 0, &protocol, 255) || !GetUint(info, 1, &com_id, 0xFFFF) || !GetBuffer(info, 2, data.get()))
-      return Rejected(env, "ifSend(protocol, comId, buffer)");
-    auto s = state_;
+Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<HandleState> s) {
+  Napi::Object h = Napi::Object::New(env);
+  AddMethod(env, h, "ifSend", [s](const Napi::CallbackInfo& info) {
+    const auto protocol = IntegerArg<uint8_t>(info[0], kCode, "protocol");
+    const auto com_id = IntegerArg<uint16_t>(info[1], kCode, "comId");
+    auto data = std::make_shared<std::vector<uint8_t>>(BytesArg(info[2], kCode, "data"));
     return PromiseWorker::Run(
-        env,
+        info.Env(),
         [=] {
           struct Wipe {
             std::vector<uint8_t>& bytes;
             ~Wipe() { SecureWipe(bytes.data(), bytes.size()); }
           } wipe{*data};  // the payload may carry PINs
           auto lock = Lock(*s);
-          s->transport->SecuritySend(static_cast<uint8_t>(protocol), static_cast<uint16_t>(com_id), *data);
+          s->transport->SecuritySend(protocol, com_id, *data);
         },
         [](Napi::Env e) { return e.Undefined(); });
-  }
-
-  Napi::Value IfRecv(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    uint64_t protocol = 0, com_id = 0, length = 0;
-    if (!GetUint(info, 0, &protocol, 255) || !GetUint(info, 1, &com_id, 0xFFFF) ||
-        !GetUint(info, 2, &length, 1 << 20))
-      return Rejected(env, "ifRecv(protocol, comId, length)");
-    auto s = state_;
+  });
+  AddMethod(env, h, "ifRecv", [s](const Napi::CallbackInfo& info) {
+    const auto protocol = IntegerArg<uint8_t>(info[0], kCode, "protocol");
+    const auto com_id = IntegerArg<uint16_t>(info[1], kCode, "comId");
+    const auto length = IntegerArg<uint32_t>(info[2], kCode, "length", 0, 1 << 20);
     auto out = std::make_shared<std::vector<uint8_t>>();
     return PromiseWorker::Run(
-        env,
+        info.Env(),
         [=] {
           auto lock = Lock(*s);
-          *out = s->transport->SecurityReceive(static_cast<uint8_t>(protocol), static_cast<uint16_t>(com_id),
-                                               static_cast<size_t>(length));
+          *out = s->transport->SecurityReceive(protocol, com_id, length);
         },
         [=](Napi::Env e) {
           Napi::Value b = ToBuffer(e, *out);
           SecureWipe(out->data(), out->size());
           return b;
         });
-  }
-
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    auto s = state_;
+  });
+  AddMethod(env, h, "close", [s](const Napi::CallbackInfo& info) {
     return PromiseWorker::Run(
         info.Env(),
         [=] {
@@ -260,47 +222,30 @@ class Handle : public Napi::ObjectWrap<Handle> {
           s->transport.reset();
         },
         [](Napi::Env e) { return e.Undefined(); });
-  }
-
-  std::shared_ptr<State> state_;
-};
-
-struct ModuleData {
-  Napi::FunctionReference handle_class;
-};
+  });
+  return h;
+}
 
 Napi::Value Open(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string path;
-  if (!GetString(info, 0, &path)) return Rejected(env, "open(path)");
-  auto* data = static_cast<ModuleData*>(info.Data());
-  Napi::Object handle = data->handle_class.New({});
-  auto state = Handle::Unwrap(handle)->state();
-  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(handle));
+  const std::string path = PathArg(info[0]);
+  auto state = std::make_shared<HandleState>();
   return PromiseWorker::Run(
-      env,
+      info.Env(),
       [=] {
         std::lock_guard<std::mutex> lock(state->mutex);
         state->transport = OpenEmulatedDrive(path);
       },
-      [=](Napi::Env) {
-        Napi::Object h = ref->Value();
-        ref->Reset();
-        return h;
-      });
+      [=](Napi::Env e) -> Napi::Value { return MakeHandle(e, state); });
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  auto* data = new ModuleData();
-  data->handle_class = Napi::Persistent(Handle::Define(env));
-  env.AddCleanupHook([data] { delete data; });
-  exports.Set("create", Napi::Function::New(env, Create, "create"));
-  exports.Set("powerCycle", Napi::Function::New(env, PowerCycle, "powerCycle"));
-  exports.Set("read", Napi::Function::New(env, Read, "read"));
-  exports.Set("destroy", Napi::Function::New(env, Destroy, "destroy"));
-  exports.Set("write", Napi::Function::New(env, Write, "write"));
-  exports.Set("info", Napi::Function::New(env, Info, "info"));
-  exports.Set("open", Napi::Function::New(env, Open, "open", data));
+  AddMethod(env, exports, "create", Create);
+  AddMethod(env, exports, "powerCycle", PowerCycle);
+  AddMethod(env, exports, "read", Read);
+  AddMethod(env, exports, "destroy", Destroy);
+  AddMethod(env, exports, "write", Write);
+  AddMethod(env, exports, "info", Info);
+  AddMethod(env, exports, "open", Open);
 }
 
 }  // namespace

@@ -1,15 +1,21 @@
-// N-API module `kernelOpal`: run(device, op, params) runs one sed-opal flow off the JS thread;
-// runScripted(answers, op, params) runs the same flow against the recording test seam.
+// N-API module `kernelOpal`: open(device) -> a handle with one method per sed-opal operation, each
+// returning a Promise (core/js_handle.h); ioctls() -> this build's request numbers by name. The
+// device is opened for each call and closed after it: sed-opal keeps nothing per open file, and a
+// handle may live as long as the agent. The test addon puts a recording port behind the same handle.
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/errors.h"
 #include "core/js_args.h"
+#include "core/js_handle.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
+#include "kernel_opal/handle.h"
 #include "kernel_opal/kernel_opal.h"
 #include "kernel_opal/sed_opal_abi.h"
 
@@ -17,269 +23,288 @@ namespace kmip_agent {
 namespace kernel_opal {
 namespace {
 
-// Everything an operation needs, copied off the JS objects on the JS thread.
-struct OpRequest {
-  std::string op;
-  Credential auth;         // session credential (Admin1 / UserN / SID as key)
-  Credential target;       // setPassword: whose PIN becomes target.key
-  SecretBytes new_key;     // setSidPassword
-  uint8_t range = 0;
-  uint64_t start = 0;
-  uint64_t length = 0;
-  bool read_lock_enabled = false;
-  bool write_lock_enabled = false;
-  bool flag = false;       // enable / done / keepGlobalRangeKey
-  uint32_t user = 0;
-  LockState state = LockState::Locked;
-  std::vector<uint8_t> sum_ranges;
-  size_t max_bytes = 4096;
-};
+constexpr const char* kCode = "KOPAL_INVALID_ARGUMENT";
+using JsBuilder = std::function<Napi::Value(Napi::Env)>;
 
-struct OpResult {
-  std::optional<DriveStatus> status;
-  std::optional<RangeStatus> range;
-  std::optional<Geometry> geometry;
-  std::optional<std::vector<uint8_t>> bytes;
-};
+SecretBytes KeyArg(const Napi::Value& v, const char* what) { return SecretBytesArg(v, kCode, what); }
 
-SecretBytes SecretFrom(const Napi::Value& v, const char* what) {
-  return SecretBytesArg(v, "KOPAL_INVALID_ARGUMENT", what);
+uint8_t RangeArg(const Napi::Value& v) {
+  return IntegerArg<uint8_t>(v, kCode, "range", 0, static_cast<uint8_t>(kMaxLockingRanges - 1));
 }
 
-uint64_t NumberFrom(const Napi::Object& o, const char* key, uint64_t fallback) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (v.IsBigInt()) {
-    bool lossless = true;
-    return v.As<Napi::BigInt>().Uint64Value(&lossless);
-  }
-  if (!v.IsNumber()) throw CodedError("KOPAL_INVALID_ARGUMENT", std::string(key) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (d < 0) throw CodedError("KOPAL_INVALID_ARGUMENT", std::string(key) + " must not be negative");
-  return static_cast<uint64_t>(d);
+uint32_t UserArg(const Napi::Value& v) { return IntegerArg<uint32_t>(v, kCode, "user", 1, 9); }
+
+bool FlagArg(const Napi::Value& v, const char* what) {
+  if (!v.IsBoolean()) throw CodedError(kCode, std::string(what) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
 }
 
-bool BoolFrom(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  return v.IsBoolean() && v.As<Napi::Boolean>().Value();
-}
-
-LockState StateFrom(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (s == "ro") return LockState::ReadOnly;
-  if (s == "rw") return LockState::ReadWrite;
-  if (s == "locked") return LockState::Locked;
-  throw CodedError("KOPAL_INVALID_ARGUMENT", std::string(key) + " must be 'ro', 'rw' or 'locked'");
-}
-
-Credential CredentialFrom(const Napi::Object& o, const char* prefix) {
+// {who, key, sum?}: who is Admin1 (0) or UserN (N), the kernel's numbering.
+Credential CredentialArg(const Napi::Value& v, const char* what) {
+  if (!v.IsObject()) throw CodedError(kCode, std::string(what) + " must be {who, key, sum?}");
+  Napi::Object o = v.As<Napi::Object>();
   Credential c;
-  std::string p(prefix);
-  c.who = static_cast<uint32_t>(NumberFrom(o, (p + "Who").c_str(), kAdmin1));
-  if (c.who > 9) throw CodedError("KOPAL_INVALID_ARGUMENT", "authorities are Admin1 (0) or User1..User9");
-  c.key = SecretFrom(o.Get(p + "Key"), (p + "Key").c_str());
-  c.sum = BoolFrom(o, (p + "Sum").c_str());
+  c.who = IntegerArg<uint32_t>(o.Get("who"), kCode, std::string(what) + ".who", 0, 9);
+  c.key = KeyArg(o.Get("key"), (std::string(what) + ".key").c_str());
+  Napi::Value sum = o.Get("sum");
+  c.sum = !sum.IsUndefined() && FlagArg(sum, (std::string(what) + ".sum").c_str());
   return c;
 }
 
-OpRequest ParseRequest(const std::string& op, const Napi::Object& p) {
-  OpRequest r;
-  r.op = op;
-  const uint64_t range = NumberFrom(p, "range", 0);
-  if (range >= kMaxLockingRanges) throw CodedError("KOPAL_INVALID_ARGUMENT", "range must be 0..8");
-  r.range = static_cast<uint8_t>(range);
-  if (op == "status" || op == "geometry") return r;
-  if (op == "discovery") {
-    r.max_bytes = NumberFrom(p, "maxBytes", 4096);
-    if (r.max_bytes == 0 || r.max_bytes > 65536) throw CodedError("KOPAL_INVALID_ARGUMENT", "maxBytes must be 1..65536");
-    return r;
-  }
-  r.auth = CredentialFrom(p, "auth");
-  if (op == "takeOwnership" || op == "revertTper" || op == "psidRevert") return r;
-  if (op == "activateLockingSp") {
-    Napi::Value v = p.Get("sumRanges");
-    if (v.IsArray()) {
-      auto a = v.As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); ++i) r.sum_ranges.push_back(static_cast<uint8_t>(a.Get(i).As<Napi::Number>().Uint32Value()));
-    }
-    return r;
-  }
-  if (op == "setupRange") {
-    r.start = NumberFrom(p, "start", 0);
-    r.length = NumberFrom(p, "length", 0);
-    r.read_lock_enabled = BoolFrom(p, "readLockEnabled");
-    r.write_lock_enabled = BoolFrom(p, "writeLockEnabled");
-    return r;
-  }
-  if (op == "activateUser" || op == "addUserToRange") {
-    r.user = static_cast<uint32_t>(NumberFrom(p, "user", 0));
-    if (r.user < 1 || r.user > 9) throw CodedError("KOPAL_INVALID_ARGUMENT", "user must be 1..9");
-    if (op == "addUserToRange") r.state = StateFrom(p, "access");
-    return r;
-  }
-  if (op == "setPassword") {
-    r.target = CredentialFrom(p, "target");
-    return r;
-  }
-  if (op == "setSidPassword") {
-    r.new_key = SecretFrom(p.Get("newKey"), "newKey");
-    return r;
-  }
-  if (op == "lockUnlock" || op == "saveForResume") {
-    r.state = StateFrom(p, "state");
-    return r;
-  }
-  if (op == "rangeStatus" || op == "eraseRange" || op == "secureEraseRange") return r;
-  if (op == "revertLockingSp") {
-    r.flag = BoolFrom(p, "keepGlobalRangeKey");
-    return r;
-  }
-  if (op == "enableMbr") {
-    r.flag = BoolFrom(p, "enable");
-    return r;
-  }
-  if (op == "setMbrDone") {
-    r.flag = BoolFrom(p, "done");
-    return r;
-  }
-  throw CodedError("KOPAL_INVALID_ARGUMENT", "unknown sed-opal operation '" + op + "'");
+// The drives layer's spelling of lock states (src/drives/types.ts LockStateName).
+LockState LockStateArg(const Napi::Value& v) {
+  const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (s == "read-only") return LockState::ReadOnly;
+  if (s == "unlocked") return LockState::ReadWrite;
+  if (s == "locked") return LockState::Locked;
+  throw CodedError(kCode, "state must be 'locked', 'read-only' or 'unlocked'");
 }
 
-OpResult Execute(KernelOpal& opal, const OpRequest& r) {
-  OpResult out;
-  const std::string& op = r.op;
-  if (op == "status") out.status = opal.Status();
-  else if (op == "geometry") out.geometry = opal.GetGeometry();
-  else if (op == "discovery") out.bytes = opal.Discovery(r.max_bytes);
-  else if (op == "takeOwnership") opal.TakeOwnership(r.auth.key);
-  else if (op == "activateLockingSp") opal.ActivateLockingSp(r.auth.key, r.sum_ranges);
-  else if (op == "setupRange") opal.SetupRange(r.auth, r.range, r.start, r.length, r.read_lock_enabled, r.write_lock_enabled);
-  else if (op == "activateUser") opal.ActivateUser(r.auth, r.user);
-  else if (op == "addUserToRange") opal.AddUserToRange(r.auth, r.user, r.range, r.state);
-  else if (op == "setPassword") opal.SetPassword(r.auth, r.target);
-  else if (op == "setSidPassword") opal.SetSidPassword(r.auth.key, r.new_key);
-  else if (op == "lockUnlock") opal.LockUnlock(r.auth, r.range, r.state);
-  else if (op == "saveForResume") opal.SaveForResume(r.auth, r.range, r.state);
-  else if (op == "rangeStatus") out.range = opal.GetRangeStatus(r.auth, r.range);
-  else if (op == "revertTper") opal.RevertTper(r.auth.key);
-  else if (op == "psidRevert") opal.PsidRevert(r.auth.key);
-  else if (op == "revertLockingSp") opal.RevertLockingSp(r.auth.key, r.flag);
-  else if (op == "eraseRange") opal.EraseRange(r.auth, r.range);
-  else if (op == "secureEraseRange") opal.SecureEraseRange(r.auth, r.range);
-  else if (op == "enableMbr") opal.EnableMbr(r.auth.key, r.flag);
-  else if (op == "setMbrDone") opal.SetMbrDone(r.auth.key, r.flag);
-  return out;
-}
-
-const char* StateName(LockState s) {
+const char* LockStateName(LockState s) {
   switch (s) {
-    case LockState::ReadOnly: return "ro";
-    case LockState::ReadWrite: return "rw";
+    case LockState::ReadOnly: return "read-only";
+    case LockState::ReadWrite: return "unlocked";
     default: return "locked";
   }
 }
 
-Napi::Object ResultToJs(Napi::Env env, const OpResult& r) {
+// Which lock a user added to a range may set: ReadLocked (the kernel's OPAL_RO) or WriteLocked (OPAL_RW).
+LockState RangeLockArg(const Napi::Value& v) {
+  const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (s == "read") return LockState::ReadOnly;
+  if (s == "write") return LockState::ReadWrite;
+  throw CodedError(kCode, "lock must be 'read' or 'write'");
+}
+
+Napi::Object StatusToJs(Napi::Env env, const DriveStatus& s) {
   Napi::Object o = Napi::Object::New(env);
-  if (r.status) {
-    const DriveStatus& s = *r.status;
-    o.Set("flags", s.flags);
-    o.Set("supported", s.supported);
-    o.Set("lockingSupported", s.locking_supported);
-    o.Set("lockingEnabled", s.locking_enabled);
-    o.Set("locked", s.locked);
-    o.Set("mbrEnabled", s.mbr_enabled);
-    o.Set("mbrDone", s.mbr_done);
-    o.Set("sumSupported", s.sum_supported);
-  }
-  if (r.range) {
-    o.Set("start", Napi::BigInt::New(env, r.range->start));
-    o.Set("length", Napi::BigInt::New(env, r.range->length));
-    o.Set("readLockEnabled", r.range->read_lock_enabled);
-    o.Set("writeLockEnabled", r.range->write_lock_enabled);
-    o.Set("state", StateName(r.range->state));
-  }
-  if (r.geometry) {
-    o.Set("logicalBlockSize", r.geometry->logical_block_size);
-    o.Set("alignmentGranularity", Napi::BigInt::New(env, r.geometry->alignment_granularity));
-    o.Set("lowestAlignedLba", Napi::BigInt::New(env, r.geometry->lowest_aligned_lba));
-  }
-  if (r.bytes) o.Set("data", Napi::Buffer<uint8_t>::Copy(env, r.bytes->data(), r.bytes->size()));
+  o.Set("flags", s.flags);
+  o.Set("supported", s.supported);
+  o.Set("lockingSupported", s.locking_supported);
+  o.Set("lockingEnabled", s.locking_enabled);
+  o.Set("locked", s.locked);
+  o.Set("mbrEnabled", s.mbr_enabled);
+  o.Set("mbrDone", s.mbr_done);
+  o.Set("sumSupported", s.sum_supported);
   return o;
 }
 
-Napi::Value Run(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return CatchAll(env, [&]() -> Napi::Value {
-    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsObject()) {
-      throw CodedError("KOPAL_INVALID_ARGUMENT", "run(device, op, params) expects a string, a string and an object");
-    }
-    auto request = std::make_shared<OpRequest>(
-        ParseRequest(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Object>()));
-    auto device = info[0].As<Napi::String>().Utf8Value();
-    auto result = std::make_shared<OpResult>();
-    return PromiseWorker::Run(
-        env,
-        [device, request, result]() {
-          DeviceIoctlPort port(device, "KOPAL");
-          if (!port.IsBlockDevice()) {
-            throw CodedError("KOPAL_NOT_SUPPORTED", device + " is not a block device: sed-opal needs a drive");
-          }
-          KernelOpal opal(port);
-          *result = Execute(opal, *request);
-        },
-        [result](Napi::Env e) -> Napi::Value { return ResultToJs(e, *result); });
-  });
+Napi::Object RangeStatusToJs(Napi::Env env, const RangeStatus& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("start", Napi::BigInt::New(env, r.start));
+  o.Set("length", Napi::BigInt::New(env, r.length));
+  o.Set("readLockEnabled", r.read_lock_enabled);
+  o.Set("writeLockEnabled", r.write_lock_enabled);
+  o.Set("state", LockStateName(r.state));
+  return o;
 }
 
-// Test seam: runs one flow against scripted answers; returns { result | error, calls }.
-Napi::Value RunScripted(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return CatchAll(env, [&]() -> Napi::Value {
-    if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsString() || !info[2].IsObject()) {
-      throw CodedError("KOPAL_INVALID_ARGUMENT", "runScripted(answers, op, params) expects an array, a string and an object");
-    }
-    std::vector<ScriptedIoctlPort::Answer> answers;
-    auto list = info[0].As<Napi::Array>();
-    for (uint32_t i = 0; i < list.Length(); ++i) {
-      Napi::Object a = list.Get(i).As<Napi::Object>();
-      ScriptedIoctlPort::Answer answer;
-      answer.ret = a.Get("ret").IsNumber() ? a.Get("ret").As<Napi::Number>().Int32Value() : 0;
-      CopyIfBuffer(a.Get("structOut"), answer.struct_out);
-      CopyIfBuffer(a.Get("bufferOut"), answer.buffer_out);
-      answers.push_back(std::move(answer));
-    }
-    OpRequest request = ParseRequest(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Object>());
-    ScriptedIoctlPort port(std::move(answers), [](unsigned long request, void* arg) {
-      ScriptedIoctlPort::Buffers buffers;
-      if (request == kIocDiscovery) {
-        auto* d = static_cast<OpalDiscovery*>(arg);
-        buffers.data = reinterpret_cast<void*>(static_cast<uintptr_t>(d->data));
-        buffers.data_size = d->size;
-      }
-      return buffers;
+Napi::Object GeometryToJs(Napi::Env env, const Geometry& g) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("logicalBlockSize", g.logical_block_size);
+  o.Set("alignmentGranularity", Napi::BigInt::New(env, g.alignment_granularity));
+  o.Set("lowestAlignedLba", Napi::BigInt::New(env, g.lowest_aligned_lba));
+  return o;
+}
+
+JsBuilder Undefined() {
+  return [](Napi::Env env) { return env.Undefined(); };
+}
+
+using Operation = std::function<JsBuilder(KernelOpal&)>;
+
+// Runs one operation off the JS thread on the handle's port, holding the handle's mutex.
+Napi::Value Queue(Napi::Env env, const std::shared_ptr<HandleState>& state, Operation op) {
+  auto builder = std::make_shared<JsBuilder>();
+  return PromiseWorker::Run(
+      env,
+      [state, op = std::move(op), builder] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->with_port([&](IoctlPort& port) {
+          KernelOpal opal(port);
+          *builder = op(opal);
+        });
+      },
+      [builder](Napi::Env e) { return *builder ? (*builder)(e) : e.Undefined(); }, "kmip-agent:kernel-opal");
+}
+
+}  // namespace
+
+Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<HandleState> state) {
+  Napi::Object h = Napi::Object::New(env);
+  auto method = [&](const char* name, HandleMethod body) { AddMethod(env, h, name, std::move(body)); };
+  method("status", [state](const Napi::CallbackInfo& info) {
+    return Queue(info.Env(), state, [](KernelOpal& k) -> JsBuilder {
+      DriveStatus s = k.Status();
+      return [s](Napi::Env e) { return StatusToJs(e, s); };
     });
-    KernelOpal opal(port);
-    Napi::Object out = Napi::Object::New(env);
-    try {
-      out.Set("result", ResultToJs(env, kernel_opal::Execute(opal, request)));
-    } catch (...) {
-      ErrorInfo e = DescribeCurrentException();
-      out.Set("error", MakeError(env, e.code, e.message, e.status).Value());
+  });
+  method("discovery", [state](const Napi::CallbackInfo& info) {
+    const size_t max_bytes = OptionalIntegerArg<uint32_t>(info[0], kCode, "maxBytes", 1, 65536).value_or(4096);
+    return Queue(info.Env(), state, [max_bytes](KernelOpal& k) -> JsBuilder {
+      auto data = std::make_shared<std::vector<uint8_t>>(k.Discovery(max_bytes));
+      return [data](Napi::Env e) { return Napi::Buffer<uint8_t>::Copy(e, data->data(), data->size()); };
+    });
+  });
+  method("geometry", [state](const Napi::CallbackInfo& info) {
+    return Queue(info.Env(), state, [](KernelOpal& k) -> JsBuilder {
+      Geometry g = k.GetGeometry();
+      return [g](Napi::Env e) { return GeometryToJs(e, g); };
+    });
+  });
+  method("takeOwnership", [state](const Napi::CallbackInfo& info) {
+    SecretBytes sid = KeyArg(info[0], "SID key");
+    return Queue(info.Env(), state, [sid](KernelOpal& k) {
+      k.TakeOwnership(sid);
+      return Undefined();
+    });
+  });
+  method("activateLockingSp", [state](const Napi::CallbackInfo& info) {
+    SecretBytes sid = KeyArg(info[0], "SID key");
+    std::vector<uint8_t> sum_ranges;
+    if (!info[1].IsUndefined()) {
+      if (!info[1].IsArray()) throw CodedError(kCode, "sumRanges must be an array of ranges");
+      Napi::Array a = info[1].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) sum_ranges.push_back(RangeArg(a.Get(i)));
     }
-    Napi::Array calls = Napi::Array::New(env, port.calls().size());
-    for (size_t i = 0; i < port.calls().size(); ++i) {
-      const auto& call = port.calls()[i];
-      Napi::Object c = Napi::Object::New(env);
-      c.Set("request", Napi::Number::New(env, static_cast<double>(call.request)));
-      const char* name = IoctlName(call.request);
-      c.Set("name", name != nullptr ? Napi::String::New(env, name) : env.Null());
-      c.Set("struct", Napi::Buffer<uint8_t>::Copy(env, call.struct_in.data(), call.struct_in.size()));
-      calls.Set(static_cast<uint32_t>(i), c);
-    }
-    out.Set("calls", calls);
-    return out;
+    return Queue(info.Env(), state, [sid, sum_ranges](KernelOpal& k) {
+      k.ActivateLockingSp(sid, sum_ranges);
+      return Undefined();
+    });
+  });
+  method("setupRange", [state](const Napi::CallbackInfo& info) {
+    Credential admin = CredentialArg(info[0], "admin");
+    const uint8_t range = RangeArg(info[1]);
+    const uint64_t start = IntegerArg<uint64_t>(info[2], kCode, "start");
+    const uint64_t length = IntegerArg<uint64_t>(info[3], kCode, "length");
+    const bool rle = FlagArg(info[4], "readLockEnabled");
+    const bool wle = FlagArg(info[5], "writeLockEnabled");
+    return Queue(info.Env(), state, [=](KernelOpal& k) {
+      k.SetupRange(admin, range, start, length, rle, wle);
+      return Undefined();
+    });
+  });
+  method("activateUser", [state](const Napi::CallbackInfo& info) {
+    Credential admin = CredentialArg(info[0], "admin");
+    const uint32_t user = UserArg(info[1]);
+    return Queue(info.Env(), state, [admin, user](KernelOpal& k) {
+      k.ActivateUser(admin, user);
+      return Undefined();
+    });
+  });
+  method("addUserToRange", [state](const Napi::CallbackInfo& info) {
+    Credential admin = CredentialArg(info[0], "admin");
+    const uint32_t user = UserArg(info[1]);
+    const uint8_t range = RangeArg(info[2]);
+    const LockState lock = RangeLockArg(info[3]);
+    return Queue(info.Env(), state, [=](KernelOpal& k) {
+      k.AddUserToRange(admin, user, range, lock);
+      return Undefined();
+    });
+  });
+  method("setPassword", [state](const Napi::CallbackInfo& info) {
+    Credential auth = CredentialArg(info[0], "auth");
+    Credential target = CredentialArg(info[1], "target");
+    return Queue(info.Env(), state, [auth, target](KernelOpal& k) {
+      k.SetPassword(auth, target);
+      return Undefined();
+    });
+  });
+  method("setSidPassword", [state](const Napi::CallbackInfo& info) {
+    SecretBytes current = KeyArg(info[0], "current SID key");
+    SecretBytes next = KeyArg(info[1], "new SID key");
+    return Queue(info.Env(), state, [current, next](KernelOpal& k) {
+      k.SetSidPassword(current, next);
+      return Undefined();
+    });
+  });
+  for (const bool save : {false, true}) {
+    method(save ? "saveForResume" : "lockUnlock", [state, save](const Napi::CallbackInfo& info) {
+      Credential auth = CredentialArg(info[0], "auth");
+      const uint8_t range = RangeArg(info[1]);
+      const LockState lock = LockStateArg(info[2]);
+      return Queue(info.Env(), state, [=](KernelOpal& k) {
+        if (save) k.SaveForResume(auth, range, lock);
+        else k.LockUnlock(auth, range, lock);
+        return Undefined();
+      });
+    });
+  }
+  method("rangeStatus", [state](const Napi::CallbackInfo& info) {
+    Credential auth = CredentialArg(info[0], "auth");
+    const uint8_t range = RangeArg(info[1]);
+    return Queue(info.Env(), state, [auth, range](KernelOpal& k) -> JsBuilder {
+      RangeStatus r = k.GetRangeStatus(auth, range);
+      return [r](Napi::Env e) { return RangeStatusToJs(e, r); };
+    });
+  });
+  method("revertTper", [state](const Napi::CallbackInfo& info) {
+    SecretBytes sid = KeyArg(info[0], "SID key");
+    return Queue(info.Env(), state, [sid](KernelOpal& k) {
+      k.RevertTper(sid);
+      return Undefined();
+    });
+  });
+  method("psidRevert", [state](const Napi::CallbackInfo& info) {
+    SecretBytes psid = KeyArg(info[0], "PSID");
+    return Queue(info.Env(), state, [psid](KernelOpal& k) {
+      k.PsidRevert(psid);
+      return Undefined();
+    });
+  });
+  method("revertLockingSp", [state](const Napi::CallbackInfo& info) {
+    SecretBytes admin = KeyArg(info[0], "Admin1 key");
+    const bool keep = FlagArg(info[1], "keepGlobalRangeKey");
+    return Queue(info.Env(), state, [admin, keep](KernelOpal& k) {
+      k.RevertLockingSp(admin, keep);
+      return Undefined();
+    });
+  });
+  for (const bool secure : {false, true}) {
+    method(secure ? "secureEraseRange" : "eraseRange", [state, secure](const Napi::CallbackInfo& info) {
+      Credential auth = CredentialArg(info[0], "auth");
+      const uint8_t range = RangeArg(info[1]);
+      return Queue(info.Env(), state, [=](KernelOpal& k) {
+        if (secure) k.SecureEraseRange(auth, range);
+        else k.EraseRange(auth, range);
+        return Undefined();
+      });
+    });
+  }
+  method("enableMbr", [state](const Napi::CallbackInfo& info) {
+    SecretBytes admin = KeyArg(info[0], "Admin1 key");
+    const bool enable = FlagArg(info[1], "enable");
+    return Queue(info.Env(), state, [admin, enable](KernelOpal& k) {
+      k.EnableMbr(admin, enable);
+      return Undefined();
+    });
+  });
+  method("setMbrDone", [state](const Napi::CallbackInfo& info) {
+    SecretBytes admin = KeyArg(info[0], "Admin1 key");
+    const bool done = FlagArg(info[1], "done");
+    return Queue(info.Env(), state, [admin, done](KernelOpal& k) {
+      k.SetMbrDone(admin, done);
+      return Undefined();
+    });
+  });
+  return h;
+}
+
+namespace {
+
+// open(device): the handle of a block device. Nothing is opened until a method runs.
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    const std::string device = StringArg(info[0], kCode, "device");
+    auto state = std::make_shared<HandleState>();
+    state->with_port = [device](const std::function<void(IoctlPort&)>& use) {
+      DeviceIoctlPort port(device, "KOPAL");
+      if (!port.IsBlockDevice()) {
+        throw CodedError("KOPAL_NOT_SUPPORTED", device + " is not a block device: sed-opal needs a drive");
+      }
+      use(port);
+    };
+    return MakeHandle(info.Env(), state);
   });
 }
 
@@ -287,13 +312,12 @@ Napi::Value RunScripted(const Napi::CallbackInfo& info) {
 Napi::Value Ioctls(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  for (const IoctlInfo& info : kIoctls) o.Set(info.name, Napi::Number::New(env, static_cast<double>(info.request)));
+  for (const IoctlInfo& ioctl : kIoctls) o.Set(ioctl.name, Napi::Number::New(env, static_cast<double>(ioctl.request)));
   return o;
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("run", Napi::Function::New(env, Run, "run"));
-  exports.Set("runScripted", Napi::Function::New(env, RunScripted, "runScripted"));
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("ioctls", Napi::Function::New(env, Ioctls, "ioctls"));
 }
 

@@ -387,11 +387,7 @@ SecretBytes KeyArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
 }
 
 int IntArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsNumber())
-    throw CodedError("LUKS_INVALID_ARGUMENT", std::string(what) + " must be a number");
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (d != static_cast<int>(d)) throw CodedError("LUKS_INVALID_ARGUMENT", std::string(what) + " must be an integer");
-  return static_cast<int>(d);
+  return IntegerArg<int>(info[i], "LUKS_INVALID_ARGUMENT", what);
 }
 
 bool BoolArg(const Napi::CallbackInfo& info, size_t i) { return info.Length() > i && info[i].ToBoolean().Value(); }

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/js_args.h"
 #include "core/registry.h"
 
 namespace kmip_agent {
@@ -19,11 +20,7 @@ namespace unixsocket {
 namespace {
 
 int FdArg(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsNumber())
-    throw CodedError("SOCKET_INVALID_ARGUMENT", "expected a file descriptor number");
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  if (fd < 0) throw CodedError("SOCKET_INVALID_ARGUMENT", "file descriptor must be >= 0");
-  return fd;
+  return IntegerArg<int>(info[0], "SOCKET_INVALID_ARGUMENT", "file descriptor", 0);
 }
 
 // peerInfo(fd) -> { pid, uid, gid, address: Buffer (sun_path bytes, abstract names keep their

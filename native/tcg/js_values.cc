@@ -87,16 +87,8 @@ Napi::Value ValueToJs(Napi::Env env, const Value& v) {
 }
 
 Value JsToValue(const Napi::Value& js) {
-  if (js.IsNumber()) {
-    const double d = js.As<Napi::Number>().DoubleValue();
-    if (d < 0 || d != static_cast<double>(static_cast<uint64_t>(d))) BadArgument("numbers must be unsigned integers");
-    return Value::MakeUint(static_cast<uint64_t>(d));
-  }
-  if (js.IsBigInt()) {
-    bool lossless = false;
-    const uint64_t v = js.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) BadArgument("bigint out of the unsigned 64-bit range");
-    return Value::MakeUint(v);
+  if (js.IsNumber() || js.IsBigInt()) {
+    return Value::MakeUint(IntegerArg<uint64_t>(js, "TCG_INVALID_ARGUMENT", "an unsigned token value"));
   }
   if (js.IsBuffer()) {
     return Value::MakeBytes(CopyBytes(js.As<Napi::Buffer<uint8_t>>()));
@@ -124,15 +116,7 @@ Value JsToValue(const Napi::Value& js) {
       BadArgument("unknown token " + t);
     }
     if (o.Has("int")) {
-      Napi::Value n = o.Get("int");
-      if (n.IsBigInt()) {
-        bool lossless = false;
-        const int64_t v = n.As<Napi::BigInt>().Int64Value(&lossless);
-        if (!lossless) BadArgument("bigint out of the signed 64-bit range");
-        return Value::MakeInt(v);
-      }
-      if (!n.IsNumber()) BadArgument("{int} needs a number or bigint");
-      return Value::MakeInt(n.As<Napi::Number>().Int64Value());
+      return Value::MakeInt(IntegerArg<int64_t>(o.Get("int"), "TCG_INVALID_ARGUMENT", "{int}"));
     }
     if (o.Has("uid")) {
       const std::string h = o.Get("uid").ToString().Utf8Value();

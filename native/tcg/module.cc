@@ -2,25 +2,25 @@
 // parseComPacket, buildComPacket, parseDiscovery, parseMethodResponse, statusName) and
 // openAsync(spec) -> Promise of a drive handle (open(spec): the same, synchronously) whose methods run Opal flows off the JS thread, one
 // PromiseWorker per call, serialised per drive by a mutex (the TS layer also queues calls).
+// Scripted and fixture drives for tests are opened by the test addon only (native/test/tcg_seams.cc).
 #include <napi.h>
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 
 #include "core/errors.h"
 #include "core/js_args.h"
+#include "core/js_handle.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
 #include "core/secure.h"
 #include "emulator/emulated_drive.h"
+#include "tcg/drive_handle.h"
 #include "tcg/js_values.h"
 #include "tcg/opal.h"
 #include "tcg/status.h"
-#include "transport/device_fixture.h"
 #include "transport/passthrough.h"
-#include "transport/scripted.h"
 
 namespace kmip_agent {
 namespace tcg {
@@ -37,30 +37,18 @@ SecretBytes SecretArg(const Napi::Value& v, const char* what) {
   return SecretBytesArg(v, "TCG_INVALID_ARGUMENT", what);
 }
 
-uint64_t UintArg(const Napi::Value& v, const char* what) {
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (lossless) return x;
-  } else if (v.IsNumber()) {
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (d >= 0 && d <= 9007199254740992.0 && d == static_cast<double>(static_cast<uint64_t>(d)))
-      return static_cast<uint64_t>(d);
-  }
-  throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be an unsigned integer");
+template <typename T>
+T UintArg(const Napi::Value& v, const char* what, T max = std::numeric_limits<T>::max()) {
+  return IntegerArg<T>(v, "TCG_INVALID_ARGUMENT", what, 0, max);
+}
+
+template <typename T>
+std::optional<T> OptionalUintArg(const Napi::Value& v, const char* what) {
+  return OptionalIntegerArg<T>(v, "TCG_INVALID_ARGUMENT", what);
 }
 
 // Locking ranges and users are numbered in 16 bits of their UIDs (Opal SSC 4.3.5.2, 4.3.1.8).
-uint32_t IndexArg(const Napi::Value& v, const char* what) {
-  const uint64_t n = UintArg(v, what);
-  if (n > 0xFFFF) throw CodedError("TCG_INVALID_ARGUMENT", std::string(what) + " must be at most 65535");
-  return static_cast<uint32_t>(n);
-}
-
-std::optional<uint64_t> OptionalUintArg(const Napi::Value& v, const char* what) {
-  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
-  return UintArg(v, what);
-}
+uint32_t IndexArg(const Napi::Value& v, const char* what) { return UintArg<uint32_t>(v, what, 0xFFFF); }
 
 std::optional<bool> OptionalBoolArg(const Napi::Value& v) {
   if (v.IsUndefined() || v.IsNull()) return std::nullopt;
@@ -72,7 +60,7 @@ Authority AuthorityArg(const Napi::Value& v) {
   Napi::Object o = v.As<Napi::Object>();
   const std::string kind = o.Get("kind").ToString().Utf8Value();
   Authority a;
-  a.index = o.Has("index") && o.Get("index").IsNumber() ? o.Get("index").As<Napi::Number>().Uint32Value() : 1;
+  a.index = OptionalUintArg<uint32_t>(o.Get("index"), "authority index").value_or(1);
   if (kind == "sid") a.kind = Authority::Kind::kSid;
   else if (kind == "psid") a.kind = Authority::Kind::kPsid;
   else if (kind == "admin") a.kind = Authority::Kind::kAdmin;
@@ -95,14 +83,6 @@ Napi::Object RangeToJs(Napi::Env env, const RangeInfo& r) {
   o.Set("writeLocked", r.write_locked);
   return o;
 }
-
-// One open drive. Calls take `mutex` for their whole flow so sessions never interleave.
-struct DriveState {
-  std::mutex mutex;
-  std::unique_ptr<OpalDrive> drive;
-  std::string description;
-  std::string serial;
-};
 
 OpalDrive& Live(DriveState& state) {
   if (!state.drive) throw CodedError("DRIVE_CLOSED", "the drive handle is closed");
@@ -150,14 +130,12 @@ LockState LockStateArg(const Napi::Value& v) {
   throw CodedError("TCG_INVALID_ARGUMENT", "lock state must be locked, read-only or unlocked");
 }
 
+}  // namespace
+
 // Builds the JS handle object for an open drive: every method returns a Promise.
 Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
   Napi::Object h = Napi::Object::New(env);
-  auto method = [&](const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> body) {
-    h.Set(name, Napi::Function::New(
-                    env, [body](const Napi::CallbackInfo& info) { return CatchAll(info.Env(), [&] { return body(info); }); },
-                    name));
-  };
+  auto method = [&](const char* name, HandleMethod body) { AddMethod(env, h, name, std::move(body)); };
   method("describe", [state](const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), state->description);
   });
@@ -222,8 +200,8 @@ Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
   method("setupRange", [state](const Napi::CallbackInfo& info) {
     auto pin = std::make_shared<SecretBytes>(SecretArg(info[0], "Admin1 PIN"));
     const uint32_t range = IndexArg(info[1], "range");
-    auto start = OptionalUintArg(info[2], "start");
-    auto length = OptionalUintArg(info[3], "length");
+    auto start = OptionalUintArg<uint64_t>(info[2], "start");
+    auto length = OptionalUintArg<uint64_t>(info[3], "length");
     const bool rle = info[4].ToBoolean().Value();
     const bool wle = info[5].ToBoolean().Value();
     return Queue(info.Env(), state, [=](OpalDrive& d) {
@@ -329,6 +307,16 @@ Napi::Object MakeHandle(Napi::Env env, std::shared_ptr<DriveState> state) {
   return h;
 }
 
+std::shared_ptr<DriveState> MakeDriveState(std::unique_ptr<OpalDrive> drive) {
+  auto state = std::make_shared<DriveState>();
+  state->drive = std::move(drive);
+  state->description = state->drive->Describe();
+  state->serial = state->drive->Serial();
+  return state;
+}
+
+namespace {
+
 std::unique_ptr<transport::Transport> OpenTransport(const std::string& spec) {
   if (spec.rfind("emu:", 0) == 0) {
     const std::string path = spec.substr(4);
@@ -351,12 +339,9 @@ bool AuthenticateWithMethodOption(const Napi::CallbackInfo& info) {
 
 // Opens the drive `spec` names and reads what its handle reports (description, serial).
 std::shared_ptr<DriveState> OpenState(const std::string& spec, bool authenticate_with_method) {
-  auto state = std::make_shared<DriveState>();
-  state->drive = std::make_unique<OpalDrive>(OpenTransport(spec));
-  state->drive->set_authenticate_with_method(authenticate_with_method);
-  state->description = state->drive->Describe();
-  state->serial = state->drive->Serial();
-  return state;
+  auto drive = std::make_unique<OpalDrive>(OpenTransport(spec));
+  drive->set_authenticate_with_method(authenticate_with_method);
+  return MakeDriveState(std::move(drive));
 }
 
 // openAsync(spec, options): the drives layer's entry point. Opening runs off the JS thread too
@@ -379,78 +364,6 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsString()) throw CodedError("TCG_INVALID_ARGUMENT", "open(spec: string)");
     return MakeHandle(info.Env(),
                       OpenState(info[0].As<Napi::String>().Utf8Value(), AuthenticateWithMethodOption(info)));
-  });
-}
-
-// Test entry point: a drive whose TPer is a script of canned responses.
-Napi::Value OpenScripted(const Napi::CallbackInfo& info) {
-  return CatchAll(info.Env(), [&]() -> Napi::Value {
-    std::vector<uint8_t> discovery = BufferArg(info[0], "discovery");
-    std::deque<std::vector<uint8_t>> responses;
-    if (info.Length() > 1 && info[1].IsArray()) {
-      Napi::Array a = info[1].As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); ++i) responses.push_back(BufferArg(a.Get(i), "response"));
-    }
-    ExchangeLimits limits;
-    limits.max_polls = 20;
-    limits.poll_sleep_us_max = 200;
-    limits.busy_retries = 2;
-    limits.busy_sleep_us = 100;
-    auto state = std::make_shared<DriveState>();
-    auto transport = std::make_unique<transport::ScriptedTransport>(std::move(discovery), std::move(responses));
-    auto sent = transport->sent();
-    state->drive = std::make_unique<OpalDrive>(std::move(transport), limits);
-    state->description = state->drive->Describe();
-    state->serial = state->drive->Serial();
-    Napi::Object handle = MakeHandle(info.Env(), state);
-    // sent(): the IF-SEND payloads so far (read between calls, when no worker runs).
-    handle.Set("sent", Napi::Function::New(info.Env(), [sent, state](const Napi::CallbackInfo& ci) {
-      std::lock_guard<std::mutex> lock(state->mutex);
-      Napi::Array a = Napi::Array::New(ci.Env(), sent->size());
-      for (size_t i = 0; i < sent->size(); ++i)
-        a.Set(static_cast<uint32_t>(i), Napi::Buffer<uint8_t>::Copy(ci.Env(), (*sent)[i].data(), (*sent)[i].size()));
-      return a;
-    }));
-    return handle;
-  });
-}
-
-// Test entry point: the host stack over the SCSI / ATA / NVMe pass-through transport, whose
-// "device" is a test fixture decoding the command blocks in front of an emulated drive image
-// (transport/device_fixture.h). Handle extra: commands() -> { "<command name>": count }.
-Napi::Value OpenPassthroughFixture(const Napi::CallbackInfo& info) {
-  return CatchAll(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
-      throw CodedError("TCG_INVALID_ARGUMENT", "openPassthroughFixture(kind: scsi|ata|nvme, imagePath)");
-    const std::string kind_name = info[0].As<Napi::String>().Utf8Value();
-    transport::PassthroughKind kind;
-    if (kind_name == "scsi") kind = transport::PassthroughKind::Scsi;
-    else if (kind_name == "ata") kind = transport::PassthroughKind::Ata;
-    else if (kind_name == "nvme") kind = transport::PassthroughKind::Nvme;
-    else throw CodedError("TCG_INVALID_ARGUMENT", "kind must be scsi, ata or nvme");
-    const std::string path = info[1].As<Napi::String>().Utf8Value();
-    auto port = std::make_unique<transport::TransportBackedDevicePort>(emulator::OpenEmulatedDrive(path), kind);
-    transport::TransportBackedDevicePort* fixture = port.get();
-    // The same detection real devices go through must recognise the fixture as this kind.
-    if (transport::DetectKind(*port, path) != kind)
-      throw CodedError("TCG_INTERNAL", "the device fixture was not detected as " + kind_name);
-    const std::string serial = fixture->tper().Serial();
-    IoctlPort& ref = *port;
-    auto pt = std::make_unique<transport::PassthroughTransport>(
-        ref, kind, kind_name + " fixture over emulated " + path, serial, std::move(port));
-    auto state = std::make_shared<DriveState>();
-    state->drive = std::make_unique<OpalDrive>(std::move(pt));
-    state->description = state->drive->Describe();
-    state->serial = state->drive->Serial();
-    Napi::Object handle = MakeHandle(info.Env(), state);
-    handle.Set("commands", Napi::Function::New(info.Env(), [fixture, state](const Napi::CallbackInfo& ci) {
-      std::lock_guard<std::mutex> lock(state->mutex);
-      Napi::Object o = Napi::Object::New(ci.Env());
-      if (!state->drive) return o;  // closed: the fixture is gone with the drive
-      for (const auto& [name, count] : fixture->counts()) o.Set(name, count);
-      return o;
-    }));
-    return handle;
   });
 }
 
@@ -496,20 +409,20 @@ Napi::Value BuildComPacketJs(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsObject()) throw CodedError("TCG_INVALID_ARGUMENT", "buildComPacket(options)");
     Napi::Object o = info[0].As<Napi::Object>();
     ComPacket cp;
-    cp.com_id = static_cast<uint16_t>(UintArg(o.Get("comId"), "comId"));
-    if (o.Has("outstandingData")) cp.outstanding_data = static_cast<uint32_t>(UintArg(o.Get("outstandingData"), "outstandingData"));
-    if (o.Has("minTransfer")) cp.min_transfer = static_cast<uint32_t>(UintArg(o.Get("minTransfer"), "minTransfer"));
+    cp.com_id = UintArg<uint16_t>(o.Get("comId"), "comId");
+    cp.outstanding_data = OptionalUintArg<uint32_t>(o.Get("outstandingData"), "outstandingData").value_or(0);
+    cp.min_transfer = OptionalUintArg<uint32_t>(o.Get("minTransfer"), "minTransfer").value_or(0);
     if (o.Has("payload")) {
       Packet p;
-      p.tper_session = static_cast<uint32_t>(OptionalUintArg(o.Get("tperSession"), "tperSession").value_or(0));
-      p.host_session = static_cast<uint32_t>(OptionalUintArg(o.Get("hostSession"), "hostSession").value_or(0));
-      p.seq_number = static_cast<uint32_t>(OptionalUintArg(o.Get("seqNumber"), "seqNumber").value_or(0));
+      p.tper_session = OptionalUintArg<uint32_t>(o.Get("tperSession"), "tperSession").value_or(0);
+      p.host_session = OptionalUintArg<uint32_t>(o.Get("hostSession"), "hostSession").value_or(0);
+      p.seq_number = OptionalUintArg<uint32_t>(o.Get("seqNumber"), "seqNumber").value_or(0);
       SubPacket s;
       s.payload = BufferArg(o.Get("payload"), "payload");
       p.subpackets.push_back(std::move(s));
       cp.packets.push_back(std::move(p));
     }
-    const size_t pad_to = static_cast<size_t>(OptionalUintArg(o.Get("padTo"), "padTo").value_or(0));
+    const size_t pad_to = OptionalUintArg<uint32_t>(o.Get("padTo"), "padTo").value_or(0);
     std::vector<uint8_t> out = BuildComPacket(cp, pad_to);
     return Napi::Buffer<uint8_t>::Copy(info.Env(), out.data(), out.size());
   });
@@ -536,7 +449,7 @@ Napi::Value ParseMethodResponseJs(const Napi::CallbackInfo& info) {
 
 Napi::Value StatusNameJs(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
-    const uint32_t s = static_cast<uint32_t>(UintArg(info[0], "status"));
+    const uint32_t s = UintArg<uint32_t>(info[0], "status");
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("name", StatusName(s));
     o.Set("code", StatusErrorCode(s));
@@ -547,8 +460,6 @@ Napi::Value StatusNameJs(const Napi::CallbackInfo& info) {
 void InitTcg(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("openAsync", Napi::Function::New(env, OpenAsync, "openAsync"));
-  exports.Set("openScripted", Napi::Function::New(env, OpenScripted, "openScripted"));
-  exports.Set("openPassthroughFixture", Napi::Function::New(env, OpenPassthroughFixture, "openPassthroughFixture"));
   exports.Set("decodeTokens", Napi::Function::New(env, DecodeTokensJs, "decodeTokens"));
   exports.Set("decodeValues", Napi::Function::New(env, DecodeValuesJs, "decodeValues"));
   exports.Set("encodeTokens", Napi::Function::New(env, EncodeTokensJs, "encodeTokens"));

@@ -1,4 +1,4 @@
-// TEST FIXTURE (never used for real drives): an IoctlPort that plays a SCSI disk, an ATA disk
+// TEST ADDON ONLY (never used for real drives): an IoctlPort that plays a SCSI disk, an ATA disk
 // behind a SCSI/ATA Translation layer, or an NVMe controller, whose TCG side is another Transport
 // (the emulated drive). It decodes the SG_IO / NVMe admin commands the pass-through transport
 // sends, independently of the code that builds them (from SPC-4, SAT-3 + ACS, NVMe base spec), so the

@@ -1,6 +1,6 @@
-// N-API module `passthrough`: the command-block builders and sense parser (for byte-level tests),
-// probe/ifRecv on a real device (off the JS thread), and `scripted` to run the transports against
-// the recording ioctl seam.
+// TEST ADDON ONLY. N-API module `passthrough`: the command-block builders and sense parser (for
+// byte-level tests), probe/ifRecv on a real device (off the JS thread), and `scripted` to run the
+// transports against the recording ioctl port. The agent reaches devices through the tcg module.
 #include <napi.h>
 #include <sys/ioctl.h>
 #include <linux/nvme_ioctl.h>
@@ -13,6 +13,7 @@
 #include "core/js_args.h"
 #include "core/promise_worker.h"
 #include "core/registry.h"
+#include "test/scripted_ioctl_port.h"
 #include "transport/passthrough.h"
 #include "transport/security_commands.h"
 
@@ -20,10 +21,11 @@ namespace kmip_agent {
 namespace transport {
 namespace {
 
-uint32_t U32(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) throw CodedError("TRANSPORT_INVALID_ARGUMENT", std::string(what) + " must be a number");
-  return v.As<Napi::Number>().Uint32Value();
-}
+constexpr const char* kCode = "TRANSPORT_INVALID_ARGUMENT";
+
+uint8_t ProtocolArg(const Napi::Value& v) { return IntegerArg<uint8_t>(v, kCode, "protocol"); }
+uint16_t ComIdArg(const Napi::Value& v) { return IntegerArg<uint16_t>(v, kCode, "comId"); }
+uint32_t LengthArg(const Napi::Value& v) { return IntegerArg<uint32_t>(v, kCode, "length"); }
 
 Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const void* data, size_t size) {
   return Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(data), size);
@@ -31,31 +33,31 @@ Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const void* data, size_t size) {
 
 Napi::Value ScsiCdb(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
-    auto cdb = ScsiSecurityProtocolCdb(info[0].ToBoolean(), static_cast<uint8_t>(U32(info[1], "protocol")),
-                                       static_cast<uint16_t>(U32(info[2], "comId")), U32(info[3], "length"));
+    auto cdb = ScsiSecurityProtocolCdb(info[0].ToBoolean(), ProtocolArg(info[1]),
+                                       ComIdArg(info[2]), LengthArg(info[3]));
     return ToBuffer(info.Env(), cdb.data(), cdb.size());
   });
 }
 
 Napi::Value AtaCdb(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
-    auto cdb = AtaTrustedCdb(info[0].ToBoolean(), static_cast<uint8_t>(U32(info[1], "protocol")),
-                             static_cast<uint16_t>(U32(info[2], "comId")), U32(info[3], "length"));
+    auto cdb = AtaTrustedCdb(info[0].ToBoolean(), ProtocolArg(info[1]),
+                             ComIdArg(info[2]), LengthArg(info[3]));
     return ToBuffer(info.Env(), cdb.data(), cdb.size());
   });
 }
 
 Napi::Value NvmeCommand(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
-    auto cmd = NvmeSecurityCommand(info[0].ToBoolean(), static_cast<uint8_t>(U32(info[1], "protocol")),
-                                   static_cast<uint16_t>(U32(info[2], "comId")), U32(info[3], "length"));
+    auto cmd = NvmeSecurityCommand(info[0].ToBoolean(), ProtocolArg(info[1]),
+                                   ComIdArg(info[2]), LengthArg(info[3]));
     return ToBuffer(info.Env(), &cmd, sizeof cmd);
   });
 }
 
 Napi::Value ParseSenseJs(const Napi::CallbackInfo& info) {
   return CatchAll(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsBuffer()) throw CodedError("TRANSPORT_INVALID_ARGUMENT", "parseSense expects a Buffer");
+    if (!info[0].IsBuffer()) throw CodedError(kCode, "parseSense expects a Buffer");
     auto b = info[0].As<Napi::Buffer<uint8_t>>();
     SenseInfo s = ParseSense(b.Data(), b.Length());
     Napi::Object o = Napi::Object::New(info.Env());
@@ -101,7 +103,7 @@ PassthroughKind KindFrom(const std::string& name) {
   if (name == "scsi") return PassthroughKind::Scsi;
   if (name == "ata") return PassthroughKind::Ata;
   if (name == "nvme") return PassthroughKind::Nvme;
-  throw CodedError("TRANSPORT_INVALID_ARGUMENT", "kind must be scsi, ata or nvme");
+  throw CodedError(kCode, "kind must be scsi, ata or nvme");
 }
 
 // scripted(kind, answers, op, params): kind 'scsi'|'ata'|'nvme' (op 'send'|'recv') or 'detect' (op ignored).
@@ -109,16 +111,16 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return CatchAll(env, [&]() -> Napi::Value {
     if (info.Length() < 4 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsString() || !info[3].IsObject()) {
-      throw CodedError("TRANSPORT_INVALID_ARGUMENT", "scripted(kind, answers, op, params)");
+      throw CodedError(kCode, "scripted(kind, answers, op, params)");
     }
     std::vector<ScriptedIoctlPort::Answer> answers;
     auto list = info[1].As<Napi::Array>();
     for (uint32_t i = 0; i < list.Length(); ++i) {
       Napi::Object a = list.Get(i).As<Napi::Object>();
       ScriptedIoctlPort::Answer answer;
-      answer.ret = a.Get("ret").IsNumber() ? a.Get("ret").As<Napi::Number>().Int32Value() : 0;
+      answer.ret = OptionalIntegerArg<int32_t>(a.Get("ret"), kCode, "ret").value_or(0);
       CopyIfBuffer(a.Get("structOut"), answer.struct_out);
-      if (a.Get("structOutOffset").IsNumber()) answer.struct_out_offset = a.Get("structOutOffset").As<Napi::Number>().Uint32Value();
+      answer.struct_out_offset = OptionalIntegerArg<uint32_t>(a.Get("structOutOffset"), kCode, "structOutOffset").value_or(0);
       CopyIfBuffer(a.Get("dataOut"), answer.buffer_out);
       CopyIfBuffer(a.Get("senseOut"), answer.sense_out);
       answers.push_back(std::move(answer));
@@ -133,13 +135,13 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
         out.Set("result", KindName(DetectKind(port, "/dev/scripted")));
       } else {
         PassthroughTransport transport(port, KindFrom(kind), "scripted", "");
-        const uint8_t protocol = static_cast<uint8_t>(U32(params.Get("protocol"), "protocol"));
-        const uint16_t com_id = static_cast<uint16_t>(U32(params.Get("comId"), "comId"));
+        const uint8_t protocol = ProtocolArg(params.Get("protocol"));
+        const uint16_t com_id = ComIdArg(params.Get("comId"));
         if (op == "send") {
-          transport.SecuritySend(protocol, com_id, BytesArg(params.Get("data"), "TRANSPORT_INVALID_ARGUMENT", "data"));
+          transport.SecuritySend(protocol, com_id, BytesArg(params.Get("data"), kCode, "data"));
           out.Set("result", env.Null());
         } else {
-          auto data = transport.SecurityReceive(protocol, com_id, U32(params.Get("length"), "length"));
+          auto data = transport.SecurityReceive(protocol, com_id, LengthArg(params.Get("length")));
           out.Set("result", ToBuffer(env, data.data(), data.size()));
         }
       }
@@ -165,7 +167,7 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return CatchAll(env, [&]() -> Napi::Value {
-    if (!info[0].IsString()) throw CodedError("TRANSPORT_INVALID_ARGUMENT", "probe(device) expects a path");
+    if (!info[0].IsString()) throw CodedError(kCode, "probe(device) expects a path");
     auto device = info[0].As<Napi::String>().Utf8Value();
     auto state = std::make_shared<std::pair<std::string, std::string>>();
     return PromiseWorker::Run(
@@ -187,12 +189,11 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
 Napi::Value IfRecv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return CatchAll(env, [&]() -> Napi::Value {
-    if (!info[0].IsString()) throw CodedError("TRANSPORT_INVALID_ARGUMENT", "ifRecv(device, protocol, comId, length)");
+    if (!info[0].IsString()) throw CodedError(kCode, "ifRecv(device, protocol, comId, length)");
     auto device = info[0].As<Napi::String>().Utf8Value();
-    auto protocol = static_cast<uint8_t>(U32(info[1], "protocol"));
-    auto com_id = static_cast<uint16_t>(U32(info[2], "comId"));
-    auto length = U32(info[3], "length");
-    if (length == 0 || length > 1024 * 1024) throw CodedError("TRANSPORT_INVALID_ARGUMENT", "length must be 1..1 MiB");
+    auto protocol = ProtocolArg(info[1]);
+    auto com_id = ComIdArg(info[2]);
+    auto length = IntegerArg<uint32_t>(info[3], kCode, "length", 1, 1024 * 1024);
     auto data = std::make_shared<std::vector<uint8_t>>();
     return PromiseWorker::Run(
         env, [=]() { *data = OpenDeviceTransport(device)->SecurityReceive(protocol, com_id, length); },

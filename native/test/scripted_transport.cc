@@ -1,5 +1,5 @@
 // Scripted test transport (see scripted.h).
-#include "transport/scripted.h"
+#include "test/scripted_transport.h"
 
 #include <algorithm>
 

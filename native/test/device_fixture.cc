@@ -1,4 +1,4 @@
-#include "transport/device_fixture.h"
+#include "test/device_fixture.h"
 
 #include <errno.h>
 #include <sys/ioctl.h>

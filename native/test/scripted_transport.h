@@ -1,6 +1,6 @@
-// A test transport: answers IF-RECV from a script of canned responses and records IF-SEND.
-// Exposed to JS only through tcg.openScripted (test entry point) so malformed TPer responses can be
-// fed to the host stack; never used for real drives.
+// TEST ADDON ONLY: a transport (a fake TPer) that answers IF-RECV from a script of canned responses
+// and records IF-SEND. Exposed as testSeams.openScriptedDrive so malformed TPer responses can be fed
+// to the host stack; never used for real drives.
 #pragma once
 #include <deque>
 #include <memory>
