@@ -2,48 +2,14 @@
  * Backends: how an Opal drive is reached. `emu:/path` -> the host TCG stack in the addon over the
  * emulated drive; a device -> the kernel's sed-opal ioctls when the kernel supports the drive (it
  * also re-unlocks after suspend), else the same host TCG stack over SCSI/ATA/NVMe pass-through, else
- * a fault that lists what was tried. Each backend implements `OpalBackend`; `OpalDrive` (opal.ts) is
- * the only thing callers see, so adding a backend never touches callers.
+ * a fault that lists what was tried. Each backend implements `OpalBackend` (types.ts); `OpalDrive`
+ * (opal.ts) is the only thing callers see, so adding a backend never touches callers.
  */
 import { addonModule } from '../native/addon.js';
 import { OpalError, toOpalError } from './errors.js';
 import { KernelOpalBackend } from './kernel-backend.js';
 import { KernelOpalDrive, type KernelOpalStatus } from './kernel-opal.js';
-import type { Authority, Discovery, OpalStatus, RangeStatus, TriesInfo } from './types.js';
-
-export type LockStateName = 'locked' | 'read-only' | 'unlocked';
-
-/** One open drive as a backend exposes it. PIN Buffers are copied by the backend, never kept. */
-export interface OpalBackend {
-  describe(): string;
-  /** The drive's serial number as it reports it (may be empty). */
-  serial(): string;
-  discover(): Promise<Discovery>;
-  status(probeSid: boolean): Promise<OpalStatus>;
-  readMsid(): Promise<Buffer>;
-  takeOwnership(newSidPin: Buffer): Promise<void>;
-  activate(sidPin: Buffer): Promise<void>;
-  setPin(who: Authority, pin: Buffer, target: Authority, newPin: Buffer): Promise<void>;
-  enableUser(adminPin: Buffer, user: number, enabled: boolean, ranges: number[]): Promise<void>;
-  setupRange(
-    adminPin: Buffer,
-    range: number,
-    start: number | null,
-    length: number | null,
-    readLockEnabled: boolean,
-    writeLockEnabled: boolean,
-  ): Promise<void>;
-  ranges(who: Authority, pin: Buffer): Promise<RangeStatus[]>;
-  setLock(who: Authority, pin: Buffer, range: number, state: LockStateName): Promise<void>;
-  revert(sidPin: Buffer): Promise<void>;
-  psidRevert(psid: Buffer): Promise<void>;
-  revertLockingSp(adminPin: Buffer, keepGlobalRangeKey: boolean): Promise<void>;
-  erase(adminPin: Buffer, range: number, useEraseMethod: boolean): Promise<void>;
-  setMbr(adminPin: Buffer, enable: boolean | null, done: boolean | null): Promise<void>;
-  tries(target: Authority, who?: Authority, pin?: Buffer): Promise<TriesInfo | null>;
-  verify(who: Authority, pin: Buffer): Promise<void>;
-  close(): Promise<void>;
-}
+import type { Discovery, OpalBackend } from './types.js';
 
 /** The addon's `tcg` module (native/tcg/module.cc). */
 export interface TcgNative {
@@ -51,8 +17,6 @@ export interface TcgNative {
   openAsync(spec: string, options?: BackendOptions): Promise<OpalBackend>;
   /** Synchronous open (kept for existing callers; prefer openAsync). */
   open(spec: string, options?: BackendOptions): OpalBackend;
-  /** Test entry point: a drive whose TPer answers from canned responses (after `discovery`). */
-  openScripted(discovery: Buffer, responses: Buffer[]): OpalBackend & { sent(): Buffer[] };
   decodeTokens(data: Buffer): { kind: string; offset: number; value?: number | bigint | Buffer }[];
   decodeValues(data: Buffer): unknown[];
   encodeTokens(values: unknown[]): Buffer;
@@ -146,7 +110,7 @@ export interface BackendProbes {
 }
 
 export const defaultProbes: BackendProbes = {
-  kernel: (device) => new KernelOpalDrive(device),
+  kernel: (device) => KernelOpalDrive.open(device),
   openPassthrough: (device, options) => tcgNative().openAsync(device, nativeOptions(options)),
   openEmulated: (spec, options) => tcgNative().openAsync(spec, nativeOptions(options)),
   parseDiscovery: (data) => tcgNative().parseDiscovery(data),

@@ -26,8 +26,6 @@ export type {
   BackendOptions,
   BackendProbes,
   ComPacketInfo,
-  LockStateName,
-  OpalBackend,
   TcgNative,
 } from './backend.js';
 export { KernelOpalBackend, KernelPinRefusedError } from './kernel-backend.js';

@@ -8,10 +8,17 @@
  * goes to the TCG pass-through backend on the same device when one was opened, else fails with
  * DRIVE_OPERATION_NOT_SUPPORTED naming the backend.
  */
-import type { LockStateName, OpalBackend } from './backend.js';
 import { OpalError, toOpalError } from './errors.js';
-import type { KernelOpalDrive, KernelOpalStatus, LockState } from './kernel-opal.js';
-import { describeAuthority, type Authority, type Discovery, type OpalStatus, type RangeStatus } from './types.js';
+import type { KernelOpalDrive, KernelOpalStatus } from './kernel-opal.js';
+import {
+  describeAuthority,
+  type Authority,
+  type Discovery,
+  type LockStateName,
+  type OpalBackend,
+  type OpalStatus,
+  type RangeStatus,
+} from './types.js';
 
 /**
  * A kernel answer of NOT_AUTHORIZED: the kernel authenticates inside the ioctl, so a refused PIN and
@@ -20,8 +27,6 @@ import { describeAuthority, type Authority, type Discovery, type OpalStatus, typ
 export class KernelPinRefusedError extends OpalError {
   readonly pinRefused = true;
 }
-
-const KERNEL_STATE: Record<LockStateName, LockState> = { locked: 'locked', 'read-only': 'ro', unlocked: 'rw' };
 
 /** The kernel's `who`: Admin1 is 0, UserN is N (the kernel knows no other authority). */
 function kernelWho(a: Authority): number | null {
@@ -111,26 +116,26 @@ export class KernelOpalBackend implements OpalBackend {
     );
   }
 
-  async setPin(who: Authority, pin: Buffer, target: Authority, newPin: Buffer): Promise<void> {
-    const what = `set the ${describeAuthority(target)} PIN as ${describeAuthority(who)}`;
-    if (who.kind === 'sid' && target.kind === 'sid') {
+  async setPin(authority: Authority, pin: Buffer, target: Authority, newPin: Buffer): Promise<void> {
+    const what = `set the ${describeAuthority(target)} PIN as ${describeAuthority(authority)}`;
+    if (authority.kind === 'sid' && target.kind === 'sid') {
       await this.kernelOr(
         what,
         () => this.kernel.setSidPassword(pin, newPin),
-        (f) => f.setPin(who, pin, target, newPin),
+        (f) => f.setPin(authority, pin, target, newPin),
       );
       return;
     }
-    const authWho = kernelWho(who);
+    const authWho = kernelWho(authority);
     const targetWho = kernelWho(target);
     if (authWho === null || targetWho === null) {
-      await this.fallbackOnly(what, (f) => f.setPin(who, pin, target, newPin));
+      await this.fallbackOnly(what, (f) => f.setPin(authority, pin, target, newPin));
       return;
     }
     await this.kernelOr(
       what,
       () => this.kernel.setPassword({ who: authWho, key: pin }, { who: targetWho, key: newPin }),
-      (f) => f.setPin(who, pin, target, newPin),
+      (f) => f.setPin(authority, pin, target, newPin),
     );
   }
 
@@ -148,8 +153,8 @@ export class KernelOpalBackend implements OpalBackend {
         await this.kernel.activateUser(admin, user);
         // As cryptsetup does: the user may set the range read-locked state and the write-locked state.
         for (const range of ranges) {
-          await this.kernel.addUserToRange(admin, user, range, 'ro');
-          await this.kernel.addUserToRange(admin, user, range, 'rw');
+          await this.kernel.addUserToRange(admin, user, range, 'read');
+          await this.kernel.addUserToRange(admin, user, range, 'write');
         }
       },
       (f) => f.enableUser(adminPin, user, enabled, ranges),
@@ -183,24 +188,25 @@ export class KernelOpalBackend implements OpalBackend {
     );
   }
 
-  ranges(who: Authority, pin: Buffer): Promise<RangeStatus[]> {
-    return this.fallbackOnly('listing the locking ranges', (f) => f.ranges(who, pin));
+  ranges(authority: Authority, pin: Buffer): Promise<RangeStatus[]> {
+    return this.fallbackOnly('listing the locking ranges', (f) => f.ranges(authority, pin));
   }
 
-  async setLock(who: Authority, pin: Buffer, range: number, state: LockStateName): Promise<void> {
+  async setLock(authority: Authority, pin: Buffer, range: number, state: LockStateName): Promise<void> {
     const what = `set range ${range} ${state}`;
-    const kwho = kernelWho(who);
-    if (kwho === null) {
-      await this.fallbackOnly(`${what} as ${describeAuthority(who)}`, (f) => f.setLock(who, pin, range, state));
+    const who = kernelWho(authority);
+    if (who === null) {
+      await this.fallbackOnly(`${what} as ${describeAuthority(authority)}`, (f) =>
+        f.setLock(authority, pin, range, state),
+      );
       return;
     }
-    const auth = { who: kwho, key: pin };
-    const kstate = KERNEL_STATE[state];
+    const auth = { who, key: pin };
     await this.kernelCall(async () => {
-      await this.kernel.lockUnlock(auth, range, kstate);
+      await this.kernel.lockUnlock(auth, range, state);
       // SAVE replaces what the kernel keeps for this range: after resume it restores this state
       // (an unlock is re-applied; a lock is no longer undone by an older saved unlock).
-      await this.kernel.saveForResume(auth, range, kstate);
+      await this.kernel.saveForResume(auth, range, state);
     });
   }
 
@@ -248,16 +254,16 @@ export class KernelOpalBackend implements OpalBackend {
     );
   }
 
-  tries(target: Authority, who?: Authority, pin?: Buffer): Promise<null | { tries: number; tryLimit: number }> {
-    return this.fallbackOnly(`reading ${describeAuthority(target)} tries`, (f) => f.tries(target, who, pin));
+  tries(target: Authority, authority?: Authority, pin?: Buffer): Promise<null | { tries: number; tryLimit: number }> {
+    return this.fallbackOnly(`reading ${describeAuthority(target)} tries`, (f) => f.tries(target, authority, pin));
   }
 
-  async verify(who: Authority, pin: Buffer): Promise<void> {
-    const what = `verify the ${describeAuthority(who)} PIN`;
+  async verify(authority: Authority, pin: Buffer): Promise<void> {
+    const what = `verify the ${describeAuthority(authority)} PIN`;
     // A pure authenticated session is exact; the kernel has none, but reading the global range's
     // status as Admin1 is a harmless authenticated call (a User may lack read access to it).
-    if (this.fallback || kernelWho(who) !== 0) {
-      await this.fallbackOnly(what, (f) => f.verify(who, pin));
+    if (this.fallback || kernelWho(authority) !== 0) {
+      await this.fallbackOnly(what, (f) => f.verify(authority, pin));
       return;
     }
     await this.kernelCall(() => this.kernel.rangeStatus({ who: 0, key: pin }, 0));

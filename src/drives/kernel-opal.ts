@@ -5,16 +5,18 @@
  * with KOPAL_NOT_SUPPORTED, and the agent falls back to TCG pass-through.
  */
 import { addonModule } from '../native/addon.js';
+import type { LockStateName } from './types.js';
 
-export type LockState = 'ro' | 'rw' | 'locked';
-
-/** An authority and its PIN: Admin1 is 0, UserN is N. */
-export interface Authority {
+/** A sed-opal session's credential: the kernel's `who` (Admin1 is 0, UserN is N) and its PIN. */
+export interface KernelCredential {
   who: number;
   key: Buffer;
   /** Single User Mode session. */
   sum?: boolean;
 }
+
+/** Which lock a user added to a range may set: ReadLocked or WriteLocked. */
+export type RangeLock = 'read' | 'write';
 
 export interface KernelOpalStatus {
   flags: number;
@@ -32,7 +34,7 @@ export interface KernelRangeStatus {
   length: bigint;
   readLockEnabled: boolean;
   writeLockEnabled: boolean;
-  state: LockState;
+  state: LockStateName;
 }
 
 export interface KernelGeometry {
@@ -41,142 +43,153 @@ export interface KernelGeometry {
   lowestAlignedLba: bigint;
 }
 
-/** One scripted answer of the test seam: the return value, and bytes written back. */
-export interface ScriptedAnswer {
-  ret: number;
-  structOut?: Buffer;
-  bufferOut?: Buffer;
+/**
+ * The addon's handle for one block device (native/kernel_opal/binding.cc): one method per
+ * sed-opal ioctl flow, each a Promise. Bad arguments throw KOPAL_INVALID_ARGUMENT before any ioctl.
+ */
+export interface KernelOpalHandle {
+  status(): Promise<KernelOpalStatus>;
+  discovery(maxBytes?: number): Promise<Buffer>;
+  geometry(): Promise<KernelGeometry>;
+  takeOwnership(sidKey: Buffer): Promise<void>;
+  activateLockingSp(sidKey: Buffer, sumRanges: number[]): Promise<void>;
+  setupRange(
+    admin: KernelCredential,
+    range: number,
+    start: bigint,
+    length: bigint,
+    readLockEnabled: boolean,
+    writeLockEnabled: boolean,
+  ): Promise<void>;
+  activateUser(admin: KernelCredential, user: number): Promise<void>;
+  addUserToRange(admin: KernelCredential, user: number, range: number, lock: RangeLock): Promise<void>;
+  setPassword(auth: KernelCredential, target: KernelCredential): Promise<void>;
+  setSidPassword(currentSid: Buffer, newSid: Buffer): Promise<void>;
+  lockUnlock(auth: KernelCredential, range: number, state: LockStateName): Promise<void>;
+  saveForResume(auth: KernelCredential, range: number, state: LockStateName): Promise<void>;
+  rangeStatus(auth: KernelCredential, range: number): Promise<KernelRangeStatus>;
+  revertTper(sidKey: Buffer): Promise<void>;
+  psidRevert(psid: Buffer): Promise<void>;
+  revertLockingSp(adminKey: Buffer, keepGlobalRangeKey: boolean): Promise<void>;
+  eraseRange(auth: KernelCredential, range: number): Promise<void>;
+  secureEraseRange(auth: KernelCredential, range: number): Promise<void>;
+  enableMbr(adminKey: Buffer, enable: boolean): Promise<void>;
+  setMbrDone(adminKey: Buffer, done: boolean): Promise<void>;
 }
 
-export interface RecordedIoctl {
-  request: number;
-  name: string | null;
-  struct: Buffer;
-}
-
-type Params = Record<string, unknown>;
-
+/** The addon's `kernelOpal` module. */
 export interface KernelOpalNative {
-  run(device: string, op: string, params: Params): Promise<Record<string, unknown>>;
-  runScripted(
-    answers: ScriptedAnswer[],
-    op: string,
-    params: Params,
-  ): { result?: Record<string, unknown>; error?: Error; calls: RecordedIoctl[] };
+  /** A handle for `device`; nothing is opened until a method runs (each call opens the device). */
+  open(device: string): KernelOpalHandle;
+  /** This build's ioctl request numbers by name. */
   ioctls(): Record<string, number>;
 }
 
-function authParams(prefix: 'auth' | 'target', a: Authority): Params {
-  return { [`${prefix}Who`]: a.who, [`${prefix}Key`]: a.key, [`${prefix}Sum`]: a.sum ?? false };
+export function kernelOpalNative(): KernelOpalNative {
+  return addonModule<KernelOpalNative>('kernelOpal');
 }
 
-const SID = 0;
-
-/** A drive reached through sed-opal ioctls; `device` is a block device path such as /dev/sda. */
+/**
+ * A drive reached through sed-opal ioctls; `device` is a block device path such as /dev/sda.
+ * Every method is async, so argument errors arrive as rejections like ioctl failures do.
+ */
 export class KernelOpalDrive {
   constructor(
     readonly device: string,
-    private readonly native: KernelOpalNative = addonModule<KernelOpalNative>('kernelOpal'),
+    private readonly handle: KernelOpalHandle,
   ) {}
 
-  private call(op: string, params: Params = {}): Promise<Record<string, unknown>> {
-    return this.native.run(this.device, op, params);
+  static open(device: string): KernelOpalDrive {
+    return new KernelOpalDrive(device, kernelOpalNative().open(device));
   }
 
   async status(): Promise<KernelOpalStatus> {
-    return (await this.call('status')) as unknown as KernelOpalStatus;
+    return this.handle.status();
   }
 
   async discovery(maxBytes = 4096): Promise<Buffer> {
-    return (await this.call('discovery', { maxBytes })).data as Buffer;
+    return this.handle.discovery(maxBytes);
   }
 
   async geometry(): Promise<KernelGeometry> {
-    return (await this.call('geometry')) as unknown as KernelGeometry;
+    return this.handle.geometry();
   }
 
   async takeOwnership(sidKey: Buffer): Promise<void> {
-    await this.call('takeOwnership', authParams('auth', { who: SID, key: sidKey }));
+    return this.handle.takeOwnership(sidKey);
   }
 
   async activateLockingSp(sidKey: Buffer, sumRanges: number[] = []): Promise<void> {
-    await this.call('activateLockingSp', { ...authParams('auth', { who: SID, key: sidKey }), sumRanges });
+    return this.handle.activateLockingSp(sidKey, sumRanges);
   }
 
   async setupRange(
-    admin: Authority,
+    admin: KernelCredential,
     range: number,
     start: bigint | number,
     length: bigint | number,
     lockEnabled: { read: boolean; write: boolean },
   ): Promise<void> {
-    await this.call('setupRange', {
-      ...authParams('auth', admin),
-      range,
-      start: BigInt(start),
-      length: BigInt(length),
-      readLockEnabled: lockEnabled.read,
-      writeLockEnabled: lockEnabled.write,
-    });
+    return this.handle.setupRange(admin, range, BigInt(start), BigInt(length), lockEnabled.read, lockEnabled.write);
   }
 
-  async activateUser(admin: Authority, user: number): Promise<void> {
-    await this.call('activateUser', { ...authParams('auth', admin), user });
+  async activateUser(admin: KernelCredential, user: number): Promise<void> {
+    return this.handle.activateUser(admin, user);
   }
 
-  async addUserToRange(admin: Authority, user: number, range: number, access: 'ro' | 'rw'): Promise<void> {
-    await this.call('addUserToRange', { ...authParams('auth', admin), user, range, access });
+  async addUserToRange(admin: KernelCredential, user: number, range: number, lock: RangeLock): Promise<void> {
+    return this.handle.addUserToRange(admin, user, range, lock);
   }
 
   /** Sets `target.who`'s PIN to `target.key`, authenticated as `auth`. */
-  async setPassword(auth: Authority, target: Authority): Promise<void> {
-    await this.call('setPassword', { ...authParams('auth', auth), ...authParams('target', target) });
+  async setPassword(auth: KernelCredential, target: KernelCredential): Promise<void> {
+    return this.handle.setPassword(auth, target);
   }
 
   async setSidPassword(currentSid: Buffer, newSid: Buffer): Promise<void> {
-    await this.call('setSidPassword', { ...authParams('auth', { who: SID, key: currentSid }), newKey: newSid });
+    return this.handle.setSidPassword(currentSid, newSid);
   }
 
-  async lockUnlock(auth: Authority, range: number, state: LockState): Promise<void> {
-    await this.call('lockUnlock', { ...authParams('auth', auth), range, state });
+  async lockUnlock(auth: KernelCredential, range: number, state: LockStateName): Promise<void> {
+    return this.handle.lockUnlock(auth, range, state);
   }
 
   /** Sets `state` and leaves the key with the kernel, which unlocks again on resume from suspend. */
-  async saveForResume(auth: Authority, range: number, state: LockState): Promise<void> {
-    await this.call('saveForResume', { ...authParams('auth', auth), range, state });
+  async saveForResume(auth: KernelCredential, range: number, state: LockStateName): Promise<void> {
+    return this.handle.saveForResume(auth, range, state);
   }
 
-  async rangeStatus(auth: Authority, range: number): Promise<KernelRangeStatus> {
-    return (await this.call('rangeStatus', { ...authParams('auth', auth), range })) as unknown as KernelRangeStatus;
+  async rangeStatus(auth: KernelCredential, range: number): Promise<KernelRangeStatus> {
+    return this.handle.rangeStatus(auth, range);
   }
 
   async revertTper(sidKey: Buffer): Promise<void> {
-    await this.call('revertTper', authParams('auth', { who: SID, key: sidKey }));
+    return this.handle.revertTper(sidKey);
   }
 
   async psidRevert(psid: Buffer): Promise<void> {
-    await this.call('psidRevert', authParams('auth', { who: SID, key: psid }));
+    return this.handle.psidRevert(psid);
   }
 
   async revertLockingSp(adminKey: Buffer, keepGlobalRangeKey: boolean): Promise<void> {
-    await this.call('revertLockingSp', { ...authParams('auth', { who: 0, key: adminKey }), keepGlobalRangeKey });
+    return this.handle.revertLockingSp(adminKey, keepGlobalRangeKey);
   }
 
   /** Crypto erase: a new media key for the range, so its old data is unreadable. */
-  async secureEraseRange(auth: Authority, range: number): Promise<void> {
-    await this.call('secureEraseRange', { ...authParams('auth', auth), range });
+  async secureEraseRange(auth: KernelCredential, range: number): Promise<void> {
+    return this.handle.secureEraseRange(auth, range);
   }
 
   /** The Single User Mode Erase method on a range. */
-  async eraseRange(auth: Authority, range: number): Promise<void> {
-    await this.call('eraseRange', { ...authParams('auth', auth), range });
+  async eraseRange(auth: KernelCredential, range: number): Promise<void> {
+    return this.handle.eraseRange(auth, range);
   }
 
   async enableMbr(adminKey: Buffer, enable: boolean): Promise<void> {
-    await this.call('enableMbr', { ...authParams('auth', { who: 0, key: adminKey }), enable });
+    return this.handle.enableMbr(adminKey, enable);
   }
 
   async setMbrDone(adminKey: Buffer, done: boolean): Promise<void> {
-    await this.call('setMbrDone', { ...authParams('auth', { who: 0, key: adminKey }), done });
+    return this.handle.setMbrDone(adminKey, done);
   }
 }

@@ -13,13 +13,7 @@
  * C_PIN Tries/TryLimit where the drive allows it so callers can decide before trying.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import {
-  selectBackend,
-  type BackendChoice,
-  type BackendOptions,
-  type LockStateName,
-  type OpalBackend,
-} from './backend.js';
+import { selectBackend, type BackendChoice, type BackendOptions } from './backend.js';
 import { KmipAgentError } from '../errors.js';
 import { OpalError, toOpalError } from './errors.js';
 import { sedutilPin } from './sedutil.js';
@@ -29,6 +23,8 @@ import {
   SID,
   type Authority,
   type Discovery,
+  type LockStateName,
+  type OpalBackend,
   type OpalStatus,
   type RangeStatus,
   type TriesInfo,

@@ -1,4 +1,7 @@
-/** Plain data returned by the Opal drive API (mirrors native/tcg; numbers, booleans, Buffers). */
+/**
+ * The drives layer's shared types: plain data returned by the Opal drive API (mirrors native/tcg;
+ * numbers, booleans, Buffers), who authenticates, and what a backend implements.
+ */
 
 export interface SscFeature {
   feature: string;
@@ -115,4 +118,40 @@ export function describeAuthority(a: Authority): string {
     case 'user':
       return `User${a.index}`;
   }
+}
+
+/** A locking range's state, spelled this way everywhere (backends, the kernel module, the CLI). */
+export type LockStateName = 'locked' | 'read-only' | 'unlocked';
+
+/** One open drive as a backend exposes it. PIN Buffers are copied by the backend, never kept. */
+export interface OpalBackend {
+  describe(): string;
+  /** The drive's serial number as it reports it (may be empty). */
+  serial(): string;
+  discover(): Promise<Discovery>;
+  status(probeSid: boolean): Promise<OpalStatus>;
+  readMsid(): Promise<Buffer>;
+  takeOwnership(newSidPin: Buffer): Promise<void>;
+  activate(sidPin: Buffer): Promise<void>;
+  setPin(authority: Authority, pin: Buffer, target: Authority, newPin: Buffer): Promise<void>;
+  enableUser(adminPin: Buffer, user: number, enabled: boolean, ranges: number[]): Promise<void>;
+  setupRange(
+    adminPin: Buffer,
+    range: number,
+    start: number | null,
+    length: number | null,
+    readLockEnabled: boolean,
+    writeLockEnabled: boolean,
+  ): Promise<void>;
+  ranges(authority: Authority, pin: Buffer): Promise<RangeStatus[]>;
+  setLock(authority: Authority, pin: Buffer, range: number, state: LockStateName): Promise<void>;
+  revert(sidPin: Buffer): Promise<void>;
+  psidRevert(psid: Buffer): Promise<void>;
+  revertLockingSp(adminPin: Buffer, keepGlobalRangeKey: boolean): Promise<void>;
+  erase(adminPin: Buffer, range: number, useEraseMethod: boolean): Promise<void>;
+  setMbr(adminPin: Buffer, enable: boolean | null, done: boolean | null): Promise<void>;
+  /** Tries of `target`, read unauthenticated or as `authority` with `pin`. */
+  tries(target: Authority, authority?: Authority, pin?: Buffer): Promise<TriesInfo | null>;
+  verify(authority: Authority, pin: Buffer): Promise<void>;
+  close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 /**
  * Backend choice and the kernel sed-opal backend, through the addon's seams: the kernel side runs
- * the real sed-opal code against the recording ioctl port (kernelOpal.runScripted), the pass-through
- * side runs the real host TCG stack over a scripted transport (tcg.openScripted) answering Level 0
+ * the real sed-opal code against the recording ioctl port (testSeams.openScriptedKernelOpal), the pass-through
+ * side runs the real host TCG stack over a scripted transport (testSeams.openScriptedDrive) answering Level 0
  * discovery with real drives' responses, or the real device detection against a scripted ioctl port
  * that has neither SG_IO nor NVMe. On this machine a loop device and a regular file must fail typed.
  */
@@ -14,25 +14,20 @@ import {
   tcgNative,
   type BackendAttempt,
   type BackendProbes,
-  type OpalBackend,
 } from '../../src/drives/backend.js';
 import { KernelOpalBackend, KernelPinRefusedError } from '../../src/drives/kernel-backend.js';
-import {
-  KernelOpalDrive,
-  type KernelOpalNative,
-  type RecordedIoctl,
-  type ScriptedAnswer,
-} from '../../src/drives/kernel-opal.js';
+import { KernelOpalDrive } from '../../src/drives/kernel-opal.js';
 import { OpalDrive, openOpalDrive } from '../../src/drives/opal.js';
-import { ADMIN1, SID, userAuthority, type Discovery } from '../../src/drives/types.js';
+import { ADMIN1, SID, userAuthority, type Discovery, type OpalBackend } from '../../src/drives/types.js';
 import { KmipAgentError } from '../../src/errors.js';
 import { addonModule } from '../../src/native/addon.js';
+import { recordingKernelOpal, testSeams, type RecordedIoctl, type ScriptedAnswer } from '../support/addon.js';
 import { runCliCaptured } from '../support/cli.js';
 import { discoveryFixture } from '../support/shared.js';
 import { useScratchLoopDevice } from '../support/loop.js';
 
-const kernelNative = addonModule<KernelOpalNative>('kernelOpal');
 const tcg = tcgNative();
+const seams = testSeams();
 const passthroughNative = addonModule<{
   scripted(kind: string, answers: unknown[], op: string, params: object): { result?: unknown; error?: Error };
 }>('passthrough');
@@ -75,27 +70,16 @@ function statusAnswer(flags: number): ScriptedAnswer {
 }
 
 /**
- * A kernelOpal native whose ioctls answer from one script (shared across calls, in order; success
- * once it runs out) and are all recorded: the real sed-opal code runs, only the kernel is scripted.
+ * A kernel sed-opal drive whose ioctls answer from one script (shared across calls, in order;
+ * success once it runs out) and are all recorded: the real sed-opal code runs, only the kernel is scripted.
  */
-function scriptedKernel(answers: ScriptedAnswer[]): { native: KernelOpalNative; calls: RecordedIoctl[] } {
-  const queue = [...answers];
-  const calls: RecordedIoctl[] = [];
-  const native: KernelOpalNative = {
-    ...kernelNative,
-    run: (_device, op, params) => {
-      const r = kernelNative.runScripted([...queue, ...Array.from({ length: 8 }, () => ({ ret: 0 }))], op, params);
-      queue.splice(0, r.calls.length);
-      calls.push(...r.calls);
-      return r.error ? Promise.reject(r.error) : Promise.resolve(r.result ?? {});
-    },
-  };
-  return { native, calls };
+function scriptedKernel(answers: ScriptedAnswer[]) {
+  return recordingKernelOpal([...answers, ...Array.from({ length: 64 }, () => ({ ret: 0 }))]);
 }
 
 /** The pass-through seam: the host TCG stack over a scripted TPer answering `discovery`. */
 function passthroughAnswering(discovery: Buffer): BackendProbes['openPassthrough'] {
-  return () => Promise.resolve(tcg.openScripted(discovery, []));
+  return () => Promise.resolve(seams.openScriptedDrive(discovery, []));
 }
 
 /** The pass-through seam on a device with neither NVMe nor SG_IO: the real detection's error. */
@@ -108,7 +92,7 @@ function probes(kernelAnswers: ScriptedAnswer[], openPassthrough: BackendProbes[
   const kernel = scriptedKernel(kernelAnswers);
   const p: BackendProbes = {
     ...defaultProbes,
-    kernel: (device) => new KernelOpalDrive(device, kernel.native),
+    kernel: (device) => new KernelOpalDrive(device, kernel.handle),
     openPassthrough,
   };
   return { probes: p, calls: kernel.calls };
@@ -292,8 +276,8 @@ describe('backend choice for a device', () => {
 
 /** A kernel backend over the scripted kernel, with an optional fallback. */
 function kernelBackend(answers: ScriptedAnswer[] = [], fallback: OpalBackend | null = null) {
-  const { native, calls } = scriptedKernel(answers);
-  const backend = new KernelOpalBackend(new KernelOpalDrive(DEV, native), (d) => tcg.parseDiscovery(d), fallback);
+  const { handle, calls } = scriptedKernel(answers);
+  const backend = new KernelOpalBackend(new KernelOpalDrive(DEV, handle), (d) => tcg.parseDiscovery(d), fallback);
   return { backend, calls };
 }
 

@@ -1,23 +1,17 @@
 /**
  * The host TCG stack over SCSI SECURITY PROTOCOL, ATA TRUSTED (SAT) and NVMe Security commands:
  * every Opal flow runs through the real pass-through transport and its command blocks, answered by
- * a test fixture device (native/transport/device_fixture.h) that decodes them from the specs and
+ * a test fixture device (native/test/device_fixture.h, test addon only) that decodes them from the specs and
  * hands the TCG payload to an emulated drive. Backend choice picks pass-through for such a device
  * when the kernel has no sed-opal, and the kernel backend uses it as fallback when it does.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  defaultProbes,
-  selectBackend,
-  tcgNative,
-  type BackendProbes,
-  type OpalBackend,
-} from '../../src/drives/backend.js';
+import { defaultProbes, selectBackend, tcgNative, type BackendProbes } from '../../src/drives/backend.js';
 import { KernelOpalBackend } from '../../src/drives/kernel-backend.js';
-import { KernelOpalDrive, type KernelOpalNative, type ScriptedAnswer } from '../../src/drives/kernel-opal.js';
+import { KernelOpalDrive } from '../../src/drives/kernel-opal.js';
 import { OpalDrive } from '../../src/drives/opal.js';
-import { ADMIN1, SID } from '../../src/drives/types.js';
-import { addonModule } from '../../src/native/addon.js';
+import { ADMIN1, SID, type OpalBackend } from '../../src/drives/types.js';
+import { recordingKernelOpal, testSeams, type ScriptedAnswer } from '../support/addon.js';
 import { createImage, emulatorNative, type EmulatedImage } from './emulated-support.js';
 
 const emu = emulatorNative();
@@ -26,12 +20,8 @@ const ADMIN_PIN = Buffer.from('admin1 pin over pass-through');
 const RANGE1 = { range: 1, start: 2048, length: 4096, readLockEnabled: true, writeLockEnabled: true };
 
 type Kind = 'scsi' | 'ata' | 'nvme';
-type FixtureBackend = OpalBackend & { commands(): Record<string, number> };
-const openFixture = (kind: Kind, path: string) =>
-  (tcgNative() as unknown as { openPassthroughFixture(k: Kind, p: string): FixtureBackend }).openPassthroughFixture(
-    kind,
-    path,
-  );
+const openFixture = (kind: Kind, path: string) => testSeams().openPassthroughFixture(kind, path);
+type FixtureBackend = ReturnType<typeof openFixture>;
 
 const COMMANDS: Record<Kind, [string, string]> = {
   scsi: ['SECURITY PROTOCOL IN', 'SECURITY PROTOCOL OUT'],
@@ -39,18 +29,9 @@ const COMMANDS: Record<Kind, [string, string]> = {
   nvme: ['NVMe Security Receive', 'NVMe Security Send'],
 };
 
-const kernelNative = addonModule<KernelOpalNative>('kernelOpal');
-
-/** The kernel seam answering GET_STATUS once with `answer`. */
+/** The kernel seam answering GET_STATUS with `answer`, each time it is asked. */
 function kernelAnswering(answer: ScriptedAnswer): BackendProbes['kernel'] {
-  const native: KernelOpalNative = {
-    ...kernelNative,
-    run: (_device, op, params) => {
-      const r = kernelNative.runScripted([answer], op, params);
-      return r.error ? Promise.reject(r.error) : Promise.resolve(r.result ?? {});
-    },
-  };
-  return (device) => new KernelOpalDrive(device, native);
+  return (device) => new KernelOpalDrive(device, recordingKernelOpal(Array.from({ length: 16 }, () => answer)).handle);
 }
 
 describe('Opal flows over SCSI / ATA / NVMe pass-through (fixture device)', () => {

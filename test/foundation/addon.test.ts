@@ -4,6 +4,8 @@ import { isKmipAgentError, NativeError } from '../../src/errors.js';
 import { addonPath, loadAddon, packageRoot } from '../../src/native/addon.js';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { productionAddonPath, testAddonPath } from '../support/addon.js';
 
 describe('native addon', () => {
   it('version() matches package.json', () => {
@@ -11,8 +13,49 @@ describe('native addon', () => {
     expect(loadAddon().version()).toBe(pkg.version);
   });
 
-  it('loads from the build output', () => {
-    expect(addonPath()).toMatch(/build\/Release\/kmip_agent_native\.node$/);
+  it('loads from the build output: the shipped addon by default, the test addon under tests', () => {
+    // Global setup points KMIP_AGENT_ADDON at the test addon.
+    expect(addonPath()).toBe(testAddonPath());
+    const script = `
+      delete process.env.KMIP_AGENT_ADDON;
+      const { addonPath } = await import(${JSON.stringify(join(packageRoot(), 'dist/src/native/addon.js'))});
+      console.log(addonPath());
+    `;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(run.stdout.trim()).toBe(productionAddonPath());
+  });
+
+  it('the shipped addon carries no test seams', () => {
+    const require = createRequire(import.meta.url);
+    const shipped = require(productionAddonPath()) as Record<string, Record<string, unknown> | undefined>;
+    // Loaded directly (not through KMIP_AGENT_ADDON): these are the seams that live in native/test/.
+    expect(Object.keys(shipped)).toEqual(expect.arrayContaining(['tcg', 'kernelOpal', 'emulator', 'luks']));
+    expect(shipped.testSeams).toBeUndefined();
+    expect(shipped.passthrough).toBeUndefined();
+    expect(shipped.tcg?.openScripted).toBeUndefined();
+    expect(shipped.tcg?.openPassthroughFixture).toBeUndefined();
+    expect(shipped.kernelOpal?.runScripted).toBeUndefined();
+    expect(shipped.kernelOpal?.run).toBeUndefined();
+    const seamNames = /scripted|fixture|crash/i;
+    for (const [name, module] of Object.entries(shipped)) {
+      expect(name).not.toMatch(seamNames);
+      if (module && typeof module === 'object') expect(Object.keys(module).filter((k) => seamNames.test(k))).toEqual([]);
+    }
+    // The test addon is the same addon plus those seams.
+    const test = require(testAddonPath()) as Record<string, Record<string, unknown>>;
+    expect(Object.keys(test.testSeams!)).toEqual(
+      expect.arrayContaining(['openScriptedDrive', 'openPassthroughFixture', 'openScriptedKernelOpal']),
+    );
+    expect(Object.keys(test.passthrough!)).toContain('scripted');
+    expect(Object.keys(test.tcg!).sort()).toEqual(Object.keys(shipped.tcg!).sort());
+  });
+
+  it('the shipped binary has no seam code linked in', () => {
+    const binary = readFileSync(productionAddonPath());
+    for (const symbol of ['ScriptedIoctlPort', 'ScriptedTransport', 'TransportBackedDevicePort', 'openScriptedDrive']) {
+      expect(binary.includes(symbol), symbol).toBe(false);
+    }
+    expect(readFileSync(testAddonPath()).includes('ScriptedIoctlPort')).toBe(true);
   });
 
   it('a missing addon is a typed error that says what to run', () => {

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { requireTestAddon } from './addon.js';
 import { startPykmip, type PykmipServer, type PykmipServerInfo } from './pykmip.js';
 
 declare module 'vitest' {
@@ -18,6 +19,9 @@ let server: PykmipServer | undefined;
 let emulatorRamDir: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
+  // Tests load the test addon (the shipped one plus native/test's seams); workers and the CLI
+  // processes they spawn inherit this. A missing test addon stops the run here, saying what to build.
+  process.env.KMIP_AGENT_ADDON ??= requireTestAddon();
   // The emulated drives' volatile key caches ("drive RAM") go to a directory of this run, removed at
   // the end, instead of piling up in /dev/shm. Workers start after this and inherit it.
   emulatorRamDir = mkdtempSync(join(tmpdir(), 'kmip-agent-emu-ram-'));

@@ -9,9 +9,11 @@ import { tcgNative } from '../../src/drives/backend.js';
 import { OpalDrive } from '../../src/drives/opal.js';
 import { OpalError } from '../../src/drives/errors.js';
 import { KmipAgentError } from '../../src/errors.js';
+import { testSeams } from '../support/addon.js';
 import { discoveryFixture } from '../support/shared.js';
 
 const tcg = tcgNative();
+const seams = testSeams();
 // A real Opal 2 drive's discovery (Samsung EVO 860, base ComID 0x1004).
 const discovery = discoveryFixture('Samsung EVO 860');
 const COM_ID = 0x1004;
@@ -42,7 +44,7 @@ const closed = (hsn: number): Buffer => packet(TSN, hsn, [{ token: 'EOS' }]);
 const notReady = tcg.buildComPacket({ comId: COM_ID, outstandingData: 1, minTransfer: 0 });
 
 function drive(responses: Buffer[]): OpalDrive {
-  return OpalDrive.fromBackend('scripted:test', tcg.openScripted(discovery, responses));
+  return OpalDrive.fromBackend('scripted:test', seams.openScriptedDrive(discovery, responses));
 }
 
 describe('sessions against a scripted TPer', () => {
@@ -178,7 +180,7 @@ describe('sessions against a scripted TPer', () => {
   });
 
   it('refuses range numbers outside the 16 bits of a range UID before touching the drive', async () => {
-    const backend = tcg.openScripted(discovery, []);
+    const backend = seams.openScriptedDrive(discovery, []);
     const d = OpalDrive.fromBackend('scripted:range', backend);
     await expect(d.unlock(Buffer.from('pin'), { range: 70000 })).rejects.toMatchObject({
       code: 'TCG_INVALID_ARGUMENT',
@@ -193,7 +195,7 @@ describe('sessions against a scripted TPer', () => {
   });
 
   it('sends the bytes the Core Spec lays out: Properties, StartSession, Get, EndOfSession', async () => {
-    const backend = tcg.openScripted(discovery, [
+    const backend = seams.openScriptedDrive(discovery, [
       propertiesOk,
       syncSession(FIRST_HSN),
       getResult(FIRST_HSN, [{ name: 3, value: Buffer.from('M') }]),
@@ -219,7 +221,7 @@ describe('sessions against a scripted TPer', () => {
   });
 
   it('authenticates at StartSession with HostChallenge (name 0) and HostSigningAuthority (name 3)', async () => {
-    const backend = tcg.openScripted(discovery, [
+    const backend = seams.openScriptedDrive(discovery, [
       propertiesOk,
       syncSession(FIRST_HSN),
       packet(TSN, FIRST_HSN, [[], EOD, [0, 0, 0]]),
