@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up kmip-agent on a fresh Debian bookworm machine, idempotently: Debian packages (PyKMIP server,
-# cryptsetup, libcryptsetup headers, build tools), `npm ci`, the C++ addon and the TypeScript build.
+# cryptsetup, libcryptsetup headers, build tools), `npm ci`, the C++ addons (shipped and test) and
+# the TypeScript build.
 # Run as root from anywhere: `sudo bash scripts/setup.sh`. Safe to run again; it only does what is missing.
 set -euo pipefail
 
@@ -52,9 +53,17 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 rm -f "$npm_log"
 
-addon=build/Release/kmip_agent_native.node
-if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp package.json -newer "$addon" -print -quit)" ]; then
-  say "building the addon (node-gyp)"
+# Both targets of binding.gyp: the shipped addon and the test addon (the same plus native/test/'s seams).
+addon_stale() {
+  local addon
+  for addon in build/Release/kmip_agent_native.node build/Release/kmip_agent_native_test.node; do
+    [ -f "$addon" ] || return 0
+    [ -z "$(find native binding.gyp package.json -newer "$addon" -print -quit)" ] || return 0
+  done
+  return 1
+}
+if addon_stale; then
+  say "building the addons (node-gyp: kmip_agent_native and kmip_agent_native_test)"
   addon_log=$(mktemp)
   npm run --silent build:addon >"$addon_log" 2>&1 || {
     grep -v '^gyp info' "$addon_log" >&2 || true
