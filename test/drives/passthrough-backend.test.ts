@@ -6,11 +6,11 @@
  * when the kernel has no sed-opal, and the kernel backend uses it as fallback when it does.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { defaultProbes, selectBackend, tcgNative, type BackendProbes } from '../../src/drives/backend.js';
+import { defaultProbes, selectBackend, type BackendProbes } from '../../src/drives/backend.js';
 import { KernelOpalBackend } from '../../src/drives/kernel-backend.js';
 import { KernelOpalDrive } from '../../src/drives/kernel-opal.js';
 import { OpalDrive } from '../../src/drives/opal.js';
-import { ADMIN1, SID, type OpalBackend } from '../../src/drives/types.js';
+import { ADMIN1, SID } from '../../src/drives/types.js';
 import { recordingKernelOpal, testSeams, type ScriptedAnswer } from '../support/addon.js';
 import { createImage, emulatorNative, type EmulatedImage } from './emulated-support.js';
 

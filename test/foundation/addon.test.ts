@@ -39,7 +39,8 @@ describe('native addon', () => {
     const seamNames = /scripted|fixture|crash/i;
     for (const [name, module] of Object.entries(shipped)) {
       expect(name).not.toMatch(seamNames);
-      if (module && typeof module === 'object') expect(Object.keys(module).filter((k) => seamNames.test(k))).toEqual([]);
+      if (module && typeof module === 'object')
+        expect(Object.keys(module).filter((k) => seamNames.test(k))).toEqual([]);
     }
     // The test addon is the same addon plus those seams.
     const test = require(testAddonPath()) as Record<string, Record<string, unknown>>;

@@ -239,10 +239,10 @@ describe('failures map to typed errors', () => {
   it('EINVAL from a device that answers GET_STATUS is a refused argument', async () => {
     const supported = Buffer.alloc(8);
     supported.writeUInt32LE(0x01, 0);
-    const { error, calls } = await scripted((k) => k.lockUnlock(user1, 0, 'unlocked'), [
-      { ret: -22 },
-      { ret: 0, structOut: supported },
-    ]);
+    const { error, calls } = await scripted(
+      (k) => k.lockUnlock(user1, 0, 'unlocked'),
+      [{ ret: -22 }, { ret: 0, structOut: supported }],
+    );
     expect((error as KmipAgentError).code).toBe('KOPAL_INVALID_ARGUMENT');
     expect(calls.map((c) => c.name)).toEqual(['IOC_OPAL_LOCK_UNLOCK', 'IOC_OPAL_GET_STATUS']);
   });
@@ -268,7 +268,7 @@ describe('failures map to typed errors', () => {
       ['user 0', (k) => k.activateUser(admin1, 0), /user .* 1 to 9/],
       ['a negative start', (k) => k.setupRange(admin1, 1, -1n, 8n, true, true), /start/],
       ['a start beyond 2^64', (k) => k.setupRange(admin1, 1, 1n << 64n, 8n, true, true), /start/],
-      ['an unsafe Number start', (k) => k.setupRange(admin1, 1, 2 ** 60 as never, 8n, true, true), /start/],
+      ['an unsafe Number start', (k) => k.setupRange(admin1, 1, (2 ** 60) as never, 8n, true, true), /start/],
       ['maxBytes 0', (k) => k.discovery(0), /maxBytes .* 1 to 65536/],
       ['a flag that is not a boolean', (k) => k.enableMbr(KEY, 1 as never), /enable/],
       ['a key that is not a Buffer', (k) => k.psidRevert('PSID' as never), /PSID/],
