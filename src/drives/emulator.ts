@@ -99,7 +99,8 @@ export function emulatedImagePath(device: string): string | undefined {
 
 /**
  * Creates a factory-fresh drive (`path` and `path.state`, mode 0600). Returns the PSID printed
- * on its "label": it is stored only as a hash, so this is the one chance to record it.
+ * on its "label": it is stored only as a hash, so this is the one chance to record it. Atomic: a
+ * create that is killed leaves no drive, only files aside that the next create or destroy removes.
  */
 export async function createEmulatedDrive(path: string, sizeMiB: number, serial: string): Promise<{ psid: string }> {
   checkPath(path);
@@ -128,7 +129,10 @@ export async function writeEmulatedDrive(path: string, lba: number, data: Buffer
   return await call(() => native().write(checkPath(path), lba, data));
 }
 
-/** Deletes the drive: image, state, shadow MBR and its key cache (EMU_BUSY while in use). */
+/**
+ * Deletes the drive: image, state, shadow MBR and its key cache (EMU_BUSY while in use); also a
+ * partial drive (an image without state, a state without image, what an interrupted create left).
+ */
 export async function destroyEmulatedDrive(path: string): Promise<void> {
   return await call(() => native().destroy(checkPath(path)));
 }
