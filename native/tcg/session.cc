@@ -84,15 +84,18 @@ uint16_t Device::ComId() {
 
 std::vector<uint8_t> Device::Exchange(uint32_t tsn, uint32_t hsn, const std::vector<uint8_t>& payload) {
   const uint16_t com_id = ComId();
-  std::vector<uint8_t> request = BuildComPacket(com_id, tsn, hsn, payload, NextSeq());
+  std::vector<uint8_t> request =
+      BuildComPacket(com_id, tsn, hsn, payload, /*seq_number=*/0, transport::kTransferBlock);
   WipeOnExit wipe_request{request};
-  if (request.size() > tper_max_compacket_ && tper_max_compacket_ >= 512)
-    throw CodedError("TCG_VALUE_TOO_LONG", "request of " + std::to_string(request.size()) +
+  // MaxComPacketSize bounds the ComPacket itself; the transfer padding after it does not count.
+  const size_t compacket_size = kComPacketHeaderSize + ReadBe32(request.data() + 16);
+  if (compacket_size > tper_max_compacket_ && tper_max_compacket_ >= 512)
+    throw CodedError("TCG_VALUE_TOO_LONG", "request of " + std::to_string(compacket_size) +
                                                " bytes exceeds the TPer's MaxComPacketSize " +
                                                std::to_string(tper_max_compacket_));
   transport_->SecuritySend(kProtocolTcg, com_id, request);
 
-  size_t want = limits_.initial_receive;
+  size_t want = transport::PaddedTransferLength(limits_.initial_receive);
   unsigned sleep_us = 50;
   for (unsigned attempt = 0; attempt < limits_.max_polls; ++attempt) {
     std::vector<uint8_t> raw = transport_->SecurityReceive(kProtocolTcg, com_id, want);
@@ -108,7 +111,7 @@ std::vector<uint8_t> Device::Exchange(uint32_t tsn, uint32_t hsn, const std::vec
         if (cp.min_transfer > limits_.max_receive)
           throw CodedError("TCG_RESPONSE_TOO_LARGE", "TPer asks for a " + std::to_string(cp.min_transfer) +
                                                          "-byte transfer, above the limit");
-        want = cp.min_transfer;
+        want = transport::PaddedTransferLength(cp.min_transfer);
         continue;
       }
       usleep(sleep_us);

@@ -54,8 +54,9 @@ class Device {
   // Session manager Properties exchange; records the TPer's MaxComPacketSize etc.
   std::vector<std::pair<std::string, uint64_t>> Properties();
 
-  // Sends one ComPacket (one Packet, one data SubPacket) and returns the response Packet's
-  // payload, after checking it is addressed to (tsn, hsn). Throws TCG_SESSION_MISMATCH,
+  // Sends one ComPacket (one Packet, one data SubPacket, SeqNumber 0 as hosts and drives use it,
+  // zero-padded to whole transfer blocks) and returns the response Packet's payload, after
+  // checking it is addressed to (tsn, hsn). IF-RECV lengths are whole transfer blocks too. Throws TCG_SESSION_MISMATCH,
   // TCG_MALFORMED_COMPACKET, TCG_TIMEOUT (TPer never answered within the poll bound).
   std::vector<uint8_t> Exchange(uint32_t tsn, uint32_t hsn, const std::vector<uint8_t>& payload);
 
@@ -66,7 +67,6 @@ class Device {
   // HostSigningAuthority, one round trip); true = StartSession, then ThisSP.Authenticate.
   void set_authenticate_with_method(bool v) { authenticate_with_method_ = v; }
   bool authenticate_with_method() const { return authenticate_with_method_; }
-  uint32_t NextSeq() { return ++seq_; }
 
  private:
   std::unique_ptr<transport::Transport> transport_;
@@ -74,7 +74,6 @@ class Device {
   std::optional<Discovery> discovery_;
   uint16_t com_id_ = 0;
   uint32_t host_session_counter_ = 0x4B41;  // arbitrary; incremented per session
-  uint32_t seq_ = 0;
   size_t tper_max_compacket_ = 2048;
   bool authenticate_with_method_ = false;
 };

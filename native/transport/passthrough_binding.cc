@@ -130,7 +130,10 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
     Napi::Object out = Napi::Object::New(env);
     try {
       if (kind == "detect") {
-        out.Set("result", KindName(DetectKind(port, "/dev/scripted")));
+        Napi::Value root = params.Get("sysfsRoot");
+        Route route = DetectRoute(port, "/dev/scripted", root.IsString() ? root.As<Napi::String>().Utf8Value() : "/sys");
+        out.Set("result", KindName(route.kind));
+        out.Set("reason", route.reason);
       } else {
         PassthroughTransport transport(port, KindFrom(kind), "scripted", "");
         const uint8_t protocol = static_cast<uint8_t>(U32(params.Get("protocol"), "protocol"));
