@@ -201,6 +201,7 @@ Napi::Object ResultToJs(Napi::Env env, const OpResult& r) {
     o.Set("state", StateName(r.range->state));
   }
   if (r.geometry) {
+    o.Set("alignRequired", r.geometry->align_required);
     o.Set("logicalBlockSize", r.geometry->logical_block_size);
     o.Set("alignmentGranularity", Napi::BigInt::New(env, r.geometry->alignment_granularity));
     o.Set("lowestAlignedLba", Napi::BigInt::New(env, r.geometry->lowest_aligned_lba));
@@ -265,8 +266,7 @@ Napi::Value RunScripted(const Napi::CallbackInfo& info) {
     try {
       out.Set("result", ResultToJs(env, kernel_opal::Execute(opal, request)));
     } catch (...) {
-      ErrorInfo e = DescribeCurrentException();
-      out.Set("error", MakeError(env, e.code, e.message, e.status).Value());
+      out.Set("error", MakeError(env, DescribeCurrentException()).Value());
     }
     Napi::Array calls = Napi::Array::New(env, port.calls().size());
     for (size_t i = 0; i < port.calls().size(); ++i) {

@@ -187,7 +187,12 @@ Session::Session(Device& device, uint64_t sp, std::optional<uint64_t> authority,
     usleep(sleep_us);
     sleep_us *= 2;
   }
-  ThrowIfFailed(r.status, "StartSession");
+  // With a HostChallenge, StartSession is the authentication: a refusal is a refused PIN.
+  if (authority && pin != nullptr && !by_method) {
+    ThrowIfAuthenticationFailed(r.status, "StartSession");
+  } else {
+    ThrowIfFailed(r.status, "StartSession");
+  }
   const auto& items = r.results.Items();
   if (items.size() < 2) MalformedResponse("SyncSession without HostSessionID and SPSessionID");
   if (items[0].AsUint() != hsn_)
@@ -199,9 +204,7 @@ Session::Session(Device& device, uint64_t sp, std::optional<uint64_t> authority,
   if (by_method) {
     // The destructor does not run when a constructor throws: close here on failure.
     try {
-      if (!Authenticate(*authority, *pin))
-        throw CodedError(StatusErrorCode(status::kNotAuthorized),
-                         "Authenticate: " + StatusDescription(status::kNotAuthorized), status::kNotAuthorized);
+      if (!Authenticate(*authority, *pin)) ThrowIfAuthenticationFailed(status::kNotAuthorized, "Authenticate");
     } catch (...) {
       try {
         Close();
@@ -234,6 +237,13 @@ void Session::Close() {
 
 MethodResult Session::Call(uint64_t invoking, uint64_t method, const std::vector<uint8_t>& args,
                            const std::string& what) {
+  MethodResult r = Invoke(invoking, method, args, what);
+  ThrowIfFailed(r.status, what);
+  return r;
+}
+
+MethodResult Session::Invoke(uint64_t invoking, uint64_t method, const std::vector<uint8_t>& args,
+                             const std::string& what) {
   if (!open_) throw CodedError("TCG_SESSION_CLOSED", what + ": the session is closed");
   std::vector<uint8_t> call = MethodCall(invoking, method, args);
   WipeOnExit wipe_call{call};
@@ -252,7 +262,6 @@ MethodResult Session::Call(uint64_t invoking, uint64_t method, const std::vector
     if (e.code() == "TCG_SESSION_CLOSED") open_ = false;
     throw;
   }
-  ThrowIfFailed(r.status, what);
   return r;
 }
 
@@ -284,7 +293,8 @@ void Session::Set(uint64_t row, const std::vector<std::pair<uint32_t, Value>>& v
 bool Session::Authenticate(uint64_t authority, const SecretBytes& proof) {
   TokenWriter args;
   args.Uid(authority).NamedBytes(param::kProof, proof.data(), proof.size());
-  MethodResult r = Call(uid::kThisSp, uid::kMethodAuthenticate, args.bytes(), "Authenticate");
+  MethodResult r = Invoke(uid::kThisSp, uid::kMethodAuthenticate, args.bytes(), "Authenticate");
+  ThrowIfAuthenticationFailed(r.status, "Authenticate");
   const auto& items = r.results.Items();
   if (items.empty()) MalformedResponse("Authenticate returned no result");
   return items[0].AsUint() != 0;

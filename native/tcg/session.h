@@ -82,7 +82,8 @@ class Session {
  public:
   // StartSession on `sp`. With an authority and PIN the session authenticates, at start
   // (HostSigningAuthority + HostChallenge) or with the Authenticate method per the Device's
-  // setting; a wrong PIN throws TCG_NOT_AUTHORIZED ("StartSession: ..." / "Authenticate: ...").
+  // setting; a wrong PIN throws TCG_NOT_AUTHORIZED marked auth_refused (a locked-out authority:
+  // TCG_AUTHORITY_LOCKED_OUT, marked too).
   Session(Device& device, uint64_t sp, std::optional<uint64_t> authority = std::nullopt,
           const SecretBytes* pin = nullptr, bool write = true);
   Session(const Session&) = delete;
@@ -102,7 +103,8 @@ class Session {
   Value Get(uint64_t row, uint32_t first_column, uint32_t last_column);
   // Set columns of a row. Values are encoded tokens per column.
   void Set(uint64_t row, const std::vector<std::pair<uint32_t, Value>>& values);
-  // Authenticate an authority inside the session; false when the TPer says the proof is wrong.
+  // Authenticate an authority inside the session; false when the TPer says the proof is wrong. A
+  // refusing status throws marked auth_refused.
   bool Authenticate(uint64_t authority, const SecretBytes& proof);
   // Next on a table: up to `count` row UIDs after `where` (0 = from the start).
   std::vector<uint64_t> Next(uint64_t table, uint64_t where, uint32_t count);
@@ -116,6 +118,9 @@ class Session {
   void Close();
 
  private:
+  // One method call and its response, status not checked (Call and Authenticate check it).
+  MethodResult Invoke(uint64_t invoking, uint64_t method, const std::vector<uint8_t>& args, const std::string& what);
+
   Device& device_;
   uint32_t hsn_ = 0;
   uint32_t tsn_ = 0;

@@ -147,8 +147,7 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
         }
       }
     } catch (...) {
-      ErrorInfo e = DescribeCurrentException();
-      out.Set("error", MakeError(env, e.code, e.message, e.status).Value());
+      out.Set("error", MakeError(env, DescribeCurrentException()).Value());
     }
     Napi::Array calls = Napi::Array::New(env, port.calls().size());
     for (size_t i = 0; i < port.calls().size(); ++i) {

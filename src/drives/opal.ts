@@ -21,7 +21,7 @@ import {
   type OpalBackend,
 } from './backend.js';
 import { KmipAgentError } from '../errors.js';
-import { OpalError, toOpalError } from './errors.js';
+import { isAuthRefusal, OpalError, toOpalError } from './errors.js';
 import { sedutilPin } from './sedutil.js';
 import {
   ADMIN1,
@@ -364,15 +364,10 @@ export class OpalDrive {
         refusedPins.get(this.spec)?.delete(digest);
         return result;
       } catch (error) {
-        // Only a refused StartSession or Authenticate proves the PIN wrong; NOT_AUTHORIZED on another
-        // method is an access-control refusal. A backend that cannot tell them apart (kernel
-        // sed-opal) marks its NOT_AUTHORIZED as `pinRefused` so the PIN is not tried again.
-        if (
-          error instanceof Error &&
-          (error as { code?: string }).code === 'TCG_NOT_AUTHORIZED' &&
-          (/^(StartSession|Authenticate):/.test(error.message) ||
-            (error as { pinRefused?: boolean }).pinRefused === true)
-        ) {
+        // Only a refused authentication proves the PIN wrong, and the addon marks exactly those
+        // (`authRefused`); NOT_AUTHORIZED for a method the authority may not run is an access
+        // refusal, and a locked-out authority was not asked about the PIN at all.
+        if (isAuthRefusal(error) && (error as { code?: string }).code === 'TCG_NOT_AUTHORIZED') {
           let set = refusedPins.get(this.spec);
           if (!set) refusedPins.set(this.spec, (set = new Set()));
           set.add(digest);
