@@ -20,7 +20,11 @@ export class OpalError extends KmipAgentError {
    */
   readonly authRefused: boolean;
 
-  constructor(message: string, code: string, options?: { cause?: unknown; status?: number; authRefused?: boolean }) {
+  constructor(
+    message: string,
+    code: string,
+    options?: { cause?: unknown; status?: number; authRefused?: boolean; details?: Record<string, unknown> },
+  ) {
     super(message, code, options);
     if (code.startsWith('TCG_') && options?.status !== undefined) this.statusName = code.slice(4);
     const cause = options?.cause as { code?: unknown } | undefined;
