@@ -120,8 +120,8 @@ function refusedDigest(authority: Authority, derivation: string, pin: Buffer): s
 export class OpalDrive {
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
-  /** Numbered ranges the drive has (LockingInfo MaxRanges): undefined until read, null if unknown. */
-  private maxRanges: number | null | undefined;
+  /** Numbered ranges the drive has (LockingInfo MaxRanges), once the drive has told. */
+  private maxRanges: number | undefined;
 
   private constructor(
     readonly spec: string,
@@ -367,17 +367,18 @@ export class OpalDrive {
   /**
    * Refuses a locking range the drive does not have (DRIVE_RANGE_NOT_FOUND, naming the ones it
    * has) before any PIN is sent: the count comes from LockingInfo MaxRanges, which needs no PIN,
-   * read once per drive. When the drive does not tell (Locking SP inactive, kernel backend without
+   * kept once read. When the drive does not tell (Locking SP inactive, kernel backend without
    * pass-through), the drive itself decides.
    */
   private async checkRangesExist(what: string, ranges: number[]): Promise<void> {
     for (const range of ranges) checkRangeNumber(what, range);
     const numbered = ranges.filter((r) => r > 0);
     if (numbered.length === 0) return;
-    if (this.maxRanges === undefined) this.maxRanges = (await this.backend.status(false)).maxRanges ?? null;
+    // Asked again while unknown: an inactive Locking SP tells once it is activated.
+    this.maxRanges ??= (await this.backend.status(false)).maxRanges ?? undefined;
     const max = this.maxRanges;
-    const missing = max === null ? undefined : numbered.find((r) => r > max);
-    if (max === null || missing === undefined) return;
+    const missing = max === undefined ? undefined : numbered.find((r) => r > max);
+    if (max === undefined || missing === undefined) return;
     const valid = max > 0 ? `0 (global) and 1..${max}` : '0 (global) only';
     throw new OpalError(
       `${what}: the drive has no locking range ${missing}; its ranges are ${valid} (LockingInfo MaxRanges ${max})`,
