@@ -30,6 +30,12 @@ export class OpalError extends KmipAgentError {
     const cause = options?.cause as { code?: unknown } | undefined;
     this.authRefused = options?.authRefused ?? (isAuthRefusal(cause) && cause?.code === code);
   }
+
+  /** The JSON form says `authRefused: true` too, for scripts reading `--json` errors. */
+  override details(): Record<string, unknown> | undefined {
+    const base = super.details();
+    return this.authRefused ? { ...base, authRefused: true } : base;
+  }
 }
 
 /** True for an error the addon marked as a refused authentication (`authRefused`). */

@@ -67,6 +67,7 @@ describe('StartSession with a HostChallenge refused: a refused PIN', () => {
     // The mark comes from the addon itself, on the NativeError the OpalError wraps.
     expect(error.cause).toBeInstanceOf(NativeError);
     expect((error.cause as NativeError).authRefused).toBe(true);
+    expect(error.toJSON()).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: 1, authRefused: true });
     expect(drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
     const sentBefore = backend.sent().length;
     expect(payloads(backend).filter((p) => carries(p, wrong))).toHaveLength(1);
@@ -116,6 +117,7 @@ describe('NOT_AUTHORIZED from a method after a successful authentication: not a 
     const error = await failure(drive.unlock(pin));
     expect(error).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: NOT_AUTHORIZED, authRefused: false });
     expect(error.message).toMatch(/Set: /);
+    expect(error.toJSON()).not.toHaveProperty('authRefused');
     expect(drive.isKnownWrong(ADMIN1, pin)).toBe(false);
     await expect(drive.unlock(pin)).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED', authRefused: false });
     expect(payloads(backend).filter((p) => carries(p, pin))).toHaveLength(2);
