@@ -40,6 +40,9 @@ export class KmipAgentError extends Error {
 
 /** Errors raised inside the C++ addon arrive as this class (handed to the addon at load). */
 export class NativeError extends KmipAgentError {
+  /** Set (true) by the addon where a drive refused to authenticate an authority (see OpalError). */
+  declare authRefused?: boolean;
+
   constructor(message: string, code: string) {
     super(message, code);
   }

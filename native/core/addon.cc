@@ -80,6 +80,12 @@ Napi::Error MakeError(Napi::Env env, const std::string& code, const std::string&
   return Napi::Error(env, error);
 }
 
+Napi::Error MakeError(Napi::Env env, const ErrorInfo& info) {
+  Napi::Error error = MakeError(env, info.code, info.message, info.status);
+  if (info.auth_refused) error.Value().Set("authRefused", Napi::Boolean::New(env, true));
+  return error;
+}
+
 void ThrowError(Napi::Env env, const std::string& code, const std::string& message, int status) {
   MakeError(env, code, message, status).ThrowAsJavaScriptException();
 }
@@ -88,7 +94,7 @@ ErrorInfo DescribeCurrentException() {
   try {
     throw;
   } catch (const CodedError& e) {
-    return {e.code(), e.what(), e.status()};
+    return {e.code(), e.what(), e.status(), e.auth_refused()};
   } catch (const std::bad_alloc&) {
     return {"NATIVE_OUT_OF_MEMORY", "out of memory in the native addon", 0};
   } catch (const std::exception& e) {
@@ -102,8 +108,7 @@ Napi::Value CatchAll(Napi::Env env, const std::function<Napi::Value()>& fn) {
   try {
     return fn();
   } catch (...) {
-    ErrorInfo info = DescribeCurrentException();
-    ThrowError(env, info.code, info.message, info.status);
+    MakeError(env, DescribeCurrentException()).ThrowAsJavaScriptException();
     return env.Undefined();
   }
 }

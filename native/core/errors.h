@@ -18,10 +18,18 @@ class CodedError : public std::runtime_error {
   const std::string& code() const { return code_; }
   // Protocol-level status (TCG method status, errno, ...) when there is one; 0 otherwise.
   int status() const { return status_; }
+  // The drive refused to authenticate an authority (wrong PIN, or locked out). Marked only where an
+  // authentication is answered, so callers never guess it from the message; JS sees `authRefused`.
+  bool auth_refused() const { return auth_refused_; }
+  CodedError& MarkAuthRefused() {
+    auth_refused_ = true;
+    return *this;
+  }
 
  private:
   std::string code_;
   int status_;
+  bool auth_refused_ = false;
 };
 
 // Builds a JS error of the registered class (falls back to Error) with .code and .status set.
@@ -39,7 +47,11 @@ struct ErrorInfo {
   std::string code;
   std::string message;
   int status = 0;
+  bool auth_refused = false;
 };
 ErrorInfo DescribeCurrentException();
+
+// The JS error for a caught exception: MakeError's fields, plus `authRefused: true` when marked.
+Napi::Error MakeError(Napi::Env env, const ErrorInfo& info);
 
 }  // namespace kmip_agent

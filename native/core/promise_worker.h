@@ -43,7 +43,7 @@ class PromiseWorker : public Napi::AsyncWorker {
     deferred_.Resolve(value);
   }
   void OnError(const Napi::Error&) override {
-    deferred_.Reject(MakeError(Env(), error_.code, error_.message, error_.status).Value());
+    deferred_.Reject(MakeError(Env(), error_).Value());
   }
 
  private:

@@ -101,6 +101,7 @@ Napi::Object RangeStatusToJs(Napi::Env env, const RangeStatus& r) {
 
 Napi::Object GeometryToJs(Napi::Env env, const Geometry& g) {
   Napi::Object o = Napi::Object::New(env);
+  o.Set("alignRequired", g.align_required);
   o.Set("logicalBlockSize", g.logical_block_size);
   o.Set("alignmentGranularity", Napi::BigInt::New(env, g.alignment_granularity));
   o.Set("lowestAlignedLba", Napi::BigInt::New(env, g.lowest_aligned_lba));

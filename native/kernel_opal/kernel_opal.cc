@@ -40,16 +40,25 @@ struct Wiped {
   ~Wiped() { SecureWipe(&value, sizeof(T)); }
 };
 
+// Every sed-opal ioctl but the three that only read what the drive tells anyone.
+bool CarriesKey(unsigned long request) {
+  return request != kIocGetStatus && request != kIocGetGeometry && request != kIocDiscovery;
+}
+
 // Throws the typed error for a failed ioctl: -errno from the kernel, or a positive TCG status.
 [[noreturn]] void ThrowIoctlFailure(unsigned long request, int ret) {
   const char* name = IoctlName(request);
   const std::string what = name != nullptr ? name : "sed-opal ioctl";
   if (ret > 0) {
     // A TCG method status the drive returned through the kernel.
-    throw CodedError(tcg::StatusErrorCode(static_cast<uint32_t>(ret)),
+    CodedError error(tcg::StatusErrorCode(static_cast<uint32_t>(ret)),
                      what + ": the drive answered " + tcg::StatusName(static_cast<uint32_t>(ret)) + " (" +
                          tcg::StatusDescription(static_cast<uint32_t>(ret)) + ")",
                      ret);
+    // The kernel authenticates inside every ioctl that carries a key and does not say which step
+    // was refused: its refusal counts as a refused authentication (the safe side for lockout).
+    if (CarriesKey(request) && tcg::RefusesAuthentication(static_cast<uint32_t>(ret))) error.MarkAuthRefused();
+    throw error;
   }
   int err = -ret;
   if (err == EINVAL && request == kIocGetStatus) err = ENOTTY;  // GET_STATUS has no argument to refuse
@@ -121,14 +130,24 @@ std::vector<uint8_t> KernelOpal::Discovery(size_t max_bytes) {
   int ret = port_.Ioctl(kIocDiscovery, &d, sizeof d);
   if (ret < 0) ThrowIoctlFailure(kIocDiscovery, ret);
   // Unlike the other calls, success is a byte count: the length of the response copied.
-  if (ret > 0 && static_cast<size_t>(ret) < buffer.size()) buffer.resize(static_cast<size_t>(ret));
+  if (ret > 0 && static_cast<size_t>(ret) < buffer.size()) {
+    size_t copied = static_cast<size_t>(ret);
+    // The kernel copies the header's Length bytes, which is 4 short of the response (Length does
+    // not count its own 4 bytes). The uncopied tail stays as zeroed here: keep Length + 4 bytes so
+    // the response parses whole instead of looking cut short.
+    const size_t length = copied >= 4 ? (size_t{buffer[0]} << 24 | size_t{buffer[1]} << 16 |
+                                         size_t{buffer[2]} << 8 | size_t{buffer[3]})
+                                      : 0;
+    if (length == copied && length + 4 <= buffer.size()) copied = length + 4;
+    buffer.resize(copied);
+  }
   return buffer;
 }
 
 Geometry KernelOpal::GetGeometry() {
   OpalGeometry g{};
   Invoke(kIocGetGeometry, &g, sizeof g);
-  return {g.logical_block_size, g.alignment_granularity, g.lowest_aligned_lba};
+  return {g.align != 0, g.logical_block_size, g.alignment_granularity, g.lowest_aligned_lba};
 }
 
 void KernelOpal::TakeOwnership(const SecretBytes& sid_key) {
@@ -172,8 +191,13 @@ void KernelOpal::AddUserToRange(const Credential& admin, uint32_t user, uint8_t 
   if (access != LockState::ReadOnly && access != LockState::ReadWrite) {
     throw CodedError("KOPAL_INVALID_ARGUMENT", "a user is added to a range for read-only or read-write access");
   }
+  if (admin.sum) {
+    throw CodedError("KOPAL_INVALID_ARGUMENT",
+                     "IOC_OPAL_ADD_USR_TO_LR has no Single User Mode form (a SUM range already belongs to its user)");
+  }
   Wiped<OpalLockUnlock> l;
   FillSession(l.value.session, admin, range);
+  l.value.session.sum = 0;  // never set: the kernel answers EINVAL
   l.value.session.who = user;
   l.value.l_state = static_cast<uint32_t>(access);
   Invoke(kIocAddUsrToLr, &l.value, sizeof l.value);

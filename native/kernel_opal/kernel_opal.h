@@ -42,6 +42,7 @@ struct RangeStatus {
 };
 
 struct Geometry {
+  bool align_required = false;  // the drive's ALIGN bit: ranges must start and end on granularity
   uint32_t logical_block_size = 0;
   uint64_t alignment_granularity = 0;
   uint64_t lowest_aligned_lba = 0;
@@ -61,6 +62,7 @@ class KernelOpal {
   void SetupRange(const Credential& admin, uint8_t range, uint64_t start, uint64_t length, bool read_lock_enabled,
                   bool write_lock_enabled);
   void ActivateUser(const Credential& admin, uint32_t user);
+  // Admin1 authenticates outside Single User Mode: the kernel refuses session.sum here (EINVAL).
   void AddUserToRange(const Credential& admin, uint32_t user, uint8_t range, LockState access);
   // Sets `target`'s PIN to target.key, authenticated as `auth`.
   void SetPassword(const Credential& auth, const Credential& target);

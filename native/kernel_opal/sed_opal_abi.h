@@ -135,11 +135,11 @@ struct OpalStatus {
 };
 
 struct OpalGeometry {
-  uint8_t align;
+  uint8_t align;  // not padding: the drive's ALIGN bit (Geometry feature), ranges must be aligned
   uint32_t logical_block_size;
   uint64_t alignment_granularity;
   uint64_t lowest_aligned_lba;
-  uint8_t align2[3];
+  uint8_t reserved[3];
 };
 
 struct OpalDiscovery {
@@ -169,6 +169,7 @@ static_assert(sizeof(OpalShadowMbr) == 288, "opal_shadow_mbr");
 static_assert(sizeof(OpalReadWriteTable) == 312, "opal_read_write_table");
 static_assert(sizeof(OpalStatus) == 8, "opal_status");
 static_assert(sizeof(OpalGeometry) == 32, "opal_geometry");
+static_assert(offsetof(OpalGeometry, logical_block_size) == 4, "opal_geometry.logical_block_size");
 static_assert(sizeof(OpalDiscovery) == 16, "opal_discovery");
 static_assert(sizeof(OpalRevertLsp) == 272, "opal_revert_lsp");
 

@@ -119,6 +119,7 @@ Napi::Object StatusToJs(Napi::Env env, const OpalStatus& st) {
                                                       : env.Null());
   o.Set("sidIsMsid", st.sid_is_msid ? Napi::Value(Napi::Boolean::New(env, *st.sid_is_msid)) : env.Null());
   o.Set("sidStateSource", st.sid_state_source);
+  o.Set("maxRanges", st.max_ranges ? Napi::Value(Napi::Number::New(env, *st.max_ranges)) : env.Null());
   return o;
 }
 

@@ -2,6 +2,8 @@
 // Compliant with Opal SSC": take ownership, activate, configure, lock/unlock, erase, revert).
 #include "tcg/opal.h"
 
+#include <algorithm>
+
 #include "core/errors.h"
 #include "tcg/status.h"
 #include "tcg/uids.h"
@@ -119,6 +121,18 @@ OpalStatus OpalDrive::Status(bool probe_sid) {
     // A method status (not authorized, no Locking SP on a Pyrite drive, ...) leaves it unknown;
     // transport and protocol faults still fail the call.
     if (e.status() == 0) throw;
+  }
+  if (st.locking_sp_lifecycle == kLifeCycleManufactured) {
+    // How many ranges exist, so a range the drive lacks is refused before any PIN is sent.
+    try {
+      Session s(device_, uid::kLockingSp, std::nullopt, nullptr, false);
+      Value info = s.Get(uid::kLockingInfo, column::kLockingInfoMaxRanges, column::kLockingInfoMaxRanges);
+      const Value* v = info.FindNamed(column::kLockingInfoMaxRanges);
+      if (v != nullptr && v->IsUint()) st.max_ranges = static_cast<uint32_t>(std::min<uint64_t>(v->AsUint(), 0xFFFF));
+      s.Close();
+    } catch (const CodedError& e) {
+      if (e.status() == 0) throw;
+    }
   }
   if (probe_sid && !st.sid_is_msid) {
     SecretBytes msid = ReadMsid();

@@ -48,6 +48,9 @@ struct OpalStatus {
   // has it, or from an explicit probe; unset when unknown.
   std::optional<bool> sid_is_msid;
   std::string sid_state_source;  // "block-sid-feature", "probe", or ""
+  // Numbered locking ranges besides the global one (LockingInfo MaxRanges, which anybody may read
+  // once the Locking SP is active); unset when unknown.
+  std::optional<uint32_t> max_ranges;
 };
 
 struct Tries {

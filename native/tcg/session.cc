@@ -84,15 +84,18 @@ uint16_t Device::ComId() {
 
 std::vector<uint8_t> Device::Exchange(uint32_t tsn, uint32_t hsn, const std::vector<uint8_t>& payload) {
   const uint16_t com_id = ComId();
-  std::vector<uint8_t> request = BuildComPacket(com_id, tsn, hsn, payload, NextSeq());
+  std::vector<uint8_t> request =
+      BuildComPacket(com_id, tsn, hsn, payload, /*seq_number=*/0, transport::kTransferBlock);
   WipeOnExit wipe_request{request};
-  if (request.size() > tper_max_compacket_ && tper_max_compacket_ >= 512)
-    throw CodedError("TCG_VALUE_TOO_LONG", "request of " + std::to_string(request.size()) +
+  // MaxComPacketSize bounds the ComPacket itself; the transfer padding after it does not count.
+  const size_t compacket_size = kComPacketHeaderSize + ReadBe32(request.data() + 16);
+  if (compacket_size > tper_max_compacket_ && tper_max_compacket_ >= 512)
+    throw CodedError("TCG_VALUE_TOO_LONG", "request of " + std::to_string(compacket_size) +
                                                " bytes exceeds the TPer's MaxComPacketSize " +
                                                std::to_string(tper_max_compacket_));
   transport_->SecuritySend(kProtocolTcg, com_id, request);
 
-  size_t want = limits_.initial_receive;
+  size_t want = transport::PaddedTransferLength(limits_.initial_receive);
   unsigned sleep_us = 50;
   for (unsigned attempt = 0; attempt < limits_.max_polls; ++attempt) {
     std::vector<uint8_t> raw = transport_->SecurityReceive(kProtocolTcg, com_id, want);
@@ -108,7 +111,7 @@ std::vector<uint8_t> Device::Exchange(uint32_t tsn, uint32_t hsn, const std::vec
         if (cp.min_transfer > limits_.max_receive)
           throw CodedError("TCG_RESPONSE_TOO_LARGE", "TPer asks for a " + std::to_string(cp.min_transfer) +
                                                          "-byte transfer, above the limit");
-        want = cp.min_transfer;
+        want = transport::PaddedTransferLength(cp.min_transfer);
         continue;
       }
       usleep(sleep_us);
@@ -184,7 +187,12 @@ Session::Session(Device& device, uint64_t sp, std::optional<uint64_t> authority,
     usleep(sleep_us);
     sleep_us *= 2;
   }
-  ThrowIfFailed(r.status, "StartSession");
+  // With a HostChallenge, StartSession is the authentication: a refusal is a refused PIN.
+  if (authority && pin != nullptr && !by_method) {
+    ThrowIfAuthenticationFailed(r.status, "StartSession");
+  } else {
+    ThrowIfFailed(r.status, "StartSession");
+  }
   const auto& items = r.results.Items();
   if (items.size() < 2) MalformedResponse("SyncSession without HostSessionID and SPSessionID");
   if (items[0].AsUint() != hsn_)
@@ -196,9 +204,7 @@ Session::Session(Device& device, uint64_t sp, std::optional<uint64_t> authority,
   if (by_method) {
     // The destructor does not run when a constructor throws: close here on failure.
     try {
-      if (!Authenticate(*authority, *pin))
-        throw CodedError(StatusErrorCode(status::kNotAuthorized),
-                         "Authenticate: " + StatusDescription(status::kNotAuthorized), status::kNotAuthorized);
+      if (!Authenticate(*authority, *pin)) ThrowIfAuthenticationFailed(status::kNotAuthorized, "Authenticate");
     } catch (...) {
       try {
         Close();
@@ -231,6 +237,13 @@ void Session::Close() {
 
 MethodResult Session::Call(uint64_t invoking, uint64_t method, const std::vector<uint8_t>& args,
                            const std::string& what) {
+  MethodResult r = Invoke(invoking, method, args, what);
+  ThrowIfFailed(r.status, what);
+  return r;
+}
+
+MethodResult Session::Invoke(uint64_t invoking, uint64_t method, const std::vector<uint8_t>& args,
+                             const std::string& what) {
   if (!open_) throw CodedError("TCG_SESSION_CLOSED", what + ": the session is closed");
   std::vector<uint8_t> call = MethodCall(invoking, method, args);
   WipeOnExit wipe_call{call};
@@ -249,7 +262,6 @@ MethodResult Session::Call(uint64_t invoking, uint64_t method, const std::vector
     if (e.code() == "TCG_SESSION_CLOSED") open_ = false;
     throw;
   }
-  ThrowIfFailed(r.status, what);
   return r;
 }
 
@@ -281,7 +293,8 @@ void Session::Set(uint64_t row, const std::vector<std::pair<uint32_t, Value>>& v
 bool Session::Authenticate(uint64_t authority, const SecretBytes& proof) {
   TokenWriter args;
   args.Uid(authority).NamedBytes(param::kProof, proof.data(), proof.size());
-  MethodResult r = Call(uid::kThisSp, uid::kMethodAuthenticate, args.bytes(), "Authenticate");
+  MethodResult r = Invoke(uid::kThisSp, uid::kMethodAuthenticate, args.bytes(), "Authenticate");
+  ThrowIfAuthenticationFailed(r.status, "Authenticate");
   const auto& items = r.results.Items();
   if (items.empty()) MalformedResponse("Authenticate returned no result");
   return items[0].AsUint() != 0;

@@ -54,8 +54,9 @@ class Device {
   // Session manager Properties exchange; records the TPer's MaxComPacketSize etc.
   std::vector<std::pair<std::string, uint64_t>> Properties();
 
-  // Sends one ComPacket (one Packet, one data SubPacket) and returns the response Packet's
-  // payload, after checking it is addressed to (tsn, hsn). Throws TCG_SESSION_MISMATCH,
+  // Sends one ComPacket (one Packet, one data SubPacket, SeqNumber 0 as hosts and drives use it,
+  // zero-padded to whole transfer blocks) and returns the response Packet's payload, after
+  // checking it is addressed to (tsn, hsn). IF-RECV lengths are whole transfer blocks too. Throws TCG_SESSION_MISMATCH,
   // TCG_MALFORMED_COMPACKET, TCG_TIMEOUT (TPer never answered within the poll bound).
   std::vector<uint8_t> Exchange(uint32_t tsn, uint32_t hsn, const std::vector<uint8_t>& payload);
 
@@ -66,7 +67,6 @@ class Device {
   // HostSigningAuthority, one round trip); true = StartSession, then ThisSP.Authenticate.
   void set_authenticate_with_method(bool v) { authenticate_with_method_ = v; }
   bool authenticate_with_method() const { return authenticate_with_method_; }
-  uint32_t NextSeq() { return ++seq_; }
 
  private:
   std::unique_ptr<transport::Transport> transport_;
@@ -74,7 +74,6 @@ class Device {
   std::optional<Discovery> discovery_;
   uint16_t com_id_ = 0;
   uint32_t host_session_counter_ = 0x4B41;  // arbitrary; incremented per session
-  uint32_t seq_ = 0;
   size_t tper_max_compacket_ = 2048;
   bool authenticate_with_method_ = false;
 };
@@ -83,7 +82,8 @@ class Session {
  public:
   // StartSession on `sp`. With an authority and PIN the session authenticates, at start
   // (HostSigningAuthority + HostChallenge) or with the Authenticate method per the Device's
-  // setting; a wrong PIN throws TCG_NOT_AUTHORIZED ("StartSession: ..." / "Authenticate: ...").
+  // setting; a wrong PIN throws TCG_NOT_AUTHORIZED marked auth_refused (a locked-out authority:
+  // TCG_AUTHORITY_LOCKED_OUT, marked too).
   Session(Device& device, uint64_t sp, std::optional<uint64_t> authority = std::nullopt,
           const SecretBytes* pin = nullptr, bool write = true);
   Session(const Session&) = delete;
@@ -103,7 +103,8 @@ class Session {
   Value Get(uint64_t row, uint32_t first_column, uint32_t last_column);
   // Set columns of a row. Values are encoded tokens per column.
   void Set(uint64_t row, const std::vector<std::pair<uint32_t, Value>>& values);
-  // Authenticate an authority inside the session; false when the TPer says the proof is wrong.
+  // Authenticate an authority inside the session; false when the TPer says the proof is wrong. A
+  // refusing status throws marked auth_refused.
   bool Authenticate(uint64_t authority, const SecretBytes& proof);
   // Next on a table: up to `count` row UIDs after `where` (0 = from the start).
   std::vector<uint64_t> Next(uint64_t table, uint64_t where, uint32_t count);
@@ -117,6 +118,9 @@ class Session {
   void Close();
 
  private:
+  // One method call and its response, status not checked (Call and Authenticate check it).
+  MethodResult Invoke(uint64_t invoking, uint64_t method, const std::vector<uint8_t>& args, const std::string& what);
+
   Device& device_;
   uint32_t hsn_ = 0;
   uint32_t tsn_ = 0;

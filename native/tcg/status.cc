@@ -67,5 +67,14 @@ void ThrowIfFailed(uint32_t s, const std::string& context) {
   throw CodedError(StatusErrorCode(s), context + ": " + StatusDescription(s), static_cast<int>(s));
 }
 
+bool RefusesAuthentication(uint32_t s) { return s == status::kNotAuthorized || s == status::kAuthorityLockedOut; }
+
+void ThrowIfAuthenticationFailed(uint32_t s, const std::string& context) {
+  if (s == status::kSuccess) return;
+  CodedError error(StatusErrorCode(s), context + ": " + StatusDescription(s), static_cast<int>(s));
+  if (RefusesAuthentication(s)) error.MarkAuthRefused();
+  throw error;
+}
+
 }  // namespace tcg
 }  // namespace kmip_agent

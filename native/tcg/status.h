@@ -40,5 +40,13 @@ std::string StatusDescription(uint32_t status);
 // Throws CodedError(StatusErrorCode(status), "<context>: <description>", status) unless SUCCESS.
 void ThrowIfFailed(uint32_t status, const std::string& context);
 
+// The answers that refuse an authentication: NOT_AUTHORIZED (wrong proof) and AUTHORITY_LOCKED_OUT.
+bool RefusesAuthentication(uint32_t status);
+
+// ThrowIfFailed for the answer to an authentication (StartSession with a HostChallenge,
+// Authenticate): a refusal is marked auth_refused, so a wrong PIN is told apart from a method
+// the authority may not run, which also answers NOT_AUTHORIZED.
+void ThrowIfAuthenticationFailed(uint32_t status, const std::string& context);
+
 }  // namespace tcg
 }  // namespace kmip_agent

@@ -132,7 +132,10 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
     Napi::Object out = Napi::Object::New(env);
     try {
       if (kind == "detect") {
-        out.Set("result", KindName(DetectKind(port, "/dev/scripted")));
+        Napi::Value root = params.Get("sysfsRoot");
+        Route route = DetectRoute(port, "/dev/scripted", root.IsString() ? root.As<Napi::String>().Utf8Value() : "/sys");
+        out.Set("result", KindName(route.kind));
+        out.Set("reason", route.reason);
       } else {
         PassthroughTransport transport(port, KindFrom(kind), "scripted", "");
         const uint8_t protocol = ProtocolArg(params.Get("protocol"));
@@ -146,8 +149,7 @@ Napi::Value Scripted(const Napi::CallbackInfo& info) {
         }
       }
     } catch (...) {
-      ErrorInfo e = DescribeCurrentException();
-      out.Set("error", MakeError(env, e.code, e.message, e.status).Value());
+      out.Set("error", MakeError(env, DescribeCurrentException()).Value());
     }
     Napi::Array calls = Napi::Array::New(env, port.calls().size());
     for (size_t i = 0; i < port.calls().size(); ++i) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 
 #include "core/errors.h"
 #include "core/secure.h"
@@ -106,9 +107,18 @@ std::vector<uint8_t> InquiryVpd(IoctlPort& port, uint8_t page) {
   return data;
 }
 
-// ATA trusted commands move whole 512-byte blocks, at least one.
-size_t AtaPadded(size_t bytes) {
-  return std::max<size_t>(kAtaBlockSize, (bytes + kAtaBlockSize - 1) / kAtaBlockSize * kAtaBlockSize);
+// SAT's ATA Information VPD page (89h): bytes 8..15 SAT VENDOR IDENTIFICATION, 16..31 SAT PRODUCT
+// IDENTIFICATION name the translation layer; Linux libata calls itself "linux" / "libata".
+bool TranslatedByLibata(const std::vector<uint8_t>& page) {
+  return page.size() >= 32 && TrimAscii(page.data() + 8, 8) == "linux" && TrimAscii(page.data() + 16, 16) == "libata";
+}
+
+// The libata.allow_tpm module parameter ("1", "0"), or "" when it cannot be read.
+std::string ReadAllowTpm(const std::string& file) {
+  std::ifstream in(file);
+  std::string value;
+  if (!in || !std::getline(in, value)) return "";
+  return value;
 }
 
 }  // namespace
@@ -127,57 +137,65 @@ PassthroughTransport::PassthroughTransport(IoctlPort& port, PassthroughKind kind
       serial_(std::move(serial)) {}
 
 void PassthroughTransport::SecuritySend(uint8_t protocol, uint16_t com_id, const std::vector<uint8_t>& data) {
+  // Transfers are whole blocks on every transport: a shorter ComPacket is zero-padded in a copy
+  // that wipes itself (ComPackets carry PINs); one already padded is sent in place.
+  const size_t length = PaddedTransferLength(data.size());
+  SecretBytes padded(length == data.size() ? 0 : length);
+  uint8_t* buffer = const_cast<uint8_t*>(data.data());
+  if (length != data.size()) {
+    if (!data.empty()) std::memcpy(padded.data(), data.data(), data.size());
+    buffer = padded.data();
+  }
   switch (kind_) {
     case PassthroughKind::Scsi: {
-      // Sent in place: ComPackets carry PINs, so no copies are made that would need wiping.
-      auto cdb = ScsiSecurityProtocolCdb(true, protocol, com_id, static_cast<uint32_t>(data.size()));
-      RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_TO_DEV, const_cast<uint8_t*>(data.data()), data.size(),
-              "SECURITY PROTOCOL OUT");
+      auto cdb = ScsiSecurityProtocolCdb(true, protocol, com_id, static_cast<uint32_t>(length));
+      RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_TO_DEV, buffer, length, "SECURITY PROTOCOL OUT");
       return;
     }
     case PassthroughKind::Ata: {
-      // ATA moves whole blocks: the ComPacket is padded with zeros in a copy that wipes itself.
-      SecretBytes payload(AtaPadded(data.size()));
-      std::memcpy(payload.data(), data.data(), data.size());
-      auto cdb = AtaTrustedCdb(true, protocol, com_id, static_cast<uint32_t>(payload.size()));
-      RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_TO_DEV, payload.data(), payload.size(), "ATA TRUSTED SEND");
+      auto cdb = AtaTrustedCdb(true, protocol, com_id, static_cast<uint32_t>(length));
+      RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_TO_DEV, buffer, length, "ATA TRUSTED SEND");
       return;
     }
     case PassthroughKind::Nvme: {
-      auto cmd = NvmeSecurityCommand(true, protocol, com_id, static_cast<uint32_t>(data.size()));
-      RunNvme(port_, cmd, const_cast<uint8_t*>(data.data()), "NVMe Security Send");
+      auto cmd = NvmeSecurityCommand(true, protocol, com_id, static_cast<uint32_t>(length));
+      RunNvme(port_, cmd, buffer, "NVMe Security Send");
       return;
     }
   }
 }
 
 std::vector<uint8_t> PassthroughTransport::SecurityReceive(uint8_t protocol, uint16_t com_id, size_t length) {
+  // Asked for whole blocks; the caller gets the `length` bytes it asked for.
+  const size_t padded = PaddedTransferLength(length);
+  std::vector<uint8_t> data(padded);
   switch (kind_) {
     case PassthroughKind::Scsi: {
-      std::vector<uint8_t> data(length);
-      auto cdb = ScsiSecurityProtocolCdb(false, protocol, com_id, static_cast<uint32_t>(length));
+      auto cdb = ScsiSecurityProtocolCdb(false, protocol, com_id, static_cast<uint32_t>(padded));
       RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_FROM_DEV, data.data(), data.size(), "SECURITY PROTOCOL IN");
-      return data;
+      break;
     }
     case PassthroughKind::Ata: {
-      size_t padded = AtaPadded(length);
-      std::vector<uint8_t> data(padded);
       auto cdb = AtaTrustedCdb(false, protocol, com_id, static_cast<uint32_t>(padded));
       RunSgIo(port_, cdb.data(), cdb.size(), SG_DXFER_FROM_DEV, data.data(), data.size(), "ATA TRUSTED RECEIVE");
-      data.resize(length);
-      return data;
+      break;
     }
-    default: {
-      std::vector<uint8_t> data(length);
-      auto cmd = NvmeSecurityCommand(false, protocol, com_id, static_cast<uint32_t>(length));
+    case PassthroughKind::Nvme: {
+      auto cmd = NvmeSecurityCommand(false, protocol, com_id, static_cast<uint32_t>(padded));
       RunNvme(port_, cmd, data.data(), "NVMe Security Receive");
-      return data;
+      break;
     }
   }
+  if (padded != length) {
+    SecureWipe(data.data() + length, padded - length);
+    data.resize(length);
+  }
+  return data;
 }
 
-PassthroughKind DetectKind(IoctlPort& port, const std::string& path) {
-  if (port.Ioctl(NVME_IOCTL_ID, nullptr, 0) >= 0) return PassthroughKind::Nvme;
+Route DetectRoute(IoctlPort& port, const std::string& path, const std::string& sysfs_root) {
+  if (port.Ioctl(NVME_IOCTL_ID, nullptr, 0) >= 0)
+    return {PassthroughKind::Nvme, "NVMe controller: Security Send/Receive admin commands"};
   int version = 0;
   if (port.Ioctl(SG_GET_VERSION_NUM, &version, sizeof version) != 0) {
     throw CodedError("TRANSPORT_NOT_SUPPORTED",
@@ -185,13 +203,31 @@ PassthroughKind DetectKind(IoctlPort& port, const std::string& path) {
                             "partition, for example): TCG pass-through is not possible on it");
   }
   // The ATA Information VPD page exists only where a SCSI/ATA Translation layer fronts an ATA drive.
+  std::vector<uint8_t> page;
   try {
-    std::vector<uint8_t> page = InquiryVpd(port, 0x89);
-    if (page[1] == 0x89) return PassthroughKind::Ata;
+    page = InquiryVpd(port, 0x89);
   } catch (const CodedError&) {
     // no SAT: a native SCSI device
   }
-  return PassthroughKind::Scsi;
+  if (page.size() < 2 || page[1] != 0x89)
+    return {PassthroughKind::Scsi, "SCSI device (no ATA Information VPD page): SECURITY PROTOCOL IN/OUT"};
+  if (!TranslatedByLibata(page)) {
+    std::string satl = TrimAscii(page.data() + 8, 8) + " " + TrimAscii(page.data() + 16, 16);
+    satl = satl == " " ? "" : " (" + satl + ")";
+    return {PassthroughKind::Ata, "ATA disk behind a SCSI/ATA translation layer" + satl +
+                                      ": ATA PASS-THROUGH(16) with TRUSTED SEND/RECEIVE"};
+  }
+  const std::string file = sysfs_root + "/module/libata/parameters/allow_tpm";
+  const std::string allow_tpm = ReadAllowTpm(file);
+  if (allow_tpm == "1") {
+    return {PassthroughKind::Ata, "ATA disk behind Linux libata, which passes TRUSTED SEND/RECEIVE through "
+                                  "(libata.allow_tpm=1): ATA PASS-THROUGH(16)"};
+  }
+  return {PassthroughKind::Scsi,
+          "ATA disk behind Linux libata: SCSI SECURITY PROTOCOL IN/OUT, which libata translates to TRUSTED "
+          "SEND/RECEIVE (libata refuses them in ATA PASS-THROUGH unless the kernel is booted with "
+          "libata.allow_tpm=1; " +
+              file + (allow_tpm.empty() ? " could not be read)" : " reads " + allow_tpm + ")")};
 }
 
 std::string ReadSerial(IoctlPort& port, PassthroughKind kind) {
@@ -221,11 +257,13 @@ std::unique_ptr<PassthroughTransport> OpenDeviceTransport(const std::string& pat
   if (!port->IsBlockDevice() && !port->IsCharDevice()) {
     throw CodedError("TRANSPORT_NOT_SUPPORTED", path + " is not a device node: TCG pass-through needs a drive");
   }
-  PassthroughKind kind = DetectKind(*port, path);
-  std::string serial = ReadSerial(*port, kind);
+  Route route = DetectRoute(*port, path);
+  std::string serial = ReadSerial(*port, route.kind);
   IoctlPort& ref = *port;
-  return std::make_unique<PassthroughTransport>(ref, kind, std::string(KindName(kind)) + " " + path, serial,
-                                                std::move(port));
+  // The description carries the route's reason, so `drive discover` says how and why.
+  return std::make_unique<PassthroughTransport>(
+      ref, route.kind, std::string(KindName(route.kind)) + " " + path + " (" + route.reason + ")", serial,
+      std::move(port));
 }
 
 }  // namespace transport

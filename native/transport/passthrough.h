@@ -35,10 +35,20 @@ class PassthroughTransport : public Transport {
   std::string serial_;
 };
 
-// How this device can be reached: NVMe (NVME_IOCTL_ID answers), ATA behind SAT (SG_IO works and
-// the ATA Information VPD page exists) or SCSI (SG_IO works). Anything else, a loop device for
-// one, throws TRANSPORT_NOT_SUPPORTED naming the device.
-PassthroughKind DetectKind(IoctlPort& port, const std::string& path);
+// How a device is reached (the command set) and why, in words `drive discover` shows.
+struct Route {
+  PassthroughKind kind = PassthroughKind::Scsi;
+  std::string reason;
+};
+
+// How this device can be reached: NVMe (NVME_IOCTL_ID answers); an ATA disk behind a SCSI/ATA
+// Translation layer (the ATA Information VPD page exists) through ATA PASS-THROUGH, except behind
+// Linux libata (the page names it), which refuses pass-through of TRUSTED SEND/RECEIVE unless the
+// kernel was booted with libata.allow_tpm=1 (<sysfs_root>/module/libata/parameters/allow_tpm) and
+// translates SCSI SECURITY PROTOCOL IN/OUT itself; otherwise SCSI (SG_IO works). Anything else, a
+// loop device for one, throws TRANSPORT_NOT_SUPPORTED naming the device.
+Route DetectRoute(IoctlPort& port, const std::string& path, const std::string& sysfs_root = "/sys");
+inline PassthroughKind DetectKind(IoctlPort& port, const std::string& path) { return DetectRoute(port, path).kind; }
 
 // Best effort: the drive's serial (SCSI VPD 80h, NVMe Identify Controller), "" when unavailable.
 std::string ReadSerial(IoctlPort& port, PassthroughKind kind);

@@ -11,6 +11,17 @@
 namespace kmip_agent {
 namespace transport {
 
+// IF-SEND / IF-RECV transfers are whole 512-byte blocks on every transport: ATA trusted commands
+// count blocks, libata rounds SCSI SECURITY PROTOCOL lengths up to them, and drives expect the
+// padded lengths the kernel and other hosts send. Zero padding follows the ComPacket's Length.
+constexpr size_t kTransferBlock = 512;
+
+// `bytes` rounded up to whole transfer blocks, at least one block.
+inline size_t PaddedTransferLength(size_t bytes) {
+  if (bytes <= kTransferBlock) return kTransferBlock;
+  return (bytes + kTransferBlock - 1) / kTransferBlock * kTransferBlock;
+}
+
 class Transport {
  public:
   virtual ~Transport() = default;

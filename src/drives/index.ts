@@ -8,7 +8,7 @@ export type {
   SetupRangeOptions,
   UnlockOptions,
 } from './opal.js';
-export { OpalError, toOpalError } from './errors.js';
+export { isAuthRefusal, OpalError, toOpalError } from './errors.js';
 export {
   BACKEND_NAMES,
   BackendChoiceError,

@@ -38,6 +38,8 @@ export interface KernelRangeStatus {
 }
 
 export interface KernelGeometry {
+  /** The drive's ALIGN bit: locking ranges must be aligned to alignmentGranularity. */
+  alignRequired: boolean;
   logicalBlockSize: number;
   alignmentGranularity: bigint;
   lowestAlignedLba: bigint;

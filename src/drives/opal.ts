@@ -15,7 +15,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { selectBackend, type BackendChoice, type BackendOptions } from './backend.js';
 import { KmipAgentError } from '../errors.js';
-import { OpalError, toOpalError } from './errors.js';
+import { isAuthRefusal, OpalError, toOpalError } from './errors.js';
 import { sedutilPin } from './sedutil.js';
 import {
   ADMIN1,
@@ -89,6 +89,18 @@ function checkNewPin(pin: Buffer): Buffer {
 /** SP life cycle state of an activated Locking SP (Opal SSC 5.1.2: Manufactured). */
 const LOCKING_SP_MANUFACTURED = 9;
 
+/** Locking ranges are numbered in the low 16 bits of their UIDs (Opal SSC 4.3.5.2). */
+const MAX_RANGE_NUMBER = 0xffff;
+
+function checkRangeNumber(what: string, range: number): void {
+  if (!Number.isInteger(range) || range < 0 || range > MAX_RANGE_NUMBER) {
+    throw new OpalError(
+      `${what}: a locking range is 0 (global) or a number up to ${MAX_RANGE_NUMBER}, not ${range}`,
+      'TCG_INVALID_ARGUMENT',
+    );
+  }
+}
+
 /** Process-wide memory of refused PINs per drive spec (HMAC with a per-process random key). */
 const refusedPinKey = randomBytes(32);
 const refusedPins = new Map<string, Set<string>>();
@@ -104,6 +116,8 @@ function refusedDigest(authority: Authority, derivation: string, pin: Buffer): s
 export class OpalDrive {
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Numbered ranges the drive has (LockingInfo MaxRanges), once the drive has told. */
+  private maxRanges: number | undefined;
 
   private constructor(
     readonly spec: string,
@@ -211,13 +225,18 @@ export class OpalDrive {
 
   /** Enables (or disables) Locking SP User<n>, letting it lock/unlock `ranges` when enabled. */
   enableUser(adminPin: Buffer, user: number, options: { enabled?: boolean; ranges?: number[] } = {}): Promise<void> {
-    return this.authenticated(`enable User${user}`, ADMIN1, adminPin, (p) =>
-      this.backend.enableUser(p, user, options.enabled ?? true, options.ranges ?? []),
-    );
+    const what = `enable User${user}`;
+    const ranges = options.ranges ?? [];
+    return this.authenticated(what, ADMIN1, adminPin, async (p) => {
+      await this.checkRangesExist(what, ranges);
+      await this.backend.enableUser(p, user, options.enabled ?? true, ranges);
+    });
   }
 
   setupRange(adminPin: Buffer, options: SetupRangeOptions): Promise<void> {
-    return this.authenticated(`set up range ${options.range}`, ADMIN1, adminPin, async (p) => {
+    const what = `set up range ${options.range}`;
+    return this.authenticated(what, ADMIN1, adminPin, async (p) => {
+      await this.checkRangesExist(what, [options.range]);
       try {
         await this.backend.setupRange(
           p,
@@ -280,9 +299,11 @@ export class OpalDrive {
 
   /** Crypto erase: the range's data becomes unreadable (new media key). */
   erase(adminPin: Buffer, options: EraseOptions): Promise<void> {
-    return this.authenticated(`erase range ${options.range}`, ADMIN1, adminPin, (p) =>
-      this.backend.erase(p, options.range, options.method === 'erase'),
-    );
+    const what = `erase range ${options.range}`;
+    return this.authenticated(what, ADMIN1, adminPin, async (p) => {
+      await this.checkRangesExist(what, [options.range]);
+      await this.backend.erase(p, options.range, options.method === 'erase');
+    });
   }
 
   setMbr(adminPin: Buffer, options: { enable?: boolean; done?: boolean }): Promise<void> {
@@ -332,8 +353,33 @@ export class OpalDrive {
   private setLock(pin: Buffer, options: LockOptions, state: LockStateName): Promise<void> {
     const who = options.authority ?? ADMIN1;
     const range = options.range ?? 0;
-    return this.authenticated(`set range ${range} ${state}`, who, pin, (p) =>
-      this.backend.setLock(who, p, range, state),
+    const what = `set range ${range} ${state}`;
+    return this.authenticated(what, who, pin, async (p) => {
+      await this.checkRangesExist(what, [range]);
+      await this.backend.setLock(who, p, range, state);
+    });
+  }
+
+  /**
+   * Refuses a locking range the drive does not have (DRIVE_RANGE_NOT_FOUND, naming the ones it
+   * has) before any PIN is sent: the count comes from LockingInfo MaxRanges, which needs no PIN,
+   * kept once read. When the drive does not tell (Locking SP inactive, kernel backend without
+   * pass-through), the drive itself decides.
+   */
+  private async checkRangesExist(what: string, ranges: number[]): Promise<void> {
+    for (const range of ranges) checkRangeNumber(what, range);
+    const numbered = ranges.filter((r) => r > 0);
+    if (numbered.length === 0) return;
+    // Asked again while unknown: an inactive Locking SP tells once it is activated.
+    this.maxRanges ??= (await this.backend.status(false)).maxRanges ?? undefined;
+    const max = this.maxRanges;
+    const missing = max === undefined ? undefined : numbered.find((r) => r > max);
+    if (max === undefined || missing === undefined) return;
+    const valid = max > 0 ? `0 (global) and 1..${max}` : '0 (global) only';
+    throw new OpalError(
+      `${what}: the drive has no locking range ${missing}; its ranges are ${valid} (LockingInfo MaxRanges ${max})`,
+      'DRIVE_RANGE_NOT_FOUND',
+      { details: { range: missing, validRanges: [...Array(max + 1).keys()] } },
     );
   }
 
@@ -360,15 +406,10 @@ export class OpalDrive {
         refusedPins.get(this.spec)?.delete(digest);
         return result;
       } catch (error) {
-        // Only a refused StartSession or Authenticate proves the PIN wrong; NOT_AUTHORIZED on another
-        // method is an access-control refusal. A backend that cannot tell them apart (kernel
-        // sed-opal) marks its NOT_AUTHORIZED as `pinRefused` so the PIN is not tried again.
-        if (
-          error instanceof Error &&
-          (error as { code?: string }).code === 'TCG_NOT_AUTHORIZED' &&
-          (/^(StartSession|Authenticate):/.test(error.message) ||
-            (error as { pinRefused?: boolean }).pinRefused === true)
-        ) {
+        // Only a refused authentication proves the PIN wrong, and the addon marks exactly those
+        // (`authRefused`); NOT_AUTHORIZED for a method the authority may not run is an access
+        // refusal, and a locked-out authority was not asked about the PIN at all.
+        if (isAuthRefusal(error) && (error as { code?: string }).code === 'TCG_NOT_AUTHORIZED') {
           let set = refusedPins.get(this.spec);
           if (!set) refusedPins.set(this.spec, (set = new Set()));
           set.add(digest);

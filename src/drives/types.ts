@@ -71,6 +71,11 @@ export interface OpalStatus {
   /** C_PIN_SID still equals C_PIN_MSID (not owned); null when unknown. */
   sidIsMsid: boolean | null;
   sidStateSource: '' | 'block-sid-feature' | 'probe';
+  /**
+   * Numbered locking ranges besides the global range 0 (LockingInfo MaxRanges, readable without a
+   * PIN once the Locking SP is active); null or absent when unknown.
+   */
+  maxRanges?: number | null;
 }
 
 export interface RangeStatus {

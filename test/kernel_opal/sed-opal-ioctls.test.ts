@@ -212,7 +212,7 @@ describe('answers from the kernel are decoded', () => {
     out.writeBigUInt64LE(8n, 8);
     out.writeBigUInt64LE(0n, 16);
     const { result } = await scripted((k) => k.geometry(), [{ ret: 0, structOut: out }]);
-    expect(result).toEqual({ logicalBlockSize: 4096, alignmentGranularity: 8n, lowestAlignedLba: 0n });
+    expect(result).toEqual({ alignRequired: false, logicalBlockSize: 4096, alignmentGranularity: 8n, lowestAlignedLba: 0n });
   });
 });
 

@@ -223,17 +223,25 @@ describe('sessions against a scripted TPer', () => {
   it('authenticates at StartSession with HostChallenge (name 0) and HostSigningAuthority (name 3)', async () => {
     const backend = seams.openScriptedDrive(discovery, [
       propertiesOk,
+      // Before a numbered range is touched, the status read without a PIN says how many exist.
       syncSession(FIRST_HSN),
-      packet(TSN, FIRST_HSN, [[], EOD, [0, 0, 0]]),
+      getResult(FIRST_HSN, [{ name: 6, value: 9 }]), // Locking SP life cycle: Manufactured
       closed(FIRST_HSN),
+      syncSession(FIRST_HSN + 1),
+      getResult(FIRST_HSN + 1, [{ name: 4, value: 8 }]), // LockingInfo MaxRanges
+      closed(FIRST_HSN + 1),
+      syncSession(FIRST_HSN + 2),
+      packet(TSN, FIRST_HSN + 2, [[], EOD, [0, 0, 0]]),
+      closed(FIRST_HSN + 2),
     ]);
     await OpalDrive.fromBackend('scripted:auth', backend).unlock(Buffer.from('pin'), { range: 1 });
-    const [, start, set] = backend
+    const [start, set] = backend
       .sent()
+      .slice(7)
       .map((b) => tcg.parseComPacket(b).packets[0].subpackets[0].payload.toString('hex'));
-    // StartSession(0x4B42, Locking SP, Write = true, HostChallenge = "pin", HostSigningAuthority = Admin1).
+    // StartSession(0x4B44, Locking SP, Write = true, HostChallenge = "pin", HostSigningAuthority = Admin1).
     expect(start).toBe(
-      'f8a800000000000000ffa8000000000000ff02f0824b42a8000002050000000201f200a370696ef3f203a80000000900010001f3f1f9f0000000f1',
+      'f8a800000000000000ffa8000000000000ff02f0824b44a8000002050000000201f200a370696ef3f203a80000000900010001f3f1f9f0000000f1',
     );
     // Locking_Range1.Set(Values = [ReadLocked (7) = 0, WriteLocked (8) = 0]) (5.3.3.7).
     expect(set).toBe('f8a80000080200030001a80000000600000017f0f201f0f20700f3f20800f3f1f3f1f9f0000000f1');
