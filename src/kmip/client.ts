@@ -152,7 +152,7 @@ export class KmipClient extends KmipOperationsApi {
   private async serverOperations(): Promise<number[] | undefined> {
     this.operationsQuery ??= this.ensureConnection()
       .then((connection) =>
-        this.send(connection, [ops.query({ functions: [QueryFunction.Operations] })], this.version!),
+        this.send(connection, [ops.query({ functions: [QueryFunction.QueryOperations] })], this.version!),
       )
       .then(([result]) => (result?.ok ? (result.value as ops.QueryResult).operations : undefined))
       .catch(() => undefined);

@@ -18,7 +18,16 @@ export {
   type TlsEndpoint,
   type ConnectionOptions,
 } from './connection.js';
-export { KmipError, KmipOperationError, hasResultReason, isTransportCode, type ResultReasonInfo } from './errors.js';
+export { KmipAgentError } from './coded-error.js';
+export {
+  KmipError,
+  KmipOperationError,
+  hasResultReason,
+  isTransportCode,
+  AUTHENTICATION_HINT,
+  type KmipErrorOptions,
+  type ResultReasonInfo,
+} from './errors.js';
 export * as kmipOperations from './operations.js';
 export type {
   OperationSpec,
@@ -55,6 +64,7 @@ export {
 export { formatVersion, compareVersions, isKmip2, type ProtocolVersion } from './fields.js';
 export {
   T as KmipTag,
+  Enum as KmipEnum,
   Operation,
   ResultStatus,
   ResultReason,
@@ -67,8 +77,12 @@ export {
   RevocationReasonCode,
   QueryFunction,
   UsageMask,
+  CryptographicUsageMask,
   WrappingMethod,
+  EncodingOption,
+  BatchErrorContinuationOption,
   BlockCipherMode,
+  valueName,
   nameOf,
   type OperationCode,
 } from './spec.js';

@@ -117,7 +117,7 @@ export class KmipProvider extends KmipOperationsApi {
         const started = performance.now();
         try {
           const version = await client.connect();
-          await client.query([QueryFunction.Operations]);
+          await client.query([QueryFunction.QueryOperations]);
           this.recordSuccess(index, started);
           const test: ConnectionTest = {
             endpoint: client.endpoint,

@@ -60,15 +60,24 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     const query = await client.query([1, 3]);
     expect(query.vendorIdentification).toMatch(/PyKMIP/);
     expect(query.operations).toEqual(expect.arrayContaining([0x01, 0x03, 0x08, 0x0a, 0x12, 0x13, 0x14]));
+    expect(query.operationNames).toEqual(
+      expect.arrayContaining(['Create', 'Register', 'Get', 'Query', 'DiscoverVersions']),
+    );
+    expect(query.operationNames).toHaveLength(query.operations.length);
   });
 
   test('Create with Name and Object Group, then Get, Get Attributes, Get Attribute List', async () => {
     const name = uniqueName('create');
     const group = uniqueName('group');
     const created = await client.create({ ...aes256, name, objectGroup: group });
-    expect(created.objectType).toBe(ObjectType.SymmetricKey);
+    expect(created).toMatchObject({ objectType: ObjectType.SymmetricKey, objectTypeName: 'SymmetricKey' });
     const key = await client.get(created.uniqueIdentifier);
-    expect(key).toMatchObject({ cryptographicAlgorithm: CryptographicAlgorithm.AES, cryptographicLength: 256 });
+    expect(key).toMatchObject({
+      objectTypeName: 'SymmetricKey',
+      cryptographicAlgorithm: CryptographicAlgorithm.AES,
+      cryptographicAlgorithmName: 'AES',
+      cryptographicLength: 256,
+    });
     expect(key.value).toHaveLength(32);
     const raw = await client.get(created.uniqueIdentifier, { keyFormatType: KeyFormatType.Raw });
     expect(raw.value.equals(key.value)).toBe(true);
@@ -78,8 +87,12 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
       expect.arrayContaining([
         expect.objectContaining({ name: 'Name', value: name }),
         expect.objectContaining({ name: 'Object Group', value: group }),
-        { name: 'Cryptographic Usage Mask', value: UsageMask.Encrypt | UsageMask.Decrypt },
-        { name: 'State', value: State.PreActive },
+        {
+          name: 'Cryptographic Usage Mask',
+          value: UsageMask.Encrypt | UsageMask.Decrypt,
+          valueName: 'Encrypt|Decrypt',
+        },
+        { name: 'State', value: State.PreActive, valueName: 'PreActive' },
       ]),
     );
     const some = await client.getAttributes(created.uniqueIdentifier, ['Cryptographic Length']);
@@ -102,7 +115,12 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     const s = await client.register({ kind: 'secret-data', secret, name: uniqueName('reg-pin'), objectGroup: group });
     expect((await client.get(k.uniqueIdentifier)).value.equals(key)).toBe(true);
     const got = await client.get(s.uniqueIdentifier);
-    expect(got).toMatchObject({ objectType: ObjectType.SecretData, secretDataType: 1 });
+    expect(got).toMatchObject({
+      objectType: ObjectType.SecretData,
+      objectTypeName: 'SecretData',
+      secretDataType: 1,
+      secretDataTypeName: 'Password',
+    });
     expect(got.value.equals(secret)).toBe(true);
     // No attributes at all: 1.x still sends the (required, empty) Template-Attribute.
     const bare = await client.register({ kind: 'secret-data', secret: Buffer.from('bare') });
@@ -143,7 +161,7 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
       message: 'drive retired',
     });
     const { attributes } = await client.getAttributes(uniqueIdentifier, ['State']);
-    expect(attributes).toEqual([{ name: 'State', value: State.Deactivated }]);
+    expect(attributes).toEqual([{ name: 'State', value: State.Deactivated, valueName: 'Deactivated' }]);
     await client.destroy(uniqueIdentifier);
     await expect(client.get(uniqueIdentifier)).rejects.toMatchObject({ resultReason: { name: 'ItemNotFound' } });
   });
@@ -210,7 +228,9 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     ]);
     expect(get.ok && get.value.value.length).toBe(32);
     expect(!missing.ok && missing.error).toMatchObject({ resultReason: { name: 'ItemNotFound' } });
-    expect(attrs.ok && attrs.value.attributes).toEqual([{ name: 'State', value: State.PreActive }]);
+    expect(attrs.ok && attrs.value.attributes).toEqual([
+      { name: 'State', value: State.PreActive, valueName: 'PreActive' },
+    ]);
   });
 });
 

@@ -1,5 +1,5 @@
 /** Typed failures of the TTLV codec: every one carries a stable code, the byte offset and the tag. */
-import { KmipAgentError } from '../../errors.js';
+import { KmipAgentError } from '../coded-error.js';
 
 export const TtlvErrorCode = {
   /** The input ends before the item it declares. */
