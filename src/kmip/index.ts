@@ -9,7 +9,13 @@
  * ```
  */
 export { KmipClient, ALL_VERSIONS, wipeTree, type KmipClientOptions } from './client.js';
-export { KmipProvider, type KmipProviderOptions, type ServerHealth, type ConnectionTest } from './provider.js';
+export {
+  KmipProvider,
+  type KmipProviderOptions,
+  type ServerHealth,
+  type ConnectionTest,
+  type ServerAttempt,
+} from './provider.js';
 export { KmipOperationsApi, type CallOptions, type ItemResult, type Results } from './api.js';
 export {
   KmipConnection,
