@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { KmipClient } from '../../src/kmip/client.js';
+import { KmipProvider } from '../../src/kmip/provider.js';
 import { KmipOperationError } from '../../src/kmip/errors.js';
 import * as ops from '../../src/kmip/operations.js';
 import {
@@ -315,15 +316,41 @@ describe('PyKMIP identities and refusals', () => {
       expect(error).toMatchObject({
         code: 'KMIP_OPERATION_FAILED',
         resultReason: { name: 'AuthenticationNotSuccessful', code: ResultReason.AuthenticationNotSuccessful },
+        hint: 'reissue the client certificate with extendedKeyUsage clientAuth',
       });
-      // Negotiation surfaces the same refusal rather than guessing a version.
+      // The library names the cause itself: every caller shows it.
+      expect((error as Error).message).toMatch(/the client certificate has no extendedKeyUsage/);
+      // Negotiation (Discover Versions) surfaces the same refusal rather than guessing a version.
       const negotiating = new KmipClient(pykmipClientOptions(server, { cert: noEku.certPem, key: noEku.keyPem }));
       await expect(negotiating.connect()).rejects.toMatchObject({
         resultReason: { name: 'AuthenticationNotSuccessful' },
+        message: expect.stringMatching(/no extendedKeyUsage/),
+        hint: expect.stringMatching(/clientAuth/),
       });
       negotiating.close();
     } finally {
       client.close();
+    }
+  });
+
+  test('a client certificate for serverAuth only: the refused handshake says clientAuth is missing, testConnection too', async () => {
+    const ca = TestCa.open(join(server.dir, 'pki'));
+    const serverOnly = ca.issue('server-only-eku', { cn: 'kmip-agent-server-only', eku: ['serverAuth'] });
+    const options = pykmipClientOptions(server, { cert: serverOnly.certPem, key: serverOnly.keyPem });
+    const provider = new KmipProvider({ ...options, servers: [{ host: options.host, port: options.port }] });
+    const expected = {
+      code: 'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
+      message: expect.stringMatching(/lacks extendedKeyUsage clientAuth/),
+      hint: 'reissue the client certificate with extendedKeyUsage clientAuth',
+    };
+    try {
+      // PyKMIP's OpenSSL refuses such a certificate in the handshake (alert: unsupported certificate).
+      const [test] = await provider.testConnection();
+      expect(test).toMatchObject({ ok: false, error: expected });
+      const error = await provider.discoverVersions().catch((e: unknown) => e);
+      expect(JSON.parse(JSON.stringify(error))).toMatchObject(expected);
+    } finally {
+      provider.close();
     }
   });
 

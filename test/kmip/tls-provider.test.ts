@@ -114,6 +114,26 @@ describe('TLS', () => {
     }
   });
 
+  test('a client certificate for serverAuth only is named as such, in TLS 1.2 and 1.3', async () => {
+    const serverOnly = fixture.pki.ca.issue('server-only', { cn: 'server-only', eku: ['serverAuth'] });
+    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+      const client = new KmipClient({
+        host: '127.0.0.1',
+        port: fixture.port,
+        ca: readFileSync(fixture.pki.ca.cert),
+        cert: serverOnly.certPem,
+        key: serverOnly.keyPem,
+        maxVersion,
+      });
+      await expect(client.connect(), maxVersion).rejects.toMatchObject({
+        code: 'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
+        message: expect.stringContaining('lacks extendedKeyUsage clientAuth'),
+        hint: 'reissue the client certificate with extendedKeyUsage clientAuth',
+      });
+      client.close();
+    }
+  });
+
   test('a client certificate issued by an intermediate is accepted when the intermediate is sent along', async () => {
     const root = fixture.pki.ca;
     const intermediate = root.issue('intermediate', { cn: 'kmip-agent test intermediate', isCa: true });
