@@ -428,6 +428,8 @@ export class KmipConnection {
           return;
         }
         socket.setNoDelay(true);
+        // Idle until the first exchange (which refs it again).
+        socket.unref();
         resolve(
           new KmipConnection(socket, endpoint, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, lacksClientAuth),
         );
@@ -457,8 +459,11 @@ export class KmipConnection {
   /** Sends one encoded request message and resolves with the raw response message. */
   exchange(request: Buffer, timeoutMs: number): Promise<Buffer> {
     const run = () => this.exchangeNow(request, timeoutMs);
-    this.outstanding++;
-    const result = this.tail.then(run, run).finally(() => this.outstanding--);
+    // Only a connection with work keeps the process alive: a script that forgets close() still exits.
+    if (this.outstanding++ === 0) this.socket.ref();
+    const result = this.tail.then(run, run).finally(() => {
+      if (--this.outstanding === 0) this.socket.unref();
+    });
     this.tail = result.catch(() => undefined);
     return result;
   }
