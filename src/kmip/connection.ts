@@ -103,7 +103,7 @@ export function classifySocketError(error: unknown, where: string): KmipError {
     return fail(`a certificate of the server chain has a weak key (${text})`, 'KMIP_TLS_WEAK_KEY', WEAK_KEY_HINT);
   if (PROTOCOL_VERSION.test(code) || PROTOCOL_VERSION.test(text))
     return fail(
-      `the server does not speak TLS 1.2 or 1.3 (${text})`,
+      `no TLS version in common with the server: it offers none of TLS 1.2/1.3 this client allows (TLS 1.0 and 1.1 are refused) (${text})`,
       'KMIP_TLS_PROTOCOL_VERSION',
       'the server must enable TLS 1.2 or later; TLS 1.0 and 1.1 are refused',
     );

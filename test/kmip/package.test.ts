@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { packageRoot } from '../../src/native/addon.js';
 
 const server = inject('pykmip');
@@ -74,6 +74,25 @@ function readmeExample(readme: string): string {
 }
 
 describe('the standalone KMIP package', () => {
+  test('src/kmip imports nothing outside itself but node: modules (and the optional XML parser, lazily)', () => {
+    const library = join(packageRoot(), 'src', 'kmip');
+    const outside: string[] = [];
+    const walk = (folder: string): void => {
+      for (const entry of readdirSync(folder, { withFileTypes: true })) {
+        const path = join(folder, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else if (entry.name.endsWith('.ts'))
+          for (const [, specifier] of readFileSync(path, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g)) {
+            const inside = specifier!.startsWith('.') && resolve(folder, specifier!).startsWith(library + sep);
+            if (!inside && !specifier!.startsWith('node:') && specifier !== 'fast-xml-parser')
+              outside.push(`${path}: ${specifier}`);
+          }
+      }
+    };
+    walk(library);
+    expect(outside).toEqual([]);
+  });
+
   test('the tarball holds compiled JS, typings, README and manifest: no native code, no scripts, no dependencies', () => {
     const files = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n');
     expect(files).toEqual(expect.arrayContaining(['package/package.json', 'package/README.md']));

@@ -148,12 +148,17 @@ describe('misreported TLS failures name their cause', () => {
     await expectRefused(await tlsPeer(leaf.certPem, leaf.keyPem), 'KMIP_TLS_CERT_NOT_YET_VALID', /not valid yet/);
   });
 
+  test('an expired certificate: KMIP_TLS_CERT_EXPIRED', async () => {
+    const leaf = ca.issue('expired', { cn: 'expired', ...SERVER, notBefore: '20200101000000Z' });
+    await expectRefused(await tlsPeer(leaf.certPem, leaf.keyPem), 'KMIP_TLS_CERT_EXPIRED', /has expired/);
+  });
+
   test('a server that speaks only TLS 1.0/1.1: KMIP_TLS_PROTOCOL_VERSION', async () => {
     const leaf = ca.issue('old-tls', { cn: 'old-tls', ...SERVER });
     await expectRefused(
       await tlsPeer(leaf.certPem, leaf.keyPem, { min: 'TLSv1', max: 'TLSv1.1' }),
       'KMIP_TLS_PROTOCOL_VERSION',
-      /does not speak TLS 1\.2 or 1\.3/,
+      /no TLS version in common with the server.*TLS 1\.0 and 1\.1 are refused/,
     );
   });
 
