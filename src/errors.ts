@@ -1,42 +1,10 @@
 /**
- * The one error class of kmip-agent. Every failure a caller can act on carries a stable `code`
- * (e.g. "KMIP_TTLV_BAD_PADDING", "TCG_NOT_AUTHORIZED", "ADDON_NOT_BUILT"); messages may change,
- * codes may not. Layers subclass it to add typed detail (KMIP result reason, TCG status, ...).
+ * The agent's error base. It is defined in the KMIP library (src/kmip/coded-error.ts), which must stay
+ * self-contained to ship as its own npm package: one class, so a KmipError is a KmipAgentError here.
  */
-export class KmipAgentError extends Error {
-  readonly code: string;
-  /** Protocol status behind the error (TCG method status, errno, ...), when there is one. */
-  declare status?: number;
+import { KmipAgentError } from './kmip/coded-error.js';
 
-  /** Extra fields for machine readers, given at construction (subclasses may compute their own). */
-  private readonly extra?: Record<string, unknown>;
-
-  constructor(
-    message: string,
-    code: string,
-    options?: { cause?: unknown; status?: number; details?: Record<string, unknown> },
-  ) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
-    this.code = code;
-    if (options?.status !== undefined) this.status = options.status;
-    if (options?.details !== undefined) this.extra = options.details;
-  }
-
-  /** Structured detail for machine readers (e.g. what was tried), added to the JSON form. */
-  details(): Record<string, unknown> | undefined {
-    return this.extra;
-  }
-
-  toJSON(): { code: string; message: string; status?: number; [detail: string]: unknown } {
-    return {
-      ...this.details(),
-      code: this.code,
-      message: this.message,
-      ...(this.status === undefined ? {} : { status: this.status }),
-    };
-  }
-}
+export { KmipAgentError };
 
 /** Errors raised inside the C++ addon arrive as this class (handed to the addon at load). */
 export class NativeError extends KmipAgentError {

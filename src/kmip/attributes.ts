@@ -16,8 +16,16 @@ import {
   boolean,
   type TtlvItem,
 } from './ttlv/types.js';
-import { NameType, T } from './spec.js';
-import { AttributeName, attributeTag as registryAttributeTag, tagName } from './ttlv/registry.js';
+import { NameType, T, valueName } from './spec.js';
+import {
+  AttributeName,
+  attributeTag as registryAttributeTag,
+  hasValueNames,
+  isMaskTag,
+  maskText,
+  tagName,
+  type TagName,
+} from './ttlv/registry.js';
 import { cloneItem, isKmip2, protocolError, type ProtocolVersion } from './fields.js';
 
 /**
@@ -32,46 +40,57 @@ export interface Attribute {
   /** Attribute Index for multi-instance attributes (1.x only). */
   index?: number;
   value: AttributeValue;
+  /**
+   * On decoded attributes whose value is an enumeration or a mask: its registry name (`SymmetricKey`,
+   * `Active`) or flags (`Encrypt|Decrypt`). Ignored when encoding.
+   */
+  valueName?: string;
 }
 
 type Kind = 'text' | 'integer' | 'enum' | 'date' | 'name';
 
-/** The attributes this library models; others travel as raw TTLV. */
-const KNOWN: Record<string, { tag: number; kind: Kind }> = {
-  'Unique Identifier': { tag: T.UniqueIdentifier, kind: 'text' },
-  Name: { tag: T.Name, kind: 'name' },
-  'Object Type': { tag: T.ObjectType, kind: 'enum' },
-  'Cryptographic Algorithm': { tag: T.CryptographicAlgorithm, kind: 'enum' },
-  'Cryptographic Length': { tag: T.CryptographicLength, kind: 'integer' },
-  'Cryptographic Usage Mask': { tag: T.CryptographicUsageMask, kind: 'integer' },
-  'Object Group': { tag: T.ObjectGroup, kind: 'text' },
-  State: { tag: T.State, kind: 'enum' },
-  'Operation Policy Name': { tag: T.OperationPolicyName, kind: 'text' },
-  'Initial Date': { tag: T.InitialDate, kind: 'date' },
-  'Activation Date': { tag: T.ActivationDate, kind: 'date' },
-  'Deactivation Date': { tag: T.DeactivationDate, kind: 'date' },
-  'Destroy Date': { tag: T.DestroyDate, kind: 'date' },
-  'Last Change Date': { tag: T.LastChangeDate, kind: 'date' },
-  'Compromise Occurrence Date': { tag: T.CompromiseOccurrenceDate, kind: 'date' },
+/**
+ * How this library encodes the attributes it models (the registry names attributes and tags but not
+ * their item types); others travel as raw TTLV.
+ */
+const KIND: Partial<Record<TagName, Kind>> = {
+  UniqueIdentifier: 'text',
+  Name: 'name',
+  ObjectType: 'enum',
+  CryptographicAlgorithm: 'enum',
+  CryptographicLength: 'integer',
+  CryptographicUsageMask: 'integer',
+  ObjectGroup: 'text',
+  State: 'enum',
+  OperationPolicyName: 'text',
+  InitialDate: 'date',
+  ActivationDate: 'date',
+  DeactivationDate: 'date',
+  DestroyDate: 'date',
+  LastChangeDate: 'date',
+  CompromiseOccurrenceDate: 'date',
 };
-const NAME_BY_TAG = new Map(Object.entries(KNOWN).map(([name, { tag }]) => [tag, name]));
 
-/** The tag KMIP 2.x uses for an attribute name (undefined for names it does not model). */
+/** The tag of an attribute name (KMIP 2.x writes the attribute under it); undefined if the registry lacks it. */
 export function attributeTag(name: string): number | undefined {
-  return KNOWN[name]?.tag ?? registryAttributeTag(name);
+  return registryAttributeTag(name);
 }
 
-/** The attribute name for a KMIP 2.x attribute tag (hex for tags we do not model). */
+/** The attribute name for a KMIP 2.x attribute tag (its 1.x Attribute Name; the tag name or hex otherwise). */
 export function attributeNameForTag(tag: number): string {
-  const known = NAME_BY_TAG.get(tag);
-  if (known !== undefined) return known;
   const name = tagName(tag);
   if (name === undefined) return `0x${tag.toString(16).padStart(6, '0')}`;
   return (AttributeName as Record<string, string>)[name] ?? name;
 }
 
+function kindOf(name: string): Kind | undefined {
+  const tag = attributeTag(name);
+  const known = tag === undefined ? undefined : tagName(tag);
+  return known === undefined ? undefined : KIND[known as TagName];
+}
+
 function encodeValue(tag: number, name: string, value: AttributeValue): TtlvItem {
-  const kind = KNOWN[name]?.kind;
+  const kind = kindOf(name);
   if (kind === 'name') {
     if (typeof value !== 'string') return retag(value, tag, name);
     return structure(tag, [textString(T.NameValue, value), enumeration(T.NameType, NameType.UninterpretedTextString)]);
@@ -94,7 +113,7 @@ function retag(value: AttributeValue, tag: number, name: string): TtlvItem {
 }
 
 function decodeValue(name: string, item: TtlvItem): AttributeValue {
-  const kind = KNOWN[name]?.kind;
+  const kind = kindOf(name);
   if (kind === 'name' && item.type === ItemType.Structure) {
     const value = childOf(item, T.NameValue);
     if (value?.type === ItemType.TextString) return value.value;
@@ -147,14 +166,23 @@ export function decodeAttribute1(item: TtlvItem): Attribute {
   if (name?.type !== ItemType.TextString || value === undefined)
     throw protocolError('Attribute without Attribute Name/Attribute Value', 'KMIP_PROTOCOL_MISSING_FIELD');
   const index = childOf(item, T.AttributeIndex);
-  const attribute: Attribute = { name: name.value, value: decodeValue(name.value, value) };
+  const attribute = named(name.value, attributeTag(name.value), value);
   if (index?.type === ItemType.Integer) attribute.index = index.value;
   return attribute;
 }
 
 export function decodeAttribute2(item: TtlvItem): Attribute {
-  const name = attributeNameForTag(item.tag);
-  return { name, value: decodeValue(name, item) };
+  return named(attributeNameForTag(item.tag), item.tag, item);
+}
+
+/** The decoded attribute, with the registry's name for an enumeration value or mask. */
+function named(name: string, tag: number | undefined, item: TtlvItem): Attribute {
+  const attribute: Attribute = { name, value: decodeValue(name, item) };
+  if (tag !== undefined && hasValueNames(tag)) {
+    if (item.type === ItemType.Enumeration) attribute.valueName = valueName(tag, item.value);
+    else if (item.type === ItemType.Integer && isMaskTag(tag)) attribute.valueName = maskText(tag, item.value);
+  }
+  return attribute;
 }
 
 /** Attributes of a response payload in either form (Attribute* children, or an Attributes structure). */

@@ -6,7 +6,7 @@
  */
 import { encode, decode } from './ttlv/binary.js';
 import { ItemType, type TtlvItem } from './ttlv/types.js';
-import { KmipConnection, type TlsEndpoint } from './connection.js';
+import { CLIENT_AUTH_HINT, KmipConnection, clientAuthProblem, type TlsEndpoint } from './connection.js';
 import { KmipError, KmipOperationError } from './errors.js';
 import { buildRequest, parseResponse, type ResponseItem } from './message.js';
 import { compareVersions, formatVersion, protocolError, type ProtocolVersion } from './fields.js';
@@ -152,7 +152,7 @@ export class KmipClient extends KmipOperationsApi {
   private async serverOperations(): Promise<number[] | undefined> {
     this.operationsQuery ??= this.ensureConnection()
       .then((connection) =>
-        this.send(connection, [ops.query({ functions: [QueryFunction.Operations] })], this.version!),
+        this.send(connection, [ops.query({ functions: [QueryFunction.QueryOperations] })], this.version!),
       )
       .then(([result]) => (result?.ok ? (result.value as ops.QueryResult).operations : undefined))
       .catch(() => undefined);
@@ -301,7 +301,7 @@ export class KmipClient extends KmipOperationsApi {
   ): ItemResult<unknown>[] {
     // A message-level refusal (bad header, failed authentication) comes back as one item without an ID.
     if (batchIds && items.length === 1 && !items[0]!.batchId && items[0]!.resultStatus !== ResultStatus.Success) {
-      return requests.map((r) => ({ ok: false, error: operationError(r.spec.code, items[0]!) }));
+      return requests.map((r) => ({ ok: false, error: this.operationError(r.spec.code, items[0]!) }));
     }
     if (items.length > requests.length || (!batchIds && items.length !== requests.length))
       throw protocolError(
@@ -334,7 +334,7 @@ export class KmipClient extends KmipOperationsApi {
           'KMIP_PROTOCOL_BATCH_MISMATCH',
         );
       if (item.resultStatus !== ResultStatus.Success)
-        return { ok: false, error: operationError(request.spec.code, item) };
+        return { ok: false, error: this.operationError(request.spec.code, item) };
       const payload = item.payload ?? { tag: T.ResponsePayload, type: ItemType.Structure, value: [] };
       return {
         ok: true,
@@ -342,10 +342,25 @@ export class KmipClient extends KmipOperationsApi {
       };
     });
   }
-}
 
-function operationError(operation: number, item: ResponseItem): KmipOperationError {
-  return new KmipOperationError(operation, item.resultStatus, item.resultReason, item.resultMessage);
+  /**
+   * The server's refusal. Authentication Not Successful is what PyKMIP answers to every request when the
+   * client certificate lacks extendedKeyUsage clientAuth: when ours does, the error says so.
+   */
+  private operationError(operation: number, item: ResponseItem): KmipOperationError {
+    const error = new KmipOperationError(operation, item.resultStatus, item.resultReason, item.resultMessage);
+    if (item.resultReason === ResultReason.AuthenticationNotSuccessful) {
+      const problem = clientAuthProblem(this.#options.cert);
+      if (problem) {
+        error.message +=
+          problem === 'absent'
+            ? '; the client certificate has no extendedKeyUsage (the server requires clientAuth)'
+            : '; the client certificate lacks extendedKeyUsage clientAuth';
+        error.hint = CLIENT_AUTH_HINT;
+      }
+    }
+    return error;
+  }
 }
 
 /** Zeroes every byte string in a TTLV tree (key material must not linger in buffers we own). */

@@ -4,8 +4,9 @@
  * length beyond the limit, bytes nobody asked for, a stall or a drop fails the pending exchange with a
  * typed error and closes the connection, so the next request starts on a clean one.
  */
+import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { connect, type TLSSocket } from 'node:tls';
+import { connect, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
 import { KmipError } from './errors.js';
 import { T } from './spec.js';
 import { DEFAULT_MAX_BYTES, decodeMessageLength, HEADER_LENGTH } from './ttlv/binary.js';
@@ -48,32 +49,76 @@ const TLS_UNTRUSTED = new Set([
   'CERT_REJECTED',
 ]);
 
-/** Maps a socket/TLS failure to a stable KMIP_* code and an actionable message. */
+/** What the server's side must change when its certificate chain is refused as weak. */
+const WEAK_KEY_HINT =
+  'the server certificate (and every CA certificate of its chain) needs an RSA key of at least 2048 bits or an EC key of at least 256 bits: have it reissued';
+const WEAK_SIGNATURE_HINT =
+  'the server certificate chain must be signed with SHA-256 or stronger (not SHA-1 or MD5): have it reissued';
+
+/** OpenSSL's own refusals of weak chains (at its security level), as Node reports them. */
+const OPENSSL_WEAK_KEY = /\b(EE|CA)_KEY_TOO_SMALL\b|key too (small|weak)/i;
+const OPENSSL_WEAK_SIGNATURE = /\bCA_MD_TOO_WEAK\b|md too weak|digest algorithm too weak/i;
+/** The server offers no TLS version we accept (1.2, 1.3): OpenSSL's alert and local refusal. */
+const PROTOCOL_VERSION = /protocol version|unsupported protocol|UNSUPPORTED_PROTOCOL|no protocols available/i;
+
+/** Maps a socket/TLS failure to a stable KMIP_* code, a message naming the cause and a hint. */
 export function classifySocketError(error: unknown, where: string): KmipError {
   if (error instanceof KmipError) return error;
   const e = error as NodeJS.ErrnoException;
   const code = e?.code ?? '';
   const text = e?.message ?? String(error);
+  const fail = (message: string, kmipCode: string, hint?: string) =>
+    new KmipError(`${where}: ${message}`, kmipCode, { cause: error, ...(hint === undefined ? {} : { hint }) });
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
-    return new KmipError(
-      `${where}: the server certificate does not name this host (${text}); use the name in its certificate`,
+    return fail(
+      `the server certificate does not name this host (${text})`,
       'KMIP_TLS_HOSTNAME_MISMATCH',
-      { cause: error },
+      'connect by a name the server certificate lists, or set the name to verify (servername)',
     );
   if (TLS_UNTRUSTED.has(code))
-    return new KmipError(`${where}: server certificate not trusted (${code}); check --ca`, 'KMIP_TLS_UNTRUSTED', {
-      cause: error,
-    });
-  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
-    return new KmipError(`${where}: server certificate is not valid now (${code})`, 'KMIP_TLS_CERT_EXPIRED', {
-      cause: error,
-    });
+    return fail(
+      `the server certificate is not trusted (${code})`,
+      'KMIP_TLS_UNTRUSTED',
+      'trust the CA that issued the server certificate (the ca option)',
+    );
+  if (code === 'CERT_HAS_EXPIRED')
+    return fail(
+      'the server certificate has expired',
+      'KMIP_TLS_CERT_EXPIRED',
+      "the server's certificate must be renewed (or this machine's clock is wrong)",
+    );
+  if (code === 'CERT_NOT_YET_VALID')
+    return fail(
+      'the server certificate is not valid yet (its start date is in the future)',
+      'KMIP_TLS_CERT_NOT_YET_VALID',
+      "check this machine's clock (and the server's, where the certificate was issued)",
+    );
+  if (OPENSSL_WEAK_SIGNATURE.test(code) || OPENSSL_WEAK_SIGNATURE.test(text))
+    return fail(
+      `the server certificate chain is signed with a weak digest such as SHA-1 (${text})`,
+      'KMIP_TLS_WEAK_SIGNATURE',
+      WEAK_SIGNATURE_HINT,
+    );
+  if (OPENSSL_WEAK_KEY.test(code) || OPENSSL_WEAK_KEY.test(text))
+    return fail(`a certificate of the server chain has a weak key (${text})`, 'KMIP_TLS_WEAK_KEY', WEAK_KEY_HINT);
+  if (PROTOCOL_VERSION.test(code) || PROTOCOL_VERSION.test(text))
+    return fail(
+      `no TLS version in common with the server: it offers none of TLS 1.2/1.3 this client allows (TLS 1.0 and 1.1 are refused) (${text})`,
+      'KMIP_TLS_PROTOCOL_VERSION',
+      'the server must enable TLS 1.2 or later; TLS 1.0 and 1.1 are refused',
+    );
   if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || /alert|handshake|ssl/i.test(text))
-    return new KmipError(`${where}: TLS handshake failed (${text})`, 'KMIP_TLS_HANDSHAKE_FAILED', { cause: error });
+    return fail(
+      `TLS handshake failed (${text})`,
+      'KMIP_TLS_HANDSHAKE_FAILED',
+      'check that the server trusts the CA of the client certificate, and that certificate and key belong together',
+    );
   if (code === 'ECONNREFUSED')
-    return new KmipError(`${where}: connection refused; is the KMIP server running?`, 'KMIP_CONNECTION_REFUSED', {
-      cause: error,
-    });
+    return fail(
+      'connection refused; is the KMIP server running?',
+      'KMIP_CONNECTION_REFUSED',
+      'check that the server runs and that host and port are right',
+    );
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
     return new KmipError(`${where}: host name does not resolve`, 'KMIP_CONNECTION_DNS', { cause: error });
   if (code === 'ECONNRESET' || code === 'EPIPE')
@@ -81,6 +126,179 @@ export function classifySocketError(error: unknown, where: string): KmipError {
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ETIMEDOUT')
     return new KmipError(`${where}: server unreachable (${code})`, 'KMIP_CONNECTION_UNREACHABLE', { cause: error });
   return new KmipError(`${where}: ${text}`, 'KMIP_CONNECTION_FAILED', { cause: error });
+}
+
+const ENCRYPTED_PEM = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/;
+const KEY_HINT = 'give the key passphrase (passphrase), or use an unencrypted copy of the key kept with mode 0600';
+
+/** An encrypted client key without a passphrase: refused by name (OpenSSL would say "bad decrypt"). */
+function encryptedKeyError(target: TlsEndpoint, endpoint: string): KmipError | undefined {
+  if (target.key === undefined || target.passphrase !== undefined) return undefined;
+  const pem = typeof target.key === 'string' ? target.key : target.key.toString('latin1');
+  if (!ENCRYPTED_PEM.test(pem)) return undefined;
+  return new KmipError(
+    `${endpoint}: the client private key is encrypted and no passphrase was given`,
+    'KMIP_TLS_KEY_ENCRYPTED',
+    { hint: KEY_HINT },
+  );
+}
+
+/** Why Node could not build a TLS context from the credentials. */
+function credentialsError(error: unknown, target: TlsEndpoint, endpoint: string): KmipError {
+  const code = (error as NodeJS.ErrnoException)?.code ?? '';
+  const text = (error as Error)?.message ?? String(error);
+  if (code === 'ERR_OSSL_BAD_DECRYPT' || /bad decrypt/i.test(text))
+    return new KmipError(
+      target.passphrase === undefined
+        ? `${endpoint}: the client private key is encrypted and no passphrase was given`
+        : `${endpoint}: the passphrase does not decrypt the client private key`,
+      'KMIP_TLS_KEY_ENCRYPTED',
+      { cause: error, hint: KEY_HINT },
+    );
+  return new KmipError(`${endpoint}: the TLS credentials cannot be used (${text})`, 'KMIP_TLS_BAD_CREDENTIALS', {
+    cause: error,
+    hint: /KEY_VALUES_MISMATCH|key values mismatch/i.test(code + text)
+      ? 'the private key does not belong to the client certificate'
+      : 'check that the CA, certificate and key are readable PEM',
+  });
+}
+
+/** Smallest keys accepted anywhere in the server's chain (112-bit security and up; EC from P-256). */
+const MIN_RSA_BITS = 2048;
+const MIN_EC_BITS = 256;
+
+/**
+ * Signature algorithms refused in the server's chain (DER of their OIDs). RSASSA-PSS is checked
+ * separately: its hash is a parameter, SHA-1 when absent.
+ */
+const WEAK_SIGNATURES = new Map([
+  ['2a864886f70d010105', 'sha1WithRSAEncryption'],
+  ['2b0e03021d', 'sha1WithRSAEncryption (OIW)'],
+  ['2a8648ce3d0401', 'ecdsa-with-SHA1'],
+  ['2a8648ce380403', 'dsa-with-SHA1'],
+  ['2a864886f70d010104', 'md5WithRSAEncryption'],
+  ['2a864886f70d010102', 'md2WithRSAEncryption'],
+]);
+const RSASSA_PSS = '2a864886f70d01010a';
+const SHA1 = '2b0e03021a';
+
+/** One DER item: tag byte, where its content starts and where the item ends. */
+function derItem(der: Buffer, offset: number): { tag: number; start: number; end: number } {
+  const tag = der[offset]!;
+  let length = der[offset + 1]!;
+  let start = offset + 2;
+  if (length & 0x80) {
+    const bytes = length & 0x7f;
+    if (bytes === 0 || bytes > 4) throw new RangeError('unsupported DER length');
+    length = der.readUIntBE(start, bytes);
+    start += bytes;
+  }
+  if (start + length > der.length) throw new RangeError('truncated DER');
+  return { tag, start, end: start + length };
+}
+
+/** The weak signature algorithm a certificate is signed with, or undefined (also when unreadable). */
+function weakSignature(der: Buffer): string | undefined {
+  try {
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm SEQUENCE { OID, params }, signature }
+    const certificate = derItem(der, 0);
+    const tbs = derItem(der, certificate.start);
+    const algorithm = derItem(der, tbs.end);
+    const oid = derItem(der, algorithm.start);
+    if (oid.tag !== 0x06) return undefined;
+    const hex = der.subarray(oid.start, oid.end).toString('hex');
+    if (hex !== RSASSA_PSS) return WEAK_SIGNATURES.get(hex);
+    const params = oid.end < algorithm.end ? der.subarray(oid.end, algorithm.end).toString('hex') : '';
+    // RSASSA-PSS-params: hashAlgorithm [0] defaults to SHA-1.
+    const sequence = params.startsWith('30') ? derItem(der, oid.end) : undefined;
+    const explicitHash = sequence !== undefined && sequence.end > sequence.start && der[sequence.start] === 0xa0;
+    return !explicitHash || params.includes('0605' + SHA1) ? 'RSASSA-PSS with SHA-1' : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The key of a certificate if it is below the minimum, as "1024-bit RSA". */
+function weakKey(certificate: DetailedPeerCertificate): string | undefined {
+  let type: string | undefined;
+  try {
+    type = new X509Certificate(certificate.raw).publicKey.asymmetricKeyType;
+  } catch {
+    return undefined;
+  }
+  const bits = certificate.bits;
+  if (typeof bits !== 'number') return undefined;
+  if ((type === 'rsa' || type === 'rsa-pss' || type === 'dsa') && bits < MIN_RSA_BITS)
+    return `${bits}-bit ${type.toUpperCase()}`;
+  if (type === 'ec' && bits < MIN_EC_BITS) return `${bits}-bit EC`;
+  return undefined;
+}
+
+/**
+ * The first weakness in the verified server chain, leaf first: a key below 2048-bit RSA/DSA or 256-bit
+ * EC (in any certificate, the trust anchor included) or a SHA-1/MD5 signature (on any certificate
+ * but a self-signed anchor, whose own signature nobody relies on).
+ */
+export function weakChainError(leaf: DetailedPeerCertificate, endpoint: string): KmipError | undefined {
+  const seen = new Set<string>();
+  for (let cert: DetailedPeerCertificate | undefined = leaf; cert && !seen.has(cert.fingerprint256);) {
+    seen.add(cert.fingerprint256);
+    const issuer: DetailedPeerCertificate | undefined = cert.issuerCertificate;
+    const selfSigned: boolean =
+      issuer === undefined || issuer === cert || issuer.fingerprint256 === cert.fingerprint256;
+    const which = cert === leaf ? 'the server certificate' : 'a CA certificate of the server chain';
+    const subject = cert.subject?.CN === undefined ? '' : ` (CN=${String(cert.subject.CN)})`;
+    const key = weakKey(cert);
+    if (key)
+      return new KmipError(
+        `${endpoint}: ${which}${subject} has a ${key} key; at least ${MIN_RSA_BITS}-bit RSA or ${MIN_EC_BITS}-bit EC is required`,
+        'KMIP_TLS_WEAK_KEY',
+        { hint: WEAK_KEY_HINT },
+      );
+    const signature = selfSigned && cert !== leaf ? undefined : weakSignature(cert.raw);
+    if (signature)
+      return new KmipError(`${endpoint}: ${which}${subject} is signed with ${signature}`, 'KMIP_TLS_WEAK_SIGNATURE', {
+        hint: WEAK_SIGNATURE_HINT,
+      });
+    cert = selfSigned ? undefined : issuer;
+  }
+  return undefined;
+}
+
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
+export const CLIENT_AUTH_HINT = 'reissue the client certificate with extendedKeyUsage clientAuth';
+
+/**
+ * Why the client certificate (the first of the PEM) is not one for client authentication: `absent`
+ * (no extendedKeyUsage: RFC 5280 allows any use, but PyKMIP and others require clientAuth), `lacking`
+ * (extendedKeyUsage without clientAuth, which TLS servers refuse), or undefined when it is fine.
+ */
+export function clientAuthProblem(cert: TlsEndpoint['cert']): 'absent' | 'lacking' | undefined {
+  if (cert === undefined) return undefined;
+  let usages: string[] | undefined;
+  try {
+    usages = new X509Certificate(cert).keyUsage;
+  } catch {
+    return undefined;
+  }
+  if (usages === undefined) return 'absent';
+  return usages.includes(CLIENT_AUTH) || usages.includes(ANY_EXTENDED_KEY_USAGE) ? undefined : 'lacking';
+}
+
+/**
+ * A handshake refused by the server (at once in TLS 1.2, on the first read in TLS 1.3) when our
+ * certificate is not for client authentication: named, instead of a bare alert.
+ */
+function classifyForClient(error: unknown, endpoint: string, clientCertLacksClientAuth: boolean): KmipError {
+  const classified = classifySocketError(error, endpoint);
+  if (!clientCertLacksClientAuth || error instanceof KmipError) return classified;
+  if (!/^KMIP_(TLS_HANDSHAKE_FAILED|CONNECTION_RESET)$/.test(classified.code)) return classified;
+  return new KmipError(
+    `${classified.message}; the client certificate lacks extendedKeyUsage clientAuth`,
+    'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
+    { cause: error, hint: CLIENT_AUTH_HINT },
+  );
 }
 
 /** The codec's header refusals as this layer's codes: not a Response Message, or an unusable length. */
@@ -121,15 +339,27 @@ export class KmipConnection {
   /** Serializes exchanges: one message in flight per connection. */
   private tail: Promise<unknown> = Promise.resolve();
 
-  private constructor(socket: TLSSocket, endpoint: string, maxMessageBytes: number) {
+  private constructor(socket: TLSSocket, endpoint: string, maxMessageBytes: number, lacksClientAuth: boolean) {
     this.socket = socket;
     this.endpoint = endpoint;
     this.maxMessageBytes = maxMessageBytes;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (error) => this.fail(classifySocketError(error, this.endpoint)));
-    socket.on('end', () =>
-      this.fail(new KmipError(`${this.endpoint}: the server closed the connection`, 'KMIP_CONNECTION_CLOSED')),
-    );
+    socket.on('error', (error) => this.fail(classifyForClient(error, this.endpoint, lacksClientAuth)));
+    socket.on('end', () => {
+      // In TLS 1.3 the server checks our certificate after our handshake is done; one that refuses it
+      // may just close before the first answer.
+      if (lacksClientAuth && this.exchanges === 0) {
+        this.fail(
+          new KmipError(
+            `${this.endpoint}: the server closed the connection before its first answer; the client certificate lacks extendedKeyUsage clientAuth`,
+            'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
+            { hint: CLIENT_AUTH_HINT },
+          ),
+        );
+        return;
+      }
+      this.fail(new KmipError(`${this.endpoint}: the server closed the connection`, 'KMIP_CONNECTION_CLOSED'));
+    });
     socket.on('close', () =>
       this.fail(new KmipError(`${this.endpoint}: the connection is closed`, 'KMIP_CONNECTION_CLOSED')),
     );
@@ -140,6 +370,12 @@ export class KmipConnection {
     const endpoint = `${target.host}:${target.port}`;
     const servername = target.servername ?? target.host;
     return new Promise((resolve, reject) => {
+      const lacksClientAuth = clientAuthProblem(target.cert) === 'lacking';
+      const unusableKey = encryptedKeyError(target, endpoint);
+      if (unusableKey) {
+        reject(unusableKey);
+        return;
+      }
       let socket: TLSSocket;
       try {
         socket = connect({
@@ -157,13 +393,7 @@ export class KmipConnection {
         });
       } catch (error) {
         // Unreadable PEM, a key that does not match the certificate...: nothing was sent.
-        reject(
-          new KmipError(
-            `${endpoint}: the TLS credentials cannot be used (${(error as Error).message}); check the CA, certificate and key files`,
-            'KMIP_TLS_BAD_CREDENTIALS',
-            { cause: error },
-          ),
-        );
+        reject(credentialsError(error, target, endpoint));
         return;
       }
       const timer = setTimeout(() => {
@@ -178,7 +408,7 @@ export class KmipConnection {
       const onError = (error: Error) => {
         clearTimeout(timer);
         socket.destroy();
-        reject(classifySocketError(error, endpoint));
+        reject(classifyForClient(error, endpoint, lacksClientAuth));
       };
       socket.once('error', onError);
       socket.once('secureConnect', () => {
@@ -190,8 +420,19 @@ export class KmipConnection {
           reject(classifySocketError(socket.authorizationError, endpoint));
           return;
         }
+        // The chain verified; refuse it still if it is weak, before any request is written.
+        const weak = weakChainError(socket.getPeerCertificate(true), endpoint);
+        if (weak) {
+          socket.destroy();
+          reject(weak);
+          return;
+        }
         socket.setNoDelay(true);
-        resolve(new KmipConnection(socket, endpoint, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES));
+        // Idle until the first exchange (which refs it again).
+        socket.unref();
+        resolve(
+          new KmipConnection(socket, endpoint, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, lacksClientAuth),
+        );
       });
     });
   }
@@ -218,8 +459,11 @@ export class KmipConnection {
   /** Sends one encoded request message and resolves with the raw response message. */
   exchange(request: Buffer, timeoutMs: number): Promise<Buffer> {
     const run = () => this.exchangeNow(request, timeoutMs);
-    this.outstanding++;
-    const result = this.tail.then(run, run).finally(() => this.outstanding--);
+    // Only a connection with work keeps the process alive: a script that forgets close() still exits.
+    if (this.outstanding++ === 0) this.socket.ref();
+    const result = this.tail.then(run, run).finally(() => {
+      if (--this.outstanding === 0) this.socket.unref();
+    });
     this.tail = result.catch(() => undefined);
     return result;
   }

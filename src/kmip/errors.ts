@@ -6,9 +6,18 @@
  * - KMIP_CONNECTION_*: could not connect, or the connection dropped.
  * - KMIP_TIMEOUT: no complete answer within the request timeout.
  * - KMIP_PROTOCOL_*: the peer's bytes are not a valid answer to what we sent.
+ * Each may carry a `hint`: what to do next, written by this library (never text from the server).
  */
-import { KmipAgentError } from '../errors.js';
-import { nameOf, ResultReason, ResultStatus, Operation } from './spec.js';
+import { KmipAgentError } from './coded-error.js';
+import { ResultReason, T, valueName } from './spec.js';
+
+export interface KmipErrorOptions {
+  cause?: unknown;
+  status?: number;
+  details?: Record<string, unknown>;
+  /** What to do next (e.g. "reissue the client certificate with extendedKeyUsage clientAuth"). */
+  hint?: string;
+}
 
 export class KmipError extends KmipAgentError {
   /**
@@ -16,6 +25,18 @@ export class KmipError extends KmipAgentError {
    * server cannot have acted on it, so even a Create may be sent elsewhere. Undefined when unknown.
    */
   requestSent?: boolean;
+  /** What to do next, for people (the CLI prints it under the message); part of the JSON form. */
+  hint?: string;
+
+  constructor(message: string, code: string, options?: KmipErrorOptions) {
+    super(message, code, options);
+    if (options?.hint !== undefined) this.hint = options.hint;
+  }
+
+  override details(): Record<string, unknown> | undefined {
+    const base = super.details();
+    return this.hint === undefined ? base : { ...base, hint: this.hint };
+  }
 
   /** True when the failure is about reaching the server (failover may help), not about the request. */
   get isTransport(): boolean {
@@ -28,7 +49,7 @@ export function isTransportCode(code: string): boolean {
 }
 
 export interface ResultReasonInfo {
-  /** Spec name, e.g. "ItemNotFound" (hex string for values we do not know). */
+  /** Registry name, e.g. "ItemNotFound" (hex string for values the registry does not know). */
   name: string;
   code: number;
 }
@@ -48,21 +69,23 @@ export class KmipOperationError extends KmipError {
     /** Set when the server lacks the operation but refused it with another reason (e.g. Invalid Message). */
     notSupported = false,
   ) {
-    const op = nameOf(Operation, operation);
+    const op = valueName(T.Operation, operation);
     const reason =
-      resultReason === undefined ? undefined : { name: nameOf(ResultReason, resultReason), code: resultReason };
-    const text =
-      `KMIP ${op} failed: ${reason ? reason.name : nameOf(ResultStatus, resultStatus)}` +
-      (resultMessage ? ` (${resultMessage})` : '');
+      resultReason === undefined ? undefined : { name: valueName(T.ResultReason, resultReason), code: resultReason };
+    const status = valueName(T.ResultStatus, resultStatus);
+    const text = `KMIP ${op} failed: ${reason ? reason.name : status}` + (resultMessage ? ` (${resultMessage})` : '');
     super(
       text,
       notSupported || resultReason === ResultReason.OperationNotSupported
         ? 'KMIP_OPERATION_NOT_SUPPORTED'
         : 'KMIP_OPERATION_FAILED',
-      resultReason === undefined ? undefined : { status: resultReason },
+      {
+        ...(resultReason === undefined ? {} : { status: resultReason }),
+        ...(resultReason === ResultReason.AuthenticationNotSuccessful ? { hint: AUTHENTICATION_HINT } : {}),
+      },
     );
     this.operation = op;
-    this.resultStatus = { name: nameOf(ResultStatus, resultStatus), code: resultStatus };
+    this.resultStatus = { name: status, code: resultStatus };
     if (reason) this.resultReason = reason;
     if (resultMessage !== undefined) this.resultMessage = resultMessage;
   }
@@ -78,6 +101,13 @@ export class KmipOperationError extends KmipError {
     };
   }
 }
+
+/**
+ * PyKMIP (and others) answer every request with Authentication Not Successful when the client
+ * certificate lacks extendedKeyUsage clientAuth, or names an identity the server does not know.
+ */
+export const AUTHENTICATION_HINT =
+  'the server did not accept this client certificate: it needs extendedKeyUsage clientAuth (reissue it with EKU clientAuth) and a subject the server knows';
 
 /** True when `e` is a server refusal with the given Result Reason. */
 export function hasResultReason(e: unknown, reason: number): e is KmipOperationError {

@@ -9,7 +9,13 @@
  * ```
  */
 export { KmipClient, ALL_VERSIONS, wipeTree, type KmipClientOptions } from './client.js';
-export { KmipProvider, type KmipProviderOptions, type ServerHealth, type ConnectionTest } from './provider.js';
+export {
+  KmipProvider,
+  type KmipProviderOptions,
+  type ServerHealth,
+  type ConnectionTest,
+  type ServerAttempt,
+} from './provider.js';
 export { KmipOperationsApi, type CallOptions, type ItemResult, type Results } from './api.js';
 export {
   KmipConnection,
@@ -18,7 +24,16 @@ export {
   type TlsEndpoint,
   type ConnectionOptions,
 } from './connection.js';
-export { KmipError, KmipOperationError, hasResultReason, isTransportCode, type ResultReasonInfo } from './errors.js';
+export { KmipAgentError } from './coded-error.js';
+export {
+  KmipError,
+  KmipOperationError,
+  hasResultReason,
+  isTransportCode,
+  AUTHENTICATION_HINT,
+  type KmipErrorOptions,
+  type ResultReasonInfo,
+} from './errors.js';
 export * as kmipOperations from './operations.js';
 export type {
   OperationSpec,
@@ -55,6 +70,7 @@ export {
 export { formatVersion, compareVersions, isKmip2, type ProtocolVersion } from './fields.js';
 export {
   T as KmipTag,
+  Enum as KmipEnum,
   Operation,
   ResultStatus,
   ResultReason,
@@ -67,8 +83,12 @@ export {
   RevocationReasonCode,
   QueryFunction,
   UsageMask,
+  CryptographicUsageMask,
   WrappingMethod,
+  EncodingOption,
+  BatchErrorContinuationOption,
   BlockCipherMode,
+  valueName,
   nameOf,
   type OperationCode,
 } from './spec.js';

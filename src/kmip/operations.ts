@@ -24,6 +24,7 @@ import {
   SecretDataType,
   T,
   WrappingMethod,
+  valueName,
   type OperationCode,
 } from './spec.js';
 import {
@@ -104,7 +105,11 @@ export function decodeVersion(item: TtlvItem): ProtocolVersion {
 
 export interface QueryResult {
   operations: number[];
+  /** `operations` as the registry names them (`Get`, `DiscoverVersions`; hex for values it does not know). */
+  operationNames: string[];
   objectTypes: number[];
+  /** `objectTypes` as the registry names them (`SymmetricKey`, `PGPKey`). */
+  objectTypeNames: string[];
   vendorIdentification?: string;
   /** Server Information is vendor-defined: kept as raw TTLV. */
   serverInformation?: TtlvItem;
@@ -115,9 +120,13 @@ export const query = define<{ functions: number[] }, QueryResult>({
   idempotent: true,
   encode: (r) => r.functions.map((f) => enumeration(T.QueryFunction, f)),
   decode: (p) => {
+    const operations = all(p, T.Operation, ItemType.Enumeration);
+    const objectTypes = all(p, T.ObjectType, ItemType.Enumeration);
     const result: QueryResult = {
-      operations: all(p, T.Operation, ItemType.Enumeration),
-      objectTypes: all(p, T.ObjectType, ItemType.Enumeration),
+      operations,
+      operationNames: operations.map((op) => valueName(T.Operation, op)),
+      objectTypes,
+      objectTypeNames: objectTypes.map((type) => valueName(T.ObjectType, type)),
     };
     const vendor = optional(p, T.VendorIdentification, ItemType.TextString);
     if (vendor !== undefined) result.vendorIdentification = vendor;
@@ -141,15 +150,22 @@ export interface CreateSymmetricKeyRequest {
   /** Further attributes, in the library's attribute form. */
   attributes?: Attribute[];
 }
-export const create = define<CreateSymmetricKeyRequest, { objectType: number; uniqueIdentifier: string }>({
+export const create = define<
+  CreateSymmetricKeyRequest,
+  { objectType: number; objectTypeName: string; uniqueIdentifier: string }
+>({
   code: Operation.Create,
   name: 'Create',
   idempotent: false,
   encode: (r, v) => [enumeration(T.ObjectType, ObjectType.SymmetricKey), ...encodeAttributeSet(keyAttributes(r), v)],
-  decode: (p) => ({
-    objectType: required(p, T.ObjectType, ItemType.Enumeration),
-    uniqueIdentifier: required(p, T.UniqueIdentifier, ItemType.TextString),
-  }),
+  decode: (p) => {
+    const objectType = required(p, T.ObjectType, ItemType.Enumeration);
+    return {
+      objectType,
+      objectTypeName: valueName(T.ObjectType, objectType),
+      uniqueIdentifier: required(p, T.UniqueIdentifier, ItemType.TextString),
+    };
+  },
 });
 
 function keyAttributes(r: CreateSymmetricKeyRequest): Attribute[] {
@@ -253,16 +269,26 @@ export interface GetRequest {
   keyWrapping?: KeyWrappingSpecification;
 }
 
+/**
+ * A managed object as Get returns it. Each enumeration comes as its code and, in the `...Name` field
+ * beside it, its registry name (`objectType: 7, objectTypeName: 'SecretData'`).
+ */
 export interface ManagedObject {
   objectType: number;
+  objectTypeName: string;
   uniqueIdentifier: string;
+  /** 0 for objects without a Key Block (certificates, opaque objects). */
   keyFormatType: number;
+  /** `Raw`, `Opaque`, `TransparentSymmetricKey`...; absent when there is no Key Block. */
+  keyFormatTypeName?: string;
   /** The key material (or secret bytes); wrapped bytes when a wrapping specification was used. Zero it after use. */
   value: Buffer;
   wrapped: boolean;
   cryptographicAlgorithm?: number;
+  cryptographicAlgorithmName?: string;
   cryptographicLength?: number;
   secretDataType?: number;
+  secretDataTypeName?: string;
 }
 
 export const get = define<GetRequest, ManagedObject>({
@@ -312,6 +338,7 @@ function takeBytes(item: Extract<TtlvItem, { type: typeof ItemType.ByteString }>
 
 function decodeManagedObject(p: TtlvItem): ManagedObject {
   const objectType = required(p, T.ObjectType, ItemType.Enumeration);
+  const objectTypeName = valueName(T.ObjectType, objectType);
   const uniqueIdentifier = required(p, T.UniqueIdentifier, ItemType.TextString);
   const entry = OBJECT_TAGS.find(([, type]) => type === objectType);
   const object = entry ? optionalStructure(p, entry[0]) : undefined;
@@ -322,7 +349,7 @@ function decodeManagedObject(p: TtlvItem): ManagedObject {
     const bytes =
       object.type === ItemType.Structure ? object.value.find((c) => c.type === ItemType.ByteString) : undefined;
     if (bytes?.type !== ItemType.ByteString) throw protocolError('object has neither Key Block nor value bytes');
-    return { objectType, uniqueIdentifier, keyFormatType: 0, value: takeBytes(bytes), wrapped: false };
+    return { objectType, objectTypeName, uniqueIdentifier, keyFormatType: 0, value: takeBytes(bytes), wrapped: false };
   }
   const keyFormatType = required(block, T.KeyFormatType, ItemType.Enumeration);
   const wrapped = childOf(block, T.KeyWrappingData) !== undefined;
@@ -335,13 +362,27 @@ function decodeManagedObject(p: TtlvItem): ManagedObject {
   }
   if (bytes?.type !== ItemType.ByteString)
     throw protocolError('Key Block has no key material', 'KMIP_PROTOCOL_MISSING_FIELD');
-  const result: ManagedObject = { objectType, uniqueIdentifier, keyFormatType, value: takeBytes(bytes), wrapped };
+  const result: ManagedObject = {
+    objectType,
+    objectTypeName,
+    uniqueIdentifier,
+    keyFormatType,
+    keyFormatTypeName: valueName(T.KeyFormatType, keyFormatType),
+    value: takeBytes(bytes),
+    wrapped,
+  };
   const algorithm = optional(block, T.CryptographicAlgorithm, ItemType.Enumeration);
-  if (algorithm !== undefined) result.cryptographicAlgorithm = algorithm;
+  if (algorithm !== undefined) {
+    result.cryptographicAlgorithm = algorithm;
+    result.cryptographicAlgorithmName = valueName(T.CryptographicAlgorithm, algorithm);
+  }
   const length = optional(block, T.CryptographicLength, ItemType.Integer);
   if (length !== undefined) result.cryptographicLength = length;
   const secretType = optional(object, T.SecretDataType, ItemType.Enumeration);
-  if (secretType !== undefined) result.secretDataType = secretType;
+  if (secretType !== undefined) {
+    result.secretDataType = secretType;
+    result.secretDataTypeName = valueName(T.SecretDataType, secretType);
+  }
   return result;
 }
 

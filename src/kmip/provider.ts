@@ -28,7 +28,21 @@ export interface ConnectionTest {
   latencyMs: number;
   protocolVersion?: string;
   tlsVersion?: string;
-  error?: { code: string; message: string };
+  /** `hint`: what to do next, when the library knows (e.g. a client certificate without EKU clientAuth). */
+  error?: { code: string; message: string; hint?: string };
+}
+
+/** One server tried for one request (see `onAttempt`): failover is never silent. */
+export interface ServerAttempt {
+  endpoint: string;
+  /** `answered`: the server gave a KMIP answer (success or refusal); `failed`: it was passed over. */
+  outcome: 'answered' | 'failed';
+  /** The failure's code (or the refusal's, for an answer that refused the request). */
+  code?: string;
+  message?: string;
+  latencyMs: number;
+  /** Tried late because it failed within the cooldown. */
+  demoted?: boolean;
 }
 
 export interface KmipProviderOptions extends Omit<KmipClientOptions, 'host' | 'port'> {
@@ -39,20 +53,27 @@ export interface KmipProviderOptions extends Omit<KmipClientOptions, 'host' | 'p
    * list order applies again, so the group returns to its first server once it recovers.
    */
   cooldownMs?: number;
+  /**
+   * Called for every server a request is tried on, in order, with why it was passed over. The error
+   * thrown when no server could serve the request carries the same list as `attempts` (details/JSON).
+   */
+  onAttempt?: (attempt: ServerAttempt) => void;
 }
 
 export class KmipProvider extends KmipOperationsApi {
   private readonly clients: KmipClient[];
   private readonly healthByIndex: ServerHealth[];
   private readonly cooldownMs: number;
+  private readonly onAttempt: ((attempt: ServerAttempt) => void) | undefined;
   private lastServed = 0;
 
   constructor(options: KmipProviderOptions) {
     super();
     if (options.servers.length === 0)
       throw new KmipError('a KMIP provider needs at least one server', 'CONFIG_KMIP_NO_SERVER');
-    const { servers, cooldownMs, ...shared } = options;
+    const { servers, cooldownMs, onAttempt, ...shared } = options;
     this.cooldownMs = cooldownMs ?? 30_000;
+    this.onAttempt = onAttempt;
     this.clients = servers.map((server) => new KmipClient({ ...shared, ...server }));
     this.healthByIndex = this.clients.map((c) => ({ endpoint: c.endpoint }));
   }
@@ -68,7 +89,7 @@ export class KmipProvider extends KmipOperationsApi {
   }
 
   /** List order, except that servers which failed within the cooldown (and not since succeeded) go last. */
-  private attemptOrder(): number[] {
+  private attemptOrder(): { index: number; demoted: boolean }[] {
     const now = Date.now();
     const cooling = (i: number) => {
       const h = this.healthByIndex[i]!;
@@ -76,7 +97,10 @@ export class KmipProvider extends KmipOperationsApi {
       return !h.lastSuccess || h.lastSuccess < h.lastFailure.at;
     };
     const indexes = this.clients.map((_, i) => i);
-    return [...indexes.filter((i) => !cooling(i)), ...indexes.filter(cooling)];
+    return [
+      ...indexes.filter((i) => !cooling(i)).map((index) => ({ index, demoted: false })),
+      ...indexes.filter(cooling).map((index) => ({ index, demoted: true })),
+    ];
   }
 
   override async batch<const R extends readonly BatchRequest[]>(
@@ -85,29 +109,47 @@ export class KmipProvider extends KmipOperationsApi {
   ): Promise<Results<R>> {
     const idempotent = requests.every((r) => r.spec.idempotent);
     const failures: KmipError[] = [];
-    for (const index of this.attemptOrder()) {
+    const attempts: ServerAttempt[] = [];
+    const record = (attempt: ServerAttempt) => {
+      attempts.push(attempt);
+      this.onAttempt?.(attempt);
+    };
+    for (const { index, demoted } of this.attemptOrder()) {
       const client = this.clients[index]!;
       const started = performance.now();
+      const tried = (outcome: ServerAttempt['outcome'], error?: KmipError): ServerAttempt => ({
+        endpoint: client.endpoint,
+        outcome,
+        ...(error ? { code: error.code, message: error.message } : {}),
+        latencyMs: performance.now() - started,
+        ...(demoted ? { demoted } : {}),
+      });
       try {
         const results = await client.batch(requests, options);
         this.recordSuccess(index, started);
         this.lastServed = index;
+        record(tried('answered'));
         return results;
       } catch (error) {
-        if (!(error instanceof KmipError) || error instanceof KmipOperationError) throw error;
+        if (error instanceof KmipOperationError) {
+          // The server answered and refused: that is the answer, no failover.
+          record(tried('answered', error));
+          throw error;
+        }
+        if (!(error instanceof KmipError)) throw error;
         this.recordFailure(index, error);
         failures.push(error);
+        record(tried('failed', error));
         // Unsent requests may go elsewhere; a sent Create/Register/Destroy may have happened: never resend it.
-        if (!idempotent && error.requestSent !== false) throw error;
+        if (!idempotent && error.requestSent !== false) throw withAttempts(error, error.message, attempts);
       }
     }
     const last = failures.at(-1)!;
-    if (failures.length === 1) throw last;
-    throw new KmipError(
-      `no KMIP server of the group answered: ${failures.map((f) => f.message).join('; ')}`,
-      last.code,
-      { cause: new AggregateError(failures) },
-    );
+    const message =
+      failures.length === 1
+        ? last.message
+        : `no KMIP server of the group answered: ${failures.map((f) => f.message).join('; ')}`;
+    throw withAttempts(last, message, attempts, failures.length === 1 ? last : new AggregateError(failures));
   }
 
   /** Connects to every server (each on its own), negotiates and runs a Query; never throws. */
@@ -117,7 +159,7 @@ export class KmipProvider extends KmipOperationsApi {
         const started = performance.now();
         try {
           const version = await client.connect();
-          await client.query([QueryFunction.Operations]);
+          await client.query([QueryFunction.QueryOperations]);
           this.recordSuccess(index, started);
           const test: ConnectionTest = {
             endpoint: client.endpoint,
@@ -134,7 +176,7 @@ export class KmipProvider extends KmipOperationsApi {
             endpoint: client.endpoint,
             ok: false,
             latencyMs: performance.now() - started,
-            error: { code: e.code, message: e.message },
+            error: { code: e.code, message: e.message, ...(e.hint === undefined ? {} : { hint: e.hint }) },
           };
         }
       }),
@@ -156,4 +198,15 @@ export class KmipProvider extends KmipOperationsApi {
   private recordFailure(index: number, error: KmipError): void {
     this.healthByIndex[index]!.lastFailure = { at: new Date(), code: error.code, message: error.message };
   }
+}
+
+/** The failure the caller sees: the last server's code, hint and `requestSent`, plus every attempt. */
+function withAttempts(last: KmipError, message: string, attempts: ServerAttempt[], cause: unknown = last): KmipError {
+  const error = new KmipError(message, last.code, {
+    cause,
+    details: { attempts: attempts.map((a) => ({ ...a })) },
+    ...(last.hint === undefined ? {} : { hint: last.hint }),
+  });
+  if (last.requestSent !== undefined) error.requestSent = last.requestSent;
+  return error;
 }

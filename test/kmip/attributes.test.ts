@@ -13,10 +13,23 @@ import {
 } from '../../src/kmip/attributes.js';
 import { childOf, ItemType, structure } from '../../src/kmip/ttlv/types.js';
 import { T } from '../../src/kmip/spec.js';
+import { enumName, maskText } from '../../src/kmip/ttlv/registry.js';
 
 const text = fc.string({ minLength: 1, maxLength: 40 });
 const u32 = fc.integer({ min: 0, max: 0x7fffffff });
 const date = fc.integer({ min: 0, max: 4_000_000_000 }).map((s) => new Date(s * 1000));
+
+/** What decoding adds to an attribute: the registry name of an enumeration value, the flags of a mask. */
+function withValueName(a: Attribute): Attribute {
+  if (typeof a.value !== 'number') return a;
+  const tag = { 'Cryptographic Algorithm': T.CryptographicAlgorithm, State: T.State, 'Object Type': T.ObjectType }[
+    a.name
+  ];
+  if (tag !== undefined)
+    return { ...a, valueName: enumName(tag, a.value) ?? `0x${a.value.toString(16).padStart(8, '0')}` };
+  if (a.name === 'Cryptographic Usage Mask') return { ...a, valueName: maskText(T.CryptographicUsageMask, a.value) };
+  return a;
+}
 
 const attribute: fc.Arbitrary<Attribute> = fc.oneof(
   text.map((value) => ({ name: 'Name', value })),
@@ -37,7 +50,7 @@ describe('attributes', () => {
     fc.assert(
       fc.property(attribute, fc.option(fc.integer({ min: 0, max: 5 }), { nil: undefined }), (a, index) => {
         const input = index === undefined ? a : { ...a, index };
-        expect(decodeAttribute1(decode(encode(encodeAttribute1(input))))).toEqual(input);
+        expect(decodeAttribute1(decode(encode(encodeAttribute1(input))))).toEqual(withValueName(input));
       }),
       { numRuns: 300 },
     );
@@ -46,7 +59,7 @@ describe('attributes', () => {
   test('2.x form (own tag) round-trips through binary TTLV', () => {
     fc.assert(
       fc.property(attribute, (a) => {
-        expect(decodeAttribute2(decode(encode(encodeAttribute2(a))))).toEqual(a);
+        expect(decodeAttribute2(decode(encode(encodeAttribute2(a))))).toEqual(withValueName(a));
       }),
       { numRuns: 300 },
     );
@@ -62,7 +75,9 @@ describe('attributes', () => {
         const locate = encodeAttributeSet(list, { major: 1, minor: 2 }, true);
         expect(locate.every((i) => i.tag === T.Attribute)).toBe(true);
         for (const form of [v1, v2, locate])
-          expect(decodeAttributeList(decode(encode(structure(T.ResponsePayload, form))))).toEqual(list);
+          expect(decodeAttributeList(decode(encode(structure(T.ResponsePayload, form))))).toEqual(
+            list.map(withValueName),
+          );
       }),
       { numRuns: 200 },
     );
@@ -79,5 +94,28 @@ describe('attributes', () => {
     const custom = { name: 'x-drive-wwn', value: '5000c500a1b2c3d4' };
     expect(decodeAttribute1(encodeAttribute1(custom))).toEqual(custom);
     expect(() => encodeAttribute2(custom)).toThrow(/no KMIP 2.x tag/);
+  });
+
+  test('decoded enumerations and masks carry the registry names next to the codes', () => {
+    const decoded = decodeAttributeList(
+      structure(
+        T.ResponsePayload,
+        encodeAttributeSet(
+          [
+            { name: 'Object Type', value: 9 },
+            { name: 'Cryptographic Algorithm', value: 2 },
+            { name: 'Cryptographic Usage Mask', value: 0x0c | 0x80 },
+            { name: 'Cryptographic Length', value: 128 },
+          ],
+          { major: 1, minor: 4 },
+        ),
+      ),
+    );
+    expect(decoded).toEqual([
+      { name: 'Object Type', value: 9, valueName: 'PGPKey' },
+      { name: 'Cryptographic Algorithm', value: 2, valueName: 'DES3' },
+      { name: 'Cryptographic Usage Mask', value: 0x8c, valueName: 'Encrypt|Decrypt|MACGenerate' },
+      { name: 'Cryptographic Length', value: 128 },
+    ]);
   });
 });

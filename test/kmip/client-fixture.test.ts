@@ -487,7 +487,7 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
       await expect(client.activate(uniqueIdentifier)).rejects.toMatchObject({ code: 'KMIP_CONNECTION_CLOSED' });
       expect((await client.activate(uniqueIdentifier)).uniqueIdentifier).toBe(uniqueIdentifier);
       const attrs = await client.getAttributes(uniqueIdentifier, ['State']);
-      expect(attrs.attributes).toContainEqual({ name: 'State', value: State.Active });
+      expect(attrs.attributes).toContainEqual({ name: 'State', value: State.Active, valueName: 'Active' });
     } finally {
       client.close();
     }

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { KmipClient } from '../../src/kmip/client.js';
+import { KmipProvider } from '../../src/kmip/provider.js';
 import { KmipOperationError } from '../../src/kmip/errors.js';
 import * as ops from '../../src/kmip/operations.js';
 import {
@@ -60,15 +61,24 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     const query = await client.query([1, 3]);
     expect(query.vendorIdentification).toMatch(/PyKMIP/);
     expect(query.operations).toEqual(expect.arrayContaining([0x01, 0x03, 0x08, 0x0a, 0x12, 0x13, 0x14]));
+    expect(query.operationNames).toEqual(
+      expect.arrayContaining(['Create', 'Register', 'Get', 'Query', 'DiscoverVersions']),
+    );
+    expect(query.operationNames).toHaveLength(query.operations.length);
   });
 
   test('Create with Name and Object Group, then Get, Get Attributes, Get Attribute List', async () => {
     const name = uniqueName('create');
     const group = uniqueName('group');
     const created = await client.create({ ...aes256, name, objectGroup: group });
-    expect(created.objectType).toBe(ObjectType.SymmetricKey);
+    expect(created).toMatchObject({ objectType: ObjectType.SymmetricKey, objectTypeName: 'SymmetricKey' });
     const key = await client.get(created.uniqueIdentifier);
-    expect(key).toMatchObject({ cryptographicAlgorithm: CryptographicAlgorithm.AES, cryptographicLength: 256 });
+    expect(key).toMatchObject({
+      objectTypeName: 'SymmetricKey',
+      cryptographicAlgorithm: CryptographicAlgorithm.AES,
+      cryptographicAlgorithmName: 'AES',
+      cryptographicLength: 256,
+    });
     expect(key.value).toHaveLength(32);
     const raw = await client.get(created.uniqueIdentifier, { keyFormatType: KeyFormatType.Raw });
     expect(raw.value.equals(key.value)).toBe(true);
@@ -78,8 +88,12 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
       expect.arrayContaining([
         expect.objectContaining({ name: 'Name', value: name }),
         expect.objectContaining({ name: 'Object Group', value: group }),
-        { name: 'Cryptographic Usage Mask', value: UsageMask.Encrypt | UsageMask.Decrypt },
-        { name: 'State', value: State.PreActive },
+        {
+          name: 'Cryptographic Usage Mask',
+          value: UsageMask.Encrypt | UsageMask.Decrypt,
+          valueName: 'Encrypt|Decrypt',
+        },
+        { name: 'State', value: State.PreActive, valueName: 'PreActive' },
       ]),
     );
     const some = await client.getAttributes(created.uniqueIdentifier, ['Cryptographic Length']);
@@ -102,7 +116,12 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     const s = await client.register({ kind: 'secret-data', secret, name: uniqueName('reg-pin'), objectGroup: group });
     expect((await client.get(k.uniqueIdentifier)).value.equals(key)).toBe(true);
     const got = await client.get(s.uniqueIdentifier);
-    expect(got).toMatchObject({ objectType: ObjectType.SecretData, secretDataType: 1 });
+    expect(got).toMatchObject({
+      objectType: ObjectType.SecretData,
+      objectTypeName: 'SecretData',
+      secretDataType: 1,
+      secretDataTypeName: 'Password',
+    });
     expect(got.value.equals(secret)).toBe(true);
     // No attributes at all: 1.x still sends the (required, empty) Template-Attribute.
     const bare = await client.register({ kind: 'secret-data', secret: Buffer.from('bare') });
@@ -143,7 +162,7 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
       message: 'drive retired',
     });
     const { attributes } = await client.getAttributes(uniqueIdentifier, ['State']);
-    expect(attributes).toEqual([{ name: 'State', value: State.Deactivated }]);
+    expect(attributes).toEqual([{ name: 'State', value: State.Deactivated, valueName: 'Deactivated' }]);
     await client.destroy(uniqueIdentifier);
     await expect(client.get(uniqueIdentifier)).rejects.toMatchObject({ resultReason: { name: 'ItemNotFound' } });
   });
@@ -210,7 +229,9 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     ]);
     expect(get.ok && get.value.value.length).toBe(32);
     expect(!missing.ok && missing.error).toMatchObject({ resultReason: { name: 'ItemNotFound' } });
-    expect(attrs.ok && attrs.value.attributes).toEqual([{ name: 'State', value: State.PreActive }]);
+    expect(attrs.ok && attrs.value.attributes).toEqual([
+      { name: 'State', value: State.PreActive, valueName: 'PreActive' },
+    ]);
   });
 });
 
@@ -295,15 +316,41 @@ describe('PyKMIP identities and refusals', () => {
       expect(error).toMatchObject({
         code: 'KMIP_OPERATION_FAILED',
         resultReason: { name: 'AuthenticationNotSuccessful', code: ResultReason.AuthenticationNotSuccessful },
+        hint: 'reissue the client certificate with extendedKeyUsage clientAuth',
       });
-      // Negotiation surfaces the same refusal rather than guessing a version.
+      // The library names the cause itself: every caller shows it.
+      expect((error as Error).message).toMatch(/the client certificate has no extendedKeyUsage/);
+      // Negotiation (Discover Versions) surfaces the same refusal rather than guessing a version.
       const negotiating = new KmipClient(pykmipClientOptions(server, { cert: noEku.certPem, key: noEku.keyPem }));
       await expect(negotiating.connect()).rejects.toMatchObject({
         resultReason: { name: 'AuthenticationNotSuccessful' },
+        message: expect.stringMatching(/no extendedKeyUsage/),
+        hint: expect.stringMatching(/clientAuth/),
       });
       negotiating.close();
     } finally {
       client.close();
+    }
+  });
+
+  test('a client certificate for serverAuth only: the refused handshake says clientAuth is missing, testConnection too', async () => {
+    const ca = TestCa.open(join(server.dir, 'pki'));
+    const serverOnly = ca.issue('server-only-eku', { cn: 'kmip-agent-server-only', eku: ['serverAuth'] });
+    const options = pykmipClientOptions(server, { cert: serverOnly.certPem, key: serverOnly.keyPem });
+    const provider = new KmipProvider({ ...options, servers: [{ host: options.host, port: options.port }] });
+    const expected = {
+      code: 'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
+      message: expect.stringMatching(/lacks extendedKeyUsage clientAuth/),
+      hint: 'reissue the client certificate with extendedKeyUsage clientAuth',
+    };
+    try {
+      // PyKMIP's OpenSSL refuses such a certificate in the handshake (alert: unsupported certificate).
+      const [test] = await provider.testConnection();
+      expect(test).toMatchObject({ ok: false, error: expected });
+      const error = await provider.discoverVersions().catch((e: unknown) => e);
+      expect(JSON.parse(JSON.stringify(error))).toMatchObject(expected);
+    } finally {
+      provider.close();
     }
   });
 

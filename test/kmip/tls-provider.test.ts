@@ -11,8 +11,8 @@ import { KmipFixtureServer } from '../support/kmip-fixture-server.js';
 import { TestCa, makeTestPki, type TestPki } from '../support/certs.js';
 import { freePort } from '../support/pykmip.js';
 import { KmipClient, type KmipClientOptions } from '../../src/kmip/client.js';
-import { KmipProvider, type KmipProviderOptions } from '../../src/kmip/provider.js';
-import { KmipOperationError } from '../../src/kmip/errors.js';
+import { KmipProvider, type KmipProviderOptions, type ServerAttempt } from '../../src/kmip/provider.js';
+import { KmipError, KmipOperationError } from '../../src/kmip/errors.js';
 import { CryptographicAlgorithm, Operation, UsageMask } from '../../src/kmip/spec.js';
 
 let dir: string;
@@ -110,6 +110,26 @@ describe('TLS', () => {
       expect((error as { code: string }).code).toMatch(
         /^KMIP_(TLS_HANDSHAKE_FAILED|CONNECTION_RESET|CONNECTION_CLOSED)$/,
       );
+      client.close();
+    }
+  });
+
+  test('a client certificate for serverAuth only is named as such, in TLS 1.2 and 1.3', async () => {
+    const serverOnly = fixture.pki.ca.issue('server-only', { cn: 'server-only', eku: ['serverAuth'] });
+    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+      const client = new KmipClient({
+        host: '127.0.0.1',
+        port: fixture.port,
+        ca: readFileSync(fixture.pki.ca.cert),
+        cert: serverOnly.certPem,
+        key: serverOnly.keyPem,
+        maxVersion,
+      });
+      await expect(client.connect(), maxVersion).rejects.toMatchObject({
+        code: 'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
+        message: expect.stringContaining('lacks extendedKeyUsage clientAuth'),
+        hint: 'reissue the client certificate with extendedKeyUsage clientAuth',
+      });
       client.close();
     }
   });
@@ -299,6 +319,79 @@ describe('provider failover', () => {
     } finally {
       group.close();
       await second.stop();
+    }
+  });
+
+  test('failover is never silent: onAttempt sees each server tried and why it was passed over', async () => {
+    const down = await freePort();
+    const seen: ServerAttempt[] = [];
+    const group = provider(
+      [
+        { host: '127.0.0.1', port: down },
+        { host: '127.0.0.1', port: fixture.port },
+      ],
+      { onAttempt: (a) => seen.push(a) },
+    );
+    try {
+      await group.query([1]);
+      expect(seen).toEqual([
+        {
+          endpoint: `127.0.0.1:${down}`,
+          outcome: 'failed',
+          code: 'KMIP_CONNECTION_REFUSED',
+          message: expect.stringContaining('refused'),
+          latencyMs: expect.any(Number),
+        },
+        { endpoint: `127.0.0.1:${fixture.port}`, outcome: 'answered', latencyMs: expect.any(Number) },
+      ]);
+      seen.length = 0;
+      // A refusal is an answer (the server is healthy): nothing else is tried.
+      await expect(group.get('no-such-object')).rejects.toBeInstanceOf(KmipOperationError);
+      expect(seen).toEqual([
+        { endpoint: `127.0.0.1:${fixture.port}`, outcome: 'answered', latencyMs: expect.any(Number) },
+      ]);
+    } finally {
+      group.close();
+    }
+  });
+
+  test('when every server fails, the error carries the attempts; servers in cooldown are marked demoted', async () => {
+    const [a, b] = [await freePort(), await freePort()];
+    const seen: ServerAttempt[] = [];
+    const group = provider(
+      [
+        { host: '127.0.0.1', port: a },
+        { host: '127.0.0.1', port: b },
+      ],
+      { onAttempt: (attempt) => seen.push(attempt) },
+    );
+    try {
+      const first = (await group.query([1]).catch((e: unknown) => e)) as KmipError;
+      const failed = (port: number, demoted?: boolean) => ({
+        endpoint: `127.0.0.1:${port}`,
+        outcome: 'failed',
+        code: 'KMIP_CONNECTION_REFUSED',
+        message: expect.any(String),
+        latencyMs: expect.any(Number),
+        ...(demoted ? { demoted } : {}),
+      });
+      expect(first).toBeInstanceOf(KmipError);
+      expect(first.code).toBe('KMIP_CONNECTION_REFUSED');
+      expect(first.details()?.attempts).toEqual([failed(a), failed(b)]);
+      expect(JSON.parse(JSON.stringify(first)).attempts).toEqual([failed(a), failed(b)]);
+      expect(seen).toEqual([failed(a), failed(b)]);
+      // Both failed within the cooldown (30 s by default): tried again, in list order, marked demoted.
+      const second = (await group.query([1]).catch((e: unknown) => e)) as KmipError;
+      expect(second.details()?.attempts).toEqual([failed(a, true), failed(b, true)]);
+      // One server alone: its own error, with its one attempt.
+      const solo = provider([{ host: '127.0.0.1', port: a }]);
+      const only = (await solo.query([1]).catch((e: unknown) => e)) as KmipError;
+      expect(only.message).toContain(`127.0.0.1:${a}`);
+      expect(only.details()?.attempts).toEqual([failed(a)]);
+      expect(only.requestSent).toBe(false);
+      solo.close();
+    } finally {
+      group.close();
     }
   });
 

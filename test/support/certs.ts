@@ -24,6 +24,20 @@ export interface CertOptions {
   days?: number;
   /** Make a CA certificate (for intermediates). */
   isCa?: boolean;
+  /** The key: EC P-256 by default; `{ rsa: bits }` or `{ curve: 'secp224r1' }` (weak-chain tests). */
+  keyType?: KeyType;
+  /** Signature digest, default sha256 (sha1 for weak-signature tests). */
+  digest?: 'sha256' | 'sha1';
+  /** Validity start, `YYYYMMDDHHMMSSZ` (e.g. in the future); issued with `openssl ca`, which can set it. */
+  notBefore?: string;
+}
+
+export type KeyType = { rsa: number } | { curve: string };
+
+function keyArgs(keyType: KeyType | undefined, out: string): string[] {
+  if (keyType && 'rsa' in keyType)
+    return ['genpkey', '-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${keyType.rsa}`, '-out', out];
+  return ['genpkey', '-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${keyType?.curve ?? 'P-256'}`, '-out', out];
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -45,6 +59,11 @@ export class TestCa {
   /** The CA an earlier create() left in `dir` (e.g. a PyKMIP fixture's `<dir>/pki`), to issue more from it. */
   static open(dir: string): TestCa {
     return new TestCa(dir, join(dir, 'ca.crt'), join(dir, 'ca.key'));
+  }
+
+  /** A CA that signs with `intermediate` (a CA certificate this one issued), writing into the same directory. */
+  under(intermediate: Issued): TestCa {
+    return new TestCa(this.dir, intermediate.cert, intermediate.key);
   }
 
   /** A new self-signed root CA in `dir`. */
@@ -84,14 +103,21 @@ export class TestCa {
     const cert = join(this.dir, `${name}.crt`);
     const ext = join(this.dir, `${name}.ext`);
     const lines = [options.isCa ? 'basicConstraints=critical,CA:TRUE' : 'basicConstraints=critical,CA:FALSE'];
+    const rsa = options.keyType !== undefined && 'rsa' in options.keyType;
     lines.push(
-      options.isCa ? 'keyUsage=critical,keyCertSign,cRLSign' : 'keyUsage=critical,digitalSignature,keyAgreement',
+      options.isCa
+        ? 'keyUsage=critical,keyCertSign,cRLSign'
+        : `keyUsage=critical,digitalSignature,${rsa ? 'keyEncipherment' : 'keyAgreement'}`,
     );
     if (options.eku && options.eku.length > 0) lines.push(`extendedKeyUsage=${options.eku.join(',')}`);
     if (options.san && options.san.length > 0) lines.push(`subjectAltName=${options.san.join(',')}`);
     writeFileSync(ext, lines.join('\n') + '\n');
-    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key], this.dir);
+    openssl(keyArgs(options.keyType, key), this.dir);
     openssl(['req', '-new', '-key', key, '-subj', `/CN=${options.cn}`, '-out', csr], this.dir);
+    if (options.notBefore !== undefined) {
+      this.issueWithCa(name, csr, ext, cert, options);
+      return { cert, key, certPem: readText(cert), keyPem: readText(key) };
+    }
     openssl(
       [
         'x509',
@@ -106,7 +132,7 @@ export class TestCa {
         String(this.serial++ + 1000),
         '-days',
         String(options.days ?? 30),
-        '-sha256',
+        `-${options.digest ?? 'sha256'}`,
         '-extfile',
         ext,
         '-out',
@@ -115,6 +141,58 @@ export class TestCa {
       this.dir,
     );
     return { cert, key, certPem: readText(cert), keyPem: readText(key) };
+  }
+
+  /** `openssl x509 -req` (3.0) cannot set the start date; `openssl ca` can, given a minimal database. */
+  private issueWithCa(name: string, csr: string, ext: string, cert: string, options: CertOptions): void {
+    const db = join(this.dir, `${name}.db`);
+    mkdirSync(db, { recursive: true });
+    writeFileSync(join(db, 'index.txt'), '');
+    writeFileSync(join(db, 'serial'), String(this.serial++ + 1000) + '\n');
+    const config = join(db, 'ca.cnf');
+    writeFileSync(
+      config,
+      [
+        '[ca]',
+        'default_ca = test',
+        '[test]',
+        `database = ${join(db, 'index.txt')}`,
+        `new_certs_dir = ${db}`,
+        `serial = ${join(db, 'serial')}`,
+        `default_md = ${options.digest ?? 'sha256'}`,
+        'policy = any',
+        'unique_subject = no',
+        '[any]',
+        'commonName = supplied',
+        '',
+      ].join('\n'),
+    );
+    const start = options.notBefore!;
+    const end = `${String(Number(start.slice(0, 4)) + 1)}${start.slice(4)}`;
+    openssl(
+      [
+        'ca',
+        '-batch',
+        '-notext',
+        '-config',
+        config,
+        '-cert',
+        this.cert,
+        '-keyfile',
+        this.key,
+        '-in',
+        csr,
+        '-out',
+        cert,
+        '-startdate',
+        start,
+        '-enddate',
+        end,
+        '-extfile',
+        ext,
+      ],
+      this.dir,
+    );
   }
 }
 

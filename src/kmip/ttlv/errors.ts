@@ -1,5 +1,5 @@
 /** Typed failures of the TTLV codec: every one carries a stable code, the byte offset and the tag. */
-import { KmipAgentError } from '../../errors.js';
+import { KmipAgentError } from '../coded-error.js';
 
 export const TtlvErrorCode = {
   /** The input ends before the item it declares. */
@@ -19,6 +19,8 @@ export const TtlvErrorCode = {
   TooDeep: 'KMIP_TTLV_TOO_DEEP',
   TooLarge: 'KMIP_TTLV_TOO_LARGE',
   TrailingBytes: 'KMIP_TTLV_TRAILING_BYTES',
+  /** Reading the XML form without its optional parser (fast-xml-parser) installed. */
+  XmlParserMissing: 'KMIP_TTLV_XML_PARSER_MISSING',
 } as const;
 export type TtlvErrorCode = (typeof TtlvErrorCode)[keyof typeof TtlvErrorCode];
 

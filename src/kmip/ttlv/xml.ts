@@ -4,7 +4,7 @@
  * with children, unknown tags as `<TTLV tag="0x540001" type=... value=.../>`. A file holds several
  * messages under a root element (`<KMIP>`); `# TIME n` text between them is ignored.
  */
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { createRequire } from 'node:module';
 import { DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP } from './binary.js';
 import { TtlvError, TtlvErrorCode } from './errors.js';
 import { PLACEHOLDER, Placeholders } from './placeholders.js';
@@ -24,7 +24,29 @@ type XmlNode = { [name: string]: XmlNode[] | string | Record<string, string> | u
   '#text'?: string;
 };
 
-const parser = new XMLParser({
+type Fxp = typeof import('fast-xml-parser');
+let xml: { validator: Fxp['XMLValidator']; parser: InstanceType<Fxp['XMLParser']> } | undefined;
+
+/**
+ * fast-xml-parser, loaded on first read: the standalone KMIP package has no dependencies and lists it
+ * as an optional peer, so only users of the XML form install it. Writing XML needs no parser.
+ */
+function xmlReader(): NonNullable<typeof xml> {
+  if (xml) return xml;
+  let fxp: Fxp;
+  try {
+    fxp = createRequire(import.meta.url)('fast-xml-parser') as Fxp;
+  } catch {
+    throw new TtlvError(
+      TtlvErrorCode.XmlParserMissing,
+      'reading the KMIP XML form needs the fast-xml-parser package: npm install fast-xml-parser',
+    );
+  }
+  xml = { validator: fxp.XMLValidator, parser: new fxp.XMLParser(PARSER_OPTIONS) };
+  return xml;
+}
+
+const PARSER_OPTIONS = {
   preserveOrder: true,
   ignoreAttributes: false,
   attributeNamePrefix: '',
@@ -36,7 +58,7 @@ const parser = new XMLParser({
   ignoreDeclaration: true,
   ignorePiTags: true,
   commentPropName: '#comment',
-});
+};
 
 const syntax = (reason: string): TtlvError => new TtlvError(TtlvErrorCode.BadSyntax, reason);
 
@@ -135,9 +157,10 @@ function toItem(
 
 /** Reads every message (top-level item) of a KMIP XML document: the root's children, or the root itself. */
 export function fromXml(text: string, opts: XmlOptions = {}): TtlvItem[] {
-  let valid: ReturnType<typeof XMLValidator.validate>;
+  const { validator, parser } = xmlReader();
+  let valid: ReturnType<Fxp['XMLValidator']['validate']>;
   try {
-    valid = XMLValidator.validate(text);
+    valid = validator.validate(text);
   } catch (e) {
     throw syntax(`XML: ${(e as Error).message}`);
   }
