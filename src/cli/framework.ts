@@ -219,9 +219,12 @@ function optionLines(options: OptionSpecs): string[] {
   });
 }
 
+/** A summary as the sentence under a usage line. */
+const sentence = (text: string) => text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? '' : '.');
+
 /** `kmip-agent <path> --help` for a command. */
 export function commandHelp(path: string, cmd: Command): string {
-  const lines = [`Usage: kmip-agent ${path}${cmd.usage ? ' ' + cmd.usage : ''}`, '', `${cmd.summary}.`];
+  const lines = [`Usage: kmip-agent ${path}${cmd.usage ? ' ' + cmd.usage : ''}`, '', sentence(cmd.summary)];
   if (cmd.description) lines.push('', cmd.description.trimEnd());
   lines.push('', 'Options:', ...optionLines({ ...cmd.options, ...GLOBAL_OPTIONS }));
   return lines.join('\n') + '\n';
@@ -233,7 +236,7 @@ export function groupHelp(path: string, node: CommandGroup, trailer = ''): strin
   const lines = [
     `Usage: kmip-agent ${path ? path + ' ' : ''}<command> [options]`,
     '',
-    `${node.summary}.`,
+    sentence(node.summary),
   ];
   if (node.description) lines.push('', node.description.trimEnd());
   lines.push('', 'Commands:');
@@ -318,8 +321,9 @@ function parseInvocation(path: string, cmd: Command, args: string[]): Invocation
   } catch (e) {
     const message = (e as Error).message;
     const unknown = /Unknown option '(--?[^']+)'/.exec(message)?.[1];
-    const near = unknown ? closest(unknown.replace(/^--?/, ''), Object.keys(cmd.options)) : undefined;
-    throw new UsageError(`${message}${near ? `: did you mean --${near}?` : ''}`);
+    if (unknown === undefined) throw new UsageError(message);
+    const near = closest(unknown.replace(/^--?/, ''), Object.keys(cmd.options));
+    throw new UsageError(`unknown option '${unknown}'${near ? `: did you mean --${near}?` : ''}`);
   }
   const [min, max] = cmd.positionals;
   const n = parsed.positionals.length;
@@ -478,7 +482,7 @@ export type SecretReading = 'auto' | 'hex' | 'raw';
 /** The --hex/--raw options of every command that reads a raw secret. */
 export const SECRET_READING_OPTIONS = {
   hex: { type: 'boolean', help: 'secret files hold hex text (as `kmip get` prints): decode it' },
-  raw: { type: 'boolean', help: 'take secret files byte for byte, even when they look like hex, base64 or text+newline' },
+  raw: { type: 'boolean', help: 'take secret files byte for byte, even if they look like hex or text' },
 } as const;
 
 export function secretReading(values: { hex?: boolean; raw?: boolean }): SecretReading {
@@ -499,6 +503,7 @@ export interface SecretSource {
 }
 
 const secretError = (message: string, code: string) => new SecretInputError(message, code);
+const where = (path: string) => (path === '-' ? '- (stdin)' : path);
 
 const HEX_TEXT = /^(?:[0-9a-fA-F]{2})+(?:\r?\n)?$/;
 const BASE64_TEXT = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})(?:\r?\n)?$/;
@@ -520,7 +525,7 @@ function looksLikeBase64(data: Buffer): boolean {
 /** Checks (and decodes, for --hex) one secret as read; throws a typed error naming the option and the fix. */
 function shapeSecret(data: Buffer, source: SecretSource, reading: SecretReading): Buffer {
   const { option, what, kind } = source;
-  const from = source.path === '-' ? 'stdin' : source.path!;
+  const from = where(source.path!);
   const size = (n: number) => `${n} byte${n === 1 ? '' : 's'}`;
   let value = data;
   if (kind.form === 'text') {
@@ -580,8 +585,8 @@ function readSecretBytes(ctx: CommandContext, source: SecretSource, limit: numbe
   const path = source.path!;
   const tooLong = () =>
     secretError(
-      `${source.what} (${source.option} ${path === '-' ? 'stdin' : path}) is longer than ${source.kind.maxBytes} bytes` +
-        (limit > source.kind.maxBytes + 3 ? ' (even as hex text)' : ''),
+      `${source.what} (${source.option} ${where(path)}) is longer than ${source.kind.maxBytes} bytes allowed` +
+        ' (nothing more was read)',
       'SECRET_TOO_LONG',
     );
   if (path === '-') {

@@ -400,17 +400,24 @@ Admin1 and are not reset. Without a PIN, when the drive does not answer, nothing
       const as = describeAuthority(asAuthority);
       const pin = { path: values['pin-file'], option: '--pin-file', what: `the ${as} PIN`, optional: true };
       const authenticated = values['pin-file'] !== undefined;
-      const tries = await withPins(ctx, spec!, values, [pin], (d, [p]) =>
-        d.tries(target, p ? { authority: asAuthority, pin: p } : undefined),
-      );
-      if (!tries)
-        throw new KmipAgentError(
-          `${name}: nothing was read: ${spec} does not let its tries be read ${authenticated ? 'by ' + as : 'without authenticating'}` +
-            (authenticated
-              ? ''
-              : `; give --pin-file with the ${as} PIN (which, when right, resets ${as}'s count to 0)`),
+      const notRead = (why: string, cause?: unknown) =>
+        new KmipAgentError(
+          `${name}: nothing was read: ${spec} ${why}` +
+            (authenticated ? '' : `; give --pin-file with the ${as} PIN (which, when right, resets ${as}'s count to 0)`),
           'DRIVE_TRIES_NOT_READ',
+          cause === undefined ? undefined : { cause },
         );
+      const tries = await withPins(ctx, spec!, values, [pin], async (d, [p]) => {
+        try {
+          return await d.tries(target, p ? { authority: asAuthority, pin: p } : undefined);
+        } catch (error) {
+          // Without a PIN the drive may refuse the session outright: that too means nothing was read.
+          if (authenticated || !String((error as { code?: unknown }).code).startsWith('TCG_')) throw error;
+          throw notRead(`refused to show them without authentication (${(error as Error).message})`, error);
+        }
+      });
+      if (!tries)
+        throw notRead(`does not let its tries be read ${authenticated ? 'by ' + as : 'without authentication'}`);
       // Authenticating as the target itself resets its count: what is shown is after that reset.
       const resetByAuthentication = authenticated && name === as;
       const limit = tries.tryLimit === 0 ? 'unlimited' : String(tries.tryLimit);
