@@ -233,11 +233,7 @@ export function commandHelp(path: string, cmd: Command): string {
 /** `kmip-agent <path> --help` for a group: its commands, one line each. */
 export function groupHelp(path: string, node: CommandGroup, trailer = ''): string {
   const width = Math.max(...node.commands.map((c) => c.name.length));
-  const lines = [
-    `Usage: kmip-agent ${path ? path + ' ' : ''}<command> [options]`,
-    '',
-    sentence(node.summary),
-  ];
+  const lines = [`Usage: kmip-agent ${path ? path + ' ' : ''}<command> [options]`, '', sentence(node.summary)];
   if (node.description) lines.push('', node.description.trimEnd());
   lines.push('', 'Commands:');
   for (const c of node.commands) {
@@ -284,9 +280,7 @@ export function closest(word: string, candidates: string[]): string | undefined 
     const distance = editDistance(word.toLowerCase(), c.toLowerCase());
     if (distance < bestDistance) [best, bestDistance] = [c, distance];
   }
-  return best !== undefined && bestDistance <= Math.min(2, Math.max(1, Math.floor(word.length / 3)))
-    ? best
-    : undefined;
+  return best !== undefined && bestDistance <= Math.min(2, Math.max(1, Math.floor(word.length / 3))) ? best : undefined;
 }
 
 const isHelp = (a: string | undefined) => a === '--help' || a === '-h' || a === 'help';

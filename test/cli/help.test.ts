@@ -45,7 +45,10 @@ describe('usage errors name the command and say what would be right', () => {
     [['kmip', 'locat'], /did you mean `kmip locate`\?/],
     [['ttlv', 'decod', '00'], /did you mean `ttlv decode`\?/],
     [['drive', 'info', 'emu:/x'], /did you mean `drive emulate info`\?/],
-    [['drive', 'tries', 'emu:/x', '--pinfile', 'p'], /^drive tries: unknown option '--pinfile': did you mean --pin-file\?/],
+    [
+      ['drive', 'tries', 'emu:/x', '--pinfile', 'p'],
+      /^drive tries: unknown option '--pinfile': did you mean --pin-file\?/,
+    ],
     [['drive', 'unlock'], /^drive unlock: missing argument: usage: kmip-agent drive unlock <drive>/],
     [['volume', 'luks'], /`kmip-agent volume luks` needs a command: info, check/],
     [['frobnicate'], /unknown command 'frobnicate' for `kmip-agent`/],

@@ -47,7 +47,9 @@ const hexLine = (b: Buffer) => b.toString('hex') + '\n';
 describe('a PIN in the wrong form or size is refused before the drive is opened', () => {
   it('control: an acceptable PIN file reaches the (missing) drive', async () => {
     for (const pin of [binaryPin(), Buffer.from('admin pin')])
-      expect(await refusal(['drive', 'unlock', NO_DRIVE, '--pin-file', file(`ok-${Math.random()}`, pin)])).toMatchObject({
+      expect(
+        await refusal(['drive', 'unlock', NO_DRIVE, '--pin-file', file(`ok-${Math.random()}`, pin)]),
+      ).toMatchObject({
         exit: 1,
         code: 'EMU_NOT_FOUND',
       });
@@ -88,7 +90,16 @@ describe('a PIN in the wrong form or size is refused before the drive is opened'
       exit: 2,
       code: 'SECRET_TOO_LONG',
     });
-    const setPin = await runCliCaptured(['--json', 'drive', 'set-pin', NO_DRIVE, '--pin-file', ok, '--new-pin-file', long]);
+    const setPin = await runCliCaptured([
+      '--json',
+      'drive',
+      'set-pin',
+      NO_DRIVE,
+      '--pin-file',
+      ok,
+      '--new-pin-file',
+      long,
+    ]);
     expect(setPin.json()).toMatchObject({ error: { code: 'SECRET_TOO_LONG' } });
   });
 
@@ -97,13 +108,17 @@ describe('a PIN in the wrong form or size is refused before the drive is opened'
     expect(missing.code).toBe(2);
     expect(missing.json()).toMatchObject({ error: { code: 'USAGE_FILE' } });
     const directory = await runCliCaptured(['--json', 'drive', 'unlock', NO_DRIVE, '--pin-file', dir]);
-    expect(directory.json()).toMatchObject({ error: { code: 'USAGE_FILE', message: expect.stringContaining('directory') } });
+    expect(directory.json()).toMatchObject({
+      error: { code: 'USAGE_FILE', message: expect.stringContaining('directory') },
+    });
     const twice = await runCliCaptured(
       ['--json', 'drive', 'set-pin', NO_DRIVE, '--pin-file', '-', '--new-pin-file', '-'],
       binaryPin(),
     );
     expect(twice.code).toBe(2);
-    expect(twice.json()).toMatchObject({ error: { code: 'USAGE', message: expect.stringContaining('--new-pin-file') } });
+    expect(twice.json()).toMatchObject({
+      error: { code: 'USAGE', message: expect.stringContaining('--new-pin-file') },
+    });
   });
 
   it('reads no more than the cap: stdin is asked for a few dozen bytes, /dev/zero fails at once', async () => {
@@ -121,10 +136,14 @@ describe('a PIN in the wrong form or size is refused before the drive is opened'
     });
     // The real process with /dev/zero as stdin: it must end (a reader without a cap never would).
     const cli = join(packageRoot(), 'dist/src/cli/main.js');
-    const zero = spawnSync('sh', ['-c', `exec "${process.execPath}" "${cli}" --json drive unlock ${NO_DRIVE} --pin-file - < /dev/zero`], {
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
+    const zero = spawnSync(
+      'sh',
+      ['-c', `exec "${process.execPath}" "${cli}" --json drive unlock ${NO_DRIVE} --pin-file - < /dev/zero`],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    );
     expect(zero.status).toBe(2);
     expect(JSON.parse(zero.stdout)).toMatchObject({ error: { code: 'SECRET_TOO_LONG' } });
   });
@@ -140,7 +159,15 @@ describe('a PIN in the wrong form or size is refused before the drive is opened'
       exit: 2,
       code: 'SECRET_TOO_LONG',
     });
-    const notHex = await runCliCaptured(['--json', 'drive', 'unlock', NO_DRIVE, '--pin-file', file('nh', 'admin pin'), '--hex']);
+    const notHex = await runCliCaptured([
+      '--json',
+      'drive',
+      'unlock',
+      NO_DRIVE,
+      '--pin-file',
+      file('nh', 'admin pin'),
+      '--hex',
+    ]);
     expect(notHex.json()).toMatchObject({ error: { code: 'SECRET_NOT_HEX' } });
     const both = await runCliCaptured(['--json', 'drive', 'unlock', NO_DRIVE, '--pin-file', hex, '--hex', '--raw']);
     expect(both.json()).toMatchObject({ error: { code: 'USAGE' } });
@@ -148,10 +175,29 @@ describe('a PIN in the wrong form or size is refused before the drive is opened'
 
   it('--sedutil-pins: passwords are text, hex-looking ones included; --hex/--raw do not apply', async () => {
     const hexPassword = file('sedutil-hex', 'c0ffee\n');
-    const run = await runCliCaptured(['--json', 'drive', 'unlock', NO_DRIVE, '--sedutil-pins', '--pin-file', hexPassword]);
+    const run = await runCliCaptured([
+      '--json',
+      'drive',
+      'unlock',
+      NO_DRIVE,
+      '--sedutil-pins',
+      '--pin-file',
+      hexPassword,
+    ]);
     expect(run.json()).toMatchObject({ error: { code: 'EMU_NOT_FOUND' } });
-    const withHex = await runCliCaptured(['--json', 'drive', 'unlock', NO_DRIVE, '--sedutil-pins', '--hex', '--pin-file', hexPassword]);
-    expect(withHex.json()).toMatchObject({ error: { code: 'USAGE', message: expect.stringContaining('--sedutil-pins') } });
+    const withHex = await runCliCaptured([
+      '--json',
+      'drive',
+      'unlock',
+      NO_DRIVE,
+      '--sedutil-pins',
+      '--hex',
+      '--pin-file',
+      hexPassword,
+    ]);
+    expect(withHex.json()).toMatchObject({
+      error: { code: 'USAGE', message: expect.stringContaining('--sedutil-pins') },
+    });
     const long = file('sedutil-long', 'x'.repeat(256));
     const tooLong = await runCliCaptured(['--json', 'drive', 'unlock', NO_DRIVE, '--sedutil-pins', '--pin-file', long]);
     expect(tooLong.json()).toMatchObject({ error: { code: 'SECRET_TOO_LONG' } });
@@ -168,7 +214,10 @@ describe('--sedutil-pins on an emulated drive: the trailing newline of a passwor
   it('a hex-looking password with a newline sets the PIN; the same password without it then authenticates', async () => {
     const withNewline = file('pw-nl', 'deadbeef\n');
     const without = file('pw', 'deadbeef');
-    expect((await runCliCaptured(['drive', 'take-ownership', image.spec, '--sedutil-pins', '--new-pin-file', withNewline])).code).toBe(0);
+    expect(
+      (await runCliCaptured(['drive', 'take-ownership', image.spec, '--sedutil-pins', '--new-pin-file', withNewline]))
+        .code,
+    ).toBe(0);
     const activated = await runCliCaptured(['drive', 'activate', image.spec, '--sedutil-pins', '--pin-file', without]);
     expect(activated.stderr).toBe('');
     expect(activated.code).toBe(0);
@@ -178,22 +227,43 @@ describe('--sedutil-pins on an emulated drive: the trailing newline of a passwor
 describe('keys and values to register are checked the same way', () => {
   it('volume luks: hex or oversized keys are refused before the device is opened', async () => {
     const hexKey = file('key-hex', hexLine(randomBytes(32)));
-    expect((await runCliCaptured(['--json', 'volume', 'luks', 'check', NO_VOLUME, '--key-file', hexKey])).json())
-      .toMatchObject({ error: { code: 'SECRET_LOOKS_LIKE_HEX' } });
-    expect((await runCliCaptured(['--json', 'volume', 'luks', 'check', NO_VOLUME, '--key-file', hexKey, '--hex'])).json())
-      .toMatchObject({ error: { code: 'LUKS_DEVICE_NOT_FOUND' } });
+    expect(
+      (await runCliCaptured(['--json', 'volume', 'luks', 'check', NO_VOLUME, '--key-file', hexKey])).json(),
+    ).toMatchObject({ error: { code: 'SECRET_LOOKS_LIKE_HEX' } });
+    expect(
+      (await runCliCaptured(['--json', 'volume', 'luks', 'check', NO_VOLUME, '--key-file', hexKey, '--hex'])).json(),
+    ).toMatchObject({ error: { code: 'LUKS_DEVICE_NOT_FOUND' } });
     const big = file('key-big', Buffer.alloc(5000, 1));
-    expect((await runCliCaptured(['--json', 'volume', 'luks', 'open', NO_VOLUME, 'x', '--key-file', big])).json())
-      .toMatchObject({ error: { code: 'SECRET_TOO_LONG' } });
-    const remove = await runCliCaptured(
-      ['--json', 'volume', 'luks', 'remove-key', NO_VOLUME, '--key-file', hexKey, '--slot', '1', '--yes'],
-    );
+    expect(
+      (await runCliCaptured(['--json', 'volume', 'luks', 'open', NO_VOLUME, 'x', '--key-file', big])).json(),
+    ).toMatchObject({ error: { code: 'SECRET_TOO_LONG' } });
+    const remove = await runCliCaptured([
+      '--json',
+      'volume',
+      'luks',
+      'remove-key',
+      NO_VOLUME,
+      '--key-file',
+      hexKey,
+      '--slot',
+      '1',
+      '--yes',
+    ]);
     expect(remove.json()).toMatchObject({ error: { code: 'SECRET_LOOKS_LIKE_HEX' } });
   });
 
   it('kmip register: a hex value is refused before the server is contacted', async () => {
     const dead = await freePort();
-    const conn = ['--server', `127.0.0.1:${dead}`, '--ca', pki.ca.cert, '--cert', pki.client.cert, '--key', pki.client.key];
+    const conn = [
+      '--server',
+      `127.0.0.1:${dead}`,
+      '--ca',
+      pki.ca.cert,
+      '--cert',
+      pki.client.cert,
+      '--key',
+      pki.client.key,
+    ];
     const hexValue = file('value-hex', hexLine(randomBytes(32)));
     const refused = await runCliCaptured(['--json', 'kmip', 'register', ...conn, '--key-file', hexValue]);
     expect(refused.code).toBe(2);

@@ -88,7 +88,9 @@ function withPins<T>(
 ): Promise<T> {
   const { kind, reading } = pinReading(values);
   const sources: SecretSource[] = pins.map((p) => ({ ...p, kind }));
-  return withSecrets(ctx, sources, reading, (secrets) => withDrive(spec, driveOptions(values), (d) => work(d, secrets)));
+  return withSecrets(ctx, sources, reading, (secrets) =>
+    withDrive(spec, driveOptions(values), (d) => work(d, secrets)),
+  );
 }
 
 function intOption(value: string | undefined, what: string, min = 0): number | undefined {
@@ -403,7 +405,9 @@ Admin1 and are not reset. Without a PIN, when the drive does not answer, nothing
       const notRead = (why: string, cause?: unknown) =>
         new KmipAgentError(
           `${name}: nothing was read: ${spec} ${why}` +
-            (authenticated ? '' : `; give --pin-file with the ${as} PIN (which, when right, resets ${as}'s count to 0)`),
+            (authenticated
+              ? ''
+              : `; give --pin-file with the ${as} PIN (which, when right, resets ${as}'s count to 0)`),
           'DRIVE_TRIES_NOT_READ',
           cause === undefined ? undefined : { cause },
         );
@@ -474,7 +478,11 @@ Admin1 and are not reset. Without a PIN, when the drive does not answer, nothing
       const range = required(intOption(values.range, '--range'), '--range');
       const method = values.method ?? 'genkey';
       if (method !== 'genkey' && method !== 'erase') throw new UsageError('--method is genkey or erase');
-      confirmDestruction(values.yes, 'erase', `the media key of range ${range} on ${spec}: its data becomes unreadable`);
+      confirmDestruction(
+        values.yes,
+        'erase',
+        `the media key of range ${range} on ${spec}: its data becomes unreadable`,
+      );
       const pin = { path: values['pin-file'], option: '--pin-file', what: 'the Admin1 PIN' };
       await withPins(ctx, spec!, values, [pin], (d, [p]) => d.erase(p!, { range, method }));
       emit(ctx, { drive: spec, range, method, erased: true }, `${spec}: range ${range} crypto-erased`);
@@ -513,7 +521,12 @@ Admin1 and are not reset. Without a PIN, when the drive does not answer, nothing
     async run({ values, positionals: [spec] }, ctx) {
       confirmDestruction(values.yes, 'psid-revert', `every key and ALL DATA on ${spec} (factory reset)`);
       // A PSID is typed from a label: the reader drops the newline of `echo` or an editor.
-      const psid: SecretSource = { path: values['psid-file'], option: '--psid-file', what: 'the PSID', kind: PSID_SECRET };
+      const psid: SecretSource = {
+        path: values['psid-file'],
+        option: '--psid-file',
+        what: 'the PSID',
+        kind: PSID_SECRET,
+      };
       await withSecrets(ctx, [psid], 'auto', ([p]) => withDrive(spec!, driveOptions(values), (d) => d.psidRevert(p!)));
       emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state with the PSID`);
     },

@@ -322,7 +322,10 @@ function createSecretFile(path: string, force: boolean): number {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EEXIST')
-      throw new UsageError(`--out ${path} exists: it is not overwritten (give --force to replace it)`, 'USAGE_FILE_EXISTS');
+      throw new UsageError(
+        `--out ${path} exists: it is not overwritten (give --force to replace it)`,
+        'USAGE_FILE_EXISTS',
+      );
     throw new UsageError(`cannot create --out ${path}: ${(e as Error).message}`, 'USAGE_FILE');
   }
 }
@@ -488,14 +491,19 @@ stdout, for a pipe into \`drive unlock --pin-file -\` or \`volume luks open --ke
 the hex text unless given --hex).`,
     options: {
       format: { type: 'string', value: 'raw', help: 'ask for the Raw key format' },
-      'wrap-key': { type: 'string', value: 'UID', help: 'have the server wrap the value with this key (NIST key wrap)' },
+      'wrap-key': {
+        type: 'string',
+        value: 'UID',
+        help: 'have the server wrap the value with this key (NIST key wrap)',
+      },
       out: { type: 'string', value: 'FILE|-', help: 'write the raw value to FILE (0600, new) or stdout (-)' },
       force: { type: 'boolean', help: 'with --out FILE: replace an existing file' },
     },
     positionals: 1,
     check(values, _args, ctx) {
       const format = str(values.format);
-      if (format !== undefined && format !== 'raw') throw new UsageError(`--format '${format}': only 'raw' is supported`);
+      if (format !== undefined && format !== 'raw')
+        throw new UsageError(`--format '${format}': only 'raw' is supported`);
       if (values.force && values.out === undefined) throw new UsageError('--force applies to --out FILE only');
       if (values.out === '-' && ctx.json)
         throw new UsageError('--out - writes raw bytes to stdout, where --json writes its document: pick one');
@@ -526,7 +534,7 @@ the hex text unless given --hex).`,
             ctx.io.stdoutBytes(object.value);
             return { json: about };
           }
-          for (let offset = 0; offset < object.value.length; )
+          for (let offset = 0; offset < object.value.length;)
             offset += writeSync(fd, object.value, offset, object.value.length - offset);
           written = true;
           return {
