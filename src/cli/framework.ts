@@ -5,6 +5,7 @@
  * files or stdin (never argv) through one reader, text from peers escaped for the terminal, and the
  * exit codes of the CLI conventions.
  */
+import { isUtf8 } from 'node:buffer';
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KmipAgentError } from '../errors.js';
@@ -499,21 +500,94 @@ export interface SecretSource {
 const secretError = (message: string, code: string) => new SecretInputError(message, code);
 const where = (path: string) => (path === '-' ? '- (stdin)' : path);
 
-const HEX_TEXT = /^(?:[0-9a-fA-F]{2})+(?:\r?\n)?$/;
-const BASE64_TEXT = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})(?:\r?\n)?$/;
+// The form checks work on the bytes themselves: a secret never becomes a (non-wipeable) JS string.
 
-/** Printable text (ASCII or UTF-8 letters, no control characters) followed by one line ending. */
-function isTextLine(data: Buffer): boolean {
-  const text = data.toString('utf8');
-  const body = text.replace(/\r?\n$/, '');
-  return body !== text && body.length > 0 && !text.includes('\ufffd') && !/[\u0000-\u001f\u007f]/.test(body); // eslint-disable-line no-control-regex
+/** The length of `data` without one trailing line ending (LF or CRLF). */
+function withoutLineEnd(data: Buffer): number {
+  let end = data.length;
+  if (end > 0 && data[end - 1] === 0x0a) {
+    end--;
+    if (end > 0 && data[end - 1] === 0x0d) end--;
+  }
+  return end;
 }
 
-/** Base64 of at least 12 bytes that mixes upper case, lower case and digits (or is padded): not a typed word. */
+/** The value of a hex digit, or -1. */
+function hexValue(b: number): number {
+  if (b >= 0x30 && b <= 0x39) return b - 0x30;
+  if (b >= 0x61 && b <= 0x66) return b - 0x57;
+  if (b >= 0x41 && b <= 0x46) return b - 0x37;
+  return -1;
+}
+
+/** An even number of hex digits (at least two), then at most one line ending. */
+function looksLikeHex(data: Buffer): boolean {
+  const end = withoutLineEnd(data);
+  if (end === 0 || end % 2 !== 0) return false;
+  for (let i = 0; i < end; i++) if (hexValue(data[i]!) < 0) return false;
+  return true;
+}
+
+const isUpper = (b: number) => b >= 0x41 && b <= 0x5a;
+const isLower = (b: number) => b >= 0x61 && b <= 0x7a;
+const isDigit = (b: number) => b >= 0x30 && b <= 0x39;
+
+/**
+ * Base64 of at least 12 bytes (16 characters, whole groups, `=` padding only at the end) that is
+ * padded, or mixes upper case, lower case, digits and `+` or `/`: not a password someone typed or
+ * generated (those rarely hold `+` or `/`, and `pwgen -s` never does).
+ */
 function looksLikeBase64(data: Buffer): boolean {
-  const text = data.toString('latin1').replace(/\r?\n$/, '');
-  if (text.length < 16 || !BASE64_TEXT.test(text)) return false;
-  return text.endsWith('=') || (/[A-Z]/.test(text) && /[a-z]/.test(text) && /[0-9]/.test(text));
+  const end = withoutLineEnd(data);
+  if (end < 16 || end % 4 !== 0) return false;
+  let padding = 0;
+  let upper = false;
+  let lower = false;
+  let digit = false;
+  let symbol = false;
+  for (let i = 0; i < end; i++) {
+    const b = data[i]!;
+    if (b === 0x3d) {
+      if (i < end - 2) return false;
+      padding++;
+      continue;
+    }
+    if (padding > 0) return false;
+    if (isUpper(b)) upper = true;
+    else if (isLower(b)) lower = true;
+    else if (isDigit(b)) digit = true;
+    else if (b === 0x2b || b === 0x2f) symbol = true;
+    else return false;
+  }
+  return padding > 0 || (upper && lower && digit && symbol);
+}
+
+/** Text (valid UTF-8, no control characters) followed by one line ending. */
+function isTextLine(data: Buffer): boolean {
+  const end = withoutLineEnd(data);
+  if (end === data.length || end === 0) return false;
+  for (let i = 0; i < end; i++) if (data[i]! < 0x20 || data[i] === 0x7f) return false;
+  return isUtf8(data.subarray(0, end));
+}
+
+/** Decodes hex text (whitespace between digits allowed) into a new Buffer; undefined when it is not hex. */
+function decodeHex(data: Buffer): Buffer | undefined {
+  const digits = Buffer.alloc(data.length);
+  let n = 0;
+  try {
+    for (const b of data) {
+      if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
+      const v = hexValue(b);
+      if (v < 0) return undefined;
+      digits[n++] = v;
+    }
+    if (n % 2 !== 0) return undefined;
+    const value = Buffer.alloc(n / 2);
+    for (let i = 0; i < value.length; i++) value[i] = (digits[2 * i]! << 4) | digits[2 * i + 1]!;
+    return value;
+  } finally {
+    digits.fill(0);
+  }
 }
 
 /** Checks (and decodes, for --hex) one secret as read; throws a typed error naming the option and the fix. */
@@ -525,22 +599,19 @@ function shapeSecret(data: Buffer, source: SecretSource, reading: SecretReading)
   if (kind.form === 'text') {
     // Typed text: an editor's or echo's line ending is not part of it (sedutil-cli takes passwords on
     // its command line, where none can end in a newline).
-    let end = data.length;
-    if (end > 0 && data[end - 1] === 0x0a) end--;
-    if (end > 0 && data[end - 1] === 0x0d) end--;
-    value = data.subarray(0, end);
+    value = data.subarray(0, withoutLineEnd(data));
   } else if (reading === 'hex') {
-    const text = data.toString('latin1').replace(/\s+/g, '');
-    if (!/^(?:[0-9a-fA-F]{2})*$/.test(text))
+    const decoded = decodeHex(data);
+    if (decoded === undefined)
       throw secretError(
         `${what} (${option} ${from}) is not hex text, but --hex was given: give the raw bytes without --hex`,
         'SECRET_NOT_HEX',
       );
-    value = Buffer.from(text, 'hex');
+    value = decoded;
   } else if (reading === 'auto') {
-    if (/^\r?\n$/.test(data.toString('latin1')))
+    if (data.length > 0 && withoutLineEnd(data) === 0)
       throw secretError(`${what} (${option} ${from}) holds only a line ending`, 'SECRET_EMPTY');
-    if (HEX_TEXT.test(data.toString('latin1')))
+    if (looksLikeHex(data))
       throw secretError(
         `${what} (${option} ${from}) looks like hex text (${size(data.length)}), not raw bytes: ` +
           'add --hex to decode it (or convert it with `xxd -r -p`, or write it with `kmip get --out FILE`); ' +
@@ -643,7 +714,7 @@ export async function withSecrets<T>(
       const data = readSecretBytes(ctx, source, readLimit(source.kind, reading));
       read.push(data);
       const value = shapeSecret(data, source, reading);
-      if (value.buffer !== data.buffer) read.push(value);
+      if (value !== data) read.push(value);
       secrets.push(value);
     }
     return await work(secrets);

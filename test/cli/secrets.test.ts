@@ -56,6 +56,31 @@ describe('a PIN in the wrong form or size is refused before the drive is opened'
   });
 
   it.each([
+    ['binary ending in a newline byte', Buffer.concat([binaryPin().subarray(0, 31), Buffer.from('\n')])],
+    ['a typed word', 'password'],
+    ['a generated password (pwgen -s 32)', 'Xq7ZpL2mNc9vRt4kWb8yHs3jFd6gAe5u'],
+    ['text with spaces', 'correct horse battery staple'],
+    ['hex digits of odd length', 'abc'],
+  ])('accepted: %s (it reaches the drive)', async (_what, content) => {
+    const path = file(`accepted-${Math.random()}`, content);
+    expect(await refusal(['drive', 'unlock', NO_DRIVE, '--pin-file', path])).toMatchObject({
+      exit: 1,
+      code: 'EMU_NOT_FOUND',
+    });
+  });
+
+  it.each([['unpadded base64 of 24 bytes', 'q+7ZpL2mNc9vRt4kWb8yHs3jFd6gAe5u']])(
+    'refused as base64: %s',
+    async (_what, content) => {
+      const path = file(`b64-${Math.random()}`, content);
+      expect(await refusal(['drive', 'unlock', NO_DRIVE, '--pin-file', path])).toMatchObject({
+        exit: 2,
+        code: 'SECRET_LOOKS_LIKE_BASE64',
+      });
+    },
+  );
+
+  it.each([
     ['hex text and a newline (what `kmip get` prints)', hexLine(binaryPin()), 'SECRET_LOOKS_LIKE_HEX'],
     ['hex text without a newline', binaryPin().toString('hex'), 'SECRET_LOOKS_LIKE_HEX'],
     ['short hex text', 'c0ffee\r\n', 'SECRET_LOOKS_LIKE_HEX'],

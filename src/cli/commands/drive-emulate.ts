@@ -14,7 +14,7 @@ import {
   writeEmulatedDrive,
   type EmulatedDriveInfo,
 } from '../../drives/emulator.js';
-import { command, emit, group, note, UsageError, type CommandNode } from '../framework.js';
+import { command, emit, group, note, printable, UsageError, type CommandNode } from '../framework.js';
 
 const MAX_BLOCKS_PER_CALL = 65536;
 
@@ -63,7 +63,7 @@ function describeInfo(info: EmulatedDriveInfo): string {
   }
   if (info.lockedOutAuthorities.length > 0)
     lines.push(`locked out until power cycle: ${info.lockedOutAuthorities.join(', ')}`);
-  return lines.join('\n');
+  return lines.map(printable).join('\n');
 }
 
 const emulate = group({

@@ -11,6 +11,7 @@ import {
   ExitCode,
   group,
   KEY_SECRET,
+  printable,
   SECRET_READING_OPTIONS,
   secretReading,
   UsageError,
@@ -87,7 +88,8 @@ function describeInfo(info: LuksInfo): string {
         (s.sectorSize ? `, sector ${s.sectorSize}` : ''),
     ),
   ];
-  return lines.join('\n');
+  // The header is the device's to write: its strings are escaped for the terminal.
+  return lines.map(printable).join('\n');
 }
 
 const luks = group({
