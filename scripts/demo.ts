@@ -187,7 +187,7 @@ async function main(): Promise<void> {
     }
     step('done: every drive unlocked with keys fetched from the KMIP server');
   } finally {
-    for (const drive of drives) kmipAgent(['drive', 'emulate', 'destroy', drive.dev]);
+    for (const drive of drives) kmipAgent(['drive', 'emulate', 'destroy', drive.dev, '--yes']);
     await server.stop();
     rmSync(work, { recursive: true, force: true });
     step('PyKMIP stopped; emulated drives and temporary files removed');

@@ -1,33 +1,33 @@
 #!/usr/bin/env node
 /** `kmip-agent`: one command for every user (admin, field engineer, boot sequence, developer). */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { packageRoot } from '../native/addon.js';
-import { commandGroups } from './commands/index.js';
-import { emitError, ExitCode, processIo, UsageError, type CommandContext, type Io } from './framework.js';
+import { commandTree } from './commands/index.js';
+import { dispatch, emitError, ExitCode, processIo, type CommandContext, type Io } from './framework.js';
 
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 function topLevelHelp(): string {
-  const width = Math.max(...commandGroups.map((g) => g.name.length));
+  const width = Math.max(...commandTree.commands.map((g) => g.name.length));
   return [
     'Usage: kmip-agent [--json] <command> [options]',
     '',
     'Key-management agent for storage appliances: KMIP keys, TCG Opal drives, LUKS2 volumes.',
     '',
     'Commands:',
-    ...commandGroups.map((g) => `  ${g.name.padEnd(width)}  ${g.summary}`),
+    ...commandTree.commands.map((g) => `  ${g.name.padEnd(width)}  ${g.summary}`),
     '',
     'Options:',
     '  --json      exactly one JSON document on stdout (bytes as lowercase hex)',
     '  --version   print the version',
-    '  --help      this help; `kmip-agent <command> --help` for a command',
+    '  --help      this help; `kmip-agent <command> --help` for a command (at every level)',
     '',
-    'Exit codes: 0 success, 1 failed, 2 usage or configuration error, 3 not supported here.',
+    'Exit codes: 0 success, 1 failed, 2 usage or configuration error (bad secret input included),',
+    '3 not supported here.',
     '',
   ].join('\n');
 }
@@ -38,23 +38,13 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
   const args = argv.filter((a) => a !== '--json');
   const ctx: CommandContext = { json, io };
   try {
-    const [name, ...rest] = args;
-    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-      io.stdout(topLevelHelp());
-      return name === undefined ? ExitCode.Usage : ExitCode.Ok;
-    }
+    const [name] = args;
     if (name === '--version' || name === '-V') {
       if (json) io.stdout(JSON.stringify({ version: packageVersion() }) + '\n');
       else io.stdout(`kmip-agent ${packageVersion()}\n`);
       return ExitCode.Ok;
     }
-    const group = commandGroups.find((g) => g.name === name);
-    if (!group) throw new UsageError(`unknown command '${name}': see \`kmip-agent --help\``);
-    if (rest[0] === '--help' || rest[0] === '-h' || rest[0] === 'help') {
-      io.stdout(group.help.endsWith('\n') ? group.help : group.help + '\n');
-      return ExitCode.Ok;
-    }
-    return await group.run(rest, ctx);
+    return await dispatch(commandTree, args, ctx, topLevelHelp);
   } catch (error) {
     return emitError(ctx, error);
   }

@@ -561,7 +561,7 @@ describe('this machine: a loop device and a regular file have no Opal path', () 
   });
 
   it('CLI on a regular file and with a forced backend: exit 3 with the typed code', async () => {
-    const r = await runCliCaptured(['--json', 'drive', 'unlock', regular, '--pin-file', regular]);
+    const r = await runCliCaptured(['--json', 'drive', 'unlock', regular, '--pin-file', '-'], Buffer.from('pin'));
     expect(r.code).toBe(3);
     expect(r.json()).toMatchObject({ error: { code: 'DRIVE_BACKEND_NOT_SUPPORTED' } });
     const forced = await runCliCaptured(['--json', 'drive', 'discover', regular, '--backend', 'kernel']);

@@ -34,7 +34,7 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('drive CLI: usage and errors', () => {
-  it('lists its subcommands and the emulator ones in --help', async () => {
+  it('lists its commands and the emulator ones in --help', async () => {
     const r = await cli(['drive', '--help']);
     expect(r.code).toBe(0);
     for (const sub of ['discover', 'status', 'take-ownership', 'setup-range', 'unlock', 'psid-revert', 'erase']) {
@@ -54,7 +54,7 @@ describe('drive CLI: usage and errors', () => {
     expect(r.json()).toMatchObject({ error: { code: 'DRIVE_SPEC_INVALID' } });
   });
 
-  it('usage errors exit 2: missing options, PINs on argv, unknown subcommands', async () => {
+  it('usage errors exit 2: missing options, PINs on argv, unknown commands', async () => {
     expect((await cli(['drive', 'setup-range', 'emu:/x', '--range', '1', '--pin-file', pinFile])).code).toBe(2);
     expect((await cli(['drive', 'unlock', 'emu:/x', '--pin', 'secret'])).code).toBe(2);
     expect((await cli(['drive', 'unlock', 'emu:/x'])).code).toBe(2);
@@ -123,7 +123,16 @@ describe('drive CLI on an emulated drive', () => {
 
     expect((await cli(['drive', 'unlock', d, '--pin-file', pinFile, '--range', '1', '--read-only'])).code).toBe(0);
     const tries = await cli(['--json', 'drive', 'tries', d, '--pin-file', pinFile]);
-    expect(tries.json()).toMatchObject({ authority: 'Admin1', tries: { tries: 0 } });
+    // Reading Admin1's tries as Admin1 reset them: the output says so.
+    expect(tries.json()).toMatchObject({ authority: 'Admin1', tries: { tries: 0 }, resetByAuthentication: true });
+    const triesText = await cli(['drive', 'tries', d, '--pin-file', pinFile]);
+    expect(triesText.stdout).toMatch(/^Admin1: 0 failed tries of 5\nnote: authenticating as Admin1 .*reset the count/);
+    // Without a PIN nothing can be read: not a silent success.
+    const unread = await cli(['--json', 'drive', 'tries', d]);
+    expect(unread.code).toBe(1);
+    expect(unread.json()).toMatchObject({
+      error: { code: 'DRIVE_TRIES_NOT_READ', message: expect.stringContaining('nothing was read') },
+    });
     expect((await cli(['drive', 'erase', d, '--pin-file', pinFile, '--range', '1', '--yes'])).code).toBe(0);
     const revert = await cli(['--json', 'drive', 'revert', d, '--pin-file', pinFile, '--yes']);
     expect(revert.code).toBe(0);
@@ -135,7 +144,7 @@ describe('drive CLI on an emulated drive', () => {
     expect(after.code).toBe(0);
   });
 
-  it('--sedutil-pins derives PINs from the password like sedutil-cli, on every subcommand', async () => {
+  it('--sedutil-pins derives PINs from the password like sedutil-cli, on every command', async () => {
     const other = await createImage(emu);
     try {
       const d = other.spec;

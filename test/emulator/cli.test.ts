@@ -3,13 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  DRIVE_EMULATOR_HELP,
-  DRIVE_EMULATOR_SUBCOMMANDS,
-  runDriveEmulatorCommand,
-} from '../../src/cli/commands/drive-emulate.js';
-import { emitError, type CommandContext } from '../../src/cli/framework.js';
 import { runCli } from '../../src/cli/main.js';
+import { runCliCaptured } from '../support/cli.js';
 
 let dir: string;
 beforeEach(() => {
@@ -18,21 +13,10 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Runs one command the way main.ts does: errors become the CLI's error output and exit code. */
+/** Runs `kmip-agent drive <sub> ...args` in-process: errors become the CLI's error output and exit code. */
 async function run(sub: string, args: string[], json: boolean, stdin = Buffer.alloc(0)) {
-  let stdout = '';
-  let stderr = '';
-  const ctx: CommandContext = {
-    json,
-    io: { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), readStdin: () => stdin },
-  };
-  let code: number;
-  try {
-    code = await runDriveEmulatorCommand(sub, args, ctx);
-  } catch (e) {
-    code = emitError(ctx, e);
-  }
-  return { code, stdout, stderr };
+  const r = await runCliCaptured([...(json ? ['--json'] : []), 'drive', sub, ...args], stdin);
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe('drive emulate CLI', () => {
@@ -82,7 +66,12 @@ describe('drive emulate CLI', () => {
     const dump = await run('read', [`emu:${img}`, '--lba', '5'], false);
     expect(dump.stdout).toContain('68 65 6c 6c 6f');
     expect((await run('emulate', ['power-cycle', `emu:${img}`], true)).stdout).toContain('"powerCycled": true');
-    expect((await run('emulate', ['destroy', `emu:${img}`], false)).stdout).toContain('destroyed');
+    // Destroying needs --yes: without it nothing is deleted.
+    const unconfirmed = await run('emulate', ['destroy', `emu:${img}`], true);
+    expect(unconfirmed.code).toBe(2);
+    expect(JSON.parse(unconfirmed.stdout)).toMatchObject({ error: { code: 'USAGE_CONFIRM' } });
+    expect(readdirSync(dir).filter((f) => f.startsWith('c.img')).length).toBeGreaterThan(0);
+    expect((await run('emulate', ['destroy', `emu:${img}`, '--yes'], false)).stdout).toContain('destroyed');
     expect(readdirSync(dir).filter((f) => f.startsWith('c.img') || f.endsWith('.ram'))).toEqual([]);
   });
 
@@ -104,7 +93,12 @@ describe('drive emulate CLI', () => {
   it('is reachable through the kmip-agent entry point (drive group dispatch)', async () => {
     const img = join(dir, 'e.img');
     let out = '';
-    const io = { stdout: (t: string) => void (out += t), stderr: () => undefined, readStdin: () => Buffer.alloc(0) };
+    const io = {
+      stdout: (t: string) => void (out += t),
+      stdoutBytes: () => undefined,
+      stderr: () => undefined,
+      readStdin: () => Buffer.alloc(0),
+    };
     expect(await runCli(['--json', 'drive', 'emulate', 'create', img, '--size', '2', '--serial', 'MAIN01'], io)).toBe(
       0,
     );
@@ -114,8 +108,21 @@ describe('drive emulate CLI', () => {
     expect((JSON.parse(out) as { data: string }).data).toBe('00'.repeat(512));
   });
 
-  it('exports the dispatch names the drive group uses', () => {
-    expect(DRIVE_EMULATOR_SUBCOMMANDS).toEqual(['emulate', 'read', 'write']);
-    expect(DRIVE_EMULATOR_HELP).toContain('emulate create');
+  it('create accepts emu:<path> like every other command naming a drive', async () => {
+    const img = join(dir, 'f.img');
+    const created = await run('emulate', ['create', `emu:${img}`, '--size', '2', '--serial', 'EMU01'], true);
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ device: `emu:${img}`, path: img });
+    expect((await run('emulate', ['info', `emu:${img}`], true)).code).toBe(0);
+  });
+
+  it('the drive group lists the emulator commands in its --help', async () => {
+    const help = await run('--help', [], false);
+    expect(help.code).toBe(0);
+    for (const name of ['emulate', 'read', 'write']) expect(help.stdout).toContain(`  ${name} `);
+    const emulate = await run('emulate', ['--help'], false);
+    expect(emulate.code).toBe(0);
+    expect(emulate.stdout).toMatch(/^Usage: kmip-agent drive emulate <command>/);
+    for (const name of ['create', 'power-cycle', 'info', 'destroy']) expect(emulate.stdout).toContain(`  ${name} `);
   });
 });

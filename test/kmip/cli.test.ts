@@ -54,7 +54,11 @@ describe('kmip-agent kmip', () => {
       expect(attrs.stdout).not.toContain(secret.toString('hex'));
 
       expect((await cli(['kmip', 'activate', ...conn, uniqueIdentifier])).code).toBe(0);
-      const refused = await cli(['kmip', 'destroy', ...conn, uniqueIdentifier]);
+      // Destroy needs --yes (checked before the server is asked); an Active object is then refused.
+      const unconfirmed = await cli(['kmip', 'destroy', ...conn, uniqueIdentifier]);
+      expect(unconfirmed.code).toBe(2);
+      expect(unconfirmed.stderr).toMatch(/USAGE_CONFIRM/);
+      const refused = await cli(['kmip', 'destroy', ...conn, uniqueIdentifier, '--yes']);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(/KMIP_OPERATION_FAILED/);
       const revoked = await cli([
@@ -68,7 +72,7 @@ describe('kmip-agent kmip', () => {
         'rotated',
       ]);
       expect(revoked).toMatchObject({ code: 0, stdout: `${uniqueIdentifier} revoked (Superseded)\n` });
-      expect((await cli(['kmip', 'destroy', ...conn, uniqueIdentifier])).code).toBe(0);
+      expect((await cli(['kmip', 'destroy', ...conn, uniqueIdentifier, '--yes'])).code).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -103,24 +103,20 @@ describe('kmip-agent volume luks', () => {
     expect(added.json()).toEqual({ device: image, slot: 4 });
     expect(cryptsetupAccepts(image, newKey, 4)).toBe(true);
 
-    const removed = await cli([
-      '--json',
-      'volume',
-      'luks',
-      'remove-key',
-      image,
-      '--key-file',
-      newKeyFile,
-      '--slot',
-      '0',
-    ]);
+    const removeSlot0 = ['--json', 'volume', 'luks', 'remove-key', image, '--key-file', newKeyFile, '--slot', '0'];
+    // Removing a keyslot cannot be undone: without --yes nothing happens.
+    const unconfirmed = await cli(removeSlot0);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.json().error?.code).toBe('USAGE_CONFIRM');
+    expect(Object.keys(luksDumpJson(image).keyslots).sort()).toEqual(['0', '4']);
+    const removed = await cli([...removeSlot0, '--yes']);
     expect(removed.code).toBe(0);
     expect(removed.json()).toEqual({ device: image, slot: 0, removed: true });
     expect(Object.keys(luksDumpJson(image).keyslots)).toEqual(['4']);
     expect(cryptsetupAccepts(image, key)).toBe(false);
 
     const byKey = await cli(
-      ['volume', 'luks', 'remove-key', image, '--key-file', '-', '--remove-key-file', newKeyFile],
+      ['volume', 'luks', 'remove-key', image, '--key-file', '-', '--remove-key-file', newKeyFile, '--yes'],
       newKey,
     );
     expect(byKey.code).toBe(1);

@@ -1,6 +1,6 @@
 /**
- * `kmip-agent drive emulate ...` and `drive read|write` for emulated drives (`emu:<path>`).
- * The `drive` group dispatches here for the subcommands in DRIVE_EMULATOR_SUBCOMMANDS.
+ * `kmip-agent drive emulate ...` and `drive read|write` for emulated drives (`emu:<path>`): the
+ * commands the `drive` group lists after its Opal ones (DRIVE_EMULATOR_COMMANDS).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import {
@@ -14,21 +14,7 @@ import {
   writeEmulatedDrive,
   type EmulatedDriveInfo,
 } from '../../drives/emulator.js';
-import { emit, parseOptions, UsageError, type CommandContext } from '../framework.js';
-
-export const DRIVE_EMULATOR_SUBCOMMANDS = ['emulate', 'read', 'write'] as const;
-
-export const DRIVE_EMULATOR_HELP = [
-  '  emulate create <path> --size <MiB> --serial <s>',
-  '                                   create an emulated Opal 2 drive (prints its PSID once)',
-  '  emulate power-cycle <emu:path>   power cycle it (relocks LockOnReset ranges, resets tries)',
-  '  emulate info <emu:path>          size, serial, ranges and lock state (no secrets)',
-  '  emulate destroy <emu:path>       delete the image, its state and its key cache',
-  '  read <emu:path> --lba N [--count N] [--out FILE]',
-  '                                   read 512-byte blocks (hex dump, or raw bytes to FILE)',
-  '  write <emu:path> --lba N --in FILE|-',
-  '                                   write FILE (or stdin) at LBA N, zero-padded to whole blocks',
-].join('\n');
+import { command, emit, group, note, printable, UsageError, type CommandNode } from '../framework.js';
 
 const MAX_BLOCKS_PER_CALL = 65536;
 
@@ -48,11 +34,6 @@ function integerOption(value: string | undefined, name: string, fallback?: numbe
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
     throw new UsageError(`--${name} must be a non-negative integer`);
   return Number(value);
-}
-
-function onePositional(positionals: string[], what: string): string {
-  if (positionals.length !== 1) throw new UsageError(`expected exactly one ${what}`);
-  return positionals[0]!;
 }
 
 function hexDump(data: Buffer, firstLba: number): string {
@@ -82,120 +63,143 @@ function describeInfo(info: EmulatedDriveInfo): string {
   }
   if (info.lockedOutAuthorities.length > 0)
     lines.push(`locked out until power cycle: ${info.lockedOutAuthorities.join(', ')}`);
-  return lines.join('\n');
+  return lines.map(printable).join('\n');
 }
 
-async function runEmulate(args: string[], ctx: CommandContext): Promise<number> {
-  const [action, ...rest] = args;
-  switch (action) {
-    case 'create': {
-      const { values, positionals } = parseOptions(rest, {
-        size: { type: 'string' },
-        serial: { type: 'string' },
-      });
-      const path = onePositional(positionals, 'image path');
-      const sizeMiB = integerOption(values.size, 'size');
-      if (values.serial === undefined) throw new UsageError('--serial is required');
-      const { psid } = await createEmulatedDrive(path, sizeMiB, values.serial);
-      if (!ctx.json) ctx.io.stderr('Record the PSID now: it is printed only this once and stored only as a hash.\n');
+const emulate = group({
+  name: 'emulate',
+  summary: 'emulated Opal 2 drives in image files, for tests and demos (emu:/path/to/image)',
+  commands: [
+    command({
+      name: 'create',
+      usage: '[emu:]<path> --size MiB --serial S',
+      summary: 'create an emulated Opal 2 drive (prints its PSID once)',
+      options: {
+        size: { type: 'string', value: 'MiB', help: 'capacity in MiB' },
+        serial: { type: 'string', value: 'S', help: 'the serial number it reports' },
+      },
+      positionals: 1,
+      async run({ values, positionals: [spec] }, ctx) {
+        // Where a drive is named, emu: is accepted; a plain path is the image to create.
+        const path = emulatedImagePath(spec!) ?? spec!;
+        if (path.length === 0) throw new UsageError(`'${spec}' names no image path`, 'USAGE_DEVICE');
+        const sizeMiB = integerOption(values.size, 'size');
+        if (values.serial === undefined) throw new UsageError('--serial is required');
+        const { psid } = await createEmulatedDrive(path, sizeMiB, values.serial);
+        note(ctx, 'Record the PSID now: it is printed only this once and stored only as a hash.');
+        emit(
+          ctx,
+          { device: `emu:${path}`, path, sizeMiB, serial: values.serial, psid },
+          `created emulated Opal 2 drive emu:${path} (${sizeMiB} MiB, serial ${values.serial})\nPSID: ${psid}`,
+        );
+      },
+    }),
+    command({
+      name: 'power-cycle',
+      usage: 'emu:<path>',
+      summary: 'power cycle it (relocks LockOnReset ranges, resets tries)',
+      positionals: 1,
+      async run({ positionals: [device] }, ctx) {
+        const path = imagePathOf(device);
+        await powerCycleEmulatedDrive(path);
+        emit(ctx, { device: `emu:${path}`, powerCycled: true }, `power cycled emu:${path}`);
+      },
+    }),
+    command({
+      name: 'info',
+      usage: 'emu:<path>',
+      summary: 'size, serial, ranges and lock state (no secrets)',
+      positionals: 1,
+      async run({ positionals: [device] }, ctx) {
+        const info = await emulatedDriveInfo(imagePathOf(device));
+        emit(ctx, info, describeInfo(info));
+      },
+    }),
+    command({
+      name: 'destroy',
+      usage: 'emu:<path> --yes',
+      summary: 'delete the image, its state and its key cache (needs --yes)',
+      options: { yes: { type: 'boolean', help: 'confirm: the drive and all its data are gone for good' } },
+      positionals: 1,
+      async run({ values, positionals: [device] }, ctx) {
+        const path = imagePathOf(device);
+        if (values.yes !== true)
+          throw new UsageError(
+            `destroying emu:${path} deletes the drive and all its data; this cannot be undone. Add --yes to confirm.`,
+            'USAGE_CONFIRM',
+          );
+        await destroyEmulatedDrive(path);
+        emit(ctx, { device: `emu:${path}`, destroyed: true }, `destroyed emu:${path}`);
+      },
+    }),
+  ],
+});
+
+const read = command({
+  name: 'read',
+  usage: 'emu:<path> --lba N [--count N] [--out FILE]',
+  summary: 'read 512-byte blocks of an emulated drive (hex dump, or raw bytes to FILE)',
+  options: {
+    lba: { type: 'string', value: 'N', help: 'first block' },
+    count: { type: 'string', value: 'N', help: `blocks to read (default 1, at most ${MAX_BLOCKS_PER_CALL})` },
+    out: { type: 'string', value: 'FILE', help: 'write the raw bytes to FILE (created 0600)' },
+  },
+  positionals: 1,
+  async run({ values, positionals: [device] }, ctx) {
+    const path = imagePathOf(device);
+    const lba = integerOption(values.lba, 'lba');
+    const count = integerOption(values.count, 'count', 1);
+    if (count < 1 || count > MAX_BLOCKS_PER_CALL) throw new UsageError(`--count must be 1 to ${MAX_BLOCKS_PER_CALL}`);
+    const data = await readEmulatedDrive(path, lba, count);
+    if (values.out !== undefined) {
+      writeFileSync(values.out, data, { mode: 0o600 });
       emit(
         ctx,
-        { device: `emu:${path}`, path, sizeMiB, serial: values.serial, psid },
-        `created emulated Opal 2 drive emu:${path} (${sizeMiB} MiB, serial ${values.serial})\nPSID: ${psid}`,
+        { device: `emu:${path}`, lba, count, out: values.out, bytes: data.length },
+        `read ${count} block(s) from LBA ${lba} into ${values.out}`,
       );
-      return 0;
+    } else {
+      emit(ctx, { device: `emu:${path}`, lba, count, data }, hexDump(data, lba));
     }
-    case 'power-cycle': {
-      const { positionals } = parseOptions(rest, {});
-      const path = imagePathOf(onePositional(positionals, 'device'));
-      await powerCycleEmulatedDrive(path);
-      emit(ctx, { device: `emu:${path}`, powerCycled: true }, `power cycled emu:${path}`);
-      return 0;
-    }
-    case 'info': {
-      const { positionals } = parseOptions(rest, {});
-      const info = await emulatedDriveInfo(imagePathOf(onePositional(positionals, 'device')));
-      emit(ctx, info, describeInfo(info));
-      return 0;
-    }
-    case 'destroy': {
-      const { positionals } = parseOptions(rest, {});
-      const path = imagePathOf(onePositional(positionals, 'device'));
-      await destroyEmulatedDrive(path);
-      emit(ctx, { device: `emu:${path}`, destroyed: true }, `destroyed emu:${path}`);
-      return 0;
-    }
-    default:
-      throw new UsageError(
-        action === undefined
-          ? 'drive emulate needs an action: create, power-cycle, info or destroy'
-          : `unknown action 'drive emulate ${action}': use create, power-cycle, info or destroy`,
-      );
-  }
-}
+  },
+});
 
-async function runRead(args: string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseOptions(args, {
-    lba: { type: 'string' },
-    count: { type: 'string' },
-    out: { type: 'string' },
-  });
-  const path = imagePathOf(onePositional(positionals, 'device'));
-  const lba = integerOption(values.lba, 'lba');
-  const count = integerOption(values.count, 'count', 1);
-  if (count < 1 || count > MAX_BLOCKS_PER_CALL) throw new UsageError(`--count must be 1 to ${MAX_BLOCKS_PER_CALL}`);
-  const data = await readEmulatedDrive(path, lba, count);
-  if (values.out !== undefined) {
-    writeFileSync(values.out, data, { mode: 0o600 });
+/** One write is at most MAX_BLOCKS_PER_CALL blocks: stdin is read no further. */
+const MAX_WRITE_BYTES = MAX_BLOCKS_PER_CALL * LOGICAL_BLOCK_SIZE;
+
+const write = command({
+  name: 'write',
+  usage: 'emu:<path> --lba N --in FILE|-',
+  summary: 'write FILE (or stdin) to an emulated drive at LBA N, zero-padded to whole blocks',
+  options: {
+    lba: { type: 'string', value: 'N', help: 'first block' },
+    in: { type: 'string', value: 'FILE|-', help: 'the bytes to write (- for stdin)' },
+  },
+  positionals: 1,
+  async run({ values, positionals: [device] }, ctx) {
+    const path = imagePathOf(device);
+    const lba = integerOption(values.lba, 'lba');
+    if (values.in === undefined) throw new UsageError('--in FILE (or - for stdin) is required');
+    let input: Buffer;
+    try {
+      input = values.in === '-' ? ctx.io.readStdin(MAX_WRITE_BYTES + 1) : readFileSync(values.in);
+    } catch (e) {
+      throw new UsageError(`cannot read ${values.in}: ${(e as Error).message}`, 'USAGE_FILE');
+    }
+    if (input.length === 0) throw new UsageError('nothing to write: the input is empty');
+    const blocks = Math.ceil(input.length / LOGICAL_BLOCK_SIZE);
+    if (blocks > MAX_BLOCKS_PER_CALL) throw new UsageError(`at most ${MAX_BLOCKS_PER_CALL} blocks per write`);
+    const data = Buffer.alloc(blocks * LOGICAL_BLOCK_SIZE);
+    input.copy(data);
+    await writeEmulatedDrive(path, lba, data);
+    const padded = data.length !== input.length;
     emit(
       ctx,
-      { device: `emu:${path}`, lba, count, out: values.out, bytes: data.length },
-      `read ${count} block(s) from LBA ${lba} into ${values.out}`,
+      { device: `emu:${path}`, lba, blocks, bytes: input.length, padded },
+      `wrote ${input.length} byte(s) as ${blocks} block(s) at LBA ${lba}${padded ? ' (last block zero-padded)' : ''}`,
     );
-  } else {
-    emit(ctx, { device: `emu:${path}`, lba, count, data }, hexDump(data, lba));
-  }
-  return 0;
-}
+  },
+});
 
-async function runWrite(args: string[], ctx: CommandContext): Promise<number> {
-  const { values, positionals } = parseOptions(args, {
-    lba: { type: 'string' },
-    in: { type: 'string' },
-  });
-  const path = imagePathOf(onePositional(positionals, 'device'));
-  const lba = integerOption(values.lba, 'lba');
-  if (values.in === undefined) throw new UsageError('--in FILE (or - for stdin) is required');
-  let input: Buffer;
-  try {
-    input = values.in === '-' ? ctx.io.readStdin() : readFileSync(values.in);
-  } catch (e) {
-    throw new UsageError(`cannot read ${values.in}: ${(e as Error).message}`, 'USAGE_FILE');
-  }
-  if (input.length === 0) throw new UsageError('nothing to write: the input is empty');
-  const blocks = Math.ceil(input.length / LOGICAL_BLOCK_SIZE);
-  if (blocks > MAX_BLOCKS_PER_CALL) throw new UsageError(`at most ${MAX_BLOCKS_PER_CALL} blocks per write`);
-  const data = Buffer.alloc(blocks * LOGICAL_BLOCK_SIZE);
-  input.copy(data);
-  await writeEmulatedDrive(path, lba, data);
-  const padded = data.length !== input.length;
-  emit(
-    ctx,
-    { device: `emu:${path}`, lba, blocks, bytes: input.length, padded },
-    `wrote ${input.length} byte(s) as ${blocks} block(s) at LBA ${lba}${padded ? ' (last block zero-padded)' : ''}`,
-  );
-  return 0;
-}
-
-export function runDriveEmulatorCommand(sub: string, args: string[], ctx: CommandContext): Promise<number> {
-  switch (sub) {
-    case 'emulate':
-      return runEmulate(args, ctx);
-    case 'read':
-      return runRead(args, ctx);
-    case 'write':
-      return runWrite(args, ctx);
-    default:
-      return Promise.reject(new UsageError(`'drive ${sub}' is not an emulated-drive subcommand`));
-  }
-}
+/** The emulator's commands, listed in the `drive` group after the Opal ones. */
+export const DRIVE_EMULATOR_COMMANDS: CommandNode[] = [emulate, read, write];

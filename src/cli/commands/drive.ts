@@ -1,68 +1,97 @@
 /**
  * `kmip-agent drive ...`: TCG Opal self-encrypting drives (discover, status, ownership, ranges,
  * lock/unlock, PINs, reverts, crypto erase, MBR). Drives are `/dev/...` or `emu:/path/to/image`.
- * PINs only from files or stdin (`-`), never argv; every PIN Buffer read here is wiped after use.
- * `drive emulate|read|write` belong to the emulator (drive-emulate.ts).
+ * PINs only from files or stdin (`-`), through the framework's one secret reader (checked before the
+ * drive is opened, wiped after use). `drive emulate|read|write` belong to the emulator (drive-emulate.ts).
  */
 import { BACKEND_NAMES, BackendChoiceError, describeAttempt, type BackendName } from '../../drives/backend.js';
 import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
 import { ADMIN1, describeAuthority, SID, userAuthority, type Authority, type Discovery } from '../../drives/types.js';
-import { DRIVE_EMULATOR_HELP, DRIVE_EMULATOR_SUBCOMMANDS, runDriveEmulatorCommand } from './drive-emulate.js';
+import { KmipAgentError } from '../../errors.js';
+import { DRIVE_EMULATOR_COMMANDS } from './drive-emulate.js';
 import {
+  command,
   emit,
   exitCodeFor,
-  parseOptions,
-  optionalSecret,
-  withSecrets,
+  group,
+  PIN_SECRET,
+  printable,
+  PSID_SECRET,
+  SECRET_READING_OPTIONS,
+  secretReading,
+  SEDUTIL_PASSWORD_SECRET,
   UsageError,
+  withSecrets,
+  type Command,
   type CommandContext,
-  type CommandGroup,
+  type SecretKind,
+  type SecretReading,
+  type SecretSource,
 } from '../framework.js';
 
-const HELP = `Usage: kmip-agent drive <subcommand> <drive> [options] [--json]
+const DRIVE_NOTE = `<drive> is a device path (/dev/sdX, /dev/nvme0n1) or emu:/path/to/image (emulated drive).
 
-<drive> is a device path (/dev/sdX, /dev/nvme0n1) or emu:/path/to/image (emulated drive).
-PIN options take a file path, or - for stdin; PINs are never accepted on the command line.
+PINs come from a file, or - for stdin (at most one per command); never from the command line. A PIN is
+raw bytes, 1 to 32 of them, checked before the drive is contacted (no try is spent on a refused file):
+  - a file that looks like hex text (what \`kmip get\` prints) is refused [SECRET_LOOKS_LIKE_HEX]:
+    --hex decodes it; or write the raw value with \`kmip get UID --out FILE\` (or --out -)
+  - base64 text, or text ending in a newline, is refused likewise; --raw sends the bytes as they are
+  - more than 32 bytes, an empty file, a directory, a missing file: refused
+--sedutil-pins (any command): the files hold sedutil-cli passwords (text, up to 255 bytes; one trailing
+newline is removed, as sedutil-cli takes passwords on its command line where none can end in one). Each is
+sent as sedutil-cli derives it (PBKDF2-HMAC-SHA1 salted with the drive serial), to adopt drives set up with
+sedutil; the hex/base64 rules and --hex/--raw do not apply to passwords.
 
-Subcommands:
-  discover <drive>                          which backend reaches the drive and why, then Level 0
-                                            discovery: SSC, ComID, locking flags, features
-  status <drive> [--probe-sid] [--pin-file F]
-                                            locking/MBR state, Locking SP life cycle, SID==MSID?;
-                                            with the Admin1 PIN also ranges and Admin1 tries
-                                            (--probe-sid tries SID with MSID: costs a SID try if owned)
-  take-ownership <drive> --new-pin-file F   read MSID, set the SID PIN
-  activate <drive> --pin-file F             activate the Locking SP (SID PIN; Admin1 starts with it)
-  setup-range <drive> --pin-file F --range N [--start LBA --length N]
-              [--read-lock-enabled] [--write-lock-enabled]
-                                            configure a range (0 = global: no start/length)
-  enable-user <drive> --pin-file F --user N [--range N ...] [--disable]
-                                            enable User N and let it lock/unlock the ranges
-  lock <drive> --pin-file F [--range N] [--user N]
-  unlock <drive> --pin-file F [--range N] [--user N] [--read-only]
-  set-pin <drive> --pin-file F --new-pin-file F [--user N | --sid]
-                                            Admin1 changes its PIN, or sets User N's PIN (--user),
-                                            or SID changes its PIN (--sid)
-  tries <drive> [--user N | --sid] [--pin-file F]
-                                            failed tries / TryLimit (reading may need the PIN)
-  mbr <drive> --pin-file F [--enable | --disable] [--done | --not-done]
-  erase <drive> --pin-file F --range N [--method genkey|erase] --yes
-                                            crypto erase: the range gets a new media key
-  revert <drive> --pin-file F --yes         factory reset with the SID PIN (ALL DATA LOST)
-  psid-revert <drive> --psid-file F --yes   factory reset with the label PSID (ALL DATA LOST)
-
-Destructive subcommands (erase, revert, psid-revert) refuse to run without --yes.
---backend kernel|passthrough|emulated (any subcommand): use only that backend. By default a device
-is reached through the kernel's sed-opal driver when it supports the drive (it re-unlocks after
-suspend), else through SCSI/ATA/NVMe TCG pass-through; \`drive discover\` shows the choice.
-
+--backend kernel|passthrough|emulated (any command): use only that backend. By default a device is
+reached through the kernel's sed-opal driver when it supports the drive (it re-unlocks after suspend),
+else through SCSI/ATA/NVMe TCG pass-through; \`drive discover\` shows the choice.
 Lock/unlock/setup-range/erase/mbr authenticate as Admin1 unless --user N is given.
---sedutil-pins (any subcommand): send PINs as sedutil-cli derives them from a password
-(PBKDF2-HMAC-SHA1 salted with the drive serial) to adopt drives set up with sedutil.
 A PIN the drive refused once is not sent again by this process (lockout protection).
+Destructive commands (erase, revert, psid-revert, emulate destroy) refuse to run without --yes.`;
 
-Emulated drives:
-${DRIVE_EMULATOR_HELP}`;
+/** The options every Opal command takes (drive-wide: which backend, how PINs are derived). */
+const DRIVE_OPTIONS = {
+  backend: { type: 'string', value: 'kernel|passthrough|emulated', help: 'use only this backend' },
+  'sedutil-pins': { type: 'boolean', help: 'PIN files hold sedutil-cli passwords (text; see `drive --help`)' },
+} as const;
+
+/** The options of a command that reads PINs: drive-wide ones plus how to read the PIN files. */
+const PIN_OPTIONS = { ...DRIVE_OPTIONS, ...SECRET_READING_OPTIONS } as const;
+
+const pinFileOption = (help: string) => ({ type: 'string', value: 'FILE|-', help }) as const;
+
+type DriveValues = { backend?: string; 'sedutil-pins'?: boolean; hex?: boolean; raw?: boolean };
+
+function driveOptions(values: DriveValues): OpalDriveOptions {
+  return {
+    ...(values.backend !== undefined ? { backend: parseBackend(values.backend) } : {}),
+    ...(values['sedutil-pins'] ? { pinDerivation: 'sedutil' as const } : {}),
+  };
+}
+
+/** How the command's PIN files are read: raw bytes (with --hex/--raw), or sedutil passwords (text). */
+function pinReading(values: DriveValues): { kind: SecretKind; reading: SecretReading } {
+  const reading = secretReading(values);
+  if (!values['sedutil-pins']) return { kind: PIN_SECRET, reading };
+  if (reading !== 'auto')
+    throw new UsageError('--sedutil-pins reads passwords as text: --hex and --raw do not apply to them');
+  return { kind: SEDUTIL_PASSWORD_SECRET, reading };
+}
+
+/** Reads the command's PINs (checked before the drive is opened), runs `work` on the open drive. */
+function withPins<T>(
+  ctx: CommandContext,
+  spec: string,
+  values: DriveValues,
+  pins: { path: string | undefined; option: string; what: string; optional?: boolean }[],
+  work: (drive: OpalDrive, pins: Buffer[]) => Promise<T>,
+): Promise<T> {
+  const { kind, reading } = pinReading(values);
+  const sources: SecretSource[] = pins.map((p) => ({ ...p, kind }));
+  return withSecrets(ctx, sources, reading, (secrets) =>
+    withDrive(spec, driveOptions(values), (d) => work(d, secrets)),
+  );
+}
 
 function intOption(value: string | undefined, what: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
@@ -75,11 +104,6 @@ function intOption(value: string | undefined, what: string, min = 0): number | u
 function required<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new UsageError(`${what} is required`);
   return value;
-}
-
-function onlyDrive(positionals: string[], sub: string): string {
-  if (positionals.length !== 1) throw new UsageError(`usage: kmip-agent drive ${sub} <drive> ...`);
-  return positionals[0];
 }
 
 async function withDrive<T>(spec: string, opts: OpalDriveOptions, fn: (drive: OpalDrive) => Promise<T>): Promise<T> {
@@ -132,323 +156,408 @@ async function unlessUnsupported<T>(call: Promise<T>): Promise<T | undefined> {
   }
 }
 
-/** Destructive subcommands run only when the operator confirms with --yes (else usage error, exit 2). */
+/** Destructive commands run only when the operator confirms with --yes (else usage error, exit 2). */
 function confirmDestruction(yes: boolean | undefined, sub: string, what: string): void {
   if (yes === true) return;
   throw new UsageError(`${sub} destroys ${what}; this cannot be undone. Add --yes to confirm.`, 'USAGE_CONFIRM');
 }
 
-type Handler = (args: string[], ctx: CommandContext, opts: OpalDriveOptions) => Promise<number>;
-
-const handlers: Record<string, Handler> = {
-  async discover(args, ctx, opts) {
-    const { positionals } = parseOptions(args, {});
-    const spec = onlyDrive(positionals, 'discover');
-    let drive: OpalDrive;
-    try {
-      drive = await OpalDrive.open(spec, opts);
-    } catch (error) {
-      // With --json the attempts travel in the error document (BackendChoiceError.details()).
-      if (!(error instanceof BackendChoiceError) || ctx.json) throw error;
-      const lines = [`kmip-agent: ${spec}: no usable backend [${error.code}]`];
-      for (const a of error.attempts) lines.push(`  ${describeAttempt(a)}`);
-      ctx.io.stderr(lines.join('\n') + '\n');
-      return exitCodeFor(error);
-    }
-    try {
-      const choice = drive.choice;
-      let discovery = null;
-      let discoveryNote: string | undefined;
+const opalCommands: Command[] = [
+  command({
+    name: 'discover',
+    usage: '<drive>',
+    summary: 'which backend reaches the drive and why, then Level 0 discovery: SSC, ComID, locking, features',
+    options: DRIVE_OPTIONS,
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      let drive: OpalDrive;
       try {
-        discovery = await drive.discover();
+        drive = await OpalDrive.open(spec!, driveOptions(values));
       } catch (error) {
-        if ((error as { code?: string }).code !== 'DRIVE_OPERATION_NOT_SUPPORTED') throw error;
-        discoveryNote = (error as Error).message;
+        // With --json the attempts travel in the error document (BackendChoiceError.details()).
+        if (!(error instanceof BackendChoiceError) || ctx.json) throw error;
+        const lines = [`kmip-agent: ${spec}: no usable backend [${error.code}]`];
+        for (const a of error.attempts) lines.push(`  ${describeAttempt(a)}`);
+        ctx.io.stderr(lines.join('\n') + '\n');
+        return exitCodeFor(error);
       }
-      const lines = [`${spec}: backend ${choice?.backend ?? 'unknown'} (${drive.describe()})`];
-      if (choice) {
-        lines.push(`why: ${choice.reason}`);
-        for (const a of choice.attempts) lines.push(`  ${describeAttempt(a)}`);
+      try {
+        const choice = drive.choice;
+        let discovery = null;
+        let discoveryNote: string | undefined;
+        try {
+          discovery = await drive.discover();
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'DRIVE_OPERATION_NOT_SUPPORTED') throw error;
+          discoveryNote = (error as Error).message;
+        }
+        const lines = [`${spec}: backend ${choice?.backend ?? 'unknown'} (${drive.describe()})`];
+        if (choice) {
+          lines.push(`why: ${choice.reason}`);
+          for (const a of choice.attempts) lines.push(`  ${describeAttempt(a)}`);
+        }
+        lines.push(discovery ? discoveryText(discovery) : `discovery unavailable: ${discoveryNote}`);
+        // The discovery's fields stay at the top level (as before backends were chosen); the choice is `backend`.
+        const backend = {
+          name: choice?.backend,
+          description: drive.describe(),
+          reason: choice?.reason,
+          attempts: choice?.attempts,
+        };
+        emit(
+          ctx,
+          discovery
+            ? { ...discovery, drive: spec, backend }
+            : { drive: spec, backend, discoveryUnavailable: discoveryNote },
+          lines.map(printable).join('\n'),
+        );
+        return 0;
+      } finally {
+        await drive.close();
       }
-      lines.push(discovery ? discoveryText(discovery) : `discovery unavailable: ${discoveryNote}`);
-      // The discovery's fields stay at the top level (as before backends were chosen); the choice is `backend`.
-      const backend = {
-        name: choice?.backend,
-        description: drive.describe(),
-        reason: choice?.reason,
-        attempts: choice?.attempts,
+    },
+  }),
+
+  command({
+    name: 'status',
+    usage: '<drive> [--probe-sid] [--pin-file FILE|-]',
+    summary: 'locking/MBR state, Locking SP life cycle, SID==MSID?; with the Admin1 PIN also ranges and tries',
+    description: '--probe-sid tries SID with the MSID: it costs a SID try if the drive is owned.',
+    options: {
+      'probe-sid': { type: 'boolean', help: 'try SID with the MSID (costs a SID try if owned)' },
+      'pin-file': pinFileOption('the Admin1 PIN: also list ranges and Admin1 tries'),
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const pinFile = { path: values['pin-file'], option: '--pin-file', what: 'the Admin1 PIN', optional: true };
+      const result = await withPins(ctx, spec!, values, [pinFile], async (d, [pin]) => {
+        const status = await d.status({ probeSid: values['probe-sid'] ?? false });
+        // A backend that cannot list ranges or read tries (kernel sed-opal alone) still reports status.
+        const ranges = pin ? await unlessUnsupported(d.ranges(pin)) : undefined;
+        const admin1Tries = pin ? await unlessUnsupported(d.tries(ADMIN1, { authority: ADMIN1, pin })) : undefined;
+        return { ...status, ranges, admin1Tries };
+      });
+      const owned = result.sidIsMsid === null ? 'unknown' : result.sidIsMsid ? 'no (SID == MSID)' : 'yes';
+      const lines = [
+        discoveryText(result.discovery),
+        `Locking SP: ${result.lockingSpLifecycle === 9 ? 'active' : result.lockingSpLifecycle === 8 ? 'inactive' : 'unknown'}`,
+        `owned (SID set): ${owned}`,
+      ];
+      for (const r of result.ranges ?? []) {
+        lines.push(
+          `range ${r.range}: start ${r.start} length ${r.length} RLE=${r.readLockEnabled} WLE=${r.writeLockEnabled} ` +
+            `readLocked=${r.readLocked} writeLocked=${r.writeLocked}`,
+        );
+      }
+      if (result.admin1Tries)
+        lines.push(
+          `Admin1 tries: ${result.admin1Tries.tries}/${result.admin1Tries.tryLimit} (read as Admin1, which resets the count)`,
+        );
+      emit(ctx, result, lines.map(printable).join('\n'));
+    },
+  }),
+
+  command({
+    name: 'take-ownership',
+    usage: '<drive> --new-pin-file FILE|-',
+    summary: 'read the MSID, set the SID PIN',
+    options: { 'new-pin-file': pinFileOption('the new SID PIN'), ...PIN_OPTIONS },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const pin = { path: values['new-pin-file'], option: '--new-pin-file', what: 'the new SID PIN' };
+      await withPins(ctx, spec!, values, [pin], (d, [p]) => d.takeOwnership(p!));
+      emit(ctx, { drive: spec, owned: true }, `${spec}: SID PIN set (drive owned)`);
+    },
+  }),
+
+  command({
+    name: 'activate',
+    usage: '<drive> --pin-file FILE|-',
+    summary: 'activate the Locking SP (SID PIN; Admin1 starts with it)',
+    options: { 'pin-file': pinFileOption('the SID PIN'), ...PIN_OPTIONS },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const pin = { path: values['pin-file'], option: '--pin-file', what: 'the SID PIN' };
+      await withPins(ctx, spec!, values, [pin], (d, [p]) => d.activate(p!));
+      emit(ctx, { drive: spec, lockingSpActive: true }, `${spec}: Locking SP active`);
+    },
+  }),
+
+  command({
+    name: 'setup-range',
+    usage: '<drive> --pin-file FILE|- --range N [--start LBA --length N] [--read-lock-enabled] [--write-lock-enabled]',
+    summary: 'configure a range (0 = global: no start/length)',
+    options: {
+      'pin-file': pinFileOption('the Admin1 PIN'),
+      range: { type: 'string', value: 'N', help: 'the range (0 = global)' },
+      start: { type: 'string', value: 'LBA', help: 'first block of a numbered range' },
+      length: { type: 'string', value: 'N', help: 'blocks in a numbered range' },
+      'read-lock-enabled': { type: 'boolean', help: 'the range can be read-locked' },
+      'write-lock-enabled': { type: 'boolean', help: 'the range can be write-locked' },
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const range = required(intOption(values.range, '--range'), '--range');
+      const start = intOption(values.start, '--start');
+      const length = intOption(values.length, '--length');
+      if (range > 0 && (start === undefined || length === undefined)) {
+        throw new UsageError('--start and --length are required for a numbered range');
+      }
+      if (range === 0 && (start !== undefined || length !== undefined)) {
+        throw new UsageError('the global range (0) has no --start/--length');
+      }
+      const options = {
+        range,
+        start,
+        length,
+        readLockEnabled: values['read-lock-enabled'] ?? false,
+        writeLockEnabled: values['write-lock-enabled'] ?? false,
       };
+      const pin = { path: values['pin-file'], option: '--pin-file', what: 'the Admin1 PIN' };
+      await withPins(ctx, spec!, values, [pin], (d, [p]) => d.setupRange(p!, options));
       emit(
         ctx,
-        discovery
-          ? { ...discovery, drive: spec, backend }
-          : { drive: spec, backend, discoveryUnavailable: discoveryNote },
-        lines.join('\n'),
+        { drive: spec, ...options },
+        `${spec}: range ${range} set up (readLockEnabled=${options.readLockEnabled}, writeLockEnabled=${options.writeLockEnabled})`,
       );
-      return 0;
-    } finally {
-      await drive.close();
-    }
-  },
+    },
+  }),
 
-  async status(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, {
-      'probe-sid': { type: 'boolean' },
-      'pin-file': { type: 'string' },
-    });
-    const spec = onlyDrive(positionals, 'status');
-    return withSecrets(
-      ctx,
-      optionalSecret(values['pin-file'], 'the Admin1 PIN'),
-      async ([pin]: (Buffer | undefined)[]) => {
-        const result = await withDrive(spec, opts, async (d) => {
-          const status = await d.status({ probeSid: values['probe-sid'] ?? false });
-          // A backend that cannot list ranges or read tries (kernel sed-opal alone) still reports status.
-          const ranges = pin ? await unlessUnsupported(d.ranges(pin)) : undefined;
-          const admin1Tries = pin ? await unlessUnsupported(d.tries(ADMIN1, { authority: ADMIN1, pin })) : undefined;
-          return { ...status, ranges, admin1Tries };
-        });
-        const owned = result.sidIsMsid === null ? 'unknown' : result.sidIsMsid ? 'no (SID == MSID)' : 'yes';
-        const lines = [
-          discoveryText(result.discovery),
-          `Locking SP: ${result.lockingSpLifecycle === 9 ? 'active' : result.lockingSpLifecycle === 8 ? 'inactive' : 'unknown'}`,
-          `owned (SID set): ${owned}`,
-        ];
-        for (const r of result.ranges ?? []) {
-          lines.push(
-            `range ${r.range}: start ${r.start} length ${r.length} RLE=${r.readLockEnabled} WLE=${r.writeLockEnabled} ` +
-              `readLocked=${r.readLocked} writeLocked=${r.writeLocked}`,
-          );
+  command({
+    name: 'enable-user',
+    usage: '<drive> --pin-file FILE|- --user N [--range N ...] [--disable]',
+    summary: 'enable User N and let it lock/unlock the ranges',
+    options: {
+      'pin-file': pinFileOption('the Admin1 PIN'),
+      user: { type: 'string', value: 'N', help: 'the user (1, 2, ...)' },
+      range: { type: 'string', multiple: true, value: 'N', help: 'a range the user may lock and unlock' },
+      disable: { type: 'boolean', help: 'disable the user instead' },
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const user = required(intOption(values.user, '--user', 1), '--user');
+      const ranges = (values.range ?? []).map((r) => required(intOption(r, '--range'), '--range'));
+      const enabled = !(values.disable ?? false);
+      const pin = { path: values['pin-file'], option: '--pin-file', what: 'the Admin1 PIN' };
+      await withPins(ctx, spec!, values, [pin], (d, [p]) => d.enableUser(p!, user, { enabled, ranges }));
+      emit(ctx, { drive: spec, user, enabled, ranges }, `${spec}: User${user} ${enabled ? 'enabled' : 'disabled'}`);
+    },
+  }),
+
+  lockCommand('lock'),
+  lockCommand('unlock'),
+
+  command({
+    name: 'set-pin',
+    usage: '<drive> --pin-file FILE --new-pin-file FILE [--user N | --sid]',
+    summary: "Admin1 changes its PIN, or sets User N's PIN (--user), or SID changes its PIN (--sid)",
+    options: {
+      'pin-file': pinFileOption('the current PIN (Admin1, or SID with --sid)'),
+      'new-pin-file': pinFileOption('the new PIN'),
+      user: { type: 'string', value: 'N', help: "set User N's PIN (as Admin1)" },
+      sid: { type: 'boolean', help: 'change the SID PIN' },
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const target = pickAuthority(values, ADMIN1);
+      const authority = target.kind === 'user' ? ADMIN1 : target;
+      const pins = [
+        { path: values['pin-file'], option: '--pin-file', what: `the ${describeAuthority(authority)} PIN` },
+        { path: values['new-pin-file'], option: '--new-pin-file', what: 'the new PIN' },
+      ];
+      await withPins(ctx, spec!, values, pins, (d, [pin, newPin]) =>
+        d.setPin({ authority, pin: pin!, target, newPin: newPin! }),
+      );
+      emit(
+        ctx,
+        { drive: spec, authority: describeAuthority(target) },
+        `${spec}: ${describeAuthority(target)} PIN changed`,
+      );
+    },
+  }),
+
+  command({
+    name: 'tries',
+    usage: '<drive> [--user N | --sid] [--pin-file FILE|-]',
+    summary: 'failed tries / TryLimit of an authority (reading may need a PIN)',
+    description: `Most drives let tries be read only by an authenticated session. Authenticating as the
+authority itself (Admin1 with the Admin1 PIN, SID with the SID PIN) resets its count to 0 when the PIN
+is right, so it then shows 0: the failed tries before it cannot be seen. User N's tries are read as
+Admin1 and are not reset. Without a PIN, when the drive does not answer, nothing was read: exit 1.`,
+    options: {
+      'pin-file': pinFileOption('the PIN to read with (Admin1, or SID with --sid)'),
+      user: { type: 'string', value: 'N', help: "User N's tries (read as Admin1)" },
+      sid: { type: 'boolean', help: "SID's tries" },
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const target = pickAuthority(values, ADMIN1);
+      const asAuthority = target.kind === 'user' ? ADMIN1 : target;
+      const name = describeAuthority(target);
+      const as = describeAuthority(asAuthority);
+      const pin = { path: values['pin-file'], option: '--pin-file', what: `the ${as} PIN`, optional: true };
+      const authenticated = values['pin-file'] !== undefined;
+      const notRead = (why: string, cause?: unknown) =>
+        new KmipAgentError(
+          `${name}: nothing was read: ${spec} ${why}` +
+            (authenticated
+              ? ''
+              : `; give --pin-file with the ${as} PIN (which, when right, resets ${as}'s count to 0)`),
+          'DRIVE_TRIES_NOT_READ',
+          cause === undefined ? undefined : { cause },
+        );
+      const tries = await withPins(ctx, spec!, values, [pin], async (d, [p]) => {
+        try {
+          return await d.tries(target, p ? { authority: asAuthority, pin: p } : undefined);
+        } catch (error) {
+          // Without a PIN the drive may refuse the session outright: that too means nothing was read.
+          if (authenticated || !String((error as { code?: unknown }).code).startsWith('TCG_')) throw error;
+          throw notRead(`refused to show them without authentication (${(error as Error).message})`, error);
         }
-        if (result.admin1Tries) lines.push(`Admin1 tries: ${result.admin1Tries.tries}/${result.admin1Tries.tryLimit}`);
-        emit(ctx, result, lines.join('\n'));
-        return 0;
-      },
-    );
-  },
+      });
+      if (!tries)
+        throw notRead(`does not let its tries be read ${authenticated ? 'by ' + as : 'without authentication'}`);
+      // Authenticating as the target itself resets its count: what is shown is after that reset.
+      const resetByAuthentication = authenticated && name === as;
+      const limit = tries.tryLimit === 0 ? 'unlimited' : String(tries.tryLimit);
+      emit(
+        ctx,
+        { drive: spec, authority: name, tries, resetByAuthentication },
+        `${name}: ${tries.tries} failed tries of ${limit}` +
+          (resetByAuthentication
+            ? `\nnote: authenticating as ${as} to read this reset the count to 0; failed tries before it are not visible`
+            : ''),
+      );
+    },
+  }),
 
-  async 'take-ownership'(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, { 'new-pin-file': { type: 'string' } });
-    const spec = onlyDrive(positionals, 'take-ownership');
-    await withSecrets(ctx, [[values['new-pin-file'], 'the new SID PIN (--new-pin-file)']], async ([pin]) =>
-      withDrive(spec, opts, (d) => d.takeOwnership(pin)),
-    );
-    emit(ctx, { drive: spec, owned: true }, `${spec}: SID PIN set (drive owned)`);
-    return 0;
-  },
+  command({
+    name: 'mbr',
+    usage: '<drive> --pin-file FILE|- [--enable | --disable] [--done | --not-done]',
+    summary: 'MBR shadowing: enable/disable it, mark it done/not done',
+    options: {
+      'pin-file': pinFileOption('the Admin1 PIN'),
+      enable: { type: 'boolean', help: 'enable MBR shadowing' },
+      disable: { type: 'boolean', help: 'disable MBR shadowing' },
+      done: { type: 'boolean', help: 'mark the shadow MBR done (the real data shows)' },
+      'not-done': { type: 'boolean', help: 'mark it not done (the shadow shows)' },
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      if (values.enable && values.disable) throw new UsageError('--enable and --disable exclude each other');
+      if (values.done && values['not-done']) throw new UsageError('--done and --not-done exclude each other');
+      const enable = values.enable ? true : values.disable ? false : undefined;
+      const done = values.done ? true : values['not-done'] ? false : undefined;
+      if (enable === undefined && done === undefined)
+        throw new UsageError('give --enable/--disable and/or --done/--not-done');
+      const pin = { path: values['pin-file'], option: '--pin-file', what: 'the Admin1 PIN' };
+      await withPins(ctx, spec!, values, [pin], (d, [p]) => d.setMbr(p!, { enable, done }));
+      emit(ctx, { drive: spec, enable, done }, `${spec}: MBR control updated`);
+    },
+  }),
 
-  async activate(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, { 'pin-file': { type: 'string' } });
-    const spec = onlyDrive(positionals, 'activate');
-    await withSecrets(ctx, [[values['pin-file'], 'the SID PIN (--pin-file)']], async ([pin]) =>
-      withDrive(spec, opts, (d) => d.activate(pin)),
-    );
-    emit(ctx, { drive: spec, lockingSpActive: true }, `${spec}: Locking SP active`);
-    return 0;
-  },
+  command({
+    name: 'erase',
+    usage: '<drive> --pin-file FILE|- --range N [--method genkey|erase] --yes',
+    summary: 'crypto erase: the range gets a new media key (destructive: needs --yes)',
+    options: {
+      'pin-file': pinFileOption('the Admin1 PIN'),
+      range: { type: 'string', value: 'N', help: 'the range to erase' },
+      method: { type: 'string', value: 'genkey|erase', help: 'GenKey (default) or the Erase method' },
+      yes: { type: 'boolean', help: "confirm: the range's data becomes unreadable" },
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const range = required(intOption(values.range, '--range'), '--range');
+      const method = values.method ?? 'genkey';
+      if (method !== 'genkey' && method !== 'erase') throw new UsageError('--method is genkey or erase');
+      confirmDestruction(
+        values.yes,
+        'erase',
+        `the media key of range ${range} on ${spec}: its data becomes unreadable`,
+      );
+      const pin = { path: values['pin-file'], option: '--pin-file', what: 'the Admin1 PIN' };
+      await withPins(ctx, spec!, values, [pin], (d, [p]) => d.erase(p!, { range, method }));
+      emit(ctx, { drive: spec, range, method, erased: true }, `${spec}: range ${range} crypto-erased`);
+    },
+  }),
 
-  async 'setup-range'(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, {
-      'pin-file': { type: 'string' },
-      range: { type: 'string' },
-      start: { type: 'string' },
-      length: { type: 'string' },
-      'read-lock-enabled': { type: 'boolean' },
-      'write-lock-enabled': { type: 'boolean' },
-    });
-    const spec = onlyDrive(positionals, 'setup-range');
-    const range = required(intOption(values.range, '--range'), '--range');
-    const start = intOption(values.start, '--start');
-    const length = intOption(values.length, '--length');
-    if (range > 0 && (start === undefined || length === undefined)) {
-      throw new UsageError('--start and --length are required for a numbered range');
-    }
-    if (range === 0 && (start !== undefined || length !== undefined)) {
-      throw new UsageError('the global range (0) has no --start/--length');
-    }
-    const pinFile: [string | undefined, string] = [values['pin-file'], 'the Admin1 PIN (--pin-file)'];
-    const options = {
-      range,
-      start,
-      length,
-      readLockEnabled: values['read-lock-enabled'] ?? false,
-      writeLockEnabled: values['write-lock-enabled'] ?? false,
-    };
-    await withSecrets(ctx, [pinFile], async ([pin]) => withDrive(spec, opts, (d) => d.setupRange(pin, options)));
-    emit(
-      ctx,
-      { drive: spec, ...options },
-      `${spec}: range ${range} set up (readLockEnabled=${options.readLockEnabled}, writeLockEnabled=${options.writeLockEnabled})`,
-    );
-    return 0;
-  },
+  command({
+    name: 'revert',
+    usage: '<drive> --pin-file FILE|- --yes',
+    summary: 'factory reset with the SID PIN (ALL DATA LOST; needs --yes)',
+    options: {
+      'pin-file': pinFileOption('the SID PIN'),
+      yes: { type: 'boolean', help: 'confirm: every key and all data are lost' },
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      confirmDestruction(values.yes, 'revert', `every key and ALL DATA on ${spec} (factory reset)`);
+      const pin = { path: values['pin-file'], option: '--pin-file', what: 'the SID PIN' };
+      await withPins(ctx, spec!, values, [pin], (d, [p]) => d.revert(p!));
+      emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state`);
+    },
+  }),
 
-  async 'enable-user'(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, {
-      'pin-file': { type: 'string' },
-      user: { type: 'string' },
-      range: { type: 'string', multiple: true },
-      disable: { type: 'boolean' },
-    });
-    const spec = onlyDrive(positionals, 'enable-user');
-    const user = required(intOption(values.user, '--user', 1), '--user');
-    const ranges = (values.range ?? []).map((r) => required(intOption(r, '--range'), '--range'));
-    const enabled = !(values.disable ?? false);
-    await withSecrets(ctx, [[values['pin-file'], 'the Admin1 PIN (--pin-file)']], async ([pin]) =>
-      withDrive(spec, opts, (d) => d.enableUser(pin, user, { enabled, ranges })),
-    );
-    emit(ctx, { drive: spec, user, enabled, ranges }, `${spec}: User${user} ${enabled ? 'enabled' : 'disabled'}`);
-    return 0;
-  },
+  command({
+    name: 'psid-revert',
+    usage: '<drive> --psid-file FILE|- --yes',
+    summary: 'factory reset with the PSID from the label (ALL DATA LOST; needs --yes)',
+    description: 'The PSID file holds the PSID as printed on the label (text; one trailing newline is removed).',
+    options: {
+      'psid-file': pinFileOption('the PSID, as printed on the drive label'),
+      yes: { type: 'boolean', help: 'confirm: every key and all data are lost' },
+      ...DRIVE_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      confirmDestruction(values.yes, 'psid-revert', `every key and ALL DATA on ${spec} (factory reset)`);
+      // A PSID is typed from a label: the reader drops the newline of `echo` or an editor.
+      const psid: SecretSource = {
+        path: values['psid-file'],
+        option: '--psid-file',
+        what: 'the PSID',
+        kind: PSID_SECRET,
+      };
+      await withSecrets(ctx, [psid], 'auto', ([p]) => withDrive(spec!, driveOptions(values), (d) => d.psidRevert(p!)));
+      emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state with the PSID`);
+    },
+  }),
+];
 
-  lock: (args, ctx, opts) => lockOrUnlock('lock', args, ctx, opts),
-  unlock: (args, ctx, opts) => lockOrUnlock('unlock', args, ctx, opts),
-
-  async 'set-pin'(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, {
-      'pin-file': { type: 'string' },
-      'new-pin-file': { type: 'string' },
-      user: { type: 'string' },
-      sid: { type: 'boolean' },
-    });
-    const spec = onlyDrive(positionals, 'set-pin');
-    const target = pickAuthority(values, ADMIN1);
-    const authority = target.kind === 'user' ? ADMIN1 : target;
-    const files: [string | undefined, string][] = [
-      [values['pin-file'], `the ${describeAuthority(authority)} PIN (--pin-file)`],
-      [values['new-pin-file'], 'the new PIN (--new-pin-file)'],
-    ];
-    await withSecrets(ctx, files, async ([pin, newPin]) =>
-      withDrive(spec, opts, (d) => d.setPin({ authority, pin, target, newPin })),
-    );
-    emit(
-      ctx,
-      { drive: spec, authority: describeAuthority(target) },
-      `${spec}: ${describeAuthority(target)} PIN changed`,
-    );
-    return 0;
-  },
-
-  async tries(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, {
-      'pin-file': { type: 'string' },
-      user: { type: 'string' },
-      sid: { type: 'boolean' },
-    });
-    const spec = onlyDrive(positionals, 'tries');
-    const target = pickAuthority(values, ADMIN1);
-    const asAuthority = target.kind === 'user' ? ADMIN1 : target;
-    const tries = await withSecrets(
-      ctx,
-      optionalSecret(values['pin-file'], 'the PIN'),
-      async ([pin]: (Buffer | undefined)[]) =>
-        withDrive(spec, opts, (d) => d.tries(target, pin ? { authority: asAuthority, pin } : undefined)),
-    );
-    const name = describeAuthority(target);
-    emit(
-      ctx,
-      { drive: spec, authority: name, tries },
-      tries
-        ? `${name}: ${tries.tries} failed tries of ${tries.tryLimit === 0 ? 'unlimited' : tries.tryLimit}`
-        : `${name}: the drive does not let its tries be read without authentication (give --pin-file)`,
-    );
-    return 0;
-  },
-
-  async mbr(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, {
-      'pin-file': { type: 'string' },
-      enable: { type: 'boolean' },
-      disable: { type: 'boolean' },
-      done: { type: 'boolean' },
-      'not-done': { type: 'boolean' },
-    });
-    const spec = onlyDrive(positionals, 'mbr');
-    if (values.enable && values.disable) throw new UsageError('--enable and --disable exclude each other');
-    if (values.done && values['not-done']) throw new UsageError('--done and --not-done exclude each other');
-    const enable = values.enable ? true : values.disable ? false : undefined;
-    const done = values.done ? true : values['not-done'] ? false : undefined;
-    if (enable === undefined && done === undefined)
-      throw new UsageError('give --enable/--disable and/or --done/--not-done');
-    await withSecrets(ctx, [[values['pin-file'], 'the Admin1 PIN (--pin-file)']], async ([pin]) =>
-      withDrive(spec, opts, (d) => d.setMbr(pin, { enable, done })),
-    );
-    emit(ctx, { drive: spec, enable, done }, `${spec}: MBR control updated`);
-    return 0;
-  },
-
-  async erase(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, {
-      'pin-file': { type: 'string' },
-      range: { type: 'string' },
-      method: { type: 'string' },
-      yes: { type: 'boolean' },
-    });
-    const spec = onlyDrive(positionals, 'erase');
-    const range = required(intOption(values.range, '--range'), '--range');
-    const method = values.method ?? 'genkey';
-    if (method !== 'genkey' && method !== 'erase') throw new UsageError('--method is genkey or erase');
-    confirmDestruction(values.yes, 'erase', `the media key of range ${range} on ${spec}: its data becomes unreadable`);
-    await withSecrets(ctx, [[values['pin-file'], 'the Admin1 PIN (--pin-file)']], async ([pin]) =>
-      withDrive(spec, opts, (d) => d.erase(pin, { range, method })),
-    );
-    emit(ctx, { drive: spec, range, method, erased: true }, `${spec}: range ${range} crypto-erased`);
-    return 0;
-  },
-
-  async revert(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, { 'pin-file': { type: 'string' }, yes: { type: 'boolean' } });
-    const spec = onlyDrive(positionals, 'revert');
-    confirmDestruction(values.yes, 'revert', `every key and ALL DATA on ${spec} (factory reset)`);
-    await withSecrets(ctx, [[values['pin-file'], 'the SID PIN (--pin-file)']], async ([pin]) =>
-      withDrive(spec, opts, (d) => d.revert(pin)),
-    );
-    emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state`);
-    return 0;
-  },
-
-  async 'psid-revert'(args, ctx, opts) {
-    const { values, positionals } = parseOptions(args, { 'psid-file': { type: 'string' }, yes: { type: 'boolean' } });
-    const spec = onlyDrive(positionals, 'psid-revert');
-    confirmDestruction(values.yes, 'psid-revert', `every key and ALL DATA on ${spec} (factory reset)`);
-    await withSecrets(ctx, [[values['psid-file'], 'the PSID (--psid-file)']], async ([raw]) => {
-      // A PSID is typed from a label: trailing newlines from `echo` or editors are not part of it.
-      let end = raw.length;
-      while (end > 0 && (raw[end - 1] === 0x0a || raw[end - 1] === 0x0d)) end--;
-      return withDrive(spec, opts, (d) => d.psidRevert(raw.subarray(0, end)));
-    });
-    emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state with the PSID`);
-    return 0;
-  },
-};
-
-async function lockOrUnlock(
-  sub: 'lock' | 'unlock',
-  args: string[],
-  ctx: CommandContext,
-  opts: OpalDriveOptions,
-): Promise<number> {
-  const { values, positionals } = parseOptions(args, {
-    'pin-file': { type: 'string' },
-    range: { type: 'string' },
-    user: { type: 'string' },
-    ...(sub === 'unlock' ? { 'read-only': { type: 'boolean' as const } } : {}),
+function lockCommand(name: 'lock' | 'unlock'): Command {
+  return command({
+    name,
+    usage: `<drive> --pin-file FILE|- [--range N] [--user N]${name === 'unlock' ? ' [--read-only]' : ''}`,
+    summary: name === 'lock' ? 'lock a range (read and write)' : 'unlock a range (or make it read-only)',
+    options: {
+      'pin-file': pinFileOption('the PIN of Admin1 (or of User N with --user)'),
+      range: { type: 'string', value: 'N', help: 'the range (default 0, the global range)' },
+      user: { type: 'string', value: 'N', help: 'authenticate as User N instead of Admin1' },
+      ...(name === 'unlock' ? { 'read-only': { type: 'boolean', help: 'unlock for reading only' } } : {}),
+      ...PIN_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const range = intOption(values.range, '--range') ?? 0;
+      const authority = pickAuthority({ user: values.user }, ADMIN1);
+      const readOnly = name === 'unlock' && (values as { 'read-only'?: boolean })['read-only'] === true;
+      const pin = { path: values['pin-file'], option: '--pin-file', what: `the ${describeAuthority(authority)} PIN` };
+      await withPins(ctx, spec!, values, [pin], (d, [p]) =>
+        name === 'lock' ? d.lock(p!, { range, authority }) : d.unlock(p!, { range, authority, readOnly }),
+      );
+      const state = name === 'lock' ? 'locked' : readOnly ? 'read-only' : 'unlocked';
+      emit(ctx, { drive: spec, range, state }, `${spec}: range ${range} ${state}`);
+    },
   });
-  const spec = onlyDrive(positionals, sub);
-  const range = intOption(values.range, '--range') ?? 0;
-  const authority = pickAuthority({ user: values.user }, ADMIN1);
-  const readOnly = sub === 'unlock' && (values as { 'read-only'?: boolean })['read-only'] === true;
-  await withSecrets(
-    ctx,
-    [[values['pin-file'], `the ${describeAuthority(authority)} PIN (--pin-file)`]],
-    async ([pin]) =>
-      withDrive(spec, opts, (d) =>
-        sub === 'lock' ? d.lock(pin, { range, authority }) : d.unlock(pin, { range, authority, readOnly }),
-      ),
-  );
-  const state = sub === 'lock' ? 'locked' : readOnly ? 'read-only' : 'unlocked';
-  emit(ctx, { drive: spec, range, state }, `${spec}: range ${range} ${state}`);
-  return 0;
 }
 
 function parseBackend(value: string | undefined): BackendName {
@@ -458,31 +567,9 @@ function parseBackend(value: string | undefined): BackendName {
   return value as BackendName;
 }
 
-function driveWideOptions(args: string[]): { args: string[]; options: OpalDriveOptions } {
-  const options: OpalDriveOptions = {};
-  const own: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === '--sedutil-pins') options.pinDerivation = 'sedutil';
-    else if (a === '--backend') options.backend = parseBackend(args[++i]);
-    else if (a.startsWith('--backend=')) options.backend = parseBackend(a.slice('--backend='.length));
-    else own.push(a);
-  }
-  return { args: own, options };
-}
-
-export const driveCommand: CommandGroup = {
+export const driveCommand = group({
   name: 'drive',
   summary: 'TCG Opal self-encrypting drives: discover, own, configure, lock, unlock, erase, revert',
-  help: HELP,
-  async run(args, ctx) {
-    const [sub, ...rest] = args;
-    if (sub === undefined) throw new UsageError('drive needs a subcommand: see `kmip-agent drive --help`');
-    if ((DRIVE_EMULATOR_SUBCOMMANDS as readonly string[]).includes(sub)) return runDriveEmulatorCommand(sub, rest, ctx);
-    const handler = Object.hasOwn(handlers, sub) ? handlers[sub] : undefined;
-    if (!handler) throw new UsageError(`unknown drive subcommand '${sub}': see \`kmip-agent drive --help\``);
-    // --sedutil-pins and --backend apply to every subcommand: take them out before strict parsing.
-    const { args: own, options } = driveWideOptions(rest);
-    return handler(own, ctx, options);
-  },
-};
+  description: DRIVE_NOTE,
+  commands: [...opalCommands, ...DRIVE_EMULATOR_COMMANDS],
+});

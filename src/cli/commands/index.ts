@@ -1,9 +1,13 @@
-/** Every top-level command group, in the order `kmip-agent --help` lists them. */
-import type { CommandGroup } from '../framework.js';
+/** Every top-level command, in the order `kmip-agent --help` lists them: the one table the CLI dispatches from. */
+import { group } from '../framework.js';
 import { addonCommand } from './addon.js';
 import { driveCommand } from './drive.js';
 import { kmipCommand } from './kmip.js';
 import { ttlvCommand } from './ttlv.js';
 import { volumeCommand } from './volume.js';
 
-export const commandGroups: CommandGroup[] = [kmipCommand, driveCommand, volumeCommand, ttlvCommand, addonCommand];
+export const commandTree = group({
+  name: 'kmip-agent',
+  summary: 'Key-management agent for storage appliances: KMIP keys, TCG Opal drives, LUKS2 volumes',
+  commands: [kmipCommand, driveCommand, volumeCommand, ttlvCommand, addonCommand],
+});

@@ -3,9 +3,10 @@
  * finding a drive's key). Servers are a failover list (`--server` repeated); secrets to register come
  * from a file or stdin, never argv; only `get` prints key material.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, fchmodSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { ALL_VERSIONS } from '../../kmip/client.js';
-import { KmipProvider } from '../../kmip/provider.js';
+import { KmipProvider, type KmipProviderOptions } from '../../kmip/provider.js';
+import { KmipAgentError } from '../../errors.js';
 import { KmipError, KmipOperationError } from '../../kmip/errors.js';
 import { formatVersion, type ProtocolVersion } from '../../kmip/fields.js';
 import { enumName, Tag } from '../../kmip/ttlv/registry.js';
@@ -21,49 +22,57 @@ import {
   BlockCipherMode,
   nameOf,
 } from '../../kmip/spec.js';
-import { emit, parseOptions, readSecret, UsageError, type CommandContext, type CommandGroup } from '../framework.js';
+import {
+  addErrorDetails,
+  command,
+  emit,
+  group,
+  KEY_SECRET,
+  note,
+  printable,
+  SECRET_READING_OPTIONS,
+  secretReading,
+  UsageError,
+  withSecrets,
+  type Command,
+  type CommandContext,
+  type OptionSpecs,
+  type OptionValues,
+} from '../framework.js';
+
+// TODO(merge): the kmiplib branch adds these to src/kmip/provider.ts (KmipProviderOptions.onAttempt,
+// ServerAttempt); use its types once it is merged, and drop this copy.
+export interface ServerAttempt {
+  endpoint: string;
+  outcome: 'answered' | 'failed';
+  code?: string;
+  message?: string;
+  latencyMs: number;
+  demoted?: boolean;
+}
 
 const CONNECTION_OPTIONS = {
-  server: { type: 'string', multiple: true },
-  ca: { type: 'string' },
-  cert: { type: 'string' },
-  key: { type: 'string' },
-  servername: { type: 'string' },
-  timeout: { type: 'string' },
-  'kmip-version': { type: 'string' },
+  server: {
+    type: 'string',
+    multiple: true,
+    value: 'HOST:PORT',
+    help: 'KMIP server (port 5696 if omitted); repeat for a failover list, tried in order',
+  },
+  ca: { type: 'string', value: 'FILE', help: 'CA certificate(s) the server chain must end in (PEM)' },
+  cert: { type: 'string', value: 'FILE', help: 'client certificate (PEM, intermediates may follow)' },
+  key: { type: 'string', value: 'FILE', help: 'client private key (PEM)' },
+  servername: { type: 'string', value: 'NAME', help: 'name to verify in the server certificate (default: the host)' },
+  timeout: { type: 'string', value: 'MS', help: 'per-request timeout (default 15000)' },
+  'kmip-version': { type: 'string', value: 'X.Y', help: 'speak this version instead of negotiating' },
+  verbose: { type: 'boolean', help: 'say on stderr each server tried, and why one was passed over' },
 } as const;
 
-const HELP = `Usage: kmip-agent kmip <command> --server HOST:PORT [--server HOST:PORT ...] --ca FILE --cert FILE --key FILE [--json]
-
-Talks to KMIP servers directly. Repeat --server for a failover list (tried in order).
-
-Commands:
-  discover                      protocol versions each server speaks, TLS version, latency
-  query                         operations and object types the server supports
-  create   [--name N] [--group G] [--algorithm AES] [--length 256] [--usage encrypt,decrypt]
-                                create a symmetric key on the server
-  register --key-file PATH|-   [--type secret|key] [--name N] [--group G] [--algorithm AES]
-                                store a secret (Secret Data, Password) or a symmetric key
-  get      UID [--format raw] [--wrap-key UID]
-                                print the object's value (hex); the only command that prints secrets
-  locate   [--name N] [--group G] [--type secret|key] [--state active|pre-active|deactivated]
-           [--max N] [--offset N]
-                                find objects; prints their UIDs
-  attrs    UID [--attr NAME ...] list an object's attributes
-  activate UID                  make an object Active
-  revoke   UID [--reason superseded|key-compromise|cessation-of-operation|...] [--message TEXT]
-  destroy  UID                  destroy an object (revoke an Active object first)
-  rekey    UID [--offset SECONDS] replace a key with a new one (not every server supports it)
-
-Connection options:
-  --server HOST:PORT   KMIP server (port 5696 if omitted); repeat for failover order
-  --ca FILE            CA certificate(s) the server chain must end in (PEM)
-  --cert FILE          client certificate (PEM, intermediates may follow)
-  --key FILE           client private key (PEM)
-  --servername NAME    name to verify in the server certificate (default: the --server host)
-  --timeout MS         per-request timeout (default 15000)
-  --kmip-version X.Y   speak this version instead of negotiating
-`;
+const GROUP_NOTE = `Every command takes the connection options: --server HOST:PORT (repeat it for a failover list,
+tried in order), --ca FILE, --cert FILE, --key FILE, and --servername, --timeout, --kmip-version, --verbose.
+Failover is never silent: a server passed over is named on stderr (each attempt with --verbose), and
+--json documents carry \`attempts\` (each server tried, its outcome and latency).
+Only \`get\` prints key material: as hex text by default, raw bytes with --out FILE|- (what drive and
+volume commands read); values to register are read from a file or stdin, never from the command line.`;
 
 const REVOCATION_REASONS: Record<string, number> = {
   unspecified: RevocationReasonCode.Unspecified,
@@ -112,13 +121,19 @@ function positiveInt(value: string | undefined, what: string, min = 0, max = 0x7
   return n;
 }
 
+/** Certificates and keys are small: a file much larger is not one (and is not read whole). */
+const MAX_PEM_BYTES = 1024 * 1024;
+
 function readPem(path: string | undefined, what: string): Buffer | undefined {
   if (path === undefined) return undefined;
+  let data: Buffer;
   try {
-    return readFileSync(path);
+    data = readFileSync(path);
   } catch (e) {
     throw new UsageError(`cannot read ${what} ${path}: ${(e as Error).message}`, 'USAGE_FILE');
   }
+  if (data.length > MAX_PEM_BYTES) throw new UsageError(`${what} ${path} is larger than 1 MiB`, 'USAGE_FILE');
+  return data;
 }
 
 function parseServer(text: string): { host: string; port: number } {
@@ -142,23 +157,15 @@ function parseVersion(text: string | undefined): ProtocolVersion | undefined {
   return version;
 }
 
-type ConnectionValues = {
-  server?: string[];
-  ca?: string;
-  cert?: string;
-  key?: string;
-  servername?: string;
-  timeout?: string;
-  'kmip-version'?: string;
-};
+type ConnectionValues = OptionValues<typeof CONNECTION_OPTIONS>;
 
-function provider(values: ConnectionValues): KmipProvider {
+function provider(values: ConnectionValues, onAttempt: (attempt: ServerAttempt) => void): KmipProvider {
   if (!values.server || values.server.length === 0) throw new UsageError('at least one --server HOST:PORT is required');
   if (!values.cert || !values.key)
     throw new UsageError('--cert and --key are required (the client certificate and its key)');
   const version = parseVersion(values['kmip-version']);
   const timeout = positiveInt(values.timeout, '--timeout', 1, 3_600_000);
-  return new KmipProvider({
+  const options: KmipProviderOptions = {
     servers: values.server.map(parseServer),
     ca: readPem(values.ca, 'CA file'),
     cert: readPem(values.cert, 'certificate'),
@@ -166,7 +173,18 @@ function provider(values: ConnectionValues): KmipProvider {
     ...(values.servername ? { servername: values.servername } : {}),
     ...(version ? { version } : {}),
     ...(timeout !== undefined ? { requestTimeoutMs: timeout } : {}),
-  });
+  };
+  // TODO(merge): a plain property once KmipProviderOptions has onAttempt.
+  return new KmipProvider({ ...options, ...{ onAttempt } });
+}
+
+/** One attempt as --verbose prints it. */
+function describeServerAttempt(a: ServerAttempt): string {
+  const took = `${a.latencyMs.toFixed(0)} ms`;
+  const demoted = a.demoted ? ' (tried late: it failed recently)' : '';
+  return a.outcome === 'answered'
+    ? `${a.endpoint}: answered in ${took}${demoted}`
+    : `${a.endpoint}: passed over after ${took}${demoted}: ${printable(a.message ?? 'failed')} [${a.code ?? 'FAILED'}]`;
 }
 
 /** What to do next, by error: appended to the message (the code stays the server's or ours). */
@@ -230,85 +248,146 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
-type Handler = (args: string[], ctx: CommandContext) => Promise<number>;
+/** What a kmip command prints: its JSON document (attempts are added) and its human text. */
+interface KmipOutput {
+  json: Record<string, unknown>;
+  human?: string;
+}
 
-/** Parses the subcommand's options plus the connection options, runs `body` with a provider, closes it. */
-function command<const O extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(
-  options: O,
-  positionals: number,
+/**
+ * A kmip command: its options plus the connection options; `body` runs with a provider (closed
+ * after) and returns what to print. Attempts on servers are reported on stderr (every one with
+ * --verbose, else those passed over) and travel in the JSON document as `attempts`.
+ */
+function serverCommand<const O extends OptionSpecs>(spec: {
+  name: string;
+  usage: string;
+  summary: string;
+  description?: string;
+  options?: O;
+  positionals?: number;
+  /** Checks done before any server is contacted (confirmation, option combinations). */
+  check?: (values: OptionValues<O & typeof CONNECTION_OPTIONS>, positionals: string[], ctx: CommandContext) => void;
   body: (
     kmip: KmipProvider,
-    values: Record<string, string | string[] | boolean | undefined>,
-    args: string[],
+    values: OptionValues<O & typeof CONNECTION_OPTIONS>,
+    positionals: string[],
     ctx: CommandContext,
-  ) => Promise<void>,
-): Handler {
-  return async (argv, ctx) => {
-    const { values, positionals: args } = parseOptions(argv, { ...CONNECTION_OPTIONS, ...options });
-    if (args.length !== positionals)
-      throw new UsageError(positionals === 1 ? 'expected one UID argument' : `unexpected argument '${args[0]}'`);
-    const kmip = provider(values as ConnectionValues);
-    try {
-      await body(kmip, values as Record<string, string | string[] | boolean | undefined>, args, ctx);
-      return 0;
-    } catch (error) {
-      throw withHint(error);
-    } finally {
-      kmip.close();
-    }
-  };
+  ) => Promise<KmipOutput>;
+}): Command {
+  return command({
+    name: spec.name,
+    usage: spec.usage,
+    summary: spec.summary,
+    ...(spec.description !== undefined ? { description: spec.description } : {}),
+    options: { ...(spec.options ?? ({} as O)), ...CONNECTION_OPTIONS },
+    positionals: spec.positionals ?? 0,
+    async run({ values, positionals }, ctx) {
+      const all = values as OptionValues<O & typeof CONNECTION_OPTIONS>;
+      spec.check?.(all, positionals, ctx);
+      const attempts: ServerAttempt[] = [];
+      const kmip = provider(values as ConnectionValues, (attempt) => {
+        attempts.push(attempt);
+        if (values.verbose && !ctx.json) ctx.io.stderr(`kmip-agent: ${describeServerAttempt(attempt)}\n`);
+      });
+      try {
+        const output = await spec.body(kmip, all, positionals, ctx);
+        const passedOver = attempts.filter((a) => a.outcome === 'failed');
+        if (passedOver.length > 0 && !values.verbose)
+          note(
+            ctx,
+            `${kmip.activeEndpoint} answered after ${passedOver.map((a) => `${a.endpoint} [${a.code ?? 'FAILED'}]`).join(', ')} ` +
+              'failed (--verbose says why)',
+          );
+        emit(ctx, { ...output.json, attempts }, output.human);
+        return 0;
+      } catch (error) {
+        throw addErrorDetails(withHint(error), { attempts });
+      } finally {
+        kmip.close();
+      }
+    },
+  });
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
-const handlers: Record<string, Handler> = {
-  discover: command({}, 0, async (kmip, _values, _args, ctx) => {
-    const tests = await kmip.testConnection();
-    // What the (first healthy) server offers beyond the version negotiated.
-    const offered = tests.some((t) => t.ok) ? await kmip.discoverVersions().catch(() => undefined) : undefined;
-    const json = { servers: tests, offered: offered?.versions.map(formatVersion) };
-    const lines = tests.map((t) =>
-      t.ok
-        ? `${t.endpoint}: KMIP ${t.protocolVersion} over ${t.tlsVersion ?? 'TLS'} in ${t.latencyMs.toFixed(0)} ms`
-        : `${t.endpoint}: FAILED ${t.error!.message} [${t.error!.code}]`,
-    );
-    if (offered) lines.push(`server offers: ${offered.versions.map(formatVersion).join(', ')}`);
-    if (!tests.some((t) => t.ok)) {
-      // One document either way: with --json the per-server results travel inside the error.
-      if (!ctx.json) ctx.io.stderr(lines.join('\n') + '\n');
-      const first = tests[0]!.error!;
-      throw new KmipError(`no server answered: ${first.message}`, first.code, { details: { servers: tests } });
-    }
-    emit(ctx, json, lines.join('\n'));
-  }),
+/** Creates `path` for a secret: 0600, never over an existing file unless `force` (then it is replaced). */
+function createSecretFile(path: string, force: boolean): number {
+  if (force) rmSync(path, { force: true });
+  try {
+    const fd = openSync(path, 'wx', 0o600);
+    fchmodSync(fd, 0o600);
+    return fd;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST')
+      throw new UsageError(
+        `--out ${path} exists: it is not overwritten (give --force to replace it)`,
+        'USAGE_FILE_EXISTS',
+      );
+    throw new UsageError(`cannot create --out ${path}: ${(e as Error).message}`, 'USAGE_FILE');
+  }
+}
 
-  query: command({}, 0, async (kmip, _values, _args, ctx) => {
-    const result = await kmip.query([1, 2, 3]);
-    // The registry names everything the server may list, not only what this library builds.
-    const registryName = (tag: number, value: number) => enumName(tag, value) ?? `0x${value.toString(16)}`;
-    const operations = result.operations.map((op) => registryName(Tag.Operation, op));
-    const objectTypes = result.objectTypes.map((t) => registryName(Tag.ObjectType, t));
-    emit(
-      ctx,
-      { vendor: result.vendorIdentification, operations, objectTypes },
-      [
-        `vendor: ${result.vendorIdentification ?? '(not given)'}`,
-        `operations: ${operations.join(', ')}`,
-        `object types: ${objectTypes.join(', ') || '(not listed)'}`,
-      ].join('\n'),
-    );
-  }),
-
-  create: command(
-    {
-      name: { type: 'string' },
-      group: { type: 'string' },
-      algorithm: { type: 'string' },
-      length: { type: 'string' },
-      usage: { type: 'string' },
+const commands: Command[] = [
+  serverCommand({
+    name: 'discover',
+    usage: '--server HOST:PORT ... [connection options]',
+    summary: 'protocol versions each server speaks, TLS version, latency',
+    async body(kmip, _values, _args, ctx) {
+      const tests = await kmip.testConnection();
+      // What the (first healthy) server offers beyond the version negotiated.
+      const offered = tests.some((t) => t.ok) ? await kmip.discoverVersions().catch(() => undefined) : undefined;
+      const lines = tests.map((t) =>
+        t.ok
+          ? `${t.endpoint}: KMIP ${t.protocolVersion} over ${t.tlsVersion ?? 'TLS'} in ${t.latencyMs.toFixed(0)} ms`
+          : `${t.endpoint}: FAILED ${printable(t.error!.message)} [${t.error!.code}]`,
+      );
+      if (offered) lines.push(`server offers: ${offered.versions.map(formatVersion).join(', ')}`);
+      if (!tests.some((t) => t.ok)) {
+        // One document either way: with --json the per-server results travel inside the error.
+        if (!ctx.json) ctx.io.stderr(lines.join('\n') + '\n');
+        const first = tests[0]!.error!;
+        throw new KmipError(`no server answered: ${first.message}`, first.code, { details: { servers: tests } });
+      }
+      return { json: { servers: tests, offered: offered?.versions.map(formatVersion) }, human: lines.join('\n') };
     },
-    0,
-    async (kmip, values, _args, ctx) => {
+  }),
+
+  serverCommand({
+    name: 'query',
+    usage: '[connection options]',
+    summary: 'operations and object types the server supports',
+    async body(kmip) {
+      const result = await kmip.query([1, 2, 3]);
+      // The registry names everything the server may list, not only what this library builds.
+      const registryName = (tag: number, value: number) => enumName(tag, value) ?? `0x${value.toString(16)}`;
+      const operations = result.operations.map((op) => registryName(Tag.Operation, op));
+      const objectTypes = result.objectTypes.map((t) => registryName(Tag.ObjectType, t));
+      return {
+        json: { vendor: result.vendorIdentification, operations, objectTypes },
+        human: [
+          `vendor: ${result.vendorIdentification === undefined ? '(not given)' : printable(result.vendorIdentification)}`,
+          `operations: ${operations.join(', ')}`,
+          `object types: ${objectTypes.join(', ') || '(not listed)'}`,
+        ].join('\n'),
+      };
+    },
+  }),
+
+  serverCommand({
+    name: 'create',
+    usage: '[--name N] [--group G] [--algorithm AES] [--length 256] [--usage encrypt,decrypt]',
+    summary: 'create a symmetric key on the server',
+    options: {
+      name: { type: 'string', value: 'N', help: 'the Name attribute' },
+      group: { type: 'string', value: 'G', help: 'the Object Group attribute' },
+      algorithm: { type: 'string', value: 'ALG', help: 'cryptographic algorithm (default AES)' },
+      length: { type: 'string', value: 'BITS', help: 'key length in bits (default 256)' },
+      usage: { type: 'string', value: 'LIST', help: `usage mask, comma-separated: ${Object.keys(USAGE).join(', ')}` },
+    },
+    async body(kmip, values) {
       const algorithm = pick(
         CryptographicAlgorithm as Record<string, number>,
         str(values.algorithm) ?? 'AES',
@@ -327,101 +406,179 @@ const handlers: Record<string, Handler> = {
         ...(name !== undefined ? { name } : {}),
         ...(group !== undefined ? { objectGroup: group } : {}),
       });
-      emit(
-        ctx,
-        { uniqueIdentifier: result.uniqueIdentifier, server: kmip.activeEndpoint },
-        `created ${result.uniqueIdentifier} (${nameOf(CryptographicAlgorithm, algorithm)}-${length}) on ${kmip.activeEndpoint}`,
-      );
+      return {
+        json: { uniqueIdentifier: result.uniqueIdentifier, server: kmip.activeEndpoint },
+        human: `created ${printable(result.uniqueIdentifier)} (${nameOf(CryptographicAlgorithm, algorithm)}-${length}) on ${kmip.activeEndpoint}`,
+      };
     },
-  ),
+  }),
 
-  register: command(
-    {
-      'key-file': { type: 'string' },
-      type: { type: 'string' },
-      name: { type: 'string' },
-      group: { type: 'string' },
-      algorithm: { type: 'string' },
+  serverCommand({
+    name: 'register',
+    usage: '--key-file FILE|- [--type secret|key] [--name N] [--group G] [--algorithm AES] [--hex|--raw]',
+    summary: 'store a secret (Secret Data) or a symmetric key',
+    description: `The value is raw bytes from a file, or stdin for - (at most ${KEY_SECRET.maxBytes} bytes). A file that looks
+like hex or base64 text, or text ending in a newline, is refused before any server is contacted: --hex
+decodes hex, --raw stores the bytes as they are. With --name, an object that already has the name is
+reported on stderr (the new one is registered all the same).`,
+    options: {
+      'key-file': { type: 'string', value: 'FILE|-', help: 'the value to register (- for stdin)' },
+      type: { type: 'string', value: 'secret|key', help: 'Secret Data (default) or a symmetric key' },
+      name: { type: 'string', value: 'N', help: 'the Name attribute' },
+      group: { type: 'string', value: 'G', help: 'the Object Group attribute' },
+      algorithm: { type: 'string', value: 'ALG', help: 'for --type key: the algorithm (default AES)' },
+      ...SECRET_READING_OPTIONS,
     },
-    0,
-    async (kmip, values, _args, ctx) => {
+    check(values) {
+      pick(OBJECT_TYPES, str(values.type) ?? 'secret', 'type');
+      secretReading(values);
+    },
+    async body(kmip, values, _args, ctx) {
       const type = str(values.type) ?? 'secret';
-      pick(OBJECT_TYPES, type, 'type');
-      const secret = readSecret(ctx, str(values['key-file']), 'the value to register (--key-file PATH or -)');
-      try {
-        if (secret.length === 0) throw new UsageError('the value to register is empty');
+      const source = {
+        path: str(values['key-file']),
+        option: '--key-file',
+        what: 'the value to register',
+        kind: KEY_SECRET,
+      };
+      return withSecrets(ctx, [source], secretReading(values), async ([secret]) => {
         const name = str(values.name);
         const group = str(values.group);
         const naming = {
           ...(name !== undefined ? { name } : {}),
           ...(group !== undefined ? { objectGroup: group } : {}),
         };
-        const result =
+        const algorithm =
           type === 'key'
+            ? pick(CryptographicAlgorithm as Record<string, number>, str(values.algorithm) ?? 'AES', 'algorithm')
+            : undefined;
+        // The same name twice makes `locate --name` ambiguous: say so (registering still goes ahead).
+        const existing = name === undefined ? [] : await namedAlready(kmip, name);
+        if (existing.length > 0)
+          ctx.io.stderr(
+            `kmip-agent: warning: ${existing.length} object(s) named '${printable(name!)}' exist already ` +
+              `(${existing.slice(0, 5).map(printable).join(', ')}${existing.length > 5 ? ', ...' : ''}); registering another\n`,
+          );
+        const result =
+          algorithm !== undefined
             ? await kmip.register({
                 kind: 'symmetric-key',
-                key: secret,
-                algorithm: pick(
-                  CryptographicAlgorithm as Record<string, number>,
-                  str(values.algorithm) ?? 'AES',
-                  'algorithm',
-                ),
+                key: secret!,
+                algorithm,
                 usageMask: UsageMask.Encrypt | UsageMask.Decrypt,
                 ...naming,
               })
-            : await kmip.register({ kind: 'secret-data', secret, ...naming });
-        emit(
-          ctx,
-          { uniqueIdentifier: result.uniqueIdentifier, server: kmip.activeEndpoint },
-          `registered ${result.uniqueIdentifier} (${type === 'key' ? 'symmetric key' : 'secret data'}, ${secret.length} bytes) on ${kmip.activeEndpoint}`,
-        );
-      } finally {
-        secret.fill(0);
-      }
+            : await kmip.register({ kind: 'secret-data', secret: secret!, ...naming });
+        return {
+          json: {
+            uniqueIdentifier: result.uniqueIdentifier,
+            server: kmip.activeEndpoint,
+            ...(existing.length > 0 ? { sameName: existing } : {}),
+          },
+          human: `registered ${printable(result.uniqueIdentifier)} (${type === 'key' ? 'symmetric key' : 'secret data'}, ${secret!.length} bytes) on ${kmip.activeEndpoint}`,
+        };
+      });
     },
-  ),
-
-  get: command({ format: { type: 'string' }, 'wrap-key': { type: 'string' } }, 1, async (kmip, values, [uid], ctx) => {
-    const format = str(values.format);
-    if (format !== undefined && format !== 'raw') throw new UsageError(`--format '${format}': only 'raw' is supported`);
-    const wrapKey = str(values['wrap-key']);
-    const object = await kmip.get(uid!, {
-      ...(format ? { keyFormatType: KeyFormatType.Raw } : {}),
-      ...(wrapKey ? { keyWrapping: { wrappingKeyId: wrapKey, blockCipherMode: BlockCipherMode.NISTKeyWrap } } : {}),
-    });
-    try {
-      const hex = object.value.toString('hex');
-      emit(
-        ctx,
-        {
-          uniqueIdentifier: object.uniqueIdentifier,
-          objectType: nameOf(ObjectType, object.objectType),
-          wrapped: object.wrapped,
-          value: hex,
-        },
-        hex,
-      );
-    } finally {
-      object.value.fill(0);
-    }
   }),
 
-  locate: command(
-    {
-      name: { type: 'string' },
-      group: { type: 'string' },
-      type: { type: 'string' },
-      state: { type: 'string' },
-      max: { type: 'string' },
-      offset: { type: 'string' },
+  serverCommand({
+    name: 'get',
+    usage: 'UID [--format raw] [--wrap-key UID] [--out FILE|- [--force]]',
+    summary: "print the object's value (hex), or write it raw with --out; the only command that prints secrets",
+    description: `By default the value is printed as hex text (one line). --out FILE writes the raw bytes to FILE,
+created with mode 0600 and never over an existing file unless --force; --out - writes the raw bytes to
+stdout, for a pipe into \`drive unlock --pin-file -\` or \`volume luks open --key-file -\` (which refuse
+the hex text unless given --hex).`,
+    options: {
+      format: { type: 'string', value: 'raw', help: 'ask for the Raw key format' },
+      'wrap-key': {
+        type: 'string',
+        value: 'UID',
+        help: 'have the server wrap the value with this key (NIST key wrap)',
+      },
+      out: { type: 'string', value: 'FILE|-', help: 'write the raw value to FILE (0600, new) or stdout (-)' },
+      force: { type: 'boolean', help: 'with --out FILE: replace an existing file' },
     },
-    0,
-    async (kmip, values, _args, ctx) => {
+    positionals: 1,
+    check(values, _args, ctx) {
+      const format = str(values.format);
+      if (format !== undefined && format !== 'raw')
+        throw new UsageError(`--format '${format}': only 'raw' is supported`);
+      if (values.force && values.out === undefined) throw new UsageError('--force applies to --out FILE only');
+      if (values.out === '-' && ctx.json)
+        throw new UsageError('--out - writes raw bytes to stdout, where --json writes its document: pick one');
+    },
+    async body(kmip, values, [uid], ctx) {
+      const format = str(values.format);
+      const wrapKey = str(values['wrap-key']);
+      const out = str(values.out);
+      // The file is made before the server is asked: an existing one stops the command with nothing fetched.
+      const fd = out !== undefined && out !== '-' ? createSecretFile(out, values.force === true) : undefined;
+      let written = false;
+      try {
+        const object = await kmip.get(uid!, {
+          ...(format ? { keyFormatType: KeyFormatType.Raw } : {}),
+          ...(wrapKey ? { keyWrapping: { wrappingKeyId: wrapKey, blockCipherMode: BlockCipherMode.NISTKeyWrap } } : {}),
+        });
+        try {
+          const about = {
+            uniqueIdentifier: object.uniqueIdentifier,
+            objectType: nameOf(ObjectType, object.objectType),
+            wrapped: object.wrapped,
+          };
+          if (out === undefined) {
+            const hex = object.value.toString('hex');
+            return { json: { ...about, value: hex }, human: hex };
+          }
+          if (fd === undefined) {
+            ctx.io.stdoutBytes(object.value);
+            return { json: about };
+          }
+          for (let offset = 0; offset < object.value.length;)
+            offset += writeSync(fd, object.value, offset, object.value.length - offset);
+          written = true;
+          return {
+            json: { ...about, out, bytes: object.value.length },
+            human: `wrote ${object.value.length} bytes of ${printable(object.uniqueIdentifier)} to ${out} (mode 0600)`,
+          };
+        } finally {
+          object.value.fill(0);
+        }
+      } finally {
+        if (fd !== undefined) {
+          closeSync(fd);
+          if (!written) rmSync(out!, { force: true });
+        }
+      }
+    },
+  }),
+
+  serverCommand({
+    name: 'locate',
+    usage: '[--name N] [--group G] [--type secret|key] [--state STATE] [--max N] [--offset N] [--one]',
+    summary: 'find objects; prints their UIDs (nothing when none matches)',
+    description: `Prints one UID per line; when nothing matches, stdout stays empty (a note goes to stderr) and
+--json gives "uniqueIdentifiers": []. --one insists on exactly one match and prints it: zero matches
+fail with LOCATE_NO_MATCH, several with LOCATE_SEVERAL_MATCHES (exit 1).`,
+    options: {
+      name: { type: 'string', value: 'N', help: 'objects with this Name' },
+      group: { type: 'string', value: 'G', help: 'objects in this Object Group' },
+      type: { type: 'string', value: 'secret|key', help: 'objects of this type' },
+      state: { type: 'string', value: 'STATE', help: `objects in this state: ${Object.keys(STATES).join(', ')}` },
+      max: { type: 'string', value: 'N', help: 'at most N UIDs' },
+      offset: { type: 'string', value: 'N', help: 'skip the first N matches' },
+      one: { type: 'boolean', help: 'exactly one object must match (else exit 1)' },
+    },
+    check(values) {
+      if (values.one && values.max !== undefined) throw new UsageError('--one and --max exclude each other');
+    },
+    async body(kmip, values, _args, ctx) {
       const name = str(values.name);
       const group = str(values.group);
       const type = str(values.type);
       const state = str(values.state);
-      const max = positiveInt(str(values.max), '--max');
+      // --one asks for two: enough to tell one match from several.
+      const max = values.one ? 2 : positiveInt(str(values.max), '--max');
       const offset = positiveInt(str(values.offset), '--offset');
       const result = await kmip.locate({
         ...(name !== undefined ? { name } : {}),
@@ -431,66 +588,128 @@ const handlers: Record<string, Handler> = {
         ...(max !== undefined ? { maximumItems: max } : {}),
         ...(offset !== undefined ? { offsetItems: offset } : {}),
       });
-      emit(ctx, result, result.uniqueIdentifiers.length ? result.uniqueIdentifiers.join('\n') : '(no objects found)');
+      const uids = result.uniqueIdentifiers;
+      if (values.one && uids.length !== 1)
+        throw new KmipAgentError(
+          uids.length === 0
+            ? '--one: no object matches'
+            : `--one: several objects match (${uids.map(printable).join(', ')}${uids.length === max ? ', ...' : ''}); narrow the search`,
+          uids.length === 0 ? 'LOCATE_NO_MATCH' : 'LOCATE_SEVERAL_MATCHES',
+          { details: { uniqueIdentifiers: uids } },
+        );
+      if (uids.length === 0) note(ctx, 'no objects found');
+      return {
+        json: { ...result, uniqueIdentifiers: uids },
+        ...(uids.length > 0 ? { human: uids.map(printable).join('\n') } : {}),
+      };
     },
-  ),
-
-  attrs: command({ attr: { type: 'string', multiple: true } }, 1, async (kmip, values, [uid], ctx) => {
-    const names = Array.isArray(values.attr) ? values.attr : undefined;
-    const result = await kmip.getAttributes(uid!, names);
-    const json = result.attributes.map((a) => ({
-      name: a.name,
-      value: attributeText(a),
-      ...(a.index ? { index: a.index } : {}),
-    }));
-    emit(
-      ctx,
-      { uniqueIdentifier: result.uniqueIdentifier, attributes: json },
-      result.attributes.length ? table(result.attributes.map((a) => [a.name, attributeText(a)])) : '(no attributes)',
-    );
   }),
 
-  activate: command({}, 1, async (kmip, _values, [uid], ctx) => {
-    await kmip.activate(uid!);
-    emit(ctx, { uniqueIdentifier: uid, state: 'Active' }, `${uid} is Active`);
+  serverCommand({
+    name: 'attrs',
+    usage: 'UID [--attr NAME ...]',
+    summary: "list an object's attributes",
+    options: { attr: { type: 'string', multiple: true, value: 'NAME', help: 'only this attribute (repeatable)' } },
+    positionals: 1,
+    async body(kmip, values, [uid]) {
+      const result = await kmip.getAttributes(uid!, values.attr);
+      const json = result.attributes.map((a) => ({
+        name: a.name,
+        value: attributeText(a),
+        ...(a.index ? { index: a.index } : {}),
+      }));
+      return {
+        json: { uniqueIdentifier: result.uniqueIdentifier, attributes: json },
+        human: result.attributes.length
+          ? table(result.attributes.map((a) => [printable(a.name), printable(attributeText(a))]))
+          : '(no attributes)',
+      };
+    },
   }),
 
-  revoke: command({ reason: { type: 'string' }, message: { type: 'string' } }, 1, async (kmip, values, [uid], ctx) => {
-    const reason = pick(REVOCATION_REASONS, str(values.reason) ?? 'unspecified', 'revocation reason');
-    const message = str(values.message);
-    await kmip.revoke({ uniqueIdentifier: uid!, reason, ...(message !== undefined ? { message } : {}) });
-    emit(ctx, { uniqueIdentifier: uid, revoked: true }, `${uid} revoked (${nameOf(RevocationReasonCode, reason)})`);
+  serverCommand({
+    name: 'activate',
+    usage: 'UID',
+    summary: 'make an object Active',
+    positionals: 1,
+    async body(kmip, _values, [uid]) {
+      await kmip.activate(uid!);
+      return { json: { uniqueIdentifier: uid, state: 'Active' }, human: `${printable(uid!)} is Active` };
+    },
   }),
 
-  destroy: command({}, 1, async (kmip, _values, [uid], ctx) => {
-    await kmip.destroy(uid!);
-    emit(ctx, { uniqueIdentifier: uid, destroyed: true }, `${uid} destroyed`);
+  serverCommand({
+    name: 'revoke',
+    usage: `UID [--reason ${Object.keys(REVOCATION_REASONS).slice(0, 3).join('|')}|...] [--message TEXT]`,
+    summary: 'revoke an object (it can no longer be used to protect data)',
+    options: {
+      reason: { type: 'string', value: 'REASON', help: `one of: ${Object.keys(REVOCATION_REASONS).join(', ')}` },
+      message: { type: 'string', value: 'TEXT', help: 'the Revocation Message' },
+    },
+    positionals: 1,
+    check(values) {
+      pick(REVOCATION_REASONS, str(values.reason) ?? 'unspecified', 'revocation reason');
+    },
+    async body(kmip, values, [uid]) {
+      const reason = pick(REVOCATION_REASONS, str(values.reason) ?? 'unspecified', 'revocation reason');
+      const message = str(values.message);
+      await kmip.revoke({ uniqueIdentifier: uid!, reason, ...(message !== undefined ? { message } : {}) });
+      return {
+        json: { uniqueIdentifier: uid, revoked: true },
+        human: `${printable(uid!)} revoked (${nameOf(RevocationReasonCode, reason)})`,
+      };
+    },
   }),
 
-  rekey: command({ offset: { type: 'string' } }, 1, async (kmip, values, [uid], ctx) => {
-    const offset = positiveInt(str(values.offset), '--offset');
-    const result = await kmip.reKey(uid!, offset);
-    emit(
-      ctx,
-      { replaced: uid, uniqueIdentifier: result.uniqueIdentifier },
-      `${uid} replaced by ${result.uniqueIdentifier}`,
-    );
+  serverCommand({
+    name: 'destroy',
+    usage: 'UID --yes',
+    summary: 'destroy an object (revoke an Active object first; needs --yes)',
+    options: { yes: { type: 'boolean', help: 'confirm: the value is gone for good' } },
+    positionals: 1,
+    check(values, [uid]) {
+      if (values.yes !== true)
+        throw new UsageError(
+          `destroying ${uid} deletes its value on the server; this cannot be undone. Add --yes to confirm.`,
+          'USAGE_CONFIRM',
+        );
+    },
+    async body(kmip, _values, [uid]) {
+      await kmip.destroy(uid!);
+      return { json: { uniqueIdentifier: uid, destroyed: true }, human: `${printable(uid!)} destroyed` };
+    },
   }),
-};
 
-export const kmipCommand: CommandGroup = {
+  serverCommand({
+    name: 'rekey',
+    usage: 'UID [--offset SECONDS]',
+    summary: 'replace a key with a new one (not every server supports it)',
+    options: { offset: { type: 'string', value: 'SECONDS', help: 'the new key becomes active this much later' } },
+    positionals: 1,
+    async body(kmip, values, [uid]) {
+      const offset = positiveInt(str(values.offset), '--offset');
+      const result = await kmip.reKey(uid!, offset);
+      return {
+        json: { replaced: uid, uniqueIdentifier: result.uniqueIdentifier },
+        human: `${printable(uid!)} replaced by ${printable(result.uniqueIdentifier)}`,
+      };
+    },
+  }),
+];
+
+/** UIDs of the objects named `name` (none when the server cannot Locate by name). */
+async function namedAlready(kmip: KmipProvider, name: string): Promise<string[]> {
+  try {
+    return (await kmip.locate({ name, maximumItems: 16 })).uniqueIdentifiers;
+  } catch (error) {
+    if (error instanceof KmipOperationError) return [];
+    throw error;
+  }
+}
+
+export const kmipCommand = group({
   name: 'kmip',
   summary: 'talk to KMIP servers: discover, query, create, register, get, locate, attrs, revoke, destroy...',
-  help: HELP,
-  async run(args, ctx) {
-    const [sub, ...rest] = args;
-    if (sub === undefined) throw new UsageError('kmip needs a command: see `kmip-agent kmip --help`');
-    const handler = Object.hasOwn(handlers, sub) ? handlers[sub] : undefined;
-    if (!handler) throw new UsageError(`unknown kmip command '${sub}': see \`kmip-agent kmip --help\``);
-    if (rest.includes('--help') || rest.includes('-h')) {
-      ctx.io.stdout(HELP);
-      return 0;
-    }
-    return handler(rest, ctx);
-  },
-};
+  description: GROUP_NOTE,
+  commands,
+});
