@@ -5,7 +5,7 @@
  */
 import { closeSync, fchmodSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { ALL_VERSIONS } from '../../kmip/client.js';
-import { KmipProvider, type KmipProviderOptions } from '../../kmip/provider.js';
+import { KmipProvider, type KmipProviderOptions, type ServerAttempt } from '../../kmip/provider.js';
 import { KmipAgentError } from '../../errors.js';
 import { KmipError, KmipOperationError } from '../../kmip/errors.js';
 import { formatVersion, type ProtocolVersion } from '../../kmip/fields.js';
@@ -39,17 +39,6 @@ import {
   type OptionSpecs,
   type OptionValues,
 } from '../framework.js';
-
-// TODO(merge): the kmiplib branch adds these to src/kmip/provider.ts (KmipProviderOptions.onAttempt,
-// ServerAttempt); use its types once it is merged, and drop this copy.
-export interface ServerAttempt {
-  endpoint: string;
-  outcome: 'answered' | 'failed';
-  code?: string;
-  message?: string;
-  latencyMs: number;
-  demoted?: boolean;
-}
 
 const CONNECTION_OPTIONS = {
   server: {
@@ -99,8 +88,8 @@ const USAGE: Record<string, number> = {
   export: UsageMask.Export,
   sign: UsageMask.Sign,
   verify: UsageMask.Verify,
-  'mac-generate': UsageMask.MacGenerate,
-  'mac-verify': UsageMask.MacVerify,
+  'mac-generate': UsageMask.MACGenerate,
+  'mac-verify': UsageMask.MACVerify,
   'derive-key': UsageMask.DeriveKey,
 };
 
@@ -174,8 +163,7 @@ function provider(values: ConnectionValues, onAttempt: (attempt: ServerAttempt) 
     ...(version ? { version } : {}),
     ...(timeout !== undefined ? { requestTimeoutMs: timeout } : {}),
   };
-  // TODO(merge): a plain property once KmipProviderOptions has onAttempt.
-  return new KmipProvider({ ...options, ...{ onAttempt } });
+  return new KmipProvider({ ...options, onAttempt });
 }
 
 /** One attempt as --verbose prints it. */
@@ -213,8 +201,9 @@ function hint(error: KmipError): string | undefined {
   return undefined;
 }
 
+/** The CLI's own hint (naming its options) only where the library gave none (KmipError.hint is printed after). */
 function withHint(error: unknown): unknown {
-  if (!(error instanceof KmipError)) return error;
+  if (!(error instanceof KmipError) || error.hint) return error;
   const next = hint(error);
   if (next && !error.message.includes(next)) error.message = `${error.message}; ${next}`;
   return error;
