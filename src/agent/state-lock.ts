@@ -47,10 +47,8 @@ export async function acquireStateLock(
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, LOCK_FILE);
   const handle = await fs.open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
-  let locked = false;
   try {
-    locked = native.tryLock(handle.fd);
-    if (!locked) throw new StateLockedError(dir, await readOwner(handle));
+    if (!native.tryLock(handle.fd)) throw new StateLockedError(dir, await readOwner(handle));
     await handle.truncate(0);
     await handle.write(JSON.stringify({ pid: process.pid, role }) + '\n', 0);
     await handle.sync();
