@@ -1,0 +1,75 @@
+/**
+ * Where the agent's keys come from: the KMIP provider, seen through the narrow interface the agent needs
+ * (fetch many keys in one message, find keys by name or group, store a new one). The agent never holds
+ * the provider itself, so its logic runs the same against a PyKMIP server or a test's key table.
+ */
+import { randomBytes } from 'node:crypto';
+import { hasResultReason, kmipOperations, ResultReason, type KmipOperationsApi } from '../kmip/index.js';
+
+/** One key's fetch result: the bytes (the caller zeroes them), or why not. */
+export type FetchedKey =
+  { ok: true; key: Buffer } | { ok: false; error: { code: string; message: string; notFound: boolean } };
+
+export interface KeySource {
+  /** Fetches the keys in as few round trips as the source allows (one batched Get for KMIP). */
+  fetch(uids: string[]): Promise<Map<string, FetchedKey>>;
+  /** UIDs of the objects with this Name (normally one). */
+  findByName(name: string): Promise<string[]>;
+  /** UIDs of every object in an Object Group. */
+  findByGroup(group: string): Promise<string[]>;
+  /** Stores a new random 32-byte key under `name` in `group`, activated; returns its UID and the key. */
+  createKey(name: string, group: string): Promise<{ uid: string; key: Buffer }>;
+}
+
+/** A Get of an unknown (or destroyed) UID is answered with Result Reason Item Not Found. */
+const isNotFound = (error: unknown) => hasResultReason(error, ResultReason.ItemNotFound);
+
+/** The key source over a KMIP endpoint (a KmipProvider in the daemon). */
+export class KmipKeySource implements KeySource {
+  constructor(
+    private readonly kmip: KmipOperationsApi,
+    private readonly random: (n: number) => Buffer = randomBytes,
+  ) {}
+
+  async fetch(uids: string[]): Promise<Map<string, FetchedKey>> {
+    const unique = [...new Set(uids)];
+    const fetched = new Map<string, FetchedKey>();
+    if (unique.length === 0) return fetched;
+    const results = await this.kmip.batch(unique.map((uniqueIdentifier) => kmipOperations.get({ uniqueIdentifier })));
+    results.forEach((result, i) => {
+      const uid = unique[i]!;
+      if (result.ok) {
+        fetched.set(uid, { ok: true, key: result.value.value });
+      } else {
+        const e = result.error;
+        fetched.set(uid, { ok: false, error: { code: e.code, message: e.message, notFound: isNotFound(e) } });
+      }
+    });
+    return fetched;
+  }
+
+  async findByName(name: string): Promise<string[]> {
+    return (await this.kmip.locate({ name })).uniqueIdentifiers;
+  }
+
+  async findByGroup(group: string): Promise<string[]> {
+    return (await this.kmip.locate({ objectGroup: group })).uniqueIdentifiers;
+  }
+
+  async createKey(name: string, group: string): Promise<{ uid: string; key: Buffer }> {
+    const key = this.random(32);
+    try {
+      const { uniqueIdentifier } = await this.kmip.register({
+        kind: 'secret-data',
+        secret: key,
+        name,
+        objectGroup: group,
+      });
+      await this.kmip.activate(uniqueIdentifier);
+      return { uid: uniqueIdentifier, key };
+    } catch (error) {
+      key.fill(0);
+      throw error;
+    }
+  }
+}

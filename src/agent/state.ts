@@ -1,0 +1,329 @@
+/**
+ * The agent's local state (state.json in the state directory): which drive or volume uses which key, the
+ * refused-key memory that keeps drives from locking out, the job journal and the last connection results.
+ *
+ * Never a key in plaintext: keys are referred to by their KMIP Unique Identifier and Name; refused keys
+ * by a keyed fingerprint; envelope-mode keys only wrapped. Written durably (see durable-file.ts) with the
+ * previous generation kept, a schema version migrated on load, and a checksum so a torn or hand-edited
+ * file is detected instead of trusted. One process owns it at a time (the state lock).
+ */
+import { createHmac, randomBytes, timingSafeEqual, createHash } from 'node:crypto';
+import { readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { KmipAgentError } from '../errors.js';
+import { removeStaleTemps, writeDurably } from './durable-file.js';
+
+export const STATE_FILE = 'state.json';
+export const STATE_SCHEMA_VERSION = 1;
+
+const isoDate = z.iso.datetime();
+
+const KeyRefSchema = z.strictObject({
+  /** KMIP Unique Identifier of the key (or, in envelope mode, of the key's recovery copy). */
+  uid: z.string().min(1),
+  /** KMIP Name: kmip-agent/<applianceId>/<id>. */
+  name: z.string().min(1),
+  /** Provider the key lives on. */
+  provider: z.string().min(1),
+  /** Envelope mode: the key wrapped by the master key (hex), so boot needs only the master key. */
+  wrapped: z
+    .string()
+    .regex(/^[0-9a-f]+$/)
+    .optional(),
+  masterKeyUid: z.string().min(1).optional(),
+});
+
+const ManagedDriveSchema = z.strictObject({
+  /** Stable identity: WWN, else model+serial. */
+  id: z.string().min(1),
+  /** Where it was last seen (a device path or emu:/path). Informational: identity is `id`. */
+  device: z.string().min(1),
+  key: KeyRefSchema,
+  enrolledAt: isoDate,
+  unlockAtBoot: z.boolean(),
+});
+
+const ManagedVolumeSchema = z.strictObject({
+  /** The LUKS2 header's UUID. */
+  id: z.string().min(1),
+  device: z.string().min(1),
+  key: KeyRefSchema,
+  /** LUKS2 keyslot holding the KMIP key. */
+  keyslot: z.number().int().min(0).max(31),
+  enrolledAt: isoDate,
+  unlockAtBoot: z.boolean(),
+});
+
+const RefusedKeySchema = z.strictObject({
+  /** Drive identity (never a device path: paths move between boots). */
+  driveId: z.string().min(1),
+  /** The authority the key was refused for, e.g. "Admin1", "User1", "SID". */
+  authority: z.string().min(1),
+  /** HMAC-SHA256 of the key under this state's fingerprint salt (hex): recognises the key, cannot reveal it. */
+  fingerprint: z.string().regex(/^[0-9a-f]{64}$/),
+  keyUid: z.string().optional(),
+  at: isoDate,
+});
+
+const JobSchema = z.strictObject({
+  id: z.string().min(1),
+  kind: z.string().min(1),
+  /** Steps done so far, in order, so a restarted agent resumes or rolls back instead of guessing. */
+  steps: z.array(
+    z.strictObject({ name: z.string(), at: isoDate, detail: z.record(z.string(), z.unknown()).optional() }),
+  ),
+  status: z.enum(['running', 'done', 'failed', 'cancelled']),
+  startedAt: isoDate,
+  endedAt: isoDate.optional(),
+  target: z.string().optional(),
+  error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
+});
+
+const ConnectionResultSchema = z.strictObject({
+  endpoint: z.string(),
+  at: isoDate,
+  ok: z.boolean(),
+  latencyMs: z.number().optional(),
+  protocolVersion: z.string().optional(),
+  error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
+});
+
+export const StateBodySchema = z.strictObject({
+  /** Salt of the refused-key fingerprints (hex), made once per state. */
+  fingerprintSalt: z.string().regex(/^[0-9a-f]{64}$/),
+  drives: z.array(ManagedDriveSchema).default([]),
+  volumes: z.array(ManagedVolumeSchema).default([]),
+  refusedKeys: z.array(RefusedKeySchema).default([]),
+  jobs: z.array(JobSchema).default([]),
+  connections: z.array(ConnectionResultSchema).default([]),
+});
+
+export type StateBody = z.infer<typeof StateBodySchema>;
+export type ManagedDrive = z.infer<typeof ManagedDriveSchema>;
+export type ManagedVolume = z.infer<typeof ManagedVolumeSchema>;
+export type RefusedKey = z.infer<typeof RefusedKeySchema>;
+export type Job = z.infer<typeof JobSchema>;
+export type ConnectionResult = z.infer<typeof ConnectionResultSchema>;
+
+/** The file as stored: the body plus what lets a reader trust it. */
+interface StateEnvelope {
+  schemaVersion: number;
+  generation: number;
+  writtenAt: string;
+  body: unknown;
+  /** "sha256:<hex>" over the canonical JSON of schemaVersion, generation, writtenAt and body. */
+  checksum: string;
+}
+
+/** Migrations from each older schema version to the next (none yet: version 1 is the first). */
+const MIGRATIONS: Record<number, (body: unknown) => unknown> = {};
+
+export class StateCorruptError extends KmipAgentError {
+  constructor(
+    readonly path: string,
+    reason: string,
+  ) {
+    super(
+      `${path} is corrupt (${reason}): it is left as it is; run \`kmip-agent recover\` to rebuild the state from the key server`,
+      'STATE_CORRUPT',
+      { details: { path, reason } },
+    );
+  }
+}
+
+function checksumOf(envelope: Omit<StateEnvelope, 'checksum'>): string {
+  const canonical = JSON.stringify([envelope.schemaVersion, envelope.generation, envelope.writtenAt, envelope.body]);
+  return `sha256:${createHash('sha256').update(canonical).digest('hex')}`;
+}
+
+/** A fresh, empty state (a new fingerprint salt from `random`). */
+export function emptyState(random: (n: number) => Buffer = randomBytes): StateBody {
+  return StateBodySchema.parse({ fingerprintSalt: random(32).toString('hex') });
+}
+
+/** The loaded state and where it came from. */
+export interface LoadedState {
+  body: StateBody;
+  generation: number;
+  /** True when there was no state file (a first start, or after it was deleted). */
+  fresh: boolean;
+  /** The schema version the file had before migration. */
+  migratedFrom?: number;
+}
+
+/** Parses a state file's text; throws StateCorruptError when it cannot be trusted. */
+export function decodeState(text: string, path: string): LoadedState {
+  let envelope: StateEnvelope;
+  try {
+    envelope = JSON.parse(text) as StateEnvelope;
+  } catch {
+    throw new StateCorruptError(path, text.length === 0 ? 'empty file' : 'not valid JSON (torn or truncated write?)');
+  }
+  if (envelope === null || typeof envelope !== 'object' || typeof envelope.schemaVersion !== 'number') {
+    throw new StateCorruptError(path, 'no schemaVersion');
+  }
+  const { checksum, ...rest } = envelope;
+  if (typeof checksum !== 'string' || checksum !== checksumOf(rest)) {
+    throw new StateCorruptError(path, 'checksum mismatch (edited by hand or damaged)');
+  }
+  if (envelope.schemaVersion > STATE_SCHEMA_VERSION) {
+    throw new KmipAgentError(
+      `${path} has schema version ${envelope.schemaVersion}, newer than this kmip-agent (${STATE_SCHEMA_VERSION}): upgrade kmip-agent`,
+      'STATE_VERSION_UNSUPPORTED',
+    );
+  }
+  let body = envelope.body;
+  for (let v = envelope.schemaVersion; v < STATE_SCHEMA_VERSION; v++) {
+    const migrate = MIGRATIONS[v];
+    if (!migrate) throw new StateCorruptError(path, `no migration from schema version ${v}`);
+    body = migrate(body);
+  }
+  const parsed = StateBodySchema.safeParse(body);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0]!;
+    throw new StateCorruptError(path, `invalid content at ${first.path.join('.') || 'top level'}: ${first.message}`);
+  }
+  return {
+    body: parsed.data,
+    generation: envelope.generation,
+    fresh: false,
+    ...(envelope.schemaVersion === STATE_SCHEMA_VERSION ? {} : { migratedFrom: envelope.schemaVersion }),
+  };
+}
+
+/** The text of a state file for `body` at `generation`. */
+export function encodeState(body: StateBody, generation: number, now: Date): string {
+  const rest = { schemaVersion: STATE_SCHEMA_VERSION, generation, writtenAt: now.toISOString(), body };
+  return JSON.stringify({ ...rest, checksum: checksumOf(rest) }, null, 2) + '\n';
+}
+
+export interface StateStoreOptions {
+  dir: string;
+  now?: () => Date;
+  random?: (n: number) => Buffer;
+}
+
+/**
+ * Reads and writes state.json. Changes go through `update`, which applies a function to a copy and writes
+ * the result durably before it becomes the current state, so a failed write changes nothing.
+ * The caller holds the state lock (state-lock.ts) for as long as it uses the store.
+ */
+export class StateStore {
+  readonly path: string;
+  private readonly now: () => Date;
+  private readonly random: (n: number) => Buffer;
+  private current?: StateBody;
+  private generation = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: StateStoreOptions) {
+    this.path = join(options.dir, STATE_FILE);
+    this.now = options.now ?? (() => new Date());
+    this.random = options.random ?? randomBytes;
+  }
+
+  /** Loads the file (an empty state when there is none). Throws StateCorruptError, never overwrites. */
+  async load(): Promise<LoadedState> {
+    await removeStaleTemps(this.path);
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new KmipAgentError(`cannot read ${this.path}: ${(error as Error).message}`, 'STATE_UNREADABLE', {
+          cause: error,
+        });
+      }
+      this.current = emptyState(this.random);
+      this.generation = 0;
+      return { body: this.snapshot(), generation: 0, fresh: true };
+    }
+    const loaded = decodeState(text, this.path);
+    this.current = loaded.body;
+    this.generation = loaded.generation;
+    if (loaded.migratedFrom !== undefined) await this.write(loaded.body);
+    return { ...loaded, body: this.snapshot() };
+  }
+
+  /** Moves a corrupt state file aside (state.json.corrupt-<time>) so a new state can start; returns its path. */
+  async quarantine(): Promise<string> {
+    const aside = `${this.path}.corrupt-${this.now().toISOString().replace(/[:.]/g, '-')}`;
+    await rename(this.path, aside);
+    return aside;
+  }
+
+  /** A deep copy of the current state. */
+  snapshot(): StateBody {
+    return structuredClone(this.loaded());
+  }
+
+  /** Applies `change` to a copy of the state and makes the result current once it is on disk. Serialized. */
+  update(change: (state: StateBody) => void): Promise<StateBody> {
+    const run = this.queue.then(async () => {
+      const next = structuredClone(this.loaded());
+      change(next);
+      const valid = StateBodySchema.parse(next);
+      await this.write(valid);
+      return structuredClone(valid);
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Starts over with an empty state (after `quarantine`, or by `recover`). */
+  async reset(): Promise<StateBody> {
+    const body = emptyState(this.random);
+    await this.write(body);
+    return structuredClone(body);
+  }
+
+  /** The keyed fingerprint under which a refused key is remembered. */
+  fingerprint(key: Uint8Array): string {
+    return createHmac('sha256', Buffer.from(this.loaded().fingerprintSalt, 'hex')).update(key).digest('hex');
+  }
+
+  /** True when `key` was refused by this drive's authority before (lockout guard: do not send it again). */
+  isRefused(driveId: string, authority: string, key: Uint8Array): boolean {
+    const mark = Buffer.from(this.fingerprint(key), 'hex');
+    return this.loaded().refusedKeys.some(
+      (r) =>
+        r.driveId === driveId && r.authority === authority && timingSafeEqual(Buffer.from(r.fingerprint, 'hex'), mark),
+    );
+  }
+
+  /** Remembers that the drive's authority refused `key`. */
+  rememberRefused(driveId: string, authority: string, key: Uint8Array, keyUid?: string): Promise<StateBody> {
+    if (this.isRefused(driveId, authority, key)) return Promise.resolve(this.snapshot());
+    const fingerprint = this.fingerprint(key);
+    const at = this.now().toISOString();
+    return this.update((s) => {
+      s.refusedKeys.push({ driveId, authority, fingerprint, at, ...(keyUid === undefined ? {} : { keyUid }) });
+    });
+  }
+
+  /** Forgets refusals (an operator's decision, e.g. after a PSID revert); returns how many were cleared. */
+  async clearRefused(driveId: string, authority?: string): Promise<number> {
+    let cleared = 0;
+    await this.update((s) => {
+      const keep = s.refusedKeys.filter(
+        (r) => r.driveId !== driveId || (authority !== undefined && r.authority !== authority),
+      );
+      cleared = s.refusedKeys.length - keep.length;
+      s.refusedKeys = keep;
+    });
+    return cleared;
+  }
+
+  private loaded(): StateBody {
+    if (!this.current) throw new KmipAgentError('the state was not loaded', 'STATE_NOT_LOADED');
+    return this.current;
+  }
+
+  private async write(body: StateBody): Promise<void> {
+    const generation = this.generation + 1;
+    await writeDurably(this.path, encodeState(body, generation, this.now()), { keepPrevious: true });
+    this.generation = generation;
+    this.current = body;
+  }
+}

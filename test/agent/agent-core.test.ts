@@ -1,0 +1,279 @@
+/**
+ * The agent's unlock logic on its own: one batched fetch, bounded parallel unlocks, keys zeroed, faults
+ * raised and cleared with their causes, the boot deadline, and retries with capped jittered backoff.
+ * Time is a FakeClock; the key source is an in-memory table and the unlockers record what they are given
+ * (the same logic runs against PyKMIP and emulated drives in the end-to-end suites).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Agent, type AgentLog } from '../../src/agent/agent.js';
+import { backoffDelayMs } from '../../src/agent/clock.js';
+import { parseConfig } from '../../src/agent/config.js';
+import { FaultRegistry } from '../../src/agent/faults.js';
+import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
+import { StateStore } from '../../src/agent/state.js';
+import { mapBounded, unlockTargets, type UnlockTarget, type Unlocker } from '../../src/agent/unlock.js';
+import { FakeClock, settle } from '../support/fake-clock.js';
+
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** An in-memory key table standing in for the key server; `down` makes every fetch fail like a dead server. */
+class TableKeySource implements KeySource {
+  readonly keys = new Map<string, Buffer>();
+  readonly fetchCalls: string[][] = [];
+  readonly handedOut: Buffer[] = [];
+  down = false;
+
+  async fetch(uids: string[]): Promise<Map<string, FetchedKey>> {
+    this.fetchCalls.push(uids);
+    if (this.down) throw Object.assign(new Error('connection refused'), { code: 'KMIP_CONNECTION_REFUSED' });
+    const out = new Map<string, FetchedKey>();
+    for (const uid of uids) {
+      const key = this.keys.get(uid);
+      if (!key)
+        out.set(uid, {
+          ok: false,
+          error: { code: 'KMIP_OPERATION_FAILED', message: 'Item Not Found', notFound: true },
+        });
+      else {
+        const copy = Buffer.from(key);
+        this.handedOut.push(copy);
+        out.set(uid, { ok: true, key: copy });
+      }
+    }
+    return out;
+  }
+  async findByName(): Promise<string[]> {
+    return [];
+  }
+  async findByGroup(): Promise<string[]> {
+    return [];
+  }
+  async createKey(): Promise<{ uid: string; key: Buffer }> {
+    throw new Error('not used');
+  }
+}
+
+/** Unlocks when given the expected key; else refuses with the drives layer's typed code. */
+class RecordingUnlocker implements Unlocker {
+  readonly expected = new Map<string, Buffer>();
+  readonly calls: { id: string; key: string }[] = [];
+  running = 0;
+  maxRunning = 0;
+  failWith = new Map<string, string>();
+
+  async unlock(target: UnlockTarget, key: Buffer) {
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    try {
+      await settle();
+      this.calls.push({ id: target.id, key: key.toString('hex') });
+      const code = this.failWith.get(target.id);
+      if (code) throw Object.assign(new Error(`${target.id}: ${code}`), { code });
+      if (!this.expected.get(target.id)?.equals(key))
+        throw Object.assign(new Error('refused'), { code: 'TCG_AUTH_REFUSED' });
+      return 'unlocked' as const;
+    } finally {
+      this.running--;
+    }
+  }
+}
+
+const silentLog: AgentLog & { lines: string[] } = {
+  lines: [],
+  info(_o, m) {
+    silentLog.lines.push(`info ${m}`);
+  },
+  warn(_o, m) {
+    silentLog.lines.push(`warn ${m}`);
+  },
+  error(_o, m) {
+    silentLog.lines.push(`error ${m}`);
+  },
+};
+
+async function setup(count: number, overrides: { concurrency?: number; retryCapSeconds?: number } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-core-'));
+  dirs.push(dir);
+  const clock = new FakeClock();
+  const state = new StateStore({ dir, now: () => clock.now() });
+  await state.load();
+  const keys = new TableKeySource();
+  const opal = new RecordingUnlocker();
+  await state.update((s) => {
+    for (let i = 0; i < count; i++) {
+      const id = `EMU-${i}`;
+      const key = Buffer.alloc(32, i + 1);
+      keys.keys.set(`uid-${i}`, key);
+      opal.expected.set(id, key);
+      s.drives.push({
+        id,
+        device: `emu:/tmp/${id}.img`,
+        key: { uid: `uid-${i}`, name: `kmip-agent/nas1/${id}`, provider: 'default' },
+        enrolledAt: clock.now().toISOString(),
+        unlockAtBoot: true,
+      });
+    }
+  });
+  const config = parseConfig({
+    schemaVersion: 1,
+    applianceId: 'nas1',
+    providers: { default: { servers: [{ host: 'kms' }], ca: 'ca', cert: 'c', key: 'k' } },
+    boot: { concurrency: overrides.concurrency ?? 16, retryCapSeconds: overrides.retryCapSeconds ?? 60 },
+  });
+  const faults = new FaultRegistry(() => clock.now());
+  let draws = 0;
+  const agent = new Agent({
+    config,
+    state,
+    keys,
+    unlockers: { opal, luks: opal },
+    clock,
+    random: () => [0.5, 0.25, 0.75, 0.999][draws++ % 4]!,
+    log: silentLog,
+    faults,
+  });
+  return { agent, clock, keys, opal, state, faults };
+}
+
+describe('unlock planning', () => {
+  it('fetches every key in one call, unlocks in parallel within the bound, and zeroes the keys', async () => {
+    const { agent, keys, opal } = await setup(8, { concurrency: 3 });
+    const outcomes = await agent.unlockNow();
+    expect(keys.fetchCalls).toHaveLength(1);
+    expect(keys.fetchCalls[0]).toHaveLength(8);
+    expect(outcomes.map((o) => o.state)).toEqual(Array(8).fill('unlocked'));
+    expect(opal.maxRunning).toBe(3);
+    expect(keys.handedOut.every((k) => k.every((b) => b === 0))).toBe(true);
+    expect(agent.status().drives.every((d) => d.state === 'unlocked')).toBe(true);
+  });
+
+  it('zeroes a key shared by two targets only after both used it', async () => {
+    const keys = new TableKeySource();
+    keys.keys.set('u', Buffer.alloc(32, 9));
+    const seen: string[] = [];
+    const unlocker: Unlocker = {
+      async unlock(_t, key) {
+        await settle();
+        seen.push(key.toString('hex'));
+        return 'unlocked';
+      },
+    };
+    const targets: UnlockTarget[] = ['a', 'b'].map((id) => ({ id, kind: 'opal', device: id, keyUid: 'u' }));
+    await unlockTargets(targets, keys, { opal: unlocker, luks: unlocker }, { concurrency: 2, clock: new FakeClock() });
+    expect(seen).toEqual([Buffer.alloc(32, 9).toString('hex'), Buffer.alloc(32, 9).toString('hex')]);
+    expect(keys.handedOut[0]!.every((b) => b === 0)).toBe(true);
+  });
+
+  it('mapBounded keeps order and never exceeds the limit', async () => {
+    let running = 0;
+    let max = 0;
+    const out = await mapBounded([1, 2, 3, 4, 5], 2, async (n) => {
+      running++;
+      max = Math.max(max, running);
+      await settle();
+      running--;
+      return n * 10;
+    });
+    expect(out).toEqual([10, 20, 30, 40, 50]);
+    expect(max).toBe(2);
+  });
+});
+
+describe('faults from outcomes', () => {
+  it('a destroyed key faults only its drive, and the fault clears when the key is back', async () => {
+    const { agent, keys } = await setup(3);
+    const saved = keys.keys.get('uid-1')!;
+    keys.keys.delete('uid-1');
+    await agent.unlockNow();
+    const status = agent.status();
+    expect(status.drives.map((d) => d.state)).toEqual(['unlocked', 'key-not-found', 'unlocked']);
+    expect(status.faults.map((f) => [f.code, f.subject])).toEqual([['KeyNotFound', 'EMU-1']]);
+    expect(status.health).toBe('degraded');
+    keys.keys.set('uid-1', saved);
+    await agent.unlockNow();
+    expect(agent.status().faults).toEqual([]);
+    expect(agent.status().health).toBe('healthy');
+  });
+
+  it('a dead key server raises KmipServerFault for every drive and tries no drive', async () => {
+    const { agent, keys, opal } = await setup(2);
+    keys.down = true;
+    await agent.unlockNow();
+    expect(opal.calls).toEqual([]);
+    const [fault] = agent.status().faults;
+    expect(fault).toMatchObject({ code: 'KmipServerFault', severity: 'critical', affects: ['EMU-0', 'EMU-1'] });
+    expect(agent.status().health).toBe('faulted');
+    keys.down = false;
+    await agent.unlockNow();
+    expect(agent.faults.has('KmipServerFault')).toBe(false);
+  });
+
+  it('a refused key is parked: not retried on its own, so no further try is spent', async () => {
+    const { agent, opal } = await setup(2);
+    opal.expected.set('EMU-0', Buffer.alloc(32, 0xee));
+    await agent.unlockNow();
+    expect(agent.status().drives[0]!.state).toBe('key-refused');
+    expect(agent.faults.has('DriveUnlockFailed', 'EMU-0')).toBe(true);
+    await agent.unlockNow();
+    expect(opal.calls.filter((c) => c.id === 'EMU-0')).toHaveLength(1);
+  });
+
+  it('a missing drive is retried and its fault clears when it comes back', async () => {
+    const { agent, opal } = await setup(1);
+    opal.failWith.set('EMU-0', 'DRIVE_NOT_FOUND');
+    await agent.unlockNow();
+    expect(agent.status().drives[0]!.state).toBe('missing');
+    expect(agent.faults.has('DriveMissing', 'EMU-0')).toBe(true);
+    opal.failWith.clear();
+    await agent.unlockNow();
+    expect(agent.status().drives[0]!.state).toBe('unlocked');
+    expect(agent.faults.has('DriveMissing')).toBe(false);
+  });
+});
+
+describe('boot', () => {
+  it('is ready at once when everything unlocks', async () => {
+    const { agent } = await setup(2);
+    const status = await agent.boot({ deadlineMs: 120_000 });
+    expect(status).toMatchObject({ ready: true, mode: 'normal', health: 'healthy' });
+    expect(agent.progressLine()).toBe('2/2 unlocked');
+  });
+
+  it('with the server down: degraded READY at the deadline, then unlocked by a background retry', async () => {
+    const { agent, keys, clock } = await setup(2, { retryCapSeconds: 8 });
+    keys.down = true;
+    const waits: number[] = [];
+    let finished = false;
+    const boot = agent.boot({ deadlineMs: 20_000, onWaiting: (r) => waits.push(r) }).then((s) => {
+      finished = true;
+      return s;
+    });
+    await clock.advance(19_000);
+    expect(finished).toBe(false);
+    await clock.advance(1_000);
+    const status = await boot;
+    expect(status).toMatchObject({ ready: true, mode: 'degraded', health: 'faulted' });
+    expect(waits.length).toBeGreaterThan(1);
+    // Backoff: full jitter below min(cap, 1 s * 2^n), never above the cap.
+    expect(clock.delays.every((d) => d <= 8_000)).toBe(true);
+    expect(agent.progressLine()).toMatch(/^degraded: 0\/2 unlocked; 1 fault\(s\): KmipServerFault$/);
+    keys.down = false;
+    await clock.fireNext();
+    await settle();
+    expect(agent.status()).toMatchObject({ mode: 'normal', health: 'healthy' });
+    expect(clock.waiting).toBe(0);
+    agent.stop();
+  });
+
+  it('backoff is capped exponential with full jitter', () => {
+    const at = (attempt: number, r: number) =>
+      backoffDelayMs(attempt, { baseMs: 1000, capMs: 60_000, random: () => r });
+    expect([0, 1, 2, 3].map((n) => at(n, 0.999))).toEqual([999, 1998, 3996, 7992]);
+    expect(at(20, 0.5)).toBe(30_000);
+    expect(at(20, 0)).toBe(0);
+  });
+});

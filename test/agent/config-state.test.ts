@@ -1,0 +1,290 @@
+/**
+ * The agent's directories, configuration file and state store: precedence of options and environment,
+ * schema errors that name the field, durable writes (mode, previous generation, no torn file), the state
+ * checksum, the refused-key memory and the one-owner lock (held across processes, released by a crash).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { resolveDirs } from '../../src/agent/paths.js';
+import {
+  configJsonSchema,
+  loadConfig,
+  parseConfig,
+  saveConfig,
+  type AgentConfigInput,
+} from '../../src/agent/config.js';
+import { previousGeneration, writeDurably } from '../../src/agent/durable-file.js';
+import { StateStore, encodeState, emptyState } from '../../src/agent/state.js';
+import { acquireStateLock, LOCK_FILE } from '../../src/agent/state-lock.js';
+import { addonPath } from '../../src/native/addon.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-state-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+}
+
+async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+}
+
+const minimalConfig = (): AgentConfigInput => ({
+  schemaVersion: 1,
+  applianceId: 'nas1',
+  providers: { default: { servers: [{ host: 'kms1.example' }], ca: 'ca.pem', cert: 'client.pem', key: 'client.key' } },
+});
+
+describe('agent directories', () => {
+  it('uses the defaults with nothing set', () => {
+    const d = resolveDirs({}, {});
+    expect([d.config, d.state, d.runtime]).toEqual(['/etc/kmip-agent', '/var/lib/kmip-agent', '/run/kmip-agent']);
+    expect(d.sources.state.from).toBe('default');
+  });
+
+  it('prefers options over KMIP_AGENT_* over the systemd variables', () => {
+    const env = {
+      KMIP_AGENT_STATE_DIR: '/tmp/own-state',
+      STATE_DIRECTORY: '/var/lib/kmip-agent:/var/lib/other',
+      CONFIGURATION_DIRECTORY: '/etc/kmip-agent-sd',
+      RUNTIME_DIRECTORY: '/run/sd',
+    };
+    const d = resolveDirs({ runtime: '/tmp/opt-run' }, env);
+    expect(d.runtime).toBe('/tmp/opt-run');
+    expect(d.sources.runtime.from).toBe('option');
+    expect(d.state).toBe('/tmp/own-state');
+    expect(d.sources.state).toMatchObject({ from: 'environment', variable: 'KMIP_AGENT_STATE_DIR' });
+    expect(d.config).toBe('/etc/kmip-agent-sd');
+    expect(d.sources.config).toMatchObject({ from: 'systemd', variable: 'CONFIGURATION_DIRECTORY' });
+  });
+
+  it('takes the first of several systemd directories and ignores relative ones', () => {
+    expect(resolveDirs({}, { STATE_DIRECTORY: '/a:/b' }).state).toBe('/a');
+    expect(resolveDirs({}, { STATE_DIRECTORY: 'relative' }).state).toBe('/var/lib/kmip-agent');
+  });
+});
+
+describe('configuration', () => {
+  it('fills defaults and derives the documented schema', () => {
+    const config = parseConfig(minimalConfig());
+    expect(config.keyMode).toBe('direct');
+    expect(config.providers.default!.servers[0]!.port).toBe(5696);
+    expect(config.boot).toEqual({ deadlineSeconds: 120, retryCapSeconds: 60, concurrency: 16, triesReserve: 2 });
+    const schema = configJsonSchema() as { properties: Record<string, unknown> };
+    expect(Object.keys(schema.properties)).toEqual(
+      expect.arrayContaining(['schemaVersion', 'applianceId', 'providers']),
+    );
+  });
+
+  it('names every bad field', () => {
+    const bad = minimalConfig() as Record<string, unknown>;
+    bad.providers = { default: { servers: [{ host: 'k', port: 70000 }], ca: 'a', cert: 'b', key: 'c' } };
+    bad.boot = { concurrency: 0 };
+    bad.colour = 'blue';
+    try {
+      parseConfig(bad);
+      expect.unreachable();
+    } catch (e) {
+      const err = e as { code: string; message: string; details(): { issues: { path: string }[] } };
+      expect(err.code).toBe('CONFIG_INVALID');
+      const paths = err.details().issues.map((i) => i.path);
+      expect(paths).toEqual(
+        expect.arrayContaining(['providers.default.servers[0].port', 'boot.concurrency', '(top level)']),
+      );
+      expect(err.message).toContain('providers.default.servers[0].port');
+      expect(err.message).toContain('colour');
+    }
+  });
+
+  it('requires a provider named default and a usable appliance id', () => {
+    const noDefault = { ...minimalConfig(), providers: { other: minimalConfig().providers.default! } };
+    expect(codeOf(() => parseConfig(noDefault))).toBe('CONFIG_INVALID');
+    expect(codeOf(() => parseConfig({ ...minimalConfig(), applianceId: 'a/b' }))).toBe('CONFIG_INVALID');
+  });
+
+  it('refuses a newer schema version with an upgrade hint', () => {
+    expect(codeOf(() => parseConfig({ ...minimalConfig(), schemaVersion: 2 }))).toBe('CONFIG_VERSION_UNSUPPORTED');
+  });
+
+  it('saves 0600 with the previous version kept, and loads it back', async () => {
+    const dir = tempDir();
+    await saveConfig(dir, minimalConfig());
+    await saveConfig(dir, { ...minimalConfig(), applianceId: 'nas2' });
+    expect(statSync(join(dir, 'config.json')).mode & 0o777).toBe(0o600);
+    expect((await loadConfig(dir)).applianceId).toBe('nas2');
+    expect(JSON.parse(readFileSync(previousGeneration(join(dir, 'config.json')), 'utf8')).applianceId).toBe('nas1');
+  });
+
+  it('says what to run when there is no configuration, and names bad JSON', async () => {
+    const dir = tempDir();
+    expect(await codeOfAsync(loadConfig(dir))).toBe('CONFIG_MISSING');
+    writeFileSync(join(dir, 'config.json'), '{"schemaVersion": 1,');
+    expect(await codeOfAsync(loadConfig(dir))).toBe('CONFIG_INVALID_JSON');
+  });
+});
+
+describe('durable writes', () => {
+  it('leaves no temp file behind when the write fails', async () => {
+    const dir = tempDir();
+    const target = join(dir, 'missing-subdir', 'f.json');
+    expect(await codeOfAsync(writeDurably(target, 'x'))).toBe('FILE_WRITE_FAILED');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('writes mode 0600 even under a permissive umask', async () => {
+    const dir = tempDir();
+    const old = process.umask(0);
+    try {
+      await writeDurably(join(dir, 'f'), 'x');
+    } finally {
+      process.umask(old);
+    }
+    expect(statSync(join(dir, 'f')).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('state store', () => {
+  const fixedNow = () => new Date('2026-12-01T10:00:00.000Z');
+  const seeded = (n: number) => Buffer.alloc(n, 7);
+
+  it('starts fresh without a file, then keeps generations and a checksum', async () => {
+    const dir = tempDir();
+    const store = new StateStore({ dir, now: fixedNow, random: seeded });
+    expect((await store.load()).fresh).toBe(true);
+    await store.update((s) => {
+      s.connections.push({ endpoint: 'kms1:5696', at: fixedNow().toISOString(), ok: true });
+    });
+    await store.update((s) => {
+      s.connections[0]!.ok = false;
+    });
+    const file = JSON.parse(readFileSync(store.path, 'utf8')) as { generation: number; checksum: string };
+    expect(file.generation).toBe(2);
+    expect(file.checksum).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(statSync(store.path).mode & 0o777).toBe(0o600);
+    const prev = JSON.parse(readFileSync(previousGeneration(store.path), 'utf8')) as { generation: number };
+    expect(prev.generation).toBe(1);
+    const again = new StateStore({ dir });
+    const loaded = await again.load();
+    expect(loaded.fresh).toBe(false);
+    expect(loaded.body.connections[0]!.ok).toBe(false);
+  });
+
+  it('detects an edited, torn or empty file and never overwrites it', async () => {
+    const dir = tempDir();
+    const store = new StateStore({ dir, now: fixedNow, random: seeded });
+    await store.load();
+    await store.update((s) => {
+      s.connections.push({ endpoint: 'kms1:5696', at: fixedNow().toISOString(), ok: true });
+    });
+    const good = readFileSync(store.path, 'utf8');
+    const cases = [good.replace('"ok": true', '"ok": false'), good.slice(0, good.length / 2), ''];
+    for (const text of cases) {
+      writeFileSync(store.path, text);
+      const fresh = new StateStore({ dir });
+      expect(await codeOfAsync(fresh.load())).toBe('STATE_CORRUPT');
+      expect(readFileSync(store.path, 'utf8')).toBe(text);
+    }
+    const aside = await new StateStore({ dir, now: fixedNow }).quarantine();
+    expect(existsSync(aside)).toBe(true);
+    expect(existsSync(store.path)).toBe(false);
+  });
+
+  it('refuses content that passes the checksum but not the schema', async () => {
+    const dir = tempDir();
+    const body = { ...emptyState(seeded), drives: [{ id: 'x' }] } as unknown as ReturnType<typeof emptyState>;
+    writeFileSync(join(dir, 'state.json'), encodeState(body, 1, fixedNow()));
+    expect(await codeOfAsync(new StateStore({ dir }).load())).toBe('STATE_CORRUPT');
+  });
+
+  it('remembers refused keys by drive identity and authority without storing the key', async () => {
+    const dir = tempDir();
+    const store = new StateStore({ dir, now: fixedNow });
+    await store.load();
+    const key = Buffer.from('a'.repeat(64), 'hex');
+    await store.rememberRefused('WWN-5000c500a1b2c3d4', 'Admin1', key, 'uid-17');
+    expect(store.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', key)).toBe(true);
+    expect(store.isRefused('WWN-5000c500a1b2c3d4', 'User1', key)).toBe(false);
+    expect(store.isRefused('WWN-other', 'Admin1', key)).toBe(false);
+    expect(store.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', Buffer.alloc(32, 1))).toBe(false);
+    expect(readFileSync(store.path, 'utf8')).not.toContain(key.toString('hex'));
+    // Another process (a later boot) sees the same memory.
+    const later = new StateStore({ dir });
+    await later.load();
+    expect(later.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', key)).toBe(true);
+    expect(await later.clearRefused('WWN-5000c500a1b2c3d4')).toBe(1);
+    expect(later.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', key)).toBe(false);
+  });
+
+  it('a failed update changes nothing', async () => {
+    const dir = tempDir();
+    const store = new StateStore({ dir, now: fixedNow });
+    await store.load();
+    await expect(
+      store.update((s) => {
+        (s.connections as unknown[]).push({ endpoint: 1 });
+      }),
+    ).rejects.toThrow();
+    expect(store.snapshot().connections).toEqual([]);
+    expect(existsSync(store.path)).toBe(false);
+  });
+});
+
+describe('state lock', () => {
+  it('refuses a second owner and names the first', async () => {
+    const dir = tempDir();
+    const lock = await acquireStateLock(dir, 'daemon');
+    try {
+      await expect(acquireStateLock(dir, 'cli')).rejects.toMatchObject({
+        code: 'STATE_LOCKED',
+        message: expect.stringContaining(`daemon (pid ${process.pid})`),
+      });
+    } finally {
+      await lock.release();
+    }
+    const again = await acquireStateLock(dir, 'cli');
+    await again.release();
+    expect(statSync(join(dir, LOCK_FILE)).mode & 0o777).toBe(0o600);
+  });
+
+  it('is held across processes and released when the holder is killed', async () => {
+    const dir = tempDir();
+    const holder = spawn(process.execPath, [
+      '-e',
+      `const a = require(${JSON.stringify(addonPath())});
+       const fs = require('fs');
+       const fd = fs.openSync(${JSON.stringify(join(dir, LOCK_FILE))}, 'a+');
+       if (!a.fileLock.tryLock(fd)) process.exit(3);
+       fs.writeSync(fd, JSON.stringify({ pid: process.pid, role: 'daemon' }));
+       console.log('locked');
+       setInterval(() => {}, 1000);`,
+    ]);
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.once('data', () => resolve());
+      holder.once('exit', (code) => reject(new Error(`holder exited ${code}`)));
+    });
+    await expect(acquireStateLock(dir, 'cli')).rejects.toMatchObject({ code: 'STATE_LOCKED' });
+    const exited = new Promise((r) => holder.once('exit', r));
+    holder.kill('SIGKILL');
+    await exited;
+    const lock = await acquireStateLock(dir, 'cli');
+    await lock.release();
+  });
+});
