@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/js_args.h"
 #include "core/registry.h"
 
 namespace kmip_agent {
@@ -16,11 +17,8 @@ namespace file_lock {
 namespace {
 
 int FdArg(const Napi::CallbackInfo& info) {
-  if (info.Length() != 1 || !info[0].IsNumber()) throw CodedError("LOCK_BAD_ARGUMENT", "expects one file descriptor");
-  const double value = info[0].As<Napi::Number>().DoubleValue();
-  const int fd = static_cast<int>(value);
-  if (static_cast<double>(fd) != value || fd < 0) throw CodedError("LOCK_BAD_ARGUMENT", "fd must be a non-negative integer");
-  return fd;
+  if (info.Length() != 1) throw CodedError("LOCK_BAD_ARGUMENT", "expects one file descriptor");
+  return IntegerArg<int>(info[0], "LOCK_BAD_ARGUMENT", "fd", 0);
 }
 
 // tryLock(fd): true when this descriptor now holds the exclusive lock, false when another holds it.

@@ -76,14 +76,9 @@ export interface AgentOptions {
 }
 
 /** Codes that mean the drive refused the key itself: retrying the same key can only burn tries. */
-const KEY_REFUSED_CODES = new Set([
-  'TCG_AUTH_REFUSED',
-  'DRIVE_PIN_REFUSED',
-  'DRIVE_PIN_ALREADY_REFUSED',
-  'LUKS_KEY_REFUSED',
-]);
+const KEY_REFUSED_CODES = new Set(['DRIVE_PIN_REFUSED', 'DRIVE_PIN_ALREADY_REFUSED', 'LUKS_WRONG_KEY']);
 const LOCKOUT_CODES = new Set(['DRIVE_LOCKOUT_RISK', 'TCG_AUTHORITY_LOCKED_OUT']);
-const MISSING_CODES = new Set(['DRIVE_NOT_FOUND', 'LUKS_DEVICE_NOT_FOUND', 'EMU_NOT_FOUND']);
+const MISSING_CODES = new Set(['DRIVE_NOT_FOUND', 'LUKS_DEVICE_NOT_FOUND', 'EMU_NOT_FOUND', 'EMU_STATE_MISSING']);
 const NOT_SUPPORTED_HERE = new Set(['LUKS_DM_NOT_AVAILABLE']);
 /** TLS and KMIP authentication refusals: the provider is reachable but will not serve us. */
 const isAuthCode = (code: string) =>
@@ -92,6 +87,8 @@ const isAuthCode = (code: string) =>
 /** States from which the agent keeps trying on its own. */
 const RETRIED: ReadonlySet<TargetState> = new Set(['pending', 'locked', 'key-not-found', 'missing']);
 const DONE: ReadonlySet<TargetState> = new Set(['unlocked', 'served']);
+/** Nothing more to do at boot: done, or impossible on this machine (a volume without device-mapper). */
+const SETTLED: ReadonlySet<TargetState> = new Set([...DONE, 'not-supported']);
 
 export class Agent {
   readonly faults: FaultRegistry;
@@ -164,7 +161,7 @@ export class Agent {
 
   /** Targets due at boot that are not unlocked yet. */
   private pending(filter: (t: TargetStatus) => boolean): TargetStatus[] {
-    return [...this.targets.values()].filter((t) => t.unlockAtBoot && !DONE.has(t.state) && filter(t));
+    return [...this.targets.values()].filter((t) => t.unlockAtBoot && !SETTLED.has(t.state) && filter(t));
   }
 
   /**
@@ -212,12 +209,13 @@ export class Agent {
       return;
     }
     this.options.log.warn({ ...log, event: 'unlock', result: state, error: outcome.error }, `${t.id}: ${state}`);
+    // A volume this system cannot activate (no device-mapper) is a fact about the machine, not a fault.
+    if (state === 'not-supported') return;
     const details = { device: t.device, keyUid: t.keyUid, ...(outcome.error ? { error: outcome.error } : {}) };
     const affects = [t.id];
     if (state === 'key-not-found') this.faults.raise('KeyNotFound', t.id, { affects, details });
     else if (state === 'missing') this.faults.raise('DriveMissing', t.id, { affects, details });
     else if (state === 'lockout-risk') this.faults.raise('DriveLockoutRisk', t.id, { affects, details });
-    else if (state === 'not-supported') this.faults.raise('VolumeNotSupportedHere', t.id, { affects, details });
     else if (state === 'key-refused' || outcome.state === 'failed')
       this.faults.raise('DriveUnlockFailed', t.id, { affects, details });
   }

@@ -36,11 +36,6 @@ export const FAULT_DEFINITIONS = {
     summary: 'a managed drive or volume is not present',
     hint: 'check cabling and the enclosure; a replaced drive is enrolled with `kmip-agent drive enroll`',
   },
-  VolumeNotSupportedHere: {
-    severity: 'info',
-    summary: 'a volume cannot be activated on this system (no device-mapper)',
-    hint: 'serve its key to systemd-cryptsetup on the key socket instead, or run on a kernel with dm-crypt',
-  },
   StateRecovered: {
     severity: 'warning',
     summary: 'the local state was rebuilt from the key server',

@@ -31,3 +31,12 @@ export type {
 export { KernelOpalBackend, KernelPinRefusedError } from './kernel-backend.js';
 export * from './types.js';
 export { sedutilPin, SEDUTIL_ITERATIONS } from './sedutil.js';
+export * as luks from './luks.js';
+export { LuksError, type LuksErrorCode, type LuksInfo } from './luks.js';
+export {
+  EMULATED_DEVICE_PREFIX,
+  createEmulatedDrive,
+  emulatedImagePath,
+  powerCycleEmulatedDrive,
+  readEmulatedDrive,
+} from './emulator.js';

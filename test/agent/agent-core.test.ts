@@ -74,7 +74,7 @@ class RecordingUnlocker implements Unlocker {
       const code = this.failWith.get(target.id);
       if (code) throw Object.assign(new Error(`${target.id}: ${code}`), { code });
       if (!this.expected.get(target.id)?.equals(key))
-        throw Object.assign(new Error('refused'), { code: 'TCG_AUTH_REFUSED' });
+        throw Object.assign(new Error('refused'), { code: 'DRIVE_PIN_REFUSED' });
       return 'unlocked' as const;
     } finally {
       this.running--;

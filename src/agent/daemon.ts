@@ -1,0 +1,220 @@
+/**
+ * `kmip-agent daemon`: the boot-unlock service systemd runs (Type=notify). The only place that
+ * constructs the real things (KMIP provider, Opal drives, LUKS activation, the key socket, the API
+ * server, the systemd notifier) and wires them into the Agent; everything else takes interfaces.
+ *
+ * Start: take the state lock (a second daemon is refused), load config and state (a corrupt state is
+ * kept aside and the daemon runs degraded with StateCorrupt), serve the API, boot-unlock (READY=1 when
+ * everything is unlocked or at the deadline, EXTEND_TIMEOUT_USEC while waiting), keep retrying in the
+ * background; SIGTERM/SIGINT stop it cleanly (STOPPING=1).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { KmipProvider } from '../kmip/index.js';
+import { luks, OpalDrive } from '../drives/index.js';
+import { KmipAgentError } from '../errors.js';
+import { ApiServer, API_SOCKET_NAME } from '../api/server.js';
+import { agentMethods } from '../api/methods.js';
+import { Agent } from './agent.js';
+import { systemClock, type Clock, type Random } from './clock.js';
+import { configPath, loadConfig, type AgentConfig } from './config.js';
+import { FaultRegistry } from './faults.js';
+import { KmipKeySource } from './key-source.js';
+import { KeySocketServer } from './keysocket/server.js';
+import type { AgentDirs } from './paths.js';
+import { acquireStateLock } from './state-lock.js';
+import { StateCorruptError, StateStore } from './state.js';
+import { SystemdNotifier } from './systemd-notify.js';
+import { LuksUnlocker, OpalUnlocker, type OpalUnlockDrive } from './unlockers.js';
+
+export const KEY_SOCKET_NAME = 'luks.sock';
+
+export interface DaemonOptions {
+  dirs: AgentDirs;
+  /** Overrides the config's boot deadline. */
+  bootDeadlineSeconds?: number;
+  /** Overrides the config's retry cap. */
+  retryCapSeconds?: number;
+  env?: NodeJS.ProcessEnv;
+  log?: Logger;
+  clock?: Clock;
+  random?: Random;
+}
+
+/** Logs JSON to stdout (journald takes it); anything named like a secret is censored by path. */
+export function agentLogger(): Logger {
+  return pino({
+    base: { service: 'kmip-agent' },
+    redact: { paths: ['key', 'pin', 'secret', 'value', '*.key', '*.pin', '*.secret', '*.value'], censor: '[redacted]' },
+    formatters: { level: (label) => ({ level: label }) },
+  });
+}
+
+function providerFor(config: AgentConfig, configDir: string, log: Logger): KmipProvider {
+  const p = config.providers.default!;
+  const read = (what: string, path: string) => {
+    try {
+      return readFileSync(configPath(configDir, path));
+    } catch (error) {
+      throw new KmipAgentError(`cannot read the provider's ${what} ${path}: ${(error as Error).message}`, 'CONFIG_FILE_UNREADABLE');
+    }
+  };
+  return new KmipProvider({
+    servers: p.servers.map((s) => ({ host: s.host, port: s.port, ...(s.servername ? { servername: s.servername } : {}) })),
+    ca: read('CA', p.ca),
+    cert: read('certificate', p.cert),
+    key: read('key', p.key),
+    requestTimeoutMs: p.timeoutMs,
+    onAttempt: (a) => {
+      if (a.outcome === 'failed') log.warn({ event: 'kmip_attempt', ...a }, `key server ${a.endpoint} passed over: ${a.code}`);
+    },
+  });
+}
+
+/** Opens a drive for unlocking; its identity is the serial it reports (WWN once inventory reads sysfs). */
+async function openOpal(device: string): Promise<OpalUnlockDrive> {
+  const drive = await OpalDrive.open(device);
+  return { identity: () => drive.serial(), unlock: (pin) => drive.unlock(pin), close: () => drive.close() };
+}
+
+/** Runs the daemon until SIGTERM/SIGINT; resolves with the exit code. */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const { dirs } = options;
+  const env = options.env ?? process.env;
+  const log = options.log ?? agentLogger();
+  const clock = options.clock ?? systemClock;
+  const notifier = new SystemdNotifier(env);
+  notifier.startWatchdog();
+
+  const lock = await acquireStateLock(dirs.state, 'daemon');
+  const closers: (() => Promise<void> | void)[] = [() => lock.release()];
+  const shutdown = async () => {
+    for (const close of closers.splice(0).reverse()) await Promise.resolve(close()).catch(() => undefined);
+  };
+  try {
+    const loaded = await loadConfig(dirs.config);
+    const config: AgentConfig = {
+      ...loaded,
+      boot: {
+        ...loaded.boot,
+        ...(options.bootDeadlineSeconds !== undefined ? { deadlineSeconds: options.bootDeadlineSeconds } : {}),
+        ...(options.retryCapSeconds !== undefined ? { retryCapSeconds: options.retryCapSeconds } : {}),
+      },
+    };
+    const faults = new FaultRegistry(
+      () => clock.now(),
+      (e) =>
+        (e.type === 'raised' ? log.warn.bind(log) : log.info.bind(log))(
+          { event: `fault_${e.type}`, fault: e.fault.code, subject: e.fault.subject, affects: e.fault.affects },
+          `${e.type === 'raised' ? 'fault' : 'fault cleared'}: ${e.fault.code} (${e.fault.subject})`,
+        ),
+    );
+    const state = new StateStore({ dir: dirs.state, now: () => clock.now() });
+    try {
+      await state.load();
+    } catch (error) {
+      if (!(error instanceof StateCorruptError)) throw error;
+      // Never overwrite what may be the only record of which key is whose: keep it aside, run degraded.
+      const aside = await state.quarantine();
+      await state.load();
+      faults.raise('StateCorrupt', 'agent', { details: { keptAt: aside, reason: error.details()?.reason } });
+    }
+
+    const provider = providerFor(config, dirs.config, log);
+    closers.push(() => provider.close());
+    const keys = new KmipKeySource(provider);
+    const volumeByName = (name: string) => config.volumes.find((v) => v.name === name);
+    const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
+    const agent = new Agent({
+      config,
+      state,
+      keys,
+      unlockers: {
+        opal: new OpalUnlocker({ open: openOpal }, state),
+        luks: new LuksUnlocker(
+          {
+            activate: async (device, name, key) => {
+              await luks.open(device, name, key);
+            },
+            check: async (device, key) => {
+              await luks.checkKey(device, key);
+            },
+          },
+          {
+            nameOf: (t) => volumeEntry(t.device)?.name ?? `kmip-agent-${t.id.slice(0, 8)}`,
+            servedBySocket: (t) => volumeEntry(t.device)?.keySocket === true,
+          },
+        ),
+      },
+      clock,
+      random: options.random ?? Math.random,
+      log,
+      faults,
+      onProgress: (line) => notifier.status(line),
+    });
+    closers.push(() => agent.stop());
+
+    const api = new ApiServer({
+      socketPath: join(dirs.runtime, API_SOCKET_NAME),
+      methods: agentMethods(agent),
+      ...(typeof config.api.group === 'number' ? { groupId: config.api.group } : {}),
+      onRequest: (r) => log.info({ event: 'api_call', ...r }, `API ${r.method}`),
+    });
+    await api.listen();
+    closers.push(() => api.close());
+
+    if (config.volumes.some((v) => v.keySocket)) {
+      const keySocket = new KeySocketServer({
+        path: join(dirs.runtime, KEY_SOCKET_NAME),
+        logger: log,
+        lookup: async (volume) => {
+          const entry = volumeByName(volume);
+          const record = entry && state.snapshot().volumes.find((v) => v.device === entry.device);
+          if (!record) return undefined;
+          const fetched = (await keys.fetch([record.key.uid])).get(record.key.uid);
+          return fetched?.ok ? fetched.key : undefined;
+        },
+      });
+      await keySocket.start();
+      closers.push(() => keySocket.close());
+    }
+
+    const stopped = new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        log.info({ event: 'stopping', signal }, `stopping on ${signal}`);
+        notifier.stopping('stopping');
+        resolve();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+
+    notifier.status('booting: fetching keys');
+    log.info({ event: 'boot', drives: agent.status().drives.length }, 'boot unlock');
+    const started = clock.monotonicMs();
+    const booted = await Promise.race([
+      agent
+        .boot({
+          deadlineMs: config.boot.deadlineSeconds * 1000,
+          // Ask systemd for time until the next round, within the deadline (TimeoutStartSec may be shorter).
+          onWaiting: (remainingMs) => notifier.extendTimeout(Math.min(remainingMs, config.boot.retryCapSeconds * 1000) * 1000 + 5_000_000),
+        })
+        .then((s) => s),
+      stopped.then(() => undefined),
+    ]);
+    if (booted) {
+      const line = agent.progressLine();
+      notifier.ready(line);
+      log.info(
+        { event: 'ready', mode: booted.mode, health: booted.health, ms: Math.round(clock.monotonicMs() - started) },
+        `ready: ${line}`,
+      );
+      await stopped;
+    }
+    return 0;
+  } finally {
+    notifier.stopWatchdog();
+    await shutdown();
+  }
+}

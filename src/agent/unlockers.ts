@@ -1,0 +1,104 @@
+/**
+ * The agent's unlockers, one per kind of target, over narrow ports that daemon.ts builds from the drives
+ * layer. The Opal unlocker owns lockout safety across processes: before a key goes to a drive it checks
+ * the state's refused-key memory (by drive identity and authority, never by device path), and it records
+ * a refusal the drive reports, so no process of the agent sends that key to that drive again. It also
+ * checks that the device still is the recorded drive, so a key never goes to a drive that moved in.
+ */
+import { KmipAgentError } from '../errors.js';
+import type { StateStore } from './state.js';
+import type { UnlockTarget, Unlocker, UnlockedState } from './unlock.js';
+
+/** The authority the agent authenticates as to unlock a drive it enrolled. */
+export const UNLOCK_AUTHORITY = 'Admin1';
+
+/** An opened Opal drive, as much as unlocking needs. */
+export interface OpalUnlockDrive {
+  /** Stable identity (WWN, else serial) as the drive reports it. */
+  identity(): string;
+  unlock(pin: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpalPort {
+  open(device: string): Promise<OpalUnlockDrive>;
+}
+
+/** A refusal the drives layer marks as such (authRefused with TCG_NOT_AUTHORIZED): the key itself was wrong. */
+function isKeyRefusal(error: unknown): boolean {
+  const e = error as { authRefused?: unknown; code?: unknown } | null;
+  return e !== null && typeof e === 'object' && e.authRefused === true && e.code === 'TCG_NOT_AUTHORIZED';
+}
+
+export class OpalUnlocker implements Unlocker {
+  constructor(
+    private readonly port: OpalPort,
+    private readonly state: StateStore,
+  ) {}
+
+  async unlock(target: UnlockTarget, key: Buffer): Promise<UnlockedState> {
+    if (this.state.isRefused(target.id, UNLOCK_AUTHORITY, key)) {
+      throw new KmipAgentError(
+        `${target.id}: the drive refused this key before; it is not sent again (lockout protection). ` +
+          'Check the key on the server, then clear the refusal with `kmip-agent drive forget-refusals`',
+        'DRIVE_PIN_ALREADY_REFUSED',
+      );
+    }
+    const drive = await this.port.open(target.device);
+    try {
+      const identity = drive.identity();
+      if (identity !== target.id) {
+        throw new KmipAgentError(
+          `${target.device} is now drive ${identity || '(no identity)'}, not ${target.id}: its key is not sent there`,
+          'DRIVE_NOT_FOUND',
+        );
+      }
+      try {
+        await drive.unlock(key);
+      } catch (error) {
+        if (isKeyRefusal(error)) {
+          await this.state.rememberRefused(target.id, UNLOCK_AUTHORITY, key, target.keyUid);
+          throw new KmipAgentError(`${target.id}: the drive refused its recorded key (KMIP object ${target.keyUid})`, 'DRIVE_PIN_REFUSED', {
+            cause: error,
+          });
+        }
+        throw error;
+      }
+      return 'unlocked';
+    } finally {
+      await drive.close();
+    }
+  }
+}
+
+/** LUKS2 activation, as much as unlocking needs. */
+export interface LuksPort {
+  /** Activates `device` as /dev/mapper/<name> with `key`; LUKS_DM_NOT_AVAILABLE without device-mapper. */
+  activate(device: string, name: string, key: Buffer): Promise<void>;
+  /** Checks `key` against the header without activating (no try is spent: LUKS has no try counter). */
+  check(device: string, key: Buffer): Promise<void>;
+}
+
+export interface VolumeSettings {
+  /** device-mapper name per volume id. */
+  nameOf(target: UnlockTarget): string;
+  /** The volume's key is served on the crypttab key socket instead of activated here. */
+  servedBySocket(target: UnlockTarget): boolean;
+}
+
+export class LuksUnlocker implements Unlocker {
+  constructor(
+    private readonly port: LuksPort,
+    private readonly settings: VolumeSettings,
+  ) {}
+
+  async unlock(target: UnlockTarget, key: Buffer): Promise<UnlockedState> {
+    if (this.settings.servedBySocket(target)) {
+      // The key is checked now so a wrong one shows at boot, not when systemd-cryptsetup asks.
+      await this.port.check(target.device, key);
+      return 'served';
+    }
+    await this.port.activate(target.device, this.settings.nameOf(target), key);
+    return 'unlocked';
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * The API's methods (Element style names) over the agent. Only JSON goes out: dates as ISO text.
+ * The API knows the agent's interface, nothing of drives or KMIP.
+ */
+import { KmipAgentError } from '../errors.js';
+import type { AgentStatus } from '../agent/agent.js';
+import type { RpcMethod } from './server.js';
+
+/** What the API needs of the agent. */
+export interface AgentApi {
+  status(): AgentStatus;
+  unlockNow(options?: { all?: boolean }): Promise<unknown>;
+}
+
+/** Dates become ISO strings so every answer is plain JSON. */
+function plain<T>(value: T): unknown {
+  return JSON.parse(JSON.stringify(value)) as unknown;
+}
+
+export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
+  return {
+    GetStatus: () => plain(agent.status()),
+    ListDrives: () => plain({ drives: agent.status().drives }),
+    GetDrive: (params) => {
+      const id = params.id;
+      if (typeof id !== 'string') throw new KmipAgentError('GetDrive needs params.id (a drive or volume id)', 'API_INVALID_PARAMS');
+      const drive = agent.status().drives.find((d) => d.id === id || d.device === id);
+      if (!drive) throw new KmipAgentError(`no managed drive or volume ${id}`, 'DRIVE_UNKNOWN');
+      return plain(drive);
+    },
+    ListFaults: () => plain({ faults: agent.status().faults }),
+    UnlockDrives: async (params) => {
+      await agent.unlockNow({ all: params.all === true });
+      return plain(agent.status());
+    },
+  };
+}
