@@ -8,6 +8,7 @@
  * everything is unlocked or at the deadline, EXTEND_TIMEOUT_USEC while waiting), keep retrying in the
  * background; SIGTERM/SIGINT stop it cleanly (STOPPING=1).
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -18,7 +19,8 @@ import { ApiServer, API_SOCKET_NAME } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
 import { Agent } from './agent.js';
 import { systemClock, type Clock, type Random } from './clock.js';
-import { configPath, loadConfig, type AgentConfig } from './config.js';
+import { configPath, loadConfig, saveConfig, type AgentConfig } from './config.js';
+import { enrollOpalDrive, type EnrollDrive, type EnrollResult } from './enroll.js';
 import { FaultRegistry } from './faults.js';
 import { KmipKeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
@@ -57,17 +59,25 @@ function providerFor(config: AgentConfig, configDir: string, log: Logger): KmipP
     try {
       return readFileSync(configPath(configDir, path));
     } catch (error) {
-      throw new KmipAgentError(`cannot read the provider's ${what} ${path}: ${(error as Error).message}`, 'CONFIG_FILE_UNREADABLE');
+      throw new KmipAgentError(
+        `cannot read the provider's ${what} ${path}: ${(error as Error).message}`,
+        'CONFIG_FILE_UNREADABLE',
+      );
     }
   };
   return new KmipProvider({
-    servers: p.servers.map((s) => ({ host: s.host, port: s.port, ...(s.servername ? { servername: s.servername } : {}) })),
+    servers: p.servers.map((s) => ({
+      host: s.host,
+      port: s.port,
+      ...(s.servername ? { servername: s.servername } : {}),
+    })),
     ca: read('CA', p.ca),
     cert: read('certificate', p.cert),
     key: read('key', p.key),
     requestTimeoutMs: p.timeoutMs,
     onAttempt: (a) => {
-      if (a.outcome === 'failed') log.warn({ event: 'kmip_attempt', ...a }, `key server ${a.endpoint} passed over: ${a.code}`);
+      if (a.outcome === 'failed')
+        log.warn({ event: 'kmip_attempt', ...a }, `key server ${a.endpoint} passed over: ${a.code}`);
     },
   });
 }
@@ -78,19 +88,59 @@ async function openOpal(device: string): Promise<OpalUnlockDrive> {
   return { identity: () => drive.serial(), unlock: (pin) => drive.unlock(pin), close: () => drive.close() };
 }
 
-/** Runs the daemon until SIGTERM/SIGINT; resolves with the exit code. */
-export async function runDaemon(options: DaemonOptions): Promise<number> {
+/** Opens a drive for enrollment (factory-fresh check, ownership, Locking SP, global range locked). */
+async function openForEnroll(device: string): Promise<EnrollDrive> {
+  const drive = await OpalDrive.open(device);
+  return {
+    identity: () => drive.serial(),
+    isFactoryFresh: async () => {
+      const s = await drive.status();
+      return !s.lockingEnabled && s.sidIsMsid !== false;
+    },
+    takeOwnership: (pin) => drive.takeOwnership(pin),
+    activateLockingSp: (pin) => drive.activate(pin),
+    lockGlobalRange: async (pin) => {
+      await drive.setupRange(pin, { range: 0, readLockEnabled: true, writeLockEnabled: true });
+      await drive.lock(pin);
+    },
+    close: () => drive.close(),
+  };
+}
+
+/** Everything an agent process holds: the daemon adds the API, the key socket and systemd on top. */
+export interface AgentRuntime {
+  config: AgentConfig;
+  state: StateStore;
+  faults: FaultRegistry;
+  keys: KmipKeySource;
+  provider: KmipProvider;
+  agent: Agent;
+  log: Logger;
+  clock: Clock;
+  /** Enrolls factory-fresh Opal drives and records them (state, and the config for emulated drives). */
+  enrollDrives(devices: string[]): Promise<EnrollResult[]>;
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions extends Omit<DaemonOptions, 'env'> {
+  /** Who holds the state lock: "daemon" or "cli". */
+  role: string;
+  onProgress?: (line: string) => void;
+}
+
+/**
+ * Takes the state lock and assembles the agent: config, state (a corrupt state is kept aside and
+ * StateCorrupt raised, never overwritten), the KMIP provider, the unlockers. The only place that
+ * constructs KmipProvider, OpalDrive users and LUKS activation.
+ */
+export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRuntime> {
   const { dirs } = options;
-  const env = options.env ?? process.env;
   const log = options.log ?? agentLogger();
   const clock = options.clock ?? systemClock;
-  const notifier = new SystemdNotifier(env);
-  notifier.startWatchdog();
-
-  const lock = await acquireStateLock(dirs.state, 'daemon');
+  const lock = await acquireStateLock(dirs.state, options.role);
   const closers: (() => Promise<void> | void)[] = [() => lock.release()];
-  const shutdown = async () => {
-    for (const close of closers.splice(0).reverse()) await Promise.resolve(close()).catch(() => undefined);
+  const close = async () => {
+    for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
   try {
     const loaded = await loadConfig(dirs.config);
@@ -120,11 +170,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       await state.load();
       faults.raise('StateCorrupt', 'agent', { details: { keptAt: aside, reason: error.details()?.reason } });
     }
-
     const provider = providerFor(config, dirs.config, log);
     closers.push(() => provider.close());
     const keys = new KmipKeySource(provider);
-    const volumeByName = (name: string) => config.volumes.find((v) => v.name === name);
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
     const agent = new Agent({
       config,
@@ -151,13 +199,69 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       random: options.random ?? Math.random,
       log,
       faults,
-      onProgress: (line) => notifier.status(line),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     closers.push(() => agent.stop());
+    const enrollDrives = async (devices: string[]) => {
+      const results: EnrollResult[] = [];
+      for (const device of devices) {
+        const result = await enrollOpalDrive(
+          device,
+          { open: openForEnroll },
+          {
+            applianceId: config.applianceId,
+            provider: 'default',
+            keys,
+            state,
+            clock,
+            newJobId: () => `enroll-${randomUUID()}`,
+          },
+        );
+        log.info({ event: 'enroll', drive: result.id, keyUid: result.keyUid, device }, `${result.id}: enrolled`);
+        results.push(result);
+      }
+      // Emulated drives are found by path: the next boot knows them without hand editing.
+      const fresh = await loadConfig(dirs.config);
+      const missing = results.filter((r) => !fresh.drives.some((d) => d.device === r.device));
+      if (missing.length > 0) {
+        await saveConfig(dirs.config, {
+          ...fresh,
+          drives: [...fresh.drives, ...missing.map((r) => ({ device: r.device, unlockAtBoot: true }))],
+        });
+      }
+      agent.refreshTargets();
+      return results;
+    };
+    return { config, state, faults, keys, provider, agent, log, clock, enrollDrives, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
 
+/** Runs the daemon until SIGTERM/SIGINT; resolves with the exit code. */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  const { dirs } = options;
+  const env = options.env ?? process.env;
+  const log = options.log ?? agentLogger();
+  const notifier = new SystemdNotifier(env);
+  notifier.startWatchdog();
+  const runtime = await openAgentRuntime({
+    ...options,
+    log,
+    role: 'daemon',
+    onProgress: (line) => notifier.status(line),
+  });
+  const { config, state, keys, agent, clock } = runtime;
+  const closers: (() => Promise<void> | void)[] = [() => runtime.close()];
+  try {
     const api = new ApiServer({
       socketPath: join(dirs.runtime, API_SOCKET_NAME),
-      methods: agentMethods(agent),
+      methods: agentMethods({
+        status: () => agent.status(),
+        unlockNow: (o) => agent.unlockNow(o),
+        enrollDrives: (devices) => runtime.enrollDrives(devices),
+      }),
       ...(typeof config.api.group === 'number' ? { groupId: config.api.group } : {}),
       onRequest: (r) => log.info({ event: 'api_call', ...r }, `API ${r.method}`),
     });
@@ -169,7 +273,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
         path: join(dirs.runtime, KEY_SOCKET_NAME),
         logger: log,
         lookup: async (volume) => {
-          const entry = volumeByName(volume);
+          const entry = config.volumes.find((v) => v.name === volume);
           const record = entry && state.snapshot().volumes.find((v) => v.device === entry.device);
           if (!record) return undefined;
           const fetched = (await keys.fetch([record.key.uid])).get(record.key.uid);
@@ -193,28 +297,25 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     notifier.status('booting: fetching keys');
     log.info({ event: 'boot', drives: agent.status().drives.length }, 'boot unlock');
     const started = clock.monotonicMs();
+    const retryCapMs = config.boot.retryCapSeconds * 1000;
     const booted = await Promise.race([
-      agent
-        .boot({
-          deadlineMs: config.boot.deadlineSeconds * 1000,
-          // Ask systemd for time until the next round, within the deadline (TimeoutStartSec may be shorter).
-          onWaiting: (remainingMs) => notifier.extendTimeout(Math.min(remainingMs, config.boot.retryCapSeconds * 1000) * 1000 + 5_000_000),
-        })
-        .then((s) => s),
+      agent.boot({
+        deadlineMs: config.boot.deadlineSeconds * 1000,
+        // Ask systemd for time until the next round (plus a margin), within the boot deadline.
+        onWaiting: (remainingMs) => notifier.extendTimeout((Math.min(remainingMs, retryCapMs) + 5_000) * 1000),
+      }),
       stopped.then(() => undefined),
     ]);
     if (booted) {
       const line = agent.progressLine();
       notifier.ready(line);
-      log.info(
-        { event: 'ready', mode: booted.mode, health: booted.health, ms: Math.round(clock.monotonicMs() - started) },
-        `ready: ${line}`,
-      );
+      const ms = Math.round(clock.monotonicMs() - started);
+      log.info({ event: 'ready', mode: booted.mode, health: booted.health, ms }, `ready: ${line}`);
       await stopped;
     }
     return 0;
   } finally {
     notifier.stopWatchdog();
-    await shutdown();
+    for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
   }
 }

@@ -58,9 +58,13 @@ export class OpalUnlocker implements Unlocker {
       } catch (error) {
         if (isKeyRefusal(error)) {
           await this.state.rememberRefused(target.id, UNLOCK_AUTHORITY, key, target.keyUid);
-          throw new KmipAgentError(`${target.id}: the drive refused its recorded key (KMIP object ${target.keyUid})`, 'DRIVE_PIN_REFUSED', {
-            cause: error,
-          });
+          throw new KmipAgentError(
+            `${target.id}: the drive refused its recorded key (KMIP object ${target.keyUid})`,
+            'DRIVE_PIN_REFUSED',
+            {
+              cause: error,
+            },
+          );
         }
         throw error;
       }

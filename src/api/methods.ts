@@ -10,6 +10,7 @@ import type { RpcMethod } from './server.js';
 export interface AgentApi {
   status(): AgentStatus;
   unlockNow(options?: { all?: boolean }): Promise<unknown>;
+  enrollDrives(devices: string[]): Promise<unknown>;
 }
 
 /** Dates become ISO strings so every answer is plain JSON. */
@@ -23,12 +24,22 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
     ListDrives: () => plain({ drives: agent.status().drives }),
     GetDrive: (params) => {
       const id = params.id;
-      if (typeof id !== 'string') throw new KmipAgentError('GetDrive needs params.id (a drive or volume id)', 'API_INVALID_PARAMS');
+      if (typeof id !== 'string')
+        throw new KmipAgentError('GetDrive needs params.id (a drive or volume id)', 'API_INVALID_PARAMS');
       const drive = agent.status().drives.find((d) => d.id === id || d.device === id);
       if (!drive) throw new KmipAgentError(`no managed drive or volume ${id}`, 'DRIVE_UNKNOWN');
       return plain(drive);
     },
     ListFaults: () => plain({ faults: agent.status().faults }),
+    EnrollDrives: async (params) => {
+      const devices = params.devices;
+      if (!Array.isArray(devices) || devices.length === 0 || !devices.every((d) => typeof d === 'string'))
+        throw new KmipAgentError(
+          'EnrollDrives needs params.devices (drive paths or emu:/image paths)',
+          'API_INVALID_PARAMS',
+        );
+      return plain({ enrolled: await agent.enrollDrives(devices as string[]) });
+    },
     UnlockDrives: async (params) => {
       await agent.unlockNow({ all: params.all === true });
       return plain(agent.status());

@@ -1,0 +1,128 @@
+/**
+ * Enrolling a factory-fresh Opal drive: a new key on the key server, then ownership, the Locking SP and
+ * the global range locked with that key, then the local record. The order is the safety: the key exists
+ * on the server, named after the drive and in the appliance's group, before the drive is locked with it,
+ * and each step is journaled, so a crash at any point leaves a drive that is either untouched or locked
+ * with a key that the journal records and `recover` can find on the server by name.
+ */
+import { KmipAgentError } from '../errors.js';
+import type { Clock } from './clock.js';
+import type { KeySource } from './key-source.js';
+import type { StateStore, Job } from './state.js';
+
+/** The drive operations enrollment needs. */
+export interface EnrollDrive {
+  identity(): string;
+  /** True when the drive still has its factory SID (SID == MSID) and an inactive Locking SP. */
+  isFactoryFresh(): Promise<boolean>;
+  takeOwnership(sidPin: Buffer): Promise<void>;
+  activateLockingSp(sidPin: Buffer): Promise<void>;
+  lockGlobalRange(adminPin: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface EnrollPort {
+  open(device: string): Promise<EnrollDrive>;
+}
+
+export interface EnrollOptions {
+  applianceId: string;
+  provider: string;
+  keys: KeySource;
+  state: StateStore;
+  clock: Clock;
+  newJobId: () => string;
+}
+
+export interface EnrollResult {
+  id: string;
+  device: string;
+  keyUid: string;
+  keyName: string;
+}
+
+export const keyNameFor = (applianceId: string, id: string) => `kmip-agent/${applianceId}/${id}`;
+export const keyGroupFor = (applianceId: string) => `kmip-agent/${applianceId}`;
+
+export async function enrollOpalDrive(device: string, port: EnrollPort, options: EnrollOptions): Promise<EnrollResult> {
+  const { state, clock } = options;
+  const drive = await port.open(device);
+  try {
+    const id = drive.identity();
+    if (!id)
+      throw new KmipAgentError(`${device} reports no serial number: it cannot be identified`, 'DRIVE_NO_IDENTITY');
+    if (state.snapshot().drives.some((d) => d.id === id)) {
+      throw new KmipAgentError(`${device} (${id}) is already enrolled`, 'DRIVE_ALREADY_ENROLLED');
+    }
+    if (!(await drive.isFactoryFresh())) {
+      throw new KmipAgentError(
+        `${device} (${id}) already has an owner: enrolling it needs its current SID PIN (not supported yet), ` +
+          'or a PSID revert (`kmip-agent drive psid-revert`, ALL DATA LOST) to make it factory-fresh',
+        'DRIVE_ALREADY_OWNED',
+      );
+    }
+    const name = keyNameFor(options.applianceId, id);
+    const jobId = options.newJobId();
+    const step = (job: Job, stepName: string, detail?: Record<string, unknown>) =>
+      job.steps.push({ name: stepName, at: clock.now().toISOString(), ...(detail ? { detail } : {}) });
+    const journal = (change: (job: Job) => void) =>
+      state.update((s) => {
+        const job = s.jobs.find((j) => j.id === jobId);
+        if (job) change(job);
+      });
+    await state.update((s) => {
+      s.jobs.push({
+        id: jobId,
+        kind: 'enroll',
+        target: id,
+        status: 'running',
+        startedAt: clock.now().toISOString(),
+        steps: [],
+      });
+    });
+    const { uid, key } = await options.keys
+      .createKey(name, keyGroupFor(options.applianceId))
+      .catch(async (error: unknown) => {
+        await journal((j) => {
+          j.status = 'failed';
+          j.endedAt = clock.now().toISOString();
+          j.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
+        });
+        throw error;
+      });
+    try {
+      await journal((j) => step(j, 'key-created', { uid, name }));
+      await drive.takeOwnership(key);
+      await journal((j) => step(j, 'owned'));
+      await drive.activateLockingSp(key);
+      await journal((j) => step(j, 'locking-sp-active'));
+      await drive.lockGlobalRange(key);
+      await state.update((s) => {
+        s.drives.push({
+          id,
+          device,
+          key: { uid, name, provider: options.provider },
+          enrolledAt: clock.now().toISOString(),
+          unlockAtBoot: true,
+        });
+        const job = s.jobs.find((j) => j.id === jobId)!;
+        step(job, 'recorded');
+        job.status = 'done';
+        job.endedAt = clock.now().toISOString();
+      });
+      return { id, device, keyUid: uid, keyName: name };
+    } catch (error) {
+      // The key stays on the server (the drive may already be locked with it); the journal says so.
+      await journal((j) => {
+        j.status = 'failed';
+        j.endedAt = clock.now().toISOString();
+        j.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
+      }).catch(() => undefined);
+      throw error;
+    } finally {
+      key.fill(0);
+    }
+  } finally {
+    await drive.close();
+  }
+}
