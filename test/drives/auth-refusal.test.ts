@@ -7,15 +7,17 @@
  * is sent; the emulated drive shows the Authenticate-method path.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { tcgNative, type OpalBackend } from '../../src/drives/backend.js';
+import { tcgNative } from '../../src/drives/backend.js';
 import { OpalError } from '../../src/drives/errors.js';
 import { OpalDrive } from '../../src/drives/opal.js';
-import { ADMIN1 } from '../../src/drives/types.js';
+import { ADMIN1, type OpalBackend } from '../../src/drives/types.js';
 import { NativeError } from '../../src/errors.js';
+import { testSeams } from '../support/addon.js';
 import { discoveryFixture } from '../support/shared.js';
 import { createImage, emulatorNative, type EmulatedImage } from './emulated-support.js';
 
 const tcg = tcgNative();
+const seams = testSeams();
 const discovery = discoveryFixture('Samsung EVO 860');
 const COM_ID = 0x1004;
 const FIRST_HSN = 0x4b42;
@@ -59,7 +61,7 @@ async function failure(promise: Promise<unknown>): Promise<OpalError> {
 
 describe('StartSession with a HostChallenge refused: a refused PIN', () => {
   it('NOT_AUTHORIZED is marked authRefused, remembered, and the PIN is never sent again', async () => {
-    const backend = tcg.openScripted(discovery, [propertiesOk, startRefused(NOT_AUTHORIZED)]);
+    const backend = seams.openScriptedDrive(discovery, [propertiesOk, startRefused(NOT_AUTHORIZED)]);
     const drive = OpalDrive.fromBackend('scripted:refused-pin', backend);
     const wrong = Buffer.from('the wrong admin pin');
     const error = await failure(drive.unlock(wrong));
@@ -79,7 +81,7 @@ describe('StartSession with a HostChallenge refused: a refused PIN', () => {
   });
 
   it('AUTHORITY_LOCKED_OUT is marked authRefused but does not brand the PIN wrong (it was not checked)', async () => {
-    const backend = tcg.openScripted(discovery, [
+    const backend = seams.openScriptedDrive(discovery, [
       propertiesOk,
       startRefused(AUTHORITY_LOCKED_OUT),
       startRefused(AUTHORITY_LOCKED_OUT),
@@ -95,7 +97,7 @@ describe('StartSession with a HostChallenge refused: a refused PIN', () => {
   });
 
   it('a refusal without a HostChallenge (an anonymous session) is not marked', async () => {
-    const backend = tcg.openScripted(discovery, [propertiesOk, startRefused(NOT_AUTHORIZED)]);
+    const backend = seams.openScriptedDrive(discovery, [propertiesOk, startRefused(NOT_AUTHORIZED)]);
     const error = await failure(OpalDrive.fromBackend('scripted:anonymous', backend).readMsid());
     expect(error).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', authRefused: false });
   });
@@ -103,7 +105,7 @@ describe('StartSession with a HostChallenge refused: a refused PIN', () => {
 
 describe('NOT_AUTHORIZED from a method after a successful authentication: not a refused PIN', () => {
   it('a Set the authority may not do is an access refusal: the PIN stays usable and is sent again', async () => {
-    const backend = tcg.openScripted(discovery, [
+    const backend = seams.openScriptedDrive(discovery, [
       propertiesOk,
       syncSession(FIRST_HSN),
       methodStatus(FIRST_HSN, NOT_AUTHORIZED), // Locking_GlobalRange.Set refused

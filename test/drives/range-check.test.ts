@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tcgNative } from '../../src/drives/backend.js';
 import { OpalDrive } from '../../src/drives/opal.js';
 import { ADMIN1 } from '../../src/drives/types.js';
+import { testSeams } from '../support/addon.js';
 import { discoveryFixture } from '../support/shared.js';
 import { createImage, emulatorNative, type EmulatedImage } from './emulated-support.js';
 
@@ -81,6 +82,7 @@ describe('an 8-range emulated drive', () => {
 
 describe('on a scripted TPer: no PIN is sent for a range the drive lacks', () => {
   const tcg = tcgNative();
+  const seams = testSeams();
   const COM_ID = 0x1004;
   const FIRST_HSN = 0x4b42;
   const TSN = 0x1001;
@@ -103,7 +105,7 @@ describe('on a scripted TPer: no PIN is sent for a range the drive lacks', () =>
   ];
 
   it('reads the count once without credentials, then refuses every later call before sending', async () => {
-    const backend = tcg.openScripted(discoveryFixture('Samsung EVO 860'), [
+    const backend = seams.openScriptedDrive(discoveryFixture('Samsung EVO 860'), [
       propertiesOk,
       ...session(FIRST_HSN, [{ name: 6, value: 9 }]), // Admin SP: Locking SP life cycle Manufactured
       ...session(FIRST_HSN + 1, [{ name: 4, value: 4 }]), // Locking SP: LockingInfo MaxRanges 4
@@ -125,7 +127,7 @@ describe('on a scripted TPer: no PIN is sent for a range the drive lacks', () =>
   });
 
   it('when the drive does not tell (no Locking SP life cycle), the drive decides', async () => {
-    const backend = tcg.openScripted(discoveryFixture('Samsung EVO 860'), [
+    const backend = seams.openScriptedDrive(discoveryFixture('Samsung EVO 860'), [
       propertiesOk,
       ...session(FIRST_HSN, []), // the life cycle is not returned: the count stays unknown
       packet(0, 0, [[], { token: 'EOD' }, [0x01, 0, 0]]), // StartSession with the PIN: refused

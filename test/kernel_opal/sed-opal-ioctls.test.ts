@@ -5,7 +5,7 @@
  * have no sed-opal and must say so.
  */
 import { describe, expect, it } from 'vitest';
-import { testSeams, type RecordedIoctl, type ScriptedAnswer } from '../support/addon.js';
+import { runScriptedKernelOpal as scripted, testSeams } from '../support/addon.js';
 import { useScratchLoopDevice } from '../support/loop.js';
 import { KmipAgentError } from '../../src/errors.js';
 import { KernelOpalDrive, kernelOpalNative, type KernelOpalHandle } from '../../src/drives/kernel-opal.js';
@@ -56,19 +56,6 @@ function expectOpalKey(struct: Buffer, at: number, range: number, key: Buffer): 
   expect(struct.subarray(at + 3, at + 8).every((b) => b === 0)).toBe(true);
   expect(struct.subarray(at + 8, at + 8 + key.length).equals(key)).toBe(true);
   expect(struct.subarray(at + 8 + key.length, at + 264).every((b) => b === 0)).toBe(true);
-}
-
-/** Runs one operation on a handle over the recording port: what it returned or threw, and its ioctls. */
-async function scripted(
-  run: (k: KernelOpalHandle) => Promise<unknown>,
-  answers: ScriptedAnswer[] = [{ ret: 0 }],
-): Promise<{ result?: unknown; error?: unknown; calls: RecordedIoctl[] }> {
-  const handle = testSeams().openScriptedKernelOpal(answers);
-  try {
-    return { result: await run(handle), calls: handle.calls() };
-  } catch (error) {
-    return { error, calls: handle.calls() };
-  }
 }
 
 const admin1 = { who: 0, key: KEY };
@@ -212,7 +199,12 @@ describe('answers from the kernel are decoded', () => {
     out.writeBigUInt64LE(8n, 8);
     out.writeBigUInt64LE(0n, 16);
     const { result } = await scripted((k) => k.geometry(), [{ ret: 0, structOut: out }]);
-    expect(result).toEqual({ alignRequired: false, logicalBlockSize: 4096, alignmentGranularity: 8n, lowestAlignedLba: 0n });
+    expect(result).toEqual({
+      alignRequired: false,
+      logicalBlockSize: 4096,
+      alignmentGranularity: 8n,
+      lowestAlignedLba: 0n,
+    });
   });
 });
 

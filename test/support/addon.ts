@@ -80,3 +80,16 @@ export function recordingKernelOpal(answers: ScriptedAnswer[]): { handle: Kernel
   });
   return { handle, calls };
 }
+
+/** Runs one operation on a scripted kernelOpal handle: what it returned or threw, and its ioctls. */
+export async function runScriptedKernelOpal(
+  run: (k: KernelOpalHandle) => Promise<unknown>,
+  answers: ScriptedAnswer[] = [{ ret: 0 }],
+): Promise<{ result?: unknown; error?: unknown; calls: RecordedIoctl[] }> {
+  const handle = testSeams().openScriptedKernelOpal(answers);
+  try {
+    return { result: await run(handle), calls: handle.calls() };
+  } catch (error) {
+    return { error, calls: handle.calls() };
+  }
+}

@@ -6,9 +6,11 @@
 import { describe, expect, it } from 'vitest';
 import { tcgNative } from '../../src/drives/backend.js';
 import { OpalDrive } from '../../src/drives/opal.js';
+import { testSeams } from '../support/addon.js';
 import { discoveryFixture } from '../support/shared.js';
 
 const tcg = tcgNative();
+const seams = testSeams();
 const discovery = discoveryFixture('Samsung EVO 860');
 const COM_ID = 0x1004;
 const FIRST_HSN = 0x4b42;
@@ -32,7 +34,7 @@ const syncSession = (hsn: number): Buffer =>
 
 describe('IF-SEND ComPackets', () => {
   it('SeqNumber 0 in every Packet and transfers of whole 512-byte blocks, zero past the ComPacket', async () => {
-    const backend = tcg.openScripted(discovery, [
+    const backend = seams.openScriptedDrive(discovery, [
       propertiesOk,
       syncSession(FIRST_HSN),
       packet(TSN, FIRST_HSN, [[[{ name: 3, value: Buffer.from('M') }]], EOD, [0, 0, 0]]),
