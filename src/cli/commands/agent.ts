@@ -19,9 +19,21 @@ import { command, emit, ExitCode, printable, UsageError, type CommandContext } f
 
 /** --config-dir, --state-dir, --runtime-dir: every agent command takes them. */
 export const DIR_OPTIONS = {
-  'config-dir': { type: 'string', value: 'DIR', help: 'configuration directory (default /etc/kmip-agent; KMIP_AGENT_CONFIG_DIR)' },
-  'state-dir': { type: 'string', value: 'DIR', help: 'state directory (default /var/lib/kmip-agent; KMIP_AGENT_STATE_DIR)' },
-  'runtime-dir': { type: 'string', value: 'DIR', help: 'runtime directory of the API socket (default /run/kmip-agent)' },
+  'config-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: 'configuration directory (default /etc/kmip-agent; KMIP_AGENT_CONFIG_DIR)',
+  },
+  'state-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: 'state directory (default /var/lib/kmip-agent; KMIP_AGENT_STATE_DIR)',
+  },
+  'runtime-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: 'runtime directory of the API socket (default /run/kmip-agent)',
+  },
 } as const;
 
 type DirValues = { 'config-dir'?: string; 'state-dir'?: string; 'runtime-dir'?: string };
@@ -58,7 +70,8 @@ function parseServer(text: string): { host: string; port: number } {
 
 export const setupCommand = command({
   name: 'setup',
-  usage: '--appliance-id ID --server HOST[:PORT] [--server ...] --ca FILE --cert FILE --key FILE [--label TEXT] [--force]',
+  usage:
+    '--appliance-id ID --server HOST[:PORT] [--server ...] --ca FILE --cert FILE --key FILE [--label TEXT] [--force]',
   summary: 'first-run setup: write the configuration and test the connection to the key servers',
   description: `Writes config.json (a provider named "default" with the servers in failover order) and copies the CA,
 client certificate and key into the configuration directory (the key 0600). Then connects to every server
@@ -66,8 +79,17 @@ client certificate and key into the configuration directory (the key 0600). Then
 --force saves anyway, marked untested.`,
   options: {
     'appliance-id': { type: 'string', value: 'ID', help: 'this appliance in key names: kmip-agent/<ID>/<drive>' },
-    server: { type: 'string', multiple: true, value: 'HOST[:PORT]', help: 'key server (port 5696 if omitted); repeat for failover order' },
-    servername: { type: 'string', value: 'NAME', help: 'name to verify in the server certificates (default: each host)' },
+    server: {
+      type: 'string',
+      multiple: true,
+      value: 'HOST[:PORT]',
+      help: 'key server (port 5696 if omitted); repeat for failover order',
+    },
+    servername: {
+      type: 'string',
+      value: 'NAME',
+      help: 'name to verify in the server certificates (default: each host)',
+    },
     ca: { type: 'string', value: 'FILE', help: 'CA certificate(s) the server chain must end in (PEM)' },
     cert: { type: 'string', value: 'FILE', help: 'client certificate (PEM; EKU clientAuth)' },
     key: { type: 'string', value: 'FILE', help: 'client private key (PEM)' },
@@ -80,7 +102,9 @@ client certificate and key into the configuration directory (the key 0600). Then
     if (!applianceId) throw new UsageError('--appliance-id is required');
     if (!values.server?.length) throw new UsageError('--server is required (repeat it for failover order)');
     for (const what of ['ca', 'cert', 'key'] as const) if (!values[what]) throw new UsageError(`--${what} is required`);
-    const servers = values.server.map(parseServer).map((s) => (values.servername ? { ...s, servername: values.servername } : s));
+    const servers = values.server
+      .map(parseServer)
+      .map((s) => (values.servername ? { ...s, servername: values.servername } : s));
     const read = (path: string, what: string) => {
       try {
         return readFileSync(path);
@@ -88,13 +112,23 @@ client certificate and key into the configuration directory (the key 0600). Then
         throw new UsageError(`cannot read the ${what} ${path}: ${(error as Error).message}`, 'USAGE_FILE');
       }
     };
-    const material = { ca: read(values.ca!, 'CA'), cert: read(values.cert!, 'certificate'), key: read(values.key!, 'key') };
+    const material = {
+      ca: read(values.ca!, 'CA'),
+      cert: read(values.cert!, 'certificate'),
+      key: read(values.key!, 'key'),
+    };
     const dirs = dirsFrom(values);
     const document: AgentConfigInput = {
       schemaVersion: 1,
       applianceId,
       providers: {
-        default: { servers, ca: 'ca.pem', cert: 'client.pem', key: 'client.key', ...(values.label ? { label: values.label } : {}) },
+        default: {
+          servers,
+          ca: 'ca.pem',
+          cert: 'client.pem',
+          key: 'client.key',
+          ...(values.label ? { label: values.label } : {}),
+        },
       },
     };
 
@@ -104,7 +138,8 @@ client certificate and key into the configuration directory (the key 0600). Then
     try {
       tests = await provider.testConnection();
       if (tests.some((t) => t.ok)) {
-        vendor = (await provider.query([QueryFunction.QueryServerInformation]).catch(() => undefined))?.vendorIdentification;
+        vendor = (await provider.query([QueryFunction.QueryServerInformation]).catch(() => undefined))
+          ?.vendorIdentification;
       }
     } finally {
       provider.close();
@@ -112,10 +147,16 @@ client certificate and key into the configuration directory (the key 0600). Then
     }
     const failed = tests.filter((t) => !t.ok);
     if (failed.length > 0 && !values.force) {
-      const why = failed.map((t) => `${t.endpoint}: ${printable(t.error?.message ?? 'failed')} [${t.error?.code}]`).join('; ');
-      throw new KmipAgentError(`connection test failed, nothing saved (${why}); --force saves anyway`, failed[0]!.error?.code ?? 'SETUP_TEST_FAILED', {
-        details: { servers: tests },
-      });
+      const why = failed
+        .map((t) => `${t.endpoint}: ${printable(t.error?.message ?? 'failed')} [${t.error?.code}]`)
+        .join('; ');
+      throw new KmipAgentError(
+        `connection test failed, nothing saved (${why}); --force saves anyway`,
+        failed[0]!.error?.code ?? 'SETUP_TEST_FAILED',
+        {
+          details: { servers: tests },
+        },
+      );
     }
     if (failed.length > 0) document.providers.default!.untested = true;
 
@@ -134,7 +175,11 @@ client certificate and key into the configuration directory (the key 0600). Then
           : `  ${t.endpoint}: FAILED ${printable(t.error?.message ?? '')} [${t.error?.code}] (saved untested: --force)`,
       );
     }
-    emit(ctx, { configFile: join(dirs.config, CONFIG_FILE), applianceId, tested: failed.length === 0, vendor, servers: tests }, lines.join('\n'));
+    emit(
+      ctx,
+      { configFile: join(dirs.config, CONFIG_FILE), applianceId, tested: failed.length === 0, vendor, servers: tests },
+      lines.join('\n'),
+    );
   },
 });
 
@@ -149,7 +194,11 @@ parallel unlocks), tells systemd READY=1 when all are unlocked or the boot deadl
 and keeps retrying what is still locked (capped exponential backoff with jitter). Serves the local API on
 <runtime-dir>/api.sock. Logs JSON to stdout. SIGTERM stops it.`,
   options: {
-    'boot-deadline': { type: 'string', value: 'SECONDS', help: 'READY=1 at the latest after this long (default from config: 120)' },
+    'boot-deadline': {
+      type: 'string',
+      value: 'SECONDS',
+      help: 'READY=1 at the latest after this long (default from config: 120)',
+    },
     'retry-cap': { type: 'string', value: 'SECONDS', help: 'longest wait between retries (default from config: 60)' },
     ...DIR_OPTIONS,
   },
@@ -167,7 +216,11 @@ and keeps retrying what is still locked (capped exponential backoff with jitter)
 // -------------------------------------------------------------------- status, health, faults, unlock
 
 /** The daemon's answer, or undefined when no daemon runs. */
-async function fromDaemon<T>(dirs: AgentDirs, method: string, params: Record<string, unknown> = {}): Promise<T | undefined> {
+async function fromDaemon<T>(
+  dirs: AgentDirs,
+  method: string,
+  params: Record<string, unknown> = {},
+): Promise<T | undefined> {
   try {
     return await new ApiClient(join(dirs.runtime, API_SOCKET_NAME)).call<T>(method, params);
   } catch (error) {
@@ -199,11 +252,25 @@ function statusTable(s: StatusDocument): string {
   const head = s.daemon
     ? `appliance ${s.applianceId}: ${s.ready ? 'ready' : 'booting'}, mode ${s.mode}, health ${s.health}`
     : `appliance ${s.applianceId}: no daemon running (states below are not live)`;
-  const rows = [['ID', 'KIND', 'DEVICE', 'STATE', 'KEY'], ...s.drives.map((d) => [d.id, d.kind, d.device, d.state, d.keyUid])];
+  const rows = [
+    ['ID', 'KIND', 'DEVICE', 'STATE', 'KEY'],
+    ...s.drives.map((d) => [d.id, d.kind, d.device, d.state, d.keyUid]),
+  ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => printable(r[i]!).length)));
-  const table = rows.map((r) => r.map((c, i) => printable(c).padEnd(widths[i]!)).join('  ').trimEnd());
-  const faults = s.faults.map((f) => `fault ${f.code} (${f.severity}) ${printable(f.subject)}: ${f.summary}; ${f.hint}`);
-  return [head, ...(s.drives.length ? table : ['no drives or volumes enrolled (`kmip-agent drive enroll <drive>`)']), ...faults].join('\n');
+  const table = rows.map((r) =>
+    r
+      .map((c, i) => printable(c).padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  );
+  const faults = s.faults.map(
+    (f) => `fault ${f.code} (${f.severity}) ${printable(f.subject)}: ${f.summary}; ${f.hint}`,
+  );
+  return [
+    head,
+    ...(s.drives.length ? table : ['no drives or volumes enrolled (`kmip-agent drive enroll <drive>`)']),
+    ...faults,
+  ].join('\n');
 }
 
 export const statusCommand = command({
@@ -228,7 +295,11 @@ export const healthCommand = command({
     const live = await fromDaemon<AgentStatus>(dirsFrom(values), 'GetStatus');
     const health = live?.health ?? 'faulted';
     const codes = live ? [...new Set(live.faults.map((f) => f.code))] : ['DaemonNotRunning'];
-    emit(ctx, { health, daemon: live !== undefined, faults: codes }, `${health}${codes.length ? `: ${codes.join(', ')}` : ''}`);
+    emit(
+      ctx,
+      { health, daemon: live !== undefined, faults: codes },
+      `${health}${codes.length ? `: ${codes.join(', ')}` : ''}`,
+    );
     return HEALTH_EXIT[health];
   },
 });
@@ -240,7 +311,11 @@ export const faultsCommand = command({
   options: { ...DIR_OPTIONS },
   async run({ values }, ctx) {
     const live = await fromDaemon<{ faults: StatusDocument['faults'] }>(dirsFrom(values), 'ListFaults');
-    if (!live) throw new KmipAgentError('no kmip-agent daemon is running: faults are the daemon\'s (start it with systemctl start kmip-agent)', 'API_NOT_RUNNING');
+    if (!live)
+      throw new KmipAgentError(
+        "no kmip-agent daemon is running: faults are the daemon's (start it with systemctl start kmip-agent)",
+        'API_NOT_RUNNING',
+      );
     const lines = live.faults.map(
       (f) =>
         `${f.code} (${f.severity}) ${printable(f.subject)}, since ${f.firstSeen}, seen ${f.count}x: ${f.summary}\n  affects: ${f.affects.join(', ') || '-'}\n  what to do: ${f.hint}`,
@@ -255,7 +330,10 @@ export const unlockCommand = command({
   summary: 'unlock what is still locked now (through the daemon, or directly when none runs)',
   description: `Fetches the keys of every enrolled drive and volume that is not unlocked and unlocks them.
 --all also retries drives parked after a refusal (a key the drive refused is still never sent again).`,
-  options: { all: { type: 'boolean', help: 'also retry drives parked after a refusal or a lockout risk' }, ...DIR_OPTIONS },
+  options: {
+    all: { type: 'boolean', help: 'also retry drives parked after a refusal or a lockout risk' },
+    ...DIR_OPTIONS,
+  },
   async run({ values }, ctx) {
     const dirs = dirsFrom(values);
     let status = await fromDaemon<Omit<StatusDocument, 'daemon'>>(dirs, 'UnlockDrives', { all: values.all === true });
@@ -272,7 +350,9 @@ export const unlockCommand = command({
     }
     const doc: StatusDocument = { ...status, daemon, drives: status.drives.map((d) => ({ ...d, keyId: d.keyUid })) };
     emit(ctx, doc, statusTable({ ...doc, daemon: true }));
-    return doc.drives.every((d) => ['unlocked', 'served', 'not-supported'].includes(d.state)) ? ExitCode.Ok : ExitCode.Failed;
+    return doc.drives.every((d) => ['unlocked', 'served', 'not-supported'].includes(d.state))
+      ? ExitCode.Ok
+      : ExitCode.Failed;
   },
 });
 
@@ -302,6 +382,10 @@ Runs inside the daemon when one runs.`,
       }
     }
     const enrolled = result.enrolled as { id: string; device: string; keyUid: string; keyName: string }[];
-    emit(ctx, result, enrolled.map((e) => `${e.device}: enrolled as ${e.id}, key ${e.keyName} (KMIP object ${e.keyUid})`).join('\n'));
+    emit(
+      ctx,
+      result,
+      enrolled.map((e) => `${e.device}: enrolled as ${e.id}, key ${e.keyName} (KMIP object ${e.keyUid})`).join('\n'),
+    );
   },
 });

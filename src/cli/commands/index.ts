@@ -1,6 +1,7 @@
 /** Every top-level command, in the order `kmip-agent --help` lists them: the one table the CLI dispatches from. */
 import { group } from '../framework.js';
 import { addonCommand } from './addon.js';
+import { daemonCommand, faultsCommand, healthCommand, setupCommand, statusCommand, unlockCommand } from './agent.js';
 import { driveCommand } from './drive.js';
 import { kmipCommand } from './kmip.js';
 import { ttlvCommand } from './ttlv.js';
@@ -9,5 +10,17 @@ import { volumeCommand } from './volume.js';
 export const commandTree = group({
   name: 'kmip-agent',
   summary: 'Key-management agent for storage appliances: KMIP keys, TCG Opal drives, LUKS2 volumes',
-  commands: [kmipCommand, driveCommand, volumeCommand, ttlvCommand, addonCommand],
+  commands: [
+    setupCommand,
+    daemonCommand,
+    statusCommand,
+    healthCommand,
+    faultsCommand,
+    unlockCommand,
+    kmipCommand,
+    driveCommand,
+    volumeCommand,
+    ttlvCommand,
+    addonCommand,
+  ],
 });
