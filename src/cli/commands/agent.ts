@@ -15,7 +15,7 @@ import type { Fault } from '../../agent/faults.js';
 import { resolveDirs, type AgentDirs } from '../../agent/paths.js';
 import { KmipProvider, QueryFunction } from '../../kmip/index.js';
 import { KmipAgentError } from '../../errors.js';
-import { command, emit, ExitCode, printable, UsageError, type CommandContext } from '../framework.js';
+import { command, emit, ExitCode, printable, UsageError } from '../framework.js';
 
 /** --config-dir, --state-dir, --runtime-dir: every agent command takes them. */
 export const DIR_OPTIONS = {
