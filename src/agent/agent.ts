@@ -248,14 +248,21 @@ export class Agent {
   }
 
   progressLine(): string {
-    const all = [...this.targets.values()].filter((t) => t.unlockAtBoot);
-    const done = all.filter((t) => DONE.has(t.state)).length;
+    const due = [...this.targets.values()].filter((t) => t.unlockAtBoot);
+    const count = (kind: TargetKind) => {
+      const all = due.filter((t) => t.kind === kind && t.state !== 'not-supported');
+      return { all: all.length, done: all.filter((t) => DONE.has(t.state)).length };
+    };
+    const drives = count('opal');
+    const volumes = count('luks');
+    const parts = [`${drives.done}/${drives.all} drives unlocked`];
+    if (volumes.all > 0) parts.push(`${volumes.done}/${volumes.all} volumes`);
+    const impossible = due.filter((t) => t.state === 'not-supported').length;
+    if (impossible > 0) parts.push(`${impossible} volume(s) cannot be activated here (no device-mapper)`);
     const faults = this.faults.list();
+    if (faults.length) parts.push(`${faults.length} fault(s): ${[...new Set(faults.map((f) => f.code))].join(', ')}`);
     const head = { starting: 'booting: ', normal: '', degraded: 'degraded: ' }[this.mode()];
-    const tail = faults.length
-      ? `; ${faults.length} fault(s): ${[...new Set(faults.map((f) => f.code))].join(', ')}`
-      : '';
-    return `${head}${done}/${all.length} unlocked${tail}`;
+    return head + parts.join('; ');
   }
 
   /**

@@ -20,7 +20,13 @@ import { agentMethods } from '../api/methods.js';
 import { Agent } from './agent.js';
 import { systemClock, type Clock, type Random } from './clock.js';
 import { configPath, loadConfig, saveConfig, type AgentConfig } from './config.js';
-import { enrollOpalDrive, type EnrollDrive, type EnrollResult } from './enroll.js';
+import {
+  enrollLuksVolume,
+  enrollOpalDrive,
+  type EnrollDrive,
+  type EnrollResult,
+  type VolumeEnrollResult,
+} from './enroll.js';
 import { FaultRegistry } from './faults.js';
 import { KmipKeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
@@ -99,10 +105,8 @@ async function openForEnroll(device: string): Promise<EnrollDrive> {
     },
     takeOwnership: (pin) => drive.takeOwnership(pin),
     activateLockingSp: (pin) => drive.activate(pin),
-    lockGlobalRange: async (pin) => {
-      await drive.setupRange(pin, { range: 0, readLockEnabled: true, writeLockEnabled: true });
-      await drive.lock(pin);
-    },
+    enableGlobalRangeLocking: (pin) =>
+      drive.setupRange(pin, { range: 0, readLockEnabled: true, writeLockEnabled: true }),
     close: () => drive.close(),
   };
 }
@@ -119,6 +123,8 @@ export interface AgentRuntime {
   clock: Clock;
   /** Enrolls factory-fresh Opal drives and records them (state, and the config for emulated drives). */
   enrollDrives(devices: string[]): Promise<EnrollResult[]>;
+  /** Enrolls a LUKS2 volume (a keyslot for a new KMIP key, authorized by `existingKey`), opened as `name`. */
+  enrollVolume(device: string, name: string, existingKey: Buffer, keySocket: boolean): Promise<VolumeEnrollResult>;
   close(): Promise<void>;
 }
 
@@ -232,7 +238,38 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       agent.refreshTargets();
       return results;
     };
-    return { config, state, faults, keys, provider, agent, log, clock, enrollDrives, close };
+    const enrollVolume = async (device: string, name: string, existingKey: Buffer, keySocket: boolean) => {
+      const result = await enrollLuksVolume(
+        device,
+        existingKey,
+        {
+          uuid: async (d) => (await luks.luksInfo(d)).uuid,
+          addKey: async (d, existing, key) => (await luks.addKey(d, existing, key)).slot,
+        },
+        {
+          applianceId: config.applianceId,
+          provider: 'default',
+          keys,
+          state,
+          clock,
+          newJobId: () => `enroll-${randomUUID()}`,
+        },
+      );
+      log.info(
+        { event: 'enroll', volume: result.id, keyUid: result.keyUid, device, keyslot: result.keyslot },
+        `${result.id}: enrolled`,
+      );
+      const fresh = await loadConfig(dirs.config);
+      const others = fresh.volumes.filter((v) => v.device !== device && v.name !== name);
+      await saveConfig(dirs.config, {
+        ...fresh,
+        volumes: [...others, { device, name, unlockAtBoot: true, keySocket }],
+      });
+      config.volumes.splice(0, config.volumes.length, ...others, { device, name, unlockAtBoot: true, keySocket });
+      agent.refreshTargets();
+      return result;
+    };
+    return { config, state, faults, keys, provider, agent, log, clock, enrollDrives, enrollVolume, close };
   } catch (error) {
     await close();
     throw error;

@@ -1,6 +1,6 @@
 /**
  * Enrolling a factory-fresh Opal drive: a new key on the key server, then ownership, the Locking SP and
- * the global range locked with that key, then the local record. The order is the safety: the key exists
+ * locking of the global range with that key (it stays unlocked until the next power loss), then the local record. The order is the safety: the key exists
  * on the server, named after the drive and in the appliance's group, before the drive is locked with it,
  * and each step is journaled, so a crash at any point leaves a drive that is either untouched or locked
  * with a key that the journal records and `recover` can find on the server by name.
@@ -17,7 +17,8 @@ export interface EnrollDrive {
   isFactoryFresh(): Promise<boolean>;
   takeOwnership(sidPin: Buffer): Promise<void>;
   activateLockingSp(sidPin: Buffer): Promise<void>;
-  lockGlobalRange(adminPin: Buffer): Promise<void>;
+  /** Read and write locking on for the global range: it stays unlocked now and locks at the next power loss. */
+  enableGlobalRangeLocking(adminPin: Buffer): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -96,7 +97,7 @@ export async function enrollOpalDrive(device: string, port: EnrollPort, options:
       await journal((j) => step(j, 'owned'));
       await drive.activateLockingSp(key);
       await journal((j) => step(j, 'locking-sp-active'));
-      await drive.lockGlobalRange(key);
+      await drive.enableGlobalRangeLocking(key);
       await state.update((s) => {
         s.drives.push({
           id,
@@ -124,5 +125,87 @@ export async function enrollOpalDrive(device: string, port: EnrollPort, options:
     }
   } finally {
     await drive.close();
+  }
+}
+
+/** The LUKS operations volume enrollment needs. */
+export interface VolumeEnrollPort {
+  /** The LUKS2 header's UUID. */
+  uuid(device: string): Promise<string>;
+  /** Adds a keyslot for `newKey`, authorized by `existingKey`; returns the slot. */
+  addKey(device: string, existingKey: Buffer, newKey: Buffer): Promise<number>;
+}
+
+export interface VolumeEnrollResult extends EnrollResult {
+  keyslot: number;
+}
+
+/**
+ * Enrolls an existing LUKS2 volume: the key is made on the key server first (named after the volume's
+ * UUID), then a new keyslot for it is added, authorized by the volume's current passphrase, then the
+ * volume is recorded. The existing keyslot is left in place: removing it is the operator's decision.
+ */
+export async function enrollLuksVolume(
+  device: string,
+  existingKey: Buffer,
+  port: VolumeEnrollPort,
+  options: EnrollOptions,
+): Promise<VolumeEnrollResult> {
+  const { state, clock } = options;
+  const id = await port.uuid(device);
+  if (state.snapshot().volumes.some((v) => v.id === id)) {
+    throw new KmipAgentError(`${device} (LUKS UUID ${id}) is already enrolled`, 'VOLUME_ALREADY_ENROLLED');
+  }
+  const name = keyNameFor(options.applianceId, id);
+  const jobId = options.newJobId();
+  await state.update((s) => {
+    s.jobs.push({
+      id: jobId,
+      kind: 'enroll-volume',
+      target: id,
+      status: 'running',
+      startedAt: clock.now().toISOString(),
+      steps: [],
+    });
+  });
+  const finish = (
+    status: 'done' | 'failed',
+    error?: unknown,
+    extra?: (s: Parameters<Parameters<StateStore['update']>[0]>[0]) => void,
+  ) =>
+    state.update((s) => {
+      extra?.(s);
+      const job = s.jobs.find((j) => j.id === jobId)!;
+      job.status = status;
+      job.endedAt = clock.now().toISOString();
+      if (error)
+        job.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
+    });
+  let created: { uid: string; key: Buffer } | undefined;
+  try {
+    created = await options.keys.createKey(name, keyGroupFor(options.applianceId));
+    const { uid, key } = created;
+    await state.update((s) => {
+      s.jobs
+        .find((j) => j.id === jobId)!
+        .steps.push({ name: 'key-created', at: clock.now().toISOString(), detail: { uid, name } });
+    });
+    const keyslot = await port.addKey(device, existingKey, key);
+    await finish('done', undefined, (s) =>
+      s.volumes.push({
+        id,
+        device,
+        key: { uid, name, provider: options.provider },
+        keyslot,
+        enrolledAt: clock.now().toISOString(),
+        unlockAtBoot: true,
+      }),
+    );
+    return { id, device, keyUid: uid, keyName: name, keyslot };
+  } catch (error) {
+    await finish('failed', error).catch(() => undefined);
+    throw error;
+  } finally {
+    created?.key.fill(0);
   }
 }

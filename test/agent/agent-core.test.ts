@@ -240,7 +240,7 @@ describe('boot', () => {
     const { agent } = await setup(2);
     const status = await agent.boot({ deadlineMs: 120_000 });
     expect(status).toMatchObject({ ready: true, mode: 'normal', health: 'healthy' });
-    expect(agent.progressLine()).toBe('2/2 unlocked');
+    expect(agent.progressLine()).toBe('2/2 drives unlocked');
   });
 
   it('with the server down: degraded READY at the deadline, then unlocked by a background retry', async () => {
@@ -260,7 +260,7 @@ describe('boot', () => {
     expect(waits.length).toBeGreaterThan(1);
     // Backoff: full jitter below min(cap, 1 s * 2^n), never above the cap.
     expect(clock.delays.every((d) => d <= 8_000)).toBe(true);
-    expect(agent.progressLine()).toMatch(/^degraded: 0\/2 unlocked; 1 fault\(s\): KmipServerFault$/);
+    expect(agent.progressLine()).toMatch(/^degraded: 0\/2 drives unlocked; 1 fault\(s\): KmipServerFault$/);
     keys.down = false;
     await clock.fireNext();
     await settle();

@@ -15,7 +15,17 @@ import type { Fault } from '../../agent/faults.js';
 import { resolveDirs, type AgentDirs } from '../../agent/paths.js';
 import { KmipProvider, QueryFunction } from '../../kmip/index.js';
 import { KmipAgentError } from '../../errors.js';
-import { command, emit, ExitCode, printable, UsageError } from '../framework.js';
+import {
+  command,
+  emit,
+  ExitCode,
+  KEY_SECRET,
+  printable,
+  SECRET_READING_OPTIONS,
+  secretReading,
+  UsageError,
+  withSecrets,
+} from '../framework.js';
 
 /** --config-dir, --state-dir, --runtime-dir: every agent command takes them. */
 export const DIR_OPTIONS = {
@@ -253,8 +263,8 @@ function statusTable(s: StatusDocument): string {
     ? `appliance ${s.applianceId}: ${s.ready ? 'ready' : 'booting'}, mode ${s.mode}, health ${s.health}`
     : `appliance ${s.applianceId}: no daemon running (states below are not live)`;
   const rows = [
-    ['ID', 'KIND', 'DEVICE', 'STATE', 'KEY'],
-    ...s.drives.map((d) => [d.id, d.kind, d.device, d.state, d.keyUid]),
+    ['ID', 'KIND', 'DEVICE', 'STATE', 'KEY', 'WHY'],
+    ...s.drives.map((d) => [d.id, d.kind, d.device, d.state, d.keyUid, d.lastError?.code ?? '']),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => printable(r[i]!).length)));
   const table = rows.map((r) =>
@@ -386,6 +396,48 @@ Runs inside the daemon when one runs.`,
       ctx,
       result,
       enrolled.map((e) => `${e.device}: enrolled as ${e.id}, key ${e.keyName} (KMIP object ${e.keyUid})`).join('\n'),
+    );
+  },
+});
+
+export const volumeEnrollCommand = command({
+  name: 'enroll',
+  usage: '<luks-device> --name NAME --key-file FILE|- [--key-socket]',
+  summary: 'put a LUKS2 volume under the agent: a new KMIP key gets a keyslot, authorized by the current passphrase',
+  description: `A random 32-byte key is registered on the key server as kmip-agent/<appliance>/<LUKS UUID> and gets a new
+keyslot, authorized by the passphrase in --key-file (which keeps its own keyslot). The volume is recorded and
+added to the configuration: at boot the daemon opens it as /dev/mapper/NAME, or with --key-socket serves its
+key to systemd-cryptsetup on <runtime-dir>/luks.sock (crypttab: NAME UUID=... /run/kmip-agent/luks.sock).
+Needs the state to itself: stop the daemon first.`,
+  options: {
+    name: { type: 'string', value: 'NAME', help: 'device-mapper name to open it as' },
+    'key-file': {
+      type: 'string',
+      value: 'FILE|-',
+      help: "the volume's current passphrase (raw bytes; --raw for text)",
+    },
+    'key-socket': { type: 'boolean', help: 'serve the key to systemd-cryptsetup instead of opening the volume' },
+    ...SECRET_READING_OPTIONS,
+    ...DIR_OPTIONS,
+  },
+  positionals: 1,
+  async run({ values, positionals }, ctx) {
+    if (!values.name) throw new UsageError('--name is required (the /dev/mapper name)');
+    const name = values.name;
+    const device = positionals[0]!;
+    const source = { path: values['key-file'], option: '--key-file', what: 'the current passphrase', kind: KEY_SECRET };
+    const result = await withSecrets(ctx, [source], secretReading(values), async ([existing]) => {
+      const runtime = await openAgentRuntime({ dirs: dirsFrom(values), role: 'cli', log: await quietLog() });
+      try {
+        return await runtime.enrollVolume(device, name, existing!, values['key-socket'] === true);
+      } finally {
+        await runtime.close();
+      }
+    });
+    emit(
+      ctx,
+      result,
+      `${device}: enrolled as ${result.id} (keyslot ${result.keyslot}), key ${result.keyName} (KMIP object ${result.keyUid})`,
     );
   },
 });

@@ -2,6 +2,7 @@
  * `kmip-agent volume luks ...`: LUKS2 volumes by hand (info, key check, open/close, keyslots).
  * Keys come from files or stdin (`-`), never argv, and are zeroed once used.
  */
+import { volumeEnrollCommand } from './agent.js';
 import { isKmipAgentError } from '../../errors.js';
 import { addKey, checkKey, close, luksInfo, open, removeKey, type LuksInfo } from '../../drives/luks.js';
 import {
@@ -218,5 +219,5 @@ ${KEY_NOTE}`,
 export const volumeCommand = group({
   name: 'volume',
   summary: 'LUKS2 volumes: header info, key check, open/close, add/remove keyslots',
-  commands: [luks],
+  commands: [volumeEnrollCommand, luks],
 });
