@@ -26,6 +26,7 @@ packages=(
   util-linux          # losetup
   systemd             # systemd-analyze verify for the unit files
   iproute2            # ip netns for multi-host tests
+  curl                # the local API tests speak to the socket with curl --unix-socket
 )
 missing=()
 for p in "${packages[@]}"; do

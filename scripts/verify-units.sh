@@ -14,4 +14,10 @@ for unit in systemd/*.service systemd/*.socket; do
   sed "s|/usr/bin/kmip-agent|$work/kmip-agent|g" "$unit" >"$work/$(basename "$unit")"
 done
 systemd-analyze verify "$work"/*.service
+# systemd-analyze only checks that ExecStart's binary exists: check that the command it runs does too.
+for unit in "$work"/*.service; do
+  exec_start=$(sed -n 's/^ExecStart=//p' "$unit" | head -1)
+  # shellcheck disable=SC2086 # the command line is split as systemd splits it (no quoting in our units)
+  $exec_start --help >/dev/null || { echo "verify-units: $(basename "$unit"): \`$exec_start --help\` failed: the command does not exist" >&2; exit 1; }
+done
 echo "verify-units: $(ls systemd | tr '\n' ' ')ok"
