@@ -148,7 +148,7 @@ async function main(): Promise<void> {
       env: { ...process.env, NOTIFY_SOCKET: receiver.address },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
-    const ready = await receiver.waitFor((m) => m.includes('READY=1'), 60_000);
+    const ready = await receiver.waitForMessage((m) => m.includes('READY=1'), 60_000);
     const readyMs = performance.now() - started;
     step(
       `systemd got READY=1 after ${readyMs.toFixed(0)} ms (process start included), STATUS="${notifyField(ready, 'STATUS') ?? ''}"`,
@@ -165,7 +165,7 @@ async function main(): Promise<void> {
     const health = kmipAgent(['health', ...dirs], { json: false, allowFailure: true });
     step(`kmip-agent health: ${health.stdout.trim()} (exit ${health.code})`);
     daemon.kill('SIGTERM');
-    await receiver.waitFor((m) => m.includes('STOPPING=1'), 30_000);
+    await receiver.waitForMessage((m) => m.includes('STOPPING=1'), 30_000);
     await new Promise((resolve) => daemon!.once('exit', resolve));
     daemon = undefined;
     step('daemon stopped (STOPPING=1, exit 0); done: every drive unlocked at boot with keys from the KMIP server');

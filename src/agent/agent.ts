@@ -156,6 +156,8 @@ export class Agent {
 
   private mode(): AgentStatus['mode'] {
     if (!this.ready) return 'starting';
+    // With the state corrupt the agent does not know what it should unlock: never "normal".
+    if (this.faults.has('StateCorrupt')) return 'degraded';
     return this.pending(() => true).length === 0 ? 'normal' : 'degraded';
   }
 

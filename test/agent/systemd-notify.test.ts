@@ -1,57 +1,13 @@
 /**
- * sd_notify over a real AF_UNIX datagram socket: a Python receiver binds the socket the way
- * systemd does (a path, or an abstract name) and prints every datagram it gets.
+ * sd_notify over a real AF_UNIX datagram socket (test/support/notify-receiver.ts binds it the way
+ * systemd does: a path, or an abstract name).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SystemdNotifier } from '../../src/agent/systemd-notify.js';
-
-const RECEIVER = `
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-addr = sys.argv[1]
-s.bind("\\0" + addr[1:] if addr.startswith("@") else addr)
-print("listening", flush=True)
-while True:
-    data = s.recv(4096)
-    print(json.dumps(data.decode()), flush=True)
-`;
-
-class Receiver {
-  readonly messages: string[] = [];
-  private constructor(private readonly child: ChildProcessWithoutNullStreams) {}
-
-  static start(address: string): Promise<Receiver> {
-    const child = spawn('/usr/bin/python3', ['-c', RECEIVER, address]);
-    const receiver = new Receiver(child);
-    return new Promise((resolve, reject) => {
-      let buffered = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString();
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          if (line === 'listening') resolve(receiver);
-          else receiver.messages.push(JSON.parse(line) as string);
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`receiver exited with ${code}`)));
-    });
-  }
-
-  async waitFor(count: number): Promise<string[]> {
-    for (let i = 0; i < 100 && this.messages.length < count; i++) await new Promise((r) => setTimeout(r, 20));
-    return this.messages;
-  }
-
-  stop(): void {
-    this.child.kill('SIGKILL');
-  }
-}
+import { NotifyReceiver as Receiver } from '../support/notify-receiver.js';
 
 describe('systemd notifications', () => {
   const cleanups: (() => void)[] = [];

@@ -1,7 +1,7 @@
 /**
- * A real sd_notify listener, as systemd binds it: an AF_UNIX datagram socket (a path, or an abstract
- * "@name"). Node cannot receive unix datagrams, so Debian's python3 does and prints each one as a JSON
- * line; waiting is on datagrams arriving, bounded, never a fixed sleep.
+ * A real sd_notify listener: a Python receiver binds an AF_UNIX datagram socket the way systemd does (a
+ * path, or an abstract @name) and prints every datagram it gets as a JSON string on its stdout. Waits are
+ * driven by arriving datagrams and bounded by a timeout (no polling).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 
@@ -17,15 +17,15 @@ while True:
 `;
 
 export class NotifyReceiver {
-  /** Every datagram received, in order. */
   readonly messages: string[] = [];
-  private waiters: (() => void)[] = [];
+  private readonly waiters = new Set<() => void>();
 
   private constructor(
     readonly address: string,
     private readonly child: ChildProcessWithoutNullStreams,
   ) {}
 
+  /** Binds `address` (a socket path, or @name for an abstract socket); resolves once it listens. */
   static start(address: string): Promise<NotifyReceiver> {
     const child = spawn('/usr/bin/python3', ['-c', RECEIVER, address]);
     const receiver = new NotifyReceiver(address, child);
@@ -40,7 +40,7 @@ export class NotifyReceiver {
           if (line === 'listening') resolve(receiver);
           else {
             receiver.messages.push(JSON.parse(line) as string);
-            for (const wake of receiver.waiters.splice(0)) wake();
+            for (const wake of [...receiver.waiters]) wake();
           }
         }
       });
@@ -48,23 +48,34 @@ export class NotifyReceiver {
     });
   }
 
-  /** Resolves with the first datagram (from index `from`) that `match` accepts; rejects after `timeoutMs`. */
-  waitFor(match: (message: string) => boolean, timeoutMs = 30_000, from = 0): Promise<string> {
+  /** Resolves with the first datagram (from index `from` on) that `match` accepts; rejects after `timeoutMs`. */
+  waitForMessage(match: (message: string) => boolean, timeoutMs = 20_000, from = 0): Promise<string> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(new Error(`no matching sd_notify message within ${timeoutMs} ms: ${JSON.stringify(this.messages)}`)),
-        timeoutMs,
-      );
       const check = () => {
         const found = this.messages.slice(from).find(match);
-        if (found !== undefined) {
-          clearTimeout(timer);
-          resolve(found);
-        } else this.waiters.push(check);
+        if (found === undefined) return;
+        done();
+        resolve(found);
       };
+      const timer = setTimeout(() => {
+        done();
+        reject(
+          new Error(`no matching sd_notify datagram within ${timeoutMs} ms; got ${JSON.stringify(this.messages)}`),
+        );
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
       check();
     });
+  }
+
+  /** Resolves with all datagrams once at least `count` arrived (or with what arrived after `timeoutMs`). */
+  async waitFor(count: number, timeoutMs = 2_000): Promise<string[]> {
+    await this.waitForMessage(() => this.messages.length >= count, timeoutMs).catch(() => undefined);
+    return this.messages;
   }
 
   stop(): void {
