@@ -93,7 +93,7 @@ function providerFor(config: AgentConfig, configDir: string, log: Logger): KmipP
  * Opens drives for unlocking, with the agent's refused-key memory and tries reserve; a drive's identity is
  * the one it is remembered by (its serial; WWN once inventory reads sysfs).
  */
-function opalOpener(options: OpalDriveOptions): (device: string) => Promise<OpalUnlockDrive> {
+export function opalOpener(options: OpalDriveOptions): (device: string) => Promise<OpalUnlockDrive> {
   return async (device) => {
     const drive = await OpalDrive.open(device, options);
     return { identity: () => drive.identity(), unlock: (pin) => drive.unlock(pin), close: () => drive.close() };
