@@ -101,8 +101,8 @@ export function opalOpener(options: OpalDriveOptions): (device: string) => Promi
 }
 
 /** Opens a drive for enrollment (factory-fresh check, ownership, Locking SP, global range locked). */
-async function openForEnroll(device: string): Promise<EnrollDrive> {
-  const drive = await OpalDrive.open(device);
+async function openForEnroll(device: string, options: OpalDriveOptions): Promise<EnrollDrive> {
+  const drive = await OpalDrive.open(device, options);
   return {
     identity: () => drive.identity(),
     isFactoryFresh: async () => {
@@ -184,6 +184,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     }
     // The same memory as the CLI's drive commands: one for every process of the agent.
     const refusedKeys = new RefusedKeyFile({ dir: dirs.state, now: () => clock.now() });
+    const guard: OpalDriveOptions = { refusedKeys, triesReserve: config.boot.triesReserve };
     const provider = providerFor(config, dirs.config, log);
     closers.push(() => provider.close());
     const keys = new KmipKeySource(provider);
@@ -193,10 +194,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       state,
       keys,
       unlockers: {
-        opal: new OpalUnlocker(
-          { open: opalOpener({ refusedKeys, triesReserve: config.boot.triesReserve }) },
-          refusedKeys,
-        ),
+        opal: new OpalUnlocker({ open: opalOpener(guard) }, refusedKeys),
         luks: new LuksUnlocker(
           {
             activate: async (device, name, key) => {
@@ -224,7 +222,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       for (const device of devices) {
         const result = await enrollOpalDrive(
           device,
-          { open: openForEnroll },
+          { open: (d) => openForEnroll(d, guard) },
           {
             applianceId: config.applianceId,
             provider: 'default',
