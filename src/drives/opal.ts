@@ -232,9 +232,8 @@ export class OpalDrive {
     const target = options.target ?? who;
     return this.authenticated(`set the ${describeAuthority(target)} PIN`, who, options.pin, async (p) => {
       await this.withDerived(options.newPin, (n) => this.backend.setPin(who, p, target, checkNewPin(n)));
-      const { memory, drive } = this.memory();
       const pin = { derivation: this.derivationOf(target), pin: options.newPin };
-      await memory.forget(drive, { authority: describeAuthority(target), pin });
+      await this.forgetAfterChange({ authority: describeAuthority(target), pin });
     });
   }
 
@@ -293,7 +292,7 @@ export class OpalDrive {
   revert(sidPin: Buffer): Promise<void> {
     return this.authenticated('revert the TPer', SID, sidPin, async (p) => {
       await this.backend.revert(p);
-      await this.forgetRefusedPins();
+      await this.forgetAfterChange();
     });
   }
 
@@ -302,7 +301,7 @@ export class OpalDrive {
     // The PSID is printed on the drive: never derived.
     return this.authenticated('PSID revert', { kind: 'psid' }, psid, async () => {
       await this.backend.psidRevert(psid);
-      await this.forgetRefusedPins();
+      await this.forgetAfterChange();
     });
   }
 
@@ -465,6 +464,18 @@ export class OpalDrive {
       'DRIVE_LOCKOUT_RISK',
       { details: { authority, tries: info.tries, tryLimit: info.tryLimit, reserve } },
     );
+  }
+
+  /**
+   * After the drive's PINs changed (a PIN set, a revert), what the memory held about them is moot. The
+   * change is done either way: a memory that cannot be written now keeps refusing at most the PINs it held,
+   * which `kmip-agent drive forget-refusals` clears, so its error does not turn the change into a failure.
+   */
+  private async forgetAfterChange(which?: Parameters<RefusedKeyMemory['forget']>[1]): Promise<void> {
+    const { memory, drive } = this.memory();
+    await Promise.resolve()
+      .then(() => memory.forget(drive, which))
+      .catch(() => undefined);
   }
 
   /** The memory and the key this drive is remembered under (see OpalDriveOptions.refusedKeys). */
