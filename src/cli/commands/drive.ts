@@ -580,7 +580,9 @@ memory so it is tried again: each wrong one costs a try again. The drive is open
 serial, which refusals are remembered by; no PIN is sent.`,
     options: {
       authority: { type: 'string', value: 'NAME', help: 'only this authority: Admin1, User1, ..., SID, PSID' },
-      ...DRIVE_OPTIONS,
+      // Every derivation of the authority's PINs is forgotten: --sedutil-pins has no meaning here.
+      backend: DRIVE_OPTIONS.backend,
+      ...DIR_OPTIONS,
     },
     positionals: 1,
     async run({ values, positionals: [spec] }, ctx) {
