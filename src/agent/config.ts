@@ -61,6 +61,9 @@ const VolumeEntrySchema = z.strictObject({
   keySocket: z.boolean().default(false),
 });
 
+/** Tries left on a drive's authority that the agent never spends (boot.triesReserve). */
+export const DEFAULT_TRIES_RESERVE = 2;
+
 const BootSchema = z.strictObject({
   /** READY=1 is sent at the latest this long after start, degraded if something is still locked. */
   deadlineSeconds: z.number().int().min(1).max(3600).default(120),
@@ -69,7 +72,7 @@ const BootSchema = z.strictObject({
   /** How many drives are unlocked at once. */
   concurrency: z.number().int().min(1).max(256).default(16),
   /** Authentication tries the agent never spends (the drive locks out when they run out). */
-  triesReserve: z.number().int().min(1).max(10).default(2),
+  triesReserve: z.number().int().min(1).max(10).default(DEFAULT_TRIES_RESERVE),
 });
 
 const ApiSchema = z.strictObject({

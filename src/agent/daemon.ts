@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { KmipProvider } from '../kmip/index.js';
-import { luks, OpalDrive } from '../drives/index.js';
+import { luks, OpalDrive, type OpalDriveOptions } from '../drives/index.js';
 import { KmipAgentError } from '../errors.js';
 import { ApiServer, API_SOCKET_NAME } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
@@ -31,6 +31,7 @@ import { FaultRegistry } from './faults.js';
 import { KmipKeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
 import type { AgentDirs } from './paths.js';
+import { RefusedKeyFile } from './refused-keys.js';
 import { acquireStateLock } from './state-lock.js';
 import { StateCorruptError, StateStore } from './state.js';
 import { SystemdNotifier } from './systemd-notify.js';
@@ -88,17 +89,22 @@ function providerFor(config: AgentConfig, configDir: string, log: Logger): KmipP
   });
 }
 
-/** Opens a drive for unlocking; its identity is the serial it reports (WWN once inventory reads sysfs). */
-async function openOpal(device: string): Promise<OpalUnlockDrive> {
-  const drive = await OpalDrive.open(device);
-  return { identity: () => drive.serial(), unlock: (pin) => drive.unlock(pin), close: () => drive.close() };
+/**
+ * Opens drives for unlocking, with the agent's refused-key memory and tries reserve; a drive's identity is
+ * the one it is remembered by (its serial; WWN once inventory reads sysfs).
+ */
+export function opalOpener(options: OpalDriveOptions): (device: string) => Promise<OpalUnlockDrive> {
+  return async (device) => {
+    const drive = await OpalDrive.open(device, options);
+    return { identity: () => drive.identity(), unlock: (pin) => drive.unlock(pin), close: () => drive.close() };
+  };
 }
 
 /** Opens a drive for enrollment (factory-fresh check, ownership, Locking SP, global range locked). */
-async function openForEnroll(device: string): Promise<EnrollDrive> {
-  const drive = await OpalDrive.open(device);
+async function openForEnroll(device: string, options: OpalDriveOptions): Promise<EnrollDrive> {
+  const drive = await OpalDrive.open(device, options);
   return {
-    identity: () => drive.serial(),
+    identity: () => drive.identity(),
     isFactoryFresh: async () => {
       const s = await drive.status();
       return !s.lockingEnabled && s.sidIsMsid !== false;
@@ -176,6 +182,9 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       await state.load();
       faults.raise('StateCorrupt', 'agent', { details: { keptAt: aside, reason: error.details()?.reason } });
     }
+    // The same memory as the CLI's drive commands: one for every process of the agent.
+    const refusedKeys = new RefusedKeyFile({ dir: dirs.state, now: () => clock.now() });
+    const guard: OpalDriveOptions = { refusedKeys, triesReserve: config.boot.triesReserve };
     const provider = providerFor(config, dirs.config, log);
     closers.push(() => provider.close());
     const keys = new KmipKeySource(provider);
@@ -185,7 +194,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       state,
       keys,
       unlockers: {
-        opal: new OpalUnlocker({ open: openOpal }, state),
+        opal: new OpalUnlocker({ open: opalOpener(guard) }, refusedKeys),
         luks: new LuksUnlocker(
           {
             activate: async (device, name, key) => {
@@ -213,7 +222,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       for (const device of devices) {
         const result = await enrollOpalDrive(
           device,
-          { open: openForEnroll },
+          { open: (d) => openForEnroll(d, guard) },
           {
             applianceId: config.applianceId,
             provider: 'default',

@@ -1,13 +1,13 @@
 /**
  * The agent's local state (state.json in the state directory): which drive or volume uses which key, the
- * refused-key memory that keeps drives from locking out, the job journal and the last connection results.
+ * job journal and the last connection results.
  *
- * Never a key in plaintext: keys are referred to by their KMIP Unique Identifier and Name; refused keys
- * by a keyed fingerprint; envelope-mode keys only wrapped. Written durably (see durable-file.ts) with the
+ * Never a key in plaintext: keys are referred to by their KMIP Unique Identifier and Name; envelope-mode
+ * keys only wrapped. (The refused-key memory is refused-keys.json: see refused-keys.ts.) Written durably (see durable-file.ts) with the
  * previous generation kept, a schema version migrated on load, and a checksum so a torn or hand-edited
  * file is detected instead of trusted. One process owns it at a time (the state lock).
  */
-import { createHmac, randomBytes, timingSafeEqual, createHash } from 'node:crypto';
+import { randomBytes, createHash } from 'node:crypto';
 import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -90,7 +90,10 @@ const ConnectionResultSchema = z.strictObject({
 });
 
 export const StateBodySchema = z.strictObject({
-  /** Salt of the refused-key fingerprints (hex), made once per state. */
+  /**
+   * Salt and list of the first refused-key memory, superseded by refused-keys.json (refused-keys.ts), which
+   * every process of the agent can write while the daemon owns this file. Kept so version-1 files load.
+   */
   fingerprintSalt: z.string().regex(/^[0-9a-f]{64}$/),
   drives: z.array(ManagedDriveSchema).default([]),
   volumes: z.array(ManagedVolumeSchema).default([]),
@@ -276,43 +279,6 @@ export class StateStore {
     const body = emptyState(this.random);
     await this.write(body);
     return structuredClone(body);
-  }
-
-  /** The keyed fingerprint under which a refused key is remembered. */
-  fingerprint(key: Uint8Array): string {
-    return createHmac('sha256', Buffer.from(this.loaded().fingerprintSalt, 'hex')).update(key).digest('hex');
-  }
-
-  /** True when `key` was refused by this drive's authority before (lockout guard: do not send it again). */
-  isRefused(driveId: string, authority: string, key: Uint8Array): boolean {
-    const mark = Buffer.from(this.fingerprint(key), 'hex');
-    return this.loaded().refusedKeys.some(
-      (r) =>
-        r.driveId === driveId && r.authority === authority && timingSafeEqual(Buffer.from(r.fingerprint, 'hex'), mark),
-    );
-  }
-
-  /** Remembers that the drive's authority refused `key`. */
-  rememberRefused(driveId: string, authority: string, key: Uint8Array, keyUid?: string): Promise<StateBody> {
-    if (this.isRefused(driveId, authority, key)) return Promise.resolve(this.snapshot());
-    const fingerprint = this.fingerprint(key);
-    const at = this.now().toISOString();
-    return this.update((s) => {
-      s.refusedKeys.push({ driveId, authority, fingerprint, at, ...(keyUid === undefined ? {} : { keyUid }) });
-    });
-  }
-
-  /** Forgets refusals (an operator's decision, e.g. after a PSID revert); returns how many were cleared. */
-  async clearRefused(driveId: string, authority?: string): Promise<number> {
-    let cleared = 0;
-    await this.update((s) => {
-      const keep = s.refusedKeys.filter(
-        (r) => r.driveId !== driveId || (authority !== undefined && r.authority !== authority),
-      );
-      cleared = s.refusedKeys.length - keep.length;
-      s.refusedKeys = keep;
-    });
-    return cleared;
   }
 
   private loaded(): StateBody {

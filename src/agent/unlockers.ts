@@ -1,12 +1,13 @@
 /**
  * The agent's unlockers, one per kind of target, over narrow ports that daemon.ts builds from the drives
  * layer. The Opal unlocker owns lockout safety across processes: before a key goes to a drive it checks
- * the state's refused-key memory (by drive identity and authority, never by device path), and it records
- * a refusal the drive reports, so no process of the agent sends that key to that drive again. It also
+ * the agent's refused-key memory (refused-keys.ts, shared with the CLI's drive commands; by drive identity
+ * and authority, never by device path), and it records a refusal the drive reports, so no process of the
+ * agent sends that key to that drive again. It also
  * checks that the device still is the recorded drive, so a key never goes to a drive that moved in.
  */
 import { KmipAgentError } from '../errors.js';
-import type { StateStore } from './state.js';
+import type { RefusedKeyMemory } from '../drives/types.js';
 import type { UnlockTarget, Unlocker, UnlockedState } from './unlock.js';
 
 /** The authority the agent authenticates as to unlock a drive it enrolled. */
@@ -33,17 +34,19 @@ function isKeyRefusal(error: unknown): boolean {
 export class OpalUnlocker implements Unlocker {
   constructor(
     private readonly port: OpalPort,
-    private readonly state: StateStore,
+    private readonly refused: RefusedKeyMemory,
   ) {}
 
   async unlock(target: UnlockTarget, key: Buffer): Promise<UnlockedState> {
-    if (this.state.isRefused(target.id, UNLOCK_AUTHORITY, key)) {
-      throw new KmipAgentError(
+    const alreadyRefused = (cause?: unknown) =>
+      new KmipAgentError(
         `${target.id}: the drive refused this key before; it is not sent again (lockout protection). ` +
           'Check the key on the server, then clear the refusal with `kmip-agent drive forget-refusals`',
         'DRIVE_PIN_ALREADY_REFUSED',
+        cause === undefined ? undefined : { cause },
       );
-    }
+    // The agent sends keys as they are (no sedutil derivation).
+    if (await this.refused.isRefused(target.id, UNLOCK_AUTHORITY, 'none', key)) throw alreadyRefused();
     const drive = await this.port.open(target.device);
     try {
       const identity = drive.identity();
@@ -56,8 +59,10 @@ export class OpalUnlocker implements Unlocker {
       try {
         await drive.unlock(key);
       } catch (error) {
+        // The drive object checks the same memory (its identity is the target's id): it may have found it first.
+        if ((error as { code?: unknown }).code === 'TCG_PIN_KNOWN_WRONG') throw alreadyRefused(error);
         if (isKeyRefusal(error)) {
-          await this.state.rememberRefused(target.id, UNLOCK_AUTHORITY, key, target.keyUid);
+          await this.refused.remember(target.id, UNLOCK_AUTHORITY, 'none', key);
           throw new KmipAgentError(
             `${target.id}: the drive refused its recorded key (KMIP object ${target.keyUid})`,
             'DRIVE_PIN_REFUSED',

@@ -7,15 +7,19 @@
  * once into self-wiping memory and keeps nothing; callers wipe their own Buffers (the CLI does).
  *
  * Lockout safety: a drive locks an authority out after TryLimit failed authentications until a
- * power cycle. The drive object remembers (as keyed HMACs, never the PINs) which PINs a drive
- * refused for which authority in this process and refuses to send them again
- * (TCG_PIN_KNOWN_WRONG) so retries never burn the last tries on a known-wrong key; `tries()` reads
- * C_PIN Tries/TryLimit where the drive allows it so callers can decide before trying.
+ * power cycle. A refused-key memory (options.refusedKeys: by default this process's, see
+ * refused-pins.ts; the agent's lasts across processes) records, as keyed fingerprints, which PINs the
+ * drive refused for which authority, and the drive object refuses to send them again
+ * (TCG_PIN_KNOWN_WRONG), so retries never burn tries on a known-wrong key. With `triesReserve` it also
+ * reads C_PIN Tries before authenticating where the drive lets that be read without a PIN, and refuses
+ * (DRIVE_LOCKOUT_RISK) to spend the last ones. Opal drives (and the emulator) show Tries only to an
+ * authenticated Admin or the authority itself, except for the PSID row: for Admin1, User<n> and SID
+ * nothing can be read beforehand and the refused-key memory is the guard.
  */
-import { createHmac, randomBytes } from 'node:crypto';
 import { selectBackend, type BackendChoice, type BackendOptions } from './backend.js';
 import { KmipAgentError } from '../errors.js';
 import { isAuthRefusal, OpalError, toOpalError } from './errors.js';
+import { processRefusedKeyMemory } from './refused-pins.js';
 import { sedutilPin } from './sedutil.js';
 import {
   ADMIN1,
@@ -26,7 +30,9 @@ import {
   type LockStateName,
   type OpalBackend,
   type OpalStatus,
+  type PinDerivation,
   type RangeStatus,
+  type RefusedKeyMemory,
   type TriesInfo,
 } from './types.js';
 
@@ -36,7 +42,19 @@ export interface OpalDriveOptions extends BackendOptions {
    * (PBKDF2-HMAC-SHA1, 75000 iterations, 32 bytes, salted with the drive serial), so drives set up
    * with sedutil can be adopted. Default: PINs are sent as given.
    */
-  pinDerivation?: 'none' | 'sedutil';
+  pinDerivation?: PinDerivation;
+  /**
+   * Where refused PINs are remembered (default: this process only). Keyed by the drive's serial; a
+   * drive that reports none is remembered in this process only, by its spec (a path may name another
+   * drive after a reboot, so it is never persisted).
+   */
+  refusedKeys?: RefusedKeyMemory;
+  /**
+   * Failed tries the drive object never lets be spent: before authenticating it reads the authority's
+   * Tries/TryLimit when the drive shows them without a PIN, and refuses (DRIVE_LOCKOUT_RISK) when no
+   * more than this many are left. Unset: no check (and no extra session).
+   */
+  triesReserve?: number;
 }
 
 export interface SetupRangeOptions {
@@ -101,23 +119,13 @@ function checkRangeNumber(what: string, range: number): void {
   }
 }
 
-/** Process-wide memory of refused PINs per drive spec (HMAC with a per-process random key). */
-const refusedPinKey = randomBytes(32);
-const refusedPins = new Map<string, Set<string>>();
-
-/** Keyed on the caller's PIN plus how it is derived: the same password under sedutil derivation is another PIN. */
-function refusedDigest(authority: Authority, derivation: string, pin: Buffer): string {
-  return createHmac('sha256', refusedPinKey)
-    .update(`${describeAuthority(authority)}\0${derivation}\0`)
-    .update(pin)
-    .digest('hex');
-}
-
 export class OpalDrive {
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
   /** Numbered ranges the drive has (LockingInfo MaxRanges), once the drive has told. */
   private maxRanges: number | undefined;
+  /** Authorities whose tries the drive would not show without a PIN (not asked again). */
+  private readonly triesHidden = new Set<string>();
 
   private constructor(
     readonly spec: string,
@@ -157,6 +165,11 @@ export class OpalDrive {
   /** The serial number the drive reports (may be empty). */
   serial(): string {
     return this.backend.serial();
+  }
+
+  /** The drive's stable identity (its serial), which refused PINs are remembered by; '' when it has none. */
+  identity(): string {
+    return this.backend.serial().trim();
   }
 
   discover(): Promise<Discovery> {
@@ -219,7 +232,8 @@ export class OpalDrive {
     const target = options.target ?? who;
     return this.authenticated(`set the ${describeAuthority(target)} PIN`, who, options.pin, async (p) => {
       await this.withDerived(options.newPin, (n) => this.backend.setPin(who, p, target, checkNewPin(n)));
-      this.forgetRefused(target, options.newPin);
+      const pin = { derivation: this.derivationOf(target), pin: options.newPin };
+      await this.forgetAfterChange({ authority: describeAuthority(target), pin });
     });
   }
 
@@ -278,7 +292,7 @@ export class OpalDrive {
   revert(sidPin: Buffer): Promise<void> {
     return this.authenticated('revert the TPer', SID, sidPin, async (p) => {
       await this.backend.revert(p);
-      refusedPins.delete(this.spec);
+      await this.forgetAfterChange();
     });
   }
 
@@ -287,7 +301,7 @@ export class OpalDrive {
     // The PSID is printed on the drive: never derived.
     return this.authenticated('PSID revert', { kind: 'psid' }, psid, async () => {
       await this.backend.psidRevert(psid);
-      refusedPins.delete(this.spec);
+      await this.forgetAfterChange();
     });
   }
 
@@ -332,14 +346,16 @@ export class OpalDrive {
     );
   }
 
-  /** True when this process already saw the drive refuse `pin` for `authority`. */
-  isKnownWrong(authority: Authority, pin: Buffer): boolean {
-    return refusedPins.get(this.spec)?.has(this.digest(authority, pin)) ?? false;
+  /** True when the refused-key memory holds that the drive refused `pin` for `authority`. */
+  async isKnownWrong(authority: Authority, pin: Buffer): Promise<boolean> {
+    const { memory, drive } = this.memory();
+    return memory.isRefused(drive, describeAuthority(authority), this.derivationOf(authority), pin);
   }
 
-  /** Forgets refused PINs for this drive (e.g. after its PINs were changed elsewhere). */
-  forgetRefusedPins(): void {
-    refusedPins.delete(this.spec);
+  /** Forgets refused PINs for this drive (e.g. after its PINs were changed elsewhere); returns how many. */
+  async forgetRefusedPins(authority?: Authority): Promise<number> {
+    const { memory, drive } = this.memory();
+    return memory.forget(drive, authority ? { authority: describeAuthority(authority) } : undefined);
   }
 
   /** Releases the drive (for an emulated drive: its image lock). Waits for queued calls. */
@@ -383,45 +399,95 @@ export class OpalDrive {
     );
   }
 
-  private forgetRefused(authority: Authority, pin: Buffer): void {
-    refusedPins.get(this.spec)?.delete(this.digest(authority, pin));
-  }
-
   /** Runs a call that authenticates `who` with `pin`, guarding against known-wrong PINs. */
   private authenticated<T>(what: string, who: Authority, pin: Buffer, call: (pin: Buffer) => Promise<T>): Promise<T> {
     return this.run(what, async () => {
       if (!Buffer.isBuffer(pin) || pin.length === 0) {
         throw new OpalError(`${what}: the ${describeAuthority(who)} PIN is empty`, 'TCG_INVALID_ARGUMENT');
       }
-      const digest = this.digest(who, pin);
-      if (refusedPins.get(this.spec)?.has(digest)) {
+      const { memory, drive } = this.memory();
+      const authority = describeAuthority(who);
+      const derivation = this.derivationOf(who);
+      if (await memory.isRefused(drive, authority, derivation, pin)) {
         throw new OpalError(
-          `${what}: this ${describeAuthority(who)} PIN was already refused by the drive; not trying it again ` +
-            '(each failure counts toward the lockout limit)',
+          `${what}: this ${authority} PIN was already refused by the drive; not trying it again ` +
+            '(each failure counts toward the lockout limit; `kmip-agent drive forget-refusals` clears the memory)',
           'TCG_PIN_KNOWN_WRONG',
         );
       }
+      await this.checkTriesReserve(what, who);
       try {
-        const result = who.kind === 'psid' ? await call(pin) : await this.withDerived(pin, call);
-        refusedPins.get(this.spec)?.delete(digest);
-        return result;
+        return who.kind === 'psid' ? await call(pin) : await this.withDerived(pin, call);
       } catch (error) {
         // Only a refused authentication proves the PIN wrong, and the addon marks exactly those
         // (`authRefused`); NOT_AUTHORIZED for a method the authority may not run is an access
         // refusal, and a locked-out authority was not asked about the PIN at all.
         if (isAuthRefusal(error) && (error as { code?: string }).code === 'TCG_NOT_AUTHORIZED') {
-          let set = refusedPins.get(this.spec);
-          if (!set) refusedPins.set(this.spec, (set = new Set()));
-          set.add(digest);
+          try {
+            await memory.remember(drive, authority, derivation, pin);
+          } catch (recordError) {
+            // Still a refusal (callers must see that), but nobody else will know: say so.
+            const refusal = toOpalError(error, what);
+            throw new OpalError(
+              `${refusal.message}; remembering the refusal failed (${(recordError as Error).message}): ` +
+                'do not try this PIN again',
+              refusal.code,
+              { cause: refusal, status: refusal.status, authRefused: true },
+            );
+          }
         }
         throw error;
       }
     });
   }
 
-  private digest(authority: Authority, pin: Buffer): string {
-    const derivation = authority.kind === 'psid' ? 'none' : (this.options.pinDerivation ?? 'none');
-    return refusedDigest(authority, derivation, pin);
+  /**
+   * DRIVE_LOCKOUT_RISK when the drive shows (without a PIN) that `who` has no more than `triesReserve`
+   * tries left. Drives that do not show them are not asked again; the refused-key memory guards those.
+   */
+  private async checkTriesReserve(what: string, who: Authority): Promise<void> {
+    const reserve = this.options.triesReserve;
+    const authority = describeAuthority(who);
+    if (reserve === undefined || this.triesHidden.has(authority)) return;
+    // Any failure of this unauthenticated read means only that nothing was read; the call itself reports real faults.
+    const info = await this.backend.tries(who).catch(() => null);
+    if (!info) {
+      this.triesHidden.add(authority);
+      return;
+    }
+    const left = info.tryLimit - info.tries;
+    if (info.tryLimit === 0 || left > reserve) return;
+    throw new OpalError(
+      `${what}: ${authority} has ${left} of ${info.tryLimit} tries left and the last ${reserve} are kept in ` +
+        'reserve: nothing was sent. A power cycle resets the count; if the PIN is lost, a PSID revert ' +
+        '(kmip-agent drive psid-revert, the PSID on the label; all data is lost) is the way out',
+      'DRIVE_LOCKOUT_RISK',
+      { details: { authority, tries: info.tries, tryLimit: info.tryLimit, reserve } },
+    );
+  }
+
+  /**
+   * After the drive's PINs changed (a PIN set, a revert), what the memory held about them is moot. The
+   * change is done either way: a memory that cannot be written now keeps refusing at most the PINs it held,
+   * which `kmip-agent drive forget-refusals` clears, so its error does not turn the change into a failure.
+   */
+  private async forgetAfterChange(which?: Parameters<RefusedKeyMemory['forget']>[1]): Promise<void> {
+    const { memory, drive } = this.memory();
+    await Promise.resolve()
+      .then(() => memory.forget(drive, which))
+      .catch(() => undefined);
+  }
+
+  /** The memory and the key this drive is remembered under (see OpalDriveOptions.refusedKeys). */
+  private memory(): { memory: RefusedKeyMemory; drive: string } {
+    const identity = this.identity();
+    if (identity === '') return { memory: processRefusedKeyMemory, drive: `device:${this.spec}` };
+    return { memory: this.options.refusedKeys ?? processRefusedKeyMemory, drive: identity };
+  }
+
+  /** The PSID is printed on the drive: never derived. */
+  private derivationOf(authority: Authority): PinDerivation {
+    return authority.kind === 'psid' ? 'none' : (this.options.pinDerivation ?? 'none');
   }
 
   /**

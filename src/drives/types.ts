@@ -160,3 +160,32 @@ export interface OpalBackend {
   verify(authority: Authority, pin: Buffer): Promise<void>;
   close(): Promise<void>;
 }
+
+/** How the PIN a caller gives becomes the PIN the drive sees (see OpalDriveOptions.pinDerivation). */
+export type PinDerivation = 'none' | 'sedutil';
+
+/**
+ * Which PINs a drive's authority refused, so they are never sent to it again (each refusal counts toward
+ * the drive's TryLimit lockout). Keyed by the drive's identity (its serial: a device path can name
+ * another drive after a reboot), the authority as `describeAuthority` spells it, and the derivation
+ * (the same password under sedutil derivation is another PIN). Implementations keep keyed fingerprints,
+ * never PINs. The drives layer keeps one per process by default; the agent keeps one across processes
+ * and restarts (src/agent/refused-keys.ts).
+ */
+export interface RefusedKeyMemory {
+  isRefused(
+    driveIdentity: string,
+    authority: string,
+    derivation: PinDerivation,
+    pin: Uint8Array,
+  ): boolean | Promise<boolean>;
+  remember(driveIdentity: string, authority: string, derivation: PinDerivation, pin: Uint8Array): void | Promise<void>;
+  /**
+   * Forgets refusals of the drive: all of them, those of one authority, or one PIN of it (after that PIN
+   * was set). Returns how many were forgotten.
+   */
+  forget(
+    driveIdentity: string,
+    which?: { authority: string; pin?: { derivation: PinDerivation; pin: Uint8Array } },
+  ): number | Promise<number>;
+}

@@ -1,7 +1,7 @@
 /**
  * The agent's directories, configuration file and state store: precedence of options and environment,
  * schema errors that name the field, durable writes (mode, previous generation, no torn file), the state
- * checksum, the refused-key memory and the one-owner lock (held across processes, released by a crash).
+ * checksum, the refused-key memory (refused-keys.json) and the one-owner lock (held across processes, released by a crash).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
@@ -17,6 +17,7 @@ import {
   type AgentConfigInput,
 } from '../../src/agent/config.js';
 import { previousGeneration, writeDurably } from '../../src/agent/durable-file.js';
+import { RefusedKeyFile } from '../../src/agent/refused-keys.js';
 import { StateStore, encodeState, emptyState } from '../../src/agent/state.js';
 import { acquireStateLock, LOCK_FILE } from '../../src/agent/state-lock.js';
 import { addonPath } from '../../src/native/addon.js';
@@ -216,21 +217,40 @@ describe('state store', () => {
 
   it('remembers refused keys by drive identity and authority without storing the key', async () => {
     const dir = tempDir();
-    const store = new StateStore({ dir, now: fixedNow });
-    await store.load();
+    const memory = new RefusedKeyFile({ dir, now: fixedNow });
     const key = Buffer.from('a'.repeat(64), 'hex');
-    await store.rememberRefused('WWN-5000c500a1b2c3d4', 'Admin1', key, 'uid-17');
-    expect(store.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', key)).toBe(true);
-    expect(store.isRefused('WWN-5000c500a1b2c3d4', 'User1', key)).toBe(false);
-    expect(store.isRefused('WWN-other', 'Admin1', key)).toBe(false);
-    expect(store.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', Buffer.alloc(32, 1))).toBe(false);
-    expect(readFileSync(store.path, 'utf8')).not.toContain(key.toString('hex'));
-    // Another process (a later boot) sees the same memory.
-    const later = new StateStore({ dir });
-    await later.load();
-    expect(later.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', key)).toBe(true);
-    expect(await later.clearRefused('WWN-5000c500a1b2c3d4')).toBe(1);
-    expect(later.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', key)).toBe(false);
+    await memory.remember('WWN-5000c500a1b2c3d4', 'Admin1', 'none', key);
+    expect(await memory.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', 'none', key)).toBe(true);
+    expect(await memory.isRefused('WWN-5000c500a1b2c3d4', 'User1', 'none', key)).toBe(false);
+    expect(await memory.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', 'sedutil', key)).toBe(false);
+    expect(await memory.isRefused('WWN-other', 'Admin1', 'none', key)).toBe(false);
+    expect(await memory.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', 'none', Buffer.alloc(32, 1))).toBe(false);
+    expect(readFileSync(memory.path, 'utf8')).not.toContain(key.toString('hex'));
+    expect(statSync(memory.path).mode & 0o777).toBe(0o600);
+    // Another process (a later boot) sees the same memory; the state file holds none of it.
+    const later = new RefusedKeyFile({ dir });
+    expect(await later.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', 'none', key)).toBe(true);
+    expect(await later.forget('WWN-5000c500a1b2c3d4')).toBe(1);
+    expect(await later.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', 'none', key)).toBe(false);
+    expect(await memory.isRefused('WWN-5000c500a1b2c3d4', 'Admin1', 'none', key)).toBe(false);
+  });
+
+  it('the refused-key memory fails closed on a file it cannot trust, and keeps it', async () => {
+    const dir = tempDir();
+    const memory = new RefusedKeyFile({ dir });
+    writeFileSync(memory.path, '{"schemaVersion":1,"salt":"zz"');
+    expect(await codeOfAsync(memory.isRefused('WWN-1', 'Admin1', 'none', Buffer.from('k')))).toBe(
+      'REFUSED_KEYS_CORRUPT',
+    );
+    expect(await codeOfAsync(memory.remember('WWN-1', 'Admin1', 'none', Buffer.from('k')))).toBe(
+      'REFUSED_KEYS_CORRUPT',
+    );
+    expect(readFileSync(memory.path, 'utf8')).toBe('{"schemaVersion":1,"salt":"zz"');
+    // What could not be written is still remembered by this process; anything else is still refused.
+    expect(await memory.isRefused('WWN-1', 'Admin1', 'none', Buffer.from('k'))).toBe(true);
+    expect(await codeOfAsync(memory.isRefused('WWN-1', 'Admin1', 'none', Buffer.from('j')))).toBe(
+      'REFUSED_KEYS_CORRUPT',
+    );
   });
 
   it('a failed update changes nothing', async () => {

@@ -70,14 +70,14 @@ describe('StartSession with a HostChallenge refused: a refused PIN', () => {
     expect(error.cause).toBeInstanceOf(NativeError);
     expect((error.cause as NativeError).authRefused).toBe(true);
     expect(error.toJSON()).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: 1, authRefused: true });
-    expect(drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
+    expect(await drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
     const sentBefore = backend.sent().length;
     expect(payloads(backend).filter((p) => carries(p, wrong))).toHaveLength(1);
 
     await expect(drive.unlock(wrong, { range: 0 })).rejects.toMatchObject({ code: 'TCG_PIN_KNOWN_WRONG' });
     await expect(drive.verify(wrong)).rejects.toMatchObject({ code: 'TCG_PIN_KNOWN_WRONG' });
     expect(backend.sent()).toHaveLength(sentBefore);
-    drive.forgetRefusedPins();
+    await drive.forgetRefusedPins();
   });
 
   it('AUTHORITY_LOCKED_OUT is marked authRefused but does not brand the PIN wrong (it was not checked)', async () => {
@@ -90,7 +90,7 @@ describe('StartSession with a HostChallenge refused: a refused PIN', () => {
     const pin = Buffer.from('maybe the right pin');
     const error = await failure(drive.unlock(pin));
     expect(error).toMatchObject({ code: 'TCG_AUTHORITY_LOCKED_OUT', authRefused: true });
-    expect(drive.isKnownWrong(ADMIN1, pin)).toBe(false);
+    expect(await drive.isKnownWrong(ADMIN1, pin)).toBe(false);
     // After a power cycle it may be right: it is sent again when asked.
     await expect(drive.unlock(pin)).rejects.toMatchObject({ code: 'TCG_AUTHORITY_LOCKED_OUT' });
     expect(payloads(backend).filter((p) => carries(p, pin))).toHaveLength(2);
@@ -120,7 +120,7 @@ describe('NOT_AUTHORIZED from a method after a successful authentication: not a 
     expect(error).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: NOT_AUTHORIZED, authRefused: false });
     expect(error.message).toMatch(/Set: /);
     expect(error.toJSON()).not.toHaveProperty('authRefused');
-    expect(drive.isKnownWrong(ADMIN1, pin)).toBe(false);
+    expect(await drive.isKnownWrong(ADMIN1, pin)).toBe(false);
     await expect(drive.unlock(pin)).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED', authRefused: false });
     expect(payloads(backend).filter((p) => carries(p, pin))).toHaveLength(2);
   });
@@ -142,7 +142,7 @@ describe('the guard reads the mark, not the message', () => {
     );
     const pin = Buffer.from('pin');
     await expect(drive.unlock(pin)).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED' });
-    expect(drive.isKnownWrong(ADMIN1, pin)).toBe(false);
+    expect(await drive.isKnownWrong(ADMIN1, pin)).toBe(false);
   });
 
   it('a marked refusal is remembered whatever its message says', async () => {
@@ -152,8 +152,8 @@ describe('the guard reads the mark, not the message', () => {
     );
     const pin = Buffer.from('pin');
     await expect(drive.unlock(pin)).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED', authRefused: true });
-    expect(drive.isKnownWrong(ADMIN1, pin)).toBe(true);
-    drive.forgetRefusedPins();
+    expect(await drive.isKnownWrong(ADMIN1, pin)).toBe(true);
+    await drive.forgetRefusedPins();
   });
 });
 
@@ -180,7 +180,7 @@ describe('the Authenticate method path on an emulated drive', () => {
     const wrong = Buffer.from('not the admin pin');
     const error = await failure(drive.lock(wrong));
     expect(error).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', authRefused: true });
-    expect(drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
+    expect(await drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
     await expect(drive.lock(wrong)).rejects.toMatchObject({ code: 'TCG_PIN_KNOWN_WRONG' });
     await drive.lock(ADMIN_PIN);
     await drive.unlock(ADMIN_PIN);
@@ -193,7 +193,7 @@ describe('the Authenticate method path on an emulated drive', () => {
     const user1 = { kind: 'user' as const, index: 1 };
     const error = await failure(drive.unlock(userPin, { authority: user1, range: 2 }));
     expect(error).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', authRefused: false });
-    expect(drive.isKnownWrong(user1, userPin)).toBe(false);
+    expect(await drive.isKnownWrong(user1, userPin)).toBe(false);
     await drive.unlock(userPin, { authority: user1, range: 1 });
   });
 });

@@ -491,7 +491,7 @@ describe('kernel sed-opal backend: each flow as ioctls', () => {
     expect(error).toBeInstanceOf(KernelPinRefusedError);
     await expect(drive.unlock(PIN)).rejects.toMatchObject({ code: 'TCG_PIN_KNOWN_WRONG' });
     expect(calls.map((c) => c.name)).toEqual(['IOC_OPAL_LOCK_UNLOCK']);
-    drive.forgetRefusedPins();
+    await drive.forgetRefusedPins();
   });
 
   it('EACCES from an ioctl: KOPAL_PERMISSION_DENIED explaining CAP_SYS_ADMIN', async () => {

@@ -39,7 +39,7 @@ describe('more Opal flows on an emulated drive', () => {
     await drive.lock(ADMIN_PIN, { range: 2 });
     const wrong = Buffer.from('not it');
     await expect(drive.unlock(wrong, { range: 2 })).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: 1 });
-    expect(drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
+    expect(await drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
     // Tries of Admin1 read as SID is not allowed across SPs; read as Admin1 itself.
     expect(await drive.tries(ADMIN1, { authority: ADMIN1, pin: ADMIN_PIN })).toMatchObject({ tries: 0 });
     await drive.unlock(ADMIN_PIN, { range: 2 });
@@ -82,7 +82,7 @@ describe('more Opal flows on an emulated drive', () => {
     await expect(drive.lock(userPin, { range: 2, authority: user2 })).rejects.toMatchObject({
       code: 'TCG_NOT_AUTHORIZED',
     });
-    expect(drive.isKnownWrong(user2, userPin)).toBe(false);
+    expect(await drive.isKnownWrong(user2, userPin)).toBe(false);
     await drive.unlock(userPin, { range: 1, authority: user2 });
   });
 

@@ -69,7 +69,7 @@ describe('an 8-range emulated drive', () => {
   it('a wrong PIN with range 9 is not spent: refused for the range, not remembered as wrong', async () => {
     const wrong = Buffer.from('not the admin pin');
     await expect(drive.unlock(wrong, { range: 9 })).rejects.toMatchObject(NOT_FOUND);
-    expect(drive.isKnownWrong(ADMIN1, wrong)).toBe(false);
+    expect(await drive.isKnownWrong(ADMIN1, wrong)).toBe(false);
     // Tries cannot be read without authenticating (which resets them), so spend the rest instead:
     // TryLimit failures would lock Admin1 out, yet the right PIN still works after as many refusals.
     const { tryLimit } = (await drive.tries(ADMIN1, { authority: ADMIN1, pin: ADMIN_PIN }))!;
@@ -134,6 +134,6 @@ describe('on a scripted TPer: no PIN is sent for a range the drive lacks', () =>
     ]);
     const drive = OpalDrive.fromBackend('scripted:unknown-ranges', backend);
     await expect(drive.unlock(Buffer.from('pin'), { range: 9 })).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED' });
-    drive.forgetRefusedPins();
+    await drive.forgetRefusedPins();
   });
 });

@@ -17,6 +17,7 @@ declare module 'vitest' {
 
 let server: PykmipServer | undefined;
 let emulatorRamDir: string | undefined;
+let agentDirs: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   // Tests load the test addon (the shipped one plus native/test's seams); workers and the CLI
@@ -26,6 +27,11 @@ export async function setup(project: TestProject): Promise<void> {
   // the end, instead of piling up in /dev/shm. Workers start after this and inherit it.
   emulatorRamDir = mkdtempSync(join(tmpdir(), 'kmip-agent-emu-ram-'));
   process.env.KMIP_AGENT_EMU_RAM_DIR ??= emulatorRamDir;
+  // Drive commands keep the agent's refused-key memory in the state directory and read the tries reserve
+  // from the config: never the machine's /var/lib/kmip-agent or /etc/kmip-agent during tests.
+  agentDirs = mkdtempSync(join(tmpdir(), 'kmip-agent-test-dirs-'));
+  process.env.KMIP_AGENT_STATE_DIR ??= join(agentDirs, 'state');
+  process.env.KMIP_AGENT_CONFIG_DIR ??= join(agentDirs, 'config');
   // For quick local runs of suites that never talk KMIP; CI never sets it, and tests that
   // inject('pykmip') then fail loudly rather than skip.
   if (process.env.KMIP_AGENT_SKIP_PYKMIP === '1') return;
@@ -36,6 +42,7 @@ export async function setup(project: TestProject): Promise<void> {
 
 export async function teardown(): Promise<void> {
   if (emulatorRamDir) rmSync(emulatorRamDir, { recursive: true, force: true });
+  if (agentDirs) rmSync(agentDirs, { recursive: true, force: true });
   await server?.stop();
   server = undefined;
 }

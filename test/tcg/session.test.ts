@@ -151,7 +151,7 @@ describe('sessions against a scripted TPer', () => {
     const d = drive([propertiesOk, startRefused(0x01)]);
     const wrong = Buffer.from('wrong pin');
     await expect(d.unlock(wrong)).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: 1 });
-    expect(d.isKnownWrong({ kind: 'admin', index: 1 }, wrong)).toBe(true);
+    expect(await d.isKnownWrong({ kind: 'admin', index: 1 }, wrong)).toBe(true);
     await expect(d.unlock(wrong)).rejects.toMatchObject({ code: 'TCG_PIN_KNOWN_WRONG' });
     // Another PIN is still tried (and here meets a locked-out authority).
     const d2 = drive([propertiesOk, startRefused(0x12)]);
@@ -159,8 +159,8 @@ describe('sessions against a scripted TPer', () => {
       code: 'TCG_AUTHORITY_LOCKED_OUT',
       status: 0x12,
     });
-    d.forgetRefusedPins();
-    expect(d.isKnownWrong({ kind: 'admin', index: 1 }, wrong)).toBe(false);
+    await d.forgetRefusedPins();
+    expect(await d.isKnownWrong({ kind: 'admin', index: 1 }, wrong)).toBe(false);
   });
 
   it('runs calls on one drive one after another', async () => {

@@ -4,7 +4,9 @@
  * PINs only from files or stdin (`-`), through the framework's one secret reader (checked before the
  * drive is opened, wiped after use). `drive emulate|read|write` belong to the emulator (drive-emulate.ts).
  */
-import { driveEnrollCommand } from './agent.js';
+import { DIR_OPTIONS, dirsFrom, driveEnrollCommand } from './agent.js';
+import { DEFAULT_TRIES_RESERVE, loadConfig } from '../../agent/config.js';
+import { RefusedKeyFile } from '../../agent/refused-keys.js';
 import { BACKEND_NAMES, BackendChoiceError, describeAttempt, type BackendName } from '../../drives/backend.js';
 import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
 import { ADMIN1, describeAuthority, SID, userAuthority, type Authority, type Discovery } from '../../drives/types.js';
@@ -47,13 +49,20 @@ sedutil; the hex/base64 rules and --hex/--raw do not apply to passwords.
 reached through the kernel's sed-opal driver when it supports the drive (it re-unlocks after suspend),
 else through SCSI/ATA/NVMe TCG pass-through; \`drive discover\` shows the choice.
 Lock/unlock/setup-range/erase/mbr authenticate as Admin1 unless --user N is given.
-A PIN the drive refused once is not sent again by this process (lockout protection).
+Lockout protection: a PIN a drive refused is never sent to that drive's authority again by any kmip-agent
+process (this command, later ones, the daemon) until \`drive forget-refusals\` clears it: refusals are kept
+as keyed fingerprints in <state-dir>/refused-keys.json (--state-dir, KMIP_AGENT_STATE_DIR, STATE_DIRECTORY;
+default /var/lib/kmip-agent), by drive serial and authority. Where a drive shows an authority's tries
+without a PIN (most show only the PSID's), the last boot.triesReserve of them (config, default
+${DEFAULT_TRIES_RESERVE}) are never spent: DRIVE_LOCKOUT_RISK; elsewhere the refused-key memory is the guard.
 Destructive commands (erase, revert, psid-revert, emulate destroy) refuse to run without --yes.`;
 
 /** The options every Opal command takes (drive-wide: which backend, how PINs are derived). */
 const DRIVE_OPTIONS = {
   backend: { type: 'string', value: 'kernel|passthrough|emulated', help: 'use only this backend' },
   'sedutil-pins': { type: 'boolean', help: 'PIN files hold sedutil-cli passwords (text; see `drive --help`)' },
+  // The state dir holds the refused-key memory, the config dir the tries reserve.
+  ...DIR_OPTIONS,
 } as const;
 
 /** The options of a command that reads PINs: drive-wide ones plus how to read the PIN files. */
@@ -61,13 +70,39 @@ const PIN_OPTIONS = { ...DRIVE_OPTIONS, ...SECRET_READING_OPTIONS } as const;
 
 const pinFileOption = (help: string) => ({ type: 'string', value: 'FILE|-', help }) as const;
 
-type DriveValues = { backend?: string; 'sedutil-pins'?: boolean; hex?: boolean; raw?: boolean };
+type DriveValues = {
+  backend?: string;
+  'sedutil-pins'?: boolean;
+  hex?: boolean;
+  raw?: boolean;
+  'config-dir'?: string;
+  'state-dir'?: string;
+  'runtime-dir'?: string;
+};
 
-function driveOptions(values: DriveValues): OpalDriveOptions {
+/** How to reach the drive and derive PINs: enough for commands that do not authenticate. */
+function reachOptions(values: DriveValues): OpalDriveOptions {
   return {
     ...(values.backend !== undefined ? { backend: parseBackend(values.backend) } : {}),
     ...(values['sedutil-pins'] ? { pinDerivation: 'sedutil' as const } : {}),
   };
+}
+
+/** The agent's refused-key memory in the state directory: shared with the daemon and every other command. */
+function refusedKeyMemory(values: DriveValues): RefusedKeyFile {
+  return new RefusedKeyFile({ dir: dirsFrom(values).state });
+}
+
+/** Plus the agent's lockout guard: its refused-key memory and the configured tries reserve. */
+async function driveOptions(values: DriveValues): Promise<OpalDriveOptions> {
+  let triesReserve = DEFAULT_TRIES_RESERVE;
+  try {
+    triesReserve = (await loadConfig(dirsFrom(values).config)).boot.triesReserve;
+  } catch (error) {
+    // A drive can be worked on before (or without) `kmip-agent setup`; a broken config is still an error.
+    if ((error as { code?: unknown }).code !== 'CONFIG_MISSING') throw error;
+  }
+  return { ...reachOptions(values), refusedKeys: refusedKeyMemory(values), triesReserve };
 }
 
 /** How the command's PIN files are read: raw bytes (with --hex/--raw), or sedutil passwords (text). */
@@ -89,8 +124,8 @@ function withPins<T>(
 ): Promise<T> {
   const { kind, reading } = pinReading(values);
   const sources: SecretSource[] = pins.map((p) => ({ ...p, kind }));
-  return withSecrets(ctx, sources, reading, (secrets) =>
-    withDrive(spec, driveOptions(values), (d) => work(d, secrets)),
+  return withSecrets(ctx, sources, reading, async (secrets) =>
+    withDrive(spec, await driveOptions(values), (d) => work(d, secrets)),
   );
 }
 
@@ -173,7 +208,7 @@ const opalCommands: Command[] = [
     async run({ values, positionals: [spec] }, ctx) {
       let drive: OpalDrive;
       try {
-        drive = await OpalDrive.open(spec!, driveOptions(values));
+        drive = await OpalDrive.open(spec!, reachOptions(values));
       } catch (error) {
         // With --json the attempts travel in the error document (BackendChoiceError.details()).
         if (!(error instanceof BackendChoiceError) || ctx.json) throw error;
@@ -528,11 +563,56 @@ Admin1 and are not reset. Without a PIN, when the drive does not answer, nothing
         what: 'the PSID',
         kind: PSID_SECRET,
       };
-      await withSecrets(ctx, [psid], 'auto', ([p]) => withDrive(spec!, driveOptions(values), (d) => d.psidRevert(p!)));
+      await withSecrets(ctx, [psid], 'auto', async ([p]) =>
+        withDrive(spec!, await driveOptions(values), (d) => d.psidRevert(p!)),
+      );
       emit(ctx, { drive: spec, reverted: true }, `${spec}: reverted to factory state with the PSID`);
     },
   }),
+
+  command({
+    name: 'forget-refusals',
+    usage: '<drive> [--authority Admin1|UserN|SID|PSID]',
+    summary: 'clear the refused-key memory of a drive (all authorities, or one), once its keys are sorted out',
+    description: `Every kmip-agent process (the daemon included) refuses to send a drive a PIN or key the drive
+refused before. After the key was fixed (or a PIN was found to be right after all), this clears the
+memory so it is tried again: each wrong one costs a try again. The drive is opened only to read its
+serial, which refusals are remembered by; no PIN is sent.`,
+    options: {
+      authority: { type: 'string', value: 'NAME', help: 'only this authority: Admin1, User1, ..., SID, PSID' },
+      // Every derivation of the authority's PINs is forgotten: --sedutil-pins has no meaning here.
+      backend: DRIVE_OPTIONS.backend,
+      ...DIR_OPTIONS,
+    },
+    positionals: 1,
+    async run({ values, positionals: [spec] }, ctx) {
+      const authority = values.authority === undefined ? undefined : parseAuthorityName(values.authority);
+      const memory = refusedKeyMemory(values);
+      const identity = await withDrive(spec!, reachOptions(values), async (d) => d.identity());
+      if (identity === '') {
+        throw new KmipAgentError(
+          `${spec} reports no serial: its refusals were never kept beyond one process, there is nothing to forget`,
+          'DRIVE_NO_IDENTITY',
+        );
+      }
+      const forgotten = await memory.forget(identity, authority === undefined ? undefined : { authority });
+      emit(
+        ctx,
+        { drive: spec, identity, authority: authority ?? null, forgotten },
+        `${spec} (${printable(identity)}): ${forgotten} refused key(s) forgotten${authority ? ` for ${authority}` : ''}`,
+      );
+    },
+  }),
 ];
+
+/** "admin1", "User2", "sid", "psid" -> the name refusals are kept under (describeAuthority's spelling). */
+function parseAuthorityName(text: string): string {
+  const match = /^(?:(sid|psid)|(admin|user)([1-9]\d{0,3}))$/i.exec(text);
+  if (!match) throw new UsageError(`--authority takes Admin1, User1 (any number), SID or PSID, not '${text}'`);
+  if (match[1]) return match[1].toUpperCase();
+  const index = Number(match[3]);
+  return describeAuthority(match[2]!.toLowerCase() === 'admin' ? { kind: 'admin', index } : userAuthority(index));
+}
 
 function lockCommand(name: 'lock' | 'unlock'): Command {
   return command({
