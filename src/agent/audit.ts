@@ -174,10 +174,16 @@ export class AuditLog implements AuditSink {
 
   private async open(): Promise<fs.FileHandle> {
     if (this.handle) return this.handle;
-    const handle = await fs.open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
+    const handle = await fs.open(this.path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
     // An existing file keeps its mode; the audit trail is nobody else's business.
     await handle.chmod(0o600);
     this.size = (await handle.stat()).size;
+    if (this.size > 0) {
+      // A crash mid-write leaves a torn last line: end it, so the next event is a line of its own.
+      const last = Buffer.alloc(1);
+      await handle.read(last, 0, 1, this.size - 1);
+      if (last[0] !== 0x0a) this.size += (await handle.write('\n')).bytesWritten;
+    }
     this.handle = handle;
     return handle;
   }
