@@ -327,7 +327,16 @@ describe('end to end: enrollment and unlock against PyKMIP, through the runtime 
     ]);
     expect(setup.code, setup.stdout + setup.stderr).toBe(0);
     const image = join(work, 'drive.img');
-    const created = await runCliCaptured(['drive', 'emulate', 'create', image, '--size', '16', '--serial', 'AUD-1']);
+    const created = await runCliCaptured([
+      'drive',
+      'emulate',
+      'create',
+      `emu:${image}`,
+      '--size',
+      '16',
+      '--serial',
+      'AUD-1',
+    ]);
     expect(created.code, created.stderr).toBe(0);
 
     const logged: string[] = [];
@@ -382,6 +391,6 @@ describe('end to end: enrollment and unlock against PyKMIP, through the runtime 
     const bad = await runCliCaptured(['audit', '--since', 'last week', ...dirArgs]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('USAGE_SINCE');
-    await runCliCaptured(['drive', 'emulate', 'destroy', image, '--yes']);
+    await runCliCaptured(['drive', 'emulate', 'destroy', `emu:${image}`, '--yes']);
   }, 120_000);
 });
