@@ -18,7 +18,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
   AuditLog,
   auditedKeySource,
@@ -39,7 +39,6 @@ import { ApiServer } from '../../src/api/server.js';
 import { KmipAgentError } from '../../src/errors.js';
 import { runCliCaptured } from '../support/cli.js';
 import { FakeClock } from '../support/fake-clock.js';
-import { startPykmip, type PykmipServer } from '../support/pykmip.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -297,13 +296,8 @@ describe('ListAuditEvents over the API socket', () => {
 });
 
 describe('end to end: enrollment and unlock against PyKMIP, through the runtime and the CLI', () => {
-  let kmip: PykmipServer;
-  beforeAll(async () => {
-    kmip = await startPykmip();
-  }, 60_000);
-  afterAll(async () => {
-    await kmip?.stop();
-  });
+  // The run's shared PyKMIP server (test/support/global-setup.ts).
+  const kmip = inject('pykmip');
 
   it('audits register, enroll, get and unlock as the CLI, and neither the file nor the logs hold the key', async () => {
     const work = tempDir();
@@ -314,7 +308,7 @@ describe('end to end: enrollment and unlock against PyKMIP, through the runtime 
       '--json',
       'setup',
       '--appliance-id',
-      'nas1',
+      'obs-audit',
       '--server',
       `127.0.0.1:${kmip.port}`,
       '--ca',
@@ -379,7 +373,7 @@ describe('end to end: enrollment and unlock against PyKMIP, through the runtime 
     const summary = events.map((e) => `${e.operation}:${e.result}:${e.actor.kind}`);
     expect(summary).toEqual(['register:ok:cli', 'enroll:ok:cli', 'get:ok:cli', 'get:ok:cli', 'unlock:ok:cli']);
     const register = events[0]!;
-    expect(register).toMatchObject({ keyName: 'kmip-agent/nas1/AUD-1', server: `127.0.0.1:${kmip.port}` });
+    expect(register).toMatchObject({ keyName: 'kmip-agent/obs-audit/AUD-1', server: `127.0.0.1:${kmip.port}` });
     expect(events.find((e) => e.operation === 'unlock')).toMatchObject({
       target: 'AUD-1',
       kind: 'opal',

@@ -6,13 +6,13 @@
  * boot and the unlock duration; the audit trail shows the boot as the daemon's and an API enrollment as the
  * API caller's.
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { register as globalRegistry } from 'prom-client';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { AuditEvent } from '../../src/agent/audit.js';
 import { saveConfig, loadConfig } from '../../src/agent/config.js';
 import { AgentMetrics, TextfileExporter, TEXTFILE_NAME, type MetricsStatus } from '../../src/agent/metrics.js';
@@ -22,7 +22,6 @@ import { packageRoot } from '../../src/native/addon.js';
 import { runCliCaptured } from '../support/cli.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
-import { startPykmip, type PykmipServer } from '../support/pykmip.js';
 
 /** curl runs beside the event loop: the API server under test answers from this process. */
 const curl = async (args: string[]) => {
@@ -247,16 +246,8 @@ describe('the node_exporter textfile', () => {
 });
 
 describe('end to end: the daemon against PyKMIP', () => {
-  let kmip: PykmipServer;
-  beforeAll(async () => {
-    kmip = await startPykmip();
-    // The daemon runs from dist/ (as systemd runs it): build what this test checks.
-    const tsc = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: packageRoot(), encoding: 'utf8' });
-    if (tsc.status !== 0) throw new Error(`tsc failed: ${tsc.stdout}${tsc.stderr}`);
-  }, 180_000);
-  afterAll(async () => {
-    await kmip?.stop();
-  });
+  // The run's shared PyKMIP server (test/support/global-setup.ts).
+  const kmip = inject('pykmip');
 
   it('serves /metrics and the audit trail after READY, and writes the textfile', async () => {
     const work = tempDir();
@@ -273,7 +264,7 @@ describe('end to end: the daemon against PyKMIP', () => {
     await cli([
       'setup',
       '--appliance-id',
-      'nas1',
+      'obs-metrics',
       '--server',
       `127.0.0.1:${kmip.port}`,
       '--ca',
@@ -301,6 +292,7 @@ describe('end to end: the daemon against PyKMIP', () => {
     let daemon: ChildProcess | undefined;
     let stdout = '';
     try {
+      // The daemon as systemd runs it: the built CLI (npx tsc -p tsconfig.json first).
       daemon = spawn(process.execPath, [join(packageRoot(), 'dist/src/cli/main.js'), 'daemon', ...dirArgs], {
         env: { ...process.env, NOTIFY_SOCKET: notifyPath },
         stdio: ['ignore', 'pipe', 'pipe'],
