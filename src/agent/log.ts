@@ -65,6 +65,10 @@ function hasBytes(value: unknown, depth = 0): boolean {
   return Object.values(value).some((v) => hasBytes(v, depth + 1));
 }
 
+function serializeError(value: unknown): unknown {
+  return censorBytes(value instanceof Error ? pino.stdSerializers.err(value) : value);
+}
+
 export interface AgentLoggerOptions {
   /** Where lines go (default stdout). */
   destination?: DestinationStream;
@@ -81,6 +85,8 @@ export function agentLogger(options: AgentLoggerOptions = {}): Logger {
     base: { service: 'kmip-agent' },
     level: options.level ?? 'info',
     redact: { paths: REDACT_PATHS, censor: REDACTED },
+    // Errors are serialized after formatters.log runs: their properties (details, cause) get the same check.
+    serializers: { err: serializeError, error: serializeError },
     formatters: {
       level: (label: string) => ({ level: label }),
       log: (object: Record<string, unknown>) => censorBytes(object) as Record<string, unknown>,

@@ -75,6 +75,8 @@ describe('key material', () => {
       },
       'unlock',
     );
+    const failure = Object.assign(new Error('refused'), { code: 'X', details: { pinBytes: key } });
+    log.error({ err: failure, error: { code: 'Y', got: key } }, 'failed');
     const text = lines.join('');
     expect(text).not.toContain(hex);
     expect(text).not.toContain(key.toString('base64'));
@@ -90,5 +92,8 @@ describe('key material', () => {
     expect(record.outcome).toEqual({ material: REDACTED, list: [REDACTED, 'fine'] });
     expect(record.keyUid).toBe('uid-7');
     expect(record.code).toBe('DRIVE_PIN_REFUSED');
+    const failed = JSON.parse(lines[1]!) as Record<string, any>;
+    expect(failed.err).toMatchObject({ message: 'refused', code: 'X', details: { pinBytes: REDACTED } });
+    expect(failed.error).toEqual({ code: 'Y', got: REDACTED });
   });
 });
