@@ -81,7 +81,7 @@ describe('key material', () => {
     expect(text).not.toContain(hex);
     expect(text).not.toContain(key.toString('base64'));
     expect(text).not.toContain('"type":"Buffer"');
-    const record = JSON.parse(lines[0]!) as Record<string, any>;
+    const record = JSON.parse(lines[0]!) as Record<string, unknown>;
     expect(record.key).toBe(REDACTED);
     expect(record.pin).toBe(REDACTED);
     expect(record.drive).toEqual({
@@ -92,7 +92,7 @@ describe('key material', () => {
     expect(record.outcome).toEqual({ material: REDACTED, list: [REDACTED, 'fine'] });
     expect(record.keyUid).toBe('uid-7');
     expect(record.code).toBe('DRIVE_PIN_REFUSED');
-    const failed = JSON.parse(lines[1]!) as Record<string, any>;
+    const failed = JSON.parse(lines[1]!) as Record<string, unknown>;
     expect(failed.err).toMatchObject({ message: 'refused', code: 'X', details: { pinBytes: REDACTED } });
     expect(failed.error).toEqual({ code: 'Y', got: REDACTED });
   });
