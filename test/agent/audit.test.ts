@@ -29,6 +29,7 @@ import {
   runAsActor,
   type AuditEvent,
 } from '../../src/agent/audit.js';
+import { parseConfig } from '../../src/agent/config.js';
 import { openAgentRuntime } from '../../src/agent/daemon.js';
 import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
 import { agentLogger } from '../../src/agent/log.js';
@@ -165,6 +166,20 @@ describe('the audit file', () => {
 
   it('reads nothing (no error) from a state directory without an audit file', async () => {
     expect(await readAuditEvents(tempDir())).toEqual([]);
+  });
+
+  it('takes its rotation from the config: defaults, and a bad field named', () => {
+    const base = {
+      schemaVersion: 1,
+      applianceId: 'nas1',
+      providers: { default: { servers: [{ host: 'kms' }], ca: 'ca', cert: 'c', key: 'k' } },
+    };
+    expect(parseConfig(base).audit).toEqual({ maxBytes: 10 * 1024 * 1024, keep: 5 });
+    expect(parseConfig(base).metrics).toEqual({ textfileIntervalSeconds: 15 });
+    expect(() => parseConfig({ ...base, audit: { keep: -1 } })).toThrow(/audit\.keep/);
+    expect(() => parseConfig({ ...base, audit: { maxBytes: 10 } })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID' }),
+    );
   });
 
   it('parses --since as an ISO time or an age, and refuses anything else with a typed error', () => {

@@ -6,7 +6,8 @@
  * boot and the unlock duration; the audit trail shows the boot as the daemon's and an API enrollment as the
  * API caller's.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,7 @@ import { packageRoot } from '../../src/native/addon.js';
 import { runCliCaptured } from '../support/cli.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
+import { requestKey } from '../keysocket/cryptsetup-client.js';
 
 /** curl runs beside the event loop: the API server under test answers from this process. */
 const curl = async (args: string[]) => {
@@ -286,6 +288,33 @@ describe('end to end: the daemon against PyKMIP', () => {
       ).toBe(0);
     await cli(['drive', 'enroll', `emu:${images[0]}`]);
     expect((await runCliCaptured(['drive', 'emulate', 'power-cycle', `emu:${images[0]}`])).code).toBe(0);
+    // A LUKS2 volume whose key the daemon serves to systemd-cryptsetup on the key socket.
+    const volume = join(work, 'vol.img');
+    expect(spawnSync('truncate', ['-s', '32M', volume]).status).toBe(0);
+    const passphrase = randomBytes(32);
+    const formatted = spawnSync(
+      'cryptsetup',
+      [
+        'luksFormat',
+        '--batch-mode',
+        '--type',
+        'luks2',
+        '--pbkdf',
+        'pbkdf2',
+        '--pbkdf-force-iterations',
+        '1000',
+        '--key-file',
+        '-',
+        volume,
+      ],
+      { input: passphrase },
+    );
+    expect(formatted.status, formatted.stderr.toString()).toBe(0);
+    const enrolledVolume = await runCliCaptured(
+      ['volume', 'enroll', volume, '--name', 'obs-data', '--key-file', '-', '--key-socket', ...dirArgs],
+      passphrase,
+    );
+    expect(enrolledVolume.code, enrolledVolume.stderr).toBe(0);
 
     const notifyPath = join(work, 'notify.sock');
     const receiver = await NotifyReceiver.start(notifyPath);
@@ -306,6 +335,7 @@ describe('end to end: the daemon against PyKMIP', () => {
       const server = `127.0.0.1:${kmip.port}`;
       expect(value(samples, 'kmip_agent_ready')).toBe(1);
       expect(value(samples, 'kmip_agent_drives', { kind: 'opal', state: 'unlocked' })).toBe(1);
+      expect(value(samples, 'kmip_agent_drives', { kind: 'luks', state: 'served' })).toBe(1);
       expect(value(samples, 'kmip_agent_unlock_duration_seconds_count', { kind: 'opal', result: 'ok' })).toBe(1);
       expect(value(samples, 'kmip_agent_kmip_requests_total', { server, outcome: 'answered' })).toBeGreaterThanOrEqual(
         1,
@@ -314,19 +344,32 @@ describe('end to end: the daemon against PyKMIP', () => {
       expect(value(samples, 'kmip_agent_faults', { code: 'KmipServerFault' })).toBe(0);
 
       // The second drive is enrolled through the daemon: its key operations are the API caller's.
+      // systemd-cryptsetup asks for the volume's key: a hand-out by the key socket, as that peer's.
+      const served = await requestKey(join(d.runtime, 'luks.sock'), 'obs-data');
+      expect(served.key).toHaveLength(32);
+      const servedHex = served.key!.toString('hex');
+
       await cli(['drive', 'enroll', `emu:${images[1]}`]);
       const client = new ApiClient(socketPath);
       const { events } = await client.call<{ events: AuditEvent[] }>('ListAuditEvents', {});
       const summary = events.map((e) => `${e.operation}:${e.result}:${e.actor.kind}`);
-      expect(summary).toEqual([
-        'register:ok:cli',
-        'enroll:ok:cli',
+      expect(summary.slice(0, 4)).toEqual(['register:ok:cli', 'enroll:ok:cli', 'register:ok:cli', 'enroll:ok:cli']);
+      // The boot: one batched Get of both keys, then both unlocks (in parallel: either order).
+      expect(summary.slice(4, 8).sort()).toEqual([
+        'get:ok:daemon',
         'get:ok:daemon',
         'unlock:ok:daemon',
+        'unlock:ok:daemon',
+      ]);
+      expect(summary.slice(8)).toEqual([
+        'get:ok:key-socket',
+        'serve:ok:key-socket',
         'register:ok:api',
         'enroll:ok:api',
       ]);
+      expect(events[9]).toMatchObject({ target: events[3]!.target, actor: { kind: 'key-socket', pid: served.pid } });
       expect(events.at(-1)!.actor).toEqual({ kind: 'api', pid: process.pid, uid: 0 });
+      expect(readFileSync(join(d.state, 'audit.log'), 'utf8')).not.toContain(servedHex);
       expect(events.find((e) => e.operation === 'get')!.server).toBe(server);
 
       const after = parseExposition(await client.metrics()).samples;
@@ -345,6 +388,7 @@ describe('end to end: the daemon against PyKMIP', () => {
       // Every log line is JSON (not under journald: no priority prefix) and none carries key bytes.
       const lines = stdout.trim().split('\n');
       for (const l of lines) expect(() => JSON.parse(l) as unknown, l).not.toThrow();
+      expect(stdout).not.toContain(servedHex);
       expect(lines.some((l) => (JSON.parse(l) as { event?: string }).event === 'ready')).toBe(true);
     } finally {
       daemon?.kill('SIGKILL');
