@@ -351,36 +351,48 @@ export function auditedUnlocker(inner: Unlocker, audit: AuditSink, clock: Clock)
   };
 }
 
-/** Runs one enrollment and records it (its key registration is recorded by the key source). */
-export async function auditedEnroll<T extends { id: string; keyUid: string; keyName: string }>(
+/** An enrollment function that records each enrollment (its key registration is recorded by the key source). */
+export function auditedEnroll<A extends unknown[], T extends { id: string; keyUid: string; keyName: string }>(
   audit: AuditSink,
   clock: Clock,
-  device: string,
-  enroll: () => Promise<T>,
-): Promise<T> {
-  const started = clock.monotonicMs();
-  try {
-    const result = await enroll();
-    audit.record({
-      operation: 'enroll',
-      result: 'ok',
-      target: result.id,
-      device,
-      keyUid: result.keyUid,
-      keyName: result.keyName,
-      durationMs: Math.round(clock.monotonicMs() - started),
-    });
-    return result;
-  } catch (error) {
-    audit.record({
-      operation: 'enroll',
-      result: 'error',
-      code: codeOf(error),
-      device,
-      durationMs: Math.round(clock.monotonicMs() - started),
-    });
-    throw error;
-  }
+  enroll: (device: string, ...rest: A) => Promise<T>,
+): (device: string, ...rest: A) => Promise<T> {
+  return async (device, ...rest) => {
+    const started = clock.monotonicMs();
+    try {
+      const result = await enroll(device, ...rest);
+      audit.record({
+        operation: 'enroll',
+        result: 'ok',
+        target: result.id,
+        device,
+        keyUid: result.keyUid,
+        keyName: result.keyName,
+        durationMs: Math.round(clock.monotonicMs() - started),
+      });
+      return result;
+    } catch (error) {
+      audit.record({
+        operation: 'enroll',
+        result: 'error',
+        code: codeOf(error),
+        device,
+        durationMs: Math.round(clock.monotonicMs() - started),
+      });
+      throw error;
+    }
+  };
+}
+
+/** The unlockers of every kind, each recording its attempts (see auditedUnlocker). */
+export function auditedUnlockers<K extends string>(
+  audit: AuditSink,
+  clock: Clock,
+  unlockers: Record<K, Unlocker>,
+): Record<K, Unlocker> {
+  return Object.fromEntries(
+    Object.entries<Unlocker>(unlockers).map(([kind, u]) => [kind, auditedUnlocker(u, audit, clock)]),
+  ) as Record<K, Unlocker>;
 }
 
 /** Parses `--since`: an ISO time, or an age such as 90s, 30m, 1h, 2d (before `now`). */

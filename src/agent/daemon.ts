@@ -22,7 +22,7 @@ import {
   AuditLog,
   auditedEnroll,
   auditedKeySource,
-  auditedUnlocker,
+  auditedUnlockers,
   processActor,
   runAsActor,
   type AuditActor,
@@ -214,27 +214,23 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       config,
       state,
       keys,
-      unlockers: {
-        opal: auditedUnlocker(new OpalUnlocker({ open: openOpal }, state), audit, clock),
-        luks: auditedUnlocker(
-          new LuksUnlocker(
-            {
-              activate: async (device, name, key) => {
-                await luks.open(device, name, key);
-              },
-              check: async (device, key) => {
-                await luks.checkKey(device, key);
-              },
+      unlockers: auditedUnlockers(audit, clock, {
+        opal: new OpalUnlocker({ open: openOpal }, state),
+        luks: new LuksUnlocker(
+          {
+            activate: async (device, name, key) => {
+              await luks.open(device, name, key);
             },
-            {
-              nameOf: (t) => volumeEntry(t.device)?.name ?? `kmip-agent-${t.id.slice(0, 8)}`,
-              servedBySocket: (t) => volumeEntry(t.device)?.keySocket === true,
+            check: async (device, key) => {
+              await luks.checkKey(device, key);
             },
-          ),
-          audit,
-          clock,
+          },
+          {
+            nameOf: (t) => volumeEntry(t.device)?.name ?? `kmip-agent-${t.id.slice(0, 8)}`,
+            servedBySocket: (t) => volumeEntry(t.device)?.keySocket === true,
+          },
         ),
-      },
+      }),
       clock,
       random: options.random ?? Math.random,
       log,
@@ -243,22 +239,22 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     });
     closers.push(() => agent.stop());
     metrics.bindStatus(() => agent.status());
+    const enrollOpal = auditedEnroll(audit, clock, enrollOpalDrive);
+    const enrollLuks = auditedEnroll(audit, clock, enrollLuksVolume);
     const enrollDrives = async (devices: string[]) => {
       const results: EnrollResult[] = [];
       for (const device of devices) {
-        const result = await auditedEnroll(audit, clock, device, () =>
-          enrollOpalDrive(
-            device,
-            { open: openForEnroll },
-            {
-              applianceId: config.applianceId,
-              provider: 'default',
-              keys,
-              state,
-              clock,
-              newJobId: () => `enroll-${randomUUID()}`,
-            },
-          ),
+        const result = await enrollOpal(
+          device,
+          { open: openForEnroll },
+          {
+            applianceId: config.applianceId,
+            provider: 'default',
+            keys,
+            state,
+            clock,
+            newJobId: () => `enroll-${randomUUID()}`,
+          },
         );
         log.info({ event: 'enroll', drive: result.id, keyUid: result.keyUid, device }, `${result.id}: enrolled`);
         results.push(result);
@@ -276,23 +272,21 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       return results;
     };
     const enrollVolume = async (device: string, name: string, existingKey: Buffer, keySocket: boolean) => {
-      const result = await auditedEnroll(audit, clock, device, () =>
-        enrollLuksVolume(
-          device,
-          existingKey,
-          {
-            uuid: async (d) => (await luks.luksInfo(d)).uuid,
-            addKey: async (d, existing, key) => (await luks.addKey(d, existing, key)).slot,
-          },
-          {
-            applianceId: config.applianceId,
-            provider: 'default',
-            keys,
-            state,
-            clock,
-            newJobId: () => `enroll-${randomUUID()}`,
-          },
-        ),
+      const result = await enrollLuks(
+        device,
+        existingKey,
+        {
+          uuid: async (d) => (await luks.luksInfo(d)).uuid,
+          addKey: async (d, existing, key) => (await luks.addKey(d, existing, key)).slot,
+        },
+        {
+          applianceId: config.applianceId,
+          provider: 'default',
+          keys,
+          state,
+          clock,
+          newJobId: () => `enroll-${randomUUID()}`,
+        },
       );
       log.info(
         { event: 'enroll', volume: result.id, keyUid: result.keyUid, device, keyslot: result.keyslot },
