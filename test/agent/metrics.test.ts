@@ -370,6 +370,10 @@ describe('end to end: the daemon against PyKMIP', () => {
       expect(events[9]).toMatchObject({ target: events[3]!.target, actor: { kind: 'key-socket', pid: served.pid } });
       expect(events.at(-1)!.actor).toEqual({ kind: 'api', pid: process.pid, uid: 0 });
       expect(readFileSync(join(d.state, 'audit.log'), 'utf8')).not.toContain(servedHex);
+      // `kmip-agent audit` asks the running daemon.
+      const viaCli = (await cli(['--json', 'audit', '--limit', '2'])).json<{ daemon: boolean; events: AuditEvent[] }>();
+      expect(viaCli.daemon).toBe(true);
+      expect(viaCli.events).toEqual(events.slice(-2));
       expect(events.find((e) => e.operation === 'get')!.server).toBe(server);
 
       const after = parseExposition(await client.metrics()).samples;
