@@ -83,6 +83,20 @@ const ApiSchema = z.strictObject({
 const MetricsSchema = z.strictObject({
   /** node_exporter textfile-collector directory to write kmip_agent.prom into. */
   textfileDir: z.string().min(1).optional(),
+  /** The textfile is rewritten on every change and at least this often. */
+  textfileIntervalSeconds: z.number().int().min(1).max(3600).default(15),
+});
+
+const AuditSchema = z.strictObject({
+  /** <state>/audit.log is rotated before it grows past this. */
+  maxBytes: z
+    .number()
+    .int()
+    .min(4096)
+    .max(1 << 30)
+    .default(10 * 1024 * 1024),
+  /** Rotated files kept (audit.log.1 newest .. audit.log.N); 0 keeps none. */
+  keep: z.number().int().min(0).max(100).default(5),
 });
 
 export const ConfigSchema = z.strictObject({
@@ -97,7 +111,8 @@ export const ConfigSchema = z.strictObject({
   volumes: z.array(VolumeEntrySchema).default([]),
   boot: BootSchema.default(BootSchema.parse({})),
   api: ApiSchema.default({}),
-  metrics: MetricsSchema.default({}),
+  metrics: MetricsSchema.default(MetricsSchema.parse({})),
+  audit: AuditSchema.default(AuditSchema.parse({})),
 });
 
 export type AgentConfig = z.infer<typeof ConfigSchema>;

@@ -11,13 +11,22 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
-import { KmipProvider } from '../kmip/index.js';
+import type { Logger } from 'pino';
+import { KmipProvider, type ServerAttempt } from '../kmip/index.js';
 import { luks, OpalDrive, type OpalDriveOptions } from '../drives/index.js';
 import { KmipAgentError } from '../errors.js';
-import { ApiServer, API_SOCKET_NAME } from '../api/server.js';
+import { ApiServer, API_SOCKET_NAME, type RpcMethod } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
 import { Agent } from './agent.js';
+import {
+  AuditLog,
+  auditedEnroll,
+  auditedKeySource,
+  auditedUnlockers,
+  processActor,
+  runAsActor,
+  type AuditActor,
+} from './audit.js';
 import { systemClock, type Clock, type Random } from './clock.js';
 import { configPath, loadConfig, saveConfig, type AgentConfig } from './config.js';
 import {
@@ -28,10 +37,13 @@ import {
   type VolumeEnrollResult,
 } from './enroll.js';
 import { FaultRegistry } from './faults.js';
-import { KmipKeySource } from './key-source.js';
+import { KmipKeySource, type KeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
+import { agentLogger } from './log.js';
+import { AgentMetrics, TextfileExporter } from './metrics.js';
 import type { AgentDirs } from './paths.js';
 import { RefusedKeyFile } from './refused-keys.js';
+import { packageRoot } from '../native/addon.js';
 import { acquireStateLock } from './state-lock.js';
 import { StateCorruptError, StateStore } from './state.js';
 import { SystemdNotifier } from './systemd-notify.js';
@@ -51,16 +63,19 @@ export interface DaemonOptions {
   random?: Random;
 }
 
-/** Logs JSON to stdout (journald takes it); anything named like a secret is censored by path. */
-export function agentLogger(): Logger {
-  return pino({
-    base: { service: 'kmip-agent' },
-    redact: { paths: ['key', 'pin', 'secret', 'value', '*.key', '*.pin', '*.secret', '*.value'], censor: '[redacted]' },
-    formatters: { level: (label) => ({ level: label }) },
-  });
+/** JSON logs on stdout, journald priorities, secrets redacted: see log.ts. */
+export { agentLogger };
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-function providerFor(config: AgentConfig, configDir: string, log: Logger): KmipProvider {
+function providerFor(
+  config: AgentConfig,
+  configDir: string,
+  log: Logger,
+  observe: (a: ServerAttempt) => void,
+): KmipProvider {
   const p = config.providers.default!;
   const read = (what: string, path: string) => {
     try {
@@ -83,6 +98,7 @@ function providerFor(config: AgentConfig, configDir: string, log: Logger): KmipP
     key: read('key', p.key),
     requestTimeoutMs: p.timeoutMs,
     onAttempt: (a) => {
+      observe(a);
       if (a.outcome === 'failed')
         log.warn({ event: 'kmip_attempt', ...a }, `key server ${a.endpoint} passed over: ${a.code}`);
     },
@@ -122,8 +138,11 @@ export interface AgentRuntime {
   config: AgentConfig;
   state: StateStore;
   faults: FaultRegistry;
-  keys: KmipKeySource;
+  keys: KeySource;
   provider: KmipProvider;
+  /** Every key operation of this process (<state>/audit.log). */
+  audit: AuditLog;
+  metrics: AgentMetrics;
   agent: Agent;
   log: Logger;
   clock: Clock;
@@ -185,15 +204,26 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     // The same memory as the CLI's drive commands: one for every process of the agent.
     const refusedKeys = new RefusedKeyFile({ dir: dirs.state, now: () => clock.now() });
     const guard: OpalDriveOptions = { refusedKeys, triesReserve: config.boot.triesReserve };
-    const provider = providerFor(config, dirs.config, log);
+    const audit = new AuditLog({
+      dir: dirs.state,
+      clock,
+      actor: processActor(options.role === 'daemon' ? 'daemon' : 'cli'),
+      maxBytes: config.audit.maxBytes,
+      keep: config.audit.keep,
+      onError: (error) => log.error({ event: 'audit_write_failed', err: error }, 'audit event not written'),
+    });
+    closers.push(() => audit.close());
+    const metrics = new AgentMetrics({ version: packageVersion() });
+    audit.subscribe((e) => metrics.observeAudit(e));
+    const provider = providerFor(config, dirs.config, log, (a) => metrics.observeKmipAttempt(a));
     closers.push(() => provider.close());
-    const keys = new KmipKeySource(provider);
+    const keys = auditedKeySource(new KmipKeySource(provider), audit, { clock, server: () => provider.activeEndpoint });
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
     const agent = new Agent({
       config,
       state,
       keys,
-      unlockers: {
+      unlockers: auditedUnlockers(audit, clock, {
         opal: new OpalUnlocker({ open: opalOpener(guard) }, refusedKeys),
         luks: new LuksUnlocker(
           {
@@ -209,7 +239,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
             servedBySocket: (t) => volumeEntry(t.device)?.keySocket === true,
           },
         ),
-      },
+      }),
       clock,
       random: options.random ?? Math.random,
       log,
@@ -217,10 +247,13 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     closers.push(() => agent.stop());
+    metrics.bindStatus(() => agent.status());
+    const enrollOpal = auditedEnroll(audit, clock, enrollOpalDrive);
+    const enrollLuks = auditedEnroll(audit, clock, enrollLuksVolume);
     const enrollDrives = async (devices: string[]) => {
       const results: EnrollResult[] = [];
       for (const device of devices) {
-        const result = await enrollOpalDrive(
+        const result = await enrollOpal(
           device,
           { open: (d) => openForEnroll(d, guard) },
           {
@@ -248,7 +281,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       return results;
     };
     const enrollVolume = async (device: string, name: string, existingKey: Buffer, keySocket: boolean) => {
-      const result = await enrollLuksVolume(
+      const result = await enrollLuks(
         device,
         existingKey,
         {
@@ -278,7 +311,21 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       agent.refreshTargets();
       return result;
     };
-    return { config, state, faults, keys, provider, agent, log, clock, enrollDrives, enrollVolume, close };
+    return {
+      config,
+      state,
+      faults,
+      keys,
+      provider,
+      audit,
+      metrics,
+      agent,
+      log,
+      clock,
+      enrollDrives,
+      enrollVolume,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;
@@ -292,22 +339,48 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const log = options.log ?? agentLogger();
   const notifier = new SystemdNotifier(env);
   notifier.startWatchdog();
+  let textfile: TextfileExporter | undefined;
   const runtime = await openAgentRuntime({
     ...options,
     log,
     role: 'daemon',
-    onProgress: (line) => notifier.status(line),
+    onProgress: (line) => {
+      notifier.status(line);
+      textfile?.changed();
+    },
   });
-  const { config, state, keys, agent, clock } = runtime;
+  const { config, state, keys, agent, clock, audit, metrics } = runtime;
   const closers: (() => Promise<void> | void)[] = [() => runtime.close()];
   try {
+    if (config.metrics.textfileDir) {
+      textfile = new TextfileExporter({
+        dir: config.metrics.textfileDir,
+        metrics,
+        clock,
+        intervalMs: config.metrics.textfileIntervalSeconds * 1000,
+        onError: (error) => log.warn({ event: 'metrics_textfile_failed', err: error }, 'metrics textfile not written'),
+      });
+      textfile.start();
+      const exporter = textfile;
+      closers.push(() => exporter.stop());
+    }
+    const methods = agentMethods({
+      status: () => agent.status(),
+      unlockNow: (o) => agent.unlockNow(o),
+      enrollDrives: (devices) => runtime.enrollDrives(devices),
+      auditEvents: (query) => audit.read(query),
+    });
     const api = new ApiServer({
       socketPath: join(dirs.runtime, API_SOCKET_NAME),
-      methods: agentMethods({
-        status: () => agent.status(),
-        unlockNow: (o) => agent.unlockNow(o),
-        enrollDrives: (devices) => runtime.enrollDrives(devices),
-      }),
+      // Key operations an API call causes are audited as that caller's (uid/pid from SO_PEERCRED).
+      methods: Object.fromEntries(
+        Object.entries(methods).map(([name, method]) => [
+          name,
+          ((params, caller) =>
+            runAsActor({ kind: 'api', pid: caller.pid, uid: caller.uid }, () => method(params, caller))) as RpcMethod,
+        ]),
+      ),
+      metrics: () => metrics.text(),
       ...(typeof config.api.group === 'number' ? { groupId: config.api.group } : {}),
       onRequest: (r) => log.info({ event: 'api_call', ...r }, `API ${r.method}`),
     });
@@ -318,12 +391,23 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       const keySocket = new KeySocketServer({
         path: join(dirs.runtime, KEY_SOCKET_NAME),
         logger: log,
-        lookup: async (volume) => {
+        lookup: async (volume, peer) => {
           const entry = config.volumes.find((v) => v.name === volume);
           const record = entry && state.snapshot().volumes.find((v) => v.device === entry.device);
           if (!record) return undefined;
-          const fetched = (await keys.fetch([record.key.uid])).get(record.key.uid);
-          return fetched?.ok ? fetched.key : undefined;
+          const actor: AuditActor = { kind: 'key-socket', pid: peer.pid, uid: peer.uid };
+          const fetched = await runAsActor(actor, () => keys.fetch([record.key.uid]));
+          const one = fetched.get(record.key.uid);
+          audit.record({
+            operation: 'serve',
+            result: one?.ok ? 'ok' : 'error',
+            ...(one && !one.ok ? { code: one.error.code } : {}),
+            target: record.id,
+            device: record.device,
+            keyUid: record.key.uid,
+            actor,
+          });
+          return one?.ok ? one.key : undefined;
         },
       });
       await keySocket.start();
@@ -356,6 +440,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       const line = agent.progressLine();
       notifier.ready(line);
       const ms = Math.round(clock.monotonicMs() - started);
+      metrics.markReady(ms);
+      textfile?.changed();
       log.info({ event: 'ready', mode: booted.mode, health: booted.health, ms }, `ready: ${line}`);
       await stopped;
     }

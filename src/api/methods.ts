@@ -4,6 +4,7 @@
  */
 import { KmipAgentError } from '../errors.js';
 import type { AgentStatus } from '../agent/agent.js';
+import type { AuditEvent, AuditQuery } from '../agent/audit.js';
 import type { RpcMethod } from './server.js';
 
 /** What the API needs of the agent. */
@@ -11,6 +12,24 @@ export interface AgentApi {
   status(): AgentStatus;
   unlockNow(options?: { all?: boolean }): Promise<unknown>;
   enrollDrives(devices: string[]): Promise<unknown>;
+  auditEvents(query: AuditQuery): Promise<AuditEvent[]>;
+}
+
+/** ListAuditEvents params: since (ISO time), limit (1..100000; default 1000, the most recent). */
+function auditQuery(params: Record<string, unknown>): AuditQuery {
+  const { since, limit } = params;
+  const at = typeof since === 'string' ? Date.parse(since) : NaN;
+  if (since !== undefined && Number.isNaN(at))
+    throw new KmipAgentError('ListAuditEvents: params.since must be an ISO time', 'API_INVALID_PARAMS');
+  if (limit !== undefined && !(Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= 100_000))
+    throw new KmipAgentError(
+      'ListAuditEvents: params.limit must be a whole number from 1 to 100000',
+      'API_INVALID_PARAMS',
+    );
+  return {
+    ...(since !== undefined ? { since: new Date(at) } : {}),
+    ...(limit !== undefined ? { limit: limit as number } : {}),
+  };
 }
 
 /** Dates become ISO strings so every answer is plain JSON. */
@@ -40,6 +59,7 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
         );
       return plain({ enrolled: await agent.enrollDrives(devices as string[]) });
     },
+    ListAuditEvents: async (params) => plain({ events: await agent.auditEvents(auditQuery(params)) }),
     UnlockDrives: async (params) => {
       await agent.unlockNow({ all: params.all === true });
       return plain(agent.status());

@@ -1,6 +1,7 @@
 /** Every top-level command, in the order `kmip-agent --help` lists them: the one table the CLI dispatches from. */
 import { group } from '../framework.js';
 import { addonCommand } from './addon.js';
+import { auditCommand } from './audit.js';
 import { daemonCommand, faultsCommand, healthCommand, setupCommand, statusCommand, unlockCommand } from './agent.js';
 import { driveCommand } from './drive.js';
 import { kmipCommand } from './kmip.js';
@@ -17,6 +18,7 @@ export const commandTree = group({
     healthCommand,
     faultsCommand,
     unlockCommand,
+    auditCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,
