@@ -23,7 +23,7 @@ const SETUP_HINT = 'run `sudo bash scripts/setup.sh` (it installs systemd-contai
 /** Why the container cannot run here, or undefined when it can (checked without side effects). */
 export function nspawnUnavailableReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'systemd-nspawn needs root';
-  for (const tool of ['systemd-nspawn', 'nsenter', 'mmdebstrap']) {
+  for (const tool of ['systemd-nspawn', 'nsenter', 'setpriv', 'mmdebstrap']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed: ${SETUP_HINT}`;
   }
   return undefined;
@@ -115,7 +115,11 @@ export class Container {
       '--bind-ro=/usr/bin/node',
       ...binds.map((b) => `--bind${b.readOnly ? '-ro' : ''}=${b.host}:${b.container ?? b.host}`),
     ];
-    const nspawn = spawn('systemd-nspawn', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // setpriv execs nspawn with a parent-death signal: should the test process die, nspawn gets SIGTERM
+    // and halts the container, so none is ever left running.
+    const nspawn = spawn('setpriv', ['--pdeathsig', 'SIGTERM', 'systemd-nspawn', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     const keep = (chunk: Buffer) => {
       output = (output + chunk.toString()).slice(-20_000);

@@ -22,7 +22,7 @@ const DRIVES = ['EMU-N1', 'EMU-N2', 'EMU-N3'];
 const unavailable = nspawnUnavailableReason();
 
 /** The emulated drives' RAM for this file's drives (on tmpfs: it holds unwrapped media keys). */
-const ramDir = unavailable ? '' : mkdtempSync('/dev/shm/kmip-agent-nspawn-ram-');
+let ramDir = '';
 
 /** `kmip-agent <args> --json` on the host. */
 function hostCli(args: string[], stdin: Buffer = Buffer.alloc(0)) {
@@ -39,6 +39,20 @@ function mustCli(args: string[], stdin?: Buffer): Record<string, unknown> {
   if (run.code !== 0)
     throw new Error(`kmip-agent ${args.slice(0, 3).join(' ')} failed (exit ${run.code}): ${run.stdout}`);
   return run.json();
+}
+
+/** The daemon's JSON log lines in the unit's journal. */
+function daemonEvents(journal: string): { event?: string; drive?: string; result?: string; msg?: string }[] {
+  return journal
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { event?: string; drive?: string; result?: string; msg?: string });
+}
+
+function readyLines(c: Container): string[] {
+  return daemonEvents(c.journal(UNIT))
+    .filter((e) => e.event === 'ready')
+    .map((e) => e.msg ?? '');
 }
 
 function mode(path: string): number {
@@ -68,6 +82,7 @@ describe.skipIf(unavailable !== undefined)(
 
     beforeAll(async () => {
       const rootfs = ensureRootfs();
+      ramDir = mkdtempSync('/dev/shm/kmip-agent-nspawn-ram-');
       server = await startPykmip();
       // Not under /tmp or /var/tmp: the unit's PrivateTmp=yes would hide the drive images from the daemon.
       work = mkdtempSync(join(TEST_CACHE_DIR, 'run-'));
@@ -144,7 +159,7 @@ describe.skipIf(unavailable !== undefined)(
       for (const d of drives ?? []) hostCli(['drive', 'emulate', 'destroy', d, '--yes']);
       await server?.stop();
       if (work) rmSync(work, { recursive: true, force: true });
-      rmSync(ramDir, { recursive: true, force: true });
+      if (ramDir) rmSync(ramDir, { recursive: true, force: true });
     }, 60_000);
 
     afterEach((context) => {
@@ -179,6 +194,8 @@ describe.skipIf(unavailable !== undefined)(
       const shown = c.show(UNIT, ['ActiveState', 'SubState', 'StatusText', 'NRestarts', 'WatchdogUSec']);
       expect(shown).toMatchObject({ ActiveState: 'active', SubState: 'running', NRestarts: '0', WatchdogUSec: '3s' });
       expect(shown.StatusText).toMatch(/^3\/3 drives unlocked/);
+      // The STATUS= the daemon sent with READY=1, word for word.
+      expect(readyLines(c)).toEqual([`ready: ${shown.StatusText}`]);
 
       // Through the API socket the unit's RuntimeDirectory= made, from inside the container.
       const status = c.exec([...INSIDE_CLI, 'status', '--json']);
@@ -212,7 +229,7 @@ describe.skipIf(unavailable !== undefined)(
 
     it('a hung daemon is killed by the watchdog, restarted, and unlocks again without spending a try', async () => {
       const c = container!;
-      const before = c.show(UNIT, ['MainPID', 'NRestarts']);
+      const before = c.show(UNIT, ['MainPID', 'NRestarts', 'StatusText']);
       const journalBefore = c.journal(UNIT);
       const kill = c.exec(['systemctl', 'kill', '-s', 'SIGSTOP', UNIT]);
       expect(kill.status).toBe(0);
@@ -231,6 +248,7 @@ describe.skipIf(unavailable !== undefined)(
       );
       expect(after.MainPID).not.toBe(before.MainPID);
       expect(after.StatusText).toMatch(/^3\/3 drives unlocked/);
+      expect(readyLines(c)).toEqual([`ready: ${before.StatusText}`, `ready: ${after.StatusText}`]);
       const journal = c.journal(UNIT);
       expect(journal).toMatch(/Watchdog timeout \(limit 3s\)/);
       DRIVES.forEach((serial, i) => {
@@ -240,11 +258,7 @@ describe.skipIf(unavailable !== undefined)(
       });
       // One authentication per drive, and it succeeded: no refusal, nothing remembered as refused.
       const restarted = journal.slice(journalBefore.length);
-      const unlocks = restarted
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { event?: string; drive?: string; result?: string })
-        .filter((e) => e.event === 'unlock');
+      const unlocks = daemonEvents(restarted).filter((e) => e.event === 'unlock');
       expect(unlocks.map((e) => [e.drive, e.result]).sort()).toEqual(DRIVES.map((id) => [id, 'unlocked']));
       expect(restarted).not.toMatch(/DriveUnlockFailed|DriveLockoutRisk|refused/);
       expect(refusedKeys()).toEqual([]);
