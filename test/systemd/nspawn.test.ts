@@ -4,7 +4,9 @@
  * host's loopback (the container shares the host's network) with emulated Opal drives enrolled on the
  * host beforehand. The host's config and state directories are bound where the unit expects them
  * (/etc/kmip-agent, /var/lib/kmip-agent), so the unit's own ConfigurationDirectory=/StateDirectory= are
- * used as shipped; the drive images are bound at the same path on both sides.
+ * used as shipped; the drive images are bound at the same path on both sides, and the drives' "RAM" is
+ * shared so that host and container see the same power state. The first run builds the container's
+ * rootfs (mmdebstrap, ~25-60 s, needs a Debian mirror); later runs reuse /var/cache/kmip-agent-test/.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
