@@ -27,6 +27,8 @@ packages=(
   systemd             # systemd-analyze verify for the unit files
   iproute2            # ip netns for multi-host tests
   curl                # the local API tests speak to the socket with curl --unix-socket
+  systemd-container   # systemd-nspawn: the unit test boots a real systemd as PID 1 of a container
+  mmdebstrap          # builds (once) the container's minimal Debian rootfs
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -170,7 +170,8 @@ client certificate and key into the configuration directory (the key 0600). Then
     }
     if (failed.length > 0) document.providers.default!.untested = true;
 
-    mkdirSync(dirs.config, { recursive: true, mode: 0o755 });
+    // As the unit's ConfigurationDirectoryMode=0700: systemd never changes the mode of an existing one.
+    mkdirSync(dirs.config, { recursive: true, mode: 0o700 });
     copyFileSync(values.ca!, join(dirs.config, 'ca.pem'));
     copyFileSync(values.cert!, join(dirs.config, 'client.pem'));
     copyFileSync(values.key!, join(dirs.config, 'client.key'));
