@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { KmipProvider } from '../kmip/index.js';
-import { luks, OpalDrive } from '../drives/index.js';
+import si from 'systeminformation';
+import { ADMIN1, luks, OpalDrive } from '../drives/index.js';
 import { KmipAgentError } from '../errors.js';
 import { ApiServer, API_SOCKET_NAME } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
@@ -27,10 +28,13 @@ import {
   type EnrollResult,
   type VolumeEnrollResult,
 } from './enroll.js';
+import { ConnectionRecorder, type ConnectionAttempt } from './connections.js';
 import { FaultRegistry } from './faults.js';
+import { takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
 import type { AgentDirs } from './paths.js';
+import { recoverState, syncRecoveryFault, type RecoveryReport, type RecoveryVerifier } from './recovery.js';
 import { acquireStateLock } from './state-lock.js';
 import { StateCorruptError, StateStore } from './state.js';
 import { SystemdNotifier } from './systemd-notify.js';
@@ -59,7 +63,12 @@ export function agentLogger(): Logger {
   });
 }
 
-function providerFor(config: AgentConfig, configDir: string, log: Logger): KmipProvider {
+function providerFor(
+  config: AgentConfig,
+  configDir: string,
+  log: Logger,
+  onAttempt: (a: ConnectionAttempt) => void = () => undefined,
+): KmipProvider {
   const p = config.providers.default!;
   const read = (what: string, path: string) => {
     try {
@@ -84,6 +93,7 @@ function providerFor(config: AgentConfig, configDir: string, log: Logger): KmipP
     onAttempt: (a) => {
       if (a.outcome === 'failed')
         log.warn({ event: 'kmip_attempt', ...a }, `key server ${a.endpoint} passed over: ${a.code}`);
+      onAttempt(a);
     },
   });
 }
@@ -111,6 +121,58 @@ async function openForEnroll(device: string): Promise<EnrollDrive> {
   };
 }
 
+/** Inventory over systeminformation, sysfs and Level 0 discovery (a disk without Opal says why). */
+const inventoryPorts: InventoryPorts = {
+  listDisks: async () => {
+    const [blocks, layout] = await Promise.all([si.blockDevices(), si.diskLayout().catch(() => [])]);
+    return blocks
+      .filter((b) => b.type === 'disk')
+      .map((b) => {
+        const disk = layout.find((d) => d.device === b.device);
+        const model = b.model || disk?.name;
+        const serial = b.serial || disk?.serialNum;
+        return { name: b.name, ...(model ? { model } : {}), ...(serial ? { serial } : {}), sizeBytes: b.size };
+      });
+  },
+  probeOpal: async (device) => {
+    const drive = await OpalDrive.open(device);
+    try {
+      const d = await drive.discover();
+      return {
+        serial: drive.serial(),
+        opal: Boolean(d.opal1 ?? d.opal2 ?? d.enterprise),
+        lockingEnabled: d.locking?.lockingEnabled ?? false,
+        locked: d.locking?.locked ?? false,
+      };
+    } finally {
+      await drive.close();
+    }
+  },
+  luksUuid: async (device) => (await luks.luksInfo(device)).uuid,
+};
+
+/** Recovery's checks: LUKS against the header, Opal by one Admin1 authentication (lock state untouched). */
+const recoveryVerifier: RecoveryVerifier = {
+  luksCheck: async (device, key) => (await luks.checkKey(device, key)).slot,
+  opalTriesLeft: async (device) => {
+    const drive = await OpalDrive.open(device);
+    try {
+      const t = await drive.tries(ADMIN1).catch(() => null);
+      return t && t.tryLimit > 0 ? t.tryLimit - t.tries : null;
+    } finally {
+      await drive.close();
+    }
+  },
+  opalVerify: async (device, key) => {
+    const drive = await OpalDrive.open(device);
+    try {
+      await drive.verify(key, ADMIN1);
+    } finally {
+      await drive.close();
+    }
+  },
+};
+
 /** Everything an agent process holds: the daemon adds the API, the key socket and systemd on top. */
 export interface AgentRuntime {
   config: AgentConfig;
@@ -125,6 +187,10 @@ export interface AgentRuntime {
   enrollDrives(devices: string[]): Promise<EnrollResult[]>;
   /** Enrolls a LUKS2 volume (a keyslot for a new KMIP key, authorized by `existingKey`), opened as `name`. */
   enrollVolume(device: string, name: string, existingKey: Buffer, keySocket: boolean): Promise<VolumeEnrollResult>;
+  /** The drives and volumes this machine has (see inventory.ts); `sysfsRoot` for tests. */
+  inventory(options?: { sysfsRoot?: string }): Promise<InventoryItem[]>;
+  /** Rebuilds the state from the key server (see recovery.ts) and refreshes the agent's targets. */
+  recover(options?: { sysfsRoot?: string }): Promise<RecoveryReport>;
   close(): Promise<void>;
 }
 
@@ -176,7 +242,15 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       await state.load();
       faults.raise('StateCorrupt', 'agent', { details: { keptAt: aside, reason: error.details()?.reason } });
     }
-    const provider = providerFor(config, dirs.config, log);
+    syncRecoveryFault(state.snapshot(), faults);
+    // No write while StateCorrupt stands: the state directory stays as the corruption left it until recover.
+    const connections = new ConnectionRecorder(state, () => clock.now(), () => !faults.has('StateCorrupt'));
+    const provider: KmipProvider = providerFor(config, dirs.config, log, (a) => {
+      const protocolVersion = provider.health().find((h) => h.endpoint === a.endpoint)?.protocolVersion;
+      connections
+        .record({ ...a, ...(protocolVersion ? { protocolVersion } : {}) })
+        .catch((error: unknown) => log.warn({ err: error }, 'cannot record the connection result'));
+    });
     closers.push(() => provider.close());
     const keys = new KmipKeySource(provider);
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
@@ -269,7 +343,40 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       agent.refreshTargets();
       return result;
     };
-    return { config, state, faults, keys, provider, agent, log, clock, enrollDrives, enrollVolume, close };
+    const inventory = (o: { sysfsRoot?: string } = {}) => takeInventory(config, inventoryPorts, o);
+    const recover = async (o: { sysfsRoot?: string } = {}) => {
+      const report = await recoverState({
+        applianceId: config.applianceId,
+        provider: 'default',
+        inventory: await inventory(o),
+        keys,
+        verifier: recoveryVerifier,
+        state,
+        clock,
+        triesReserve: config.boot.triesReserve,
+        jobId: `recover-${randomUUID()}`,
+      });
+      if (report.written) faults.clear('StateCorrupt');
+      syncRecoveryFault(state.snapshot(), faults);
+      log.info({ event: 'recover', ...report }, 'state recovered from the key server');
+      agent.refreshTargets();
+      return report;
+    };
+    return {
+      config,
+      state,
+      faults,
+      keys,
+      provider,
+      agent,
+      log,
+      clock,
+      enrollDrives,
+      enrollVolume,
+      inventory,
+      recover,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;
@@ -298,6 +405,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
         status: () => agent.status(),
         unlockNow: (o) => agent.unlockNow(o),
         enrollDrives: (devices) => runtime.enrollDrives(devices),
+        inventory: () => runtime.inventory(),
       }),
       ...(typeof config.api.group === 'number' ? { groupId: config.api.group } : {}),
       onRequest: (r) => log.info({ event: 'api_call', ...r }, `API ${r.method}`),
