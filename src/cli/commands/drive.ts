@@ -5,6 +5,7 @@
  * drive is opened, wiped after use). `drive emulate|read|write` belong to the emulator (drive-emulate.ts).
  */
 import { driveEnrollCommand } from './agent.js';
+import { driveListCommand } from './inventory.js';
 import { BACKEND_NAMES, BackendChoiceError, describeAttempt, type BackendName } from '../../drives/backend.js';
 import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
 import { ADMIN1, describeAuthority, SID, userAuthority, type Authority, type Discovery } from '../../drives/types.js';
@@ -572,5 +573,5 @@ export const driveCommand = group({
   name: 'drive',
   summary: 'TCG Opal self-encrypting drives: discover, own, configure, lock, unlock, erase, revert',
   description: DRIVE_NOTE,
-  commands: [...opalCommands, driveEnrollCommand, ...DRIVE_EMULATOR_COMMANDS],
+  commands: [...opalCommands, driveEnrollCommand, driveListCommand, ...DRIVE_EMULATOR_COMMANDS],
 });

@@ -4,6 +4,7 @@ import { addonCommand } from './addon.js';
 import { daemonCommand, faultsCommand, healthCommand, setupCommand, statusCommand, unlockCommand } from './agent.js';
 import { driveCommand } from './drive.js';
 import { kmipCommand } from './kmip.js';
+import { recoverCommand } from './recover.js';
 import { ttlvCommand } from './ttlv.js';
 import { volumeCommand } from './volume.js';
 
@@ -17,6 +18,7 @@ export const commandTree = group({
     healthCommand,
     faultsCommand,
     unlockCommand,
+    recoverCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,
