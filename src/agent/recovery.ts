@@ -224,7 +224,7 @@ export async function recoverState(options: RecoverOptions): Promise<RecoveryRep
     .filter(([id]) => !matchedIds.has(id))
     .flatMap(([id, list]) => list.map((uid) => ({ uid, name: keyNameFor(options.applianceId, id) })));
 
-  const fetched = await keys.fetch(toVerify.map((v) => v.entry.keyUids[0]!));
+  const fetched = toVerify.length > 0 ? await keys.fetch(toVerify.map((v) => v.entry.keyUids[0]!)) : new Map();
   try {
     for (const { entry } of toVerify) {
       const uid = entry.keyUids[0]!;
