@@ -244,7 +244,11 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     }
     syncRecoveryFault(state.snapshot(), faults);
     // No write while StateCorrupt stands: the state directory stays as the corruption left it until recover.
-    const connections = new ConnectionRecorder(state, () => clock.now(), () => !faults.has('StateCorrupt'));
+    const connections = new ConnectionRecorder(
+      state,
+      () => clock.now(),
+      () => !faults.has('StateCorrupt'),
+    );
     const provider: KmipProvider = providerFor(config, dirs.config, log, (a) => {
       const protocolVersion = provider.health().find((h) => h.endpoint === a.endpoint)?.protocolVersion;
       connections

@@ -89,7 +89,10 @@ async function vpdSerial(path: string): Promise<string | undefined> {
   try {
     const page = await readFile(path);
     if (page.length < 5 || page[1] !== 0x80) return undefined;
-    const text = page.subarray(4, 4 + page.readUInt16BE(2)).toString('latin1').trim();
+    const text = page
+      .subarray(4, 4 + page.readUInt16BE(2))
+      .toString('latin1')
+      .trim();
     return text === '' ? undefined : text;
   } catch {
     return undefined;

@@ -65,7 +65,10 @@ export class KmipKeySource implements KeySource {
     );
     results.forEach((result, i) => {
       const values = result.ok ? result.value.attributes.filter((a) => a.name === 'Name').map((a) => a.value) : [];
-      names.set(uids[i]!, values.filter((v): v is string => typeof v === 'string'));
+      names.set(
+        uids[i]!,
+        values.filter((v): v is string => typeof v === 'string'),
+      );
     });
     return names;
   }

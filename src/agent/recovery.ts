@@ -159,7 +159,7 @@ export interface RecoverOptions {
 
 /** Finds, verifies and records the keys of every drive and volume in the inventory not recorded yet. */
 export async function recoverState(options: RecoverOptions): Promise<RecoveryReport> {
-  const { state, keys, verifier, clock } = options;
+  const { state, keys, clock } = options;
   const group = keyGroupFor(options.applianceId);
   const prefix = `${keyNameFor(options.applianceId, '')}`;
   const uids = await keys.findByGroup(group);
@@ -190,7 +190,13 @@ export async function recoverState(options: RecoverOptions): Promise<RecoveryRep
     if (item.identity === null) {
       // A system disk with no Opal and no identity is simply not a candidate; say so only for configured ones.
       if (item.source === 'config')
-        entries.push({ ...base, id: null, outcome: 'no-identity', keyUids: [], ...(item.error ? { error: item.error } : {}) });
+        entries.push({
+          ...base,
+          id: null,
+          outcome: 'no-identity',
+          keyUids: [],
+          ...(item.error ? { error: item.error } : {}),
+        });
       continue;
     }
     const ids = [item.identity, ...item.aliases];
@@ -250,7 +256,14 @@ export async function recoverState(options: RecoverOptions): Promise<RecoveryRep
       for (const e of found) {
         const key = { uid: e.keyUids[0]!, name: e.keyName!, provider: options.provider };
         if (e.kind === 'luks')
-          s.volumes.push({ id: e.id!, device: e.device, key, keyslot: e.keyslot!, enrolledAt: now, unlockAtBoot: true });
+          s.volumes.push({
+            id: e.id!,
+            device: e.device,
+            key,
+            keyslot: e.keyslot!,
+            enrolledAt: now,
+            unlockAtBoot: true,
+          });
         else s.drives.push({ id: e.id!, device: e.device, key, enrolledAt: now, unlockAtBoot: true });
       }
       s.jobs.push({

@@ -54,7 +54,7 @@ export class TestAppliance {
       { input: stdin, encoding: 'buffer', timeout: 120_000 },
     );
     const stdout = run.stdout.toString();
-    let json: Record<string, unknown> = {};
+    let json: Record<string, unknown>;
     try {
       json = JSON.parse(stdout) as Record<string, unknown>;
     } catch {

@@ -9,7 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { AgentStatus } from '../../src/agent/agent.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
+import { agentMethods } from '../../src/api/methods.js';
 import {
   diskIdentity,
   driveListing,
@@ -132,7 +134,14 @@ describe('takeInventory over a fake sysfs tree', () => {
           source: 'system',
           opal: { supported: true },
         },
-        { identity: 'naa.2', aliases: [], kind: 'opal', device: '/dev/sdb', source: 'system', opal: { supported: true } },
+        {
+          identity: 'naa.2',
+          aliases: [],
+          kind: 'opal',
+          device: '/dev/sdb',
+          source: 'system',
+          opal: { supported: true },
+        },
         { identity: null, aliases: [], kind: 'opal', device: '/dev/vda', source: 'system', opal: { supported: false } },
       ],
       [
@@ -150,6 +159,69 @@ describe('takeInventory over a fake sysfs tree', () => {
       state: 'partial',
       unmanagedOpal: [{ id: 'naa.2' }],
       withoutOpal: 1,
+    });
+  });
+});
+
+describe('the API over the inventory', () => {
+  const status = {
+    ready: true,
+    mode: 'normal',
+    health: 'healthy',
+    applianceId: 'a',
+    keyMode: 'direct',
+    faults: [],
+    drives: [
+      {
+        id: 'SER1',
+        kind: 'opal',
+        device: '/dev/sda',
+        keyUid: 'k1',
+        keyName: 'kmip-agent/a/SER1',
+        unlockAtBoot: true,
+        state: 'unlocked',
+        since: new Date(0),
+        attempts: 1,
+      },
+    ],
+  } as AgentStatus;
+  const methods = agentMethods({
+    status: () => status,
+    unlockNow: async () => [],
+    enrollDrives: async () => [],
+    inventory: async () => [
+      {
+        identity: 'naa.1',
+        aliases: ['SER1'],
+        kind: 'opal',
+        device: '/dev/sda',
+        source: 'system',
+        opal: { supported: true },
+      },
+      { identity: 'naa.2', aliases: [], kind: 'opal', device: '/dev/sdb', source: 'system', opal: { supported: true } },
+    ],
+  });
+  const call = (name: string, params: Record<string, unknown> = {}) =>
+    Promise.resolve(methods[name]!(params, {} as never)) as Promise<Record<string, unknown>>;
+
+  it('ListDrives and GetDrive include unmanaged drives; GetEncryptionAtRestInfo names them', async () => {
+    const listed = await call('ListDrives');
+    expect(listed.drives).toMatchObject([{ id: 'SER1', state: 'unlocked' }]);
+    expect(listed.inventory).toMatchObject([
+      { id: 'SER1', device: '/dev/sda', managed: true, keyUid: 'k1', state: 'unlocked' },
+      { id: 'naa.2', managed: false },
+    ]);
+    expect(await call('GetDrive', { id: 'naa.2' })).toMatchObject({
+      managed: false,
+      inventory: { device: '/dev/sdb' },
+    });
+    expect(await call('GetDrive', { id: 'SER1' })).toMatchObject({ keyUid: 'k1', managed: true });
+    await expect(call('GetDrive', { id: 'nope' })).rejects.toMatchObject({ code: 'DRIVE_UNKNOWN' });
+    expect(await call('GetEncryptionAtRestInfo')).toMatchObject({
+      state: 'partial',
+      keyMode: 'direct',
+      managed: [{ id: 'SER1', state: 'unlocked' }],
+      unmanagedOpal: [{ id: 'naa.2', device: '/dev/sdb' }],
     });
   });
 });

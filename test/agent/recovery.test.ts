@@ -145,7 +145,11 @@ describe('recover against PyKMIP, emulated drives and LUKS2 images', () => {
     const config = await loadConfig(a.dirs.config);
     await saveConfig(a.dirs.config, {
       ...config,
-      drives: [...config.drives, { device: neverEnrolled, unlockAtBoot: true }, { device: foreign, unlockAtBoot: true }],
+      drives: [
+        ...config.drives,
+        { device: neverEnrolled, unlockAtBoot: true },
+        { device: foreign, unlockAtBoot: true },
+      ],
       volumes: [...config.volumes, { device: volumePath, name: 'wrong', unlockAtBoot: true, keySocket: false }],
     });
     rmSync(a.statePath);
