@@ -253,7 +253,10 @@ export function driveListing(items: InventoryItem[], managed: ManagedView[]): Dr
   const left = new Map(managed.map((m) => [m.id, m]));
   const listing: DriveListing[] = items.map(({ identity, ...item }) => {
     const ids = identity === null ? [] : [identity, ...item.aliases];
-    const m = ids.map((id) => left.get(id)).find((x) => x !== undefined);
+    // A drive that could not be asked who it is (busy, gone) is still the one recorded at its device.
+    const m =
+      ids.map((id) => left.get(id)).find((x) => x !== undefined) ??
+      (identity === null ? [...left.values()].find((x) => x.device === item.device) : undefined);
     if (!m) return { ...item, id: identity, managed: false, present: true };
     left.delete(m.id);
     return {

@@ -50,7 +50,8 @@ export type RecoveryOutcome =
   | 'refused-before'
   | 'lockout-risk'
   | 'failed'
-  | 'no-identity';
+  | 'no-identity'
+  | 'unmanaged';
 
 export interface RecoveryEntry {
   /** The identity the key is named after (null: the device has none). */
@@ -211,7 +212,9 @@ export async function recoverState(options: RecoverOptions): Promise<RecoveryRep
     if (id === undefined) {
       // A system disk without Opal was never enrolled: not "missing", just not ours.
       if (item.source === 'system' && item.opal?.supported !== true) continue;
-      entries.push({ ...base, id: item.identity, outcome: 'missing', keyUids: [] });
+      // Enrollment activates locking: a drive without it was never ours, whatever the state said.
+      const unlockable = item.kind === 'luks' || item.opal?.lockingEnabled !== false;
+      entries.push({ ...base, id: item.identity, outcome: unlockable ? 'missing' : 'unmanaged', keyUids: [] });
       continue;
     }
     ids.forEach((i) => matchedIds.add(i));

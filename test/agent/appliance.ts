@@ -4,7 +4,7 @@
  * and LUKS2 images, and the real CLI (dist/src/cli/main.js) run as separate processes, as operators run
  * it: no state survives between runs but what the agent writes to disk.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,31 +36,44 @@ export class TestAppliance {
     return join(this.dirs.state, 'state.json');
   }
 
-  /** `kmip-agent <args> --json` with the appliance's directories; the JSON answer (or error). */
-  cli(args: string[], stdin: Buffer = Buffer.alloc(0)): CliResult {
-    const run = spawnSync(
-      process.execPath,
-      [
-        CLI,
-        ...args,
-        '--json',
-        '--config-dir',
-        this.dirs.config,
-        '--state-dir',
-        this.dirs.state,
-        '--runtime-dir',
-        this.dirs.runtime,
-      ],
-      { input: stdin, encoding: 'buffer', timeout: 120_000 },
-    );
-    const stdout = run.stdout.toString();
+  private argv(args: string[]): string[] {
+    const d = this.dirs;
+    return [CLI, ...args, '--json', '--config-dir', d.config, '--state-dir', d.state, '--runtime-dir', d.runtime];
+  }
+
+  private result(args: string[], code: number | null, stdout: string, stderr: string): CliResult {
     let json: Record<string, unknown>;
     try {
       json = JSON.parse(stdout) as Record<string, unknown>;
     } catch {
-      throw new Error(`kmip-agent ${args.join(' ')}: no JSON (exit ${run.status}): ${stdout}${run.stderr.toString()}`);
+      throw new Error(`kmip-agent ${args.join(' ')}: no JSON (exit ${code}): ${stdout}${stderr}`);
     }
-    return { code: run.status ?? -1, json, stderr: run.stderr.toString() };
+    return { code: code ?? -1, json, stderr };
+  }
+
+  /** `kmip-agent <args> --json` with the appliance's directories; the JSON answer (or error). */
+  cli(args: string[], stdin: Buffer = Buffer.alloc(0)): CliResult {
+    const run = spawnSync(process.execPath, this.argv(args), { input: stdin, timeout: 120_000 });
+    return this.result(args, run.status, run.stdout.toString(), run.stderr.toString());
+  }
+
+  /** `cli` without blocking this process (when it serves something the CLI talks to). */
+  cliAsync(args: string[]): Promise<CliResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, this.argv(args), { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.once('error', reject);
+      child.once('close', (code) => {
+        try {
+          resolve(this.result(args, code, stdout, stderr));
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    });
   }
 
   /** Like `cli`, failing the test on a non-zero exit. */

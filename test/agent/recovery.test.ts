@@ -7,12 +7,13 @@
  * on recoverState itself with a recording verifier.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { FaultRegistry } from '../../src/agent/faults.js';
+import { ApiServer, API_SOCKET_NAME } from '../../src/api/server.js';
 import type { InventoryItem } from '../../src/agent/inventory.js';
 import type { FetchedKey } from '../../src/agent/key-source.js';
 import {
@@ -125,7 +126,16 @@ describe('recover against PyKMIP, emulated drives and LUKS2 images', () => {
     const twice = await a.emulatedDrive('EMU-A2');
     a.ok(['drive', 'enroll', good, twice]);
     const secondUid = await a.registerKey('EMU-A2', randomBytes(32));
+    // A drive locked with a key nobody has any more (its key gone from the server), and a fresh one.
     const neverEnrolled = await a.emulatedDrive('EMU-A3');
+    const lost = await OpalDrive.open(neverEnrolled);
+    try {
+      await lost.takeOwnership(Buffer.alloc(32, 1));
+      await lost.activate(Buffer.alloc(32, 1));
+    } finally {
+      await lost.close();
+    }
+    const fresh = await a.emulatedDrive('EMU-A5');
     // A drive owned with a PIN of its own, whose name on the server holds another key, 3 of 5 tries spent.
     const foreign = await a.emulatedDrive('EMU-A4');
     const pin = randomBytes(32);
@@ -149,6 +159,7 @@ describe('recover against PyKMIP, emulated drives and LUKS2 images', () => {
         ...config.drives,
         { device: neverEnrolled, unlockAtBoot: true },
         { device: foreign, unlockAtBoot: true },
+        { device: fresh, unlockAtBoot: true },
       ],
       volumes: [...config.volumes, { device: volumePath, name: 'wrong', unlockAtBoot: true, keySocket: false }],
     });
@@ -163,6 +174,7 @@ describe('recover against PyKMIP, emulated drives and LUKS2 images', () => {
     expect(entries.get('EMU-A2')!.keyUids).toContain(secondUid);
     expect(entries.get('EMU-A3')).toMatchObject({ outcome: 'missing', keyUids: [] });
     expect(entries.get('EMU-A4')).toMatchObject({ outcome: 'rejected' });
+    expect(entries.get('EMU-A5')).toMatchObject({ outcome: 'unmanaged', keyUids: [] });
     expect(entries.get(volumeUuid)).toMatchObject({ outcome: 'rejected', error: { code: 'LUKS_WRONG_KEY' } });
     const fault = (first.json.faults as { code: string; affects: string[] }[]).find((f) => f.code === 'StateRecovered');
     expect(fault?.affects.sort()).toEqual(['EMU-A2', 'EMU-A3', 'EMU-A4', volumeUuid].sort());
@@ -197,6 +209,26 @@ describe('recover against PyKMIP, emulated drives and LUKS2 images', () => {
       await lock.release();
     }
     expect(existsSync(a.statePath)).toBe(false);
+  });
+
+  it('is refused, saying what to do, while a daemon answers on the API socket', async () => {
+    const a = appliance();
+    mkdirSync(a.dirs.runtime, { recursive: true });
+    let asked = 0;
+    const api = new ApiServer({
+      socketPath: join(a.dirs.runtime, API_SOCKET_NAME),
+      methods: { GetStatus: () => ({ asked: ++asked }) },
+    });
+    await api.listen();
+    try {
+      // Run asynchronously: this process serves the API the CLI asks.
+      const run = await a.cliAsync(['recover']);
+      expect(run.code).not.toBe(0);
+      expect(run.json.error).toMatchObject({ code: 'STATE_LOCKED', message: /stop it/ });
+      expect(asked).toBe(1);
+    } finally {
+      await api.close();
+    }
   });
 });
 

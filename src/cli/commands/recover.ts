@@ -20,6 +20,7 @@ const WHAT: Record<RecoveryEntry['outcome'], string> = {
   'lockout-risk': 'too few tries left: not tried',
   failed: 'could not be checked',
   'no-identity': 'no stable identity',
+  unmanaged: 'locking not enabled: never enrolled',
 };
 
 function reportText(r: RecoveryReport): string {
@@ -76,7 +77,7 @@ Exit 0 when everything found was recorded and nothing is missing or ambiguous, e
       const report = await runtime.recover();
       const faults = runtime.faults.list().map((f) => ({ code: f.code, severity: f.severity, affects: f.affects }));
       emit(ctx, { ...report, faults }, reportText(report));
-      const settled = report.entries.every((e) => e.outcome === 'found' || e.outcome === 'recorded');
+      const settled = report.entries.every((e) => ['found', 'recorded', 'unmanaged'].includes(e.outcome));
       return settled ? ExitCode.Ok : ExitCode.Failed;
     } finally {
       await runtime.close();
