@@ -178,6 +178,9 @@ describe('recover against PyKMIP, emulated drives and LUKS2 images', () => {
     expect(entries.get(volumeUuid)).toMatchObject({ outcome: 'rejected', error: { code: 'LUKS_WRONG_KEY' } });
     const fault = (first.json.faults as { code: string; affects: string[] }[]).find((f) => f.code === 'StateRecovered');
     expect(fault?.affects.sort()).toEqual(['EMU-A2', 'EMU-A3', 'EMU-A4', volumeUuid].sort());
+    // Any later agent process (here `status`, as the daemon would at start) raises it from the state.
+    const status = a.ok(['status']) as { faults: { code: string; affects: string[] }[] };
+    expect(status.faults.find((f) => f.code === 'StateRecovered')?.affects.sort()).toEqual(fault!.affects);
     const state = decodeState(readFileSync(a.statePath, 'utf8'), a.statePath).body;
     expect(state.drives.map((d) => d.id)).toEqual(['EMU-A1']);
     expect(state.volumes).toEqual([]);
