@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { agentMethods } from '../../src/api/methods.js';
+import { ApiServer, API_SOCKET_NAME } from '../../src/api/server.js';
 import {
   diskIdentity,
   driveListing,
@@ -203,6 +204,28 @@ describe('the API over the inventory', () => {
   });
   const call = (name: string, params: Record<string, unknown> = {}) =>
     Promise.resolve(methods[name]!(params, {} as never)) as Promise<Record<string, unknown>>;
+
+  it('drive list asks the running daemon, whose states are live', async () => {
+    const a = new TestAppliance();
+    cleanup.push(() => a.close());
+    mkdirSync(a.dirs.runtime, { recursive: true });
+    const api = new ApiServer({ socketPath: join(a.dirs.runtime, API_SOCKET_NAME), methods });
+    await api.listen();
+    try {
+      // No configuration at all: the answer can only have come from the API.
+      const run = await a.cliAsync(['drive', 'list']);
+      expect(run.code).toBe(0);
+      expect(run.json).toMatchObject({
+        daemon: true,
+        drives: [
+          { id: 'SER1', managed: true, state: 'unlocked' },
+          { id: 'naa.2', managed: false },
+        ],
+      });
+    } finally {
+      await api.close();
+    }
+  });
 
   it('ListDrives and GetDrive include unmanaged drives; GetEncryptionAtRestInfo names them', async () => {
     const listed = await call('ListDrives');
