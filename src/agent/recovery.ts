@@ -139,6 +139,13 @@ export async function corruptStateFiles(statePath: string): Promise<string[]> {
     .map((n) => join(dirname(statePath), n));
 }
 
+/** Earlier generations kept beside `statePath`: state.json.prev and those put aside by earlier recoveries. */
+async function earlierStateFiles(statePath: string): Promise<string[]> {
+  const prefix = `${basename(statePath)}.prev`;
+  const names = await readdir(dirname(statePath)).catch(() => [] as string[]);
+  return names.filter((n) => n.startsWith(prefix)).map((n) => join(dirname(statePath), n));
+}
+
 function errorOf(error: unknown): { code: string; message: string } {
   const e = error as { code?: unknown; message?: unknown };
   return { code: typeof e?.code === 'string' ? e.code : 'INTERNAL', message: String(e?.message ?? error) };
@@ -163,6 +170,9 @@ export async function recoverState(options: RecoverOptions): Promise<RecoveryRep
   const { state, keys, clock } = options;
   const group = keyGroupFor(options.applianceId);
   const prefix = `${keyNameFor(options.applianceId, '')}`;
+  // Whatever this run writes (connection results, refusals, the rebuilt records) rotates state.json.prev,
+  // perhaps the last good generation: it is put aside first, never lost.
+  const previousKeptAt = await keepPreviousAside(state.path, clock.now().toISOString());
   const uids = await keys.findByGroup(group);
   const names = await keys.namesOf(uids);
   const byId = new Map<string, string[]>();
@@ -176,7 +186,7 @@ export async function recoverState(options: RecoverOptions): Promise<RecoveryRep
 
   const corruptFiles = await corruptStateFiles(state.path);
   const memories = (
-    await Promise.all([`${state.path}.prev`, ...corruptFiles].map((path) => salvageRefusals(path)))
+    await Promise.all([...(await earlierStateFiles(state.path)), ...corruptFiles].map((p) => salvageRefusals(p)))
   ).filter((m): m is RefusedMemory => m !== undefined);
 
   const current = state.snapshot();
@@ -250,11 +260,8 @@ export async function recoverState(options: RecoverOptions): Promise<RecoveryRep
 
   const found = entries.filter((e) => e.outcome === 'found');
   const unresolved = entries.filter((e) => UNRESOLVED.has(e.outcome) && e.id !== null).map((e) => e.id!);
-  let previousKeptAt: string | undefined;
   const now = clock.now().toISOString();
   if (found.length > 0 || unresolved.length > 0) {
-    // The first write would replace state.json.prev, perhaps the last good generation: keep it aside.
-    previousKeptAt = await keepPreviousAside(state.path, now);
     await state.update((s) => {
       for (const e of found) {
         const key = { uid: e.keyUids[0]!, name: e.keyName!, provider: options.provider };

@@ -65,10 +65,12 @@ describe('recover against PyKMIP, emulated drives and LUKS2 images', () => {
     const enrolled = a.ok(['drive', 'enroll', ...devices]).enrolled as { id: string; keyUid: string }[];
     const volume = enrolledVolume(a, 'rdata');
     for (const d of devices) await powerCycleEmulatedDrive(d.slice(4));
+    // Deleted by hand: the previous generation is still there, and must survive the rebuild.
+    const prev = readFileSync(`${a.statePath}.prev`);
     rmSync(a.statePath);
-    rmSync(`${a.statePath}.prev`, { force: true });
 
     const report = a.ok(['recover']);
+    expect(readFileSync(report.previousKeptAt as string)).toEqual(prev);
     const entries = byId(report);
     for (const e of enrolled) expect(entries.get(e.id)).toMatchObject({ outcome: 'found', keyUids: [e.keyUid] });
     expect(entries.get(volume.uuid)).toMatchObject({ outcome: 'found', kind: 'luks', keyslot: volume.keyslot });
