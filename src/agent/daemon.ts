@@ -13,8 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { KmipProvider } from '../kmip/index.js';
-import si from 'systeminformation';
-import { ADMIN1, luks, OpalDrive } from '../drives/index.js';
+import { ADMIN1, listSystemDisks, luks, OpalDrive } from '../drives/index.js';
 import { KmipAgentError } from '../errors.js';
 import { ApiServer, API_SOCKET_NAME } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
@@ -123,17 +122,7 @@ async function openForEnroll(device: string): Promise<EnrollDrive> {
 
 /** Inventory over systeminformation, sysfs and Level 0 discovery (a disk without Opal says why). */
 const inventoryPorts: InventoryPorts = {
-  listDisks: async () => {
-    const [blocks, layout] = await Promise.all([si.blockDevices(), si.diskLayout().catch(() => [])]);
-    return blocks
-      .filter((b) => b.type === 'disk')
-      .map((b) => {
-        const disk = layout.find((d) => d.device === b.device);
-        const model = b.model || disk?.name;
-        const serial = b.serial || disk?.serialNum;
-        return { name: b.name, ...(model ? { model } : {}), ...(serial ? { serial } : {}), sizeBytes: b.size };
-      });
-  },
+  listDisks: listSystemDisks,
   probeOpal: async (device) => {
     const drive = await OpalDrive.open(device);
     try {
