@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { KmipProvider, type ServerAttempt } from '../kmip/index.js';
-import { luks, OpalDrive, type OpalDriveOptions } from '../drives/index.js';
+import { ADMIN1, listSystemDisks, luks, OpalDrive, type OpalDriveOptions } from '../drives/index.js';
 import { KmipAgentError } from '../errors.js';
 import { ApiServer, API_SOCKET_NAME, type RpcMethod } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
@@ -36,7 +36,9 @@ import {
   type EnrollResult,
   type VolumeEnrollResult,
 } from './enroll.js';
+import { ConnectionRecorder, type ConnectionAttempt } from './connections.js';
 import { FaultRegistry } from './faults.js';
+import { takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
 import { agentLogger } from './log.js';
@@ -44,6 +46,7 @@ import { AgentMetrics, TextfileExporter } from './metrics.js';
 import type { AgentDirs } from './paths.js';
 import { RefusedKeyFile } from './refused-keys.js';
 import { packageRoot } from '../native/addon.js';
+import { recoverState, syncRecoveryFault, type RecoveryReport, type RecoveryVerifier } from './recovery.js';
 import { acquireStateLock } from './state-lock.js';
 import { StateCorruptError, StateStore } from './state.js';
 import { SystemdNotifier } from './systemd-notify.js';
@@ -75,6 +78,7 @@ function providerFor(
   configDir: string,
   log: Logger,
   observe: (a: ServerAttempt) => void,
+  onAttempt: (a: ConnectionAttempt) => void = () => undefined,
 ): KmipProvider {
   const p = config.providers.default!;
   const read = (what: string, path: string) => {
@@ -101,6 +105,7 @@ function providerFor(
       observe(a);
       if (a.outcome === 'failed')
         log.warn({ event: 'kmip_attempt', ...a }, `key server ${a.endpoint} passed over: ${a.code}`);
+      onAttempt(a);
     },
   });
 }
@@ -133,6 +138,51 @@ async function openForEnroll(device: string, options: OpalDriveOptions): Promise
   };
 }
 
+/** Inventory over systeminformation, sysfs and Level 0 discovery (a disk without Opal says why). */
+const inventoryPorts: InventoryPorts = {
+  listDisks: listSystemDisks,
+  probeOpal: async (device) => {
+    const drive = await OpalDrive.open(device);
+    try {
+      const d = await drive.discover();
+      return {
+        serial: drive.serial(),
+        opal: Boolean(d.opal1 ?? d.opal2 ?? d.enterprise),
+        lockingEnabled: d.locking?.lockingEnabled ?? false,
+        locked: d.locking?.locked ?? false,
+      };
+    } finally {
+      await drive.close();
+    }
+  },
+  luksUuid: async (device) => (await luks.luksInfo(device)).uuid,
+};
+
+/**
+ * Recovery's checks: LUKS against the header, Opal by one Admin1 authentication (lock state untouched),
+ * through the same refused-key memory and tries reserve as every unlock.
+ */
+const recoveryVerifier = (guard: OpalDriveOptions): RecoveryVerifier => ({
+  luksCheck: async (device, key) => (await luks.checkKey(device, key)).slot,
+  opalTriesLeft: async (device) => {
+    const drive = await OpalDrive.open(device, guard);
+    try {
+      const t = await drive.tries(ADMIN1).catch(() => null);
+      return t && t.tryLimit > 0 ? t.tryLimit - t.tries : null;
+    } finally {
+      await drive.close();
+    }
+  },
+  opalVerify: async (device, key) => {
+    const drive = await OpalDrive.open(device, guard);
+    try {
+      await drive.verify(key, ADMIN1);
+    } finally {
+      await drive.close();
+    }
+  },
+});
+
 /** Everything an agent process holds: the daemon adds the API, the key socket and systemd on top. */
 export interface AgentRuntime {
   config: AgentConfig;
@@ -150,6 +200,10 @@ export interface AgentRuntime {
   enrollDrives(devices: string[]): Promise<EnrollResult[]>;
   /** Enrolls a LUKS2 volume (a keyslot for a new KMIP key, authorized by `existingKey`), opened as `name`. */
   enrollVolume(device: string, name: string, existingKey: Buffer, keySocket: boolean): Promise<VolumeEnrollResult>;
+  /** The drives and volumes this machine has (see inventory.ts); `sysfsRoot` for tests. */
+  inventory(options?: { sysfsRoot?: string }): Promise<InventoryItem[]>;
+  /** Rebuilds the state from the key server (see recovery.ts) and refreshes the agent's targets. */
+  recover(options?: { sysfsRoot?: string }): Promise<RecoveryReport>;
   close(): Promise<void>;
 }
 
@@ -215,9 +269,28 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     closers.push(() => audit.close());
     const metrics = new AgentMetrics({ version: packageVersion() });
     audit.subscribe((e) => metrics.observeAudit(e));
-    const provider = providerFor(config, dirs.config, log, (a) => metrics.observeKmipAttempt(a));
+    syncRecoveryFault(state.snapshot(), faults);
+    // No write while StateCorrupt stands: the state directory stays as the corruption left it until recover.
+    const connections = new ConnectionRecorder(
+      state,
+      () => clock.now(),
+      () => !faults.has('StateCorrupt'),
+    );
+    const provider: KmipProvider = providerFor(
+      config,
+      dirs.config,
+      log,
+      (a) => metrics.observeKmipAttempt(a),
+      (a) => {
+        const protocolVersion = provider.health().find((h) => h.endpoint === a.endpoint)?.protocolVersion;
+        connections
+          .record({ ...a, ...(protocolVersion ? { protocolVersion } : {}) })
+          .catch((error: unknown) => log.warn({ err: error }, 'cannot record the connection result'));
+      },
+    );
     closers.push(() => provider.close());
-    const keys = auditedKeySource(new KmipKeySource(provider), audit, { clock, server: () => provider.activeEndpoint });
+    const kmipKeys = new KmipKeySource(provider);
+    const keys = auditedKeySource(kmipKeys, audit, { clock, server: () => provider.activeEndpoint });
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
     const agent = new Agent({
       config,
@@ -311,6 +384,31 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       agent.refreshTargets();
       return result;
     };
+    const inventory = (o: { sysfsRoot?: string } = {}) => takeInventory(config, inventoryPorts, o);
+    const recover = async (o: { sysfsRoot?: string } = {}) => {
+      const report = await recoverState({
+        applianceId: config.applianceId,
+        provider: 'default',
+        inventory: await inventory(o),
+        // Locate and Get go through the audited source; reading names is not a key operation.
+        keys: {
+          findByGroup: (g) => keys.findByGroup(g),
+          fetch: (u) => keys.fetch(u),
+          namesOf: (u) => kmipKeys.namesOf(u),
+        },
+        verifier: recoveryVerifier(guard),
+        refusedKeys,
+        state,
+        clock,
+        triesReserve: config.boot.triesReserve,
+        jobId: `recover-${randomUUID()}`,
+      });
+      if (report.written) faults.clear('StateCorrupt');
+      syncRecoveryFault(state.snapshot(), faults);
+      log.info({ event: 'recover', ...report }, 'state recovered from the key server');
+      agent.refreshTargets();
+      return report;
+    };
     return {
       config,
       state,
@@ -324,6 +422,8 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       clock,
       enrollDrives,
       enrollVolume,
+      inventory,
+      recover,
       close,
     };
   } catch (error) {
@@ -369,6 +469,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       unlockNow: (o) => agent.unlockNow(o),
       enrollDrives: (devices) => runtime.enrollDrives(devices),
       auditEvents: (query) => audit.read(query),
+      inventory: () => runtime.inventory(),
     });
     const api = new ApiServer({
       socketPath: join(dirs.runtime, API_SOCKET_NAME),

@@ -48,11 +48,14 @@ export async function writeDurably(
     await handle.close();
     handle = undefined;
     if (options.keepPrevious) {
-      const prev = previousGeneration(path);
-      await fs.rm(prev, { force: true });
+      // The older generation is replaced only by a newer one: with no current file (deleted by hand,
+      // put aside as corrupt) `.prev` may be the last good copy, and it stays.
+      const prevTemp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.prev.tmp`);
       try {
-        await fs.link(path, prev);
+        await fs.link(path, prevTemp);
+        await fs.rename(prevTemp, previousGeneration(path));
       } catch (error) {
+        await fs.rm(prevTemp, { force: true }).catch(() => undefined);
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       }
     }

@@ -56,6 +56,23 @@ export class KmipKeySource implements KeySource {
     return (await this.kmip.locate({ objectGroup: group })).uniqueIdentifiers;
   }
 
+  /** The Name attributes of each object, in one batched Get Attributes (recovery matches keys by name). */
+  async namesOf(uids: string[]): Promise<Map<string, string[]>> {
+    const names = new Map<string, string[]>();
+    if (uids.length === 0) return names;
+    const results = await this.kmip.batch(
+      uids.map((uniqueIdentifier) => kmipOperations.getAttributes({ uniqueIdentifier, names: ['Name'] })),
+    );
+    results.forEach((result, i) => {
+      const values = result.ok ? result.value.attributes.filter((a) => a.name === 'Name').map((a) => a.value) : [];
+      names.set(
+        uids[i]!,
+        values.filter((v): v is string => typeof v === 'string'),
+      );
+    });
+    return names;
+  }
+
   async createKey(name: string, group: string): Promise<{ uid: string; key: Buffer }> {
     const key = this.random(32);
     try {

@@ -26,7 +26,7 @@ export interface OpalPort {
 }
 
 /** A refusal the drives layer marks as such (authRefused with TCG_NOT_AUTHORIZED): the key itself was wrong. */
-function isKeyRefusal(error: unknown): boolean {
+export function isKeyRefusal(error: unknown): boolean {
   const e = error as { authRefused?: unknown; code?: unknown } | null;
   return e !== null && typeof e === 'object' && e.authRefused === true && e.code === 'TCG_NOT_AUTHORIZED';
 }

@@ -5,6 +5,7 @@
 import { KmipAgentError } from '../errors.js';
 import type { AgentStatus } from '../agent/agent.js';
 import type { AuditEvent, AuditQuery } from '../agent/audit.js';
+import { driveListing, encryptionAtRestInfo, type InventoryItem } from '../agent/inventory.js';
 import type { RpcMethod } from './server.js';
 
 /** What the API needs of the agent. */
@@ -13,6 +14,8 @@ export interface AgentApi {
   unlockNow(options?: { all?: boolean }): Promise<unknown>;
   enrollDrives(devices: string[]): Promise<unknown>;
   auditEvents(query: AuditQuery): Promise<AuditEvent[]>;
+  /** What is attached (drives, emulated drives, volumes); without it the listing has managed ones only. */
+  inventory?(): Promise<InventoryItem[]>;
 }
 
 /** ListAuditEvents params: since (ISO time), limit (1..100000; default 1000, the most recent). */
@@ -38,17 +41,24 @@ function plain<T>(value: T): unknown {
 }
 
 export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
+  /** The managed targets joined with the inventory: unmanaged drives too, each with what the agent knows. */
+  const listing = async () => {
+    const { drives } = agent.status();
+    return driveListing((await agent.inventory?.()) ?? [], drives);
+  };
   return {
     GetStatus: () => plain(agent.status()),
-    ListDrives: () => plain({ drives: agent.status().drives }),
-    GetDrive: (params) => {
+    ListDrives: async () => plain({ drives: agent.status().drives, inventory: await listing() }),
+    GetDrive: async (params) => {
       const id = params.id;
       if (typeof id !== 'string')
         throw new KmipAgentError('GetDrive needs params.id (a drive or volume id)', 'API_INVALID_PARAMS');
       const drive = agent.status().drives.find((d) => d.id === id || d.device === id);
-      if (!drive) throw new KmipAgentError(`no managed drive or volume ${id}`, 'DRIVE_UNKNOWN');
-      return plain(drive);
+      const seen = (await listing()).find((d) => d.id === id || d.device === id || d.aliases.includes(id));
+      if (!drive && !seen) throw new KmipAgentError(`no drive or volume ${id}`, 'DRIVE_UNKNOWN');
+      return plain({ ...(drive ?? {}), ...(seen ? { managed: seen.managed, inventory: seen } : { managed: true }) });
     },
+    GetEncryptionAtRestInfo: async () => plain(encryptionAtRestInfo(await listing(), agent.status().keyMode)),
     ListFaults: () => plain({ faults: agent.status().faults }),
     EnrollDrives: async (params) => {
       const devices = params.devices;

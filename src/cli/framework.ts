@@ -119,6 +119,19 @@ export function printable(text: string): string {
   });
 }
 
+/** Rows as aligned columns (cells made printable, trailing blanks trimmed). */
+export function textTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => printable(r[i] ?? '').length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => printable(c).padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command table
 

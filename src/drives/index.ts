@@ -32,6 +32,7 @@ export { KernelOpalBackend, KernelPinRefusedError } from './kernel-backend.js';
 export * from './types.js';
 export { sedutilPin, SEDUTIL_ITERATIONS } from './sedutil.js';
 export * as luks from './luks.js';
+export { listSystemDisks, type SystemDiskInfo } from './system-disks.js';
 export { LuksError, type LuksErrorCode, type LuksInfo } from './luks.js';
 export {
   EMULATED_DEVICE_PREFIX,

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveDirs } from '../../src/agent/paths.js';
 import {
@@ -143,6 +143,18 @@ describe('configuration', () => {
 });
 
 describe('durable writes', () => {
+  it('replaces the previous generation only with a newer one: with the file gone, .prev stays', async () => {
+    const path = join(tempDir(), 'state.json');
+    await writeDurably(path, 'one', { keepPrevious: true });
+    await writeDurably(path, 'two', { keepPrevious: true });
+    rmSync(path);
+    await writeDurably(path, 'three', { keepPrevious: true });
+    expect(readFileSync(previousGeneration(path), 'utf8')).toBe('one');
+    await writeDurably(path, 'four', { keepPrevious: true });
+    expect(readFileSync(previousGeneration(path), 'utf8')).toBe('three');
+    expect(readdirSync(dirname(path)).sort()).toEqual(['state.json', 'state.json.prev']);
+  });
+
   it('leaves no temp file behind when the write fails', async () => {
     const dir = tempDir();
     const target = join(dir, 'missing-subdir', 'f.json');

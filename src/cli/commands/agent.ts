@@ -57,7 +57,7 @@ export function dirsFrom(values: DirValues): AgentDirs {
 }
 
 /** A quiet logger for commands run by hand: only errors reach stderr (the daemon logs everything). */
-async function quietLog() {
+export async function quietLog() {
   const { pino } = await import('pino');
   return pino({ level: 'error' }, pino.destination(2));
 }
@@ -227,7 +227,7 @@ and keeps retrying what is still locked (capped exponential backoff with jitter)
 // -------------------------------------------------------------------- status, health, faults, unlock
 
 /** The daemon's answer, or undefined when no daemon runs. */
-async function fromDaemon<T>(
+export async function fromDaemon<T>(
   dirs: AgentDirs,
   method: string,
   params: Record<string, unknown> = {},

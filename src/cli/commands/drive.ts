@@ -7,6 +7,7 @@
 import { DIR_OPTIONS, dirsFrom, driveEnrollCommand } from './agent.js';
 import { DEFAULT_TRIES_RESERVE, loadConfig } from '../../agent/config.js';
 import { RefusedKeyFile } from '../../agent/refused-keys.js';
+import { driveListCommand } from './inventory.js';
 import { BACKEND_NAMES, BackendChoiceError, describeAttempt, type BackendName } from '../../drives/backend.js';
 import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
 import { ADMIN1, describeAuthority, SID, userAuthority, type Authority, type Discovery } from '../../drives/types.js';
@@ -652,5 +653,5 @@ export const driveCommand = group({
   name: 'drive',
   summary: 'TCG Opal self-encrypting drives: discover, own, configure, lock, unlock, erase, revert',
   description: DRIVE_NOTE,
-  commands: [...opalCommands, driveEnrollCommand, ...DRIVE_EMULATOR_COMMANDS],
+  commands: [...opalCommands, driveEnrollCommand, driveListCommand, ...DRIVE_EMULATOR_COMMANDS],
 });

@@ -5,6 +5,7 @@ import { auditCommand } from './audit.js';
 import { daemonCommand, faultsCommand, healthCommand, setupCommand, statusCommand, unlockCommand } from './agent.js';
 import { driveCommand } from './drive.js';
 import { kmipCommand } from './kmip.js';
+import { recoverCommand } from './recover.js';
 import { ttlvCommand } from './ttlv.js';
 import { volumeCommand } from './volume.js';
 
@@ -19,6 +20,7 @@ export const commandTree = group({
     faultsCommand,
     unlockCommand,
     auditCommand,
+    recoverCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,
