@@ -187,7 +187,11 @@ describe('recover against PyKMIP, emulated drives and LUKS2 images', () => {
     const state = decodeState(readFileSync(a.statePath, 'utf8'), a.statePath).body;
     expect(state.drives.map((d) => d.id)).toEqual(['EMU-A1']);
     expect(state.volumes).toEqual([]);
-    expect(state.refusedKeys).toMatchObject([{ driveId: 'EMU-A4', authority: 'Admin1' }]);
+    // The refusal is in the agent's one refused-key memory (refused-keys.json), not in state.json.
+    const memory = JSON.parse(readFileSync(join(a.dirs.state, 'refused-keys.json'), 'utf8')) as {
+      refused: { drive: string; authority: string }[];
+    };
+    expect(memory.refused).toMatchObject([{ drive: 'EMU-A4', authority: 'Admin1' }]);
     // 4 of 5 tries spent: one more would lock Admin1 out.
     expect((await emulatedDriveInfo(foreign.slice(4))).lockedOutAuthorities).not.toContain('Admin1');
 
