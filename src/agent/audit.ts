@@ -20,7 +20,7 @@ import type { TargetKind, UnlockTarget, Unlocker } from './unlock.js';
 
 export const AUDIT_FILE = 'audit.log';
 
-export type AuditOperation = 'get' | 'register' | 'locate' | 'unlock' | 'serve' | 'enroll';
+export type AuditOperation = 'get' | 'register' | 'locate' | 'unlock' | 'serve' | 'enroll' | 'revoke';
 
 /**
  * ok; error (it failed for another reason); refused (the drive or volume refused the key: remembered, never

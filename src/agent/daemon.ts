@@ -12,8 +12,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { KmipProvider, type ServerAttempt } from '../kmip/index.js';
-import { ADMIN1, listSystemDisks, luks, OpalDrive, type OpalDriveOptions } from '../drives/index.js';
+import { KmipProvider, RevocationReasonCode, type ServerAttempt } from '../kmip/index.js';
+import { ADMIN1, isAuthRefusal, listSystemDisks, luks, OpalDrive, SID, type OpalDriveOptions } from '../drives/index.js';
 import { KmipAgentError } from '../errors.js';
 import { ApiServer, API_SOCKET_NAME, type RpcMethod } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
@@ -37,6 +37,15 @@ import {
   type VolumeEnrollResult,
 } from './enroll.js';
 import { ConnectionRecorder, type ConnectionAttempt } from './connections.js';
+import {
+  DISABLE_JOB,
+  disableEncryptionAtRest,
+  ENABLE_JOB,
+  enableEncryptionAtRest,
+  ENCRYPTION_LANE,
+  type DisableDrive,
+} from './encryption-at-rest.js';
+import { JobRunner } from './jobs.js';
 import { FaultRegistry } from './faults.js';
 import { takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
@@ -138,6 +147,33 @@ async function openForEnroll(device: string, options: OpalDriveOptions): Promise
   };
 }
 
+/**
+ * Opens a managed drive for DisableEncryptionAtRest (see encryption-at-rest.ts for the order). The SID
+ * is found already reset (a rerun) only by authenticating with the MSID, after the key was refused.
+ */
+async function openForDisable(device: string, options: OpalDriveOptions): Promise<DisableDrive> {
+  const drive = await OpalDrive.open(device, options);
+  return {
+    lockingSpActive: async () => (await drive.status()).lockingEnabled,
+    unlock: (pin) => drive.unlock(pin),
+    disableGlobalRangeLocking: (pin) =>
+      drive.setupRange(pin, { range: 0, readLockEnabled: false, writeLockEnabled: false }),
+    revertLockingSpKeepingData: (pin) => drive.revertLockingSp(pin, { keepGlobalRangeKey: true }),
+    resetSidToMsid: async (pin) => {
+      const msid = await drive.readMsid();
+      try {
+        await drive.setPin({ authority: SID, pin, target: SID, newPin: msid });
+      } catch (error) {
+        const refused = isAuthRefusal(error) || (error as { code?: string }).code === 'TCG_PIN_KNOWN_WRONG';
+        if (!refused || (await drive.status({ probeSid: true })).sidIsMsid !== true) throw error;
+      } finally {
+        msid.fill(0);
+      }
+    },
+    close: () => drive.close(),
+  };
+}
+
 /** Inventory over systeminformation, sysfs and Level 0 discovery (a disk without Opal says why). */
 const inventoryPorts: InventoryPorts = {
   listDisks: listSystemDisks,
@@ -204,6 +240,12 @@ export interface AgentRuntime {
   inventory(options?: { sysfsRoot?: string }): Promise<InventoryItem[]>;
   /** Rebuilds the state from the key server (see recovery.ts) and refreshes the agent's targets. */
   recover(options?: { sysfsRoot?: string }): Promise<RecoveryReport>;
+  /** Async work with handles (EnableEncryptionAtRest, DisableEncryptionAtRest). */
+  jobs: JobRunner;
+  /** Starts enrolling every unmanaged, factory-fresh Opal drive the inventory sees. */
+  enableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
+  /** Starts handing every managed Opal drive back unlocked, data kept, keys revoked. */
+  disableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
   close(): Promise<void>;
 }
 
@@ -409,7 +451,52 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       agent.refreshTargets();
       return report;
     };
+    const jobs = new JobRunner({
+      state,
+      clock,
+      onError: (error, job) => log.error({ event: 'job_journal_failed', job, err: error }, 'job end not journaled'),
+    });
+    const enableEncryption = () =>
+      jobs.start(
+        ENABLE_JOB,
+        (job) =>
+          enableEncryptionAtRest(job, {
+            inventory: () => inventory(),
+            state,
+            enroll: async (device) => (await enrollDrives([device]))[0]!,
+          }),
+        { lane: ENCRYPTION_LANE },
+      );
+    const revokeKey = async (uid: string) => {
+      const started = clock.monotonicMs();
+      const record = state.snapshot().drives.find((d) => d.key.uid === uid);
+      const event = { operation: 'revoke' as const, keyUid: uid, ...(record ? { target: record.id } : {}) };
+      try {
+        await provider.revoke({ uniqueIdentifier: uid, reason: RevocationReasonCode.CessationOfOperation });
+        audit.record({ ...event, result: 'ok', durationMs: Math.round(clock.monotonicMs() - started) });
+      } catch (error) {
+        audit.record({ ...event, result: 'error', code: (error as { code?: string }).code ?? 'INTERNAL' });
+        throw error;
+      }
+    };
+    const disableEncryption = () =>
+      jobs.start(
+        DISABLE_JOB,
+        (job) =>
+          disableEncryptionAtRest(job, {
+            state,
+            keys,
+            open: (device) => openForDisable(device, guard),
+            revokeKey,
+            onRemoved: () => agent.refreshTargets(),
+          }),
+        { lane: ENCRYPTION_LANE },
+      );
+    closers.push(() => jobs.idle());
     return {
+      jobs,
+      enableEncryptionAtRest: enableEncryption,
+      disableEncryptionAtRest: disableEncryption,
       config,
       state,
       faults,
@@ -452,6 +539,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const { config, state, keys, agent, clock, audit, metrics } = runtime;
   const closers: (() => Promise<void> | void)[] = [() => runtime.close()];
   try {
+    // The state lock is ours: a job still `running` was left by a process that died.
+    for (const job of await runtime.jobs.markInterrupted())
+      log.warn({ event: 'job_interrupted', job: job.asyncHandle, kind: job.kind }, job.error!.message);
     if (config.metrics.textfileDir) {
       textfile = new TextfileExporter({
         dir: config.metrics.textfileDir,
@@ -470,6 +560,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       enrollDrives: (devices) => runtime.enrollDrives(devices),
       auditEvents: (query) => audit.read(query),
       inventory: () => runtime.inventory(),
+      jobs: runtime.jobs,
+      enableEncryptionAtRest: () => runtime.enableEncryptionAtRest(),
+      disableEncryptionAtRest: () => runtime.disableEncryptionAtRest(),
     });
     const api = new ApiServer({
       socketPath: join(dirs.runtime, API_SOCKET_NAME),

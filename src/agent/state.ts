@@ -73,11 +73,15 @@ const JobSchema = z.strictObject({
   steps: z.array(
     z.strictObject({ name: z.string(), at: isoDate, detail: z.record(z.string(), z.unknown()).optional() }),
   ),
-  status: z.enum(['running', 'done', 'failed', 'cancelled']),
+  /** interrupted: the process stopped while it ran (found `running` by the next start). */
+  status: z.enum(['running', 'done', 'failed', 'cancelled', 'interrupted']),
   startedAt: isoDate,
   endedAt: isoDate.optional(),
   target: z.string().optional(),
   error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
+  /** Jobs with handles (jobs.ts): n of m items done, and the answer once finished. Optional: v1 files load. */
+  progress: z.strictObject({ done: z.number().int().min(0), total: z.number().int().min(0) }).optional(),
+  result: z.unknown().optional(),
 });
 
 const ConnectionResultSchema = z.strictObject({

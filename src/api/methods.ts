@@ -6,6 +6,7 @@ import { KmipAgentError } from '../errors.js';
 import type { AgentStatus } from '../agent/agent.js';
 import type { AuditEvent, AuditQuery } from '../agent/audit.js';
 import { driveListing, encryptionAtRestInfo, type InventoryItem } from '../agent/inventory.js';
+import type { JobView } from '../agent/jobs.js';
 import type { RpcMethod } from './server.js';
 
 /** What the API needs of the agent. */
@@ -16,6 +17,10 @@ export interface AgentApi {
   auditEvents(query: AuditQuery): Promise<AuditEvent[]>;
   /** What is attached (drives, emulated drives, volumes); without it the listing has managed ones only. */
   inventory?(): Promise<InventoryItem[]>;
+  /** Async work with handles (jobs.ts); without it the job methods answer API_NOT_SUPPORTED. */
+  jobs?: { get(asyncHandle: string): JobView; list(): JobView[] };
+  enableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
+  disableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
 }
 
 /** ListAuditEvents params: since (ISO time), limit (1..100000; default 1000, the most recent). */
@@ -38,6 +43,11 @@ function auditQuery(params: Record<string, unknown>): AuditQuery {
 /** Dates become ISO strings so every answer is plain JSON. */
 function plain<T>(value: T): unknown {
   return JSON.parse(JSON.stringify(value)) as unknown;
+}
+
+function supported<T>(what: T | undefined, method: string): T {
+  if (what === undefined) throw new KmipAgentError(`${method} is not available here`, 'API_NOT_SUPPORTED');
+  return what;
 }
 
 export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
@@ -70,6 +80,23 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
       return plain({ enrolled: await agent.enrollDrives(devices as string[]) });
     },
     ListAuditEvents: async (params) => plain({ events: await agent.auditEvents(auditQuery(params)) }),
+    EnableEncryptionAtRest: async () =>
+      plain(await supported(agent.enableEncryptionAtRest, 'EnableEncryptionAtRest').call(agent)),
+    DisableEncryptionAtRest: async (params) => {
+      if (params.confirm !== true)
+        throw new KmipAgentError(
+          'DisableEncryptionAtRest hands every managed drive back unlocked and revokes its key: it needs params.confirm: true',
+          'API_CONFIRM_REQUIRED',
+        );
+      return plain(await supported(agent.disableEncryptionAtRest, 'DisableEncryptionAtRest').call(agent));
+    },
+    GetAsyncResult: (params) => {
+      const handle = params.asyncHandle;
+      if (typeof handle !== 'string' || handle === '')
+        throw new KmipAgentError('GetAsyncResult needs params.asyncHandle', 'API_INVALID_PARAMS');
+      return plain(supported(agent.jobs, 'GetAsyncResult').get(handle));
+    },
+    ListJobs: () => plain({ jobs: supported(agent.jobs, 'ListJobs').list() }),
     UnlockDrives: async (params) => {
       await agent.unlockNow({ all: params.all === true });
       return plain(agent.status());
