@@ -13,7 +13,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { KmipProvider, RevocationReasonCode, type ServerAttempt } from '../kmip/index.js';
-import { ADMIN1, isAuthRefusal, listSystemDisks, luks, OpalDrive, SID, type OpalDriveOptions } from '../drives/index.js';
+import {
+  ADMIN1,
+  isAuthRefusal,
+  listSystemDisks,
+  luks,
+  OpalDrive,
+  SID,
+  type OpalDriveOptions,
+} from '../drives/index.js';
 import { KmipAgentError } from '../errors.js';
 import { ApiServer, API_SOCKET_NAME, type RpcMethod } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';

@@ -79,7 +79,11 @@ export async function enableEncryptionAtRest(job: JobContext, ports: EnablePorts
     if (item.identity === null) {
       result.skipped.push({ ...base, code: 'DRIVE_NO_IDENTITY', message: 'the drive reports no identity' });
     } else if (item.opal?.lockingEnabled) {
-      result.skipped.push({ ...base, code: 'DRIVE_ALREADY_OWNED', message: 'its Locking SP is active: it has an owner' });
+      result.skipped.push({
+        ...base,
+        code: 'DRIVE_ALREADY_OWNED',
+        message: 'its Locking SP is active: it has an owner',
+      });
     } else {
       try {
         const enrolled = await ports.enroll(item.device);
@@ -90,10 +94,9 @@ export async function enableEncryptionAtRest(job: JobContext, ports: EnablePorts
       }
     }
     const last = [...result.enrolled, ...result.skipped, ...result.failed].find((o) => o.device === item.device)!;
-    await job.step(
-      result.enrolled.includes(last) ? 'enrolled' : result.skipped.includes(last) ? 'skipped' : 'failed',
-      { ...last },
-    );
+    await job.step(result.enrolled.includes(last) ? 'enrolled' : result.skipped.includes(last) ? 'skipped' : 'failed', {
+      ...last,
+    });
     await job.progress(n + 1, candidates.length);
   }
   if (result.failed.length > 0)

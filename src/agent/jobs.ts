@@ -195,6 +195,12 @@ export class JobRunner {
     return this.options.state.snapshot().jobs.map(jobView);
   }
 
+  /** Resolves once the job with this handle, started here, has ended and its end is journaled. */
+  async settled(asyncHandle: string): Promise<JobView> {
+    for (const r of this.running.values()) if (r.id === asyncHandle) await r.done;
+    return this.get(asyncHandle);
+  }
+
   /** Resolves once no job started here is running (shutdown and tests). */
   async idle(): Promise<void> {
     while (this.running.size > 0) await Promise.all([...this.running.values()].map((r) => r.done));

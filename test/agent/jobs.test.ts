@@ -1,0 +1,357 @@
+/**
+ * Jobs (async work with handles): the lifecycle journaled in state.jobs with the injected clock, one job
+ * per lane, a job left `running` by a crash found interrupted by the next runner, the journal kept
+ * bounded; the order DisableEncryptionAtRest works in (over fake drive ports); and, through the real
+ * daemon, API, PyKMIP and emulated drives, EnableEncryptionAtRest and DisableEncryptionAtRest.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { JobRunner, pruneJobs, type JobContext } from '../../src/agent/jobs.js';
+import {
+  disableEncryptionAtRest,
+  enableEncryptionAtRest,
+  type DisableDrive,
+} from '../../src/agent/encryption-at-rest.js';
+import type { InventoryItem } from '../../src/agent/inventory.js';
+import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
+import { StateStore, type Job } from '../../src/agent/state.js';
+import { FakeClock } from '../support/fake-clock.js';
+
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+async function store(clock: FakeClock): Promise<StateStore> {
+  const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-jobs-'));
+  dirs.push(dir);
+  const state = new StateStore({ dir, now: () => clock.now() });
+  await state.load();
+  return state;
+}
+
+function deferred<T = void>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
+const codeOf = async (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: { code?: string; details?: () => unknown }) => e,
+  );
+
+let ids = 0;
+const newId = () => `id${++ids}`;
+
+describe('JobRunner', () => {
+  it('journals a job from running to done: handle, steps, n of m, result, times from the injected clock', async () => {
+    const clock = new FakeClock();
+    const state = await store(clock);
+    const runner = new JobRunner({ state, clock, newId });
+    const gate = deferred();
+    const reached = deferred();
+    const { asyncHandle } = await runner.start('demo', async (job) => {
+      await job.progress(0, 2);
+      await job.step('first', { n: 1 });
+      reached.resolve();
+      await gate.promise;
+      await job.progress(2, 2);
+      return { answer: 42 };
+    });
+    await reached.promise;
+    const running = runner.get(asyncHandle);
+    expect(running).toMatchObject({
+      asyncHandle,
+      kind: 'demo',
+      status: 'running',
+      progress: { done: 0, total: 2 },
+      startedAt: '2026-12-01T10:00:00.000Z',
+    });
+    expect(running.steps.map((s) => s.name)).toEqual(['first']);
+    expect(running.endedAt).toBeUndefined();
+    await clock.advance(5_000);
+    gate.resolve();
+    await runner.idle();
+    const done = runner.get(asyncHandle);
+    expect(done).toMatchObject({
+      status: 'done',
+      progress: { done: 2, total: 2 },
+      result: { answer: 42 },
+      endedAt: '2026-12-01T10:00:05.000Z',
+    });
+    // On disk, not only in memory: a new store reads the same journal.
+    const reread = new StateStore({ dir: join(state.path, '..') });
+    expect((await reread.load()).body.jobs.find((j) => j.id === asyncHandle)?.status).toBe('done');
+  });
+
+  it('a failed job keeps the error code and message (and the partial result it carried)', async () => {
+    const clock = new FakeClock();
+    const runner = new JobRunner({ state: await store(clock), clock, newId });
+    const { asyncHandle } = await runner.start('demo', () => {
+      const error = Object.assign(new Error('drive 2 refused'), { code: 'DRIVE_X', partialResult: { done: [1] } });
+      return Promise.reject(error);
+    });
+    await runner.idle();
+    expect(runner.get(asyncHandle)).toMatchObject({
+      status: 'failed',
+      error: { code: 'DRIVE_X', message: 'drive 2 refused' },
+      result: { done: [1] },
+    });
+  });
+
+  it('one job per lane: a second start gets JOB_ALREADY_RUNNING with the running handle; after it ends, it starts', async () => {
+    const clock = new FakeClock();
+    const runner = new JobRunner({ state: await store(clock), clock, newId });
+    const gate = deferred();
+    const first = await runner.start('enable', () => gate.promise, { lane: 'ear' });
+    const again = (await codeOf(runner.start('enable', async () => undefined, { lane: 'ear' }))) as {
+      code: string;
+      asyncHandle: string;
+    };
+    expect(again.code).toBe('JOB_ALREADY_RUNNING');
+    expect(again.asyncHandle).toBe(first.asyncHandle);
+    // Another kind in the same lane is refused too; another lane is not.
+    expect(
+      ((await codeOf(runner.start('disable', async () => undefined, { lane: 'ear' }))) as { code: string }).code,
+    ).toBe('JOB_ALREADY_RUNNING');
+    const other = await runner.start('unrelated', async () => 'x');
+    expect((await runner.settled(other.asyncHandle)).status).toBe('done');
+    gate.resolve();
+    await runner.idle();
+    const second = await runner.start('enable', async () => undefined, { lane: 'ear' });
+    await runner.idle();
+    expect(runner.get(second.asyncHandle).status).toBe('done');
+    expect(runner.list().map((j) => j.status)).toEqual(['done', 'done', 'done']);
+  });
+
+  it('a job left running by a crash is interrupted at the next start, naming the step it reached', async () => {
+    const clock = new FakeClock();
+    const state = await store(clock);
+    const crashed = new JobRunner({ state, clock, newId });
+    const never = deferred();
+    const reached = deferred();
+    const { asyncHandle } = await crashed.start('disable', async (job) => {
+      await job.step('unlocked', { id: 'D1' });
+      await job.step('locking-disabled', { id: 'D1' });
+      reached.resolve();
+      await never.promise;
+    });
+    await reached.promise;
+    // Also an enrollment journaled by enroll.ts that never finished.
+    await state.update((s) => {
+      s.jobs.push({
+        id: 'enroll-x',
+        kind: 'enroll',
+        status: 'running',
+        startedAt: clock.now().toISOString(),
+        steps: [],
+      });
+    });
+    // "Restart": a new store reads the file the dead process left; a new runner takes over.
+    await clock.advance(60_000);
+    const reopened = new StateStore({ dir: join(state.path, '..'), now: () => clock.now() });
+    await reopened.load();
+    const runner = new JobRunner({ state: reopened, clock, newId });
+    const interrupted = await runner.markInterrupted();
+    expect(interrupted.map((j) => j.asyncHandle).sort()).toEqual([asyncHandle, 'enroll-x'].sort());
+    const job = runner.get(asyncHandle);
+    expect(job.status).toBe('interrupted');
+    expect(job.endedAt).toBe('2026-12-01T10:01:00.000Z');
+    expect(job.error).toEqual({
+      code: 'JOB_INTERRUPTED',
+      message: 'the agent stopped while this disable job ran (last step: locking-disabled)',
+    });
+    expect(runner.get('enroll-x').error?.message).toContain('before its first step');
+    expect(await runner.markInterrupted()).toEqual([]);
+    // The lane is free again in the new process.
+    await runner.start('disable', async () => undefined);
+    await runner.idle();
+  });
+
+  it('keeps finished jobs bounded, never dropping a running one or the newest of a kind', async () => {
+    const at = '2026-12-01T10:00:00.000Z';
+    const job = (id: string, kind: string, status: Job['status'] = 'done'): Job => ({
+      id,
+      kind,
+      status,
+      startedAt: at,
+      steps: [],
+    });
+    const jobs = [
+      job('r0', 'recover'),
+      job('run', 'x', 'running'),
+      ...Array.from({ length: 6 }, (_, i) => job(`e${i}`, 'e')),
+    ];
+    expect(pruneJobs(jobs, 2).map((j) => j.id)).toEqual(['r0', 'run', 'e3', 'e4', 'e5']);
+
+    const clock = new FakeClock();
+    const runner = new JobRunner({ state: await store(clock), clock, newId, keepFinished: 3 });
+    for (let i = 0; i < 6; i++) {
+      await runner.start('k', async () => i);
+      await runner.idle();
+    }
+    expect(runner.list().map((j) => j.result)).toEqual([2, 3, 4, 5]);
+    expect(await codeOf(Promise.resolve().then(() => runner.get('k-none')))).toMatchObject({ code: 'JOB_UNKNOWN' });
+  });
+});
+
+/** A job context that records steps in memory. */
+function recorder(): JobContext & { steps: string[] } {
+  const steps: string[] = [];
+  return {
+    id: 'test',
+    steps,
+    step: async (name, detail) => {
+      steps.push(`${name}${detail?.id ? ` ${String(detail.id)}` : ''}`);
+    },
+    progress: async () => undefined,
+  };
+}
+
+describe('the encryption-at-rest work (fake ports)', () => {
+  it('Enable enrolls unmanaged fresh Opal drives, skips owned, managed and non-Opal ones', async () => {
+    const clock = new FakeClock();
+    const state = await store(clock);
+    await state.update((s) => {
+      s.drives.push({
+        id: 'M',
+        device: 'emu:/m',
+        key: { uid: '9', name: 'n', provider: 'default' },
+        enrolledAt: clock.now().toISOString(),
+        unlockAtBoot: true,
+      });
+    });
+    const item = (identity: string, device: string, opal: InventoryItem['opal']): InventoryItem => ({
+      identity,
+      aliases: [],
+      kind: 'opal',
+      device,
+      source: 'config',
+      ...(opal ? { opal } : {}),
+    });
+    const enrolled: string[] = [];
+    const result = await enableEncryptionAtRest(recorder(), {
+      state,
+      inventory: async () => [
+        item('A', 'emu:/a', { supported: true, lockingEnabled: false }),
+        item('M', 'emu:/m', { supported: true, lockingEnabled: true }),
+        item('O', 'emu:/o', { supported: true, lockingEnabled: true }),
+        item('N', '/dev/sdz', { supported: false }),
+        item('S', 'emu:/s', { supported: true, lockingEnabled: false }),
+      ],
+      enroll: async (device) => {
+        if (device === 'emu:/s') throw Object.assign(new Error('SID is not the MSID'), { code: 'DRIVE_ALREADY_OWNED' });
+        enrolled.push(device);
+        return { id: 'A', device, keyUid: '1', keyName: 'k' };
+      },
+    });
+    expect(enrolled).toEqual(['emu:/a']);
+    expect(result.enrolled).toEqual([{ id: 'A', device: 'emu:/a', keyUid: '1' }]);
+    expect(result.skipped.map((s) => [s.device, s.code])).toEqual([
+      ['emu:/o', 'DRIVE_ALREADY_OWNED'],
+      ['emu:/s', 'DRIVE_ALREADY_OWNED'],
+    ]);
+    expect(result.failed).toEqual([]);
+  });
+
+  async function disableWith(fail?: keyof DisableDrive) {
+    const clock = new FakeClock();
+    const state = await store(clock);
+    await state.update((s) => {
+      for (const id of ['D1', 'D2'])
+        s.drives.push({
+          id,
+          device: `emu:/${id}`,
+          key: { uid: `u-${id}`, name: `n-${id}`, provider: 'default' },
+          enrolledAt: clock.now().toISOString(),
+          unlockAtBoot: true,
+        });
+    });
+    const calls: string[] = [];
+    const keysHanded: Buffer[] = [];
+    const keys: KeySource = {
+      fetch: async (uids) => {
+        calls.push(`fetch ${uids.join(',')}`);
+        return new Map(
+          uids.map((u): [string, FetchedKey] => {
+            const key = Buffer.alloc(32, 7);
+            keysHanded.push(key);
+            return [u, { ok: true, key }];
+          }),
+        );
+      },
+      findByName: async () => [],
+      findByGroup: async () => [],
+      createKey: async () => {
+        throw new Error('not here');
+      },
+    };
+    const job = recorder();
+    const op = (id: string, name: keyof DisableDrive) => async () => {
+      calls.push(`${name} ${id}`);
+      if (name === fail && id === 'D2') throw Object.assign(new Error('not supported'), { code: 'TCG_NOT_SUPPORTED' });
+    };
+    const outcome = disableEncryptionAtRest(job, {
+      state,
+      keys,
+      open: async (device) => {
+        const id = device.slice(5);
+        return {
+          lockingSpActive: async () => true,
+          unlock: op(id, 'unlock'),
+          disableGlobalRangeLocking: op(id, 'disableGlobalRangeLocking'),
+          revertLockingSpKeepingData: op(id, 'revertLockingSpKeepingData'),
+          resetSidToMsid: op(id, 'resetSidToMsid'),
+          close: op(id, 'close'),
+        };
+      },
+      revokeKey: async (uid) => {
+        calls.push(`revoke ${uid}`);
+      },
+    });
+    return { outcome, calls, state, job, keysHanded };
+  }
+
+  it('Disable: one batched Get, then per drive unlock, locking off, revert keeping data, SID reset, revoke, record removed', async () => {
+    const { outcome, calls, state, job, keysHanded } = await disableWith();
+    expect(await outcome).toMatchObject({ disabled: [{ id: 'D1' }, { id: 'D2' }], failed: [] });
+    const perDrive = (id: string) => [
+      `unlock ${id}`,
+      `disableGlobalRangeLocking ${id}`,
+      `revertLockingSpKeepingData ${id}`,
+      `resetSidToMsid ${id}`,
+      `close ${id}`,
+      `revoke u-${id}`,
+    ];
+    expect(calls).toEqual(['fetch u-D1,u-D2', ...perDrive('D1'), ...perDrive('D2')]);
+    expect(job.steps.slice(0, 6)).toEqual([
+      'unlocked D1',
+      'locking-disabled D1',
+      'locking-sp-reverted D1',
+      'sid-reset D1',
+      'key-revoked D1',
+      'record-removed D1',
+    ]);
+    expect(state.snapshot().drives).toEqual([]);
+    expect(keysHanded.every((k) => k.every((b) => b === 0))).toBe(true);
+  });
+
+  it('Disable: a drive that cannot revert keeps its key (not revoked) and its record; the others go on', async () => {
+    const { outcome, calls, state } = await disableWith('revertLockingSpKeepingData');
+    const error = (await codeOf(outcome)) as {
+      code: string;
+      partialResult: { disabled: unknown[]; failed: unknown[] };
+    };
+    expect(error.code).toBe('TCG_NOT_SUPPORTED');
+    expect(error.partialResult.disabled).toHaveLength(1);
+    expect(error.partialResult.failed).toMatchObject([{ id: 'D2', code: 'TCG_NOT_SUPPORTED' }]);
+    expect(calls).toContain('revoke u-D1');
+    expect(calls).not.toContain('revoke u-D2');
+    expect(calls).not.toContain('resetSidToMsid D2');
+    expect(calls).toContain('close D2');
+    expect(state.snapshot().drives.map((d) => d.id)).toEqual(['D2']);
+  });
+});
