@@ -4,6 +4,7 @@ import { addonCommand } from './addon.js';
 import { auditCommand } from './audit.js';
 import { daemonCommand, faultsCommand, healthCommand, setupCommand, statusCommand, unlockCommand } from './agent.js';
 import { driveCommand } from './drive.js';
+import { jobCommands } from './jobs.js';
 import { kmipCommand } from './kmip.js';
 import { recoverCommand } from './recover.js';
 import { ttlvCommand } from './ttlv.js';
@@ -21,6 +22,7 @@ export const commandTree = group({
     unlockCommand,
     auditCommand,
     recoverCommand,
+    ...jobCommands,
     kmipCommand,
     driveCommand,
     volumeCommand,
