@@ -4,167 +4,33 @@
  * directories, with sd_notify datagrams received on a real AF_UNIX socket. Every wait is on a log line,
  * a datagram or a process exit, and bounded.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore } from '../../src/agent/state.js';
-import { packageRoot } from '../../src/native/addon.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
 import { freePort, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import {
+  Appliance,
+  cli,
+  COMMAND_TIMEOUT_MS,
+  exitOf,
+  ok,
+  readBlock,
+  running,
+  writeBlock,
+  type DaemonProcess,
+  type Run,
+  type StatusJson,
+} from '../support/daemon-harness.js';
 
-const CLI = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
-const COMMAND_TIMEOUT_MS = 60_000;
 /** Each test spawns dozens of CLI processes; on a loaded two-core machine that takes a while. */
 const E2E_TEST_TIMEOUT_MS = 180_000;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in a child process (the daemon under test is another process) and waits for it. */
-function cli(args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`kmip-agent ${args.join(' ')} did not finish within ${COMMAND_TIMEOUT_MS} ms\n${stderr}`));
-    }, COMMAND_TIMEOUT_MS);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
-}
-
-/** Runs the CLI and insists on exit 0. */
-async function ok(args: string[]): Promise<Run> {
-  const run = await cli(args);
-  if (run.code !== 0) throw new Error(`kmip-agent ${args.join(' ')} exited ${run.code}\n${run.stderr}\n${run.stdout}`);
-  return run;
-}
-
-type LogLine = Record<string, unknown> & { event?: string; msg?: string };
-
-/** A `kmip-agent daemon` process: its JSON log lines, its exit, and a bounded wait on either. */
-class DaemonProcess {
-  readonly lines: LogLine[] = [];
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private readonly waiters = new Set<() => void>();
-  private exitedAlready = false;
-
-  constructor(private readonly child: ChildProcessWithoutNullStreams) {
-    let buffered = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        try {
-          this.lines.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.lines.push({ msg: line, event: 'not-json' });
-        }
-        for (const wake of [...this.waiters]) wake();
-      }
-    });
-    child.stderr.on('data', (c: Buffer) => (this.stderr += c.toString()));
-    this.exited = new Promise((resolve) =>
-      child.once('exit', (code, signal) => {
-        this.exitedAlready = true;
-        for (const wake of [...this.waiters]) wake();
-        resolve({ code, signal });
-      }),
-    );
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  /** The first log line (from index `from` on) that `match` accepts. */
-  waitForLog(match: (line: LogLine) => boolean, timeoutMs = 30_000, from = 0): Promise<LogLine> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const found = this.lines.slice(from).find(match);
-        if (found) {
-          done();
-          resolve(found);
-        } else if (this.exitedAlready) {
-          done();
-          reject(new Error(`the daemon exited before the awaited log line\n${this.describe()}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`no awaited log line within ${timeoutMs} ms\n${this.describe()}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-      check();
-    });
-  }
-
-  events(name: string): LogLine[] {
-    return this.lines.filter((l) => l.event === name);
-  }
-
-  /** SIGTERM and the exit it leads to (SIGKILL and a failure after the timeout). */
-  async stop(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    if (this.exitedAlready) return this.exited;
-    this.child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.child.kill('SIGKILL');
-        reject(new Error(`the daemon did not exit within ${timeoutMs} ms of SIGTERM\n${this.describe()}`));
-      }, timeoutMs);
-    });
-    try {
-      return await Promise.race([this.exited, late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  kill(): void {
-    if (!this.exitedAlready) this.child.kill('SIGKILL');
-  }
-
-  private describe(): string {
-    return `--- log ---\n${this.lines.map((l) => JSON.stringify(l)).join('\n')}\n--- stderr ---\n${this.stderr}`;
-  }
-}
-
-/** Waits for a process exit, bounded. */
-async function exitOf(daemon: DaemonProcess, timeoutMs = 30_000) {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      daemon.exited,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no exit within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * A TCP gate in front of the key server: while closed nothing listens on its port (connections are
@@ -207,137 +73,6 @@ class TcpGate {
   }
 }
 
-/** One appliance: its config, state and runtime directories and emulated drives, under one temp dir. */
-class Appliance {
-  readonly base: string;
-  readonly configDir: string;
-  readonly stateDir: string;
-  runtimeDir: string;
-  readonly devices: string[] = [];
-  /** Drive id and key UID per device, as `drive enroll --json` reported them. */
-  readonly enrolled = new Map<string, { id: string; keyUid: string }>();
-
-  constructor(
-    readonly applianceId: string,
-    root: string,
-  ) {
-    this.base = mkdtempSync(join(root, `${applianceId}-`));
-    this.configDir = join(this.base, 'etc');
-    this.stateDir = join(this.base, 'var');
-    this.runtimeDir = join(this.base, 'run');
-  }
-
-  dirArgs(overrides: { state?: string; runtime?: string } = {}): string[] {
-    return [
-      '--config-dir',
-      this.configDir,
-      '--state-dir',
-      overrides.state ?? this.stateDir,
-      '--runtime-dir',
-      overrides.runtime ?? this.runtimeDir,
-    ];
-  }
-
-  async setup(server: { host: string; port: number }, kmip: PykmipServer): Promise<void> {
-    await ok([
-      'setup',
-      '--appliance-id',
-      this.applianceId,
-      '--server',
-      `${server.host}:${server.port}`,
-      '--servername',
-      'localhost',
-      '--ca',
-      kmip.ca,
-      '--cert',
-      kmip.clientCert,
-      '--key',
-      kmip.clientKey,
-      ...this.dirArgs(),
-    ]);
-  }
-
-  /** Creates `count` factory-fresh emulated drives. */
-  async createDrives(count: number): Promise<string[]> {
-    mkdirSync(join(this.base, 'drives'), { recursive: true });
-    const fresh = Array.from(
-      { length: count },
-      (_, i) => `emu:${join(this.base, 'drives', `d${this.devices.length + i}.img`)}`,
-    );
-    await Promise.all(
-      fresh.map((device, i) =>
-        ok([
-          'drive',
-          'emulate',
-          'create',
-          device,
-          '--size',
-          '16',
-          '--serial',
-          `${this.applianceId.toUpperCase()}-${this.devices.length + i}`,
-        ]),
-      ),
-    );
-    this.devices.push(...fresh);
-    return fresh;
-  }
-
-  async enroll(devices: string[] = this.devices): Promise<void> {
-    const run = await ok(['drive', 'enroll', ...devices, ...this.dirArgs(), '--json']);
-    const { enrolled } = JSON.parse(run.stdout) as { enrolled: { id: string; device: string; keyUid: string }[] };
-    for (const e of enrolled) this.enrolled.set(e.device, { id: e.id, keyUid: e.keyUid });
-    expect(enrolled.map((e) => e.device)).toEqual(devices);
-  }
-
-  powerCycle(devices: string[] = this.devices): Promise<Run[]> {
-    return Promise.all(devices.map((d) => ok(['drive', 'emulate', 'power-cycle', d])));
-  }
-
-  /** `kmip-agent daemon` with NOTIFY_SOCKET pointing at `notify`. */
-  daemon(
-    notify: NotifyReceiver | undefined,
-    extra: string[] = [],
-    dirs: { state?: string; runtime?: string } = {},
-    extraEnv: Record<string, string> = {},
-  ) {
-    const env = { ...process.env };
-    delete env.NOTIFY_SOCKET;
-    delete env.WATCHDOG_USEC;
-    delete env.WATCHDOG_PID;
-    if (notify) env.NOTIFY_SOCKET = notify.address;
-    Object.assign(env, extraEnv);
-    const child = spawn(process.execPath, [CLI, 'daemon', ...this.dirArgs(dirs), ...extra], { env });
-    const daemon = new DaemonProcess(child);
-    running.add(daemon);
-    return daemon;
-  }
-
-  async status(): Promise<StatusJson> {
-    return JSON.parse((await ok(['status', '--json', ...this.dirArgs()])).stdout) as StatusJson;
-  }
-
-  async health(): Promise<{ code: number; health: string; faults: string[] }> {
-    const run = await cli(['health', '--json', ...this.dirArgs()]);
-    return { code: run.code, ...(JSON.parse(run.stdout) as { health: string; faults: string[] }) };
-  }
-
-  idOf(device: string): string {
-    const found = this.enrolled.get(device);
-    if (!found) throw new Error(`${device} was not enrolled`);
-    return found.id;
-  }
-}
-
-interface StatusJson {
-  ready: boolean;
-  mode: string;
-  health: string;
-  daemon: boolean;
-  drives: { id: string; device: string; state: string; keyId: string; lastError?: { code: string } }[];
-  faults: { code: string; severity: string; subject: string; affects: string[] }[];
-}
-
-const running = new Set<DaemonProcess>();
 const receivers: NotifyReceiver[] = [];
 let root: string;
 let kmip: PykmipServer;
@@ -363,22 +98,6 @@ async function notifySocket(): Promise<NotifyReceiver> {
   const receiver = await NotifyReceiver.start(join(dir, 'notify.sock'));
   receivers.push(receiver);
   return receiver;
-}
-
-/** Writes `data` at LBA 0 of a drive (it must be unlocked). */
-async function writeBlock(device: string, data: Buffer): Promise<void> {
-  const file = join(root, `in-${randomBytes(4).toString('hex')}`);
-  writeFileSync(file, data, { mode: 0o600 });
-  await ok(['drive', 'write', device, '--lba', '0', '--in', file]);
-}
-
-/** Reads LBA 0 of a drive: its bytes, or the failed run. */
-async function readBlock(device: string): Promise<{ data?: Buffer; run: Run }> {
-  const run = await cli(['drive', 'read', device, '--lba', '0', '--json']);
-  if (run.code !== 0) return { run };
-  const doc = JSON.parse(run.stdout) as Record<string, unknown>;
-  const hex = (doc.data ?? doc.hex ?? doc.bytes) as string;
-  return { data: Buffer.from(hex, 'hex'), run };
 }
 
 beforeAll(async () => {

@@ -4,20 +4,27 @@
  * bounded; the order DisableEncryptionAtRest works in (over fake drive ports); and, through the real
  * daemon, API, PyKMIP and emulated drives, EnableEncryptionAtRest and DisableEncryptionAtRest.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { JobRunner, pruneJobs, type JobContext } from '../../src/agent/jobs.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../../src/api/client.js';
+import { loadConfig, saveConfig } from '../../src/agent/config.js';
+import { JobRunner, pruneJobs, type JobContext, type JobView } from '../../src/agent/jobs.js';
 import {
   disableEncryptionAtRest,
   enableEncryptionAtRest,
   type DisableDrive,
+  type EnableResult,
 } from '../../src/agent/encryption-at-rest.js';
 import type { InventoryItem } from '../../src/agent/inventory.js';
 import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
 import { StateStore, type Job } from '../../src/agent/state.js';
+import { KmipProvider, State } from '../../src/kmip/index.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { Appliance, cli, exitOf, ok, readBlock, running, writeBlock } from '../support/daemon-harness.js';
+import { startPykmip, type PykmipServer } from '../support/pykmip.js';
 
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -355,3 +362,117 @@ describe('the encryption-at-rest work (fake ports)', () => {
     expect(state.snapshot().drives.map((d) => d.id)).toEqual(['D2']);
   });
 });
+
+describe(
+  'EnableEncryptionAtRest / DisableEncryptionAtRest through the daemon (PyKMIP, emulated drives)',
+  { timeout: 240_000 },
+  () => {
+    let kmip: PykmipServer;
+    let root: string;
+    beforeAll(async () => {
+      root = mkdtempSync(join(tmpdir(), 'kmip-agent-jobs-e2e-'));
+      kmip = await startPykmip();
+    });
+    afterEach(async () => {
+      for (const d of [...running]) d.kill();
+      await Promise.all([...running].map((d) => exitOf(d).catch(() => undefined)));
+      running.clear();
+    });
+    afterAll(async () => {
+      await kmip?.stop();
+      if (root) rmSync(root, { recursive: true, force: true });
+    });
+
+    /** `kmip-agent job <handle> --wait --json`: the job once it ended. */
+    async function waitJob(nas: Appliance, handle: string): Promise<JobView & { code: number }> {
+      const run = await cli(['job', handle, '--wait', '--json', ...nas.dirArgs()]);
+      return { ...(JSON.parse(run.stdout) as JobView), code: run.code };
+    }
+
+    it('enrolls the 2 fresh drives and skips the owned one; Disable hands them back unlocked, data intact, keys revoked, state empty', async () => {
+      const nas = new Appliance('ear1', root);
+      await nas.setup(kmip, kmip);
+      const [fresh1, fresh2, owned] = await nas.createDrives(3);
+      const pinFile = join(nas.base, 'sid.pin');
+      writeFileSync(pinFile, 'someone-else', { mode: 0o600 });
+      await ok(['drive', 'take-ownership', owned!, '--new-pin-file', pinFile]);
+      await ok(['drive', 'activate', owned!, '--pin-file', pinFile]);
+      // The inventory sees emulated drives named in the config.
+      const config = await loadConfig(nas.configDir);
+      await saveConfig(nas.configDir, {
+        ...config,
+        drives: nas.devices.map((device) => ({ device, unlockAtBoot: true })),
+      });
+
+      const daemon = nas.daemon(undefined);
+      await daemon.waitForLog((l) => l.event === 'ready');
+      const api = new ApiClient(join(nas.runtimeDir, 'api.sock'));
+
+      const { asyncHandle } = await api.call<{ asyncHandle: string }>('EnableEncryptionAtRest');
+      const enabled = await waitJob(nas, asyncHandle);
+      expect(enabled.code).toBe(0);
+      expect(enabled.status).toBe('done');
+      const result = enabled.result as EnableResult;
+      expect(result.enrolled.map((e) => e.device).sort()).toEqual([fresh1, fresh2].sort());
+      expect(result.skipped).toMatchObject([{ device: owned, code: 'DRIVE_ALREADY_OWNED' }]);
+      expect(enabled.progress).toEqual({ done: 3, total: 3 });
+      const uids = result.enrolled.map((e) => e.keyUid!);
+      const status = await nas.status();
+      expect(status.drives.map((d) => d.device).sort()).toEqual([fresh1, fresh2].sort());
+
+      // Data written while encrypted at rest must survive the way back.
+      const payloads = [randomBytes(512), randomBytes(512)];
+      await writeBlock(fresh1!, payloads[0]!);
+      await writeBlock(fresh2!, payloads[1]!);
+
+      await expect(api.call('DisableEncryptionAtRest', {})).rejects.toMatchObject({ code: 'API_CONFIRM_REQUIRED' });
+      const disabling = await api.call<{ asyncHandle: string }>('DisableEncryptionAtRest', { confirm: true });
+      const disabled = await waitJob(nas, disabling.asyncHandle);
+      expect(disabled.status, JSON.stringify(disabled)).toBe('done');
+      expect((disabled.result as { disabled: unknown[] }).disabled).toHaveLength(2);
+      const order = disabled.steps.filter((s) => s.detail?.id === result.enrolled[0]!.id).map((s) => s.name);
+      expect(order).toEqual([
+        'unlocked',
+        'locking-disabled',
+        'locking-sp-reverted',
+        'sid-reset',
+        'key-revoked',
+        'record-removed',
+      ]);
+
+      expect((await nas.status()).drives).toEqual([]);
+      // Locking is off for good: after a power cycle the data still reads, with no key.
+      await nas.powerCycle([fresh1!, fresh2!]);
+      expect((await readBlock(fresh1!)).data).toEqual(payloads[0]);
+      expect((await readBlock(fresh2!)).data).toEqual(payloads[1]);
+      for (const device of [fresh1!, fresh2!]) {
+        const s = JSON.parse((await ok(['drive', 'status', device, '--json'])).stdout) as { lockingEnabled: boolean };
+        expect(s.lockingEnabled).toBe(false);
+      }
+      // The keys are retired on the server (Deactivated), not destroyed.
+      const provider = new KmipProvider({
+        servers: [{ host: kmip.host, port: kmip.port, servername: 'localhost' }],
+        ca: readFileSync(kmip.ca),
+        cert: readFileSync(kmip.clientCert),
+        key: readFileSync(kmip.clientKey),
+      });
+      try {
+        for (const uid of uids) {
+          const { attributes } = await provider.getAttributes(uid, ['State']);
+          expect(attributes.find((a) => a.name === 'State')?.value).toBe(State.Deactivated);
+        }
+      } finally {
+        provider.close();
+      }
+      // The journal lists both jobs; after a clean stop the state file has no drive left.
+      const jobs = JSON.parse((await ok(['jobs', '--json', ...nas.dirArgs()])).stdout) as { jobs: JobView[] };
+      expect(jobs.jobs.filter((j) => j.kind.endsWith('encryption-at-rest')).map((j) => j.status)).toEqual([
+        'done',
+        'done',
+      ]);
+      await daemon.stop();
+      const state = new StateStore({ dir: nas.stateDir });
+      expect((await state.load()).body.drives).toEqual([]);
+    });
+  },
+);
