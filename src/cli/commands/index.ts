@@ -6,6 +6,7 @@ import { daemonCommand, faultsCommand, healthCommand, setupCommand, statusComman
 import { driveCommand } from './drive.js';
 import { kmipCommand } from './kmip.js';
 import { recoverCommand } from './recover.js';
+import { rekeyCommand } from './rekey.js';
 import { ttlvCommand } from './ttlv.js';
 import { volumeCommand } from './volume.js';
 
@@ -21,6 +22,7 @@ export const commandTree = group({
     unlockCommand,
     auditCommand,
     recoverCommand,
+    rekeyCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,
