@@ -1,0 +1,219 @@
+/**
+ * Envelope mode: the RFC 5649 key wrap against the RFC's own examples, then an appliance in envelope
+ * mode end to end (the TestAppliance harness: the run's PyKMIP server, emulated Opal drives, a LUKS2
+ * image, the real CLI as separate processes): one master key on the server, keys kept wrapped in the
+ * state with plain recovery copies on the server, an unlock that Gets exactly one key (counted in the
+ * audit trail), a shallow rekey after which the drives still unlock and the old master key is
+ * Deactivated, and a tampered blob that faults its drive with KEY_UNWRAP_FAILED and spends no try.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { readAuditEvents, type AuditEvent } from '../../src/agent/audit.js';
+import { loadConfig, saveConfig } from '../../src/agent/config.js';
+import { KeyUnwrapError, masterKeyNameFor, unwrapKey, wrapKey } from '../../src/agent/envelope.js';
+import { acquireStateLock } from '../../src/agent/state-lock.js';
+import { StateStore, type StateBody } from '../../src/agent/state.js';
+import { emulatedDriveInfo } from '../../src/drives/emulator.js';
+import { luks, powerCycleEmulatedDrive } from '../../src/drives/index.js';
+import { ObjectType, State } from '../../src/kmip/index.js';
+import { luksFormat } from '../luks/images.js';
+import { TestAppliance } from './appliance.js';
+
+const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
+
+describe('AES key wrap with padding (RFC 5649)', () => {
+  // RFC 5649 section 6: a 192-bit KEK, a 20-octet and a 7-octet key.
+  const kek = hex('5840df6e29b02af1 ab493b705bf16ea1 ae8338f4dcc176a8');
+  const vectors = [
+    {
+      key: hex('c37b7e6492584340 bed1220780894115 5068f738'),
+      wrapped: hex('138bdeaa9b8fa7fc 61f97742e72248ee 5ae6ae5360d1ae6a 5f54f373fa543b6a'),
+    },
+    { key: hex('466f7250617369'), wrapped: hex('afbeb0f07dfbf541 9200f2ccb50bb24f') },
+  ];
+
+  it.each(vectors.map((v, i) => [i === 0 ? '20 octets' : '7 octets', v] as const))(
+    'wraps and unwraps the RFC example of %s',
+    (_, v) => {
+      expect(wrapKey(kek, v.key).toString('hex')).toBe(v.wrapped.toString('hex'));
+      expect(unwrapKey(kek, v.wrapped).toString('hex')).toBe(v.key.toString('hex'));
+    },
+  );
+
+  it('refuses a tampered blob and a wrong key-encryption key with KEY_UNWRAP_FAILED', () => {
+    const master = randomBytes(32);
+    const key = randomBytes(32);
+    const wrapped = wrapKey(master, key);
+    expect(wrapped).toHaveLength(40);
+    expect(unwrapKey(master, wrapped)).toEqual(key);
+    const tampered = Buffer.from(wrapped);
+    tampered[7]! ^= 0x01;
+    expect(() => unwrapKey(master, tampered)).toThrow(KeyUnwrapError);
+    expect(() => unwrapKey(randomBytes(32), wrapped)).toThrow(expect.objectContaining({ code: 'KEY_UNWRAP_FAILED' }));
+    expect(() => unwrapKey(master, wrapped.subarray(0, 24))).toThrow(
+      expect.objectContaining({ code: 'KEY_UNWRAP_FAILED' }),
+    );
+  });
+});
+
+const appliances: TestAppliance[] = [];
+afterEach(() => appliances.splice(0).forEach((a) => a.close()));
+
+/** An appliance set up against the run's PyKMIP server and switched to envelope mode. */
+async function envelopeAppliance(): Promise<TestAppliance> {
+  const a = new TestAppliance();
+  appliances.push(a);
+  a.setup();
+  const config = await loadConfig(a.dirs.config);
+  await saveConfig(a.dirs.config, { ...config, keyMode: 'envelope' });
+  return a;
+}
+
+async function stateOf(a: TestAppliance): Promise<StateBody> {
+  const store = new StateStore({ dir: a.dirs.state });
+  return (await store.load()).body;
+}
+
+/** The audit events a CLI run added (the trail is append-only) and the run's result. */
+async function eventsOf<T>(a: TestAppliance, run: () => T): Promise<{ events: AuditEvent[]; result: T }> {
+  const all = () => readAuditEvents(a.dirs.state, { limit: 100_000 });
+  const before = (await all()).length;
+  const result = run();
+  return { events: (await all()).slice(before), result };
+}
+
+type UnlockDoc = {
+  drives: { id: string; state: string; lastError?: { code: string } }[];
+  faults: { code: string; affects: string[] }[];
+};
+
+async function stateAttribute(a: TestAppliance, uid: string): Promise<unknown> {
+  const { attributes } = await a.provider().getAttributes(uid, ['State']);
+  return attributes.find((x) => x.name === 'State')?.value;
+}
+
+/** The drives the agent's refused-key memory names (a key a drive refused is remembered there). */
+function refusedDrives(a: TestAppliance): string[] {
+  const path = join(a.dirs.state, 'refused-keys.json');
+  if (!existsSync(path)) return [];
+  return (JSON.parse(readFileSync(path, 'utf8')) as { refused: { drive: string }[] }).refused.map((r) => r.drive);
+}
+
+describe('envelope mode against PyKMIP, emulated drives and a LUKS2 image', () => {
+  it('enrolls under one master key, boots with one Get, survives a shallow rekey, faults a tampered blob', async () => {
+    const a = await envelopeAppliance();
+    const devices = [await a.emulatedDrive('EMU-E1'), await a.emulatedDrive('EMU-E2')];
+    // Two enrollment runs (separate processes): the second finds the recorded master key, never makes another.
+    a.ok(['drive', 'enroll', devices[0]!]);
+    a.ok(['drive', 'enroll', devices[1]!]);
+    const volumePath = join(a.work, 'edata.luks');
+    const passphrase = randomBytes(32);
+    luksFormat(volumePath, passphrase);
+    const volume = a.ok(['volume', 'enroll', volumePath, '--name', 'edata', '--key-file', '-'], passphrase);
+
+    const kmip = a.provider();
+    const masters = (await kmip.locate({ name: masterKeyNameFor(a.id) })).uniqueIdentifiers;
+    expect(masters).toHaveLength(1);
+    const masterUid = masters[0]!;
+    const master = await kmip.get(masterUid);
+    expect(master.objectType).toBe(ObjectType.SymmetricKey);
+    expect(master.value).toHaveLength(32);
+    expect(await stateAttribute(a, masterUid)).toBe(State.Active);
+    expect((await kmip.locate({ objectGroup: `kmip-agent/${a.id}` })).uniqueIdentifiers).toContain(masterUid);
+
+    const state = await stateOf(a);
+    expect(state.masterKeyUid).toBe(masterUid);
+    const refs = [...state.drives, ...state.volumes];
+    expect(refs).toHaveLength(3);
+    for (const r of refs) {
+      expect(r.key).toMatchObject({ masterKeyUid: masterUid, name: `kmip-agent/${a.id}/${r.id}` });
+      // The state holds the key wrapped; the server's recovery copy is the same key, plain (see envelope.ts).
+      const key = unwrapKey(master.value, Buffer.from(r.key.wrapped!, 'hex'));
+      expect((await kmip.get(r.key.uid)).value).toEqual(key);
+    }
+    const volumeRef = state.volumes[0]!;
+    expect(volumeRef.keyslot).toBe(volume.keyslot);
+    expect(
+      (await luks.checkKey(volumePath, unwrapKey(master.value, Buffer.from(volumeRef.key.wrapped!, 'hex')))).slot,
+    ).toBe(volume.keyslot);
+
+    // A boot: the drives lose power; one unlock run fetches exactly one key, the master key.
+    for (const d of devices) await powerCycleEmulatedDrive(d.slice(4));
+    const boot = await eventsOf(a, () => a.cli(['unlock']));
+    const gets = boot.events.filter((e) => e.operation === 'get');
+    expect(gets.map((e) => [e.keyUid, e.result])).toEqual([[masterUid, 'ok']]);
+    const booted = boot.result.json as UnlockDoc;
+    for (const d of state.drives) expect(booted.drives.find((x) => x.id === d.id)?.state).toBe('unlocked');
+    expect(['unlocked', 'not-supported']).toContain(booted.drives.find((x) => x.id === volumeRef.id)?.state);
+
+    // Shallow rekey: a new master key, every key rewrapped, the old master key Deactivated afterwards.
+    const rekey = a.ok(['rekey', '--shallow']);
+    expect(rekey).toMatchObject({ previousMasterKeyUid: masterUid, previousRevoked: true });
+    const newMaster = rekey.masterKeyUid as string;
+    expect(newMaster).not.toBe(masterUid);
+    expect((rekey.rewrapped as string[]).sort()).toEqual(refs.map((r) => r.id).sort());
+    expect(await stateAttribute(a, masterUid)).toBe(State.Deactivated);
+    expect(await stateAttribute(a, newMaster)).toBe(State.Active);
+    const rekeyed = await stateOf(a);
+    expect(rekeyed.masterKeyUid).toBe(newMaster);
+    for (const r of [...rekeyed.drives, ...rekeyed.volumes]) {
+      const old = refs.find((x) => x.id === r.id)!;
+      // Same key (same recovery copy), new wrapping.
+      expect(r.key.uid).toBe(old.key.uid);
+      expect(r.key.masterKeyUid).toBe(newMaster);
+      expect(r.key.wrapped).not.toBe(old.key.wrapped);
+    }
+    expect(rekeyed.jobs.at(-1)).toMatchObject({ kind: 'rekey-shallow', status: 'done' });
+
+    for (const d of devices) await powerCycleEmulatedDrive(d.slice(4));
+    const reboot = await eventsOf(a, () => a.cli(['unlock']));
+    expect(reboot.events.filter((e) => e.operation === 'get').map((e) => e.keyUid)).toEqual([newMaster]);
+    for (const d of state.drives)
+      expect((reboot.result.json as UnlockDoc).drives.find((x) => x.id === d.id)?.state).toBe('unlocked');
+
+    // A tampered blob: that drive faults with KEY_UNWRAP_FAILED and its key never reaches it.
+    const victim = rekeyed.drives[0]!;
+    const lock = await acquireStateLock(a.dirs.state, 'test');
+    try {
+      const store = new StateStore({ dir: a.dirs.state });
+      await store.load();
+      await store.update((s) => {
+        const blob = Buffer.from(s.drives[0]!.key.wrapped!, 'hex');
+        blob[blob.length - 1]! ^= 0x80;
+        s.drives[0]!.key.wrapped = blob.toString('hex');
+      });
+    } finally {
+      await lock.release();
+    }
+    for (const d of devices) await powerCycleEmulatedDrive(d.slice(4));
+    const victimDevice = devices.find((d) => d === victim.device)!;
+    const tampered = await eventsOf(a, () => a.cli(['unlock']));
+    const doc = tampered.result.json as UnlockDoc;
+    expect(tampered.result.code).toBe(1);
+    expect(doc.drives.find((d) => d.id === victim.id)).toMatchObject({
+      state: 'locked',
+      lastError: { code: 'KEY_UNWRAP_FAILED' },
+    });
+    expect(doc.drives.find((d) => d.id === rekeyed.drives[1]!.id)?.state).toBe('unlocked');
+    const fault = doc.faults.find((f) => f.code === 'DriveUnlockFailed');
+    expect(fault?.affects).toEqual([victim.id]);
+    // The server answered: not a server fault.
+    expect(doc.faults.map((f) => f.code)).not.toContain('KmipServerFault');
+    expect(tampered.events.filter((e) => e.operation === 'unlock').map((e) => e.target)).not.toContain(victim.id);
+    // Never sent: no unlock attempt, no refusal remembered, still locked (the emulator shows no try counter
+    // without a PIN; a wrong key sent would be refused and remembered).
+    expect(refusedDrives(a)).not.toContain(victim.id);
+    expect((await emulatedDriveInfo(victimDevice.slice(4))).ranges[0]).toMatchObject({ readLocked: true });
+    expect((await emulatedDriveInfo(victimDevice.slice(4))).lockedOutAuthorities).toEqual([]);
+  });
+
+  it('refuses a shallow rekey in direct mode, and one without --shallow', async () => {
+    const a = new TestAppliance();
+    appliances.push(a);
+    a.setup();
+    expect(a.cli(['rekey']).json.error).toMatchObject({ code: 'REKEY_KIND_MISSING' });
+    expect(a.cli(['rekey', '--shallow']).json.error).toMatchObject({ code: 'KEY_MODE_NOT_ENVELOPE' });
+  });
+});
