@@ -7,18 +7,28 @@
  * Deactivated, and a tampered blob that faults its drive with KEY_UNWRAP_FAILED and spends no try.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readAuditEvents, type AuditEvent } from '../../src/agent/audit.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
-import { KeyUnwrapError, masterKeyNameFor, unwrapKey, wrapKey } from '../../src/agent/envelope.js';
+import {
+  EnvelopeKeySource,
+  KeyUnwrapError,
+  masterKeyNameFor,
+  unwrapKey,
+  wrapKey,
+  type MasterKeyServer,
+} from '../../src/agent/envelope.js';
+import type { CreatedKey, FetchedKey, KeySource } from '../../src/agent/key-source.js';
 import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore, type StateBody } from '../../src/agent/state.js';
 import { emulatedDriveInfo } from '../../src/drives/emulator.js';
 import { luks, powerCycleEmulatedDrive } from '../../src/drives/index.js';
 import { ObjectType, State } from '../../src/kmip/index.js';
 import { luksFormat } from '../luks/images.js';
+import { FakeClock } from '../support/fake-clock.js';
 import { TestAppliance } from './appliance.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex');
@@ -55,6 +65,124 @@ describe('AES key wrap with padding (RFC 5649)', () => {
     expect(() => unwrapKey(master, wrapped.subarray(0, 24))).toThrow(
       expect.objectContaining({ code: 'KEY_UNWRAP_FAILED' }),
     );
+  });
+});
+
+/** A key server in memory: counts every fetch, hands out copies (the caller zeroes them). */
+class SpyKeys implements KeySource {
+  readonly objects = new Map<string, Buffer>();
+  readonly fetches: string[][] = [];
+  readonly handedOut: Buffer[] = [];
+  private next = 1;
+
+  add(key: Buffer): string {
+    const uid = String(this.next++);
+    this.objects.set(uid, Buffer.from(key));
+    return uid;
+  }
+
+  fetch(uids: string[]): Promise<Map<string, FetchedKey>> {
+    this.fetches.push([...uids]);
+    const result = new Map<string, FetchedKey>();
+    for (const uid of uids) {
+      const key = this.objects.get(uid);
+      if (!key) {
+        result.set(uid, { ok: false, error: { code: 'KMIP_ITEM_NOT_FOUND', message: 'no such key', notFound: true } });
+        continue;
+      }
+      const copy = Buffer.from(key);
+      this.handedOut.push(copy);
+      result.set(uid, { ok: true, key: copy });
+    }
+    return Promise.resolve(result);
+  }
+  findByName = () => Promise.resolve([]);
+  findByGroup = () => Promise.resolve([...this.objects.keys()]);
+  createKey(): Promise<CreatedKey> {
+    const key = randomBytes(32);
+    return Promise.resolve({ uid: this.add(key), key });
+  }
+}
+
+describe('EnvelopeKeySource (a spy key server)', () => {
+  const dirs: string[] = [];
+  afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  async function source() {
+    const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-envelope-'));
+    dirs.push(dir);
+    const state = new StateStore({ dir });
+    await state.load();
+    const keys = new SpyKeys();
+    const created: string[] = [];
+    const server: MasterKeyServer = {
+      createMasterKey: (name) => {
+        created.push(name);
+        return Promise.resolve(keys.add(randomBytes(32)));
+      },
+      findActive: () => Promise.resolve([]),
+      retire: () => Promise.resolve(),
+    };
+    const envelope = new EnvelopeKeySource({
+      applianceId: 'app1',
+      inner: keys,
+      server,
+      state,
+      clock: new FakeClock(),
+      newJobId: () => `job-${randomBytes(4).toString('hex')}`,
+    });
+    return { state, keys, created, envelope };
+  }
+
+  it('makes one master key for concurrent enrollments and answers every wrapped key from one Get of it', async () => {
+    const { state, keys, created, envelope } = await source();
+    const made = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => envelope.createKey(`kmip-agent/app1/d${i}`, 'kmip-agent/app1')),
+    );
+    expect(created).toEqual(['kmip-agent/app1/master-key']);
+    const masterUid = state.snapshot().masterKeyUid!;
+    await state.update((s) => {
+      made.forEach((m, i) =>
+        s.drives.push({
+          id: `d${i}`,
+          device: `emu:/d${i}`,
+          key: { uid: m.uid, name: `kmip-agent/app1/d${i}`, provider: 'default', ...m.record },
+          enrolledAt: new Date(0).toISOString(),
+          unlockAtBoot: true,
+        }),
+      );
+    });
+    const plain = made.map((m) => Buffer.from(m.key));
+    made.forEach((m) => m.key.fill(0));
+    keys.fetches.length = 0;
+    keys.handedOut.length = 0;
+
+    const fetched = await envelope.fetch(made.map((m) => m.uid));
+    expect(keys.fetches).toEqual([[masterUid]]);
+    made.forEach((m, i) => expect(fetched.get(m.uid)).toEqual({ ok: true, key: plain[i] }));
+    // The master key's copy is zeroed once the keys are unwrapped.
+    expect(keys.handedOut).toHaveLength(1);
+    expect(keys.handedOut[0]!.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it('fetches a key recorded without a wrapped blob from the server, in the same batch', async () => {
+    const { state, keys, envelope } = await source();
+    const wrapped = await envelope.createKey('kmip-agent/app1/w', 'kmip-agent/app1');
+    const direct = keys.add(randomBytes(32));
+    await state.update((s) => {
+      s.drives.push({
+        id: 'w',
+        device: 'emu:/w',
+        key: { uid: wrapped.uid, name: 'kmip-agent/app1/w', provider: 'default', ...wrapped.record },
+        enrolledAt: new Date(0).toISOString(),
+        unlockAtBoot: true,
+      });
+    });
+    keys.fetches.length = 0;
+    const fetched = await envelope.fetch([wrapped.uid, direct]);
+    expect(keys.fetches).toEqual([[state.snapshot().masterKeyUid, direct]]);
+    expect(fetched.get(direct)).toMatchObject({ ok: true, key: keys.objects.get(direct) });
+    expect(fetched.get(wrapped.uid)).toMatchObject({ ok: true, key: wrapped.key });
   });
 });
 
