@@ -15,7 +15,7 @@
  * (every copy would have to be re-registered). Plain copies keep `recover` unchanged and valid across
  * shallow rekeys; what envelope mode adds is one Get per boot and no key in the state but wrapped ones.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import {
   CryptographicAlgorithm,
   RevocationReasonCode,
