@@ -108,7 +108,7 @@ describe('EnvelopeKeySource (a spy key server)', () => {
   const dirs: string[] = [];
   afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-  async function source() {
+  async function source(active: (keys: SpyKeys) => string[] = () => []) {
     const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-envelope-'));
     dirs.push(dir);
     const state = new StateStore({ dir });
@@ -120,7 +120,7 @@ describe('EnvelopeKeySource (a spy key server)', () => {
         created.push(name);
         return Promise.resolve(keys.add(randomBytes(32)));
       },
-      findActive: () => Promise.resolve([]),
+      findActive: () => Promise.resolve(active(keys)),
       retire: () => Promise.resolve(),
     };
     const envelope = new EnvelopeKeySource({
@@ -163,6 +163,22 @@ describe('EnvelopeKeySource (a spy key server)', () => {
     // The master key's copy is zeroed once the keys are unwrapped.
     expect(keys.handedOut).toHaveLength(1);
     expect(keys.handedOut[0]!.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it('adopts the one active master key of its name when the state records none, refuses when there are two', async () => {
+    let existing = '';
+    const one = await source((keys) => [(existing ||= keys.add(randomBytes(32)))]);
+    const made = await one.envelope.createKey('kmip-agent/app1/d', 'kmip-agent/app1');
+    expect(one.created).toEqual([]);
+    expect(made.record?.masterKeyUid).toBe(existing);
+    expect(one.state.snapshot().masterKeyUid).toBe(existing);
+
+    const two = await source(() => ['m1', 'm2']);
+    await expect(two.envelope.createKey('kmip-agent/app1/d', 'kmip-agent/app1')).rejects.toMatchObject({
+      code: 'MASTER_KEY_AMBIGUOUS',
+    });
+    expect(two.created).toEqual([]);
+    expect(two.keys.objects.size).toBe(0);
   });
 
   it('fetches a key recorded without a wrapped blob from the server, in the same batch', async () => {
