@@ -15,12 +15,14 @@ import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { KmipAgentError } from '../errors.js';
 import type { Clock } from './clock.js';
+import type { MasterKeyServer } from './envelope.js';
 import type { KeySource } from './key-source.js';
 import type { TargetKind, UnlockTarget, Unlocker } from './unlock.js';
 
 export const AUDIT_FILE = 'audit.log';
 
-export type AuditOperation = 'get' | 'register' | 'locate' | 'unlock' | 'serve' | 'enroll' | 'revoke';
+/** create: envelope mode's master keys; revoke: retired master keys and keys of drives taken out of service. */
+export type AuditOperation = 'get' | 'register' | 'create' | 'revoke' | 'locate' | 'unlock' | 'serve' | 'enroll';
 
 /**
  * ok; error (it failed for another reason); refused (the drive or volume refused the key: remembered, never
@@ -322,6 +324,52 @@ export function auditedKeySource(
             ...(error === undefined ? server() : {}),
             durationMs,
           }),
+      ),
+  };
+}
+
+/** Envelope mode's master-key operations as audit events (a Create, the Locate by name, a Revoke). */
+export function auditedMasterKeyServer(
+  inner: MasterKeyServer,
+  audit: AuditSink,
+  options: { clock: Clock; server?: () => string | undefined },
+): MasterKeyServer {
+  const run = async <T>(fn: () => Promise<T>, event: (value: T | undefined, error: unknown) => AuditInput) => {
+    const started = options.clock.monotonicMs();
+    const done = (value: T | undefined, error: unknown) => {
+      const s = error === undefined ? options.server?.() : undefined;
+      audit.record({
+        ...event(value, error),
+        result: error === undefined ? 'ok' : 'error',
+        ...(error !== undefined ? { code: codeOf(error) } : {}),
+        ...(s ? { server: s } : {}),
+        durationMs: Math.round(options.clock.monotonicMs() - started),
+      });
+    };
+    try {
+      const value = await fn();
+      done(value, undefined);
+      return value;
+    } catch (error) {
+      done(undefined, error ?? new Error('unknown'));
+      throw error;
+    }
+  };
+  return {
+    createMasterKey: (name, group) =>
+      run(
+        () => inner.createMasterKey(name, group),
+        (uid) => ({ operation: 'create', result: 'ok', keyName: name, ...(uid ? { keyUid: uid } : {}) }),
+      ),
+    findActive: (name) =>
+      run(
+        () => inner.findActive(name),
+        (uids) => ({ operation: 'locate', result: 'ok', keyName: name, ...(uids ? { count: uids.length } : {}) }),
+      ),
+    retire: (uid) =>
+      run(
+        () => inner.retire(uid),
+        () => ({ operation: 'revoke', result: 'ok', keyUid: uid }),
       ),
   };
 }

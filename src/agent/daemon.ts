@@ -30,6 +30,7 @@ import {
   AuditLog,
   auditedEnroll,
   auditedKeySource,
+  auditedMasterKeyServer,
   auditedUnlockers,
   processActor,
   runAsActor,
@@ -54,6 +55,7 @@ import {
   type DisableDrive,
 } from './encryption-at-rest.js';
 import { JobRunner } from './jobs.js';
+import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
 import { FaultRegistry } from './faults.js';
 import { takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
@@ -234,6 +236,8 @@ export interface AgentRuntime {
   faults: FaultRegistry;
   keys: KeySource;
   provider: KmipProvider;
+  /** Envelope mode's key source (master key, shallow rekey); undefined in direct mode. */
+  envelope?: EnvelopeKeySource;
   /** Every key operation of this process (<state>/audit.log). */
   audit: AuditLog;
   metrics: AgentMetrics;
@@ -340,7 +344,23 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     );
     closers.push(() => provider.close());
     const kmipKeys = new KmipKeySource(provider);
-    const keys = auditedKeySource(kmipKeys, audit, { clock, server: () => provider.activeEndpoint });
+    const serverKeys = auditedKeySource(kmipKeys, audit, { clock, server: () => provider.activeEndpoint });
+    // Envelope mode: the same server keys, seen through the master key (boot fetches only it).
+    const envelope =
+      config.keyMode === 'envelope'
+        ? new EnvelopeKeySource({
+            applianceId: config.applianceId,
+            inner: serverKeys,
+            server: auditedMasterKeyServer(new KmipMasterKeyServer(provider), audit, {
+              clock,
+              server: () => provider.activeEndpoint,
+            }),
+            state,
+            clock,
+            newJobId: () => `rekey-${randomUUID()}`,
+          })
+        : undefined;
+    const keys: KeySource = envelope ?? serverKeys;
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
     const agent = new Agent({
       config,
@@ -509,6 +529,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       state,
       faults,
       keys,
+      ...(envelope ? { envelope } : {}),
       provider,
       audit,
       metrics,

@@ -7,7 +7,7 @@
  */
 import { KmipAgentError } from '../errors.js';
 import type { Clock } from './clock.js';
-import type { KeySource } from './key-source.js';
+import type { CreatedKey, KeySource } from './key-source.js';
 import type { StateStore, Job } from './state.js';
 
 /** The drive operations enrollment needs. */
@@ -81,7 +81,7 @@ export async function enrollOpalDrive(device: string, port: EnrollPort, options:
         steps: [],
       });
     });
-    const { uid, key } = await options.keys
+    const { uid, key, record } = await options.keys
       .createKey(name, keyGroupFor(options.applianceId))
       .catch(async (error: unknown) => {
         await journal((j) => {
@@ -102,7 +102,7 @@ export async function enrollOpalDrive(device: string, port: EnrollPort, options:
         s.drives.push({
           id,
           device,
-          key: { uid, name, provider: options.provider },
+          key: { uid, name, provider: options.provider, ...record },
           enrolledAt: clock.now().toISOString(),
           unlockAtBoot: true,
         });
@@ -181,10 +181,10 @@ export async function enrollLuksVolume(
       if (error)
         job.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
     });
-  let created: { uid: string; key: Buffer } | undefined;
+  let created: CreatedKey | undefined;
   try {
     created = await options.keys.createKey(name, keyGroupFor(options.applianceId));
-    const { uid, key } = created;
+    const { uid, key, record } = created;
     await state.update((s) => {
       s.jobs
         .find((j) => j.id === jobId)!
@@ -195,7 +195,7 @@ export async function enrollLuksVolume(
       s.volumes.push({
         id,
         device,
-        key: { uid, name, provider: options.provider },
+        key: { uid, name, provider: options.provider, ...record },
         keyslot,
         enrolledAt: clock.now().toISOString(),
         unlockAtBoot: true,

@@ -8,7 +8,16 @@ import { hasResultReason, kmipOperations, ResultReason, type KmipOperationsApi }
 
 /** One key's fetch result: the bytes (the caller zeroes them), or why not. */
 export type FetchedKey =
-  { ok: true; key: Buffer } | { ok: false; error: { code: string; message: string; notFound: boolean } };
+  | { ok: true; key: Buffer }
+  /** `unusable`: the server answered but the key cannot be used (envelope mode: it did not unwrap). */
+  | { ok: false; error: { code: string; message: string; notFound: boolean; unusable?: boolean } };
+
+/** A new key; `record`: further KeyRef fields to record with it (envelope mode: the wrapped blob). */
+export interface CreatedKey {
+  uid: string;
+  key: Buffer;
+  record?: { wrapped: string; masterKeyUid: string };
+}
 
 export interface KeySource {
   /** Fetches the keys in as few round trips as the source allows (one batched Get for KMIP). */
@@ -18,7 +27,7 @@ export interface KeySource {
   /** UIDs of every object in an Object Group. */
   findByGroup(group: string): Promise<string[]>;
   /** Stores a new random 32-byte key under `name` in `group`, activated; returns its UID and the key. */
-  createKey(name: string, group: string): Promise<{ uid: string; key: Buffer }>;
+  createKey(name: string, group: string): Promise<CreatedKey>;
 }
 
 /** A Get of an unknown (or destroyed) UID is answered with Result Reason Item Not Found. */

@@ -99,6 +99,8 @@ export const StateBodySchema = z.strictObject({
    * every process of the agent can write while the daemon owns this file. Kept so version-1 files load.
    */
   fingerprintSalt: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Envelope mode: UID of the current master key, which wraps the keys below (see envelope.ts). */
+  masterKeyUid: z.string().min(1).optional(),
   drives: z.array(ManagedDriveSchema).default([]),
   volumes: z.array(ManagedVolumeSchema).default([]),
   refusedKeys: z.array(RefusedKeySchema).default([]),

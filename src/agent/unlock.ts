@@ -130,7 +130,11 @@ export async function unlockTargets(
     const result = fetched.get(target.keyUid);
     if (!result)
       return finish(target, 'key-unavailable', { code: 'KEY_NOT_FETCHED', message: 'no answer for this key' });
-    if (!result.ok) return finish(target, result.error.notFound ? 'key-not-found' : 'key-unavailable', result.error);
+    if (!result.ok) {
+      // An unusable key (it did not unwrap) is this target's failure, not the server's; it is never sent.
+      const state = result.error.notFound ? 'key-not-found' : result.error.unusable ? 'failed' : 'key-unavailable';
+      return finish(target, state, { code: result.error.code, message: result.error.message });
+    }
     try {
       const state = await unlockers[target.kind].unlock(target, result.key);
       return finish(target, state);

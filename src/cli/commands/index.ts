@@ -7,6 +7,7 @@ import { driveCommand } from './drive.js';
 import { jobCommands } from './jobs.js';
 import { kmipCommand } from './kmip.js';
 import { recoverCommand } from './recover.js';
+import { rekeyCommand } from './rekey.js';
 import { ttlvCommand } from './ttlv.js';
 import { volumeCommand } from './volume.js';
 
@@ -23,6 +24,7 @@ export const commandTree = group({
     auditCommand,
     recoverCommand,
     ...jobCommands,
+    rekeyCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,

@@ -1,0 +1,344 @@
+/**
+ * Envelope mode (config keyMode "envelope"): one master key (KEK) per appliance on the key server wraps
+ * the per-drive and per-volume keys, which the state keeps wrapped (KeyRef.wrapped, AES key wrap with
+ * padding, RFC 5649), so a boot needs one Get, of the master key, however many drives there are.
+ *
+ * It is a KeySource decorator: targets keep the UID of their key's server copy, and `fetch` answers
+ * those UIDs from the wrapped blobs in the state after one Get of the master key(s), so unlock.ts and
+ * agent.ts do not know which mode they run in. A key the state holds no wrapped blob for (enrolled in
+ * direct mode, or rebuilt by `recover`) is fetched from the server as in direct mode, in the same batch.
+ *
+ * The server copy of each key (for `recover`) is the plain key, registered as Secret Data in the
+ * appliance's group exactly as in direct mode. Wrapping it too would protect nothing: the master key
+ * lives on the same server, so whoever can read the copy there can read the master key as well; and
+ * it would make recovery depend on the master key, and on a master key that a shallow rekey replaces
+ * (every copy would have to be re-registered). Plain copies keep `recover` unchanged and valid across
+ * shallow rekeys; what envelope mode adds is one Get per boot and no key in the state but wrapped ones.
+ */
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import {
+  CryptographicAlgorithm,
+  RevocationReasonCode,
+  State,
+  UsageMask,
+  type KmipOperationsApi,
+} from '../kmip/index.js';
+import { KmipAgentError } from '../errors.js';
+import type { Clock } from './clock.js';
+import { keyGroupFor, keyNameFor } from './enroll.js';
+import type { CreatedKey, FetchedKey, KeySource } from './key-source.js';
+import type { StateBody, StateStore } from './state.js';
+
+/** RFC 5649's alternative initial value (the one for key wrap with padding). */
+const RFC5649_IV = Buffer.from('a65959a6', 'hex');
+
+const wrapCipher = (kek: Buffer) => {
+  if (![16, 24, 32].includes(kek.length))
+    throw new KmipAgentError(`a key-encryption key is 16, 24 or 32 bytes, not ${kek.length}`, 'KEY_WRAP_BAD_KEK');
+  return `id-aes${kek.length * 8}-wrap-pad`;
+};
+
+/** AES key wrap with padding (RFC 5649) of `key` under `kek`. */
+export function wrapKey(kek: Buffer, key: Buffer): Buffer {
+  const cipher = createCipheriv(wrapCipher(kek), kek, RFC5649_IV);
+  return Buffer.concat([cipher.update(key), cipher.final()]);
+}
+
+/** A wrapped key that does not unwrap: the wrong master key, or a damaged or tampered blob. */
+export class KeyUnwrapError extends KmipAgentError {
+  constructor(
+    message = 'the wrapped key does not unwrap with the master key (wrong master key, or the blob was altered)',
+  ) {
+    super(message, 'KEY_UNWRAP_FAILED');
+  }
+}
+
+/** Unwraps an RFC 5649 blob; throws KeyUnwrapError when the integrity check fails. The caller zeroes the result. */
+export function unwrapKey(kek: Buffer, wrapped: Buffer): Buffer {
+  const name = wrapCipher(kek);
+  try {
+    const decipher = createDecipheriv(name, kek, RFC5649_IV);
+    return Buffer.concat([decipher.update(wrapped), decipher.final()]);
+  } catch {
+    throw new KeyUnwrapError();
+  }
+}
+
+export const MASTER_KEY_ID = 'master-key';
+export const masterKeyNameFor = (applianceId: string) => keyNameFor(applianceId, MASTER_KEY_ID);
+
+/** What envelope mode needs of the key server beyond a KeySource: make and retire master keys. */
+export interface MasterKeyServer {
+  /** Creates an AES-256 key (usage wrap/unwrap key) named `name` in `group`, activated; returns its UID. */
+  createMasterKey(name: string, group: string): Promise<string>;
+  /** UIDs of the Active objects named `name`. */
+  findActive(name: string): Promise<string[]>;
+  /** Revokes a master key that was replaced (reason Superseded: it becomes Deactivated, not compromised). */
+  retire(uid: string): Promise<void>;
+}
+
+export class KmipMasterKeyServer implements MasterKeyServer {
+  constructor(private readonly kmip: KmipOperationsApi) {}
+
+  async createMasterKey(name: string, group: string): Promise<string> {
+    const { uniqueIdentifier } = await this.kmip.create({
+      algorithm: CryptographicAlgorithm.AES,
+      length: 256,
+      usageMask: UsageMask.WrapKey | UsageMask.UnwrapKey,
+      name,
+      objectGroup: group,
+    });
+    await this.kmip.activate(uniqueIdentifier);
+    return uniqueIdentifier;
+  }
+
+  async findActive(name: string): Promise<string[]> {
+    return (await this.kmip.locate({ name, state: State.Active })).uniqueIdentifiers;
+  }
+
+  async retire(uid: string): Promise<void> {
+    await this.kmip.revoke({
+      uniqueIdentifier: uid,
+      reason: RevocationReasonCode.Superseded,
+      message: 'kmip-agent shallow rekey',
+    });
+  }
+}
+
+export interface EnvelopeOptions {
+  applianceId: string;
+  /** The key source over the server (audited): every Get, Locate and Register goes through it. */
+  inner: KeySource;
+  server: MasterKeyServer;
+  /** Loaded and locked by the caller. */
+  state: StateStore;
+  clock: Clock;
+  newJobId: () => string;
+}
+
+export interface ShallowRekeyResult {
+  previousMasterKeyUid?: string;
+  masterKeyUid: string;
+  /** Ids of the drives and volumes whose key is now wrapped by the new master key. */
+  rewrapped: string[];
+  /** The previous master key was revoked (false: there was none, or the Revoke failed: see revokeError). */
+  previousRevoked: boolean;
+  revokeError?: { code: string; message: string };
+}
+
+const errorOf = (error: unknown) => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return { code: typeof code === 'string' ? code : 'INTERNAL', message: (error as Error)?.message ?? String(error) };
+};
+
+type Ref = StateBody['drives'][number]['key'];
+const refsOf = (s: StateBody): { id: string; key: Ref }[] => [...s.drives, ...s.volumes];
+
+export class EnvelopeKeySource implements KeySource {
+  private ensuring: Promise<string> | undefined;
+
+  constructor(private readonly options: EnvelopeOptions) {}
+
+  /**
+   * Keys with a wrapped blob in the state come from it after one Get of their master key; the others
+   * from the server. Both in one batched Get. An unwrap failure is that key's error (KEY_UNWRAP_FAILED),
+   * not a server fault: the key never reaches the drive.
+   */
+  async fetch(uids: string[]): Promise<Map<string, FetchedKey>> {
+    const wrappedBy = new Map<string, { wrapped: Buffer; master: string }>();
+    for (const { key } of refsOf(this.options.state.snapshot())) {
+      if (key.wrapped && key.masterKeyUid && uids.includes(key.uid))
+        wrappedBy.set(key.uid, { wrapped: Buffer.from(key.wrapped, 'hex'), master: key.masterKeyUid });
+    }
+    const direct = uids.filter((u) => !wrappedBy.has(u));
+    const masters = [...new Set([...wrappedBy.values()].map((w) => w.master))];
+    const fetched = await this.options.inner.fetch([...new Set([...masters, ...direct])]);
+    const result = new Map<string, FetchedKey>();
+    for (const uid of direct) {
+      const one = fetched.get(uid);
+      if (one) result.set(uid, one);
+    }
+    try {
+      for (const [uid, { wrapped, master }] of wrappedBy) {
+        const kek = fetched.get(master);
+        if (!kek) continue;
+        if (!kek.ok) {
+          result.set(uid, {
+            ok: false,
+            error: { ...kek.error, message: `master key ${master}: ${kek.error.message}` },
+          });
+          continue;
+        }
+        try {
+          result.set(uid, { ok: true, key: unwrapKey(kek.key, wrapped) });
+        } catch (error) {
+          result.set(uid, { ok: false, error: { ...errorOf(error), notFound: false, unusable: true } });
+        }
+      }
+    } finally {
+      for (const m of masters) {
+        const kek = fetched.get(m);
+        // A master key asked for directly too (it is never a drive's key) stays the caller's to zero.
+        if (kek?.ok && !direct.includes(m)) kek.key.fill(0);
+      }
+    }
+    return result;
+  }
+
+  findByName(name: string): Promise<string[]> {
+    return this.options.inner.findByName(name);
+  }
+
+  findByGroup(group: string): Promise<string[]> {
+    return this.options.inner.findByGroup(group);
+  }
+
+  /**
+   * The key is made and registered (plain, for recovery) exactly as in direct mode, then wrapped with
+   * the master key, which is created on first use; the KeyRef fields to record come back in `record`.
+   */
+  async createKey(name: string, group: string): Promise<CreatedKey> {
+    const masterUid = await this.ensureMasterKey();
+    const kek = await this.getMaster(masterUid);
+    try {
+      const created = await this.options.inner.createKey(name, group);
+      try {
+        return {
+          ...created,
+          record: { wrapped: wrapKey(kek, created.key).toString('hex'), masterKeyUid: masterUid },
+        };
+      } catch (error) {
+        created.key.fill(0);
+        throw error;
+      }
+    } finally {
+      kek.fill(0);
+    }
+  }
+
+  /**
+   * The master key's UID: the one the state records, else the one Active object of its name on the
+   * server (a state rebuilt by recover), else a new one. Never two: concurrent callers share one run,
+   * and several Active keys of that name are an error for an operator to resolve.
+   */
+  ensureMasterKey(): Promise<string> {
+    this.ensuring ??= this.findOrCreateMaster().finally(() => (this.ensuring = undefined));
+    return this.ensuring;
+  }
+
+  private async findOrCreateMaster(): Promise<string> {
+    const { state, server, applianceId } = this.options;
+    const recorded = state.snapshot().masterKeyUid;
+    if (recorded) return recorded;
+    const name = masterKeyNameFor(applianceId);
+    const found = await server.findActive(name);
+    if (found.length > 1)
+      throw new KmipAgentError(
+        `${found.length} active master keys are named ${name} on the key server (${found.join(', ')}): revoke all but the right one`,
+        'MASTER_KEY_AMBIGUOUS',
+        { details: { uids: found } },
+      );
+    const uid = found[0] ?? (await server.createMasterKey(name, keyGroupFor(applianceId)));
+    await state.update((s) => {
+      s.masterKeyUid = uid;
+    });
+    return uid;
+  }
+
+  private async getMaster(uid: string): Promise<Buffer> {
+    const one = (await this.options.inner.fetch([uid])).get(uid);
+    if (!one?.ok)
+      throw new KmipAgentError(
+        `cannot get the master key ${uid}: ${one ? one.error.message : 'no answer'}`,
+        one?.error.notFound ? 'MASTER_KEY_NOT_FOUND' : (one?.error.code ?? 'KEY_NOT_FETCHED'),
+      );
+    return one.key;
+  }
+
+  /**
+   * Shallow rekey: a new master key, every key rewrapped with it (keys without a wrapped blob are
+   * fetched and wrapped too), the state updated in one durable write, and only then the previous master
+   * key revoked. Nothing changes when any key cannot be read; a crash before the write leaves the old
+   * master key recorded and active (the new one is journaled as an orphan to revoke).
+   */
+  async rekeyShallow(): Promise<ShallowRekeyResult> {
+    const { state, clock, server, applianceId } = this.options;
+    const before = state.snapshot();
+    const previous = before.masterKeyUid;
+    const refs = refsOf(before);
+    const plain = new Map<string, Buffer>();
+    const jobId = this.options.newJobId();
+    const now = () => clock.now().toISOString();
+    const journal = (change: (job: StateBody['jobs'][number]) => void) =>
+      state.update((s) => {
+        const job = s.jobs.find((j) => j.id === jobId);
+        if (job) change(job);
+      });
+    try {
+      // Every key, in one batched Get (the wrapped ones through the previous master key).
+      const fetched = await this.fetch(refs.map((r) => r.key.uid));
+      for (const r of refs) {
+        const one = fetched.get(r.key.uid);
+        if (!one?.ok) {
+          throw new KmipAgentError(
+            `${r.id}: its key cannot be read (${one ? `${one.error.code}: ${one.error.message}` : 'no answer'}): nothing was changed`,
+            one?.error.code ?? 'KEY_NOT_FETCHED',
+          );
+        }
+        plain.set(r.id, one.key);
+      }
+      await state.update((s) => {
+        s.jobs.push({ id: jobId, kind: 'rekey-shallow', status: 'running', startedAt: now(), steps: [] });
+      });
+      const masterUid = await server.createMasterKey(masterKeyNameFor(applianceId), keyGroupFor(applianceId));
+      await journal((j) => j.steps.push({ name: 'master-key-created', at: now(), detail: { uid: masterUid } }));
+      const kek = await this.getMaster(masterUid);
+      const wrapped = new Map<string, string>();
+      try {
+        for (const [id, key] of plain) wrapped.set(id, wrapKey(kek, key).toString('hex'));
+      } finally {
+        kek.fill(0);
+      }
+      // One write: the new master key and every rewrapped key become current together.
+      await state.update((s) => {
+        s.masterKeyUid = masterUid;
+        for (const r of refsOf(s)) {
+          const blob = wrapped.get(r.id);
+          if (blob) Object.assign(r.key, { wrapped: blob, masterKeyUid: masterUid });
+        }
+        const job = s.jobs.find((j) => j.id === jobId);
+        job?.steps.push({ name: 'rewrapped', at: now(), detail: { count: wrapped.size } });
+      });
+      const result: ShallowRekeyResult = {
+        ...(previous ? { previousMasterKeyUid: previous } : {}),
+        masterKeyUid: masterUid,
+        rewrapped: [...wrapped.keys()],
+        previousRevoked: false,
+      };
+      // Only now, with the new state durable, is the previous master key no longer needed.
+      if (previous) {
+        try {
+          await server.retire(previous);
+          result.previousRevoked = true;
+        } catch (error) {
+          result.revokeError = errorOf(error);
+        }
+      }
+      await journal((j) => {
+        j.steps.push({ name: result.previousRevoked ? 'previous-revoked' : 'previous-kept', at: now() });
+        j.status = 'done';
+        j.endedAt = now();
+      });
+      return result;
+    } catch (error) {
+      await journal((j) => {
+        j.status = 'failed';
+        j.endedAt = now();
+        j.error = errorOf(error);
+      }).catch(() => undefined);
+      throw error;
+    } finally {
+      for (const key of plain.values()) key.fill(0);
+    }
+  }
+}
