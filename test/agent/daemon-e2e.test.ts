@@ -15,7 +15,7 @@ import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore } from '../../src/agent/state.js';
 import { packageRoot } from '../../src/native/addon.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
-import { freePort, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { freePort, pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
 
 const CLI = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
 const COMMAND_TIMEOUT_MS = 60_000;
@@ -239,22 +239,7 @@ class Appliance {
   }
 
   async setup(server: { host: string; port: number }, kmip: PykmipServer): Promise<void> {
-    await ok([
-      'setup',
-      '--appliance-id',
-      this.applianceId,
-      '--server',
-      `${server.host}:${server.port}`,
-      '--servername',
-      'localhost',
-      '--ca',
-      kmip.ca,
-      '--cert',
-      kmip.clientCert,
-      '--key',
-      kmip.clientKey,
-      ...this.dirArgs(),
-    ]);
+    await ok(['setup', '--appliance-id', this.applianceId, ...pykmipCliArgs(kmip, server), ...this.dirArgs()]);
   }
 
   /** Creates `count` factory-fresh emulated drives. */
@@ -341,22 +326,6 @@ const running = new Set<DaemonProcess>();
 const receivers: NotifyReceiver[] = [];
 let root: string;
 let kmip: PykmipServer;
-
-/** The kmip-agent kmip connection options for the PyKMIP fixture. */
-function kmipArgs(): string[] {
-  return [
-    '--server',
-    `${kmip.host}:${kmip.port}`,
-    '--servername',
-    'localhost',
-    '--ca',
-    kmip.ca,
-    '--cert',
-    kmip.clientCert,
-    '--key',
-    kmip.clientKey,
-  ];
-}
 
 async function notifySocket(): Promise<NotifyReceiver> {
   const dir = mkdtempSync(join(root, 'notify-'));
@@ -507,8 +476,8 @@ describe(
       await nas.enroll();
       const victim = nas.devices[1]!;
       const victimUid = nas.enrolled.get(victim)!.keyUid;
-      await ok(['kmip', 'revoke', victimUid, ...kmipArgs()]);
-      await ok(['kmip', 'destroy', victimUid, '--yes', ...kmipArgs()]);
+      await ok(['kmip', 'revoke', victimUid, ...pykmipCliArgs(kmip)]);
+      await ok(['kmip', 'destroy', victimUid, '--yes', ...pykmipCliArgs(kmip)]);
       await nas.powerCycle();
 
       const notify = await notifySocket();
@@ -667,9 +636,17 @@ describe(
       // (so the checksum is valid, as if an operator or a bug had recorded the wrong object).
       const wrongFile = join(nas.base, 'wrong.key');
       writeFileSync(wrongFile, randomBytes(32), { mode: 0o600 });
-      const registered = await ok(['kmip', 'register', '--key-file', wrongFile, '--raw', '--json', ...kmipArgs()]);
+      const registered = await ok([
+        'kmip',
+        'register',
+        '--key-file',
+        wrongFile,
+        '--raw',
+        '--json',
+        ...pykmipCliArgs(kmip),
+      ]);
       const wrongUid = (JSON.parse(registered.stdout) as { uniqueIdentifier: string }).uniqueIdentifier;
-      await ok(['kmip', 'activate', wrongUid, ...kmipArgs()]);
+      await ok(['kmip', 'activate', wrongUid, ...pykmipCliArgs(kmip)]);
       await recordKeyUid(nas, victimId, wrongUid);
       await nas.powerCycle();
 
