@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore } from '../../src/agent/state.js';
 import { packageRoot } from '../../src/native/addon.js';
+import { onLines } from '../support/lines.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
 import { freePort, pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
 
@@ -30,21 +31,7 @@ interface Run {
 
 /** Runs the CLI in a child process (the daemon under test is another process) and waits for it. */
 function cli(args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`kmip-agent ${args.join(' ')} did not finish within ${COMMAND_TIMEOUT_MS} ms\n${stderr}`));
-    }, COMMAND_TIMEOUT_MS);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+  return runProcess(process.execPath, [CLI, ...args]);
 }
 
 /** Runs the CLI and insists on exit 0. */
@@ -65,20 +52,13 @@ class DaemonProcess {
   private exitedAlready = false;
 
   constructor(private readonly child: ChildProcessWithoutNullStreams) {
-    let buffered = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        try {
-          this.lines.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.lines.push({ msg: line, event: 'not-json' });
-        }
-        for (const wake of [...this.waiters]) wake();
+    onLines(child.stdout, (line) => {
+      try {
+        this.lines.push(JSON.parse(line) as LogLine);
+      } catch {
+        this.lines.push({ msg: line, event: 'not-json' });
       }
+      for (const wake of [...this.waiters]) wake();
     });
     child.stderr.on('data', (c: Buffer) => (this.stderr += c.toString()));
     this.exited = new Promise((resolve) =>
@@ -703,7 +683,7 @@ function runProcess(command: string, args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${command} did not finish within ${COMMAND_TIMEOUT_MS} ms`));
+      reject(new Error(`${command} ${args.join(' ')} did not finish within ${COMMAND_TIMEOUT_MS} ms\n${stderr}`));
     }, COMMAND_TIMEOUT_MS);
     child.once('close', (code) => {
       clearTimeout(timer);
