@@ -6,10 +6,19 @@
 #include <napi.h>
 
 #include <functional>
+#include <memory>
 
 #include "core/errors.h"
 
 namespace kmip_agent {
+
+// Builds a worker's result on the JS thread from the plain C++ values the worker captured.
+using JsBuilder = std::function<Napi::Value(Napi::Env)>;
+
+// The builder of a result that is undefined.
+inline JsBuilder Undefined() {
+  return [](Napi::Env env) { return env.Undefined(); };
+}
 
 class PromiseWorker : public Napi::AsyncWorker {
  public:
@@ -22,6 +31,15 @@ class PromiseWorker : public Napi::AsyncWorker {
     Napi::Promise promise = worker->deferred_.Promise();
     worker->Queue();
     return promise;
+  }
+
+  // Runs `work` off the JS thread and resolves with what the builder it returns makes (undefined
+  // when it returns none).
+  static Napi::Promise RunBuilt(Napi::Env env, std::function<JsBuilder()> work, const char* resource_name) {
+    auto builder = std::make_shared<JsBuilder>();
+    return Run(
+        env, [work = std::move(work), builder] { *builder = work(); },
+        [builder](Napi::Env e) { return *builder ? (*builder)(e) : e.Undefined(); }, resource_name);
   }
 
   void Execute() override {

@@ -24,7 +24,6 @@ namespace kernel_opal {
 namespace {
 
 constexpr const char* kCode = "KOPAL_INVALID_ARGUMENT";
-using JsBuilder = std::function<Napi::Value(Napi::Env)>;
 
 SecretBytes KeyArg(const Napi::Value& v, const char* what) { return SecretBytesArg(v, kCode, what); }
 
@@ -108,25 +107,22 @@ Napi::Object GeometryToJs(Napi::Env env, const Geometry& g) {
   return o;
 }
 
-JsBuilder Undefined() {
-  return [](Napi::Env env) { return env.Undefined(); };
-}
-
 using Operation = std::function<JsBuilder(KernelOpal&)>;
 
 // Runs one operation off the JS thread on the handle's port, holding the handle's mutex.
 Napi::Value Queue(Napi::Env env, const std::shared_ptr<HandleState>& state, Operation op) {
-  auto builder = std::make_shared<JsBuilder>();
-  return PromiseWorker::Run(
+  return PromiseWorker::RunBuilt(
       env,
-      [state, op = std::move(op), builder] {
+      [state, op = std::move(op)] {
         std::lock_guard<std::mutex> lock(state->mutex);
+        JsBuilder builder;
         state->with_port([&](IoctlPort& port) {
           KernelOpal opal(port);
-          *builder = op(opal);
+          builder = op(opal);
         });
+        return builder;
       },
-      [builder](Napi::Env e) { return *builder ? (*builder)(e) : e.Undefined(); }, "kmip-agent:kernel-opal");
+      "kmip-agent:kernel-opal");
 }
 
 }  // namespace

@@ -26,7 +26,6 @@ namespace kmip_agent {
 namespace tcg {
 namespace {
 
-using JsBuilder = std::function<Napi::Value(Napi::Env)>;
 
 std::vector<uint8_t> BufferArg(const Napi::Value& v, const char* what) {
   return BytesArg(v, "TCG_INVALID_ARGUMENT", what);
@@ -93,18 +92,13 @@ using Flow = std::function<JsBuilder(OpalDrive&)>;
 
 // Runs one flow off the JS thread, holding the drive's mutex for all of it.
 Napi::Value Queue(Napi::Env env, const std::shared_ptr<DriveState>& state, Flow flow) {
-  auto builder = std::make_shared<JsBuilder>();
-  return PromiseWorker::Run(
+  return PromiseWorker::RunBuilt(
       env,
-      [state, flow = std::move(flow), builder] {
+      [state, flow = std::move(flow)] {
         std::lock_guard<std::mutex> lock(state->mutex);
-        *builder = flow(Live(*state));
+        return flow(Live(*state));
       },
-      [builder](Napi::Env e) { return *builder ? (*builder)(e) : e.Undefined(); }, "kmip-agent:tcg");
-}
-
-JsBuilder Undefined() {
-  return [](Napi::Env env) { return env.Undefined(); };
+      "kmip-agent:tcg");
 }
 
 Napi::Object StatusToJs(Napi::Env env, const OpalStatus& st) {

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { inject } from 'vitest';
 import { KmipProvider } from '../../src/kmip/index.js';
 import { createEmulatedDrive } from '../../src/drives/index.js';
+import { pykmipCliArgs } from '../support/pykmip.js';
 
 export const CLI = resolve('dist/src/cli/main.js');
 
@@ -84,22 +85,7 @@ export class TestAppliance {
   }
 
   setup(): void {
-    const s = this.server;
-    this.ok([
-      'setup',
-      '--appliance-id',
-      this.id,
-      '--server',
-      `${s.host}:${s.port}`,
-      '--servername',
-      'localhost',
-      '--ca',
-      s.ca,
-      '--cert',
-      s.clientCert,
-      '--key',
-      s.clientKey,
-    ]);
+    this.ok(['setup', '--appliance-id', this.id, ...pykmipCliArgs(this.server)]);
   }
 
   /** A factory-fresh emulated drive; returns its device spec. */

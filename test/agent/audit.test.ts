@@ -40,6 +40,7 @@ import { ApiServer } from '../../src/api/server.js';
 import { KmipAgentError } from '../../src/errors.js';
 import { runCliCaptured } from '../support/cli.js';
 import { FakeClock } from '../support/fake-clock.js';
+import { pykmipCliArgs } from '../support/pykmip.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -324,14 +325,7 @@ describe('end to end: enrollment and unlock against PyKMIP, through the runtime 
       'setup',
       '--appliance-id',
       'obs-audit',
-      '--server',
-      `127.0.0.1:${kmip.port}`,
-      '--ca',
-      kmip.ca,
-      '--cert',
-      kmip.clientCert,
-      '--key',
-      kmip.clientKey,
+      ...pykmipCliArgs(kmip),
       ...dirArgs,
     ]);
     expect(setup.code, setup.stdout + setup.stderr).toBe(0);

@@ -18,6 +18,7 @@ import {
   driveListing,
   encryptionAtRestInfo,
   takeInventory,
+  type InventoryItem,
   type InventoryPorts,
 } from '../../src/agent/inventory.js';
 import { powerCycleEmulatedDrive } from '../../src/drives/index.js';
@@ -52,6 +53,19 @@ function vpd80(serial: string): Buffer {
 const SATA = 'devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0';
 const NVME = 'devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1';
 const USB = 'devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0';
+
+/** Two Opal disks found on the system: SER1 (managed in the tests that follow) and naa.2. */
+const TWO_OPAL_DISKS: InventoryItem[] = [
+  {
+    identity: 'naa.1',
+    aliases: ['SER1'],
+    kind: 'opal',
+    device: '/dev/sda',
+    source: 'system',
+    opal: { supported: true },
+  },
+  { identity: 'naa.2', aliases: [], kind: 'opal', device: '/dev/sdb', source: 'system', opal: { supported: true } },
+];
 
 describe('takeInventory over a fake sysfs tree', () => {
   it('gives each disk its stable identity: WWN, else model+serial, else none', async () => {
@@ -127,22 +141,7 @@ describe('takeInventory over a fake sysfs tree', () => {
   it('joins managed records with the inventory: matched by identity or alias, absent ones kept', () => {
     const listing = driveListing(
       [
-        {
-          identity: 'naa.1',
-          aliases: ['SER1'],
-          kind: 'opal',
-          device: '/dev/sda',
-          source: 'system',
-          opal: { supported: true },
-        },
-        {
-          identity: 'naa.2',
-          aliases: [],
-          kind: 'opal',
-          device: '/dev/sdb',
-          source: 'system',
-          opal: { supported: true },
-        },
+        ...TWO_OPAL_DISKS,
         { identity: null, aliases: [], kind: 'opal', device: '/dev/vda', source: 'system', opal: { supported: false } },
       ],
       [
@@ -191,17 +190,7 @@ describe('the API over the inventory', () => {
     unlockNow: async () => [],
     enrollDrives: async () => [],
     auditEvents: async () => [],
-    inventory: async () => [
-      {
-        identity: 'naa.1',
-        aliases: ['SER1'],
-        kind: 'opal',
-        device: '/dev/sda',
-        source: 'system',
-        opal: { supported: true },
-      },
-      { identity: 'naa.2', aliases: [], kind: 'opal', device: '/dev/sdb', source: 'system', opal: { supported: true } },
-    ],
+    inventory: async () => [...TWO_OPAL_DISKS],
   });
   const call = (name: string, params: Record<string, unknown> = {}) =>
     Promise.resolve(methods[name]!(params, {} as never)) as Promise<Record<string, unknown>>;

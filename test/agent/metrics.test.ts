@@ -23,6 +23,7 @@ import { packageRoot } from '../../src/native/addon.js';
 import { runCliCaptured } from '../support/cli.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
+import { pykmipCliArgs } from '../support/pykmip.js';
 import { requestKey } from '../keysocket/cryptsetup-client.js';
 
 /** curl runs beside the event loop: the API server under test answers from this process. */
@@ -263,19 +264,7 @@ describe('end to end: the daemon against PyKMIP', () => {
       expect(run.code, `${args.join(' ')}: ${run.stdout}${run.stderr}`).toBe(0);
       return run;
     };
-    await cli([
-      'setup',
-      '--appliance-id',
-      'obs-metrics',
-      '--server',
-      `127.0.0.1:${kmip.port}`,
-      '--ca',
-      kmip.ca,
-      '--cert',
-      kmip.clientCert,
-      '--key',
-      kmip.clientKey,
-    ]);
+    await cli(['setup', '--appliance-id', 'obs-metrics', ...pykmipCliArgs(kmip)]);
     await saveConfig(d.config, {
       ...(await loadConfig(d.config)),
       metrics: { textfileDir, textfileIntervalSeconds: 3600 },

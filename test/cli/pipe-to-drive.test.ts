@@ -12,20 +12,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { packageRoot } from '../../src/native/addon.js';
 import { runCliCaptured as cli } from '../support/cli.js';
+import { pykmipCliArgs } from '../support/pykmip.js';
 import { createImage, emulatorNative, type EmulatedImage } from '../drives/emulated-support.js';
 import { uniqueName } from '../kmip/helpers.js';
 
 const server = inject('pykmip');
-const conn = [
-  '--server',
-  `${server.host}:${server.port}`,
-  '--ca',
-  server.ca,
-  '--cert',
-  server.clientCert,
-  '--key',
-  server.clientKey,
-];
+const conn = pykmipCliArgs(server);
 const main = join(packageRoot(), 'dist/src/cli/main.js');
 /** The emulator's TryLimit for Admin1 (native/emulator/drive_state.h, kDefaultTryLimit). */
 const TRY_LIMIT = 5;

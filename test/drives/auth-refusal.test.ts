@@ -6,43 +6,27 @@
  * refused PIN; a locked-out authority says nothing about the PIN. Scripted TPer answers show what
  * is sent; the emulated drive shows the Authenticate-method path.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { tcgNative } from '../../src/drives/backend.js';
+import { describe, expect, it } from 'vitest';
 import { OpalError } from '../../src/drives/errors.js';
 import { OpalDrive } from '../../src/drives/opal.js';
 import { ADMIN1, type OpalBackend } from '../../src/drives/types.js';
 import { NativeError } from '../../src/errors.js';
 import { testSeams } from '../support/addon.js';
-import { discoveryFixture } from '../support/shared.js';
-import { createImage, emulatorNative, type EmulatedImage } from './emulated-support.js';
+import {
+  closed,
+  discovery,
+  FIRST_HSN,
+  methodStatus,
+  propertiesOk,
+  startRefused,
+  syncSession,
+  tcg,
+} from '../support/scripted-tper.js';
+import { useOwnedDrive } from './emulated-support.js';
 
-const tcg = tcgNative();
 const seams = testSeams();
-const discovery = discoveryFixture('Samsung EVO 860');
-const COM_ID = 0x1004;
-const FIRST_HSN = 0x4b42;
-const TSN = 0x1001;
-const SMUID = { uid: '00000000000000ff' };
-const EOD = { token: 'EOD' };
 const NOT_AUTHORIZED = 0x01;
 const AUTHORITY_LOCKED_OUT = 0x12;
-
-function packet(tsn: number, hsn: number, values: unknown[]): Buffer {
-  return tcg.buildComPacket({ comId: COM_ID, tperSession: tsn, hostSession: hsn, payload: tcg.encodeTokens(values) });
-}
-const propertiesOk = packet(0, 0, [
-  { token: 'CALL' },
-  SMUID,
-  { uid: '000000000000ff01' },
-  [[{ name: 'MaxComPacketSize', value: 2048 }], { name: 0, value: [] }],
-  EOD,
-  [0, 0, 0],
-]);
-const syncSession = (hsn: number): Buffer =>
-  packet(0, 0, [{ token: 'CALL' }, SMUID, { uid: '000000000000ff03' }, [hsn, TSN], EOD, [0, 0, 0]]);
-const startRefused = (status: number): Buffer => packet(0, 0, [[], EOD, [status, 0, 0]]);
-const methodStatus = (hsn: number, status: number): Buffer => packet(TSN, hsn, [[], EOD, [status, 0, 0]]);
-const closed = (hsn: number): Buffer => packet(TSN, hsn, [{ token: 'EOS' }]);
 
 /** The payloads (token bytes) the scripted TPer received, in order. */
 function payloads(backend: { sent(): Buffer[] }): Buffer[] {
@@ -158,42 +142,28 @@ describe('the guard reads the mark, not the message', () => {
 });
 
 describe('the Authenticate method path on an emulated drive', () => {
-  const emu = emulatorNative();
   const SID_PIN = Buffer.from('sid pin for auth refusals');
   const ADMIN_PIN = Buffer.from('admin pin for auth refusals');
-  let image: EmulatedImage;
-  let drive: OpalDrive;
-
-  beforeEach(async () => {
-    image = await createImage(emu);
-    drive = await OpalDrive.open(image.spec, { authenticateWithMethod: true });
-    await drive.takeOwnership(SID_PIN);
-    await drive.activate(SID_PIN);
-    await drive.setPin({ pin: SID_PIN, newPin: ADMIN_PIN });
-  });
-  afterEach(async () => {
-    await drive.close();
-    image.cleanup();
-  });
+  const t = useOwnedDrive({ sid: SID_PIN, admin: ADMIN_PIN }, { authenticateWithMethod: true });
 
   it('a wrong PIN refused by Authenticate is marked and remembered; the right one still works', async () => {
     const wrong = Buffer.from('not the admin pin');
-    const error = await failure(drive.lock(wrong));
+    const error = await failure(t.drive.lock(wrong));
     expect(error).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', authRefused: true });
-    expect(await drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
-    await expect(drive.lock(wrong)).rejects.toMatchObject({ code: 'TCG_PIN_KNOWN_WRONG' });
-    await drive.lock(ADMIN_PIN);
-    await drive.unlock(ADMIN_PIN);
+    expect(await t.drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
+    await expect(t.drive.lock(wrong)).rejects.toMatchObject({ code: 'TCG_PIN_KNOWN_WRONG' });
+    await t.drive.lock(ADMIN_PIN);
+    await t.drive.unlock(ADMIN_PIN);
   });
 
   it('a User may not Set a range it was not given: NOT_AUTHORIZED, not marked, not remembered', async () => {
     const userPin = Buffer.from('user1 pin');
-    await drive.enableUser(ADMIN_PIN, 1, { ranges: [1] });
-    await drive.setPin({ pin: ADMIN_PIN, target: { kind: 'user', index: 1 }, newPin: userPin });
+    await t.drive.enableUser(ADMIN_PIN, 1, { ranges: [1] });
+    await t.drive.setPin({ pin: ADMIN_PIN, target: { kind: 'user', index: 1 }, newPin: userPin });
     const user1 = { kind: 'user' as const, index: 1 };
-    const error = await failure(drive.unlock(userPin, { authority: user1, range: 2 }));
+    const error = await failure(t.drive.unlock(userPin, { authority: user1, range: 2 }));
     expect(error).toMatchObject({ code: 'TCG_NOT_AUTHORIZED', authRefused: false });
-    expect(await drive.isKnownWrong(user1, userPin)).toBe(false);
-    await drive.unlock(userPin, { authority: user1, range: 1 });
+    expect(await t.drive.isKnownWrong(user1, userPin)).toBe(false);
+    await t.drive.unlock(userPin, { authority: user1, range: 1 });
   });
 });

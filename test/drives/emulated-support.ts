@@ -35,19 +35,39 @@ export async function createImage(emu: EmulatorNative, sizeMiB = 8): Promise<Emu
   return { path, spec: `emu:${path}`, psid, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** An emulated drive and the OpalDrive open on it, as a suite's hooks set them for each test. */
+export interface FreshDrive {
+  readonly image: EmulatedImage;
+  readonly drive: OpalDrive;
+}
+
 /**
  * Registers beforeEach/afterEach hooks in the calling describe block: a fresh emulated drive and an
  * open OpalDrive on it for every test, closed and deleted afterwards.
  */
-export function useFreshDrive(options: OpalDriveOptions = {}): {
-  readonly image: EmulatedImage;
-  readonly drive: OpalDrive;
-} {
+export function useFreshDrive(options: OpalDriveOptions = {}): FreshDrive {
+  return useDrive(options, async () => {});
+}
+
+/**
+ * As useFreshDrive, with the drive owned (SID PIN `sid`), its Locking SP activated and Admin1's
+ * PIN set to `admin` before every test.
+ */
+export function useOwnedDrive(pins: { sid: Buffer; admin: Buffer }, options: OpalDriveOptions = {}): FreshDrive {
+  return useDrive(options, async (drive) => {
+    await drive.takeOwnership(pins.sid);
+    await drive.activate(pins.sid);
+    await drive.setPin({ pin: pins.sid, newPin: pins.admin });
+  });
+}
+
+function useDrive(options: OpalDriveOptions, prepare: (drive: OpalDrive) => Promise<void>): FreshDrive {
   let image: EmulatedImage | undefined;
   let drive: OpalDrive | undefined;
   beforeEach(async () => {
     image = await createImage(emulatorNative());
     drive = await OpalDrive.open(image.spec, options);
+    await prepare(drive);
   });
   afterEach(async () => {
     await drive?.close();

@@ -3,47 +3,32 @@
  * StartSession, range enumeration (Next on the Locking table), users enabled per range, RevertSP of
  * the Locking SP, reading tries, and the serial number. Skipped without the emulator.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { OpalDrive } from '../../src/drives/opal.js';
+import { describe, expect, it } from 'vitest';
 import { ADMIN1, SID, userAuthority } from '../../src/drives/types.js';
-import { createImage, emulatorNative, type EmulatedImage } from './emulated-support.js';
+import { useOwnedDrive } from './emulated-support.js';
 
-const emu = emulatorNative();
 const SID_PIN = Buffer.from('another sid pin');
 const ADMIN_PIN = Buffer.from('another admin pin');
 
 describe('more Opal flows on an emulated drive', () => {
-  let image: EmulatedImage;
-  let drive: OpalDrive;
-
-  beforeEach(async () => {
-    image = await createImage(emu);
-    drive = await OpalDrive.open(image.spec, { authenticateWithMethod: true });
-    await drive.takeOwnership(SID_PIN);
-    await drive.activate(SID_PIN);
-    await drive.setPin({ pin: SID_PIN, newPin: ADMIN_PIN });
-  });
-  afterEach(async () => {
-    await drive.close();
-    image.cleanup();
-  });
+  const t = useOwnedDrive({ sid: SID_PIN, admin: ADMIN_PIN }, { authenticateWithMethod: true });
 
   it('authenticates with ThisSP.Authenticate: right PIN works, wrong PIN is refused and remembered', async () => {
-    await drive.setupRange(ADMIN_PIN, {
+    await t.drive.setupRange(ADMIN_PIN, {
       range: 2,
       start: 4096,
       length: 1024,
       readLockEnabled: true,
       writeLockEnabled: true,
     });
-    await drive.lock(ADMIN_PIN, { range: 2 });
+    await t.drive.lock(ADMIN_PIN, { range: 2 });
     const wrong = Buffer.from('not it');
-    await expect(drive.unlock(wrong, { range: 2 })).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: 1 });
-    expect(await drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
+    await expect(t.drive.unlock(wrong, { range: 2 })).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED', status: 1 });
+    expect(await t.drive.isKnownWrong(ADMIN1, wrong)).toBe(true);
     // Tries of Admin1 read as SID is not allowed across SPs; read as Admin1 itself.
-    expect(await drive.tries(ADMIN1, { authority: ADMIN1, pin: ADMIN_PIN })).toMatchObject({ tries: 0 });
-    await drive.unlock(ADMIN_PIN, { range: 2 });
-    expect((await drive.ranges(ADMIN_PIN)).find((r) => r.range === 2)).toMatchObject({
+    expect(await t.drive.tries(ADMIN1, { authority: ADMIN1, pin: ADMIN_PIN })).toMatchObject({ tries: 0 });
+    await t.drive.unlock(ADMIN_PIN, { range: 2 });
+    expect((await t.drive.ranges(ADMIN_PIN)).find((r) => r.range === 2)).toMatchObject({
       start: 4096,
       length: 1024,
       readLocked: false,
@@ -52,21 +37,21 @@ describe('more Opal flows on an emulated drive', () => {
   });
 
   it('enumerates the global range and every numbered range', async () => {
-    const ranges = await drive.ranges(ADMIN_PIN);
+    const ranges = await t.drive.ranges(ADMIN_PIN);
     expect(ranges[0].range).toBe(0);
     expect(ranges.length).toBeGreaterThan(1);
     expect(ranges.map((r) => r.range)).toEqual([...ranges.keys()]);
   });
 
   it('a user enabled for one range can lock it but not another', async () => {
-    await drive.setupRange(ADMIN_PIN, {
+    await t.drive.setupRange(ADMIN_PIN, {
       range: 1,
       start: 0,
       length: 1024,
       readLockEnabled: true,
       writeLockEnabled: true,
     });
-    await drive.setupRange(ADMIN_PIN, {
+    await t.drive.setupRange(ADMIN_PIN, {
       range: 2,
       start: 1024,
       length: 1024,
@@ -75,39 +60,39 @@ describe('more Opal flows on an emulated drive', () => {
     });
     const user2 = userAuthority(2);
     const userPin = Buffer.from('user two pin');
-    await drive.setPin({ pin: ADMIN_PIN, target: user2, newPin: userPin });
-    await drive.enableUser(ADMIN_PIN, 2, { ranges: [1] });
-    await drive.lock(userPin, { range: 1, authority: user2 });
+    await t.drive.setPin({ pin: ADMIN_PIN, target: user2, newPin: userPin });
+    await t.drive.enableUser(ADMIN_PIN, 2, { ranges: [1] });
+    await t.drive.lock(userPin, { range: 1, authority: user2 });
     // NOT_AUTHORIZED on the Set (an ACL refusal) does not mark the PIN as wrong.
-    await expect(drive.lock(userPin, { range: 2, authority: user2 })).rejects.toMatchObject({
+    await expect(t.drive.lock(userPin, { range: 2, authority: user2 })).rejects.toMatchObject({
       code: 'TCG_NOT_AUTHORIZED',
     });
-    expect(await drive.isKnownWrong(user2, userPin)).toBe(false);
-    await drive.unlock(userPin, { range: 1, authority: user2 });
+    expect(await t.drive.isKnownWrong(user2, userPin)).toBe(false);
+    await t.drive.unlock(userPin, { range: 1, authority: user2 });
   });
 
   it('RevertSP returns the Locking SP to Manufactured-Inactive and keeps SID', async () => {
-    await drive.revertLockingSp(ADMIN_PIN);
-    const status = await drive.status();
+    await t.drive.revertLockingSp(ADMIN_PIN);
+    const status = await t.drive.status();
     expect(status.lockingSpLifecycle).toBe(8);
     expect(status.lockingEnabled).toBe(false);
-    await expect(drive.verify(SID_PIN, SID)).resolves.toBeUndefined();
+    await expect(t.drive.verify(SID_PIN, SID)).resolves.toBeUndefined();
   });
 
   it('erases a range with the Erase method as well as with GenKey', async () => {
-    await drive.setupRange(ADMIN_PIN, {
+    await t.drive.setupRange(ADMIN_PIN, {
       range: 3,
       start: 8192,
       length: 64,
       readLockEnabled: true,
       writeLockEnabled: true,
     });
-    await drive.erase(ADMIN_PIN, { range: 3, method: 'erase' });
-    await drive.erase(ADMIN_PIN, { range: 3 });
-    expect((await drive.ranges(ADMIN_PIN)).find((r) => r.range === 3)).toMatchObject({ start: 8192, length: 64 });
+    await t.drive.erase(ADMIN_PIN, { range: 3, method: 'erase' });
+    await t.drive.erase(ADMIN_PIN, { range: 3 });
+    expect((await t.drive.ranges(ADMIN_PIN)).find((r) => r.range === 3)).toMatchObject({ start: 8192, length: 64 });
   });
 
   it('reports the serial number the drive gives', () => {
-    expect(drive.serial()).toBe('EMU-TEST-0001');
+    expect(t.drive.serial()).toBe('EMU-TEST-0001');
   });
 });

@@ -4,13 +4,21 @@
  * any PIN is sent: nothing is spent, even with a wrong PIN. On an 8-range emulated drive, and on a
  * scripted TPer whose recorded bytes show that no PIN left the host.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { tcgNative } from '../../src/drives/backend.js';
+import { describe, expect, it } from 'vitest';
 import { OpalDrive } from '../../src/drives/opal.js';
 import { ADMIN1 } from '../../src/drives/types.js';
 import { testSeams } from '../support/addon.js';
-import { discoveryFixture } from '../support/shared.js';
-import { createImage, emulatorNative, type EmulatedImage } from './emulated-support.js';
+import {
+  closed,
+  discovery,
+  FIRST_HSN,
+  getResult,
+  propertiesOk,
+  startRefused,
+  syncSession,
+  tcg,
+} from '../support/scripted-tper.js';
+import { useOwnedDrive } from './emulated-support.js';
 
 const NOT_FOUND = {
   code: 'DRIVE_RANGE_NOT_FOUND',
@@ -18,94 +26,64 @@ const NOT_FOUND = {
 };
 
 describe('an 8-range emulated drive', () => {
-  const emu = emulatorNative();
   const SID_PIN = Buffer.from('sid pin for range checks');
   const ADMIN_PIN = Buffer.from('admin pin for range checks');
-  let image: EmulatedImage;
-  let drive: OpalDrive;
-
-  beforeEach(async () => {
-    image = await createImage(emu);
-    drive = await OpalDrive.open(image.spec);
-    await drive.takeOwnership(SID_PIN);
-    await drive.activate(SID_PIN);
-    await drive.setPin({ pin: SID_PIN, newPin: ADMIN_PIN });
-  });
-  afterEach(async () => {
-    await drive.close();
-    image.cleanup();
-  });
+  const t = useOwnedDrive({ sid: SID_PIN, admin: ADMIN_PIN });
 
   it('status() reports MaxRanges without a PIN', async () => {
-    expect((await drive.status()).maxRanges).toBe(8);
+    expect((await t.drive.status()).maxRanges).toBe(8);
   });
 
   it('range 9: lock, unlock, set up, erase and enable-user refuse it naming the ranges that exist', async () => {
-    const refused = await drive.unlock(ADMIN_PIN, { range: 9 }).catch((e: unknown) => e);
+    const refused = await t.drive.unlock(ADMIN_PIN, { range: 9 }).catch((e: unknown) => e);
     expect(refused).toMatchObject(NOT_FOUND);
     expect((refused as { toJSON(): object }).toJSON()).toMatchObject({
       code: 'DRIVE_RANGE_NOT_FOUND',
       range: 9,
       validRanges: [0, 1, 2, 3, 4, 5, 6, 7, 8],
     });
-    await expect(drive.lock(ADMIN_PIN, { range: 9 })).rejects.toMatchObject(NOT_FOUND);
+    await expect(t.drive.lock(ADMIN_PIN, { range: 9 })).rejects.toMatchObject(NOT_FOUND);
     await expect(
-      drive.setupRange(ADMIN_PIN, { range: 9, start: 0, length: 8, readLockEnabled: true, writeLockEnabled: true }),
+      t.drive.setupRange(ADMIN_PIN, { range: 9, start: 0, length: 8, readLockEnabled: true, writeLockEnabled: true }),
     ).rejects.toMatchObject(NOT_FOUND);
-    await expect(drive.erase(ADMIN_PIN, { range: 9 })).rejects.toMatchObject(NOT_FOUND);
-    await expect(drive.enableUser(ADMIN_PIN, 1, { ranges: [1, 9] })).rejects.toMatchObject(NOT_FOUND);
+    await expect(t.drive.erase(ADMIN_PIN, { range: 9 })).rejects.toMatchObject(NOT_FOUND);
+    await expect(t.drive.enableUser(ADMIN_PIN, 1, { ranges: [1, 9] })).rejects.toMatchObject(NOT_FOUND);
     // The last range is there.
-    await drive.setupRange(ADMIN_PIN, {
+    await t.drive.setupRange(ADMIN_PIN, {
       range: 8,
       start: 8192,
       length: 64,
       readLockEnabled: true,
       writeLockEnabled: true,
     });
-    await drive.lock(ADMIN_PIN, { range: 8 });
-    await drive.unlock(ADMIN_PIN, { range: 8 });
+    await t.drive.lock(ADMIN_PIN, { range: 8 });
+    await t.drive.unlock(ADMIN_PIN, { range: 8 });
   });
 
   it('a wrong PIN with range 9 is not spent: refused for the range, not remembered as wrong', async () => {
     const wrong = Buffer.from('not the admin pin');
-    await expect(drive.unlock(wrong, { range: 9 })).rejects.toMatchObject(NOT_FOUND);
-    expect(await drive.isKnownWrong(ADMIN1, wrong)).toBe(false);
+    await expect(t.drive.unlock(wrong, { range: 9 })).rejects.toMatchObject(NOT_FOUND);
+    expect(await t.drive.isKnownWrong(ADMIN1, wrong)).toBe(false);
     // Tries cannot be read without authenticating (which resets them), so spend the rest instead:
     // TryLimit failures would lock Admin1 out, yet the right PIN still works after as many refusals.
-    const { tryLimit } = (await drive.tries(ADMIN1, { authority: ADMIN1, pin: ADMIN_PIN }))!;
+    const { tryLimit } = (await t.drive.tries(ADMIN1, { authority: ADMIN1, pin: ADMIN_PIN }))!;
     for (let i = 0; i < tryLimit + 1; i++) {
-      await expect(drive.unlock(Buffer.from(`wrong ${i}`), { range: 9 })).rejects.toMatchObject(NOT_FOUND);
+      await expect(t.drive.unlock(Buffer.from(`wrong ${i}`), { range: 9 })).rejects.toMatchObject(NOT_FOUND);
     }
-    await drive.unlock(ADMIN_PIN, { range: 1 });
+    await t.drive.unlock(ADMIN_PIN, { range: 1 });
   });
 });
 
 describe('on a scripted TPer: no PIN is sent for a range the drive lacks', () => {
-  const tcg = tcgNative();
   const seams = testSeams();
-  const COM_ID = 0x1004;
-  const FIRST_HSN = 0x4b42;
-  const TSN = 0x1001;
-  const SMUID = { uid: '00000000000000ff' };
-  const EOD = { token: 'EOD' };
-  const packet = (tsn: number, hsn: number, values: unknown[]) =>
-    tcg.buildComPacket({ comId: COM_ID, tperSession: tsn, hostSession: hsn, payload: tcg.encodeTokens(values) });
-  const propertiesOk = packet(0, 0, [
-    { token: 'CALL' },
-    SMUID,
-    { uid: '000000000000ff01' },
-    [[{ name: 'MaxComPacketSize', value: 2048 }], { name: 0, value: [] }],
-    EOD,
-    [0, 0, 0],
-  ]);
   const session = (hsn: number, columns: { name: number; value: unknown }[]) => [
-    packet(0, 0, [{ token: 'CALL' }, SMUID, { uid: '000000000000ff03' }, [hsn, TSN], EOD, [0, 0, 0]]),
-    packet(TSN, hsn, [[columns], EOD, [0, 0, 0]]),
-    packet(TSN, hsn, [{ token: 'EOS' }]),
+    syncSession(hsn),
+    getResult(hsn, columns),
+    closed(hsn),
   ];
 
   it('reads the count once without credentials, then refuses every later call before sending', async () => {
-    const backend = seams.openScriptedDrive(discoveryFixture('Samsung EVO 860'), [
+    const backend = seams.openScriptedDrive(discovery, [
       propertiesOk,
       ...session(FIRST_HSN, [{ name: 6, value: 9 }]), // Admin SP: Locking SP life cycle Manufactured
       ...session(FIRST_HSN + 1, [{ name: 4, value: 4 }]), // Locking SP: LockingInfo MaxRanges 4
@@ -127,10 +105,10 @@ describe('on a scripted TPer: no PIN is sent for a range the drive lacks', () =>
   });
 
   it('when the drive does not tell (no Locking SP life cycle), the drive decides', async () => {
-    const backend = seams.openScriptedDrive(discoveryFixture('Samsung EVO 860'), [
+    const backend = seams.openScriptedDrive(discovery, [
       propertiesOk,
       ...session(FIRST_HSN, []), // the life cycle is not returned: the count stays unknown
-      packet(0, 0, [[], { token: 'EOD' }, [0x01, 0, 0]]), // StartSession with the PIN: refused
+      startRefused(0x01), // StartSession with the PIN: refused
     ]);
     const drive = OpalDrive.fromBackend('scripted:unknown-ranges', backend);
     await expect(drive.unlock(Buffer.from('pin'), { range: 9 })).rejects.toMatchObject({ code: 'TCG_NOT_AUTHORIZED' });

@@ -4,6 +4,7 @@
  * driven by arriving datagrams and bounded by a timeout (no polling).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { onLines } from './lines.js';
 
 const RECEIVER = `
 import json, socket, sys
@@ -30,18 +31,11 @@ export class NotifyReceiver {
     const child = spawn('/usr/bin/python3', ['-c', RECEIVER, address]);
     const receiver = new NotifyReceiver(address, child);
     return new Promise((resolve, reject) => {
-      let buffered = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString();
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          if (line === 'listening') resolve(receiver);
-          else {
-            receiver.messages.push(JSON.parse(line) as string);
-            for (const wake of [...receiver.waiters]) wake();
-          }
+      onLines(child.stdout, (line) => {
+        if (line === 'listening') resolve(receiver);
+        else {
+          receiver.messages.push(JSON.parse(line) as string);
+          for (const wake of [...receiver.waiters]) wake();
         }
       });
       child.once('exit', (code) => reject(new Error(`notify receiver exited with ${code}`)));

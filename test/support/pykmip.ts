@@ -203,3 +203,22 @@ export function pykmipClientOptions(info: PykmipServerInfo, extra: Partial<KmipC
     ...extra,
   };
 }
+
+/**
+ * The kmip-agent CLI's connection options for a PyKMIP fixture (`setup`, `kmip ...`): its address, or
+ * `endpoint` when the agent must reach it through something in between, and its CA and client identity.
+ */
+export function pykmipCliArgs(info: PykmipServerInfo, endpoint: { host: string; port: number } = info): string[] {
+  return [
+    '--server',
+    `${endpoint.host}:${endpoint.port}`,
+    '--servername',
+    'localhost',
+    '--ca',
+    info.ca,
+    '--cert',
+    info.clientCert,
+    '--key',
+    info.clientKey,
+  ];
+}

@@ -13,7 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, s
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/native/addon.js';
-import { startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
 import { Container, TEST_CACHE_DIR, ensureRootfs, nspawnUnavailableReason } from '../support/nspawn.js';
 
 const ROOT = packageRoot();
@@ -93,22 +93,7 @@ describe.skipIf(unavailable !== undefined)(
       const driveDir = join(work, 'drives');
       mkdirSync(driveDir);
       const dirs = ['--config-dir', configDir, '--state-dir', stateDir, '--runtime-dir', join(work, 'run')];
-      mustCli([
-        'setup',
-        '--appliance-id',
-        'nspawn-appliance',
-        '--server',
-        `${server.host}:${server.port}`,
-        '--servername',
-        'localhost',
-        '--ca',
-        server.ca,
-        '--cert',
-        server.clientCert,
-        '--key',
-        server.clientKey,
-        ...dirs,
-      ]);
+      mustCli(['setup', '--appliance-id', 'nspawn-appliance', ...pykmipCliArgs(server), ...dirs]);
       drives = DRIVES.map((serial) => `emu:${join(driveDir, `${serial}.img`)}`);
       DRIVES.forEach((serial, i) =>
         mustCli(['drive', 'emulate', 'create', drives[i]!, '--size', '8', '--serial', serial]),

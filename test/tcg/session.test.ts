@@ -5,42 +5,26 @@
  * growth, refused PINs. Core Spec 2.01: 3.2.4 (methods), 3.3.7 (sessions), 3.3.10 (IF-RECV), 5.2.
  */
 import { describe, expect, it } from 'vitest';
-import { tcgNative } from '../../src/drives/backend.js';
 import { OpalDrive } from '../../src/drives/opal.js';
 import { OpalError } from '../../src/drives/errors.js';
 import { KmipAgentError } from '../../src/errors.js';
 import { testSeams } from '../support/addon.js';
-import { discoveryFixture } from '../support/shared.js';
-
-const tcg = tcgNative();
-const seams = testSeams();
-// A real Opal 2 drive's discovery (Samsung EVO 860, base ComID 0x1004).
-const discovery = discoveryFixture('Samsung EVO 860');
-const COM_ID = 0x1004;
-// The host numbers sessions from 0x4B42 upward (native/tcg/session.h), one per StartSession.
-const FIRST_HSN = 0x4b42;
-const TSN = 0x1001;
-
-const SMUID = { uid: '00000000000000ff' };
-const EOD = { token: 'EOD' };
-
-function packet(tsn: number, hsn: number, values: unknown[]): Buffer {
-  return tcg.buildComPacket({ comId: COM_ID, tperSession: tsn, hostSession: hsn, payload: tcg.encodeTokens(values) });
-}
-const propertiesOk = packet(0, 0, [
-  { token: 'CALL' },
-  SMUID,
-  { uid: '000000000000ff01' },
-  [[{ name: 'MaxComPacketSize', value: 2048 }], { name: 0, value: [] }],
+import {
+  closed,
+  COM_ID,
+  discovery,
   EOD,
-  [0, 0, 0],
-]);
-const syncSession = (hsn: number, tsn = TSN): Buffer =>
-  packet(0, 0, [{ token: 'CALL' }, SMUID, { uid: '000000000000ff03' }, [hsn, tsn], EOD, [0, 0, 0]]);
-const startRefused = (status: number): Buffer => packet(0, 0, [[], EOD, [status, 0, 0]]);
-const getResult = (hsn: number, columns: { name: number; value: unknown }[]): Buffer =>
-  packet(TSN, hsn, [[columns], EOD, [0, 0, 0]]);
-const closed = (hsn: number): Buffer => packet(TSN, hsn, [{ token: 'EOS' }]);
+  FIRST_HSN,
+  getResult,
+  packet,
+  propertiesOk,
+  startRefused,
+  syncSession,
+  tcg,
+  TSN,
+} from '../support/scripted-tper.js';
+
+const seams = testSeams();
 const notReady = tcg.buildComPacket({ comId: COM_ID, outstandingData: 1, minTransfer: 0 });
 
 function drive(responses: Buffer[]): OpalDrive {

@@ -4,33 +4,11 @@
  * blocks (the padding lies outside ComPacket.Length). Checked on the bytes a scripted TPer recorded.
  */
 import { describe, expect, it } from 'vitest';
-import { tcgNative } from '../../src/drives/backend.js';
 import { OpalDrive } from '../../src/drives/opal.js';
 import { testSeams } from '../support/addon.js';
-import { discoveryFixture } from '../support/shared.js';
+import { discovery, EOD, FIRST_HSN, packet, propertiesOk, syncSession, tcg, TSN } from '../support/scripted-tper.js';
 
-const tcg = tcgNative();
 const seams = testSeams();
-const discovery = discoveryFixture('Samsung EVO 860');
-const COM_ID = 0x1004;
-const FIRST_HSN = 0x4b42;
-const TSN = 0x1001;
-const SMUID = { uid: '00000000000000ff' };
-const EOD = { token: 'EOD' };
-
-function packet(tsn: number, hsn: number, values: unknown[]): Buffer {
-  return tcg.buildComPacket({ comId: COM_ID, tperSession: tsn, hostSession: hsn, payload: tcg.encodeTokens(values) });
-}
-const propertiesOk = packet(0, 0, [
-  { token: 'CALL' },
-  SMUID,
-  { uid: '000000000000ff01' },
-  [[{ name: 'MaxComPacketSize', value: 2048 }], { name: 0, value: [] }],
-  EOD,
-  [0, 0, 0],
-]);
-const syncSession = (hsn: number): Buffer =>
-  packet(0, 0, [{ token: 'CALL' }, SMUID, { uid: '000000000000ff03' }, [hsn, TSN], EOD, [0, 0, 0]]);
 
 describe('IF-SEND ComPackets', () => {
   it('SeqNumber 0 in every Packet and transfers of whole 512-byte blocks, zero past the ComPacket', async () => {
