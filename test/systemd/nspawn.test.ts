@@ -218,13 +218,15 @@ describe.skipIf(unavailable !== undefined)(
       const c = container!;
       const before = c.show(UNIT, ['MainPID', 'NRestarts', 'StatusText']);
       const journalBefore = c.journal(UNIT);
-      const kill = c.exec(['systemctl', 'kill', '-s', 'SIGSTOP', UNIT]);
-      expect(kill.status).toBe(0);
-      // While it hangs, the drives lose power: the restarted daemon has to unlock them for real.
+      // The drives lose power first (the running daemon does not notice), then the daemon hangs: the restarted
+      // daemon has to unlock them for real. In this order the restart cannot overtake the power cycles (on a
+      // loaded machine cycling all drives can take longer than WatchdogSec + RestartSec).
       for (const d of drives) {
         mustCli(['drive', 'emulate', 'power-cycle', d]);
         expect(readLba0(d).code).not.toBe(0);
       }
+      const kill = c.exec(['systemctl', 'kill', '-s', 'SIGSTOP', UNIT]);
+      expect(kill.status).toBe(0);
       // WatchdogSec=3s, then RestartSec=5s of the shipped unit, then the new daemon's boot unlock.
       const after = await c.waitForUnit(
         UNIT,
