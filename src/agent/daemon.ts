@@ -37,6 +37,7 @@ import {
   type VolumeEnrollResult,
 } from './enroll.js';
 import { ConnectionRecorder, type ConnectionAttempt } from './connections.js';
+import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
 import { takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
@@ -200,6 +201,12 @@ export interface AgentRuntime {
   enrollDrives(devices: string[]): Promise<EnrollResult[]>;
   /** Enrolls a LUKS2 volume (a keyslot for a new KMIP key, authorized by `existingKey`), opened as `name`. */
   enrollVolume(device: string, name: string, existingKey: Buffer, keySocket: boolean): Promise<VolumeEnrollResult>;
+  /** Formats `device` as a new LUKS2 volume whose only keyslot is a new KMIP key, opened as `name`. */
+  formatVolume(
+    device: string,
+    name: string,
+    options: { keySocket: boolean; force: boolean },
+  ): Promise<VolumeEnrollResult>;
   /** The drives and volumes this machine has (see inventory.ts); `sysfsRoot` for tests. */
   inventory(options?: { sysfsRoot?: string }): Promise<InventoryItem[]>;
   /** Rebuilds the state from the key server (see recovery.ts) and refreshes the agent's targets. */
@@ -370,6 +377,12 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
           newJobId: () => `enroll-${randomUUID()}`,
         },
       );
+      await volumeEnrolled(result, name, keySocket);
+      return result;
+    };
+    /** A volume now under the agent: logged, added to the config (the next boot opens it), a target. */
+    const volumeEnrolled = async (result: VolumeEnrollResult, name: string, keySocket: boolean) => {
+      const { device } = result;
       log.info(
         { event: 'enroll', volume: result.id, keyUid: result.keyUid, device, keyslot: result.keyslot },
         `${result.id}: enrolled`,
@@ -382,6 +395,27 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       });
       config.volumes.splice(0, config.volumes.length, ...others, { device, name, unlockAtBoot: true, keySocket });
       agent.refreshTargets();
+    };
+    const formatLuks = auditedEnroll(audit, clock, formatLuksVolume);
+    const formatVolume = async (device: string, name: string, o: { keySocket: boolean; force: boolean }) => {
+      const result = await formatLuks(
+        device,
+        {
+          signature: (d) => luks.probeSignature(d),
+          format: async (d, key, f) => (await luks.format(d, key, f)).slot,
+        },
+        {
+          applianceId: config.applianceId,
+          provider: 'default',
+          keys,
+          state,
+          clock,
+          newJobId: () => `format-${randomUUID()}`,
+          newUuid: () => randomUUID(),
+          force: o.force,
+        },
+      );
+      await volumeEnrolled(result, name, o.keySocket);
       return result;
     };
     const inventory = (o: { sysfsRoot?: string } = {}) => takeInventory(config, inventoryPorts, o);
@@ -422,6 +456,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       clock,
       enrollDrives,
       enrollVolume,
+      formatVolume,
       inventory,
       recover,
       close,
