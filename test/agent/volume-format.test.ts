@@ -25,7 +25,7 @@ function appliance(): TestAppliance {
   return a;
 }
 
-const state = (a: TestAppliance) => decodeState(readFileSync(a.statePath, 'utf8'));
+const state = (a: TestAppliance) => decodeState(readFileSync(a.statePath, 'utf8'), a.statePath).body;
 const keysInGroup = async (a: TestAppliance) => new KmipKeySource(a.provider()).findByGroup(`kmip-agent/${a.id}`);
 
 describe('volume format', () => {

@@ -46,6 +46,16 @@ export const DIR_OPTIONS = {
   },
 } as const;
 
+const accepted = <const T extends { help: string }>(o: T) =>
+  ({ ...o, help: `${o.help.split(' (')[0]}: accepted on every command, unused here` }) as const;
+
+/** The same flags on commands that do not need the agent's directories: every command takes them. */
+export const ACCEPTED_DIR_OPTIONS = {
+  'config-dir': accepted(DIR_OPTIONS['config-dir']),
+  'state-dir': accepted(DIR_OPTIONS['state-dir']),
+  'runtime-dir': accepted(DIR_OPTIONS['runtime-dir']),
+} as const;
+
 type DirValues = { 'config-dir'?: string; 'state-dir'?: string; 'runtime-dir'?: string };
 
 export function dirsFrom(values: DirValues): AgentDirs {
