@@ -2,8 +2,10 @@
 // Every call returns a Promise and runs its libcryptsetup work off the JS thread (PromiseWorker).
 // Keys arrive as Buffers, are copied into SecretBytes at once and wiped when the call ends.
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <libcryptsetup.h>
 #include <napi.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +44,8 @@ constexpr uint32_t kPbkdfIterations = 1000;
 // cryptsetup's own limit for a passphrase read from a key file is 8 MiB; no key of ours comes close.
 constexpr size_t kMaxKeySize = 8192;
 constexpr size_t kMaxDmNameSize = 127;  // DM_NAME_LEN - 1
+// LUKS2's default metadata + keyslot area is 16 MiB; a volume needs room for data after it.
+constexpr uint64_t kMinFormatBytes = 17ull * 1024 * 1024;
 
 // libcryptsetup keeps process-global state (log and debug settings, crypto backend, locking), so
 // the worker threads take turns.
@@ -506,24 +510,28 @@ int FormatLuks2(const std::string& path, const SecretBytes& key, const std::stri
   }
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
     throw CodedError("LUKS_INVALID_ARGUMENT", path + " is not a block device or image file");
-  if (!force) {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      int err = errno;
-      throw CodedError(err == EACCES ? "LUKS_PERMISSION_DENIED" : "LUKS_IO_ERROR",
-                       path + ": cannot open: " + strerror(err), err);
-    }
-    HeaderCheck check;
-    try {
-      check = CheckLuksHeaders(fd);
-    } catch (...) {
-      close(fd);
-      throw;
-    }
-    close(fd);
-    if (check.kind != HeaderKind::kNotLuks)
-      throw CodedError("LUKS_DEVICE_IN_USE", path + " already holds a LUKS header: refusing to format over it");
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    throw CodedError(err == EACCES ? "LUKS_PERMISSION_DENIED" : "LUKS_IO_ERROR",
+                     path + ": cannot open: " + strerror(err), err);
   }
+  // libcryptsetup writes a header past the end of a small image file (growing it) without complaint.
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &size) != 0) size = 0;
+  HeaderCheck check;
+  try {
+    check = CheckLuksHeaders(fd);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  close(fd);
+  if (size <= kMinFormatBytes)
+    throw CodedError("LUKS_INVALID_ARGUMENT", path + " is too small for a LUKS2 volume (" + std::to_string(size) +
+                                                  " bytes; the header alone takes 16 MiB)");
+  if (!force && check.kind != HeaderKind::kNotLuks)
+    throw CodedError("LUKS_DEVICE_IN_USE", path + " already holds a LUKS header: refusing to format over it");
   CryptDevice device;
   int r = crypt_init(device.out(), path.c_str());
   if (r < 0) FailErrno(r, path + ": cannot open", log);
