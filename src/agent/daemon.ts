@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { KmipProvider, type ServerAttempt } from '../kmip/index.js';
-import { ADMIN1, listSystemDisks, luks, OpalDrive, type OpalDriveOptions } from '../drives/index.js';
+import { ADMIN1, listSystemDisks, luks, OpalDrive, SID, type OpalDriveOptions } from '../drives/index.js';
 import { KmipAgentError } from '../errors.js';
 import { ApiServer, API_SOCKET_NAME, type RpcMethod } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
@@ -36,6 +36,7 @@ import {
   type EnrollResult,
   type VolumeEnrollResult,
 } from './enroll.js';
+import { adoptOpalDrive, type AdoptDrive, type AdoptPins, type AdoptResult } from './adopt.js';
 import { ConnectionRecorder, type ConnectionAttempt } from './connections.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
@@ -139,6 +140,27 @@ async function openForEnroll(device: string, options: OpalDriveOptions): Promise
   };
 }
 
+/** Opens an owned drive for adoption: PINs checked and changed as SID or Admin1, through the lockout guard. */
+async function openForAdopt(device: string, options: OpalDriveOptions): Promise<AdoptDrive> {
+  const drive = await OpalDrive.open(device, options);
+  const authority = (a: 'sid' | 'admin1') => (a === 'sid' ? SID : ADMIN1);
+  return {
+    identity: () => drive.identity(),
+    // As enrollment judges it (openForEnroll): PINs are then not what the drive needs.
+    isFactoryFresh: async () => {
+      const s = await drive.status();
+      return !s.lockingEnabled && s.sidIsMsid !== false;
+    },
+    lockingSpActive: async () => (await drive.status()).lockingEnabled,
+    verify: (a, pin) => drive.verify(pin, authority(a)),
+    activateLockingSp: (pin) => drive.activate(pin),
+    setPin: (a, pin, newPin) => drive.setPin({ authority: authority(a), pin, newPin }),
+    enableGlobalRangeLocking: (pin) =>
+      drive.setupRange(pin, { range: 0, readLockEnabled: true, writeLockEnabled: true }),
+    close: () => drive.close(),
+  };
+}
+
 /** Inventory over systeminformation, sysfs and Level 0 discovery (a disk without Opal says why). */
 const inventoryPorts: InventoryPorts = {
   listDisks: listSystemDisks,
@@ -199,6 +221,8 @@ export interface AgentRuntime {
   clock: Clock;
   /** Enrolls factory-fresh Opal drives and records them (state, and the config for emulated drives). */
   enrollDrives(devices: string[]): Promise<EnrollResult[]>;
+  /** Adopts an already-owned Opal drive with its current PINs (see adopt.ts) and records it. */
+  adoptDrive(device: string, pins: AdoptPins): Promise<AdoptResult>;
   /** Enrolls a LUKS2 volume (a keyslot for a new KMIP key, authorized by `existingKey`), opened as `name`. */
   enrollVolume(device: string, name: string, existingKey: Buffer, keySocket: boolean): Promise<VolumeEnrollResult>;
   /** Formats `device` as a new LUKS2 volume whose only keyslot is a new KMIP key, opened as `name`. */
@@ -348,6 +372,32 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         log.info({ event: 'enroll', drive: result.id, keyUid: result.keyUid, device }, `${result.id}: enrolled`);
         results.push(result);
       }
+      await drivesEnrolled(results);
+      return results;
+    };
+    const adoptOpal = auditedEnroll(audit, clock, adoptOpalDrive);
+    const adoptDrive = async (device: string, pins: AdoptPins) => {
+      const result = await adoptOpal(
+        device,
+        pins,
+        { open: (d) => openForAdopt(d, guard) },
+        {
+          applianceId: config.applianceId,
+          provider: 'default',
+          keys,
+          state,
+          clock,
+          newJobId: () => `adopt-${randomUUID()}`,
+        },
+      );
+      log.info(
+        { event: 'enroll', drive: result.id, keyUid: result.keyUid, device, adopted: true },
+        `${result.id}: adopted`,
+      );
+      await drivesEnrolled([result]);
+      return result;
+    };
+    const drivesEnrolled = async (results: EnrollResult[]) => {
       // Emulated drives are found by path: the next boot knows them without hand editing.
       const fresh = await loadConfig(dirs.config);
       const missing = results.filter((r) => !fresh.drives.some((d) => d.device === r.device));
@@ -358,7 +408,6 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         });
       }
       agent.refreshTargets();
-      return results;
     };
     const enrollVolume = async (device: string, name: string, existingKey: Buffer, keySocket: boolean) => {
       const result = await enrollLuks(
@@ -455,6 +504,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       log,
       clock,
       enrollDrives,
+      adoptDrive,
       enrollVolume,
       formatVolume,
       inventory,
