@@ -26,24 +26,24 @@ function acceptDirOptions<N extends CommandNode>(node: N): N {
   return 'config-dir' in node.options ? node : { ...node, options: { ...node.options, ...ACCEPTED_DIR_OPTIONS } };
 }
 
-export const commandTree = acceptDirOptions(
-  group({
-    name: 'kmip-agent',
-    summary: 'Key-management agent for storage appliances: KMIP keys, TCG Opal drives, LUKS2 volumes',
-    commands: [
-      setupCommand,
-      daemonCommand,
-      statusCommand,
-      healthCommand,
-      faultsCommand,
-      unlockCommand,
-      auditCommand,
-      recoverCommand,
-      kmipCommand,
-      driveCommand,
-      volumeCommand,
-      ttlvCommand,
-      addonCommand,
-    ],
-  }),
-);
+const tree = group({
+  name: 'kmip-agent',
+  summary: 'Key-management agent for storage appliances: KMIP keys, TCG Opal drives, LUKS2 volumes',
+  commands: [
+    setupCommand,
+    daemonCommand,
+    statusCommand,
+    healthCommand,
+    faultsCommand,
+    unlockCommand,
+    auditCommand,
+    recoverCommand,
+    kmipCommand,
+    driveCommand,
+    volumeCommand,
+    ttlvCommand,
+    addonCommand,
+  ],
+});
+
+export const commandTree = acceptDirOptions(tree);
