@@ -1,9 +1,11 @@
-// libcryptsetup wrapper (addon.luks): LUKS2 header info, key checks, activation, keyslot add/remove.
+// libcryptsetup wrapper (addon.luks): LUKS2 header info, key checks, activation, keyslot add/remove, format.
 // Every call returns a Promise and runs its libcryptsetup work off the JS thread (PromiseWorker).
 // Keys arrive as Buffers, are copied into SecretBytes at once and wiped when the call ends.
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <libcryptsetup.h>
 #include <napi.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +44,8 @@ constexpr uint32_t kPbkdfIterations = 1000;
 // cryptsetup's own limit for a passphrase read from a key file is 8 MiB; no key of ours comes close.
 constexpr size_t kMaxKeySize = 8192;
 constexpr size_t kMaxDmNameSize = 127;  // DM_NAME_LEN - 1
+// LUKS2's default metadata + keyslot area is 16 MiB; a volume needs room for data after it.
+constexpr uint64_t kMinFormatBytes = 17ull * 1024 * 1024;
 
 // libcryptsetup keeps process-global state (log and debug settings, crypto backend, locking), so
 // the worker threads take turns.
@@ -492,6 +496,64 @@ int RemoveKeyslot(const std::string& path, const SecretBytes& key, int slot,
   return target;
 }
 
+// A new LUKS2 header (aes-xts-plain64, 512-bit volume key made by libcryptsetup from its RNG, never
+// seen here) with one keyslot for `key`, the agent's PBKDF, and the caller's UUID (the key's name on the
+// key server is derived from it, so it must be known before the format). Whatever signature the device
+// holds is the caller's to check; a LUKS header is refused here too unless `force`.
+int FormatLuks2(const std::string& path, const SecretBytes& key, const std::string& uuid, bool force,
+                OperationLog& log) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == EACCES) throw CodedError("LUKS_PERMISSION_DENIED", path + ": permission denied", err);
+    throw CodedError("LUKS_DEVICE_NOT_FOUND", path + ": " + strerror(err), err);
+  }
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+    throw CodedError("LUKS_INVALID_ARGUMENT", path + " is not a block device or image file");
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    throw CodedError(err == EACCES ? "LUKS_PERMISSION_DENIED" : "LUKS_IO_ERROR",
+                     path + ": cannot open: " + strerror(err), err);
+  }
+  // libcryptsetup writes a header past the end of a small image file (growing it) without complaint.
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &size) != 0) size = 0;
+  HeaderCheck check;
+  try {
+    check = CheckLuksHeaders(fd);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  close(fd);
+  if (size <= kMinFormatBytes)
+    throw CodedError("LUKS_INVALID_ARGUMENT", path + " is too small for a LUKS2 volume (" + std::to_string(size) +
+                                                  " bytes; the header alone takes 16 MiB)");
+  if (!force && check.kind != HeaderKind::kNotLuks)
+    throw CodedError("LUKS_DEVICE_IN_USE", path + " already holds a LUKS header: refusing to format over it");
+  CryptDevice device;
+  int r = crypt_init(device.out(), path.c_str());
+  if (r < 0) FailErrno(r, path + ": cannot open", log);
+  crypt_device* cd = device.get();
+  crypt_set_log_callback(cd, CollectLog, &log);
+  crypt_pbkdf_type pbkdf{};
+  pbkdf.type = kPbkdfType;
+  pbkdf.hash = kPbkdfHash;
+  pbkdf.iterations = kPbkdfIterations;
+  pbkdf.flags = CRYPT_PBKDF_NO_BENCHMARK;
+  crypt_params_luks2 params{};
+  params.pbkdf = &pbkdf;
+  r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", uuid.c_str(), nullptr, 64, &params);
+  if (r == -EINVAL) Fail("LUKS_INVALID_ARGUMENT", "cannot format " + path + " (too small, or a bad UUID?)", r, log);
+  if (r < 0) FailErrno(r, "cannot format " + path, log);
+  r = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, nullptr, 0, reinterpret_cast<const char*>(key.data()),
+                                      key.size());
+  if (r < 0) FailErrno(r, "cannot add the keyslot to the new header of " + path, log);
+  if (TryKey(cd, key, r) != r) Fail("LUKS_FAILED", "the new keyslot of " + path + " did not verify", -EIO, log);
+  return r;
+}
+
 // ---- exports -------------------------------------------------------------------------------------
 
 // The operations that report a keyslot resolve to { slot }.
@@ -595,6 +657,23 @@ Napi::Value RemoveKey(const Napi::CallbackInfo& info) {
   });
 }
 
+// format(path, key, uuid, force): resolves to { slot } of the one keyslot.
+Napi::Value Format(const Napi::CallbackInfo& info) {
+  return CatchAll(info.Env(), [&]() -> Napi::Value {
+    std::string path = StringArg(info, 0, "device path");
+    SecretBytes key = KeyArg(info, 1, "key");
+    std::string uuid = StringArg(info, 2, "UUID");
+    const bool force = BoolArg(info, 3);
+    auto slot = std::make_shared<int>(-1);
+    return RunLuks(
+        info.Env(), "luks.format",
+        [path, key = std::move(key), uuid, force, slot](OperationLog& log) {
+          *slot = FormatLuks2(path, key, uuid, force, log);
+        },
+        SlotFinish(slot));
+  });
+}
+
 // Synchronous: reads /proc/misc and stats one file.
 Napi::Value DeviceMapper(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -624,6 +703,7 @@ void InitLuks(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("addKey", Napi::Function::New(env, AddKey, "addKey"));
   exports.Set("removeKey", Napi::Function::New(env, RemoveKey, "removeKey"));
+  exports.Set("format", Napi::Function::New(env, Format, "format"));
   exports.Set("deviceMapper", Napi::Function::New(env, DeviceMapper, "deviceMapper"));
   exports.Set("pbkdf", Napi::Function::New(env, Pbkdf, "pbkdf"));
 }

@@ -45,6 +45,7 @@ import {
   type EnrollResult,
   type VolumeEnrollResult,
 } from './enroll.js';
+import { adoptOpalDrive, type AdoptDrive, type AdoptPins, type AdoptResult } from './adopt.js';
 import { ConnectionRecorder, type ConnectionAttempt } from './connections.js';
 import {
   DISABLE_JOB,
@@ -56,6 +57,7 @@ import {
 } from './encryption-at-rest.js';
 import { JobRunner } from './jobs.js';
 import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
+import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
 import { takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
@@ -184,6 +186,27 @@ async function openForDisable(device: string, options: OpalDriveOptions): Promis
   };
 }
 
+/** Opens an owned drive for adoption: PINs checked and changed as SID or Admin1, through the lockout guard. */
+async function openForAdopt(device: string, options: OpalDriveOptions): Promise<AdoptDrive> {
+  const drive = await OpalDrive.open(device, options);
+  const authority = (a: 'sid' | 'admin1') => (a === 'sid' ? SID : ADMIN1);
+  return {
+    identity: () => drive.identity(),
+    // As enrollment judges it (openForEnroll): PINs are then not what the drive needs.
+    isFactoryFresh: async () => {
+      const s = await drive.status();
+      return !s.lockingEnabled && s.sidIsMsid !== false;
+    },
+    lockingSpActive: async () => (await drive.status()).lockingEnabled,
+    verify: (a, pin) => drive.verify(pin, authority(a)),
+    activateLockingSp: (pin) => drive.activate(pin),
+    setPin: (a, pin, newPin) => drive.setPin({ authority: authority(a), pin, newPin }),
+    enableGlobalRangeLocking: (pin) =>
+      drive.setupRange(pin, { range: 0, readLockEnabled: true, writeLockEnabled: true }),
+    close: () => drive.close(),
+  };
+}
+
 /** Inventory over systeminformation, sysfs and Level 0 discovery (a disk without Opal says why). */
 const inventoryPorts: InventoryPorts = {
   listDisks: listSystemDisks,
@@ -246,8 +269,16 @@ export interface AgentRuntime {
   clock: Clock;
   /** Enrolls factory-fresh Opal drives and records them (state, and the config for emulated drives). */
   enrollDrives(devices: string[]): Promise<EnrollResult[]>;
+  /** Adopts an already-owned Opal drive with its current PINs (see adopt.ts) and records it. */
+  adoptDrive(device: string, pins: AdoptPins): Promise<AdoptResult>;
   /** Enrolls a LUKS2 volume (a keyslot for a new KMIP key, authorized by `existingKey`), opened as `name`. */
   enrollVolume(device: string, name: string, existingKey: Buffer, keySocket: boolean): Promise<VolumeEnrollResult>;
+  /** Formats `device` as a new LUKS2 volume whose only keyslot is a new KMIP key, opened as `name`. */
+  formatVolume(
+    device: string,
+    name: string,
+    options: { keySocket: boolean; force: boolean },
+  ): Promise<VolumeEnrollResult>;
   /** The drives and volumes this machine has (see inventory.ts); `sysfsRoot` for tests. */
   inventory(options?: { sysfsRoot?: string }): Promise<InventoryItem[]>;
   /** Rebuilds the state from the key server (see recovery.ts) and refreshes the agent's targets. */
@@ -411,6 +442,32 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         log.info({ event: 'enroll', drive: result.id, keyUid: result.keyUid, device }, `${result.id}: enrolled`);
         results.push(result);
       }
+      await drivesEnrolled(results);
+      return results;
+    };
+    const adoptOpal = auditedEnroll(audit, clock, adoptOpalDrive);
+    const adoptDrive = async (device: string, pins: AdoptPins) => {
+      const result = await adoptOpal(
+        device,
+        pins,
+        { open: (d) => openForAdopt(d, guard) },
+        {
+          applianceId: config.applianceId,
+          provider: 'default',
+          keys,
+          state,
+          clock,
+          newJobId: () => `adopt-${randomUUID()}`,
+        },
+      );
+      log.info(
+        { event: 'enroll', drive: result.id, keyUid: result.keyUid, device, adopted: true },
+        `${result.id}: adopted`,
+      );
+      await drivesEnrolled([result]);
+      return result;
+    };
+    const drivesEnrolled = async (results: EnrollResult[]) => {
       // Emulated drives are found by path: the next boot knows them without hand editing.
       const fresh = await loadConfig(dirs.config);
       const missing = results.filter((r) => !fresh.drives.some((d) => d.device === r.device));
@@ -421,7 +478,6 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         });
       }
       agent.refreshTargets();
-      return results;
     };
     const enrollVolume = async (device: string, name: string, existingKey: Buffer, keySocket: boolean) => {
       const result = await enrollLuks(
@@ -440,6 +496,12 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
           newJobId: () => `enroll-${randomUUID()}`,
         },
       );
+      await volumeEnrolled(result, name, keySocket);
+      return result;
+    };
+    /** A volume now under the agent: logged, added to the config (the next boot opens it), a target. */
+    const volumeEnrolled = async (result: VolumeEnrollResult, name: string, keySocket: boolean) => {
+      const { device } = result;
       log.info(
         { event: 'enroll', volume: result.id, keyUid: result.keyUid, device, keyslot: result.keyslot },
         `${result.id}: enrolled`,
@@ -452,6 +514,27 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       });
       config.volumes.splice(0, config.volumes.length, ...others, { device, name, unlockAtBoot: true, keySocket });
       agent.refreshTargets();
+    };
+    const formatLuks = auditedEnroll(audit, clock, formatLuksVolume);
+    const formatVolume = async (device: string, name: string, o: { keySocket: boolean; force: boolean }) => {
+      const result = await formatLuks(
+        device,
+        {
+          signature: (d) => luks.probeSignature(d),
+          format: async (d, key, f) => (await luks.format(d, key, f)).slot,
+        },
+        {
+          applianceId: config.applianceId,
+          provider: 'default',
+          keys,
+          state,
+          clock,
+          newJobId: () => `format-${randomUUID()}`,
+          newUuid: () => randomUUID(),
+          force: o.force,
+        },
+      );
+      await volumeEnrolled(result, name, o.keySocket);
       return result;
     };
     const inventory = (o: { sysfsRoot?: string } = {}) => takeInventory(config, inventoryPorts, o);
@@ -537,7 +620,9 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       log,
       clock,
       enrollDrives,
+      adoptDrive,
       enrollVolume,
+      formatVolume,
       inventory,
       recover,
       close,

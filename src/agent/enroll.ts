@@ -57,7 +57,7 @@ export async function enrollOpalDrive(device: string, port: EnrollPort, options:
     }
     if (!(await drive.isFactoryFresh())) {
       throw new KmipAgentError(
-        `${device} (${id}) already has an owner: enrolling it needs its current SID PIN (not supported yet), ` +
+        `${device} (${id}) already has an owner: adopt it with its current PINs (--sid-pin-file, --admin1-pin-file), ` +
           'or a PSID revert (`kmip-agent drive psid-revert`, ALL DATA LOST) to make it factory-fresh',
         'DRIVE_ALREADY_OWNED',
       );

@@ -1,10 +1,11 @@
 /**
  * LUKS2 volumes through libcryptsetup (addon module `luks`): header info, key checks without
- * activating, open/close of dm-crypt mappings, keyslot add/remove. Every call runs off the JS thread.
+ * activating, open/close of dm-crypt mappings, keyslot add/remove, format. Every call runs off the JS thread.
  *
  * Keys are passed as Buffers and copied by the addon into self-wiping memory; the caller still owns
  * (and must zero) its own Buffers. Failures are `LuksError`s with stable codes (see LuksErrorCode).
  */
+import { execFile } from 'node:child_process';
 import { KmipAgentError, isKmipAgentError } from '../errors.js';
 import { addonModule } from '../native/addon.js';
 
@@ -28,6 +29,7 @@ export type LuksErrorCode =
   | 'LUKS_KEYSLOT_FULL'
   | 'LUKS_KEYSLOT_LAST'
   | 'LUKS_KEYSLOT_NOT_FOUND'
+  | 'LUKS_DEVICE_IN_USE'
   | 'LUKS_FAILED';
 
 export class LuksError extends KmipAgentError {
@@ -132,6 +134,7 @@ interface LuksNative {
     removeKey: Buffer | null,
     force: boolean,
   ): Promise<{ slot: number }>;
+  format(path: string, key: Buffer, uuid: string, force: boolean): Promise<{ slot: number }>;
   deviceMapper(): DeviceMapperStatus;
   pbkdf(): { type: string; hash: string; iterations: number };
 }
@@ -272,6 +275,56 @@ export async function removeKey(
   const slot = 'slot' in target ? target.slot : -1;
   const removeKeyBuffer = 'key' in target ? target.key : null;
   return call(() => native().removeKey(device, key, slot, removeKeyBuffer, options.force ?? false));
+}
+
+export interface FormatOptions {
+  /** The new header's UUID: known before the format, so the key can be named after it first. */
+  uuid: string;
+  /** Format even over a LUKS header or a filesystem signature (what the device held is lost). */
+  force?: boolean;
+}
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * What `blkid -p` (low-level probe, no cache) finds on the device: a filesystem, RAID member, partition
+ * table or LUKS type, or undefined when it is blank.
+ */
+export function probeSignature(device: string): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    execFile('blkid', ['-p', '-o', 'export', device], { timeout: 30_000 }, (error, stdout) => {
+      // Exit 2: nothing found. Anything else but 0 is a failed probe, not a blank device.
+      if (error && (error as { code?: unknown }).code === 2) return resolve(undefined);
+      if (error)
+        return reject(new LuksError(`cannot probe ${device} for signatures: ${error.message}`, 'LUKS_IO_ERROR'));
+      const fields = new Map(
+        stdout
+          .split('\n')
+          .map((l) => l.split('='))
+          .filter((kv) => kv.length >= 2)
+          .map(([k, ...v]) => [k!, v.join('=')]),
+      );
+      resolve(fields.get('TYPE') ?? fields.get('PTTYPE') ?? 'unknown signature');
+    });
+  });
+}
+
+/**
+ * Writes a new LUKS2 header (aes-xts-plain64, a random 512-bit volume key) whose only keyslot holds `key`,
+ * with the agent's PBKDF (see `agentKeyslotPbkdf`). Refuses, unless `force`, a device holding a LUKS header
+ * or any signature blkid knows (LUKS_DEVICE_IN_USE): formatting destroys what is there.
+ */
+export async function format(device: string, key: Buffer, options: FormatOptions): Promise<{ slot: number }> {
+  if (!UUID_PATTERN.test(options.uuid))
+    throw new LuksError(`'${options.uuid}' is not a lower-case UUID`, 'LUKS_INVALID_ARGUMENT');
+  if (!options.force) {
+    const found = await probeSignature(device);
+    if (found !== undefined)
+      throw new LuksError(`${device} already holds ${found}: refusing to format over it`, 'LUKS_DEVICE_IN_USE', {
+        details: { device, signature: found },
+      });
+  }
+  return call(() => native().format(device, key, options.uuid, options.force ?? false));
 }
 
 /** Whether dm-crypt mappings can be created on this machine, and if not, why. */

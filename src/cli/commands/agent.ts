@@ -20,6 +20,7 @@ import {
   emit,
   ExitCode,
   KEY_SECRET,
+  PIN_SECRET,
   printable,
   SECRET_READING_OPTIONS,
   secretReading,
@@ -44,6 +45,16 @@ export const DIR_OPTIONS = {
     value: 'DIR',
     help: 'runtime directory of the API socket (default /run/kmip-agent)',
   },
+} as const;
+
+const accepted = <const T extends { help: string }>(o: T) =>
+  ({ ...o, help: `${o.help.split(' (')[0]}: accepted on every command, unused here` }) as const;
+
+/** The same flags on commands that do not need the agent's directories: every command takes them. */
+export const ACCEPTED_DIR_OPTIONS = {
+  'config-dir': accepted(DIR_OPTIONS['config-dir']),
+  'state-dir': accepted(DIR_OPTIONS['state-dir']),
+  'runtime-dir': accepted(DIR_OPTIONS['runtime-dir']),
 } as const;
 
 type DirValues = { 'config-dir'?: string; 'state-dir'?: string; 'runtime-dir'?: string };
@@ -371,18 +382,60 @@ export const unlockCommand = command({
 
 export const driveEnrollCommand = command({
   name: 'enroll',
-  usage: '<drive>...',
+  usage: '<drive>... | <drive> --sid-pin-file FILE|- [--admin1-pin-file FILE|-]',
   summary: 'take a factory-fresh Opal drive under the agent: a new key on the key server locks it',
   description: `For each drive (a device path or emu:/path/to/image): a random 32-byte key is registered on the key
 server as kmip-agent/<appliance>/<drive id> in group kmip-agent/<appliance> and activated, then the drive
 is taken (SID and Admin1 PINs), its Locking SP activated and its global range read/write locked, and the
 drive is recorded in the state (and emulated drives in the config) so the next boot unlocks it.
 Each step is journaled: a crash never leaves a drive locked with a key nobody can find.
-Runs inside the daemon when one runs.`,
-  options: { ...DIR_OPTIONS },
+Runs inside the daemon when one runs.
+A drive that already has an owner is adopted with its current PINs (one drive; stop the daemon first):
+--sid-pin-file and/or --admin1-pin-file (Admin1 defaults to the SID PIN). They are checked first (a PIN the
+drive refuses is never sent again), then the new key replaces the Admin1 PIN and, given it, the SID PIN,
+and global range locking is enabled. Run again after an interruption, it resumes with the same key.`,
+  options: {
+    'sid-pin-file': { type: 'string', value: 'FILE|-', help: 'adopt an owned drive: its current SID PIN' },
+    'admin1-pin-file': {
+      type: 'string',
+      value: 'FILE|-',
+      help: 'adopt an owned drive: its current Admin1 PIN (default: the SID PIN)',
+    },
+    ...SECRET_READING_OPTIONS,
+    ...DIR_OPTIONS,
+  },
   positionals: [1, 64],
   async run({ values, positionals }, ctx) {
     const dirs = dirsFrom(values);
+    if (values['sid-pin-file'] !== undefined || values['admin1-pin-file'] !== undefined) {
+      if (positionals.length !== 1) throw new UsageError('adopting an owned drive takes one drive at a time');
+      const pinFile = (path: string | undefined, option: string, what: string) => ({
+        path,
+        option,
+        what,
+        kind: PIN_SECRET,
+        optional: true,
+      });
+      const sources = [
+        pinFile(values['sid-pin-file'], '--sid-pin-file', 'the current SID PIN'),
+        pinFile(values['admin1-pin-file'], '--admin1-pin-file', 'the current Admin1 PIN'),
+      ];
+      const adopted = await withSecrets(ctx, sources, secretReading(values), async ([sid, admin1]) => {
+        const runtime = await openAgentRuntime({ dirs, role: 'cli', log: await quietLog() });
+        try {
+          return await runtime.adoptDrive(positionals[0]!, { sid, admin1 });
+        } finally {
+          await runtime.close();
+        }
+      });
+      emit(
+        ctx,
+        { enrolled: [adopted] },
+        `${adopted.device}: adopted as ${adopted.id}, key ${adopted.keyName} (KMIP object ${adopted.keyUid})` +
+          (adopted.sidChanged ? '' : '; the SID PIN was left as it was'),
+      );
+      return;
+    }
     let result = await fromDaemon<{ enrolled: unknown[] }>(dirs, 'EnrollDrives', { devices: positionals });
     if (!result) {
       const runtime = await openAgentRuntime({ dirs, role: 'cli', log: await quietLog() });

@@ -7,6 +7,8 @@ import { closeSync, fchmodSync, openSync, readFileSync, rmSync, writeSync } from
 import { ALL_VERSIONS } from '../../kmip/client.js';
 import { KmipProvider, type KmipProviderOptions, type ServerAttempt } from '../../kmip/provider.js';
 import { KmipAgentError } from '../../errors.js';
+import { configPath, loadConfig } from '../../agent/config.js';
+import { DIR_OPTIONS, dirsFrom } from './agent.js';
 import { KmipError, KmipOperationError } from '../../kmip/errors.js';
 import { formatVersion, type ProtocolVersion } from '../../kmip/fields.js';
 import { enumName, Tag } from '../../kmip/ttlv/registry.js';
@@ -54,10 +56,17 @@ const CONNECTION_OPTIONS = {
   timeout: { type: 'string', value: 'MS', help: 'per-request timeout (default 15000)' },
   'kmip-version': { type: 'string', value: 'X.Y', help: 'speak this version instead of negotiating' },
   verbose: { type: 'boolean', help: 'say on stderr each server tried, and why one was passed over' },
+  provider: {
+    type: 'string',
+    value: 'NAME',
+    help: "servers, CA, certificate and key of the agent's provider NAME (config.json), instead of the options",
+  },
+  ...DIR_OPTIONS,
 } as const;
 
 const GROUP_NOTE = `Every command takes the connection options: --server HOST:PORT (repeat it for a failover list,
-tried in order), --ca FILE, --cert FILE, --key FILE, and --servername, --timeout, --kmip-version, --verbose.
+tried in order), --ca FILE, --cert FILE, --key FILE, and --servername, --timeout, --kmip-version, --verbose;
+or --provider NAME: the agent's configured provider (config.json in --config-dir) instead of the first five.
 Failover is never silent: a server passed over is named on stderr (each attempt with --verbose), and
 --json documents carry \`attempts\` (each server tried, its outcome and latency).
 Only \`get\` prints key material: as hex text by default, raw bytes with --out FILE|- (what drive and
@@ -148,7 +157,38 @@ function parseVersion(text: string | undefined): ProtocolVersion | undefined {
 
 type ConnectionValues = OptionValues<typeof CONNECTION_OPTIONS>;
 
-function provider(values: ConnectionValues, onAttempt: (attempt: ServerAttempt) => void): KmipProvider {
+/** The agent's configured provider `name` (servers in failover order, credentials from the config dir). */
+async function configuredProvider(values: ConnectionValues, name: string): Promise<KmipProviderOptions> {
+  for (const o of ['server', 'ca', 'cert', 'key', 'servername'] as const)
+    if (values[o] !== undefined)
+      throw new UsageError(`--provider takes the servers and credentials from the agent's configuration: drop --${o}`);
+  const dir = dirsFrom(values).config;
+  const config = await loadConfig(dir);
+  const p = config.providers[name];
+  if (!p)
+    throw new UsageError(
+      `no provider '${name}' in the agent's configuration (${Object.keys(config.providers).join(', ')})`,
+      'USAGE_PROVIDER_UNKNOWN',
+    );
+  const version = parseVersion(values['kmip-version']);
+  const timeout = positiveInt(values.timeout, '--timeout', 1, 3_600_000);
+  return {
+    servers: p.servers.map((s) => ({
+      host: s.host,
+      port: s.port,
+      ...(s.servername ? { servername: s.servername } : {}),
+    })),
+    ca: readPem(configPath(dir, p.ca), 'CA file'),
+    cert: readPem(configPath(dir, p.cert), 'certificate'),
+    key: readPem(configPath(dir, p.key), 'private key'),
+    ...(version ? { version } : {}),
+    requestTimeoutMs: timeout ?? p.timeoutMs,
+  };
+}
+
+async function provider(values: ConnectionValues, onAttempt: (attempt: ServerAttempt) => void): Promise<KmipProvider> {
+  if (values.provider !== undefined)
+    return new KmipProvider({ ...(await configuredProvider(values, values.provider)), onAttempt });
   if (!values.server || values.server.length === 0) throw new UsageError('at least one --server HOST:PORT is required');
   if (!values.cert || !values.key)
     throw new UsageError('--cert and --key are required (the client certificate and its key)');
@@ -275,7 +315,7 @@ function serverCommand<const O extends OptionSpecs>(spec: {
       const all = values as OptionValues<O & typeof CONNECTION_OPTIONS>;
       spec.check?.(all, positionals, ctx);
       const attempts: ServerAttempt[] = [];
-      const kmip = provider(values as ConnectionValues, (attempt) => {
+      const kmip = await provider(values as ConnectionValues, (attempt) => {
         attempts.push(attempt);
         if (values.verbose && !ctx.json) ctx.io.stderr(`kmip-agent: ${describeServerAttempt(attempt)}\n`);
       });

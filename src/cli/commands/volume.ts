@@ -3,6 +3,7 @@
  * Keys come from files or stdin (`-`), never argv, and are zeroed once used.
  */
 import { volumeEnrollCommand } from './agent.js';
+import { volumeFormatCommand } from './volume-format.js';
 import { isKmipAgentError } from '../../errors.js';
 import { addKey, checkKey, close, luksInfo, open, removeKey, type LuksInfo } from '../../drives/luks.js';
 import {
@@ -219,5 +220,5 @@ ${KEY_NOTE}`,
 export const volumeCommand = group({
   name: 'volume',
   summary: 'LUKS2 volumes: header info, key check, open/close, add/remove keyslots',
-  commands: [volumeEnrollCommand, luks],
+  commands: [volumeEnrollCommand, volumeFormatCommand, luks],
 });
