@@ -3,6 +3,7 @@
  * zod schema from which the TypeScript types are derived, so the file, its documentation
  * (`configJsonSchema()`) and the code cannot drift apart. Errors name the bad field.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
@@ -190,4 +191,42 @@ export function configPath(configDir: string, path: string): string {
 /** The configuration file format as JSON Schema (for documentation and editors). */
 export function configJsonSchema(): unknown {
   return z.toJSONSchema(ConfigSchema, { io: 'input' });
+}
+
+/**
+ * A configured provider as KMIP client options: servers in failover order and the PEM files read from the
+ * configuration directory (one mapping for the daemon and `kmip --provider`). CONFIG_FILE_UNREADABLE names
+ * a file that cannot be read.
+ */
+export function providerConnection(
+  provider: ProviderConfig,
+  configDir: string,
+): {
+  servers: { host: string; port: number; servername?: string }[];
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+  requestTimeoutMs: number;
+} {
+  const read = (what: string, path: string) => {
+    try {
+      return readFileSync(configPath(configDir, path));
+    } catch (error) {
+      throw new KmipAgentError(
+        `cannot read the provider's ${what} ${path}: ${(error as Error).message}`,
+        'CONFIG_FILE_UNREADABLE',
+      );
+    }
+  };
+  return {
+    servers: provider.servers.map((s) => ({
+      host: s.host,
+      port: s.port,
+      ...(s.servername ? { servername: s.servername } : {}),
+    })),
+    ca: read('CA', provider.ca),
+    cert: read('certificate', provider.cert),
+    key: read('key', provider.key),
+    requestTimeoutMs: provider.timeoutMs,
+  };
 }

@@ -22,7 +22,6 @@ import {
   SID,
   type OpalDriveOptions,
 } from '../drives/index.js';
-import { KmipAgentError } from '../errors.js';
 import { ApiServer, API_SOCKET_NAME, type RpcMethod } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
 import { Agent } from './agent.js';
@@ -37,7 +36,7 @@ import {
   type AuditActor,
 } from './audit.js';
 import { systemClock, type Clock, type Random } from './clock.js';
-import { configPath, loadConfig, saveConfig, type AgentConfig } from './config.js';
+import { loadConfig, providerConnection, saveConfig, type AgentConfig } from './config.js';
 import {
   enrollLuksVolume,
   enrollOpalDrive,
@@ -101,27 +100,8 @@ function providerFor(
   observe: (a: ServerAttempt) => void,
   onAttempt: (a: ConnectionAttempt) => void = () => undefined,
 ): KmipProvider {
-  const p = config.providers.default!;
-  const read = (what: string, path: string) => {
-    try {
-      return readFileSync(configPath(configDir, path));
-    } catch (error) {
-      throw new KmipAgentError(
-        `cannot read the provider's ${what} ${path}: ${(error as Error).message}`,
-        'CONFIG_FILE_UNREADABLE',
-      );
-    }
-  };
   return new KmipProvider({
-    servers: p.servers.map((s) => ({
-      host: s.host,
-      port: s.port,
-      ...(s.servername ? { servername: s.servername } : {}),
-    })),
-    ca: read('CA', p.ca),
-    cert: read('certificate', p.cert),
-    key: read('key', p.key),
-    requestTimeoutMs: p.timeoutMs,
+    ...providerConnection(config.providers.default!, configDir),
     onAttempt: (a) => {
       observe(a);
       if (a.outcome === 'failed')

@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore } from '../../src/agent/state.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
-import { freePort, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { freePort, pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
 import {
   Appliance,
   cli,
@@ -76,22 +76,6 @@ class TcpGate {
 const receivers: NotifyReceiver[] = [];
 let root: string;
 let kmip: PykmipServer;
-
-/** The kmip-agent kmip connection options for the PyKMIP fixture. */
-function kmipArgs(): string[] {
-  return [
-    '--server',
-    `${kmip.host}:${kmip.port}`,
-    '--servername',
-    'localhost',
-    '--ca',
-    kmip.ca,
-    '--cert',
-    kmip.clientCert,
-    '--key',
-    kmip.clientKey,
-  ];
-}
 
 async function notifySocket(): Promise<NotifyReceiver> {
   const dir = mkdtempSync(join(root, 'notify-'));
@@ -226,8 +210,8 @@ describe(
       await nas.enroll();
       const victim = nas.devices[1]!;
       const victimUid = nas.enrolled.get(victim)!.keyUid;
-      await ok(['kmip', 'revoke', victimUid, ...kmipArgs()]);
-      await ok(['kmip', 'destroy', victimUid, '--yes', ...kmipArgs()]);
+      await ok(['kmip', 'revoke', victimUid, ...pykmipCliArgs(kmip)]);
+      await ok(['kmip', 'destroy', victimUid, '--yes', ...pykmipCliArgs(kmip)]);
       await nas.powerCycle();
 
       const notify = await notifySocket();
@@ -386,9 +370,17 @@ describe(
       // (so the checksum is valid, as if an operator or a bug had recorded the wrong object).
       const wrongFile = join(nas.base, 'wrong.key');
       writeFileSync(wrongFile, randomBytes(32), { mode: 0o600 });
-      const registered = await ok(['kmip', 'register', '--key-file', wrongFile, '--raw', '--json', ...kmipArgs()]);
+      const registered = await ok([
+        'kmip',
+        'register',
+        '--key-file',
+        wrongFile,
+        '--raw',
+        '--json',
+        ...pykmipCliArgs(kmip),
+      ]);
       const wrongUid = (JSON.parse(registered.stdout) as { uniqueIdentifier: string }).uniqueIdentifier;
-      await ok(['kmip', 'activate', wrongUid, ...kmipArgs()]);
+      await ok(['kmip', 'activate', wrongUid, ...pykmipCliArgs(kmip)]);
       await recordKeyUid(nas, victimId, wrongUid);
       await nas.powerCycle();
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { packageRoot } from '../../src/native/addon.js';
 import type { NotifyReceiver } from './notify-receiver.js';
-import type { PykmipServer } from './pykmip.js';
+import { pykmipCliArgs, type PykmipServer } from './pykmip.js';
 
 /** Every daemon started through an Appliance (the suite kills what is left after each test). */
 export const running = new Set<DaemonProcess>();
@@ -194,22 +194,7 @@ export class Appliance {
   }
 
   async setup(server: { host: string; port: number }, kmip: PykmipServer): Promise<void> {
-    await ok([
-      'setup',
-      '--appliance-id',
-      this.applianceId,
-      '--server',
-      `${server.host}:${server.port}`,
-      '--servername',
-      'localhost',
-      '--ca',
-      kmip.ca,
-      '--cert',
-      kmip.clientCert,
-      '--key',
-      kmip.clientKey,
-      ...this.dirArgs(),
-    ]);
+    await ok(['setup', '--appliance-id', this.applianceId, ...pykmipCliArgs(kmip, server), ...this.dirArgs()]);
   }
 
   /** Creates `count` factory-fresh emulated drives. */

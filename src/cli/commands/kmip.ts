@@ -7,7 +7,7 @@ import { closeSync, fchmodSync, openSync, readFileSync, rmSync, writeSync } from
 import { ALL_VERSIONS } from '../../kmip/client.js';
 import { KmipProvider, type KmipProviderOptions, type ServerAttempt } from '../../kmip/provider.js';
 import { KmipAgentError } from '../../errors.js';
-import { configPath, loadConfig } from '../../agent/config.js';
+import { loadConfig, providerConnection } from '../../agent/config.js';
 import { DIR_OPTIONS, dirsFrom } from './agent.js';
 import { KmipError, KmipOperationError } from '../../kmip/errors.js';
 import { formatVersion, type ProtocolVersion } from '../../kmip/fields.js';
@@ -172,17 +172,11 @@ async function configuredProvider(values: ConnectionValues, name: string): Promi
     );
   const version = parseVersion(values['kmip-version']);
   const timeout = positiveInt(values.timeout, '--timeout', 1, 3_600_000);
+  const connection = providerConnection(p, dir);
   return {
-    servers: p.servers.map((s) => ({
-      host: s.host,
-      port: s.port,
-      ...(s.servername ? { servername: s.servername } : {}),
-    })),
-    ca: readPem(configPath(dir, p.ca), 'CA file'),
-    cert: readPem(configPath(dir, p.cert), 'certificate'),
-    key: readPem(configPath(dir, p.key), 'private key'),
+    ...connection,
     ...(version ? { version } : {}),
-    requestTimeoutMs: timeout ?? p.timeoutMs,
+    requestTimeoutMs: timeout ?? connection.requestTimeoutMs,
   };
 }
 
