@@ -11,6 +11,7 @@ import {
   statusCommand,
   unlockCommand,
 } from './agent.js';
+import { clientCommand } from './client.js';
 import { driveCommand } from './drive.js';
 import { jobCommands } from './jobs.js';
 import { kmipCommand } from './kmip.js';
@@ -42,6 +43,7 @@ const tree = group({
     recoverCommand,
     ...jobCommands,
     rekeyCommand,
+    clientCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,
