@@ -21,6 +21,14 @@ export interface AgentApi {
   jobs?: { get(asyncHandle: string): JobView; list(): JobView[] };
   enableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
   disableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
+  /** The KMIP client switch (kmip-client-admin.ts); each change is followed by a configuration reload. */
+  kmipClient?: {
+    status(): Promise<unknown>;
+    enable(): Promise<unknown>;
+    disable(options: { force: boolean }): Promise<unknown>;
+    /** Without `confirm`, what a reset would make unreachable; nothing changes. */
+    reset(options: { confirm: boolean }): Promise<unknown>;
+  };
 }
 
 /** ListAuditEvents params: since (ISO time), limit (1..100000; default 1000, the most recent). */
@@ -97,6 +105,12 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
       return plain(supported(agent.jobs, 'GetAsyncResult').get(handle));
     },
     ListJobs: () => plain({ jobs: supported(agent.jobs, 'ListJobs').list() }),
+    GetKmipClient: async () => plain(await supported(agent.kmipClient, 'GetKmipClient').status()),
+    EnableKmipClient: async () => plain(await supported(agent.kmipClient, 'EnableKmipClient').enable()),
+    DisableKmipClient: async (params) =>
+      plain(await supported(agent.kmipClient, 'DisableKmipClient').disable({ force: params.force === true })),
+    ResetKmipClient: async (params) =>
+      plain(await supported(agent.kmipClient, 'ResetKmipClient').reset({ confirm: params.confirm === true })),
     UnlockDrives: async (params) => {
       await agent.unlockNow({ all: params.all === true });
       return plain(agent.status());
