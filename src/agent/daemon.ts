@@ -52,6 +52,8 @@ import {
   ENABLE_JOB,
   enableEncryptionAtRest,
   ENCRYPTION_LANE,
+  handedBackDrives,
+  kmipKeyState,
   type DisableDrive,
 } from './encryption-at-rest.js';
 import { JobRunner } from './jobs.js';
@@ -412,6 +414,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     closers.push(() => agent.stop());
+    for (const id of handedBackDrives(state.snapshot())) void agent.hold(id);
     metrics.bindStatus(() => agent.status());
     const enrollOpal = auditedEnroll(audit, clock, enrollOpalDrive);
     const enrollLuks = auditedEnroll(audit, clock, enrollLuksVolume);
@@ -590,6 +593,9 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
             keys,
             open: (device) => openForDisable(device, guard),
             revokeKey,
+            keyState: kmipKeyState(provider),
+            hold: (id) => agent.hold(id),
+            release: (id) => agent.release(id),
             onRemoved: () => agent.refreshTargets(),
           }),
         { lane: ENCRYPTION_LANE },
