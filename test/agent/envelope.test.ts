@@ -443,30 +443,39 @@ describe('a shallow rekey that crashed resumes (PyKMIP)', () => {
       const fetched = await source().fetch([...plain.keys()]);
       for (const [uid, key] of plain) expect(fetched.get(uid)).toEqual({ ok: true, key });
     };
-    return { state, source, first, named, keysIntact, kmip };
+    return { state, source, first, named, keysIntact, kmip, id: a.id };
   }
 
   it('a crash between Create and its journal entry: one Active master key; the rerun adopts the Pre-Active one', async () => {
     const t = await enveloped();
     await expect(t.source('after-create').rekeyShallow()).rejects.toMatchObject({ code: 'TEST_CRASH' });
-    // Not two Active keys: the new one is Pre-Active and unrecorded; boot and enrollment see one master key.
+    // Another such crash left one more (a rerun adopts rather than creates, so made here as it would be).
+    await new KmipMasterKeyServer(t.kmip).createMasterKey(masterKeyNameFor(t.id), `kmip-agent/${t.id}`, {
+      preActive: true,
+    });
+    // Not two Active keys: the new ones are Pre-Active and unrecorded; boot and enrollment see one master key.
     expect(await t.named(State.Active)).toEqual([t.first]);
-    const [orphan] = await t.named(State.PreActive);
-    expect(orphan).toBeDefined();
+    const orphans = await t.named(State.PreActive);
+    expect(orphans).toHaveLength(2);
     expect(t.state.snapshot().masterKeyUid).toBe(t.first);
     await t.keysIntact();
 
     const rerun = await t.source().rekeyShallow();
-    expect(rerun).toMatchObject({ masterKeyUid: orphan, previousMasterKeyUid: t.first, previousRevoked: true });
-    expect(await t.named(State.Active)).toEqual([orphan]);
+    expect(rerun).toMatchObject({ previousMasterKeyUid: t.first, previousRevoked: true });
+    // One of them adopted (no new Create), the other destroyed.
+    expect(orphans).toContain(rerun.masterKeyUid);
+    const extra = orphans.find((u) => u !== rerun.masterKeyUid);
+    expect(await t.named(State.Active)).toEqual([rerun.masterKeyUid]);
+    // The other never wrapped anything: destroyed, not left behind.
     expect(await t.named(State.PreActive)).toEqual([]);
+    expect((await t.kmip.locate({ name: masterKeyNameFor(t.id) })).uniqueIdentifiers).not.toContain(extra);
     expect(await t.named(State.Deactivated)).toEqual([t.first]);
     expect(
       t.state
         .snapshot()
         .jobs.at(-1)!
         .steps.map((s) => s.name),
-    ).toEqual(['master-key-adopted', 'rewrapped', 'master-key-activated', 'previous-revoked']);
+    ).toEqual(['master-key-adopted', 'orphan-destroyed', 'rewrapped', 'master-key-activated', 'previous-revoked']);
     await t.keysIntact();
   });
 
