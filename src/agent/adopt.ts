@@ -7,14 +7,17 @@
  * same adoption again resumes with the same key instead of making a second one.
  */
 import { KmipAgentError } from '../errors.js';
-import { keyGroupFor, keyNameFor, type EnrollOptions, type EnrollResult } from './enroll.js';
+import { checkNotEnrolled, keyGroupFor, keyNameFor, type EnrollOptions, type EnrollResult } from './enroll.js';
+import { isSameDrive } from './inventory.js';
 import type { Job } from './state.js';
 
 export type AdoptAuthority = 'sid' | 'admin1';
 
 /** The drive operations adoption needs. */
 export interface AdoptDrive {
+  /** As EnrollDrive's: inventory's driveIdentity and its older forms. */
   identity(): string;
+  aliases(): string[];
   isFactoryFresh(): Promise<boolean>;
   lockingSpActive(): Promise<boolean>;
   /** Authenticates once (spends a try when wrong: the guard remembers the refusal). */
@@ -60,23 +63,27 @@ export async function adoptOpalDrive(
   const drive = await port.open(device);
   let key: Buffer | undefined;
   try {
-    const id = drive.identity();
-    if (!id)
-      throw new KmipAgentError(`${device} reports no serial number: it cannot be identified`, 'DRIVE_NO_IDENTITY');
-    if (state.snapshot().drives.some((d) => d.id === id))
-      throw new KmipAgentError(`${device} (${id}) is already enrolled`, 'DRIVE_ALREADY_ENROLLED');
+    const identity = checkNotEnrolled(device, drive, state);
     if (await drive.isFactoryFresh())
       throw new KmipAgentError(
-        `${device} (${id}) has no owner yet: enroll it without PIN files (\`kmip-agent drive enroll ${device}\`)`,
+        `${device} (${identity}) has no owner yet: enroll it without PIN files (\`kmip-agent drive enroll ${device}\`)`,
         'DRIVE_NOT_OWNED',
       );
     const at = () => clock.now().toISOString();
     // An adoption of this drive that stopped after its key was made: continue with that key.
     const previous = state
       .snapshot()
-      .jobs.filter((j) => j.kind === 'adopt' && j.target === id && j.status !== 'done')
+      .jobs.filter(
+        (j) =>
+          j.kind === 'adopt' &&
+          j.target !== undefined &&
+          isSameDrive({ id: identity, aliases: drive.aliases() }, j.target) &&
+          j.status !== 'done',
+      )
       .at(-1);
     const made = previous?.steps.find((s) => s.name === STEP.key);
+    // A resumed adoption keeps the id its key was named with (an older form, if it started under one).
+    const id = made ? previous!.target! : identity;
     const done = new Set(made ? previous!.steps.map((s) => s.name) : []);
     const jobId = made ? previous!.id : options.newJobId();
     const journal = (change: (job: Job) => void) =>

@@ -98,6 +98,8 @@ export class Agent {
   private retryAttempt = 0;
   private running: Promise<UnlockOutcome[]> | undefined;
   private stopped = false;
+  /** Targets no run may unlock (DisableEncryptionAtRest is taking them apart): see hold(). */
+  private readonly held = new Set<string>();
 
   constructor(private readonly options: AgentOptions) {
     this.faults =
@@ -166,13 +168,34 @@ export class Agent {
     return [...this.targets.values()].filter((t) => t.unlockAtBoot && !SETTLED.has(t.state) && filter(t));
   }
 
+  /** What the agent retries on its own: still locked for a reason that may pass, and not held. */
+  private retried(): TargetStatus[] {
+    return this.pending((t) => RETRIED.has(t.state) && !this.held.has(t.id));
+  }
+
+  /**
+   * Keeps `id` out of every unlock (boot, background retries, unlockNow) until `release`: a drive being
+   * disabled must not be sent its key while its locking is taken apart. Resolves once a run that started
+   * before, and may include it, has ended.
+   */
+  async hold(id: string): Promise<void> {
+    this.held.add(id);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Lets the agent unlock `id` again (a disable that failed before the drive was handed back). */
+  release(id: string): void {
+    if (!this.held.delete(id)) return;
+    if (this.ready) this.scheduleRetry();
+  }
+
   /**
    * Unlocks what is still locked now (`all`: also targets parked after a refusal or lockout risk, on an
    * operator's request; the lockout guard still stands). Concurrent calls share one run.
    */
   unlockNow(options: { all?: boolean } = {}): Promise<UnlockOutcome[]> {
     if (this.running) return this.running;
-    const due = this.pending((t) => options.all === true || RETRIED.has(t.state));
+    const due = this.pending((t) => !this.held.has(t.id) && (options.all === true || RETRIED.has(t.state)));
     const run = this.runUnlock(due).finally(() => {
       this.running = undefined;
     });
@@ -276,7 +299,7 @@ export class Agent {
     const { clock } = this.options;
     const deadline = clock.monotonicMs() + options.deadlineMs;
     await this.unlockNow();
-    while (!this.stopped && this.pending((t) => RETRIED.has(t.state)).length > 0) {
+    while (!this.stopped && this.retried().length > 0) {
       const remaining = deadline - clock.monotonicMs();
       if (remaining <= 0) break;
       const wait = Math.min(remaining, this.nextDelayMs());
@@ -306,7 +329,7 @@ export class Agent {
   private scheduleRetry(): void {
     this.retryTimer?.cancel();
     if (this.stopped) return;
-    if (this.pending((t) => RETRIED.has(t.state)).length === 0) {
+    if (this.retried().length === 0) {
       this.retryAttempt = 0;
       return;
     }

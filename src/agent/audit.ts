@@ -21,8 +21,13 @@ import type { TargetKind, UnlockTarget, Unlocker } from './unlock.js';
 
 export const AUDIT_FILE = 'audit.log';
 
-/** create: envelope mode's master keys; revoke: retired master keys and keys of drives taken out of service. */
-export type AuditOperation = 'get' | 'register' | 'create' | 'revoke' | 'locate' | 'unlock' | 'serve' | 'enroll';
+/**
+ * create, activate, destroy: envelope mode's master keys (a shallow rekey's new one is activated once its
+ * rewrap is durable; destroy: a never-used one a crashed rekey left); revoke: retired master keys and keys
+ * of drives taken out of service.
+ */
+export type AuditOperation =
+  'get' | 'register' | 'create' | 'activate' | 'revoke' | 'destroy' | 'locate' | 'unlock' | 'serve' | 'enroll';
 
 /**
  * ok; error (it failed for another reason); refused (the drive or volume refused the key: remembered, never
@@ -356,15 +361,30 @@ export function auditedMasterKeyServer(
     }
   };
   return {
-    createMasterKey: (name, group) =>
+    createMasterKey: (name, group, createOptions) =>
       run(
-        () => inner.createMasterKey(name, group),
+        () => inner.createMasterKey(name, group, createOptions),
         (uid) => ({ operation: 'create', result: 'ok', keyName: name, ...(uid ? { keyUid: uid } : {}) }),
       ),
     findActive: (name) =>
       run(
         () => inner.findActive(name),
         (uids) => ({ operation: 'locate', result: 'ok', keyName: name, ...(uids ? { count: uids.length } : {}) }),
+      ),
+    findPreActive: (name) =>
+      run(
+        () => inner.findPreActive(name),
+        (uids) => ({ operation: 'locate', result: 'ok', keyName: name, ...(uids ? { count: uids.length } : {}) }),
+      ),
+    activate: (uid) =>
+      run(
+        () => inner.activate(uid),
+        () => ({ operation: 'activate', result: 'ok', keyUid: uid }),
+      ),
+    destroy: (uid) =>
+      run(
+        () => inner.destroy(uid),
+        () => ({ operation: 'destroy', result: 'ok', keyUid: uid }),
       ),
     retire: (uid) =>
       run(

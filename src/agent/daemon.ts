@@ -52,13 +52,15 @@ import {
   ENABLE_JOB,
   enableEncryptionAtRest,
   ENCRYPTION_LANE,
+  handedBackDrives,
+  kmipKeyState,
   type DisableDrive,
 } from './encryption-at-rest.js';
 import { JobRunner } from './jobs.js';
 import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
-import { takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
+import { driveIdentifier, takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
 import { agentLogger } from './log.js';
@@ -113,12 +115,17 @@ function providerFor(
 
 /**
  * Opens drives for unlocking, with the agent's refused-key memory and tries reserve; a drive's identity is
- * the one it is remembered by (its serial; WWN once inventory reads sysfs).
+ * the one it is remembered by (the options' identify: inventory's driveIdentifier in the daemon).
  */
 export function opalOpener(options: OpalDriveOptions): (device: string) => Promise<OpalUnlockDrive> {
   return async (device) => {
     const drive = await OpalDrive.open(device, options);
-    return { identity: () => drive.identity(), unlock: (pin) => drive.unlock(pin), close: () => drive.close() };
+    return {
+      identity: () => drive.identity(),
+      aliases: () => drive.identityAliases(),
+      unlock: (pin) => drive.unlock(pin),
+      close: () => drive.close(),
+    };
   };
 }
 
@@ -127,6 +134,7 @@ async function openForEnroll(device: string, options: OpalDriveOptions): Promise
   const drive = await OpalDrive.open(device, options);
   return {
     identity: () => drive.identity(),
+    aliases: () => drive.identityAliases(),
     isFactoryFresh: async () => {
       const s = await drive.status();
       return !s.lockingEnabled && s.sidIsMsid !== false;
@@ -172,6 +180,7 @@ async function openForAdopt(device: string, options: OpalDriveOptions): Promise<
   const authority = (a: 'sid' | 'admin1') => (a === 'sid' ? SID : ADMIN1);
   return {
     identity: () => drive.identity(),
+    aliases: () => drive.identityAliases(),
     // As enrollment judges it (openForEnroll): PINs are then not what the drive needs.
     isFactoryFresh: async () => {
       const s = await drive.status();
@@ -322,7 +331,11 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     }
     // The same memory as the CLI's drive commands: one for every process of the agent.
     const refusedKeys = new RefusedKeyFile({ dir: dirs.state, now: () => clock.now() });
-    const guard: OpalDriveOptions = { refusedKeys, triesReserve: config.boot.triesReserve };
+    const guard: OpalDriveOptions = {
+      identify: driveIdentifier(),
+      refusedKeys,
+      triesReserve: config.boot.triesReserve,
+    };
     const audit = new AuditLog({
       dir: dirs.state,
       clock,
@@ -401,6 +414,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     closers.push(() => agent.stop());
+    for (const id of handedBackDrives(state.snapshot())) void agent.hold(id);
     metrics.bindStatus(() => agent.status());
     const enrollOpal = auditedEnroll(audit, clock, enrollOpalDrive);
     const enrollLuks = auditedEnroll(audit, clock, enrollLuksVolume);
@@ -579,6 +593,9 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
             keys,
             open: (device) => openForDisable(device, guard),
             revokeKey,
+            keyState: kmipKeyState(provider),
+            hold: (id) => agent.hold(id),
+            release: (id) => agent.release(id),
             onRemoved: () => agent.refreshTargets(),
           }),
         { lane: ENCRYPTION_LANE },

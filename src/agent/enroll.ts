@@ -7,12 +7,16 @@
  */
 import { KmipAgentError } from '../errors.js';
 import type { Clock } from './clock.js';
+import { isSameDrive } from './inventory.js';
 import type { CreatedKey, KeySource } from './key-source.js';
 import type { StateStore, Job } from './state.js';
 
 /** The drive operations enrollment needs. */
 export interface EnrollDrive {
+  /** inventory's driveIdentity: what the drive is recorded and its key named by. */
   identity(): string;
+  /** Older forms of it (plain serial): a record under one of them is this drive too. */
+  aliases(): string[];
   /** True when the drive still has its factory SID (SID == MSID) and an inactive Locking SP. */
   isFactoryFresh(): Promise<boolean>;
   takeOwnership(sidPin: Buffer): Promise<void>;
@@ -43,18 +47,27 @@ export interface EnrollResult {
 }
 
 export const keyNameFor = (applianceId: string, id: string) => `kmip-agent/${applianceId}/${id}`;
+
+/** The drive's identity, once it is known to have one and no record (under it or an older form) exists. */
+export function checkNotEnrolled(
+  device: string,
+  drive: Pick<EnrollDrive, 'identity' | 'aliases'>,
+  state: StateStore,
+): string {
+  const who = { id: drive.identity(), aliases: drive.aliases() };
+  if (!who.id)
+    throw new KmipAgentError(`${device} reports no WWN or serial number: it cannot be identified`, 'DRIVE_NO_IDENTITY');
+  const recorded = state.snapshot().drives.find((d) => isSameDrive(who, d.id));
+  if (recorded) throw new KmipAgentError(`${device} (${recorded.id}) is already enrolled`, 'DRIVE_ALREADY_ENROLLED');
+  return who.id;
+}
 export const keyGroupFor = (applianceId: string) => `kmip-agent/${applianceId}`;
 
 export async function enrollOpalDrive(device: string, port: EnrollPort, options: EnrollOptions): Promise<EnrollResult> {
   const { state, clock } = options;
   const drive = await port.open(device);
   try {
-    const id = drive.identity();
-    if (!id)
-      throw new KmipAgentError(`${device} reports no serial number: it cannot be identified`, 'DRIVE_NO_IDENTITY');
-    if (state.snapshot().drives.some((d) => d.id === id)) {
-      throw new KmipAgentError(`${device} (${id}) is already enrolled`, 'DRIVE_ALREADY_ENROLLED');
-    }
+    const id = checkNotEnrolled(device, drive, state);
     if (!(await drive.isFactoryFresh())) {
       throw new KmipAgentError(
         `${device} (${id}) already has an owner: adopt it with its current PINs (--sid-pin-file, --admin1-pin-file), ` +

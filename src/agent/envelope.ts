@@ -27,7 +27,7 @@ import { KmipAgentError } from '../errors.js';
 import type { Clock } from './clock.js';
 import { keyGroupFor, keyNameFor } from './enroll.js';
 import type { CreatedKey, FetchedKey, KeySource } from './key-source.js';
-import type { StateBody, StateStore } from './state.js';
+import type { Job, StateBody, StateStore } from './state.js';
 
 /** RFC 5649's alternative initial value (the one for key wrap with padding). */
 const RFC5649_IV = Buffer.from('a65959a6', 'hex');
@@ -65,22 +65,61 @@ export function unwrapKey(kek: Buffer, wrapped: Buffer): Buffer {
 }
 
 export const MASTER_KEY_ID = 'master-key';
+export const REKEY_JOB = 'rekey-shallow';
+
+/** The master keys a rekey job journaled (created or adopted). */
+const journaledMasterKeys = (job: Job): string[] =>
+  job.kind === REKEY_JOB
+    ? job.steps
+        .filter((s) => s.name === 'master-key-created' || s.name === 'master-key-adopted')
+        .map((s) => String(s.detail?.uid))
+    : [];
+
+/**
+ * The newest rekey job that did not finish but made its new master key (a crash or a failure after the
+ * Create): where a rerun continues. Older unfinished ones were superseded by a later job.
+ */
+function unfinishedRekey(
+  state: StateBody,
+): { job: Job; masterUid: string; previous: string | undefined; rewrapped?: string[]; activated: boolean } | undefined {
+  const job = state.jobs.filter((j) => j.kind === REKEY_JOB).at(-1);
+  if (!job || job.status === 'done') return undefined;
+  const made = job.steps.find((s) => s.name === 'master-key-created' || s.name === 'master-key-adopted');
+  if (!made) return undefined;
+  const rewrap = job.steps.find((s) => s.name === 'rewrapped');
+  const previous = made.detail?.previous;
+  return {
+    job,
+    masterUid: String(made.detail?.uid),
+    previous: typeof previous === 'string' ? previous : undefined,
+    ...(rewrap ? { rewrapped: (rewrap.detail?.ids as string[] | undefined) ?? [] } : {}),
+    activated: job.steps.some((s) => s.name === 'master-key-activated'),
+  };
+}
 export const masterKeyNameFor = (applianceId: string) => keyNameFor(applianceId, MASTER_KEY_ID);
 
 /** What envelope mode needs of the key server beyond a KeySource: make and retire master keys. */
 export interface MasterKeyServer {
-  /** Creates an AES-256 key (usage wrap/unwrap key) named `name` in `group`, activated; returns its UID. */
-  createMasterKey(name: string, group: string): Promise<string>;
+  /**
+   * Creates an AES-256 key (usage wrap/unwrap key) named `name` in `group` and activates it; with
+   * `preActive` it is left Pre-Active (as Create makes it) for a shallow rekey to activate later.
+   */
+  createMasterKey(name: string, group: string, options?: { preActive?: boolean }): Promise<string>;
   /** UIDs of the Active objects named `name`. */
   findActive(name: string): Promise<string[]>;
+  /** UIDs of the Pre-Active objects named `name`. */
+  findPreActive(name: string): Promise<string[]>;
+  activate(uid: string): Promise<void>;
   /** Revokes a master key that was replaced (reason Superseded: it becomes Deactivated, not compromised). */
   retire(uid: string): Promise<void>;
+  /** Destroys a master key that never protected anything (Pre-Active, left by a crashed rekey). */
+  destroy(uid: string): Promise<void>;
 }
 
 export class KmipMasterKeyServer implements MasterKeyServer {
   constructor(private readonly kmip: KmipOperationsApi) {}
 
-  async createMasterKey(name: string, group: string): Promise<string> {
+  async createMasterKey(name: string, group: string, options: { preActive?: boolean } = {}): Promise<string> {
     const { uniqueIdentifier } = await this.kmip.create({
       algorithm: CryptographicAlgorithm.AES,
       length: 256,
@@ -88,12 +127,24 @@ export class KmipMasterKeyServer implements MasterKeyServer {
       name,
       objectGroup: group,
     });
-    await this.kmip.activate(uniqueIdentifier);
+    if (!options.preActive) await this.kmip.activate(uniqueIdentifier);
     return uniqueIdentifier;
   }
 
   async findActive(name: string): Promise<string[]> {
     return (await this.kmip.locate({ name, state: State.Active })).uniqueIdentifiers;
+  }
+
+  async findPreActive(name: string): Promise<string[]> {
+    return (await this.kmip.locate({ name, state: State.PreActive })).uniqueIdentifiers;
+  }
+
+  async activate(uid: string): Promise<void> {
+    await this.kmip.activate(uid);
+  }
+
+  async destroy(uid: string): Promise<void> {
+    await this.kmip.destroy(uid);
   }
 
   async retire(uid: string): Promise<void> {
@@ -257,65 +308,111 @@ export class EnvelopeKeySource implements KeySource {
 
   /**
    * Shallow rekey: a new master key, every key rewrapped with it (keys without a wrapped blob are
-   * fetched and wrapped too), the state updated in one durable write, and only then the previous master
-   * key revoked. Nothing changes when any key cannot be read; a crash before the write leaves the old
-   * master key recorded and active (the new one is journaled as an orphan to revoke).
+   * fetched and wrapped too), the state updated in one durable write, then the new key activated and
+   * only then the previous master key revoked. Nothing changes when any key cannot be read.
+   *
+   * Crash safety: the new key is created Pre-Active and its UID journaled before anything else; it is
+   * activated only once the rewrap naming it is durable, so at no point are two master keys of our name
+   * Active (boot and findOrCreateMaster see one). A rerun resumes the newest unfinished rekey job from
+   * its journal (same job, same new key: before the rewrap it rewraps, after it activates and revokes).
+   * A crash between Create and that first journal entry leaves a Pre-Active key named ours that nothing
+   * records: the rerun adopts it rather than making another (it never wrapped anything: a key's blobs are
+   * written only after its UID is journaled), and destroys any further ones such crashes left.
    */
   async rekeyShallow(): Promise<ShallowRekeyResult> {
     const { state, clock, server, applianceId } = this.options;
+    const name = masterKeyNameFor(applianceId);
     const before = state.snapshot();
-    const previous = before.masterKeyUid;
     const refs = refsOf(before);
     const plain = new Map<string, Buffer>();
-    const jobId = this.options.newJobId();
     const now = () => clock.now().toISOString();
+    const resumed = unfinishedRekey(before);
+    const jobId = resumed?.job.id ?? this.options.newJobId();
     const journal = (change: (job: StateBody['jobs'][number]) => void) =>
       state.update((s) => {
         const job = s.jobs.find((j) => j.id === jobId);
         if (job) change(job);
       });
+    const step = (stepName: string, detail?: Record<string, unknown>) =>
+      journal((j) => j.steps.push({ name: stepName, at: now(), ...(detail ? { detail } : {}) }));
     try {
-      // Every key, in one batched Get (the wrapped ones through the previous master key).
-      const fetched = await this.fetch(refs.map((r) => r.key.uid));
-      for (const r of refs) {
-        const one = fetched.get(r.key.uid);
-        if (!one?.ok) {
-          throw new KmipAgentError(
-            `${r.id}: its key cannot be read (${one ? `${one.error.code}: ${one.error.message}` : 'no answer'}): nothing was changed`,
-            one?.error.code ?? 'KEY_NOT_FETCHED',
-          );
+      // The previous master key: the journal's once the rewrap named the new one current.
+      const previous = resumed ? resumed.previous : before.masterKeyUid;
+      let masterUid = resumed?.masterUid;
+      const rewrapped = resumed?.rewrapped ?? [];
+      if (!resumed?.rewrapped) {
+        // Every key, in one batched Get (the wrapped ones through the previous master key).
+        const fetched = await this.fetch(refs.map((r) => r.key.uid));
+        for (const r of refs) {
+          const one = fetched.get(r.key.uid);
+          if (!one?.ok) {
+            throw new KmipAgentError(
+              `${r.id}: its key cannot be read (${one ? `${one.error.code}: ${one.error.message}` : 'no answer'}): nothing was changed`,
+              one?.error.code ?? 'KEY_NOT_FETCHED',
+            );
+          }
+          plain.set(r.id, one.key);
         }
-        plain.set(r.id, one.key);
       }
-      await state.update((s) => {
-        s.jobs.push({ id: jobId, kind: 'rekey-shallow', status: 'running', startedAt: now(), steps: [] });
-      });
-      const masterUid = await server.createMasterKey(masterKeyNameFor(applianceId), keyGroupFor(applianceId));
-      await journal((j) => j.steps.push({ name: 'master-key-created', at: now(), detail: { uid: masterUid } }));
-      const kek = await this.getMaster(masterUid);
-      const wrapped = new Map<string, string>();
-      try {
-        for (const [id, key] of plain) wrapped.set(id, wrapKey(kek, key).toString('hex'));
-      } finally {
-        kek.fill(0);
+      if (resumed) {
+        await journal((j) => {
+          j.status = 'running';
+          delete j.error;
+          delete j.endedAt;
+        });
+      } else {
+        await state.update((s) => {
+          s.jobs.push({ id: jobId, kind: REKEY_JOB, status: 'running', startedAt: now(), steps: [] });
+        });
       }
-      // One write: the new master key and every rewrapped key become current together.
-      await state.update((s) => {
-        s.masterKeyUid = masterUid;
-        for (const r of refsOf(s)) {
-          const blob = wrapped.get(r.id);
-          if (blob) Object.assign(r.key, { wrapped: blob, masterKeyUid: masterUid });
+      if (masterUid === undefined) {
+        const known = new Set([before.masterKeyUid, ...before.jobs.flatMap(journaledMasterKeys)]);
+        const orphans = (await server.findPreActive(name)).filter((uid) => !known.has(uid));
+        if (orphans.length > 0) {
+          masterUid = orphans[0]!;
+          await step('master-key-adopted', { uid: masterUid, previous: previous ?? null });
+          for (const extra of orphans.slice(1)) {
+            await server.destroy(extra);
+            await step('orphan-destroyed', { uid: extra });
+          }
+        } else {
+          masterUid = await server.createMasterKey(name, keyGroupFor(applianceId), { preActive: true });
+          // First thing after Create: from here a crash leaves the key journaled, never unknown.
+          await step('master-key-created', { uid: masterUid, previous: previous ?? null });
         }
-        const job = s.jobs.find((j) => j.id === jobId);
-        job?.steps.push({ name: 'rewrapped', at: now(), detail: { count: wrapped.size } });
-      });
+      }
+      const newUid = masterUid;
+      if (!resumed?.rewrapped) {
+        const kek = await this.getMaster(newUid);
+        const wrapped = new Map<string, string>();
+        try {
+          for (const [id, key] of plain) wrapped.set(id, wrapKey(kek, key).toString('hex'));
+        } finally {
+          kek.fill(0);
+        }
+        // One write: the new master key and every rewrapped key become current together.
+        await state.update((s) => {
+          s.masterKeyUid = newUid;
+          for (const r of refsOf(s)) {
+            const blob = wrapped.get(r.id);
+            if (blob) Object.assign(r.key, { wrapped: blob, masterKeyUid: newUid });
+          }
+          const job = s.jobs.find((j) => j.id === jobId);
+          job?.steps.push({ name: 'rewrapped', at: now(), detail: { count: wrapped.size, ids: [...wrapped.keys()] } });
+        });
+        rewrapped.push(...wrapped.keys());
+      }
+      if (!resumed?.activated) {
+        await server.activate(newUid);
+        await step('master-key-activated', { uid: newUid });
+      }
       const result: ShallowRekeyResult = {
         ...(previous ? { previousMasterKeyUid: previous } : {}),
-        masterKeyUid: masterUid,
-        rewrapped: [...wrapped.keys()],
+        masterKeyUid: newUid,
+        rewrapped,
         previousRevoked: false,
       };
-      // Only now, with the new state durable, is the previous master key no longer needed.
+      // Only now, with the new state durable and its key Active, is the previous master key no longer needed.
       if (previous) {
         try {
           await server.retire(previous);

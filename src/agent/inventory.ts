@@ -1,13 +1,14 @@
 /**
  * What is attached: the machine's disks (as systeminformation lists them, enriched from sysfs with WWN,
  * serial, model and transport), the emulated drives and the LUKS2 volumes named in the configuration.
- * Each gets a stable identity, the one key names and state records use: WWN, else model+serial (an
- * emulated drive: its serial; a LUKS2 volume: its header UUID). Opal support and lock state come from
+ * Each gets a stable identity, the one key names and state records use (driveIdentity: WWN, else
+ * model+serial; an emulated drive: its serial; a LUKS2 volume: its header UUID). Opal support and lock state come from
  * Level 0 discovery where a backend reaches the drive; a disk without Opal (or out of reach) is a fact
  * reported on the entry, not an error. Drives are reached through ports daemon.ts builds.
  */
 import { readdir, readFile, realpath } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import type { DriveIdentity } from '../drives/types.js';
 import type { AgentConfig } from './config.js';
 
 /** A disk as the system lists it (systeminformation's blockDevices/diskLayout, merged by daemon.ts). */
@@ -133,12 +134,44 @@ export async function sysfsFacts(
   };
 }
 
-/** WWN, else model+serial, else none. */
-export function diskIdentity(facts: { wwn?: string; model?: string; serial?: string }): string | null {
-  if (facts.wwn) return facts.wwn;
-  if (facts.serial) return facts.model ? `${facts.model}:${facts.serial}` : facts.serial;
-  return null;
+/**
+ * A drive's stable identity, the one function every part of the agent asks (inventory, enrollment,
+ * adoption, unlocking, the refused-key memory, recovery): WWN, else model+serial, else the serial alone
+ * (an emulated drive reports only a serial), else none (id ''). Aliases are the form drives were
+ * recorded under before WWN came first: the plain serial, as sysfs and as the drive itself reports it.
+ *
+ * Records and key names made under an alias are not renamed: the key's KMIP name on the server
+ * (kmip-agent/<applianceId>/<id>) carries that id and recovery finds the key by it, so rewriting the
+ * local id would part state from server. Every lookup matches the identity or an alias instead.
+ */
+export function driveIdentity(facts: {
+  wwn?: string | undefined;
+  model?: string | undefined;
+  serial?: string | undefined;
+  /** The serial the drive reports through its backend (OpalDrive's former identity), if it differs. */
+  reportedSerial?: string | undefined;
+}): DriveIdentity {
+  const serial = facts.serial?.trim() || facts.reportedSerial?.trim() || undefined;
+  const id = facts.wwn?.trim() || (serial ? (facts.model ? `${facts.model}:${serial}` : serial) : '');
+  const aliases = [serial, facts.reportedSerial?.trim()].filter((a): a is string => !!a && a !== id);
+  return { id, aliases: [...new Set(aliases)] };
 }
+
+/**
+ * OpalDriveOptions.identify: a drive's identity from sysfs (WWN, model, serial) plus the serial it
+ * reports. Emulated drives have no sysfs entry: their serial is their identity.
+ */
+export function driveIdentifier(sysfsRoot = '/sys'): (spec: string, serial: string) => Promise<DriveIdentity> {
+  return async (spec, serial) => {
+    if (spec.startsWith('emu:')) return driveIdentity({ serial });
+    const name = basename(await realpath(spec).catch(() => spec));
+    return driveIdentity({ ...(await sysfsFacts(sysfsRoot, name)), reportedSerial: serial });
+  };
+}
+
+/** True when a record's id is this drive's identity or one of its older forms. */
+export const isSameDrive = (who: DriveIdentity, recordId: string): boolean =>
+  who.id !== '' && (recordId === who.id || who.aliases.includes(recordId));
 
 function errorOf(error: unknown): { code: string; message: string } {
   const e = error as { code?: unknown; message?: unknown };
@@ -181,10 +214,10 @@ export async function takeInventory(
     const device = `/dev/${name}`;
     const opal = options.probeSystemDisks === false ? undefined : await opalFacts(ports, device);
     const serial = facts.serial ?? opal?.serial;
-    const identity = diskIdentity({ ...facts, ...(serial ? { serial } : {}) });
+    const who = driveIdentity({ ...facts, reportedSerial: opal?.serial });
     items.push({
-      identity,
-      aliases: serial && serial !== identity ? [serial] : [],
+      identity: who.id || null,
+      aliases: who.aliases,
       kind: 'opal',
       device,
       source: 'system',
@@ -197,9 +230,10 @@ export async function takeInventory(
   for (const entry of config.drives) {
     if (!entry.device.startsWith('emu:')) continue;
     const { facts, serial } = await opalFacts(ports, entry.device);
+    const who = driveIdentity({ serial });
     items.push({
-      identity: serial || null,
-      aliases: [],
+      identity: who.id || null,
+      aliases: who.aliases,
       kind: 'opal',
       device: entry.device,
       source: 'config',

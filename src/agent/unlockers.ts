@@ -8,6 +8,7 @@
  */
 import { KmipAgentError } from '../errors.js';
 import type { RefusedKeyMemory } from '../drives/types.js';
+import { isSameDrive } from './inventory.js';
 import type { UnlockTarget, Unlocker, UnlockedState } from './unlock.js';
 
 /** The authority the agent authenticates as to unlock a drive it enrolled. */
@@ -15,8 +16,10 @@ export const UNLOCK_AUTHORITY = 'Admin1';
 
 /** An opened Opal drive, as much as unlocking needs. */
 export interface OpalUnlockDrive {
-  /** Stable identity (WWN, else serial) as the drive reports it. */
+  /** Stable identity (inventory's driveIdentity: WWN, else model+serial). */
   identity(): string;
+  /** Older forms of it a record may carry (enrolled by plain serial). */
+  aliases(): string[];
   unlock(pin: Buffer): Promise<void>;
   close(): Promise<void>;
 }
@@ -50,7 +53,7 @@ export class OpalUnlocker implements Unlocker {
     const drive = await this.port.open(target.device);
     try {
       const identity = drive.identity();
-      if (identity !== target.id) {
+      if (!isSameDrive({ id: identity, aliases: drive.aliases() }, target.id)) {
         throw new KmipAgentError(
           `${target.device} is now drive ${identity || '(no identity)'}, not ${target.id}: its key is not sent there`,
           'DRIVE_NOT_FOUND',
@@ -59,7 +62,7 @@ export class OpalUnlocker implements Unlocker {
       try {
         await drive.unlock(key);
       } catch (error) {
-        // The drive object checks the same memory (its identity is the target's id): it may have found it first.
+        // The drive object checks the same memory (by its identity and aliases): it may have found it first.
         if ((error as { code?: unknown }).code === 'TCG_PIN_KNOWN_WRONG') throw alreadyRefused(error);
         if (isKeyRefusal(error)) {
           await this.refused.remember(target.id, UNLOCK_AUTHORITY, 'none', key);

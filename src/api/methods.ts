@@ -93,7 +93,7 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
     DisableEncryptionAtRest: async (params) => {
       if (params.confirm !== true)
         throw new KmipAgentError(
-          'DisableEncryptionAtRest hands every managed drive back unlocked and revokes its key: it needs params.confirm: true',
+          'DisableEncryptionAtRest hands every managed Opal drive back unlocked and revokes its key (LUKS volumes are left as they are): it needs params.confirm: true',
           'API_CONFIRM_REQUIRED',
         );
       return plain(await supported(agent.disableEncryptionAtRest, 'DisableEncryptionAtRest').call(agent));

@@ -27,6 +27,7 @@ import {
   SID,
   type Authority,
   type Discovery,
+  type DriveIdentity,
   type LockStateName,
   type OpalBackend,
   type OpalStatus,
@@ -44,7 +45,12 @@ export interface OpalDriveOptions extends BackendOptions {
    */
   pinDerivation?: PinDerivation;
   /**
-   * Where refused PINs are remembered (default: this process only). Keyed by the drive's serial; a
+   * Who the drive is, from its spec and the serial it reports (default: its serial, no aliases). The
+   * agent passes inventory's identity (WWN first) so every process keys refusals the same way.
+   */
+  identify?: (spec: string, serial: string) => Promise<DriveIdentity>;
+  /**
+   * Where refused PINs are remembered (default: this process only). Keyed by the drive's identity; a
    * drive that reports none is remembered in this process only, by its spec (a path may name another
    * drive after a reboot, so it is never persisted).
    */
@@ -94,6 +100,9 @@ export interface EraseOptions {
 /** C_PIN.PIN holds at most 32 bytes (Opal SSC, C_PIN table: max_bytes_32). */
 const MAX_PIN_BYTES = 32;
 
+/** The identity a drive has when the caller says nothing else: its serial. */
+const serialIdentity = (serial: string): DriveIdentity => ({ id: serial.trim(), aliases: [] });
+
 function checkNewPin(pin: Buffer): Buffer {
   if (pin.length === 0 || pin.length > MAX_PIN_BYTES) {
     throw new OpalError(
@@ -133,6 +142,7 @@ export class OpalDrive {
     private readonly options: OpalDriveOptions,
     /** Which backend reaches the drive and why (null when wrapped with `fromBackend`). */
     readonly choice: BackendChoice | null = null,
+    private readonly who: DriveIdentity = serialIdentity(backend.serial()),
   ) {}
 
   /**
@@ -142,7 +152,14 @@ export class OpalDrive {
   static async open(spec: string, options: OpalDriveOptions = {}): Promise<OpalDrive> {
     try {
       const { backend, choice } = await selectBackend(spec, options);
-      return new OpalDrive(spec, backend, options, choice);
+      let who: DriveIdentity;
+      try {
+        who = options.identify ? await options.identify(spec, backend.serial()) : serialIdentity(backend.serial());
+      } catch (error) {
+        await backend.close().catch(() => undefined);
+        throw error;
+      }
+      return new OpalDrive(spec, backend, options, choice, who);
     } catch (error) {
       throw toOpalError(error);
     }
@@ -167,9 +184,14 @@ export class OpalDrive {
     return this.backend.serial();
   }
 
-  /** The drive's stable identity (its serial), which refused PINs are remembered by; '' when it has none. */
+  /** The drive's stable identity (see OpalDriveOptions.identify), which refused PINs are remembered by; '' when it has none. */
   identity(): string {
-    return this.backend.serial().trim();
+    return this.who.id;
+  }
+
+  /** Older forms of the identity the drive may be recorded (and its refusals remembered) under. */
+  identityAliases(): string[] {
+    return [...this.who.aliases];
   }
 
   discover(): Promise<Discovery> {
@@ -348,14 +370,16 @@ export class OpalDrive {
 
   /** True when the refused-key memory holds that the drive refused `pin` for `authority`. */
   async isKnownWrong(authority: Authority, pin: Buffer): Promise<boolean> {
-    const { memory, drive } = this.memory();
-    return memory.isRefused(drive, describeAuthority(authority), this.derivationOf(authority), pin);
+    return this.refusedBefore(describeAuthority(authority), this.derivationOf(authority), pin);
   }
 
   /** Forgets refused PINs for this drive (e.g. after its PINs were changed elsewhere); returns how many. */
   async forgetRefusedPins(authority?: Authority): Promise<number> {
-    const { memory, drive } = this.memory();
-    return memory.forget(drive, authority ? { authority: describeAuthority(authority) } : undefined);
+    const { memory, drive, aliases } = this.memory();
+    let forgotten = 0;
+    for (const id of [drive, ...aliases])
+      forgotten += await memory.forget(id, authority ? { authority: describeAuthority(authority) } : undefined);
+    return forgotten;
   }
 
   /** Releases the drive (for an emulated drive: its image lock). Waits for queued calls. */
@@ -408,7 +432,7 @@ export class OpalDrive {
       const { memory, drive } = this.memory();
       const authority = describeAuthority(who);
       const derivation = this.derivationOf(who);
-      if (await memory.isRefused(drive, authority, derivation, pin)) {
+      if (await this.refusedBefore(authority, derivation, pin)) {
         throw new OpalError(
           `${what}: this ${authority} PIN was already refused by the drive; not trying it again ` +
             '(each failure counts toward the lockout limit; `kmip-agent drive forget-refusals` clears the memory)',
@@ -472,17 +496,27 @@ export class OpalDrive {
    * which `kmip-agent drive forget-refusals` clears, so its error does not turn the change into a failure.
    */
   private async forgetAfterChange(which?: Parameters<RefusedKeyMemory['forget']>[1]): Promise<void> {
-    const { memory, drive } = this.memory();
-    await Promise.resolve()
-      .then(() => memory.forget(drive, which))
-      .catch(() => undefined);
+    const { memory, drive, aliases } = this.memory();
+    for (const id of [drive, ...aliases])
+      await Promise.resolve()
+        .then(() => memory.forget(id, which))
+        .catch(() => undefined);
   }
 
-  /** The memory and the key this drive is remembered under (see OpalDriveOptions.refusedKeys). */
-  private memory(): { memory: RefusedKeyMemory; drive: string } {
+  /**
+   * The memory and the key this drive is remembered under (see OpalDriveOptions.refusedKeys); refusals
+   * recorded under an older form of its identity (aliases) still count, new ones go under `drive`.
+   */
+  private memory(): { memory: RefusedKeyMemory; drive: string; aliases: string[] } {
     const identity = this.identity();
-    if (identity === '') return { memory: processRefusedKeyMemory, drive: `device:${this.spec}` };
-    return { memory: this.options.refusedKeys ?? processRefusedKeyMemory, drive: identity };
+    if (identity === '') return { memory: processRefusedKeyMemory, drive: `device:${this.spec}`, aliases: [] };
+    return { memory: this.options.refusedKeys ?? processRefusedKeyMemory, drive: identity, aliases: this.who.aliases };
+  }
+
+  private async refusedBefore(authority: string, derivation: PinDerivation, pin: Buffer): Promise<boolean> {
+    const { memory, drive, aliases } = this.memory();
+    for (const id of [drive, ...aliases]) if (await memory.isRefused(id, authority, derivation, pin)) return true;
+    return false;
   }
 
   /** The PSID is printed on the drive: never derived. */

@@ -161,13 +161,23 @@ export interface OpalBackend {
   close(): Promise<void>;
 }
 
+/**
+ * Who a drive is: `id`, the identity records and refusals go by ('' when the drive offers none), and
+ * `aliases`, older forms it may already be recorded under (e.g. its plain serial). The agent decides the
+ * form (src/agent/inventory.ts driveIdentity: WWN, else model+serial); the drives layer only carries it.
+ */
+export interface DriveIdentity {
+  id: string;
+  aliases: string[];
+}
+
 /** How the PIN a caller gives becomes the PIN the drive sees (see OpalDriveOptions.pinDerivation). */
 export type PinDerivation = 'none' | 'sedutil';
 
 /**
  * Which PINs a drive's authority refused, so they are never sent to it again (each refusal counts toward
- * the drive's TryLimit lockout). Keyed by the drive's identity (its serial: a device path can name
- * another drive after a reboot), the authority as `describeAuthority` spells it, and the derivation
+ * the drive's TryLimit lockout). Keyed by the drive's identity (DriveIdentity; never a device path: a
+ * path can name another drive after a reboot), the authority as `describeAuthority` spells it, and the derivation
  * (the same password under sedutil derivation is another PIN). Implementations keep keyed fingerprints,
  * never PINs. The drives layer keeps one per process by default; the agent keeps one across processes
  * and restarts (src/agent/refused-keys.ts).

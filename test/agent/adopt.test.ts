@@ -144,6 +144,7 @@ describe('drive enroll adopts an owned drive with its current PINs', () => {
         const auth = (x: 'sid' | 'admin1') => (x === 'sid' ? SID : ADMIN1);
         return {
           identity: () => drive.identity(),
+          aliases: () => drive.identityAliases(),
           isFactoryFresh: async () => false,
           lockingSpActive: async () => (await drive.status()).lockingEnabled,
           verify: (x, pin) => drive.verify(pin, auth(x)),

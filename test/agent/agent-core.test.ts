@@ -269,6 +269,37 @@ describe('boot', () => {
     agent.stop();
   });
 
+  it('a held drive (being disabled) is left out of boot, the retry loop and unlockNow until released', async () => {
+    const { agent, opal, clock } = await setup(2, { retryCapSeconds: 8 });
+    opal.failWith.set('EMU-0', 'DRIVE_NOT_FOUND');
+    await agent.boot({ deadlineMs: 0 });
+    expect(agent.status().drives.map((d) => d.state)).toEqual(['missing', 'unlocked']);
+    expect(clock.waiting).toBe(1);
+    // A run in flight when the hold comes: hold resolves only once it has ended.
+    let held = false;
+    const inFlight = agent.unlockNow();
+    const holding = agent.hold('EMU-0').then(() => (held = true));
+    await settle();
+    expect(held).toBe(false);
+    await inFlight;
+    await holding;
+    opal.failWith.clear();
+    const before = opal.calls.length;
+    await clock.fireNext();
+    await settle();
+    await agent.unlockNow();
+    expect(opal.calls.slice(before).map((c) => c.id)).toEqual([]);
+    expect(agent.status().drives[0]!.state).toBe('missing');
+    // Nothing else to retry: the loop stops instead of spinning on the held drive.
+    expect(clock.waiting).toBe(0);
+    agent.release('EMU-0');
+    expect(clock.waiting).toBe(1);
+    await clock.fireNext();
+    await settle();
+    expect(agent.status().drives[0]!.state).toBe('unlocked');
+    agent.stop();
+  });
+
   it('backoff is capped exponential with full jitter', () => {
     const at = (attempt: number, r: number) =>
       backoffDelayMs(attempt, { baseMs: 1000, capMs: 60_000, random: () => r });

@@ -7,7 +7,7 @@
  * Deactivated, and a tampered blob that faults its drive with KEY_UNWRAP_FAILED and spends no try.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,13 +15,14 @@ import { readAuditEvents, type AuditEvent } from '../../src/agent/audit.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import {
   EnvelopeKeySource,
+  KmipMasterKeyServer,
   KeyUnwrapError,
   masterKeyNameFor,
   unwrapKey,
   wrapKey,
   type MasterKeyServer,
 } from '../../src/agent/envelope.js';
-import type { CreatedKey, FetchedKey, KeySource } from '../../src/agent/key-source.js';
+import { KmipKeySource, type CreatedKey, type FetchedKey, type KeySource } from '../../src/agent/key-source.js';
 import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore, type StateBody } from '../../src/agent/state.js';
 import { emulatedDriveInfo } from '../../src/drives/emulator.js';
@@ -121,7 +122,10 @@ describe('EnvelopeKeySource (a spy key server)', () => {
         return Promise.resolve(keys.add(randomBytes(32)));
       },
       findActive: () => Promise.resolve(active(keys)),
+      findPreActive: () => Promise.resolve([]),
+      activate: () => Promise.resolve(),
       retire: () => Promise.resolve(),
+      destroy: () => Promise.resolve(),
     };
     const envelope = new EnvelopeKeySource({
       applianceId: 'app1',
@@ -360,4 +364,149 @@ describe('envelope mode against PyKMIP, emulated drives and a LUKS2 image', () =
     expect(a.cli(['rekey']).json.error).toMatchObject({ code: 'REKEY_KIND_MISSING' });
     expect(a.cli(['rekey', '--shallow']).json.error).toMatchObject({ code: 'KEY_MODE_NOT_ENVELOPE' });
   });
+});
+
+describe('a shallow rekey that crashed resumes (PyKMIP)', () => {
+  const crash = () => Object.assign(new Error('power lost'), { code: 'TEST_CRASH' });
+  type Stage = 'after-create' | 'before-rewrap' | 'before-activate';
+
+  /**
+   * Envelope state over the run's PyKMIP: two keys wrapped by a first master key. `rekey(stage)` runs a
+   * shallow rekey that dies at `stage` (an injected failure where the process would stop), or completes.
+   */
+  async function enveloped() {
+    const a = new TestAppliance();
+    appliances.push(a);
+    mkdirSync(a.dirs.state, { recursive: true, mode: 0o700 });
+    const state = new StateStore({ dir: a.dirs.state });
+    await state.load();
+    const kmip = a.provider();
+    const inner = new KmipKeySource(kmip);
+    const real = new KmipMasterKeyServer(kmip);
+    const source = (stage?: Stage) => {
+      let created: string | undefined;
+      const server: MasterKeyServer = {
+        ...real,
+        findActive: (n) => real.findActive(n),
+        findPreActive: (n) => real.findPreActive(n),
+        retire: (u) => real.retire(u),
+        destroy: (u) => real.destroy(u),
+        createMasterKey: async (n, g, o) => {
+          created = await real.createMasterKey(n, g, o);
+          if (stage === 'after-create') throw crash();
+          return created;
+        },
+        activate: async (u) => {
+          if (stage === 'before-activate') throw crash();
+          await real.activate(u);
+        },
+      };
+      const keys: KeySource = {
+        fetch: async (uids) => {
+          // The first Get of the new master key (to wrap with it): the process dies before the write.
+          if (stage === 'before-rewrap' && created !== undefined && uids.includes(created)) throw crash();
+          return inner.fetch(uids);
+        },
+        findByName: (n) => inner.findByName(n),
+        findByGroup: (g) => inner.findByGroup(g),
+        createKey: (n, g) => inner.createKey(n, g),
+      };
+      return new EnvelopeKeySource({
+        applianceId: a.id,
+        inner: keys,
+        server,
+        state,
+        clock: new FakeClock(),
+        newJobId: () => `rekey-${randomBytes(4).toString('hex')}`,
+      });
+    };
+    const plain = new Map<string, Buffer>();
+    for (const id of ['d1', 'd2']) {
+      const made = await source().createKey(`kmip-agent/${a.id}/${id}`, `kmip-agent/${a.id}`);
+      plain.set(made.uid, Buffer.from(made.key));
+      made.key.fill(0);
+      await state.update((s) => {
+        s.drives.push({
+          id,
+          device: `emu:/${id}`,
+          key: { uid: made.uid, name: `kmip-agent/${a.id}/${id}`, provider: 'default', ...made.record },
+          enrolledAt: new Date(0).toISOString(),
+          unlockAtBoot: true,
+        });
+      });
+    }
+    const first = state.snapshot().masterKeyUid!;
+    const named = async (st: number) =>
+      (await kmip.locate({ name: masterKeyNameFor(a.id), state: st })).uniqueIdentifiers.sort();
+    /** Every key still comes back as it was, through whatever master key the state names. */
+    const keysIntact = async () => {
+      const fetched = await source().fetch([...plain.keys()]);
+      for (const [uid, key] of plain) expect(fetched.get(uid)).toEqual({ ok: true, key });
+    };
+    return { state, source, first, named, keysIntact, kmip, id: a.id };
+  }
+
+  it('a crash between Create and its journal entry: one Active master key; the rerun adopts the Pre-Active one', async () => {
+    const t = await enveloped();
+    await expect(t.source('after-create').rekeyShallow()).rejects.toMatchObject({ code: 'TEST_CRASH' });
+    // Another such crash left one more (a rerun adopts rather than creates, so made here as it would be).
+    await new KmipMasterKeyServer(t.kmip).createMasterKey(masterKeyNameFor(t.id), `kmip-agent/${t.id}`, {
+      preActive: true,
+    });
+    // Not two Active keys: the new ones are Pre-Active and unrecorded; boot and enrollment see one master key.
+    expect(await t.named(State.Active)).toEqual([t.first]);
+    const orphans = await t.named(State.PreActive);
+    expect(orphans).toHaveLength(2);
+    expect(t.state.snapshot().masterKeyUid).toBe(t.first);
+    await t.keysIntact();
+
+    const rerun = await t.source().rekeyShallow();
+    expect(rerun).toMatchObject({ previousMasterKeyUid: t.first, previousRevoked: true });
+    // One of them adopted (no new Create), the other destroyed.
+    expect(orphans).toContain(rerun.masterKeyUid);
+    const extra = orphans.find((u) => u !== rerun.masterKeyUid);
+    expect(await t.named(State.Active)).toEqual([rerun.masterKeyUid]);
+    // The other never wrapped anything: destroyed, not left behind.
+    expect(await t.named(State.PreActive)).toEqual([]);
+    expect((await t.kmip.locate({ name: masterKeyNameFor(t.id) })).uniqueIdentifiers).not.toContain(extra);
+    expect(await t.named(State.Deactivated)).toEqual([t.first]);
+    expect(
+      t.state
+        .snapshot()
+        .jobs.at(-1)!
+        .steps.map((s) => s.name),
+    ).toEqual(['master-key-adopted', 'orphan-destroyed', 'rewrapped', 'master-key-activated', 'previous-revoked']);
+    await t.keysIntact();
+  });
+
+  it.each(['before-rewrap', 'before-activate'] as const)(
+    'a crash %s: the rerun resumes the same job with the same new key',
+    async (stage) => {
+      const t = await enveloped();
+      await expect(t.source(stage).rekeyShallow()).rejects.toMatchObject({ code: 'TEST_CRASH' });
+      const job = t.state.snapshot().jobs.at(-1)!;
+      const created = job.steps.find((s) => s.name === 'master-key-created')!.detail!.uid as string;
+      expect(await t.named(State.Active)).toEqual([t.first]);
+      expect(await t.named(State.PreActive)).toEqual([created]);
+      // Before the write the old master key is current; after it the new (Pre-Active) one, and boot still works.
+      expect(t.state.snapshot().masterKeyUid).toBe(stage === 'before-rewrap' ? t.first : created);
+      await t.keysIntact();
+
+      const rerun = await t.source().rekeyShallow();
+      expect(rerun).toMatchObject({ masterKeyUid: created, previousMasterKeyUid: t.first, previousRevoked: true });
+      expect(rerun.rewrapped.sort()).toEqual(['d1', 'd2']);
+      const after = t.state.snapshot();
+      expect(after.jobs.filter((j) => j.kind === 'rekey-shallow').map((j) => [j.id, j.status])).toEqual([
+        [job.id, 'done'],
+      ]);
+      expect(await t.named(State.Active)).toEqual([created]);
+      expect(await t.named(State.Deactivated)).toEqual([t.first]);
+      expect(after.masterKeyUid).toBe(created);
+      await t.keysIntact();
+      // A later rekey starts a new job (the finished one is not resumed).
+      const next = await t.source().rekeyShallow();
+      expect(next.previousMasterKeyUid).toBe(created);
+      expect(await t.named(State.Active)).toEqual([next.masterKeyUid]);
+    },
+  );
 });

@@ -14,7 +14,7 @@ import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { agentMethods } from '../../src/api/methods.js';
 import { ApiServer, API_SOCKET_NAME } from '../../src/api/server.js';
 import {
-  diskIdentity,
+  driveIdentity,
   driveListing,
   encryptionAtRestInfo,
   takeInventory,
@@ -135,7 +135,7 @@ describe('takeInventory over a fake sysfs tree', () => {
     expect(byDevice.get('/dev/sdc')).toMatchObject({ identity: 'WDC WD40EFRX:WD-WCC7K0000001' });
     expect(byDevice.get('/dev/vdb')).toMatchObject({ identity: null, transport: 'virtio' });
     expect(probed).not.toContain('/dev/loop0');
-    expect(diskIdentity({ serial: 'X1' })).toBe('X1');
+    expect(driveIdentity({ serial: 'X1' })).toEqual({ id: 'X1', aliases: [] });
   });
 
   it('joins managed records with the inventory: matched by identity or alias, absent ones kept', () => {

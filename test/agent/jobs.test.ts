@@ -13,15 +13,18 @@ import { ApiClient } from '../../src/api/client.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { JobRunner, pruneJobs, type JobContext, type JobView } from '../../src/agent/jobs.js';
 import {
+  DISABLE_JOB,
   disableEncryptionAtRest,
   enableEncryptionAtRest,
+  handedBackDrives,
+  kmipKeyState,
   type DisableDrive,
   type EnableResult,
 } from '../../src/agent/encryption-at-rest.js';
 import type { InventoryItem } from '../../src/agent/inventory.js';
-import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
+import { KmipKeySource, type FetchedKey, type KeySource } from '../../src/agent/key-source.js';
 import { StateStore, type Job } from '../../src/agent/state.js';
-import { KmipProvider, State } from '../../src/kmip/index.js';
+import { KmipProvider, RevocationReasonCode, State } from '../../src/kmip/index.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { Appliance, cli, exitOf, ok, readBlock, running, writeBlock } from '../support/daemon-harness.js';
 import { startPykmip, type PykmipServer } from '../support/pykmip.js';
@@ -318,6 +321,11 @@ describe('the encryption-at-rest work (fake ports)', () => {
       revokeKey: async (uid) => {
         calls.push(`revoke ${uid}`);
       },
+      keyState: async () => State.Active,
+      hold: async (id) => {
+        calls.push(`hold ${id}`);
+      },
+      release: (id) => calls.push(`release ${id}`),
     });
     return { outcome, calls, state, job, keysHanded };
   }
@@ -326,6 +334,7 @@ describe('the encryption-at-rest work (fake ports)', () => {
     const { outcome, calls, state, job, keysHanded } = await disableWith();
     expect(await outcome).toMatchObject({ disabled: [{ id: 'D1' }, { id: 'D2' }], failed: [] });
     const perDrive = (id: string) => [
+      `hold ${id}`,
       `unlock ${id}`,
       `disableGlobalRangeLocking ${id}`,
       `revertLockingSpKeepingData ${id}`,
@@ -359,7 +368,165 @@ describe('the encryption-at-rest work (fake ports)', () => {
     expect(calls).not.toContain('revoke u-D2');
     expect(calls).not.toContain('resetSidToMsid D2');
     expect(calls).toContain('close D2');
+    // Not handed back: the agent may unlock it again.
+    expect(calls.at(-1)).toBe('release D2');
+    expect(calls).not.toContain('release D1');
     expect(state.snapshot().drives.map((d) => d.id)).toEqual(['D2']);
+  });
+});
+
+describe('DisableEncryptionAtRest resumes after a crash (PyKMIP, fake drives)', { timeout: 120_000 }, () => {
+  let kmip: PykmipServer;
+  let provider: KmipProvider;
+  beforeAll(async () => {
+    kmip = await startPykmip();
+    provider = new KmipProvider({
+      servers: [{ host: kmip.host, port: kmip.port, servername: 'localhost' }],
+      ca: readFileSync(kmip.ca),
+      cert: readFileSync(kmip.clientCert),
+      key: readFileSync(kmip.clientKey),
+    });
+  });
+  afterAll(async () => {
+    provider?.close();
+    await kmip?.stop();
+  });
+
+  const crash = () => Object.assign(new Error('power lost'), { code: 'TEST_CRASH' });
+  const stateOf = async (uid: string) =>
+    (await provider.getAttributes(uid, ['State'])).attributes.find((a) => a.name === 'State')?.value;
+
+  /** One enrolled drive D1 whose key is on PyKMIP (Active); fake drive ports that keep the drive's state. */
+  async function oneDrive() {
+    const clock = new FakeClock();
+    const state = await store(clock);
+    const keys = new KmipKeySource(provider);
+    const { uid, key } = await keys.createKey(`kmip-agent/nas1/D1-${randomBytes(4).toString('hex')}`, 'g');
+    key.fill(0);
+    await state.update((s) => {
+      s.drives.push({
+        id: 'D1',
+        device: 'emu:/D1',
+        key: { uid, name: 'n', provider: 'default' },
+        enrolledAt: clock.now().toISOString(),
+        unlockAtBoot: true,
+      });
+    });
+    const calls: string[] = [];
+    let lockingSp = true;
+    const drive: DisableDrive = {
+      lockingSpActive: async () => lockingSp,
+      unlock: async () => void calls.push('unlock'),
+      disableGlobalRangeLocking: async () => void calls.push('locking-off'),
+      revertLockingSpKeepingData: async () => {
+        calls.push('revert');
+        lockingSp = false;
+      },
+      resetSidToMsid: async () => void calls.push('sid-reset'),
+      close: async () => undefined,
+    };
+    const runner = new JobRunner({ state, clock, newId });
+    const ports = (over: Partial<Parameters<typeof disableEncryptionAtRest>[1]> = {}) => ({
+      state,
+      keys: {
+        ...keys,
+        fetch: (uids: string[]) => {
+          calls.push(`fetch ${uids.join(',')}`);
+          return keys.fetch(uids);
+        },
+        findByName: (n: string) => keys.findByName(n),
+        findByGroup: (g: string) => keys.findByGroup(g),
+        createKey: (n: string, g: string) => keys.createKey(n, g),
+      },
+      open: async () => {
+        calls.push('open');
+        return drive;
+      },
+      revokeKey: async (u: string) => {
+        calls.push('revoke');
+        await provider.revoke({ uniqueIdentifier: u, reason: RevocationReasonCode.CessationOfOperation });
+      },
+      keyState: kmipKeyState(provider),
+      hold: async (id: string) => void calls.push(`hold ${id}`),
+      release: (id: string) => void calls.push(`release ${id}`),
+      ...over,
+    });
+    /** Runs a disable job; `step` (an injected crash) stands in for the job's journaling. */
+    const run = async (
+      p: ReturnType<typeof ports>,
+      step?: (this: JobContext, ...a: Parameters<JobContext['step']>) => Promise<void>,
+    ) => {
+      const { asyncHandle } = await runner.start(DISABLE_JOB, (job) =>
+        disableEncryptionAtRest(step ? { ...job, step: (n, d) => step.call(job, n, d) } : job, p),
+      );
+      return runner.settled(asyncHandle);
+    };
+    return { state, uid, calls, ports, run };
+  }
+
+  it('a crash after the revoke reached the server, before it was journaled: the rerun finds the key Deactivated and completes', async () => {
+    const t = await oneDrive();
+    // The process dies the moment the revoke returned: its journal entry is never written.
+    const first = await t.run(t.ports(), async function (this: JobContext, name, detail) {
+      if (name === 'key-revoked') throw crash();
+      await this.step(name, detail);
+    });
+    expect(first).toMatchObject({ status: 'failed', error: { code: 'TEST_CRASH' } });
+    expect(first.steps.map((s) => s.name)).not.toContain('key-revoked');
+    expect(await stateOf(t.uid)).toBe(State.Deactivated);
+    expect(t.state.snapshot().drives.map((d) => d.id)).toEqual(['D1']);
+    // Handed back, still recorded: the agent keeps it out of unlocking (now and after a restart).
+    expect(t.calls).not.toContain('release D1');
+    expect(handedBackDrives(t.state.snapshot())).toEqual(['D1']);
+
+    t.calls.length = 0;
+    const second = await t.run(t.ports());
+    expect(second.status, JSON.stringify(second)).toBe('done');
+    // The drive is not opened nor its key fetched again; the server refused a second revoke.
+    expect(t.calls).toEqual(['hold D1', 'revoke']);
+    expect(second.steps.map((s) => [s.name, s.detail?.alreadyRevoked])).toEqual([
+      ['key-revoked', true],
+      ['record-removed', undefined],
+    ]);
+    expect(t.state.snapshot().drives).toEqual([]);
+    expect(handedBackDrives(t.state.snapshot())).toEqual([]);
+  });
+
+  it('a crash after the revoke was journaled: the rerun does not revoke again, it drops the record', async () => {
+    const t = await oneDrive();
+    const first = await t.run(t.ports(), async function (this: JobContext, name, detail) {
+      await this.step(name, detail);
+      if (name === 'key-revoked') throw crash();
+    });
+    expect(first).toMatchObject({ status: 'failed', error: { code: 'TEST_CRASH' } });
+    // Destroyed meanwhile (an operator): the journal is enough, the server is not asked.
+    await provider.destroy(t.uid);
+    t.calls.length = 0;
+    const second = await t.run(t.ports());
+    expect(second.status, JSON.stringify(second)).toBe('done');
+    expect(t.calls).toEqual(['hold D1']);
+    expect(t.state.snapshot().drives).toEqual([]);
+  });
+
+  it('any other revoke error stands: the key is still Active, the record stays', async () => {
+    const t = await oneDrive();
+    const refused = Object.assign(new Error('connection refused'), { code: 'KMIP_CONNECTION_REFUSED' });
+    const first = await t.run(
+      t.ports({
+        revokeKey: async () => {
+          throw refused;
+        },
+      }),
+    );
+    expect(first).toMatchObject({ status: 'failed', error: { code: 'KMIP_CONNECTION_REFUSED' } });
+    expect(await stateOf(t.uid)).toBe(State.Active);
+    expect(t.state.snapshot().drives.map((d) => d.id)).toEqual(['D1']);
+    // Retired and destroyed meanwhile (an operator): Item Not Found counts as revoked on the rerun.
+    await provider.revoke({ uniqueIdentifier: t.uid, reason: RevocationReasonCode.CessationOfOperation });
+    await provider.destroy(t.uid);
+    const second = await t.run(t.ports());
+    expect(second.status, JSON.stringify(second)).toBe('done');
+    expect(second.steps.find((s) => s.name === 'key-revoked')?.detail).toMatchObject({ alreadyRevoked: true });
   });
 });
 

@@ -341,6 +341,30 @@ describe('recoverState: what is never tried', () => {
     expect(await t.refusedKeys.isRefused('D1', 'Admin1', 'none', key)).toBe(true);
   });
 
+  it('matches a key named by the old serial id or by the WWN to a drive whose identity is its WWN', async () => {
+    const t = await guardSetup();
+    t.keys.objects.set('u1', { name: 'kmip-agent/nas1/SER-OLD', key: Buffer.alloc(32, 1) });
+    t.keys.objects.set('u2', { name: 'kmip-agent/nas1/naa.5000c500000000b2', key: Buffer.alloc(32, 2) });
+    const disk = (wwn: string, serial: string, device: string): InventoryItem => ({
+      ...opalItem(wwn),
+      aliases: [serial],
+      device,
+      source: 'system',
+    });
+    const report = await t.run([
+      disk('naa.5000c500000000a1', 'SER-OLD', '/dev/sda'),
+      disk('naa.5000c500000000b2', 'SER-NEW', '/dev/sdb'),
+    ]);
+    expect(report.entries).toMatchObject([
+      { id: 'SER-OLD', outcome: 'found', keyUids: ['u1'] },
+      { id: 'naa.5000c500000000b2', outcome: 'found', keyUids: ['u2'] },
+    ]);
+    expect(t.state.snapshot().drives.map((d) => [d.id, d.key.name])).toEqual([
+      ['SER-OLD', 'kmip-agent/nas1/SER-OLD'],
+      ['naa.5000c500000000b2', 'kmip-agent/nas1/naa.5000c500000000b2'],
+    ]);
+  });
+
   it('tries no key of an ambiguous name and fetches none', async () => {
     const t = await guardSetup();
     t.keys.objects.set('u1', { name: 'kmip-agent/nas1/D1', key: Buffer.alloc(32, 1) });

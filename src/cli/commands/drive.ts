@@ -7,6 +7,7 @@
 import { DIR_OPTIONS, dirsFrom, driveEnrollCommand } from './agent.js';
 import { DEFAULT_TRIES_RESERVE, loadConfig } from '../../agent/config.js';
 import { RefusedKeyFile } from '../../agent/refused-keys.js';
+import { driveIdentifier } from '../../agent/inventory.js';
 import { driveListCommand } from './inventory.js';
 import { BACKEND_NAMES, BackendChoiceError, describeAttempt, type BackendName } from '../../drives/backend.js';
 import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
@@ -84,6 +85,8 @@ type DriveValues = {
 /** How to reach the drive and derive PINs: enough for commands that do not authenticate. */
 function reachOptions(values: DriveValues): OpalDriveOptions {
   return {
+    // The agent's identity (WWN first): refusals are remembered as the daemon remembers them.
+    identify: driveIdentifier(),
     ...(values.backend !== undefined ? { backend: parseBackend(values.backend) } : {}),
     ...(values['sedutil-pins'] ? { pinDerivation: 'sedutil' as const } : {}),
   };

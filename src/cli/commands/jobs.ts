@@ -129,7 +129,7 @@ function startCommand(name: 'enable' | 'disable') {
     summary:
       name === 'enable'
         ? 'enroll every unmanaged, factory-fresh Opal drive (a job in the daemon; owned drives are skipped)'
-        : 'hand every managed Opal drive back: unlocked, locking off, data kept, then its key revoked',
+        : 'hand every managed Opal drive back (Opal drives only: LUKS volumes keep their keys): unlocked, locking off, data kept, then its key revoked',
     options: {
       wait: { type: 'boolean', help: 'wait until the job ends, showing its progress' },
       ...(name === 'disable' ? { yes: { type: 'boolean', help: 'confirm: the drives stop being protected' } } : {}),
@@ -159,7 +159,8 @@ function startCommand(name: 'enable' | 'disable') {
 
 export const encryptionAtRestCommand = group({
   name: 'encryption-at-rest',
-  summary: 'turn encryption at rest on (enroll every fresh Opal drive) or off, as jobs in the daemon',
+  summary:
+    'turn encryption at rest on (enroll every fresh Opal drive) or off (Opal drives only), as jobs in the daemon',
   commands: [startCommand('enable'), startCommand('disable')],
 });
 

@@ -26,9 +26,11 @@ export const rekeyCommand = command({
   name: 'rekey',
   usage: '--shallow',
   summary: 'envelope mode: replace the master key and rewrap every key with it (--shallow)',
-  description: `--shallow: creates a new master key on the key server, rewraps every drive's and volume's key
-with it (keys recorded unwrapped, e.g. by recover, are wrapped too), writes the state once, and only then
-revokes the previous master key (Deactivated, reason Superseded). Nothing changes when a key cannot be read.
+  description: `--shallow: creates a new master key on the key server (left Pre-Active, its UID journaled at once),
+rewraps every drive's and volume's key with it (keys recorded unwrapped, e.g. by recover, are wrapped too),
+writes the state once, then activates the new key and only then revokes the previous master key
+(Deactivated, reason Superseded). Nothing changes when a key cannot be read. Interrupted, it resumes when
+run again: the same new key, from the step its journal reached.
 The drives and volumes keep their keys (a deep rekey, new per-drive keys, is not available yet).
 Refused while the daemon runs: stop it first. Exit 0 when the previous master key was revoked (or there was
 none), 1 when it is still active.`,
