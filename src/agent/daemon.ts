@@ -101,7 +101,7 @@ function providerFor(
   onAttempt: (a: ConnectionAttempt) => void = () => undefined,
 ): KmipProvider {
   return new KmipProvider({
-    ...providerConnection(config.providers.default!, configDir),
+    ...providerConnection(config, configDir),
     onAttempt: (a) => {
       observe(a);
       if (a.outcome === 'failed')

@@ -86,10 +86,15 @@ const JobSchema = z.strictObject({
 
 const ConnectionResultSchema = z.strictObject({
   endpoint: z.string(),
+  /** The key server's name in the configuration, when the result came from a test of it. */
+  server: z.string().optional(),
   at: isoDate,
   ok: z.boolean(),
   latencyMs: z.number().optional(),
   protocolVersion: z.string().optional(),
+  /** What a connection test learnt: every KMIP version the server offers, and its vendor. */
+  kmipVersions: z.array(z.string()).optional(),
+  vendor: z.string().optional(),
   error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
 });
 

@@ -30,7 +30,7 @@ export class TestAppliance {
     state: join(this.work, 'lib'),
     runtime: join(this.work, 'run'),
   };
-  private readonly server = inject('pykmip');
+  readonly server = inject('pykmip');
   private kmip: KmipProvider | undefined;
 
   get statePath(): string {

@@ -48,11 +48,26 @@ async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
   return undefined;
 }
 
-const minimalConfig = (): AgentConfigInput => ({
-  schemaVersion: 1,
-  applianceId: 'nas1',
-  providers: { default: { servers: [{ host: 'kms1.example' }], ca: 'ca.pem', cert: 'client.pem', key: 'client.key' } },
-});
+const minimalConfig = () =>
+  ({
+    schemaVersion: 2,
+    applianceId: 'nas1',
+    client: { cert: 'client.pem', key: 'client.key' },
+    servers: { kms1: { host: 'kms1.example', ca: 'ca.pem' } },
+    providers: { default: { servers: ['kms1'] } },
+  }) satisfies AgentConfigInput;
+
+/** The issues parseConfig names for `document`, as "path: message". */
+function issuesOf(document: unknown): string[] {
+  try {
+    parseConfig(document);
+  } catch (e) {
+    const err = e as { code: string; details(): { issues: { path: string; message: string }[] } };
+    expect(err.code).toBe('CONFIG_INVALID');
+    return err.details().issues.map((i) => `${i.path}: ${i.message}`);
+  }
+  return [];
+}
 
 describe('agent directories', () => {
   it('uses the defaults with nothing set', () => {
@@ -87,7 +102,8 @@ describe('configuration', () => {
   it('fills defaults and derives the documented schema', () => {
     const config = parseConfig(minimalConfig());
     expect(config.keyMode).toBe('direct');
-    expect(config.providers.default!.servers[0]!.port).toBe(5696);
+    expect(config.servers.kms1).toMatchObject({ port: 5696, label: '', connectTimeoutMs: 10_000 });
+    expect(config.client).toMatchObject({ enabled: true, expiryWarningDays: 30 });
     expect(config.boot).toEqual({ deadlineSeconds: 120, retryCapSeconds: 60, concurrency: 16, triesReserve: 2 });
     const schema = configJsonSchema() as { properties: Record<string, unknown> };
     expect(Object.keys(schema.properties)).toEqual(
@@ -97,7 +113,8 @@ describe('configuration', () => {
 
   it('names every bad field', () => {
     const bad = minimalConfig() as Record<string, unknown>;
-    bad.providers = { default: { servers: [{ host: 'k', port: 70000 }], ca: 'a', cert: 'b', key: 'c' } };
+    bad.servers = { k: { host: 'k', port: 70000, ca: 'a' } };
+    bad.providers = { default: { servers: ['k'] } };
     bad.boot = { concurrency: 0 };
     bad.colour = 'blue';
     try {
@@ -107,22 +124,97 @@ describe('configuration', () => {
       const err = e as { code: string; message: string; details(): { issues: { path: string }[] } };
       expect(err.code).toBe('CONFIG_INVALID');
       const paths = err.details().issues.map((i) => i.path);
-      expect(paths).toEqual(
-        expect.arrayContaining(['providers.default.servers[0].port', 'boot.concurrency', '(top level)']),
-      );
-      expect(err.message).toContain('providers.default.servers[0].port');
+      expect(paths).toEqual(expect.arrayContaining(['servers.k.port', 'boot.concurrency', '(top level)']));
+      expect(err.message).toContain('servers.k.port');
       expect(err.message).toContain('colour');
     }
   });
 
   it('requires a provider named default and a usable appliance id', () => {
-    const noDefault = { ...minimalConfig(), providers: { other: minimalConfig().providers.default! } };
+    const noDefault = { ...minimalConfig(), providers: { other: minimalConfig().providers.default } };
     expect(codeOf(() => parseConfig(noDefault))).toBe('CONFIG_INVALID');
     expect(codeOf(() => parseConfig({ ...minimalConfig(), applianceId: 'a/b' }))).toBe('CONFIG_INVALID');
   });
 
   it('refuses a newer schema version with an upgrade hint', () => {
-    expect(codeOf(() => parseConfig({ ...minimalConfig(), schemaVersion: 2 }))).toBe('CONFIG_VERSION_UNSUPPORTED');
+    expect(codeOf(() => parseConfig({ ...minimalConfig(), schemaVersion: 3 }))).toBe('CONFIG_VERSION_UNSUPPORTED');
+  });
+
+  it('names each bad key server or provider field', () => {
+    const server = (fields: Record<string, unknown>) => ({
+      ...minimalConfig(),
+      servers: { kms1: { host: 'kms1.example', ca: 'ca.pem', ...fields } },
+    });
+    expect(issuesOf(server({ label: 'x'.repeat(51) }))).toEqual(['servers.kms1.label: at most 50 characters']);
+    expect(issuesOf(server({ label: 'x'.repeat(50) }))).toEqual([]);
+    expect(issuesOf(server({ port: 0 }))[0]).toMatch(/^servers\.kms1\.port: /);
+    expect(issuesOf(server({ port: 70000 }))[0]).toMatch(/^servers\.kms1\.port: /);
+    expect(issuesOf(server({ host: 'kms one' }))[0]).toMatch(/^servers\.kms1\.host: a hostname or an IP address/);
+    expect(issuesOf(server({ host: '::1' }))).toEqual([]);
+    expect(issuesOf(server({ pinnedSha256: 'ab:cd' }))[0]).toMatch(/^servers\.kms1\.pinnedSha256: /);
+    const twice = {
+      ...minimalConfig(),
+      servers: { a: { host: 'kms.example', ca: 'ca.pem' }, b: { host: 'KMS.example', port: 5696, ca: 'ca.pem' } },
+      providers: { default: { servers: ['a', 'a'] } },
+    };
+    expect(issuesOf(twice)).toEqual(
+      expect.arrayContaining([
+        'servers.b: the same server as "a" (kms.example:5696)',
+        'providers.default.servers: a key server is listed twice',
+      ]),
+    );
+    expect(issuesOf({ ...minimalConfig(), providers: { default: { servers: [] } } })).toEqual([
+      'providers.default.servers: a provider needs at least one key server',
+    ]);
+    expect(issuesOf({ ...minimalConfig(), providers: { default: { servers: ['kms9'] } } })).toEqual([
+      'providers.default.servers[0]: no key server named "kms9" (servers: kms1)',
+    ]);
+    expect(issuesOf({ ...minimalConfig(), client: { key: 'k' } })).toEqual([
+      'client.cert: required while the client is enabled',
+    ]);
+  });
+
+  it('lets a disabled client go without certificate and providers', () => {
+    const reset = { schemaVersion: 2, applianceId: 'nas1', client: { enabled: false } };
+    expect(parseConfig(reset).providers).toEqual({});
+  });
+
+  it('migrates a version-1 file: named servers with their CA, one client identity', () => {
+    const v1 = {
+      schemaVersion: 1,
+      applianceId: 'nas1',
+      providers: {
+        default: {
+          label: 'primary',
+          servers: [{ host: 'kms1.example' }, { host: 'kms1.example', port: 5697, servername: 'kms' }],
+          ca: 'ca.pem',
+          cert: 'client.pem',
+          key: 'client.key',
+          timeoutMs: 5000,
+          untested: true,
+        },
+        dr: { servers: [{ host: 'kms1.example' }], ca: 'ca.pem', cert: 'client.pem', key: 'client.key' },
+      },
+    };
+    const config = parseConfig(v1);
+    expect(config.schemaVersion).toBe(2);
+    expect(config.client).toMatchObject({ enabled: true, cert: 'client.pem', key: 'client.key' });
+    expect(config.servers).toEqual({
+      'kms1.example': expect.objectContaining({
+        host: 'kms1.example',
+        port: 5696,
+        ca: 'ca.pem',
+        requestTimeoutMs: 5000,
+      }),
+      'kms1.example-5697': expect.objectContaining({ port: 5697, servername: 'kms' }),
+    });
+    expect(config.providers).toEqual({
+      default: { label: 'primary', servers: ['kms1.example', 'kms1.example-5697'], untested: true },
+      dr: { servers: ['kms1.example'] },
+    });
+    const ownCert = structuredClone(v1);
+    ownCert.providers.dr.cert = 'other.pem';
+    expect(codeOf(() => parseConfig(ownCert))).toBe('CONFIG_MIGRATION_FAILED');
   });
 
   it('saves 0600 with the previous version kept, and loads it back', async () => {

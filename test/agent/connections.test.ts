@@ -21,11 +21,13 @@ describe('state.connections', () => {
     appliances.push(a);
     a.setup();
     const config = await loadConfig(a.dirs.config);
-    const dead = { host: '127.0.0.1', port: await freePort() };
-    const live = config.providers.default!.servers[0]!;
+    const liveName = config.providers.default!.servers[0]!;
+    const live = config.servers[liveName]!;
+    const dead = { ...live, host: '127.0.0.1', port: await freePort() };
     await saveConfig(a.dirs.config, {
       ...config,
-      providers: { default: { ...config.providers.default!, servers: [dead, live] } },
+      servers: { ...config.servers, dead },
+      providers: { default: { ...config.providers.default!, servers: ['dead', liveName] } },
     });
     const { pino } = await import('pino');
     const runtime = await openAgentRuntime({ dirs: a.dirs, role: 'cli', log: pino(quiet) });

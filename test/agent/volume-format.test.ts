@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KmipKeySource } from '../../src/agent/key-source.js';
@@ -77,6 +77,7 @@ describe('volume format', () => {
     const existing = join(a.work, 'luks.img');
     luksFormat(existing, randomBytes(32));
     const before = [sha256(ext4), sha256(existing)];
+    const stateBefore = readFileSync(a.statePath, 'utf8'); // setup's connection test
 
     for (const [path, signature] of [
       [ext4, 'ext4'],
@@ -88,7 +89,7 @@ describe('volume format', () => {
     }
     expect([sha256(ext4), sha256(existing)]).toEqual(before);
     expect(await keysInGroup(a)).toEqual([]);
-    expect(existsSync(a.statePath)).toBe(false); // refused before the journal was written
+    expect(readFileSync(a.statePath, 'utf8')).toBe(stateBefore); // refused before the journal was written
 
     const forced = a.ok(['volume', 'format', ext4, '--name', 'x', '--yes', '--force']);
     expect(forced.id).toBe(luksUuid(ext4));

@@ -9,11 +9,20 @@ import { join } from 'node:path';
 import { ApiClient, isDaemonAbsent } from '../../api/client.js';
 import { API_SOCKET_NAME } from '../../api/server.js';
 import type { AgentStatus, TargetStatus } from '../../agent/agent.js';
-import { CONFIG_FILE, saveConfig, type AgentConfigInput } from '../../agent/config.js';
+import {
+  CONFIG_FILE,
+  CONFIG_SCHEMA_VERSION,
+  parseConfig,
+  saveConfig,
+  serverNameFor,
+  type AgentConfigInput,
+} from '../../agent/config.js';
+import { recordTests, testServers, type ServerTest } from '../../agent/connection-test.js';
+import { acquireStateLock } from '../../agent/state-lock.js';
+import { StateStore } from '../../agent/state.js';
 import { openAgentRuntime, runDaemon } from '../../agent/daemon.js';
 import type { Fault } from '../../agent/faults.js';
 import { resolveDirs, type AgentDirs } from '../../agent/paths.js';
-import { KmipProvider, QueryFunction } from '../../kmip/index.js';
 import { KmipAgentError } from '../../errors.js';
 import {
   command,
@@ -139,33 +148,46 @@ client certificate and key into the configuration directory (the key 0600). Then
       key: read(values.key!, 'key'),
     };
     const dirs = dirsFrom(values);
-    const document: AgentConfigInput = {
-      schemaVersion: 1,
+    const names: string[] = [];
+    const keyServers: Record<string, NonNullable<AgentConfigInput['servers']>[string]> = {};
+    for (const s of servers) {
+      const name = serverNameFor(s.host, s.port, names);
+      if (Object.values(keyServers).some((k) => k.host === s.host && k.port === s.port))
+        throw new UsageError(`--server ${s.host}:${s.port} is given twice`);
+      names.push(name);
+      keyServers[name] = { ...s, ca: 'ca.pem' };
+    }
+    const document = {
+      schemaVersion: CONFIG_SCHEMA_VERSION,
       applianceId,
+      client: { enabled: true, cert: 'client.pem', key: 'client.key' },
+      servers: keyServers,
       providers: {
-        default: {
-          servers,
-          ca: 'ca.pem',
-          cert: 'client.pem',
-          key: 'client.key',
-          ...(values.label ? { label: values.label } : {}),
+        default: { servers: names, ...(values.label ? { label: values.label } : {}) } as {
+          servers: string[];
+          label?: string;
+          untested?: boolean;
         },
       },
-    };
+    } satisfies AgentConfigInput;
+    // Validated before anything is tested or written, so a bad field is named first.
+    const planned = parseConfig(document, '--server/--label');
 
-    const provider = new KmipProvider({ servers, ...material });
-    let tests;
-    let vendor: string | undefined;
+    const at = new Date();
+    let tests: ServerTest[];
     try {
-      tests = await provider.testConnection();
-      if (tests.some((t) => t.ok)) {
-        vendor = (await provider.query([QueryFunction.QueryServerInformation]).catch(() => undefined))
-          ?.vendorIdentification;
-      }
+      tests = await testServers({
+        servers: names.map((name) => {
+          const s = planned.servers[name]!;
+          return { name, ...s, ca: material.ca };
+        }),
+        cert: material.cert,
+        key: material.key,
+      });
     } finally {
-      provider.close();
       material.key.fill(0);
     }
+    const vendor = tests.find((t) => t.vendor)?.vendor;
     const failed = tests.filter((t) => !t.ok);
     if (failed.length > 0 && !values.force) {
       const why = failed
@@ -179,7 +201,7 @@ client certificate and key into the configuration directory (the key 0600). Then
         },
       );
     }
-    if (failed.length > 0) document.providers.default!.untested = true;
+    if (failed.length > 0) document.providers.default.untested = true;
 
     // As the unit's ConfigurationDirectoryMode=0700: systemd never changes the mode of an existing one.
     mkdirSync(dirs.config, { recursive: true, mode: 0o700 });
@@ -188,15 +210,17 @@ client certificate and key into the configuration directory (the key 0600). Then
     copyFileSync(values.key!, join(dirs.config, 'client.key'));
     chmodSync(join(dirs.config, 'client.key'), 0o600);
     await saveConfig(dirs.config, document);
+    const recorded = await recordSetupTests(dirs, tests, at);
 
     const lines = [`configuration written to ${join(dirs.config, CONFIG_FILE)} (appliance ${applianceId})`];
     for (const t of tests) {
       lines.push(
         t.ok
-          ? `  ${t.endpoint}: ok, KMIP ${t.protocolVersion} over ${t.tlsVersion}, ${t.latencyMs.toFixed(0)} ms${vendor ? `, vendor ${printable(vendor)}` : ''}`
+          ? `  ${t.endpoint}: ok, KMIP ${t.protocolVersion} over ${t.tlsVersion}, ${t.latencyMs.toFixed(0)} ms${t.vendor ? `, vendor ${printable(t.vendor)}` : ''}`
           : `  ${t.endpoint}: FAILED ${printable(t.error?.message ?? '')} [${t.error?.code}] (saved untested: --force)`,
       );
     }
+    if (!recorded.ok) lines.push(`  (connection results not kept in the state: ${recorded.why})`);
     emit(
       ctx,
       { configFile: join(dirs.config, CONFIG_FILE), applianceId, tested: failed.length === 0, vendor, servers: tests },
@@ -204,6 +228,33 @@ client certificate and key into the configuration directory (the key 0600). Then
     );
   },
 });
+
+/**
+ * Keeps setup's connection test as the last connection results. Setup runs before the daemon, so it takes
+ * the state lock itself; a running daemon or an unreadable state only costs the record, never the setup.
+ */
+async function recordSetupTests(
+  dirs: AgentDirs,
+  tests: ServerTest[],
+  at: Date,
+): Promise<{ ok: true } | { ok: false; why: string }> {
+  let lock;
+  try {
+    lock = await acquireStateLock(dirs.state, 'cli');
+  } catch (error) {
+    return { ok: false, why: (error as Error).message };
+  }
+  try {
+    const state = new StateStore({ dir: dirs.state });
+    await state.load();
+    await recordTests(state, tests, at);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, why: (error as Error).message };
+  } finally {
+    await lock.release();
+  }
+}
 
 // ----------------------------------------------------------------------------------------- daemon
 

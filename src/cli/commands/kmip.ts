@@ -164,19 +164,18 @@ async function configuredProvider(values: ConnectionValues, name: string): Promi
       throw new UsageError(`--provider takes the servers and credentials from the agent's configuration: drop --${o}`);
   const dir = dirsFrom(values).config;
   const config = await loadConfig(dir);
-  const p = config.providers[name];
-  if (!p)
+  if (!config.providers[name])
     throw new UsageError(
       `no provider '${name}' in the agent's configuration (${Object.keys(config.providers).join(', ')})`,
       'USAGE_PROVIDER_UNKNOWN',
     );
   const version = parseVersion(values['kmip-version']);
   const timeout = positiveInt(values.timeout, '--timeout', 1, 3_600_000);
-  const connection = providerConnection(p, dir);
+  const connection = providerConnection(config, dir, name);
   return {
     ...connection,
     ...(version ? { version } : {}),
-    requestTimeoutMs: timeout ?? connection.requestTimeoutMs,
+    ...(timeout !== undefined ? { servers: connection.servers.map((s) => ({ ...s, requestTimeoutMs: timeout })) } : {}),
   };
 }
 
