@@ -8,6 +8,7 @@ import {
   X509Certificate,
 } from '@peculiar/x509';
 import { describeKey } from './keys.js';
+import { parseCertificates } from './pem.js';
 
 export interface CertificateInfo {
   subject: string;
@@ -118,4 +119,9 @@ function keyUsageNames(flags: KeyUsageFlags): string[] {
   return Object.entries(KeyUsageFlags)
     .filter(([name, bit]) => typeof bit === 'number' && Number.isNaN(Number(name)) && (flags & bit) !== 0)
     .map(([name]) => name);
+}
+
+/** The description of the first certificate of a PEM text (`what` names it in errors). */
+export function describeCertificatePem(pem: string, now: Date, what = 'the certificate'): CertificateInfo {
+  return describeCertificate(parseCertificates(pem, what)[0]!, now);
 }

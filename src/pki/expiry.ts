@@ -10,14 +10,13 @@ export interface ExpiryVerdict {
   notAfter: string;
 }
 
-export const DEFAULT_EXPIRY_WARNING_DAYS = 30;
 const DAY_MS = 86_400_000;
 
 /** 'expired' after notAfter (RFC 5280: valid through it), 'expiring' within `warnDays` days of it, else 'ok'. */
 export function checkExpiry(
   info: Pick<CertificateInfo, 'notAfter'>,
   now: Date,
-  warnDays: number = DEFAULT_EXPIRY_WARNING_DAYS,
+  warnDays: number,
 ): ExpiryVerdict {
   const remainingMs = Date.parse(info.notAfter) - now.getTime();
   const daysLeft = Math.floor(remainingMs / DAY_MS);

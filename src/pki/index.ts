@@ -28,8 +28,8 @@ export {
   type SubjectAltName,
   type SubjectInput,
 } from './request.js';
-export { describeCertificate, type CertificateInfo } from './certificate-info.js';
-export { checkExpiry, DEFAULT_EXPIRY_WARNING_DAYS, type ExpiryStatus, type ExpiryVerdict } from './expiry.js';
+export { describeCertificate, describeCertificatePem, type CertificateInfo } from './certificate-info.js';
+export { checkExpiry, type ExpiryStatus, type ExpiryVerdict } from './expiry.js';
 export {
   validateClientCertificate,
   FORCEABLE,

@@ -27,9 +27,9 @@ describe('checkExpiry', () => {
     });
   });
 
-  it('takes the window from its argument (default 30 days); 0 warns only at the end', () => {
+  it('takes the window from its argument; 0 warns only at the end', () => {
     expect(checkExpiry({ notAfter }, at('2027-01-10T12:00:00Z'), 7).status).toBe('ok');
-    expect(checkExpiry({ notAfter }, at('2027-01-10T12:00:00Z')).status).toBe('expiring');
+    expect(checkExpiry({ notAfter }, at('2027-01-10T12:00:00Z'), 30).status).toBe('expiring');
     expect(checkExpiry({ notAfter }, at('2027-01-31T11:00:00Z'), 0).status).toBe('ok');
   });
 });
