@@ -19,6 +19,7 @@ import {
   generateKeyPair,
   loadPrivateKey,
   parseCertificates,
+  parseSubjectAltName,
   describeCertificate,
   describeKey,
   validateClientCertificate,
@@ -338,10 +339,14 @@ export async function exportClientCertificate(configDir: string, config: AgentCo
   );
 }
 
-/** Copies the installed private key to a new file `out` (0600, O_EXCL: an existing file is never overwritten). */
-export async function exportPrivateKey(configDir: string, config: AgentConfig, out: string): Promise<void> {
+/**
+ * Writes the installed certificate, its chain and its private key to a new file `out` (0600, O_EXCL: an
+ * existing file is never overwritten, so the key cannot land in a file others can already read).
+ */
+export async function exportWithPrivateKey(configDir: string, config: AgentConfig, out: string): Promise<void> {
   const key = config.client.key;
   if (key === undefined) throw notInstalled();
+  const certificates = Buffer.from(await exportClientCertificate(configDir, config));
   const data = await fs.readFile(configPath(configDir, key));
   try {
     let handle: fs.FileHandle;
@@ -354,8 +359,13 @@ export async function exportPrivateKey(configDir: string, config: AgentConfig, o
     }
     try {
       await handle.chmod(0o600);
-      await handle.writeFile(data);
-      await handle.sync();
+      const bundle = Buffer.concat([certificates, data]);
+      try {
+        await handle.writeFile(bundle);
+        await handle.sync();
+      } finally {
+        bundle.fill(0);
+      }
     } finally {
       await handle.close();
     }
@@ -519,6 +529,57 @@ export function watchClientCertificateExpiry(options: {
     stop: () => {
       stopped = true;
       timer?.cancel();
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------- API
+
+/** What the API's client-certificate methods call (see api/methods.ts), over the configuration directory. */
+export interface ClientCertificateService {
+  /** SANs as text ("DNS:host", "IP:addr"), checked here. */
+  createKeyPair(
+    options: Omit<GenerateOptions, 'now' | 'sans'> & { subjectAltNames: string[] },
+  ): Promise<PendingKeyPair>;
+  signRequest(): Promise<{ csrPem: string; keyFile: string }>;
+  importCertificate(
+    input: Omit<ImportInput, 'now'>,
+    options: { replace: boolean },
+  ): Promise<(InstallResult & { replaced: true }) | ReplaceResult>;
+  status(): Promise<ClientCertificateStatus>;
+  delete(): Promise<{ removed: string[] }>;
+}
+
+/** The service on `configDir` at `clock`'s time; `changed` runs after each change (expiry recheck). */
+export function clientCertificateService(
+  configDir: string,
+  clock: Pick<Clock, 'now'>,
+  changed: () => Promise<void> | void,
+): ClientCertificateService {
+  return {
+    createKeyPair: ({ subjectAltNames, ...options }) =>
+      generatePendingKeyPair(configDir, {
+        ...options,
+        sans: subjectAltNames.map(parseSubjectAltName),
+        now: clock.now(),
+      }),
+    signRequest: () => pendingRequest(configDir),
+    importCertificate: async (input, options) => {
+      const prepared = await prepareImport(configDir, { ...input, now: clock.now() });
+      if (!options.replace) {
+        const install = await importClientCertificate(configDir, prepared);
+        await changed();
+        return { ...install, replaced: true as const };
+      }
+      const result = await replaceClientCertificate(configDir, prepared, { force: input.force === true });
+      if (result.replaced) await changed();
+      return result;
+    },
+    status: async () => clientCertificateStatus(configDir, await loadConfig(configDir), clock.now()),
+    delete: async () => {
+      const result = await deleteClientCertificate(configDir);
+      await changed();
+      return result;
     },
   };
 }
