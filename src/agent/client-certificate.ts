@@ -243,11 +243,8 @@ async function switchTo(
   };
 }
 
-/**
- * Installs a validated certificate as the client certificate when there is none yet (CERT_EXISTS
- * otherwise: `cert replace` tests the new one first).
- */
-export async function importClientCertificate(configDir: string, prepared: PreparedImport): Promise<InstallResult> {
+/** CERT_EXISTS when a client certificate is installed (import is for the first one). */
+export async function refuseIfInstalled(configDir: string): Promise<void> {
   const config = await loadConfig(configDir);
   if (config.client.cert !== undefined)
     throw new KmipAgentError(
@@ -255,6 +252,14 @@ export async function importClientCertificate(configDir: string, prepared: Prepa
         'one after testing it against every key server',
       'CERT_EXISTS',
     );
+}
+
+/**
+ * Installs a validated certificate as the client certificate when there is none yet (CERT_EXISTS
+ * otherwise: `cert replace` tests the new one first).
+ */
+export async function importClientCertificate(configDir: string, prepared: PreparedImport): Promise<InstallResult> {
+  await refuseIfInstalled(configDir);
   const names = installedNames(prepared);
   await writeFiles(configDir, prepared, names);
   return switchTo(configDir, prepared, names);
@@ -565,6 +570,7 @@ export function clientCertificateService(
       }),
     signRequest: () => pendingRequest(configDir),
     importCertificate: async (input, options) => {
+      if (!options.replace) await refuseIfInstalled(configDir);
       const prepared = await prepareImport(configDir, { ...input, now: clock.now() });
       if (!options.replace) {
         const install = await importClientCertificate(configDir, prepared);

@@ -16,6 +16,7 @@ import {
   importClientCertificate,
   pendingRequest,
   prepareImport,
+  refuseIfInstalled,
   replaceClientCertificate,
   testClientIdentity,
   type ClientCertificateStatus,
@@ -261,6 +262,7 @@ tests every key server with it, reporting each one's answer. When a certificate 
   options: IMPORT_OPTIONS,
   async run({ values }, ctx) {
     const dirs = dirsFrom(values);
+    await refuseIfInstalled(dirs.config);
     const { install, tests, daemon } = await withImport(values, ctx, dirs, async (prepared) => {
       const install = await importClientCertificate(dirs.config, prepared);
       const config = await loadConfig(dirs.config);
