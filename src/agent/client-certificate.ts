@@ -498,6 +498,8 @@ export async function checkClientCertificateExpiry(
 export interface ExpiryWatch {
   /** Checks now (after a replacement), besides the daily checks. */
   recheck(): Promise<void>;
+  /** Resolves when the check under way (if any) is done. */
+  settled(): Promise<void>;
   stop(): void;
 }
 
@@ -515,22 +517,30 @@ export function watchClientCertificateExpiry(options: {
   const interval = options.intervalMs ?? DAY_MS;
   let timer: Timer | undefined;
   let stopped = false;
-  const check = async () => {
-    try {
-      await checkClientCertificateExpiry(options.configDir, options.faults, options.clock.now());
-    } catch (error) {
-      options.onError(error);
-    }
+  let running: Promise<void> = Promise.resolve();
+  const check = () => {
+    running = running.then(async () => {
+      try {
+        await checkClientCertificateExpiry(options.configDir, options.faults, options.clock.now());
+      } catch (error) {
+        options.onError(error);
+      }
+    });
+    return running;
   };
+  // Daily from the start, whatever a check takes (checks queue behind each other).
   const schedule = () => {
     if (stopped) return;
     timer = options.clock.after(interval, () => {
-      void check().then(schedule);
+      schedule();
+      void check();
     });
   };
-  void check().then(schedule);
+  void check();
+  schedule();
   return {
     recheck: check,
+    settled: () => running,
     stop: () => {
       stopped = true;
       timer?.cancel();

@@ -13,11 +13,7 @@ export interface ExpiryVerdict {
 const DAY_MS = 86_400_000;
 
 /** 'expired' after notAfter (RFC 5280: valid through it), 'expiring' within `warnDays` days of it, else 'ok'. */
-export function checkExpiry(
-  info: Pick<CertificateInfo, 'notAfter'>,
-  now: Date,
-  warnDays: number,
-): ExpiryVerdict {
+export function checkExpiry(info: Pick<CertificateInfo, 'notAfter'>, now: Date, warnDays: number): ExpiryVerdict {
   const remainingMs = Date.parse(info.notAfter) - now.getTime();
   const daysLeft = Math.floor(remainingMs / DAY_MS);
   const status: ExpiryStatus = remainingMs < 0 ? 'expired' : remainingMs <= warnDays * DAY_MS ? 'expiring' : 'ok';
