@@ -5,12 +5,16 @@
  * first and keeps the old certificate when the test fails; export, delete, status.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { ApiClient } from '../../src/api/client.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { TestCa } from '../support/certs.js';
 import { TestAppliance } from '../agent/appliance.js';
+import { Appliance, exitOf, ok, running } from '../support/daemon-harness.js';
+import type { PykmipServer } from '../support/pykmip.js';
 
 const appliances: TestAppliance[] = [];
 afterEach(() => appliances.splice(0).forEach((a) => a.close()));
@@ -189,5 +193,57 @@ describe('kmip-agent cert', () => {
       code: 1,
       json: { error: { code: 'PKI_PEM_MALFORMED' } },
     });
+  });
+});
+
+describe('kmip-agent cert replace while the daemon runs', () => {
+  const root = mkdtempSync(join(tmpdir(), 'kmip-agent-cert-daemon-'));
+  afterEach(async () => {
+    for (const d of [...running]) d.kill();
+    await Promise.all([...running].map((d) => exitOf(d).catch(() => undefined)));
+    running.clear();
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it('replaces the certificate beside the running daemon; no unlock is lost, before or after its restart', async () => {
+    const server = inject('pykmip') as PykmipServer;
+    const nas = new Appliance('certd', root);
+    await nas.setup(server, server);
+    await nas.createDrives(2);
+    await nas.enroll();
+    await nas.powerCycle();
+    const daemon = nas.daemon(undefined);
+    await daemon.waitForLog((l) => l.event === 'ready');
+    expect((await nas.status()).drives.map((d) => d.state)).toEqual(['unlocked', 'unlocked']);
+
+    const generated = JSON.parse(
+      (await ok(['cert', 'generate', '--cn', CN, '--key-type', 'p256', '--json', ...nas.dirArgs()])).stdout,
+    ) as { csrPem: string };
+    const csr = join(nas.base, 'new.csr');
+    writeFileSync(csr, generated.csrPem);
+    const cert = TestCa.open(join(server.dir, 'pki')).sign(`daemon-${Date.now()}`, csr, { eku: ['clientAuth'] });
+    const replaced = JSON.parse((await ok(['cert', 'replace', '--cert', cert, '--json', ...nas.dirArgs()])).stdout) as {
+      replaced: boolean;
+      daemon: string;
+    };
+    // Until the daemon reloads (ReloadConfig), it keeps the old identity in memory, still valid.
+    expect(replaced).toMatchObject({ replaced: true, daemon: expect.stringMatching(/^(reloaded|restart-needed)$/) });
+    const live = await new ApiClient(join(nas.runtimeDir, 'api.sock')).call<{
+      certificate: { fingerprintSha256: string };
+    }>('GetClientCertificate');
+    expect(live.certificate.fingerprintSha256).toBe(fingerprint(cert));
+
+    await nas.powerCycle();
+    const unlocked = JSON.parse((await ok(['unlock', '--json', ...nas.dirArgs()])).stdout) as {
+      drives: { state: string }[];
+    };
+    expect(unlocked.drives.map((d) => d.state)).toEqual(['unlocked', 'unlocked']);
+
+    expect(await daemon.stop()).toEqual({ code: 0, signal: null });
+    running.delete(daemon);
+    await nas.powerCycle();
+    const restarted = nas.daemon(undefined);
+    await restarted.waitForLog((l) => l.event === 'ready');
+    expect((await nas.status()).drives.map((d) => d.state)).toEqual(['unlocked', 'unlocked']);
   });
 });
