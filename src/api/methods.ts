@@ -24,6 +24,14 @@ export interface AgentApi {
   disableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
   /** The client certificate (pending key pair, import, status, delete); without it those methods answer API_NOT_SUPPORTED. */
   clientCertificate?: ClientCertificateService;
+  /** The KMIP client switch (kmip-client-admin.ts); each change is followed by a configuration reload. */
+  kmipClient?: {
+    status(): Promise<unknown>;
+    enable(): Promise<unknown>;
+    disable(options: { force: boolean }): Promise<unknown>;
+    /** Without `confirm`, what a reset would make unreachable; nothing changes. */
+    reset(options: { confirm: boolean }): Promise<unknown>;
+  };
 }
 
 /** ListAuditEvents params: since (ISO time), limit (1..100000; default 1000, the most recent). */
@@ -184,6 +192,12 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
       return plain(supported(agent.jobs, 'GetAsyncResult').get(handle));
     },
     ListJobs: () => plain({ jobs: supported(agent.jobs, 'ListJobs').list() }),
+    GetKmipClient: async () => plain(await supported(agent.kmipClient, 'GetKmipClient').status()),
+    EnableKmipClient: async () => plain(await supported(agent.kmipClient, 'EnableKmipClient').enable()),
+    DisableKmipClient: async (params) =>
+      plain(await supported(agent.kmipClient, 'DisableKmipClient').disable({ force: params.force === true })),
+    ResetKmipClient: async (params) =>
+      plain(await supported(agent.kmipClient, 'ResetKmipClient').reset({ confirm: params.confirm === true })),
     UnlockDrives: async (params) => {
       await agent.unlockNow({ all: params.all === true });
       return plain(agent.status());

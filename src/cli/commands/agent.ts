@@ -12,8 +12,10 @@ import type { AgentStatus, TargetStatus } from '../../agent/agent.js';
 import {
   CONFIG_FILE,
   CONFIG_SCHEMA_VERSION,
+  loadConfig,
   parseConfig,
   saveConfig,
+  type AgentConfig,
   serverNameFor,
   type AgentConfigInput,
 } from '../../agent/config.js';
@@ -171,7 +173,10 @@ client certificate and key into the configuration directory (the key 0600). Then
       },
     } satisfies AgentConfigInput;
     // Validated before anything is tested or written, so a bad field is named first.
-    const planned = parseConfig(document, '--server/--label');
+    const planned = parseConfig(
+      { ...(await configToSetUpAgain(dirs.config, applianceId)), ...document },
+      '--server/--label',
+    );
 
     const at = new Date();
     let tests: ServerTest[];
@@ -209,7 +214,7 @@ client certificate and key into the configuration directory (the key 0600). Then
     copyFileSync(values.cert!, join(dirs.config, 'client.pem'));
     copyFileSync(values.key!, join(dirs.config, 'client.key'));
     chmodSync(join(dirs.config, 'client.key'), 0o600);
-    await saveConfig(dirs.config, document);
+    await saveConfig(dirs.config, { ...planned, providers: document.providers });
     const recorded = await recordSetupTests(dirs, tests, at);
 
     const lines = [`configuration written to ${join(dirs.config, CONFIG_FILE)} (appliance ${applianceId})`];
@@ -228,6 +233,35 @@ client certificate and key into the configuration directory (the key 0600). Then
     );
   },
 });
+
+/**
+ * What setup keeps of an existing configuration: none when there is none. A configured, enabled client is
+ * left alone (SETUP_ALREADY_DONE: the key server commands change it); after `client reset`, the drives,
+ * volumes and other settings are kept and the appliance id must be the same, since the keys recorded in
+ * the state are named after it.
+ */
+async function configToSetUpAgain(configDir: string, applianceId: string): Promise<Partial<AgentConfig>> {
+  let existing: AgentConfig;
+  try {
+    existing = await loadConfig(configDir);
+  } catch (error) {
+    if (error instanceof KmipAgentError && error.code === 'CONFIG_MISSING') return {};
+    throw error;
+  }
+  if (existing.client.enabled || Object.keys(existing.providers).length > 0)
+    throw new KmipAgentError(
+      `${join(configDir, CONFIG_FILE)} is already set up: change it with \`kmip-agent server\`, \`provider\` and \`cert\`, ` +
+        'or start over with `kmip-agent client disable` and `kmip-agent client reset`',
+      'SETUP_ALREADY_DONE',
+    );
+  if (existing.applianceId !== applianceId)
+    throw new UsageError(
+      `this appliance is ${existing.applianceId} (its keys are named kmip-agent/${existing.applianceId}/...): ` +
+        `--appliance-id ${applianceId} would not find them`,
+      'USAGE_APPLIANCE_ID_MISMATCH',
+    );
+  return existing;
+}
 
 /**
  * Keeps setup's connection test as the last connection results. Setup runs before the daemon, so it takes

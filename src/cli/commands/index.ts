@@ -12,6 +12,7 @@ import {
   statusCommand,
   unlockCommand,
 } from './agent.js';
+import { clientCommand } from './client.js';
 import { driveCommand } from './drive.js';
 import { jobCommands } from './jobs.js';
 import { kmipCommand } from './kmip.js';
@@ -44,6 +45,7 @@ const tree = group({
     ...jobCommands,
     rekeyCommand,
     certCommand,
+    clientCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,
