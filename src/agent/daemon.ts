@@ -25,6 +25,7 @@ import {
 import { ApiServer, API_SOCKET_NAME, type RpcMethod } from '../api/server.js';
 import { agentMethods } from '../api/methods.js';
 import { Agent } from './agent.js';
+import { clientCertificateService, watchClientCertificateExpiry } from './client-certificate.js';
 import {
   AuditLog,
   auditedEnroll,
@@ -665,7 +666,16 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       const exporter = textfile;
       closers.push(() => exporter.stop());
     }
+    // The client certificate's expiry faults: checked now, daily, and after each change through the API.
+    const expiry = watchClientCertificateExpiry({
+      configDir: dirs.config,
+      faults: runtime.faults,
+      clock,
+      onError: (error) => log.warn({ event: 'cert_expiry_check_failed', err: error }, 'client certificate not checked'),
+    });
+    closers.push(() => expiry.stop());
     const methods = agentMethods({
+      clientCertificate: clientCertificateService(dirs.config, clock, () => expiry.recheck()),
       status: () => agent.status(),
       unlockNow: (o) => agent.unlockNow(o),
       enrollDrives: (devices) => runtime.enrollDrives(devices),

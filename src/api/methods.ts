@@ -7,6 +7,7 @@ import type { AgentStatus } from '../agent/agent.js';
 import type { AuditEvent, AuditQuery } from '../agent/audit.js';
 import { driveListing, encryptionAtRestInfo, type InventoryItem } from '../agent/inventory.js';
 import type { JobView } from '../agent/jobs.js';
+import type { ClientCertificateService } from '../agent/client-certificate.js';
 import type { RpcMethod } from './server.js';
 
 /** What the API needs of the agent. */
@@ -21,6 +22,8 @@ export interface AgentApi {
   jobs?: { get(asyncHandle: string): JobView; list(): JobView[] };
   enableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
   disableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
+  /** The client certificate (pending key pair, import, status, delete); without it those methods answer API_NOT_SUPPORTED. */
+  clientCertificate?: ClientCertificateService;
   /** The KMIP client switch (kmip-client-admin.ts); each change is followed by a configuration reload. */
   kmipClient?: {
     status(): Promise<unknown>;
@@ -56,6 +59,90 @@ function plain<T>(value: T): unknown {
 function supported<T>(what: T | undefined, method: string): T {
   if (what === undefined) throw new KmipAgentError(`${method} is not available here`, 'API_NOT_SUPPORTED');
   return what;
+}
+
+// --------------------------------------------------------------------------- client certificate
+
+const KEY_TYPES = ['rsa2048', 'rsa3072', 'rsa4096', 'p256', 'p384'] as const;
+
+function invalid(method: string, what: string): KmipAgentError {
+  return new KmipAgentError(`${method}: ${what}`, 'API_INVALID_PARAMS');
+}
+
+function optionalString(params: Record<string, unknown>, name: string, method: string): string | undefined {
+  const value = params[name];
+  if (value !== undefined && typeof value !== 'string') throw invalid(method, `params.${name} must be a string`);
+  return value;
+}
+
+/**
+ * CreatePublicPrivateKeyPair, GetClientCertificateSignRequest, ImportClientCertificate, GetClientCertificate,
+ * DeleteClientCertificate. PEM travels as text; a private key never comes back.
+ */
+function clientCertificateMethods(service: () => ClientCertificateService): Record<string, RpcMethod> {
+  return {
+    CreatePublicPrivateKeyPair: async (params) => {
+      const m = 'CreatePublicPrivateKeyPair';
+      const keyType = params.keyType ?? 'rsa2048';
+      if (!KEY_TYPES.includes(keyType as (typeof KEY_TYPES)[number]))
+        throw invalid(m, `params.keyType must be one of ${KEY_TYPES.join(', ')}`);
+      const subject = params.subject as Record<string, unknown> | undefined;
+      if (typeof subject !== 'object' || subject === null || typeof subject.cn !== 'string')
+        throw invalid(m, 'params.subject.cn (the common name) is required');
+      const sans = params.subjectAltNames ?? [];
+      if (!Array.isArray(sans) || !sans.every((s) => typeof s === 'string'))
+        throw invalid(m, 'params.subjectAltNames must be strings such as "DNS:nas.example" or "IP:192.0.2.1"');
+      const days = params.selfSignedDays;
+      if (days !== undefined && !Number.isInteger(days))
+        throw invalid(m, 'params.selfSignedDays must be a whole number');
+      const result = await service().createKeyPair({
+        keyType: keyType as (typeof KEY_TYPES)[number],
+        subject: {
+          cn: subject.cn,
+          ...(['o', 'ou', 'c'] as const).reduce(
+            (o, k) => (subject[k] === undefined ? o : { ...o, [k]: optionalString(subject, k, m) }),
+            {},
+          ),
+        },
+        subjectAltNames: sans as string[],
+        ...(days !== undefined ? { selfSignedDays: days as number } : {}),
+      });
+      return plain(result);
+    },
+    GetClientCertificateSignRequest: async () => plain(await service().signRequest()),
+    ImportClientCertificate: async (params) => {
+      const m = 'ImportClientCertificate';
+      const certPem = optionalString(params, 'certPem', m);
+      if (!certPem) throw invalid(m, 'params.certPem (the certificate, PEM) is required');
+      const keyPem = optionalString(params, 'keyPem', m);
+      const chainPem = optionalString(params, 'chainPem', m);
+      const result = await service().importCertificate(
+        {
+          certPem,
+          ...(keyPem !== undefined ? { keyPem } : {}),
+          ...(chainPem !== undefined ? { chainPem } : {}),
+          force: params.force === true,
+        },
+        { replace: params.replace === true },
+      );
+      if (!result.replaced && 'tests' in result)
+        throw new KmipAgentError(
+          `${m}: the connection test with the new certificate failed; the old certificate stays in use`,
+          'CERT_TEST_FAILED',
+          { details: { tests: plain(result.tests) } },
+        );
+      return plain(result);
+    },
+    GetClientCertificate: async () => plain(await service().status()),
+    DeleteClientCertificate: async (params) => {
+      if (params.confirm !== true)
+        throw new KmipAgentError(
+          'DeleteClientCertificate destroys the private key: it needs params.confirm: true',
+          'API_CONFIRM_REQUIRED',
+        );
+      return plain(await service().delete());
+    },
+  };
 }
 
 export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
@@ -115,5 +202,6 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
       await agent.unlockNow({ all: params.all === true });
       return plain(agent.status());
     },
+    ...clientCertificateMethods(() => supported(agent.clientCertificate, 'the client certificate API')),
   };
 }

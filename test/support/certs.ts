@@ -100,6 +100,19 @@ export class TestCa {
   issue(name: string, options: CertOptions): Issued {
     const key = join(this.dir, `${name}.key`);
     const csr = join(this.dir, `${name}.csr`);
+    openssl(keyArgs(options.keyType, key), this.dir);
+    openssl(['req', '-new', '-key', key, '-subj', `/CN=${options.cn}`, '-out', csr], this.dir);
+    const cert = this.sign(name, csr, options);
+    return { cert, key, certPem: readText(cert), keyPem: readText(key) };
+  }
+
+  /**
+   * Signs a certificate request made elsewhere (e.g. by `kmip-agent cert generate`) as `openssl x509 -req`
+   * does for a CA: the request's own extensions are ignored, `options` (eku, san, days, digest) decide;
+   * `options.cn` is unused (the subject is the request's); `keyType` says which key usages to grant.
+   * Returns the certificate's path (`<name>.crt`).
+   */
+  sign(name: string, csr: string, options: Omit<CertOptions, 'cn'> & { cn?: string }): string {
     const cert = join(this.dir, `${name}.crt`);
     const ext = join(this.dir, `${name}.ext`);
     const lines = [options.isCa ? 'basicConstraints=critical,CA:TRUE' : 'basicConstraints=critical,CA:FALSE'];
@@ -112,11 +125,9 @@ export class TestCa {
     if (options.eku && options.eku.length > 0) lines.push(`extendedKeyUsage=${options.eku.join(',')}`);
     if (options.san && options.san.length > 0) lines.push(`subjectAltName=${options.san.join(',')}`);
     writeFileSync(ext, lines.join('\n') + '\n');
-    openssl(keyArgs(options.keyType, key), this.dir);
-    openssl(['req', '-new', '-key', key, '-subj', `/CN=${options.cn}`, '-out', csr], this.dir);
     if (options.notBefore !== undefined) {
       this.issueWithCa(name, csr, ext, cert, options);
-      return { cert, key, certPem: readText(cert), keyPem: readText(key) };
+      return cert;
     }
     openssl(
       [
@@ -140,11 +151,17 @@ export class TestCa {
       ],
       this.dir,
     );
-    return { cert, key, certPem: readText(cert), keyPem: readText(key) };
+    return cert;
   }
 
   /** `openssl x509 -req` (3.0) cannot set the start date; `openssl ca` can, given a minimal database. */
-  private issueWithCa(name: string, csr: string, ext: string, cert: string, options: CertOptions): void {
+  private issueWithCa(
+    name: string,
+    csr: string,
+    ext: string,
+    cert: string,
+    options: Pick<CertOptions, 'digest' | 'notBefore'>,
+  ): void {
     const db = join(this.dir, `${name}.db`);
     mkdirSync(db, { recursive: true });
     writeFileSync(join(db, 'index.txt'), '');

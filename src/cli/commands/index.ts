@@ -2,6 +2,7 @@
 import { group, type CommandGroup, type CommandNode } from '../framework.js';
 import { addonCommand } from './addon.js';
 import { auditCommand } from './audit.js';
+import { certCommand } from './cert.js';
 import {
   ACCEPTED_DIR_OPTIONS,
   daemonCommand,
@@ -43,6 +44,7 @@ const tree = group({
     recoverCommand,
     ...jobCommands,
     rekeyCommand,
+    certCommand,
     clientCommand,
     kmipCommand,
     driveCommand,
