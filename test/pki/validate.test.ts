@@ -191,6 +191,7 @@ describe('validateClientCertificate', () => {
       eku: ['clientAuth', 'serverAuth'],
       san: ['DNS:nas-01.example', 'IP:192.0.2.7'],
       keyType: { rsa: 3072 },
+      days: 30,
     });
     const info = validateClientCertificate({ certPem: cert.certPem, keyPem: cert.keyPem }, { now: now() }).certificate;
     const printed = openssl(['x509', '-in', cert.cert, '-noout', '-fingerprint', '-sha256', '-serial', '-enddate']);
