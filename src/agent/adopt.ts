@@ -9,7 +9,7 @@
 import { KmipAgentError } from '../errors.js';
 import { checkNotEnrolled, keyGroupFor, keyNameFor, type EnrollOptions, type EnrollResult } from './enroll.js';
 import { isSameDrive } from './inventory.js';
-import type { Job } from './state.js';
+import { JobJournal, stepsOf } from './journal.js';
 
 export type AdoptAuthority = 'sid' | 'admin1';
 
@@ -84,15 +84,8 @@ export async function adoptOpalDrive(
     const made = previous?.steps.find((s) => s.name === STEP.key);
     // A resumed adoption keeps the id its key was named with (an older form, if it started under one).
     const id = made ? previous!.target! : identity;
-    const done = new Set(made ? previous!.steps.map((s) => s.name) : []);
-    const jobId = made ? previous!.id : options.newJobId();
-    const journal = (change: (job: Job) => void) =>
-      state.update((s) => {
-        const job = s.jobs.find((j) => j.id === jobId);
-        if (job) change(job);
-      });
-    const step = (name: string, detail?: Record<string, unknown>) =>
-      journal((j) => j.steps.push({ name, at: at(), ...(detail ? { detail } : {}) }));
+    const done = stepsOf(made ? previous : undefined);
+    const journal = new JobJournal(state, clock, made ? previous!.id : options.newJobId());
 
     let admin1 = pins.admin1 ?? pins.sid!;
     if (!made) {
@@ -120,15 +113,9 @@ export async function adoptOpalDrive(
           fetched?.error.code ?? 'KEY_NOT_FOUND',
         );
       key = fetched.key;
-      await journal((j) => {
-        j.status = 'running';
-        delete j.error;
-        delete j.endedAt;
-      });
+      await journal.resume();
     } else {
-      await state.update((s) => {
-        s.jobs.push({ id: jobId, kind: 'adopt', target: id, status: 'running', startedAt: at(), steps: [] });
-      });
+      await journal.begin('adopt', { target: id });
     }
     try {
       if (!made) {
@@ -136,20 +123,20 @@ export async function adoptOpalDrive(
         key = created.key;
         uid = created.uid;
         record = created.record;
-        await step(STEP.key, { uid, name });
+        await journal.step(STEP.key, { uid, name });
       }
       // Admin1 first: it is what unlocking uses, so from here the recorded key unlocks the drive.
       if (!done.has(STEP.admin1)) {
         await drive.setPin('admin1', admin1, key!);
-        await step(STEP.admin1);
+        await journal.step(STEP.admin1);
       }
       const sidChanged = done.has(STEP.sid) || pins.sid !== undefined;
       if (pins.sid && !done.has(STEP.sid)) {
         await drive.setPin('sid', pins.sid, key!);
-        await step(STEP.sid);
+        await journal.step(STEP.sid);
       }
       await drive.enableGlobalRangeLocking(key!);
-      await state.update((s) => {
+      await journal.done([{ name: STEP.locking }, { name: 'recorded' }], (s) => {
         s.drives.push({
           id,
           device,
@@ -157,18 +144,10 @@ export async function adoptOpalDrive(
           enrolledAt: at(),
           unlockAtBoot: true,
         });
-        const job = s.jobs.find((j) => j.id === jobId)!;
-        job.steps.push({ name: STEP.locking, at: at() }, { name: 'recorded', at: at() });
-        job.status = 'done';
-        job.endedAt = at();
       });
       return { id, device, keyUid: uid, keyName: name, sidChanged, resumed: made !== undefined };
     } catch (error) {
-      await journal((j) => {
-        j.status = 'failed';
-        j.endedAt = at();
-        j.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
-      }).catch(() => undefined);
+      await journal.fail(error);
       throw error;
     }
   } finally {

@@ -9,7 +9,6 @@
  * background; SIGTERM/SIGINT stop it cleanly (STOPPING=1).
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { KmipProvider, RevocationReasonCode, type ServerAttempt } from '../kmip/index.js';
@@ -68,7 +67,7 @@ import { agentLogger } from './log.js';
 import { AgentMetrics, TextfileExporter } from './metrics.js';
 import type { AgentDirs } from './paths.js';
 import { RefusedKeyFile } from './refused-keys.js';
-import { packageRoot } from '../native/addon.js';
+import { packageVersion } from '../native/addon.js';
 import { recoverState, syncRecoveryFault, type RecoveryReport, type RecoveryVerifier } from './recovery.js';
 import { acquireStateLock } from './state-lock.js';
 import { StateCorruptError, StateStore } from './state.js';
@@ -91,10 +90,6 @@ export interface DaemonOptions {
 
 /** JSON logs on stdout, journald priorities, secrets redacted: see log.ts. */
 export { agentLogger };
-
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-}
 
 function providerFor(
   config: AgentConfig,

@@ -27,6 +27,7 @@ import { KmipAgentError } from '../errors.js';
 import { hasResultReason, ResultReason, State, type KmipOperationsApi } from '../kmip/index.js';
 import type { EnrollResult } from './enroll.js';
 import type { InventoryItem } from './inventory.js';
+import { journalError } from './journal.js';
 import type { JobContext } from './jobs.js';
 import type { KeySource } from './key-source.js';
 import type { Job, ManagedDrive, StateBody, StateStore } from './state.js';
@@ -35,11 +36,6 @@ export const ENABLE_JOB = 'enable-encryption-at-rest';
 export const DISABLE_JOB = 'disable-encryption-at-rest';
 /** Enable and disable never overlap: they share one lane of the job runner. */
 export const ENCRYPTION_LANE = 'encryption-at-rest';
-
-const errorOf = (error: unknown) => ({
-  code: (error as { code?: unknown })?.code?.toString() ?? 'INTERNAL',
-  message: (error as Error)?.message ?? String(error),
-});
 
 export interface DriveOutcome {
   id: string | null;
@@ -98,7 +94,7 @@ export async function enableEncryptionAtRest(job: JobContext, ports: EnablePorts
         const enrolled = await ports.enroll(item.device);
         result.enrolled.push({ id: enrolled.id, device: item.device, keyUid: enrolled.keyUid });
       } catch (error) {
-        const e = errorOf(error);
+        const e = journalError(error);
         (e.code === 'DRIVE_ALREADY_OWNED' ? result.skipped : result.failed).push({ ...base, ...e });
       }
     }
@@ -274,8 +270,8 @@ export async function disableEncryptionAtRest(job: JobContext, ports: DisablePor
           await disableOne(job, record, one?.ok ? one.key : undefined, ports, done);
           result.disabled.push(base);
         } catch (error) {
-          result.failed.push({ ...base, ...errorOf(error) });
-          await job.step('failed', { ...base, ...errorOf(error) });
+          result.failed.push({ ...base, ...journalError(error) });
+          await job.step('failed', { ...base, ...journalError(error) });
           // Handed back (SID reset) or not: only a drive still locked with its key may be unlocked again.
           const handedBack = done.has('sid-reset') || journaledNow(ports, job.id, record, 'sid-reset');
           if (!handedBack) ports.release?.(record.id);

@@ -9,7 +9,8 @@ import { KmipAgentError } from '../errors.js';
 import type { Clock } from './clock.js';
 import { isSameDrive } from './inventory.js';
 import type { CreatedKey, KeySource } from './key-source.js';
-import type { StateStore, Job } from './state.js';
+import { JobJournal } from './journal.js';
+import type { ManagedVolume, StateStore } from './state.js';
 
 /** The drive operations enrollment needs. */
 export interface EnrollDrive {
@@ -47,6 +48,7 @@ export interface EnrollResult {
 }
 
 export const keyNameFor = (applianceId: string, id: string) => `kmip-agent/${applianceId}/${id}`;
+export const keyGroupFor = (applianceId: string) => `kmip-agent/${applianceId}`;
 
 /** The drive's identity, once it is known to have one and no record (under it or an older form) exists. */
 export function checkNotEnrolled(
@@ -61,7 +63,6 @@ export function checkNotEnrolled(
   if (recorded) throw new KmipAgentError(`${device} (${recorded.id}) is already enrolled`, 'DRIVE_ALREADY_ENROLLED');
   return who.id;
 }
-export const keyGroupFor = (applianceId: string) => `kmip-agent/${applianceId}`;
 
 export async function enrollOpalDrive(device: string, port: EnrollPort, options: EnrollOptions): Promise<EnrollResult> {
   const { state, clock } = options;
@@ -76,42 +77,22 @@ export async function enrollOpalDrive(device: string, port: EnrollPort, options:
       );
     }
     const name = keyNameFor(options.applianceId, id);
-    const jobId = options.newJobId();
-    const step = (job: Job, stepName: string, detail?: Record<string, unknown>) =>
-      job.steps.push({ name: stepName, at: clock.now().toISOString(), ...(detail ? { detail } : {}) });
-    const journal = (change: (job: Job) => void) =>
-      state.update((s) => {
-        const job = s.jobs.find((j) => j.id === jobId);
-        if (job) change(job);
-      });
-    await state.update((s) => {
-      s.jobs.push({
-        id: jobId,
-        kind: 'enroll',
-        target: id,
-        status: 'running',
-        startedAt: clock.now().toISOString(),
-        steps: [],
-      });
-    });
+    const journal = new JobJournal(state, clock, options.newJobId());
+    await journal.begin('enroll', { target: id });
     const { uid, key, record } = await options.keys
       .createKey(name, keyGroupFor(options.applianceId))
       .catch(async (error: unknown) => {
-        await journal((j) => {
-          j.status = 'failed';
-          j.endedAt = clock.now().toISOString();
-          j.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
-        });
+        await journal.fail(error);
         throw error;
       });
     try {
-      await journal((j) => step(j, 'key-created', { uid, name }));
+      await journal.step('key-created', { uid, name });
       await drive.takeOwnership(key);
-      await journal((j) => step(j, 'owned'));
+      await journal.step('owned');
       await drive.activateLockingSp(key);
-      await journal((j) => step(j, 'locking-sp-active'));
+      await journal.step('locking-sp-active');
       await drive.enableGlobalRangeLocking(key);
-      await state.update((s) => {
+      await journal.done([{ name: 'recorded' }], (s) => {
         s.drives.push({
           id,
           device,
@@ -119,19 +100,11 @@ export async function enrollOpalDrive(device: string, port: EnrollPort, options:
           enrolledAt: clock.now().toISOString(),
           unlockAtBoot: true,
         });
-        const job = s.jobs.find((j) => j.id === jobId)!;
-        step(job, 'recorded');
-        job.status = 'done';
-        job.endedAt = clock.now().toISOString();
       });
       return { id, device, keyUid: uid, keyName: name };
     } catch (error) {
       // The key stays on the server (the drive may already be locked with it); the journal says so.
-      await journal((j) => {
-        j.status = 'failed';
-        j.endedAt = clock.now().toISOString();
-        j.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
-      }).catch(() => undefined);
+      await journal.fail(error);
       throw error;
     } finally {
       key.fill(0);
@@ -153,6 +126,25 @@ export interface VolumeEnrollResult extends EnrollResult {
   keyslot: number;
 }
 
+/** The state's record of a volume given a KMIP key (enrolled or formatted); envelope mode adds the wrapped key. */
+export function volumeRecord(
+  id: string,
+  device: string,
+  keyslot: number,
+  created: CreatedKey,
+  name: string,
+  options: Pick<EnrollOptions, 'provider' | 'clock'>,
+): ManagedVolume {
+  return {
+    id,
+    device,
+    key: { uid: created.uid, name, provider: options.provider, ...created.record },
+    keyslot,
+    enrolledAt: options.clock.now().toISOString(),
+    unlockAtBoot: true,
+  };
+}
+
 /**
  * Enrolls an existing LUKS2 volume: the key is made on the key server first (named after the volume's
  * UUID), then a new keyslot for it is added, authorized by the volume's current passphrase, then the
@@ -170,53 +162,18 @@ export async function enrollLuksVolume(
     throw new KmipAgentError(`${device} (LUKS UUID ${id}) is already enrolled`, 'VOLUME_ALREADY_ENROLLED');
   }
   const name = keyNameFor(options.applianceId, id);
-  const jobId = options.newJobId();
-  await state.update((s) => {
-    s.jobs.push({
-      id: jobId,
-      kind: 'enroll-volume',
-      target: id,
-      status: 'running',
-      startedAt: clock.now().toISOString(),
-      steps: [],
-    });
-  });
-  const finish = (
-    status: 'done' | 'failed',
-    error?: unknown,
-    extra?: (s: Parameters<Parameters<StateStore['update']>[0]>[0]) => void,
-  ) =>
-    state.update((s) => {
-      extra?.(s);
-      const job = s.jobs.find((j) => j.id === jobId)!;
-      job.status = status;
-      job.endedAt = clock.now().toISOString();
-      if (error)
-        job.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
-    });
+  const journal = new JobJournal(state, clock, options.newJobId());
+  await journal.begin('enroll-volume', { target: id });
   let created: CreatedKey | undefined;
   try {
     created = await options.keys.createKey(name, keyGroupFor(options.applianceId));
-    const { uid, key, record } = created;
-    await state.update((s) => {
-      s.jobs
-        .find((j) => j.id === jobId)!
-        .steps.push({ name: 'key-created', at: clock.now().toISOString(), detail: { uid, name } });
-    });
+    const { uid, key } = created;
+    await journal.step('key-created', { uid, name });
     const keyslot = await port.addKey(device, existingKey, key);
-    await finish('done', undefined, (s) =>
-      s.volumes.push({
-        id,
-        device,
-        key: { uid, name, provider: options.provider, ...record },
-        keyslot,
-        enrolledAt: clock.now().toISOString(),
-        unlockAtBoot: true,
-      }),
-    );
+    await journal.done([], (s) => s.volumes.push(volumeRecord(id, device, keyslot, created!, name, options)));
     return { id, device, keyUid: uid, keyName: name, keyslot };
   } catch (error) {
-    await finish('failed', error).catch(() => undefined);
+    await journal.fail(error);
     throw error;
   } finally {
     created?.key.fill(0);

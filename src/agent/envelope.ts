@@ -27,6 +27,7 @@ import { KmipAgentError } from '../errors.js';
 import type { Clock } from './clock.js';
 import { keyGroupFor, keyNameFor } from './enroll.js';
 import type { CreatedKey, FetchedKey, KeySource } from './key-source.js';
+import { JobJournal, journalError } from './journal.js';
 import type { Job, StateBody, StateStore } from './state.js';
 
 /** RFC 5649's alternative initial value (the one for key wrap with padding). */
@@ -177,11 +178,6 @@ export interface ShallowRekeyResult {
   revokeError?: { code: string; message: string };
 }
 
-const errorOf = (error: unknown) => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return { code: typeof code === 'string' ? code : 'INTERNAL', message: (error as Error)?.message ?? String(error) };
-};
-
 type Ref = StateBody['drives'][number]['key'];
 const refsOf = (s: StateBody): { id: string; key: Ref }[] => [...s.drives, ...s.volumes];
 
@@ -223,7 +219,7 @@ export class EnvelopeKeySource implements KeySource {
         try {
           result.set(uid, { ok: true, key: unwrapKey(kek.key, wrapped) });
         } catch (error) {
-          result.set(uid, { ok: false, error: { ...errorOf(error), notFound: false, unusable: true } });
+          result.set(uid, { ok: false, error: { ...journalError(error), notFound: false, unusable: true } });
         }
       }
     } finally {
@@ -325,16 +321,8 @@ export class EnvelopeKeySource implements KeySource {
     const before = state.snapshot();
     const refs = refsOf(before);
     const plain = new Map<string, Buffer>();
-    const now = () => clock.now().toISOString();
     const resumed = unfinishedRekey(before);
-    const jobId = resumed?.job.id ?? this.options.newJobId();
-    const journal = (change: (job: StateBody['jobs'][number]) => void) =>
-      state.update((s) => {
-        const job = s.jobs.find((j) => j.id === jobId);
-        if (job) change(job);
-      });
-    const step = (stepName: string, detail?: Record<string, unknown>) =>
-      journal((j) => j.steps.push({ name: stepName, at: now(), ...(detail ? { detail } : {}) }));
+    const journal = new JobJournal(state, clock, resumed?.job.id ?? this.options.newJobId());
     try {
       // The previous master key: the journal's once the rewrap named the new one current.
       const previous = resumed ? resumed.previous : before.masterKeyUid;
@@ -355,30 +343,24 @@ export class EnvelopeKeySource implements KeySource {
         }
       }
       if (resumed) {
-        await journal((j) => {
-          j.status = 'running';
-          delete j.error;
-          delete j.endedAt;
-        });
+        await journal.resume();
       } else {
-        await state.update((s) => {
-          s.jobs.push({ id: jobId, kind: REKEY_JOB, status: 'running', startedAt: now(), steps: [] });
-        });
+        await journal.begin(REKEY_JOB);
       }
       if (masterUid === undefined) {
         const known = new Set([before.masterKeyUid, ...before.jobs.flatMap(journaledMasterKeys)]);
         const orphans = (await server.findPreActive(name)).filter((uid) => !known.has(uid));
         if (orphans.length > 0) {
           masterUid = orphans[0]!;
-          await step('master-key-adopted', { uid: masterUid, previous: previous ?? null });
+          await journal.step('master-key-adopted', { uid: masterUid, previous: previous ?? null });
           for (const extra of orphans.slice(1)) {
             await server.destroy(extra);
-            await step('orphan-destroyed', { uid: extra });
+            await journal.step('orphan-destroyed', { uid: extra });
           }
         } else {
           masterUid = await server.createMasterKey(name, keyGroupFor(applianceId), { preActive: true });
           // First thing after Create: from here a crash leaves the key journaled, never unknown.
-          await step('master-key-created', { uid: masterUid, previous: previous ?? null });
+          await journal.step('master-key-created', { uid: masterUid, previous: previous ?? null });
         }
       }
       const newUid = masterUid;
@@ -391,20 +373,22 @@ export class EnvelopeKeySource implements KeySource {
           kek.fill(0);
         }
         // One write: the new master key and every rewrapped key become current together.
-        await state.update((s) => {
-          s.masterKeyUid = newUid;
-          for (const r of refsOf(s)) {
-            const blob = wrapped.get(r.id);
-            if (blob) Object.assign(r.key, { wrapped: blob, masterKeyUid: newUid });
-          }
-          const job = s.jobs.find((j) => j.id === jobId);
-          job?.steps.push({ name: 'rewrapped', at: now(), detail: { count: wrapped.size, ids: [...wrapped.keys()] } });
-        });
+        const rewrap = journal.stepEntry('rewrapped', { count: wrapped.size, ids: [...wrapped.keys()] });
+        await journal.change(
+          (j) => j.steps.push(rewrap),
+          (s) => {
+            s.masterKeyUid = newUid;
+            for (const r of refsOf(s)) {
+              const blob = wrapped.get(r.id);
+              if (blob) Object.assign(r.key, { wrapped: blob, masterKeyUid: newUid });
+            }
+          },
+        );
         rewrapped.push(...wrapped.keys());
       }
       if (!resumed?.activated) {
         await server.activate(newUid);
-        await step('master-key-activated', { uid: newUid });
+        await journal.step('master-key-activated', { uid: newUid });
       }
       const result: ShallowRekeyResult = {
         ...(previous ? { previousMasterKeyUid: previous } : {}),
@@ -418,21 +402,13 @@ export class EnvelopeKeySource implements KeySource {
           await server.retire(previous);
           result.previousRevoked = true;
         } catch (error) {
-          result.revokeError = errorOf(error);
+          result.revokeError = journalError(error);
         }
       }
-      await journal((j) => {
-        j.steps.push({ name: result.previousRevoked ? 'previous-revoked' : 'previous-kept', at: now() });
-        j.status = 'done';
-        j.endedAt = now();
-      });
+      await journal.done([{ name: result.previousRevoked ? 'previous-revoked' : 'previous-kept' }]);
       return result;
     } catch (error) {
-      await journal((j) => {
-        j.status = 'failed';
-        j.endedAt = now();
-        j.error = errorOf(error);
-      }).catch(() => undefined);
+      await journal.fail(error);
       throw error;
     } finally {
       for (const key of plain.values()) key.fill(0);

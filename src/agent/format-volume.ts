@@ -6,9 +6,9 @@
  * whose key `recover` finds by name, a crash before it a named key and an untouched device.
  */
 import { KmipAgentError } from '../errors.js';
-import { keyGroupFor, keyNameFor, type EnrollOptions, type VolumeEnrollResult } from './enroll.js';
+import { keyGroupFor, keyNameFor, volumeRecord, type EnrollOptions, type VolumeEnrollResult } from './enroll.js';
 import type { KeySource } from './key-source.js';
-import type { Job } from './state.js';
+import { JobJournal } from './journal.js';
 
 /** The LUKS operations formatting needs. */
 export interface VolumeFormatPort {
@@ -44,51 +44,20 @@ export async function formatLuksVolume(
   }
   const id = options.newUuid();
   const name = keyNameFor(options.applianceId, id);
-  const jobId = options.newJobId();
-  const at = () => clock.now().toISOString();
-  const journal = (change: (job: Job) => void) =>
-    state.update((s) => {
-      const job = s.jobs.find((j) => j.id === jobId);
-      if (job) change(job);
-    });
-  await state.update((s) => {
-    s.jobs.push({
-      id: jobId,
-      kind: 'format-volume',
-      target: id,
-      status: 'running',
-      startedAt: at(),
-      steps: [{ name: 'uuid-chosen', at: at(), detail: { device, force } }],
-    });
-  });
+  const journal = new JobJournal(state, clock, options.newJobId());
+  await journal.begin('format-volume', { target: id, steps: [journal.stepEntry('uuid-chosen', { device, force })] });
   let created: Awaited<ReturnType<KeySource['createKey']>> | undefined;
   try {
     created = await options.keys.createKey(name, keyGroupFor(options.applianceId));
     const { uid, key } = created;
-    await journal((j) => j.steps.push({ name: 'key-created', at: at(), detail: { uid, name } }));
+    await journal.step('key-created', { uid, name });
     const keyslot = await port.format(device, key, { uuid: id, force });
-    await state.update((s) => {
-      s.volumes.push({
-        id,
-        device,
-        // Envelope mode: the wrapped key and its master key's UID (nothing extra in direct mode).
-        key: { uid, name, provider: options.provider, ...created!.record },
-        keyslot,
-        enrolledAt: at(),
-        unlockAtBoot: true,
-      });
-      const job = s.jobs.find((j) => j.id === jobId)!;
-      job.steps.push({ name: 'formatted', at: at(), detail: { keyslot } });
-      job.status = 'done';
-      job.endedAt = at();
+    await journal.done([{ name: 'formatted', detail: { keyslot } }], (s) => {
+      s.volumes.push(volumeRecord(id, device, keyslot, created!, name, options));
     });
     return { id, device, keyUid: uid, keyName: name, keyslot };
   } catch (error) {
-    await journal((j) => {
-      j.status = 'failed';
-      j.endedAt = at();
-      j.error = { code: (error as { code?: string }).code ?? 'INTERNAL', message: (error as Error).message };
-    }).catch(() => undefined);
+    await journal.fail(error);
     throw error;
   } finally {
     created?.key.fill(0);

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { KmipAgentError } from '../errors.js';
 import type { Clock } from './clock.js';
+import { JobJournal, journalError } from './journal.js';
 import type { Job, StateStore } from './state.js';
 
 /** Finished jobs kept in the journal by default (running ones are always kept). */
@@ -58,11 +59,6 @@ export interface JobRunnerOptions {
   /** Told when journaling a job's end failed (the job itself is over either way). */
   onError?: (error: unknown, job: string) => void;
 }
-
-const errorOf = (error: unknown) => ({
-  code: (error as { code?: unknown })?.code?.toString() ?? 'INTERNAL',
-  message: (error as Error)?.message ?? String(error),
-});
 
 export function jobView(job: Job): JobView {
   const { id, ...rest } = job;
@@ -125,16 +121,9 @@ export class JobRunner {
     let release!: () => void;
     this.running.set(lane, { id, kind, done: new Promise<void>((r) => (release = r)) });
     const { state, clock } = this.options;
-    const change = async (fn: (job: Job) => void) => {
-      await state.update((s) => {
-        const job = s.jobs.find((j) => j.id === id);
-        if (job) fn(job);
-      });
-    };
+    const journal = new JobJournal(state, clock, id);
     try {
-      await state.update((s) => {
-        s.jobs.push({ id, kind, status: 'running', startedAt: clock.now().toISOString(), steps: [] });
-      });
+      await journal.begin(kind);
     } catch (error) {
       this.running.delete(lane);
       release();
@@ -142,12 +131,12 @@ export class JobRunner {
     }
     const context: JobContext = {
       id,
-      step: (name, detail) =>
-        change((j) => j.steps.push({ name, at: clock.now().toISOString(), ...(detail ? { detail } : {}) })),
-      progress: (done, total) =>
-        change((j) => {
+      step: (name, detail) => journal.step(name, detail),
+      progress: async (done, total) => {
+        await journal.change((j) => {
           j.progress = { done, total };
-        }),
+        });
+      },
     };
     const finish = (fn: (job: Job) => void) =>
       state
@@ -171,7 +160,7 @@ export class JobRunner {
         (error: unknown) =>
           finish((j) => {
             j.status = 'failed';
-            j.error = errorOf(error);
+            j.error = journalError(error);
             const partial = (error as { partialResult?: unknown })?.partialResult;
             if (partial !== undefined) j.result = JSON.parse(JSON.stringify(partial)) as unknown;
           }),

@@ -1,15 +1,10 @@
 #!/usr/bin/env node
 /** `kmip-agent`: one command for every user (admin, field engineer, boot sequence, developer). */
-import { readFileSync, realpathSync } from 'node:fs';
-import { join } from 'node:path';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { packageRoot } from '../native/addon.js';
+import { packageVersion } from '../native/addon.js';
 import { commandTree } from './commands/index.js';
 import { dispatch, emitError, ExitCode, processIo, type CommandContext, type Io } from './framework.js';
-
-export function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
-}
 
 function topLevelHelp(): string {
   const width = Math.max(...commandTree.commands.map((g) => g.name.length));

@@ -38,6 +38,11 @@ export function packageRoot(): string {
   }
 }
 
+/** kmip-agent's version, from its package.json (`--version`, the metrics' build info). */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export function addonPath(): string {
   return process.env.KMIP_AGENT_ADDON ?? join(packageRoot(), 'build', 'Release', ADDON_FILE);
 }

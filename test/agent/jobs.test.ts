@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { JobRunner, pruneJobs, type JobContext, type JobView } from '../../src/agent/jobs.js';
+import { JobJournal, journalError, stepsOf } from '../../src/agent/journal.js';
 import {
   DISABLE_JOB,
   disableEncryptionAtRest,
@@ -55,6 +56,40 @@ const codeOf = async (p: Promise<unknown>) =>
 
 let ids = 0;
 const newId = () => `id${++ids}`;
+
+describe('JobJournal (the journal every multi-step operation writes)', () => {
+  it('begins, steps, resumes, ends done with the record in the same write, or failed with the code', async () => {
+    const clock = new FakeClock();
+    const state = await store(clock);
+    const journal = new JobJournal(state, clock, 'j1');
+    await journal.begin('enroll', { target: 'D1', steps: [journal.stepEntry('chosen', { n: 1 })] });
+    await journal.step('key-created', { uid: 'u1' });
+    await clock.advance(5_000);
+    await journal.fail(Object.assign(new Error('drive gone'), { code: 'DRIVE_NOT_FOUND' }));
+    expect(state.snapshot().jobs[0]).toEqual({
+      id: 'j1',
+      kind: 'enroll',
+      target: 'D1',
+      status: 'failed',
+      startedAt: '2026-12-01T10:00:00.000Z',
+      endedAt: '2026-12-01T10:00:05.000Z',
+      steps: [
+        { name: 'chosen', at: '2026-12-01T10:00:00.000Z', detail: { n: 1 } },
+        { name: 'key-created', at: '2026-12-01T10:00:00.000Z', detail: { uid: 'u1' } },
+      ],
+      error: { code: 'DRIVE_NOT_FOUND', message: 'drive gone' },
+    });
+    expect([...stepsOf(state.snapshot().jobs[0])]).toEqual(['chosen', 'key-created']);
+    await journal.resume();
+    expect(state.snapshot().jobs[0]).toMatchObject({ status: 'running' });
+    expect(state.snapshot().jobs[0]).not.toHaveProperty('error');
+    await journal.done([{ name: 'recorded' }], (s) => {
+      s.masterKeyUid = 'written-with-it';
+    });
+    expect(state.snapshot()).toMatchObject({ masterKeyUid: 'written-with-it', jobs: [{ status: 'done' }] });
+    expect(journalError('plain')).toEqual({ code: 'INTERNAL', message: 'plain' });
+  });
+});
 
 describe('JobRunner', () => {
   it('journals a job from running to done: handle, steps, n of m, result, times from the injected clock', async () => {
