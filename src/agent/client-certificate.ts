@@ -194,6 +194,22 @@ async function removeFiles(configDir: string, paths: (string | undefined)[]): Pr
   for (const path of paths) if (path !== undefined) await fs.rm(configPath(configDir, path), { force: true });
 }
 
+/** One generation back only: older replaced client files in pki/ (private keys among them) are removed. */
+async function sweepPrevious(configDir: string, keep: string[]): Promise<void> {
+  const kept = new Set(keep);
+  let names: string[];
+  try {
+    names = await fs.readdir(join(configDir, PKI_DIR));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  const older = names
+    .map((n) => `${PKI_DIR}/${n}`)
+    .filter((p) => /\/client-[0-9a-f]{16}\..*\.prev$/.test(p) && !kept.has(p));
+  await removeFiles(configDir, older);
+}
+
 /** The client's files as config.client names them. */
 function clientFiles(client: ClientConfig): string[] {
   return [client.cert, client.key, client.chain].filter((p): p is string => p !== undefined);
@@ -233,6 +249,7 @@ async function switchTo(
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
   }
+  await sweepPrevious(configDir, previous);
   if (prepared.pendingKey) await removeFiles(configDir, [PENDING_KEY, PENDING_CSR, PENDING_CERT]);
   return {
     certificate: prepared.certificate,
@@ -403,6 +420,7 @@ export async function deleteClientCertificate(configDir: string): Promise<{ remo
   const { cert: _c, key: _k, chain: _ch, ...rest } = config.client;
   await saveConfig(configDir, { ...config, client: rest });
   await removeFiles(configDir, [...files, ...files.map((f) => `${f}.prev`)]);
+  await sweepPrevious(configDir, []);
   return { removed: files };
 }
 

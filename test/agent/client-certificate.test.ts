@@ -4,7 +4,7 @@
  * against the run's PyKMIP server.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -113,6 +113,30 @@ describe('client certificate expiry faults', () => {
     )) as { certPem: string };
     await api.ImportClientCertificate!({ certPem, replace: true }, caller);
     expect(codes(faults)).toEqual([]);
+  });
+});
+
+describe('client certificate files', () => {
+  it('a replacement keeps the replaced files as .prev, one generation back; the new key is 0600', async () => {
+    const dir = configDir();
+    const clock = new FakeClock(Date.now());
+    const a = await importClientCertificate(dir, await selfSigned(dir, clock, 30));
+    const b = await replaceClientCertificate(dir, await selfSigned(dir, clock, 60));
+    const c = await replaceClientCertificate(dir, await selfSigned(dir, clock, 90));
+    expect(b.install!.previous).toEqual([`${a.files.cert}.prev`, `${a.files.key}.prev`]);
+    const files = readdirSync(join(dir, 'pki'))
+      .map((f) => `pki/${f}`)
+      .sort();
+    expect(files).toEqual(
+      [
+        c.install!.files.cert,
+        c.install!.files.key,
+        `${b.install!.files.cert}.prev`,
+        `${b.install!.files.key}.prev`,
+      ].sort(),
+    );
+    expect(statSync(join(dir, c.install!.files.key)).mode & 0o777).toBe(0o600);
+    expect((await loadConfig(dir)).client).toMatchObject({ cert: c.install!.files.cert, key: c.install!.files.key });
   });
 });
 

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
-import { loadConfig, saveConfig } from '../../src/agent/config.js';
+import { loadConfig } from '../../src/agent/config.js';
 import { TestCa } from '../support/certs.js';
 import { TestAppliance } from '../agent/appliance.js';
 import { Appliance, exitOf, ok, running } from '../support/daemon-harness.js';
@@ -55,8 +55,7 @@ describe('kmip-agent cert', () => {
     // Delete is refused while the client is enabled; disabled, it removes setup's certificate.
     expect(a.cli(['cert', 'delete', '--yes'])).toMatchObject({ code: 1, json: { error: { code: 'CLIENT_ENABLED' } } });
     expect(a.cli(['cert', 'delete'])).toMatchObject({ code: 2, json: { error: { code: 'USAGE_CONFIRM' } } });
-    const config = await loadConfig(a.dirs.config);
-    await saveConfig(a.dirs.config, { ...config, client: { ...config.client, enabled: false } });
+    a.ok(['client', 'disable']);
     expect(a.ok(['cert', 'delete', '--yes'])).toMatchObject({ deleted: true, removed: ['client.pem', 'client.key'] });
     expect(existsSync(join(a.dirs.config, 'client.key'))).toBe(false);
     expect(a.cli(['cert', 'csr'])).toMatchObject({ code: 1, json: { error: { code: 'CERT_NO_PENDING_KEY' } } });
@@ -76,9 +75,12 @@ describe('kmip-agent cert', () => {
       json: { error: { code: 'CERT_EXISTS' } },
     });
 
-    const after = await loadConfig(a.dirs.config);
-    expect(after.client).toMatchObject({ enabled: false, cert: files.cert, key: files.key });
-    await saveConfig(a.dirs.config, { ...after, client: { ...after.client, enabled: true } });
+    expect((await loadConfig(a.dirs.config)).client).toMatchObject({
+      enabled: false,
+      cert: files.cert,
+      key: files.key,
+    });
+    a.ok(['client', 'enable']);
     const got = a.ok(['kmip', 'get', '--provider', 'default', uid]);
     expect(JSON.stringify(got)).toContain('5a'.repeat(32));
 

@@ -81,7 +81,7 @@ export class TestCa {
         key,
         '-sha256',
         '-days',
-        '365',
+        '3650',
         '-subj',
         `/CN=${cn}`,
         '-addext',
@@ -142,7 +142,7 @@ export class TestCa {
         '-set_serial',
         String(this.serial++ + 1000),
         '-days',
-        String(options.days ?? 365),
+        String(options.days ?? 30),
         `-${options.digest ?? 'sha256'}`,
         '-extfile',
         ext,
@@ -223,10 +223,18 @@ export interface TestPki {
   client: Issued;
 }
 
-/** The standard set: CA, server cert for 127.0.0.1/localhost, client cert with clientAuth. */
+/**
+ * The standard set: CA, server cert for 127.0.0.1/localhost, client cert with clientAuth. Valid for a year,
+ * well outside the 30-day expiry warning, so appliances set up with them start without CertificateExpiring.
+ */
 export function makeTestPki(dir: string, clientCn = 'kmip-agent-test-client'): TestPki {
   const ca = TestCa.create(dir);
-  const server = ca.issue('server', { cn: 'localhost', eku: ['serverAuth'], san: ['IP:127.0.0.1', 'DNS:localhost'] });
-  const client = ca.issue('client', { cn: clientCn, eku: ['clientAuth'] });
+  const server = ca.issue('server', {
+    cn: 'localhost',
+    eku: ['serverAuth'],
+    san: ['IP:127.0.0.1', 'DNS:localhost'],
+    days: 365,
+  });
+  const client = ca.issue('client', { cn: clientCn, eku: ['clientAuth'], days: 365 });
   return { ca, server, client };
 }
