@@ -26,6 +26,11 @@ export interface TlsEndpoint {
   servername?: string;
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
   maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /**
+   * Trust on first use: the SHA-256 fingerprint of the server's own (leaf) certificate, as openssl prints
+   * it ("AB:CD:..."). Checked after the chain and name verified; any other certificate is refused.
+   */
+  pinnedSha256?: string;
 }
 
 export interface ConnectionOptions {
@@ -265,6 +270,26 @@ export function weakChainError(leaf: DetailedPeerCertificate, endpoint: string):
   return undefined;
 }
 
+/** What to do when a pinned server certificate changed. */
+export const PINNED_CERT_HINT =
+  "if the server's certificate was replaced on purpose, check the new fingerprint with the server's administrator and pin it again (kmip-agent: `kmip-agent server trust <server>`)";
+
+/** A leaf that is not the pinned one (undefined when there is no pin or it matches). */
+export function pinMismatchError(
+  leaf: DetailedPeerCertificate,
+  pinnedSha256: string | undefined,
+  endpoint: string,
+): KmipError | undefined {
+  if (pinnedSha256 === undefined) return undefined;
+  const seen = leaf.fingerprint256?.toUpperCase() ?? '';
+  if (seen === pinnedSha256.toUpperCase()) return undefined;
+  return new KmipError(
+    `${endpoint}: the server certificate changed: it has SHA-256 fingerprint ${seen || '(none)'}, but ${pinnedSha256.toUpperCase()} is pinned`,
+    'KMIP_TLS_SERVER_CERT_CHANGED',
+    { hint: PINNED_CERT_HINT, details: { presentedSha256: seen, pinnedSha256: pinnedSha256.toUpperCase() } },
+  );
+}
+
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
 export const CLIENT_AUTH_HINT = 'reissue the client certificate with extendedKeyUsage clientAuth';
@@ -421,10 +446,11 @@ export class KmipConnection {
           return;
         }
         // The chain verified; refuse it still if it is weak, before any request is written.
-        const weak = weakChainError(socket.getPeerCertificate(true), endpoint);
-        if (weak) {
+        const leaf = socket.getPeerCertificate(true);
+        const refused = weakChainError(leaf, endpoint) ?? pinMismatchError(leaf, target.pinnedSha256, endpoint);
+        if (refused) {
           socket.destroy();
-          reject(weak);
+          reject(refused);
           return;
         }
         socket.setNoDelay(true);
