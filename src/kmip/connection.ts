@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { connect, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
 import { KmipError } from './errors.js';
 import { T } from './spec.js';
 import { DEFAULT_MAX_BYTES, decodeMessageLength, HEADER_LENGTH } from './ttlv/binary.js';
@@ -587,4 +587,99 @@ export class KmipConnection {
     }
     if (!this.socket.destroyed) this.socket.destroy();
   }
+}
+
+/** One certificate of a server's chain as the server sent it. */
+export interface PresentedCertificate {
+  subject: string;
+  issuer: string;
+  validFrom: string;
+  validTo: string;
+  /** openssl-style "AB:CD:..." */
+  sha256: string;
+  /** Issued by itself (a root, the end of a chain). */
+  selfSigned: boolean;
+  pem: string;
+}
+
+/** What `fetchServerChain` saw: the chain, leaf first, and whether the leaf names the host. */
+export interface PresentedChain {
+  endpoint: string;
+  certificates: PresentedCertificate[];
+  /** Why the leaf does not name the host (or servername); undefined when it does. */
+  nameProblem?: string;
+}
+
+const pemOf = (der: Buffer) =>
+  `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+
+/**
+ * For trust on first use: the certificate chain a server presents, read from a handshake that does not
+ * verify it (rejectUnauthorized false). The connection is closed as soon as the handshake is done: not one
+ * KMIP byte is written on it, so nothing secret can go to a server nobody trusts yet. The client
+ * certificate is offered when given (servers that require one end the handshake without it).
+ */
+export function fetchServerChain(
+  target: Pick<TlsEndpoint, 'host' | 'port' | 'servername' | 'cert' | 'key' | 'passphrase'>,
+  options: { connectTimeoutMs?: number } = {},
+): Promise<PresentedChain> {
+  const endpoint = `${target.host}:${target.port}`;
+  const servername = target.servername ?? target.host;
+  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    let socket: TLSSocket;
+    try {
+      socket = connect({
+        host: target.host,
+        port: target.port,
+        cert: target.cert,
+        key: target.key,
+        passphrase: target.passphrase,
+        servername: isIP(servername) ? undefined : servername,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+      });
+    } catch (error) {
+      reject(credentialsError(error, target, endpoint));
+      return;
+    }
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new KmipError(`${endpoint}: no TLS connection within ${timeoutMs} ms`, 'KMIP_CONNECTION_TIMEOUT'));
+    }, timeoutMs);
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(classifySocketError(error, endpoint));
+    });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const leaf = socket.getPeerCertificate(true);
+      socket.destroy();
+      const certificates: PresentedCertificate[] = [];
+      const seen = new Set<string>();
+      for (let cert: DetailedPeerCertificate | undefined = leaf; cert?.raw && !seen.has(cert.fingerprint256); ) {
+        seen.add(cert.fingerprint256);
+        const x509: X509Certificate = new X509Certificate(cert.raw);
+        const selfSigned: boolean = x509.checkIssued(x509) && x509.verify(x509.publicKey);
+        certificates.push({
+          subject: x509.subject.replace(/\n/g, ', '),
+          issuer: x509.issuer.replace(/\n/g, ', '),
+          validFrom: new Date(x509.validFrom).toISOString(),
+          validTo: new Date(x509.validTo).toISOString(),
+          sha256: x509.fingerprint256,
+          selfSigned,
+          pem: pemOf(cert.raw),
+        });
+        const issuer: DetailedPeerCertificate | undefined = cert.issuerCertificate;
+        cert = selfSigned || issuer === cert ? undefined : issuer;
+      }
+      if (certificates.length === 0) {
+        reject(new KmipError(`${endpoint}: the server presented no certificate`, 'KMIP_TLS_NO_SERVER_CERT'));
+        return;
+      }
+      const mismatch = checkServerIdentity(servername, leaf);
+      resolve({ endpoint, certificates, ...(mismatch ? { nameProblem: mismatch.message } : {}) });
+    });
+  });
 }
