@@ -154,7 +154,7 @@ export class KeyAdmin {
     };
   }
 
-  private static server(config: AgentConfig, name: string): KeyServerConfig {
+  static server(config: AgentConfig, name: string): KeyServerConfig {
     const s = config.servers[name];
     if (!s)
       throw new KmipAgentError(
@@ -227,10 +227,14 @@ export class KeyAdmin {
       const p = KeyAdmin.provider(config, fields.provider);
       providers[fields.provider] = { ...p, servers: [...p.servers, name] };
     }
-    const saved = await this.save({ ...config, servers: { ...config.servers, [name]: server }, providers }, 'server create', {
-      path: serverCaFile(name),
-      pem,
-    });
+    const saved = await this.save(
+      { ...config, servers: { ...config.servers, [name]: server }, providers },
+      'server create',
+      {
+        path: serverCaFile(name),
+        pem,
+      },
+    );
     return this.serverView(saved, name);
   }
 
@@ -324,68 +328,6 @@ export class KeyAdmin {
     const config = await this.load();
     KeyAdmin.server(config, name);
     return (await this.test(config, [name]))[0]!;
-  }
-
-  /**
-   * The chain `name` presents (nothing verified, nothing sent but the handshake) and what trusting it
-   * would write: its self-signed root (or `caPem`, which must have issued the chain) as the server's CA,
-   * and the leaf's fingerprint as the pin. Refused when the leaf does not name the host (TRUST_NAME_MISMATCH)
-   * or no root is there to trust (TRUST_NO_ROOT).
-   */
-  async inspectServer(
-    name: string,
-    caPem?: string,
-  ): Promise<{ chain: PresentedChain; caPem: string; pinnedSha256: string }> {
-    const config = await this.load();
-    const s = KeyAdmin.server(config, name);
-    const { cert, key } = this.clientIdentity(config);
-    let chain: PresentedChain;
-    try {
-      chain = await fetchServerChain(
-        { host: s.host, port: s.port, ...(s.servername ? { servername: s.servername } : {}), cert, key },
-        { connectTimeoutMs: s.connectTimeoutMs },
-      );
-    } finally {
-      key?.fill(0);
-    }
-    const leaf = chain.certificates[0]!;
-    if (chain.nameProblem)
-      throw new KmipAgentError(
-        `${chain.endpoint}: the server certificate does not name ${s.servername ?? s.host}: not trusted (${chain.nameProblem})`,
-        'TRUST_NAME_MISMATCH',
-        { details: { chain } },
-      );
-    let anchor: string;
-    if (caPem !== undefined) {
-      anchor = caCertificates(caPem, `servers.${name}.ca`);
-      if (!issuedBy(chain, anchor))
-        throw new KmipAgentError(
-          `${chain.endpoint}: the given CA did not issue the chain the server presents: not trusted`,
-          'TRUST_CA_MISMATCH',
-          { details: { chain } },
-        );
-    } else {
-      const root = chain.certificates.at(-1)!;
-      if (!root.selfSigned || chain.certificates.length === 1)
-        throw new KmipAgentError(
-          `${chain.endpoint}: the server does not send the root CA of its chain (it ends at "${root.issuer}"): give that CA with --ca FILE`,
-          'TRUST_NO_ROOT',
-          { details: { chain } },
-        );
-      anchor = root.pem;
-    }
-    return { chain, caPem: anchor, pinnedSha256: leaf.sha256 };
-  }
-
-  private clientIdentity(config: AgentConfig): { cert?: Buffer; key?: Buffer } {
-    const { cert, key } = config.client;
-    if (cert === undefined || key === undefined) return {};
-    try {
-      const dir = this.options.configDir;
-      return { cert: readFileSync(configPath(dir, cert)), key: readFileSync(configPath(dir, key)) };
-    } catch {
-      return {};
-    }
   }
 
   // ---------------------------------------------------------------------------------- providers
@@ -504,4 +446,67 @@ function issuedBy(chain: PresentedChain, caPem: string): boolean {
   return anchors.some(
     (a) => a.fingerprint256 === last.fingerprint256 || (last.checkIssued(a) && last.verify(a.publicKey)),
   );
+}
+
+/**
+ * The chain `name` presents (nothing verified, nothing sent but the handshake) and what trusting it
+ * would write: its self-signed root (or `caPem`, which must have issued the chain) as the server's CA,
+ * and the leaf's fingerprint as the pin. Refused when the leaf does not name the host (TRUST_NAME_MISMATCH)
+ * or no root is there to trust (TRUST_NO_ROOT).
+ */
+export async function inspectServer(
+  configDir: string,
+  name: string,
+  caPem?: string,
+): Promise<{ chain: PresentedChain; caPem: string; pinnedSha256: string }> {
+  const config = await loadConfig(configDir);
+  const s = KeyAdmin.server(config, name);
+  const { cert, key } = clientIdentity(config, configDir);
+  let chain: PresentedChain;
+  try {
+    chain = await fetchServerChain(
+      { host: s.host, port: s.port, ...(s.servername ? { servername: s.servername } : {}), cert, key },
+      { connectTimeoutMs: s.connectTimeoutMs },
+    );
+  } finally {
+    key?.fill(0);
+  }
+  const leaf = chain.certificates[0]!;
+  if (chain.nameProblem)
+    throw new KmipAgentError(
+      `${chain.endpoint}: the server certificate does not name ${s.servername ?? s.host}: not trusted (${chain.nameProblem})`,
+      'TRUST_NAME_MISMATCH',
+      { details: { chain } },
+    );
+  let anchor: string;
+  if (caPem !== undefined) {
+    anchor = caCertificates(caPem, `servers.${name}.ca`);
+    if (!issuedBy(chain, anchor))
+      throw new KmipAgentError(
+        `${chain.endpoint}: the given CA did not issue the chain the server presents: not trusted`,
+        'TRUST_CA_MISMATCH',
+        { details: { chain } },
+      );
+  } else {
+    const root = chain.certificates.at(-1)!;
+    if (!root.selfSigned)
+      throw new KmipAgentError(
+        `${chain.endpoint}: the server does not send the root CA of its chain (it ends at "${root.issuer}"): give that CA with --ca FILE`,
+        'TRUST_NO_ROOT',
+        { details: { chain } },
+      );
+    anchor = root.pem;
+  }
+  return { chain, caPem: anchor, pinnedSha256: leaf.sha256 };
+}
+
+/** The client certificate and key, when configured and readable (servers that require one end the handshake without). */
+function clientIdentity(config: AgentConfig, dir: string): { cert?: Buffer; key?: Buffer } {
+  const { cert, key } = config.client;
+  if (cert === undefined || key === undefined) return {};
+  try {
+    return { cert: readFileSync(configPath(dir, cert)), key: readFileSync(configPath(dir, key)) };
+  } catch {
+    return {};
+  }
 }
