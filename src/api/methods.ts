@@ -131,8 +131,7 @@ export interface KeyAdminApi {
   testProvider(name: string): Promise<unknown>;
 }
 
-const invalid = (method: string, what: string) =>
-  new KmipAgentError(`${method}: params.${what}`, 'API_INVALID_PARAMS');
+const invalid = (method: string, what: string) => new KmipAgentError(`${method}: params.${what}`, 'API_INVALID_PARAMS');
 
 function text(params: Record<string, unknown>, key: string, method: string, required = false): string | undefined {
   const v = params[key];
@@ -187,7 +186,9 @@ export function keyAdminMethods(admin: KeyAdminApi, reload: () => Promise<unknow
       });
     },
     ModifyKeyServerKmip: async (p) =>
-      plain({ server: await admin.modifyServer(name(p, 'ModifyKeyServerKmip'), serverFields(p, 'ModifyKeyServerKmip')) }),
+      plain({
+        server: await admin.modifyServer(name(p, 'ModifyKeyServerKmip'), serverFields(p, 'ModifyKeyServerKmip')),
+      }),
     DeleteKeyServerKmip: async (p) => plain(await admin.deleteServer(name(p, 'DeleteKeyServerKmip'))),
     GetKeyServerKmip: async (p) => plain({ server: await admin.getServer(name(p, 'GetKeyServerKmip')) }),
     ListKeyServersKmip: async () => plain({ servers: await admin.listServers() }),

@@ -611,7 +611,10 @@ export interface PresentedChain {
 }
 
 const pemOf = (der: Buffer) =>
-  `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+  `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
 
 /**
  * For trust on first use: the certificate chain a server presents, read from a handshake that does not
@@ -658,7 +661,7 @@ export function fetchServerChain(
       socket.destroy();
       const certificates: PresentedCertificate[] = [];
       const seen = new Set<string>();
-      for (let cert: DetailedPeerCertificate | undefined = leaf; cert?.raw && !seen.has(cert.fingerprint256); ) {
+      for (let cert: DetailedPeerCertificate | undefined = leaf; cert?.raw && !seen.has(cert.fingerprint256);) {
         seen.add(cert.fingerprint256);
         const x509: X509Certificate = new X509Certificate(cert.raw);
         const selfSigned: boolean = x509.checkIssued(x509) && x509.verify(x509.publicKey);

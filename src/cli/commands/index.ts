@@ -16,6 +16,7 @@ import { jobCommands } from './jobs.js';
 import { kmipCommand } from './kmip.js';
 import { recoverCommand } from './recover.js';
 import { rekeyCommand } from './rekey.js';
+import { providerCommand, serverCommand } from './servers.js';
 import { ttlvCommand } from './ttlv.js';
 import { volumeCommand } from './volume.js';
 
@@ -42,6 +43,8 @@ const tree = group({
     recoverCommand,
     ...jobCommands,
     rekeyCommand,
+    serverCommand,
+    providerCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,
