@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { ApiClient } from '../../src/api/client.js';
 import { makeTestPki, TestCa } from '../support/certs.js';
 import { Appliance, cli, ok, running } from '../support/daemon-harness.js';
 import { freePort, startPykmip, type PykmipServer } from '../support/pykmip.js';
@@ -300,13 +301,13 @@ async function relay(target: { host: string; port: number }): Promise<{ port: nu
 }
 
 describe('a running daemon', () => {
-  it('takes a key server added through the CLI without a restart: its next unlock goes there', async () => {
+  it('takes a key server added through the CLI without a restart: its next key operations go there', async () => {
     const kmip = inject('pykmip');
     const root = mkdtempSync(join(tmpdir(), 'kmip-agent-keyservers-'));
     cleanups.push(() => rmSync(root, { recursive: true, force: true }));
     const app = new Appliance(`ks${Date.now().toString(36)}`, root);
     await app.setup(kmip, kmip as PykmipServer);
-    const [device] = await app.createDrives(1);
+    await app.createDrives(1);
     await app.enroll();
     const daemon = app.daemon(undefined);
     await daemon.waitForLog((l) => l.event === 'ready');
@@ -331,19 +332,22 @@ describe('a running daemon', () => {
       ...dirs,
     ]);
     await daemon.waitForLog((l) => l.event === 'config_reloaded');
-    // The daemon made the change (it owns the state): the CLI did not take the state lock.
     await ok(['provider', 'remove-server', 'default', original, ...dirs]);
+    // The daemon made the changes (it owns the state), then reloaded itself.
+    expect(daemon.events('api_call').map((l) => l.method)).toEqual(
+      expect.arrayContaining(['CreateKeyServerKmip', 'RemoveKeyServerFromProviderKmip']),
+    );
     const reloaded = daemon.events('config_reloaded');
     expect(reloaded.length).toBeGreaterThanOrEqual(2);
     expect(daemon.events('stopping')).toEqual([]);
 
-    await app.powerCycle([device!]);
+    // The next key operation goes to the new server: enrolling a drive through the daemon registers its key there.
     const before = door.connections();
-    const unlock = JSON.parse((await ok(['unlock', '--all', '--json', ...dirs])).stdout) as {
-      drives: { state: string }[];
-    };
-    expect(unlock.drives.map((d) => d.state)).toEqual(['unlocked']);
+    const [second] = await app.createDrives(1);
+    await app.enroll([second!]);
     expect(door.connections()).toBeGreaterThan(before);
+    const unlocked = JSON.parse((await ok(['unlock', '--json', ...dirs])).stdout) as { drives: { state: string }[] };
+    expect(unlocked.drives.map((d) => d.state)).toEqual(['unlocked', 'unlocked']);
 
     // An invalid file is refused and logged; the running configuration stays.
     const configFile = join(app.configDir, 'config.json');
@@ -352,10 +356,13 @@ describe('a running daemon', () => {
     writeFileSync(configFile, good.replace('"port": ' + door.port, '"port": 70000'));
     const refused = await cli(['server', 'list', '--json', ...dirs]);
     expect(refused.code).toBe(2);
+    const api = new ApiClient(join(app.runtimeDir, 'api.sock'));
+    await expect(api.call('ReloadConfig')).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
     process.kill(daemon.pid, 'SIGHUP');
     const line = await daemon.waitForLog((l) => l.event === 'config_reload_refused');
     expect(String(line.msg)).toMatch(/port/);
     writeFileSync(configFile, good);
+    await expect(api.call('ReloadConfig')).resolves.toMatchObject({ servers: expect.arrayContaining(['door']) });
     await daemon.stop();
   });
 });
