@@ -15,6 +15,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
 import { makeTestPki, TestCa } from '../support/certs.js';
 import { Appliance, cli, ok, running } from '../support/daemon-harness.js';
+import { NotifyReceiver } from '../support/notify-receiver.js';
 import { freePort, startPykmip, type PykmipServer } from '../support/pykmip.js';
 import { TestAppliance } from './appliance.js';
 
@@ -309,8 +310,12 @@ describe('a running daemon', () => {
     await app.setup(kmip, kmip as PykmipServer);
     await app.createDrives(1);
     await app.enroll();
-    const daemon = app.daemon(undefined);
+    const notify = await NotifyReceiver.start(join(root, 'notify.sock'));
+    cleanups.push(() => notify.stop());
+    const daemon = app.daemon(notify);
     await daemon.waitForLog((l) => l.event === 'ready');
+    await notify.waitForMessage((m) => m.startsWith('READY=1'));
+    const readyAt = notify.messages.length;
     const original = kmip.host;
 
     const door = await relay(kmip);
@@ -337,6 +342,11 @@ describe('a running daemon', () => {
     expect(daemon.events('api_call').map((l) => l.method)).toEqual(
       expect.arrayContaining(['CreateKeyServerKmip', 'RemoveKeyServerFromProviderKmip']),
     );
+    // systemd hears of each reload: RELOADING=1 (with the monotonic time), then READY=1.
+    const reloading = await notify.waitForMessage((m) => m.startsWith('RELOADING=1'), 20_000, readyAt);
+    expect(reloading).toMatch(/^RELOADING=1\nMONOTONIC_USEC=\d+$/);
+    const at = notify.messages.indexOf(reloading);
+    await notify.waitForMessage((m) => m.startsWith('READY=1'), 20_000, at + 1);
     const reloaded = daemon.events('config_reloaded');
     expect(reloaded.length).toBeGreaterThanOrEqual(2);
     expect(daemon.events('stopping')).toEqual([]);
