@@ -5,6 +5,7 @@
  * error, trust on first use followed by a changed server certificate, bad input refused with nothing
  * saved, and a running daemon taking a new key server without a restart.
  */
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -17,7 +18,7 @@ import { makeTestPki, TestCa } from '../support/certs.js';
 import { Appliance, cli, ok, running } from '../support/daemon-harness.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
 import { freePort, startPykmip, type PykmipServer } from '../support/pykmip.js';
-import { TestAppliance } from './appliance.js';
+import { CLI, TestAppliance } from './appliance.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -192,6 +193,15 @@ describe('trust on first use', () => {
     expect(JSON.parse(configOf(a)).servers[name].pinnedSha256).toBeUndefined();
 
     const leaf = new X509Certificate(readFileSync(first.pki.server.cert)).fingerprint256;
+    // On a terminal it asks; anything but "yes" trusts nothing.
+    const declined = onTerminal(a, ['server', 'trust', name], 'no\n');
+    expect(declined.output).toContain(leaf);
+    expect(declined.output).toMatch(/Type "yes" to trust/);
+    expect(declined.output).toContain('TRUST_DECLINED');
+    expect(JSON.parse(configOf(a)).servers[name].pinnedSha256).toBeUndefined();
+    const typed = onTerminal(a, ['server', 'trust', name], 'yes\n');
+    expect(typed.code, typed.output).toBe(0);
+    expect(JSON.parse(configOf(a)).servers[name].pinnedSha256).toBe(leaf);
     const trusted = a.ok(['server', 'trust', name, '--yes']) as {
       chain: { certificates: { sha256: string; subject: string; validTo: string }[] };
       server: { pinnedSha256: string; ca: string };
@@ -376,6 +386,15 @@ describe('a running daemon', () => {
     await daemon.stop();
   });
 });
+
+/** The CLI on a pseudo-terminal (util-linux `script`), `input` typed into it; what the terminal showed. */
+function onTerminal(a: TestAppliance, args: string[], input: string): { code: number; output: string } {
+  const d = a.dirs;
+  const argv = [CLI, ...args, '--config-dir', d.config, '--state-dir', d.state, '--runtime-dir', d.runtime];
+  const line = [process.execPath, ...argv].map((x) => `'${x.replace(/'/g, "'\\''")}'`).join(' ');
+  const run = spawnSync('script', ['-qec', line, '/dev/null'], { input, encoding: 'utf8', timeout: 60_000 });
+  return { code: run.status ?? -1, output: run.stdout + run.stderr };
+}
 
 function argsFor(server: PykmipServer): string[] {
   return [
