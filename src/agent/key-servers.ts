@@ -183,7 +183,16 @@ export class KeyAdmin {
       await writeDurably(path, caFile.pem, { mode: 0o644 });
     }
     await saveConfig(this.options.configDir, valid);
-    await this.options.changed?.();
+    try {
+      await this.options.changed?.();
+    } catch (error) {
+      // Saved (config.json.prev keeps the one before), but the running daemon still uses its old configuration.
+      throw new KmipAgentError(
+        `${source}: saved, but the daemon could not take the new configuration and keeps the running one: ${(error as Error).message}`,
+        'CONFIG_RELOAD_FAILED',
+        { cause: error, details: { code: (error as { code?: string }).code } },
+      );
+    }
     return valid;
   }
 
