@@ -22,7 +22,7 @@ import {
   type OpalDriveOptions,
 } from '../drives/index.js';
 import { ApiServer, API_SOCKET_NAME, type RpcMethod } from '../api/server.js';
-import { agentMethods } from '../api/methods.js';
+import { agentMethods, keyAdminMethods } from '../api/methods.js';
 import { Agent } from './agent.js';
 import { clientCertificateService, watchClientCertificateExpiry } from './client-certificate.js';
 import {
@@ -60,6 +60,8 @@ import { JobRunner } from './jobs.js';
 import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
+import { KeyAdmin } from './key-servers.js';
+import { ReloadableProvider } from './reloadable-provider.js';
 import { driveIdentifier, takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
@@ -274,7 +276,17 @@ export interface AgentRuntime {
   enableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
   /** Starts handing every managed Opal drive back unlocked, data kept, keys revoked. */
   disableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
+  /** Re-reads config.json (ReloadConfig, SIGHUP); throws, keeping the running configuration, when it is invalid. */
+  reloadConfig(): Promise<ReloadResult>;
   close(): Promise<void>;
+}
+
+/** What a reload changed: the key servers and providers now in use, and what waits for a restart. */
+export interface ReloadResult {
+  servers: string[];
+  providers: string[];
+  /** Top-level settings that changed but apply only at the next start (drives, boot, ...). */
+  restartNeededFor: string[];
 }
 
 export interface RuntimeOptions extends Omit<DaemonOptions, 'env'> {
@@ -350,19 +362,23 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       () => clock.now(),
       () => !faults.has('StateCorrupt'),
     );
-    const provider: KmipProvider = providerFor(
-      config,
-      dirs.config,
-      log,
-      (a) => metrics.observeKmipAttempt(a),
-      (a) => {
-        const protocolVersion = provider.health().find((h) => h.endpoint === a.endpoint)?.protocolVersion;
-        connections
-          .record({ ...a, ...(protocolVersion ? { protocolVersion } : {}) })
-          .catch((error: unknown) => log.warn({ err: error }, 'cannot record the connection result'));
-      },
-    );
-    closers.push(() => provider.close());
+    const buildProvider = (from: AgentConfig) =>
+      providerFor(
+        from,
+        dirs.config,
+        log,
+        (a) => metrics.observeKmipAttempt(a),
+        (a) => {
+          const protocolVersion = reloadable.active.health().find((h) => h.endpoint === a.endpoint)?.protocolVersion;
+          connections
+            .record({ ...a, ...(protocolVersion ? { protocolVersion } : {}) })
+            .catch((error: unknown) => log.warn({ err: error }, 'cannot record the connection result'));
+        },
+      );
+    // Every holder gets the stand-in: a reloaded configuration replaces the provider behind it.
+    const reloadable: ReloadableProvider = new ReloadableProvider(buildProvider(config));
+    const provider = reloadable.provider;
+    closers.push(() => reloadable.close());
     const kmipKeys = new KmipKeySource(provider);
     const serverKeys = auditedKeySource(kmipKeys, audit, { clock, server: () => provider.activeEndpoint });
     // Envelope mode: the same server keys, seen through the master key (boot fetches only it).
@@ -597,7 +613,39 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         { lane: ENCRYPTION_LANE },
       );
     closers.push(() => jobs.idle());
+    /**
+     * Re-reads config.json: key servers, providers and the client identity take effect at once (a new
+     * provider; the old one closes after its running requests). An invalid file changes nothing.
+     */
+    const reloadConfig = async (): Promise<ReloadResult> => {
+      let fresh: AgentConfig;
+      let next: KmipProvider;
+      try {
+        fresh = await loadConfig(dirs.config);
+        next = buildProvider(fresh);
+      } catch (error) {
+        log.error(
+          { event: 'config_reload_refused', err: error, code: (error as { code?: string }).code },
+          `configuration not reloaded, the running one is kept: ${(error as Error).message}`,
+        );
+        throw error;
+      }
+      reloadable.replace(next);
+      const servers = Object.keys(fresh.servers);
+      const applied = ['servers', 'providers', 'client'] as const;
+      const later = (Object.keys(fresh) as (keyof AgentConfig)[]).filter(
+        (k) => !(applied as readonly string[]).includes(k) && JSON.stringify(fresh[k]) !== JSON.stringify(config[k]),
+      );
+      for (const k of applied) (config as Record<string, unknown>)[k] = fresh[k];
+      log.info(
+        { event: 'config_reloaded', servers, providers: Object.keys(fresh.providers), restartNeededFor: later },
+        `configuration reloaded: key servers ${servers.join(', ') || 'none'}` +
+          (later.length ? `; ${later.join(', ')} apply at the next start` : ''),
+      );
+      return { servers, providers: Object.keys(fresh.providers), restartNeededFor: later };
+    };
     return {
+      reloadConfig,
       jobs,
       enableEncryptionAtRest: enableEncryption,
       disableEncryptionAtRest: disableEncryption,
@@ -645,6 +693,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   });
   const { config, state, keys, agent, clock, audit, metrics } = runtime;
   const closers: (() => Promise<void> | void)[] = [() => runtime.close()];
+  let ready = false;
   try {
     // The state lock is ours: a job still `running` was left by a process that died.
     for (const job of await runtime.jobs.markInterrupted())
@@ -680,6 +729,27 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       enableEncryptionAtRest: () => runtime.enableEncryptionAtRest(),
       disableEncryptionAtRest: () => runtime.disableEncryptionAtRest(),
     });
+    /** A reload with systemd told (RELOADING=1 ... READY=1), for ReloadConfig, SIGHUP and admin changes. */
+    const reload = async () => {
+      // Before the boot's READY=1 systemd is not waiting for a reload: nothing to tell it.
+      if (!ready) return runtime.reloadConfig();
+      notifier.reloading();
+      try {
+        return await runtime.reloadConfig();
+      } finally {
+        notifier.ready(agent.progressLine());
+      }
+    };
+    // Admin changes run here (one owner of the state), then the daemon takes the new configuration.
+    const admin = new KeyAdmin({
+      configDir: dirs.config,
+      state,
+      now: () => clock.now(),
+      changed: async () => {
+        await reload();
+      },
+    });
+    Object.assign(methods, keyAdminMethods(admin, reload));
     const api = new ApiServer({
       socketPath: join(dirs.runtime, API_SOCKET_NAME),
       // Key operations an API call causes are audited as that caller's (uid/pid from SO_PEERCRED).
@@ -733,6 +803,13 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });
+    // systemctl reload (ExecReload=kill -HUP): an invalid configuration is logged and the running one kept.
+    const onHangup = () => {
+      log.info({ event: 'reloading', signal: 'SIGHUP' }, 'reloading the configuration on SIGHUP');
+      reload().catch(() => undefined);
+    };
+    process.on('SIGHUP', onHangup);
+    closers.push(() => void process.removeListener('SIGHUP', onHangup));
 
     notifier.status('booting: fetching keys');
     log.info({ event: 'boot', drives: agent.status().drives.length }, 'boot unlock');
@@ -749,6 +826,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     if (booted) {
       const line = agent.progressLine();
       notifier.ready(line);
+      ready = true;
       const ms = Math.round(clock.monotonicMs() - started);
       metrics.markReady(ms);
       textfile?.changed();

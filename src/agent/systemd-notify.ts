@@ -49,6 +49,12 @@ export class SystemdNotifier {
     this.send(status === undefined ? ['READY=1'] : ['READY=1', statusLine(status)]);
   }
 
+  /** A reload begins (systemctl reload waits for the READY=1 that ends it). */
+  reloading(): void {
+    // CLOCK_MONOTONIC, which Node's hrtime reads on Linux: systemd relates the two messages with it.
+    this.send(['RELOADING=1', `MONOTONIC_USEC=${process.hrtime.bigint() / 1000n}`]);
+  }
+
   status(text: string): void {
     this.send([statusLine(text)]);
   }

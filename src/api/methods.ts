@@ -8,6 +8,7 @@ import type { AuditEvent, AuditQuery } from '../agent/audit.js';
 import { driveListing, encryptionAtRestInfo, type InventoryItem } from '../agent/inventory.js';
 import type { JobView } from '../agent/jobs.js';
 import type { ClientCertificateService } from '../agent/client-certificate.js';
+import type { KeyServerFields } from '../agent/key-servers.js';
 import type { RpcMethod } from './server.js';
 
 /** What the API needs of the agent. */
@@ -69,12 +70,6 @@ function invalid(method: string, what: string): KmipAgentError {
   return new KmipAgentError(`${method}: ${what}`, 'API_INVALID_PARAMS');
 }
 
-function optionalString(params: Record<string, unknown>, name: string, method: string): string | undefined {
-  const value = params[name];
-  if (value !== undefined && typeof value !== 'string') throw invalid(method, `params.${name} must be a string`);
-  return value;
-}
-
 /**
  * CreatePublicPrivateKeyPair, GetClientCertificateSignRequest, ImportClientCertificate, GetClientCertificate,
  * DeleteClientCertificate. PEM travels as text; a private key never comes back.
@@ -100,7 +95,7 @@ function clientCertificateMethods(service: () => ClientCertificateService): Reco
         subject: {
           cn: subject.cn,
           ...(['o', 'ou', 'c'] as const).reduce(
-            (o, k) => (subject[k] === undefined ? o : { ...o, [k]: optionalString(subject, k, m) }),
+            (o, k) => (subject[k] === undefined ? o : { ...o, [k]: text(subject, k, m) }),
             {},
           ),
         },
@@ -112,10 +107,10 @@ function clientCertificateMethods(service: () => ClientCertificateService): Reco
     GetClientCertificateSignRequest: async () => plain(await service().signRequest()),
     ImportClientCertificate: async (params) => {
       const m = 'ImportClientCertificate';
-      const certPem = optionalString(params, 'certPem', m);
+      const certPem = text(params, 'certPem', m);
       if (!certPem) throw invalid(m, 'params.certPem (the certificate, PEM) is required');
-      const keyPem = optionalString(params, 'keyPem', m);
-      const chainPem = optionalString(params, 'chainPem', m);
+      const keyPem = text(params, 'keyPem', m);
+      const chainPem = text(params, 'chainPem', m);
       const result = await service().importCertificate(
         {
           certPem,
@@ -203,5 +198,121 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
       return plain(agent.status());
     },
     ...clientCertificateMethods(() => supported(agent.clientCertificate, 'the client certificate API')),
+  };
+}
+
+// ------------------------------------------------------------------- key servers and key providers
+
+/**
+ * What the key-server methods need: the agent's admin operations (key-servers.ts) and a reload.
+ * Params (JSON, camelCase): `name` (the key server or provider), and for servers `host`, `port`, `label`,
+ * `servername` (null clears it), `caPem` (PEM text of the CA certificates), `connectTimeoutMs`,
+ * `requestTimeoutMs`, `pinnedSha256` (null clears it), `provider` (CreateKeyServerKmip: append it there);
+ * for providers `label`, `servers` (names in failover order); AddKeyServerToProviderKmip and
+ * RemoveKeyServerFromProviderKmip take `name` (the provider), `server` and `position` (0-based, default last).
+ */
+export interface KeyAdminApi {
+  listServers(): Promise<unknown>;
+  getServer(name: string): Promise<unknown>;
+  createServer(name: string, fields: KeyServerFields & { provider?: string }): Promise<unknown>;
+  modifyServer(name: string, fields: KeyServerFields): Promise<unknown>;
+  deleteServer(name: string): Promise<unknown>;
+  testServer(name: string): Promise<unknown>;
+  listProviders(): Promise<unknown>;
+  getProvider(name: string): Promise<unknown>;
+  createProvider(name: string, fields: { label?: string; servers: string[] }): Promise<unknown>;
+  deleteProvider(name: string): Promise<unknown>;
+  addServerToProvider(provider: string, server: string, position?: number): Promise<unknown>;
+  removeServerFromProvider(provider: string, server: string): Promise<unknown>;
+  testProvider(name: string): Promise<unknown>;
+}
+
+function text(params: Record<string, unknown>, key: string, method: string, required = false): string | undefined {
+  const v = params[key];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string') throw invalid(method, `params.${key} must be a string`);
+  return v;
+}
+
+function whole(params: Record<string, unknown>, key: string, method: string): number | undefined {
+  const v = params[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw invalid(method, `params.${key} must be a whole number`);
+  return v;
+}
+
+function clearable(params: Record<string, unknown>, key: string, method: string): string | null | undefined {
+  return params[key] === null ? null : text(params, key, method);
+}
+
+function serverFields(params: Record<string, unknown>, method: string): KeyServerFields {
+  const fields: KeyServerFields = {};
+  const host = text(params, 'host', method);
+  const label = text(params, 'label', method);
+  const caPem = text(params, 'caPem', method);
+  const port = whole(params, 'port', method);
+  const connectTimeoutMs = whole(params, 'connectTimeoutMs', method);
+  const requestTimeoutMs = whole(params, 'requestTimeoutMs', method);
+  const servername = clearable(params, 'servername', method);
+  const pinnedSha256 = clearable(params, 'pinnedSha256', method);
+  if (host !== undefined) fields.host = host;
+  if (label !== undefined) fields.label = label;
+  if (caPem !== undefined) fields.caPem = caPem;
+  if (port !== undefined) fields.port = port;
+  if (connectTimeoutMs !== undefined) fields.connectTimeoutMs = connectTimeoutMs;
+  if (requestTimeoutMs !== undefined) fields.requestTimeoutMs = requestTimeoutMs;
+  if (servername !== undefined) fields.servername = servername;
+  if (pinnedSha256 !== undefined) fields.pinnedSha256 = pinnedSha256;
+  return fields;
+}
+
+/** CreateKeyServerKmip ... TestKeyProviderKmip and ReloadConfig (see KeyAdminApi for the params). */
+export function keyAdminMethods(admin: KeyAdminApi, reload: () => Promise<unknown>): Record<string, RpcMethod> {
+  const name = (params: Record<string, unknown>, method: string) => text(params, 'name', method, true)!;
+  return {
+    CreateKeyServerKmip: async (p) => {
+      const provider = text(p, 'provider', 'CreateKeyServerKmip');
+      return plain({
+        server: await admin.createServer(name(p, 'CreateKeyServerKmip'), {
+          ...serverFields(p, 'CreateKeyServerKmip'),
+          ...(provider !== undefined ? { provider } : {}),
+        }),
+      });
+    },
+    ModifyKeyServerKmip: async (p) =>
+      plain({
+        server: await admin.modifyServer(name(p, 'ModifyKeyServerKmip'), serverFields(p, 'ModifyKeyServerKmip')),
+      }),
+    DeleteKeyServerKmip: async (p) => plain(await admin.deleteServer(name(p, 'DeleteKeyServerKmip'))),
+    GetKeyServerKmip: async (p) => plain({ server: await admin.getServer(name(p, 'GetKeyServerKmip')) }),
+    ListKeyServersKmip: async () => plain({ servers: await admin.listServers() }),
+    TestKeyServerKmip: async (p) => plain({ test: await admin.testServer(name(p, 'TestKeyServerKmip')) }),
+    CreateKeyProviderKmip: async (p) => {
+      const servers = p.servers;
+      if (!Array.isArray(servers) || !servers.every((s) => typeof s === 'string'))
+        throw invalid('CreateKeyProviderKmip', 'params.servers must be a list of key server names');
+      const label = text(p, 'label', 'CreateKeyProviderKmip');
+      return plain({
+        provider: await admin.createProvider(name(p, 'CreateKeyProviderKmip'), {
+          servers: servers as string[],
+          ...(label !== undefined ? { label } : {}),
+        }),
+      });
+    },
+    DeleteKeyProviderKmip: async (p) => plain(await admin.deleteProvider(name(p, 'DeleteKeyProviderKmip'))),
+    AddKeyServerToProviderKmip: async (p) => {
+      const m = 'AddKeyServerToProviderKmip';
+      return plain({
+        provider: await admin.addServerToProvider(name(p, m), text(p, 'server', m, true)!, whole(p, 'position', m)),
+      });
+    },
+    RemoveKeyServerFromProviderKmip: async (p) => {
+      const m = 'RemoveKeyServerFromProviderKmip';
+      return plain({ provider: await admin.removeServerFromProvider(name(p, m), text(p, 'server', m, true)!) });
+    },
+    GetKeyProviderKmip: async (p) => plain({ provider: await admin.getProvider(name(p, 'GetKeyProviderKmip')) }),
+    ListKeyProvidersKmip: async () => plain({ providers: await admin.listProviders() }),
+    TestKeyProviderKmip: async (p) => plain(await admin.testProvider(name(p, 'TestKeyProviderKmip'))),
+    ReloadConfig: async () => plain(await reload()),
   };
 }

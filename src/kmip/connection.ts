@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { connect, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect, type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
 import { KmipError } from './errors.js';
 import { T } from './spec.js';
 import { DEFAULT_MAX_BYTES, decodeMessageLength, HEADER_LENGTH } from './ttlv/binary.js';
@@ -26,6 +26,11 @@ export interface TlsEndpoint {
   servername?: string;
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
   maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /**
+   * Trust on first use: the SHA-256 fingerprint of the server's own (leaf) certificate, as openssl prints
+   * it ("AB:CD:..."). Checked after the chain and name verified; any other certificate is refused.
+   */
+  pinnedSha256?: string;
 }
 
 export interface ConnectionOptions {
@@ -265,6 +270,26 @@ export function weakChainError(leaf: DetailedPeerCertificate, endpoint: string):
   return undefined;
 }
 
+/** What to do when a pinned server certificate changed. */
+export const PINNED_CERT_HINT =
+  "if the server's certificate was replaced on purpose, check the new fingerprint with the server's administrator and pin it again (kmip-agent: `kmip-agent server trust <server>`)";
+
+/** A leaf that is not the pinned one (undefined when there is no pin or it matches). */
+export function pinMismatchError(
+  leaf: DetailedPeerCertificate,
+  pinnedSha256: string | undefined,
+  endpoint: string,
+): KmipError | undefined {
+  if (pinnedSha256 === undefined) return undefined;
+  const seen = leaf.fingerprint256?.toUpperCase() ?? '';
+  if (seen === pinnedSha256.toUpperCase()) return undefined;
+  return new KmipError(
+    `${endpoint}: the server certificate changed: it has SHA-256 fingerprint ${seen || '(none)'}, but ${pinnedSha256.toUpperCase()} is pinned`,
+    'KMIP_TLS_SERVER_CERT_CHANGED',
+    { hint: PINNED_CERT_HINT, details: { presentedSha256: seen, pinnedSha256: pinnedSha256.toUpperCase() } },
+  );
+}
+
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
 export const CLIENT_AUTH_HINT = 'reissue the client certificate with extendedKeyUsage clientAuth';
@@ -421,10 +446,11 @@ export class KmipConnection {
           return;
         }
         // The chain verified; refuse it still if it is weak, before any request is written.
-        const weak = weakChainError(socket.getPeerCertificate(true), endpoint);
-        if (weak) {
+        const leaf = socket.getPeerCertificate(true);
+        const refused = weakChainError(leaf, endpoint) ?? pinMismatchError(leaf, target.pinnedSha256, endpoint);
+        if (refused) {
           socket.destroy();
-          reject(weak);
+          reject(refused);
           return;
         }
         socket.setNoDelay(true);
@@ -561,4 +587,102 @@ export class KmipConnection {
     }
     if (!this.socket.destroyed) this.socket.destroy();
   }
+}
+
+/** One certificate of a server's chain as the server sent it. */
+export interface PresentedCertificate {
+  subject: string;
+  issuer: string;
+  validFrom: string;
+  validTo: string;
+  /** openssl-style "AB:CD:..." */
+  sha256: string;
+  /** Issued by itself (a root, the end of a chain). */
+  selfSigned: boolean;
+  pem: string;
+}
+
+/** What `fetchServerChain` saw: the chain, leaf first, and whether the leaf names the host. */
+export interface PresentedChain {
+  endpoint: string;
+  certificates: PresentedCertificate[];
+  /** Why the leaf does not name the host (or servername); undefined when it does. */
+  nameProblem?: string;
+}
+
+const pemOf = (der: Buffer) =>
+  `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`;
+
+/**
+ * For trust on first use: the certificate chain a server presents, read from a handshake that does not
+ * verify it (rejectUnauthorized false). The connection is closed as soon as the handshake is done: not one
+ * KMIP byte is written on it, so nothing secret can go to a server nobody trusts yet. The client
+ * certificate is offered when given (servers that require one end the handshake without it).
+ */
+export function fetchServerChain(
+  target: Pick<TlsEndpoint, 'host' | 'port' | 'servername' | 'cert' | 'key' | 'passphrase'>,
+  options: { connectTimeoutMs?: number } = {},
+): Promise<PresentedChain> {
+  const endpoint = `${target.host}:${target.port}`;
+  const servername = target.servername ?? target.host;
+  const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  return new Promise((resolve, reject) => {
+    let socket: TLSSocket;
+    try {
+      socket = connect({
+        host: target.host,
+        port: target.port,
+        cert: target.cert,
+        key: target.key,
+        passphrase: target.passphrase,
+        servername: isIP(servername) ? undefined : servername,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+      });
+    } catch (error) {
+      reject(credentialsError(error, target, endpoint));
+      return;
+    }
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new KmipError(`${endpoint}: no TLS connection within ${timeoutMs} ms`, 'KMIP_CONNECTION_TIMEOUT'));
+    }, timeoutMs);
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(classifySocketError(error, endpoint));
+    });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const leaf = socket.getPeerCertificate(true);
+      socket.destroy();
+      const certificates: PresentedCertificate[] = [];
+      const seen = new Set<string>();
+      for (let cert: DetailedPeerCertificate | undefined = leaf; cert?.raw && !seen.has(cert.fingerprint256);) {
+        seen.add(cert.fingerprint256);
+        const x509: X509Certificate = new X509Certificate(cert.raw);
+        const selfSigned: boolean = x509.checkIssued(x509) && x509.verify(x509.publicKey);
+        certificates.push({
+          subject: x509.subject.replace(/\n/g, ', '),
+          issuer: x509.issuer.replace(/\n/g, ', '),
+          validFrom: new Date(x509.validFrom).toISOString(),
+          validTo: new Date(x509.validTo).toISOString(),
+          sha256: x509.fingerprint256,
+          selfSigned,
+          pem: pemOf(cert.raw),
+        });
+        const issuer: DetailedPeerCertificate | undefined = cert.issuerCertificate;
+        cert = selfSigned || issuer === cert ? undefined : issuer;
+      }
+      if (certificates.length === 0) {
+        reject(new KmipError(`${endpoint}: the server presented no certificate`, 'KMIP_TLS_NO_SERVER_CERT'));
+        return;
+      }
+      const mismatch = checkServerIdentity(servername, leaf);
+      resolve({ endpoint, certificates, ...(mismatch ? { nameProblem: mismatch.message } : {}) });
+    });
+  });
 }

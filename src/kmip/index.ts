@@ -21,6 +21,10 @@ export {
   KmipConnection,
   classifySocketError,
   DEFAULT_MAX_MESSAGE_BYTES,
+  fetchServerChain,
+  PINNED_CERT_HINT,
+  type PresentedCertificate,
+  type PresentedChain,
   type TlsEndpoint,
   type ConnectionOptions,
 } from './connection.js';

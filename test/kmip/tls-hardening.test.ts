@@ -187,6 +187,40 @@ describe('misreported TLS failures name their cause', () => {
   });
 });
 
+describe('a pinned server certificate (trust on first use)', () => {
+  test('the pinned leaf is accepted; another leaf of the same CA is refused with both fingerprints, nothing sent', async () => {
+    const first = ca.issue('pinned-first', { cn: 'kms', ...SERVER });
+    const second = ca.issue('pinned-second', { cn: 'kms', ...SERVER });
+    const pin = new X509Certificate(first.certPem).fingerprint256;
+    const presented = new X509Certificate(second.certPem).fingerprint256;
+    const good = await tlsPeer(first.certPem, first.keyPem);
+    try {
+      const connection = await KmipConnection.open(target(good.port, { pinnedSha256: pin.toLowerCase() }));
+      connection.close();
+    } finally {
+      await good.close();
+    }
+    const changed = await tlsPeer(second.certPem, second.keyPem);
+    const error = await refusal(changed, { pinnedSha256: pin });
+    expect(error.code).toBe('KMIP_TLS_SERVER_CERT_CHANGED');
+    expect(error.message).toContain(pin);
+    expect(error.message).toContain(presented);
+    expect(error.hint).toMatch(/kmip-agent server trust/);
+    expect(error.details()).toMatchObject({ pinnedSha256: pin, presentedSha256: presented });
+    expect(await changed.bytesAfterClose()).toBe(0);
+    await changed.close();
+  });
+
+  test('a pin does not replace chain verification: the pinned leaf from an untrusted CA is refused as untrusted', async () => {
+    const other = TestCa.create(join(dir, 'other-ca'), 'another CA');
+    const leaf = other.issue('pinned-other', { cn: 'kms', ...SERVER });
+    const pin = new X509Certificate(leaf.certPem).fingerprint256;
+    await expectRefused(await tlsPeer(leaf.certPem, leaf.keyPem), 'KMIP_TLS_UNTRUSTED', /not trusted/, {
+      pinnedSha256: pin,
+    });
+  });
+});
+
 function encrypt(issued: Issued, passphrase: string): string {
   return execFileSync('openssl', ['pkey', '-in', issued.key, '-aes256', '-passout', 'stdin'], {
     input: passphrase + '\n',

@@ -8,9 +8,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { connect } from 'node:tls';
-import { makeTestPki, type TestPki } from './certs.js';
+import { makeTestPki, type TestCa, type TestPki } from './certs.js';
 import type { KmipClientOptions } from '../../src/kmip/client.js';
 
 /** What tests need to talk to the server (plain data, so it can cross from global setup). */
@@ -96,12 +96,24 @@ export interface StartOptions {
   parentDir?: string;
   /** How long to wait for the first successful handshake. */
   startTimeoutMs?: number;
+  /** Issue the server and client certificates from this CA (another server of the same PKI) instead of a new one. */
+  ca?: TestCa;
+}
+
+/** Server and client certificates of a new fixture issued by an existing CA. */
+function issueFrom(ca: TestCa, dir: string): TestPki {
+  const tag = basename(dir);
+  return {
+    ca,
+    server: ca.issue(`server-${tag}`, { cn: 'localhost', eku: ['serverAuth'], san: ['IP:127.0.0.1', 'DNS:localhost'] }),
+    client: ca.issue(`client-${tag}`, { cn: 'kmip-agent-test-client', eku: ['clientAuth'] }),
+  };
 }
 
 export async function startPykmip(options: StartOptions = {}): Promise<PykmipServer> {
   assertPykmipInstalled();
   const dir = mkdtempSync(join(options.parentDir ?? tmpdir(), 'kmip-agent-pykmip-'));
-  const pki = makeTestPki(join(dir, 'pki'));
+  const pki = options.ca ? issueFrom(options.ca, dir) : makeTestPki(join(dir, 'pki'));
   const port = options.port ?? (await freePort());
   if (options.port !== undefined && (await portIsTaken(port))) {
     rmSync(dir, { recursive: true, force: true });

@@ -18,6 +18,7 @@ import { jobCommands } from './jobs.js';
 import { kmipCommand } from './kmip.js';
 import { recoverCommand } from './recover.js';
 import { rekeyCommand } from './rekey.js';
+import { providerCommand, serverCommand } from './servers.js';
 import { ttlvCommand } from './ttlv.js';
 import { volumeCommand } from './volume.js';
 
@@ -46,6 +47,8 @@ const tree = group({
     rekeyCommand,
     certCommand,
     clientCommand,
+    serverCommand,
+    providerCommand,
     kmipCommand,
     driveCommand,
     volumeCommand,
