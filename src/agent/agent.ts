@@ -263,12 +263,14 @@ export class Agent {
     if (answered) {
       this.faults.clear('KmipServerFault');
       this.faults.clear('KmipAuthFault');
+      this.faults.clear('KmipClientDisabled');
     }
     if (unavailable.length === 0) return;
     const code = unavailable[0]!.error?.code ?? 'KMIP_CONNECTION_FAILED';
     const affects = unavailable.map((o) => o.target.id);
     const details = { error: unavailable[0]!.error };
-    if (isAuthCode(code)) this.faults.raise('KmipAuthFault', 'provider:default', { affects, details });
+    if (code === 'KMIP_CLIENT_DISABLED') this.faults.raise('KmipClientDisabled', 'client', { affects, details });
+    else if (isAuthCode(code)) this.faults.raise('KmipAuthFault', 'provider:default', { affects, details });
     else this.faults.raise('KmipServerFault', 'provider:default', { affects, details });
   }
 

@@ -60,7 +60,9 @@ import { JobRunner } from './jobs.js';
 import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
+import { KmipAgentError } from '../errors.js';
 import { KeyAdmin } from './key-servers.js';
+import { clientStatus, disableClient, enableClient, planReset, resetClient } from './kmip-client-admin.js';
 import { ReloadableProvider } from './reloadable-provider.js';
 import { driveIdentifier, takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
@@ -93,6 +95,28 @@ export interface DaemonOptions {
 /** JSON logs on stdout, journald priorities, secrets redacted: see log.ts. */
 export { agentLogger };
 
+/**
+ * The provider of a disabled client (`kmip-agent client disable`): every request fails with
+ * KMIP_CLIENT_DISABLED and no server is contacted, so the daemon still starts, serves its API and reports
+ * the KmipClientDisabled fault instead of restarting in a loop.
+ */
+function disabledProvider(): KmipProvider {
+  const refusal = () =>
+    new KmipAgentError(
+      'the KMIP client is disabled: no key server is contacted (`kmip-agent client enable`)',
+      'KMIP_CLIENT_DISABLED',
+    );
+  const fixed: Record<PropertyKey, unknown> = {
+    health: () => [],
+    activeEndpoint: 'none (client disabled)',
+    close: () => undefined,
+    then: undefined,
+  };
+  return new Proxy({} as KmipProvider, {
+    get: (_target, property) => (property in fixed ? fixed[property] : () => Promise.reject(refusal())),
+  });
+}
+
 function providerFor(
   config: AgentConfig,
   configDir: string,
@@ -100,6 +124,7 @@ function providerFor(
   observe: (a: ServerAttempt) => void,
   onAttempt: (a: ConnectionAttempt) => void = () => undefined,
 ): KmipProvider {
+  if (!config.client.enabled) return disabledProvider();
   return new KmipProvider({
     ...providerConnection(config, configDir),
     onAttempt: (a) => {
@@ -718,6 +743,28 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       onError: (error) => log.warn({ event: 'cert_expiry_check_failed', err: error }, 'client certificate not checked'),
     });
     closers.push(() => expiry.stop());
+    /** A reload with systemd told (RELOADING=1 ... READY=1), for ReloadConfig, SIGHUP and admin changes. */
+    const reload = async () => {
+      // Before the boot's READY=1 systemd is not waiting for a reload: nothing to tell it.
+      const reloaded = async () => {
+        const result = await runtime.reloadConfig();
+        await expiry.recheck(); // a replaced certificate clears (or raises) its expiry faults now
+        return result;
+      };
+      if (!ready) return reloaded();
+      notifier.reloading();
+      try {
+        return await reloaded();
+      } finally {
+        notifier.ready(agent.progressLine());
+      }
+    };
+    // The client switch: the change is made here (one writer of config.json), then taken by a reload.
+    const switched = async <T>(change: () => Promise<T>): Promise<T> => {
+      const result = await change();
+      await reload();
+      return result;
+    };
     const methods = agentMethods({
       clientCertificate: clientCertificateService(dirs.config, clock, () => expiry.recheck()),
       status: () => agent.status(),
@@ -728,18 +775,25 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       jobs: runtime.jobs,
       enableEncryptionAtRest: () => runtime.enableEncryptionAtRest(),
       disableEncryptionAtRest: () => runtime.disableEncryptionAtRest(),
+      kmipClient: {
+        status: async () => clientStatus(await loadConfig(dirs.config), state.snapshot()),
+        enable: async () => {
+          const enabled = await switched(async () => ({ enabled: (await enableClient(dirs.config)).client.enabled }));
+          // What waited for the client unlocks now, not at the next backoff step.
+          agent.unlockNow().catch((error: unknown) => log.warn({ err: error }, 'unlock after enabling failed'));
+          return enabled;
+        },
+        disable: ({ force }) =>
+          switched(async () => {
+            const r = await disableClient(dirs.config, state.snapshot(), { force });
+            return { enabled: r.config.client.enabled, stranded: r.stranded };
+          }),
+        reset: async ({ confirm }) =>
+          confirm
+            ? switched(() => resetClient(dirs.config, state.snapshot()))
+            : planReset(await loadConfig(dirs.config), state.snapshot()),
+      },
     });
-    /** A reload with systemd told (RELOADING=1 ... READY=1), for ReloadConfig, SIGHUP and admin changes. */
-    const reload = async () => {
-      // Before the boot's READY=1 systemd is not waiting for a reload: nothing to tell it.
-      if (!ready) return runtime.reloadConfig();
-      notifier.reloading();
-      try {
-        return await runtime.reloadConfig();
-      } finally {
-        notifier.ready(agent.progressLine());
-      }
-    };
     // Admin changes run here (one owner of the state), then the daemon takes the new configuration.
     const admin = new KeyAdmin({
       configDir: dirs.config,

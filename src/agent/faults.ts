@@ -16,6 +16,11 @@ export const FAULT_DEFINITIONS = {
     summary: 'the key server refused the TLS or KMIP authentication',
     hint: 'check the client certificate (valid, EKU clientAuth, issued by a CA the server trusts) and the trusted CA of the server',
   },
+  KmipClientDisabled: {
+    severity: 'error',
+    summary: 'the KMIP client is disabled: drives and volumes that need a key server stay locked',
+    hint: 'enable it with `kmip-agent client enable` (after `kmip-agent setup` if it was reset); the agent then unlocks them',
+  },
   KeyNotFound: {
     severity: 'error',
     summary: 'the key recorded for a drive or volume is not on the key server',

@@ -4,16 +4,23 @@
  * saying what becomes unreachable, the state is never touched, and `setup` with the same server afterwards
  * gives the drive its key back.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { powerCycleEmulatedDrive } from '../../src/drives/index.js';
-import { pykmipCliArgs } from '../support/pykmip.js';
+import { Appliance, cli, ok, running } from '../support/daemon-harness.js';
+import { NotifyReceiver } from '../support/notify-receiver.js';
+import { pykmipCliArgs, type PykmipServer } from '../support/pykmip.js';
 import { TestAppliance } from './appliance.js';
 
 const appliances: TestAppliance[] = [];
-afterEach(() => {
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
   for (const a of appliances.splice(0)) a.close();
+  for (const d of running) d.kill();
+  running.clear();
+  for (const c of cleanups.splice(0).reverse()) await c();
 });
 
 const configOf = (a: TestAppliance) => JSON.parse(readFileSync(join(a.dirs.config, 'config.json'), 'utf8'));
@@ -74,5 +81,42 @@ describe('kmip-agent client', () => {
     await powerCycleEmulatedDrive(device.slice(4));
     const unlocked = a.ok(['unlock']) as { drives: { id: string; state: string }[] };
     expect(unlocked.drives.find((d) => d.id === enrolled!.id)?.state).toBe('unlocked');
+  });
+
+  it('through a running daemon: disable --force strands the drive (KmipClientDisabled), enable unlocks it', async () => {
+    const kmip = inject('pykmip');
+    const root = mkdtempSync(join(tmpdir(), 'kmip-agent-client-'));
+    cleanups.push(() => rmSync(root, { recursive: true, force: true }));
+    const app = new Appliance(`cl${Date.now().toString(36)}`, root);
+    await app.setup(kmip, kmip as PykmipServer);
+    await app.createDrives(1);
+    await app.enroll();
+    const notify = await NotifyReceiver.start(join(root, 'notify.sock'));
+    cleanups.push(() => notify.stop());
+    const dirs = app.dirArgs();
+
+    const refused = await cli(['client', 'disable', '--json', ...dirs]);
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stdout).error.code).toBe('CLIENT_IN_USE');
+
+    await ok(['client', 'disable', '--force', ...dirs]);
+    await app.powerCycle();
+    // A daemon with the client disabled starts, contacts no server, and says why the drive stays locked.
+    const daemon = app.daemon(notify, ['--boot-deadline', '2']);
+    const ready = await notify.waitForMessage((m) => m.startsWith('READY=1'), 30_000);
+    expect(ready).toContain('KmipClientDisabled');
+    const status = await app.status();
+    expect(status.drives[0]!.state).not.toBe('unlocked');
+    expect(status.faults.map((f) => f.code)).toContain('KmipClientDisabled');
+
+    const enabled = await ok(['client', 'enable', '--json', ...dirs]);
+    expect(JSON.parse(enabled.stdout)).toEqual({ enabled: true });
+    expect(daemon.events('api_call').map((l) => l.method)).toContain('EnableKmipClient');
+    await daemon.waitForLog((l) => l.event === 'config_reloaded');
+    await expect
+      .poll(async () => (await app.status()).drives[0]!.state, { timeout: 30_000, interval: 200 })
+      .toBe('unlocked');
+    expect((await app.status()).faults.map((f) => f.code)).not.toContain('KmipClientDisabled');
+    await daemon.stop();
   });
 });
