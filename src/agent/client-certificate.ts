@@ -510,7 +510,58 @@ export async function checkClientCertificateExpiry(
     };
     faults.raise(verdict.status === 'expired' ? 'CertificateExpired' : 'CertificateExpiring', subject, { details });
   }
+  await checkServerChainsExpiry(configDir, config, faults, now);
   return verdict;
+}
+
+/** Fault subject of a key server's trusted chain (its CA file). */
+export const serverChainSubject = (server: string) => `server:${server}`;
+
+/**
+ * The same watch over each key server's trusted CA certificates: the earliest to expire decides, so an
+ * operator hears of a CA that runs out before the server's chain stops verifying. A server removed from the
+ * configuration takes its faults with it.
+ */
+async function checkServerChainsExpiry(
+  configDir: string,
+  config: AgentConfig,
+  faults: FaultRegistry,
+  now: Date,
+): Promise<void> {
+  const seen = new Set<string>();
+  for (const [name, server] of Object.entries(config.servers)) {
+    const subject = serverChainSubject(name);
+    seen.add(subject);
+    let earliest: { verdict: ExpiryVerdict; info: CertificateInfo } | undefined;
+    try {
+      const pem = await fs.readFile(configPath(configDir, server.ca), 'utf8');
+      for (const certificate of parseCertificates(pem, `the CA file of key server "${name}"`)) {
+        const info = describeCertificate(certificate, now);
+        const verdict = checkExpiry(info, now, config.client.expiryWarningDays);
+        if (!earliest || Date.parse(verdict.notAfter) < Date.parse(earliest.verdict.notAfter))
+          earliest = { verdict, info };
+      }
+    } catch {
+      continue; // an unreadable CA file fails the connection itself, with its own error
+    }
+    const status = earliest?.verdict.status ?? 'ok';
+    if (status !== 'expired') faults.clear('CertificateExpired', subject);
+    if (status !== 'expiring') faults.clear('CertificateExpiring', subject);
+    if (earliest && status !== 'ok')
+      faults.raise(status === 'expired' ? 'CertificateExpired' : 'CertificateExpiring', subject, {
+        details: {
+          server: name,
+          subject: earliest.info.subject,
+          notAfter: earliest.verdict.notAfter,
+          daysLeft: earliest.verdict.daysLeft,
+          fingerprintSha256: earliest.info.fingerprintSha256,
+          hint: `the key server's trusted CA certificate expires: import its new CA with \`kmip-agent server modify ${name} --ca FILE\` (or \`server trust ${name}\`)`,
+        },
+      });
+  }
+  for (const f of faults.list())
+    if ((f.code === 'CertificateExpiring' || f.code === 'CertificateExpired') && f.subject.startsWith('server:'))
+      if (!seen.has(f.subject)) faults.clear(f.code, f.subject);
 }
 
 export interface ExpiryWatch {

@@ -90,6 +90,41 @@ describe('client certificate expiry faults', () => {
     expect(errors).toEqual([]);
   });
 
+  it("watches each key server's trusted CA file too: the earliest certificate decides, gone with the server", async () => {
+    const dir = configDir();
+    const clock = new FakeClock(Date.now());
+    const faults = new FaultRegistry(() => clock.now());
+    const pem = async (days: number) =>
+      (
+        await generatePendingKeyPair(dir, {
+          keyType: 'p256',
+          subject: { cn: `ca-${days}` },
+          sans: [],
+          selfSignedDays: days,
+          now: clock.now(),
+        })
+      ).certPem!;
+    writeFileSync(join(dir, 'kms.ca.pem'), (await pem(400)) + (await pem(40)));
+    const config = await loadConfig(dir);
+    await saveConfig(dir, { ...config, servers: { kms: { host: 'kms.example', ca: 'kms.ca.pem' } } });
+    const watch = watchClientCertificateExpiry({ configDir: dir, faults, clock, onError: () => undefined });
+    cleanups.push(() => watch.stop());
+    await watch.settled();
+    expect(codes(faults)).toEqual([]);
+
+    await clock.advance(11 * DAY);
+    await watch.settled();
+    expect(codes(faults)).toEqual(['CertificateExpiring:server:kms']);
+    expect(faults.list()[0]!.details).toMatchObject({ server: 'kms', subject: 'CN=ca-40', daysLeft: 28 });
+    await clock.advance(30 * DAY);
+    await watch.settled();
+    expect(codes(faults)).toEqual(['CertificateExpired:server:kms']);
+
+    await saveConfig(dir, { ...(await loadConfig(dir)), servers: {} });
+    await watch.recheck();
+    expect(codes(faults)).toEqual([]);
+  });
+
   it('the warning window comes from config.client.expiryWarningDays; a change through the API rechecks at once', async () => {
     const dir = configDir();
     const config = await loadConfig(dir);
