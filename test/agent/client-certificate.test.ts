@@ -229,6 +229,8 @@ describe('client certificate API methods', () => {
 
     const ca = TestCa.create(join(dir, 'ca'));
     const signed = ca.sign('nas-01', csr, { eku: ['clientAuth'] });
+    // openssl dated it by the real clock, which has moved on past the test's fake one meanwhile.
+    await clock.advance(Math.max(0, Date.now() - clock.now().getTime()) + 1000);
     const installed = await api.ImportClientCertificate!({ certPem: readFileSync(signed, 'utf8') }, caller);
     expect(JSON.stringify(installed)).not.toMatch(/PRIVATE KEY/);
     expect(await api.GetClientCertificate!({}, caller)).toMatchObject({
