@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NotifyReceiver, notifyField } from '../test/support/notify-receiver.js';
-import { startPykmip } from '../test/support/pykmip.js';
+import { pykmipCliArgs, startPykmip } from '../test/support/pykmip.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 const APPLIANCE = 'demo-appliance';
@@ -67,22 +67,7 @@ async function main(): Promise<void> {
   let receiver: NotifyReceiver | undefined;
   try {
     step('--- first setup of the appliance ---');
-    const setup = kmipAgent([
-      'setup',
-      '--appliance-id',
-      APPLIANCE,
-      '--server',
-      `${server.host}:${server.port}`,
-      '--servername',
-      'localhost',
-      '--ca',
-      server.ca,
-      '--cert',
-      server.clientCert,
-      '--key',
-      server.clientKey,
-      ...dirs,
-    ]);
+    const setup = kmipAgent(['setup', '--appliance-id', APPLIANCE, ...pykmipCliArgs(server), ...dirs]);
     for (const s of setup.json.servers as {
       endpoint: string;
       protocolVersion: string;

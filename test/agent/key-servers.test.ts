@@ -17,7 +17,7 @@ import { ApiClient } from '../../src/api/client.js';
 import { makeTestPki, TestCa } from '../support/certs.js';
 import { Appliance, cli, ok, running } from '../support/daemon-harness.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
-import { freePort, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { freePort, pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
 import { CLI, TestAppliance } from './appliance.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -184,7 +184,7 @@ describe('trust on first use', () => {
     cleanups.push(() => first.stop());
     const a = new TestAppliance();
     cleanups.push(() => a.close());
-    a.ok(['setup', '--appliance-id', a.id, ...argsFor(first)]);
+    a.ok(['setup', '--appliance-id', a.id, ...pykmipCliArgs(first)]);
     const name = first.host;
 
     // No terminal and no --yes: refused, nothing pinned.
@@ -394,19 +394,4 @@ function onTerminal(a: TestAppliance, args: string[], input: string): { code: nu
   const line = [process.execPath, ...argv].map((x) => `'${x.replace(/'/g, "'\\''")}'`).join(' ');
   const run = spawnSync('script', ['-qec', line, '/dev/null'], { input, encoding: 'utf8', timeout: 60_000 });
   return { code: run.status ?? -1, output: run.stdout + run.stderr };
-}
-
-function argsFor(server: PykmipServer): string[] {
-  return [
-    '--server',
-    `${server.host}:${server.port}`,
-    '--servername',
-    'localhost',
-    '--ca',
-    server.ca,
-    '--cert',
-    server.clientCert,
-    '--key',
-    server.clientKey,
-  ];
 }
