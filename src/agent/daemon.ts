@@ -57,6 +57,9 @@ import {
   type DisableDrive,
 } from './encryption-at-rest.js';
 import { JobRunner } from './jobs.js';
+import { crashPoint } from './crash-hook.js';
+import { fieldService, type FieldService } from './field-service.js';
+import type { RemovableDrive } from './field-workflows.js';
 import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
@@ -170,6 +173,20 @@ async function openForDisable(device: string, options: OpalDriveOptions): Promis
   };
 }
 
+/** Opens a managed drive for `drive remove`: crypto erase as Admin1, then the TPer revert as SID. */
+async function openForRemoval(device: string, options: OpalDriveOptions): Promise<RemovableDrive> {
+  const drive = await OpalDrive.open(device, options);
+  return {
+    isFactoryFresh: async () => {
+      const s = await drive.status();
+      return !s.lockingEnabled && s.sidIsMsid !== false;
+    },
+    eraseGlobalRange: (pin) => drive.erase(pin, { range: 0 }),
+    revertToFactory: (pin) => drive.revert(pin),
+    close: () => drive.close(),
+  };
+}
+
 /** Opens an owned drive for adoption: PINs checked and changed as SID or Admin1, through the lockout guard. */
 async function openForAdopt(device: string, options: OpalDriveOptions): Promise<AdoptDrive> {
   const drive = await OpalDrive.open(device, options);
@@ -274,6 +291,8 @@ export interface AgentRuntime {
   enableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
   /** Starts handing every managed Opal drive back unlocked, data kept, keys revoked. */
   disableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
+  /** Field-engineer workflows: drive remove/replace/readd, volume remove, audit keys (field-service.ts). */
+  field: FieldService;
   close(): Promise<void>;
 }
 
@@ -596,9 +615,60 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
           }),
         { lane: ENCRYPTION_LANE },
       );
+    const destroyKey = async (uid: string) => {
+      const record = [...state.snapshot().drives, ...state.snapshot().volumes].find((d) => d.key.uid === uid);
+      const event = { operation: 'destroy' as const, keyUid: uid, ...(record ? { target: record.id } : {}) };
+      try {
+        await provider.destroy(uid);
+        audit.record({ ...event, result: 'ok' });
+      } catch (error) {
+        audit.record({ ...event, result: 'error', code: (error as { code?: string }).code ?? 'INTERNAL' });
+        throw error;
+      }
+    };
+    const field = fieldService({
+      config,
+      configDir: dirs.config,
+      state,
+      keys,
+      jobs,
+      retire: {
+        revoke: revokeKey,
+        destroy: destroyKey,
+        keyState: kmipKeyState(provider),
+        leftOnServer: (uid, target, e) =>
+          log.warn(
+            { event: 'key_left_on_server', keyUid: uid, target, code: e.code },
+            `${target}: the key server refused to retire key ${uid} (${e.code}): it is left there (kmip-agent audit keys)`,
+          ),
+      },
+      serverKeys: {
+        findByGroup: (g) => keys.findByGroup(g),
+        namesOf: (u) => kmipKeys.namesOf(u),
+        keyState: kmipKeyState(provider),
+      },
+      agent,
+      openDrive: (device) => openForRemoval(device, guard),
+      inspect: async (device) => {
+        const drive = await openForEnroll(device, guard);
+        try {
+          return { id: drive.identity(), aliases: drive.aliases(), factoryFresh: await drive.isFactoryFresh() };
+        } finally {
+          await drive.close();
+        }
+      },
+      prove: (device, key) => recoveryVerifier(guard).opalVerify(device, key),
+      enroll: async (device) => (await enrollDrives([device]))[0]!,
+      keyslots: async (device) => (await luks.luksInfo(device)).keyslots.map((k) => k.slot),
+      removeKeyslot: async (device, key, slot) => {
+        await luks.removeKey(device, key, { slot }, { force: true });
+      },
+      crashPoint: (step) => crashPoint(dirs.state, step),
+    });
     closers.push(() => jobs.idle());
     return {
       jobs,
+      field,
       enableEncryptionAtRest: enableEncryption,
       disableEncryptionAtRest: disableEncryption,
       config,
@@ -679,6 +749,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       jobs: runtime.jobs,
       enableEncryptionAtRest: () => runtime.enableEncryptionAtRest(),
       disableEncryptionAtRest: () => runtime.disableEncryptionAtRest(),
+      field: runtime.field,
     });
     const api = new ApiServer({
       socketPath: join(dirs.runtime, API_SOCKET_NAME),
