@@ -404,7 +404,10 @@ export async function checkReplaceable(
     throw new KmipAgentError(`${newDevice} is ${old.id} itself: replace it with another drive`, 'REPLACE_SAME_DRIVE');
   const seen = await ports.inspect(newDevice);
   if (!seen.id)
-    throw new KmipAgentError(`${newDevice} reports no WWN or serial number: it cannot be identified`, 'DRIVE_NO_IDENTITY');
+    throw new KmipAgentError(
+      `${newDevice} reports no WWN or serial number: it cannot be identified`,
+      'DRIVE_NO_IDENTITY',
+    );
   const managed = ports.state
     .snapshot()
     .drives.find((d) => d.id === seen.id || seen.aliases.includes(d.id) || d.device === newDevice);
@@ -438,7 +441,13 @@ export async function replaceDrive(
   const done = earlier.done;
   const detail = { id: old.id, device: old.device, keyUid: old.key.uid, newDevice };
   const progress = { n: 0, total: 7 };
-  await stepDone(job, ports, 'replace-started', { ...detail, keepKey: options.keepKey, resumedAfter: [...done] }, progress);
+  await stepDone(
+    job,
+    ports,
+    'replace-started',
+    { ...detail, keepKey: options.keepKey, resumedAfter: [...done] },
+    progress,
+  );
   let newId = earlier.newId;
   let record = newId ? ports.state.snapshot().drives.find((d) => d.id === newId) : undefined;
   if (!done.has('new-enrolled') || !record) {

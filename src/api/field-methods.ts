@@ -38,7 +38,8 @@ export function fieldMethods(field: () => FieldService): Record<string, RpcMetho
       const newDevice = text(params, 'newDevice', 'ReplaceDrive', 'the new drive: a device path or emu:/image');
       return plain(await field().replaceDrive(oldId, newDevice, { keepKey: params.keepKey === true }));
     },
-    ReaddDrive: async (params) => plain(await field().readdDrive(text(params, 'id', 'ReaddDrive', 'a managed drive id'))),
+    ReaddDrive: async (params) =>
+      plain(await field().readdDrive(text(params, 'id', 'ReaddDrive', 'a managed drive id'))),
     AuditKeys: async () => plain(await field().auditKeys()),
   };
 }
