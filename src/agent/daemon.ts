@@ -650,9 +650,19 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       agent,
       openDrive: (device) => openForRemoval(device, guard),
       inspect: async (device) => {
-        const drive = await openForEnroll(device, guard);
+        const drive = await OpalDrive.open(device, guard);
         try {
-          return { id: drive.identity(), aliases: drive.aliases(), factoryFresh: await drive.isFactoryFresh() };
+          const s = await drive.status();
+          // Not shown without a PIN (no Block SID feature): SID is tried with the MSID, as enrollment would.
+          const sidIsMsid =
+            s.lockingEnabled || s.sidIsMsid !== null
+              ? s.sidIsMsid
+              : (await drive.status({ probeSid: true })).sidIsMsid;
+          return {
+            id: drive.identity(),
+            aliases: drive.identityAliases(),
+            factoryFresh: !s.lockingEnabled && sidIsMsid !== false,
+          };
         } finally {
           await drive.close();
         }

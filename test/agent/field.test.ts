@@ -19,7 +19,7 @@ import { emulatedDriveInfo } from '../../src/drives/emulator.js';
 import { OpalDrive, powerCycleEmulatedDrive, SID } from '../../src/drives/index.js';
 import { checkKey, luksInfo } from '../../src/drives/luks.js';
 import { hasResultReason, ResultReason, RevocationReasonCode } from '../../src/kmip/index.js';
-import { luksFormat } from '../luks/images.js';
+import { luksFormat, makeImage } from '../luks/images.js';
 import { CLI, TestAppliance, type CliResult } from './appliance.js';
 
 const appliances: TestAppliance[] = [];
@@ -187,7 +187,7 @@ describe('drive replace', () => {
     const ownedR = a.cli(['drive', 'replace', old!.id, owned]);
     expect(errorCode(ownedR)).toBe('DRIVE_ALREADY_OWNED');
     expect(errorCode(a.cli(['drive', 'replace', old!.id, old!.device]))).toBe('REPLACE_SAME_DRIVE');
-    expect(readFileSync(a.statePath)).toEqual(before);
+    expect(JSON.parse(readFileSync(a.statePath, 'utf8'))).toEqual(JSON.parse(before.toString()));
     expect(a.cli(['audit', 'keys']).json).toMatchObject({ clean: true, serverObjects: 2 });
   });
 });
@@ -254,7 +254,8 @@ describe('volume remove', () => {
   it('refuses the only keyslot unless --destroy-data, saying what is lost', async () => {
     const a = appliance();
     const path = join(a.work, 'only.luks');
-    const f = a.ok(['volume', 'format', path, '--name', 'only']);
+    makeImage(path);
+    const f = a.ok(['volume', 'format', path, '--name', 'only', '--yes']);
     const before = readFileSync(a.statePath);
     const refused = a.cli(['volume', 'remove', f.id as string, '--yes']);
     expect(errorCode(refused)).toBe('VOLUME_LAST_KEYSLOT');
