@@ -149,6 +149,9 @@ function journaledBefore(jobs: Job[], kind: string, jobId: string, id: string, k
   return done;
 }
 
+/** The work steps an earlier run did (its `started` entries are no work). */
+const resumed = (done: Set<string>) => [...done].filter((s) => s !== 'started');
+
 /** States a revoked key is in (or moved on to): revoking it again is not needed. */
 const RETIRED: ReadonlySet<number> = new Set([
   State.Deactivated,
@@ -241,7 +244,7 @@ export async function removeDrive(context: JobContext, ports: FieldPorts, id: st
   const detail = { id: record.id, device: record.device, keyUid: record.key.uid };
   const done = journaledBefore(ports.state.snapshot().jobs, REMOVE_DRIVE_JOB, job.id, record.id, record.key.uid);
   const progress = { n: 0, total: 5 };
-  await job.step('started', { ...detail, resumedAfter: [...done] });
+  await job.step('started', { ...detail, resumedAfter: resumed(done) });
   await ports.hold?.(record.id);
   let handedBack = done.has('drive-reverted');
   try {
@@ -291,7 +294,7 @@ export async function removeDrive(context: JobContext, ports: FieldPorts, id: st
   });
   await job.progress(5, 5);
   ports.changed?.();
-  return { id: record.id, device: record.device, key, resumedAfter: [...done] };
+  return { id: record.id, device: record.device, key, resumedAfter: resumed(done) };
 }
 
 /** Refuses removing the only keyslot of a volume unless the data is meant to go with it. */
@@ -332,7 +335,7 @@ export async function removeVolume(
   const detail = { id: record.id, device: record.device, keyUid: record.key.uid, keyslot: record.keyslot };
   const done = journaledBefore(ports.state.snapshot().jobs, REMOVE_VOLUME_JOB, job.id, record.id, record.key.uid);
   const progress = { n: 0, total: 4 };
-  await job.step('started', { ...detail, resumedAfter: [...done], destroyData: options.destroyData });
+  await job.step('started', { ...detail, resumedAfter: resumed(done), destroyData: options.destroyData });
   await ports.hold?.(record.id);
   if (!done.has('keyslot-removed')) {
     if (!(await ports.keyslots(record.device)).includes(record.keyslot)) {
@@ -368,7 +371,7 @@ export async function removeVolume(
   });
   await job.progress(4, 4);
   ports.changed?.();
-  return { id: record.id, device: record.device, key, resumedAfter: [...done] };
+  return { id: record.id, device: record.device, key, resumedAfter: resumed(done) };
 }
 
 /** The replace job of `oldId` an earlier run left unfinished, and the steps it journaled. */
