@@ -33,9 +33,15 @@ const progressText = (e: ProgressEvent) => (e.total > 0 ? `${e.done} of ${e.tota
 export async function followJob(
   ctx: CommandContext,
   read: () => Promise<JobView>,
-  options: { pollMs?: number; tty?: boolean; sleep?: (ms: number) => Promise<void> } = {},
+  options: {
+    pollMs?: number;
+    /** Where the bar goes (default stderr); it is drawn only when this is a terminal. */
+    stream?: NodeJS.WriteStream;
+    sleep?: (ms: number) => Promise<void>;
+  } = {},
 ): Promise<{ job: JobView; events: ProgressEvent[] }> {
-  const tty = !ctx.json && (options.tty ?? process.stderr.isTTY === true);
+  const stream = options.stream ?? process.stderr;
+  const tty = !ctx.json && stream.isTTY === true;
   const sleep = options.sleep ?? ((ms: number) => systemClock.sleep(ms));
   const events: ProgressEvent[] = [];
   let bar: cliProgress.SingleBar | undefined;
@@ -51,7 +57,7 @@ export async function followJob(
           if (!bar) {
             bar = new cliProgress.SingleBar(
               {
-                stream: process.stderr,
+                stream,
                 format: `${printable(job.kind)} [{bar}] {value}/{total} {step}`,
                 hideCursor: true,
               },
