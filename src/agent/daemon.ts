@@ -655,9 +655,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
           const s = await drive.status();
           // Not shown without a PIN (no Block SID feature): SID is tried with the MSID, as enrollment would.
           const sidIsMsid =
-            s.lockingEnabled || s.sidIsMsid !== null
-              ? s.sidIsMsid
-              : (await drive.status({ probeSid: true })).sidIsMsid;
+            s.lockingEnabled || s.sidIsMsid !== null ? s.sidIsMsid : (await drive.status({ probeSid: true })).sidIsMsid;
           return {
             id: drive.identity(),
             aliases: drive.identityAliases(),
