@@ -59,7 +59,7 @@ import {
 import { JobRunner } from './jobs.js';
 import { crashPoint } from './crash-hook.js';
 import { fieldService, type FieldService } from './field-service.js';
-import type { RemovableDrive } from './field-workflows.js';
+import { revertedDrives, type RemovableDrive } from './field-workflows.js';
 import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
@@ -429,7 +429,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     closers.push(() => agent.stop());
-    for (const id of handedBackDrives(state.snapshot())) void agent.hold(id);
+    for (const id of [...handedBackDrives(state.snapshot()), ...revertedDrives(state.snapshot())]) void agent.hold(id);
     metrics.bindStatus(() => agent.status());
     const enrollOpal = auditedEnroll(audit, clock, enrollOpalDrive);
     const enrollLuks = auditedEnroll(audit, clock, enrollLuksVolume);

@@ -25,7 +25,7 @@ import type { EnrollResult } from './enroll.js';
 import { journalError } from './journal.js';
 import type { JobContext } from './jobs.js';
 import type { KeySource } from './key-source.js';
-import type { Job, ManagedDrive, ManagedVolume, StateStore } from './state.js';
+import type { Job, ManagedDrive, ManagedVolume, StateBody, StateStore } from './state.js';
 import type { UnlockOutcome } from './unlock.js';
 
 export const REMOVE_DRIVE_JOB = 'remove-drive';
@@ -147,6 +147,17 @@ function journaledBefore(jobs: Job[], kind: string, jobId: string, id: string, k
     for (const s of j.steps) if (s.detail?.id === id && s.detail?.keyUid === keyUid) done.add(s.name);
   }
   return done;
+}
+
+/**
+ * Managed drives an interrupted `drive remove` already reverted to factory state: their key opens nothing
+ * any more, so the agent holds them (never sends the key: it would only be refused) until a rerun drops
+ * their records.
+ */
+export function revertedDrives(body: StateBody): string[] {
+  return body.drives
+    .filter((d) => journaledBefore(body.jobs, REMOVE_DRIVE_JOB, '', d.id, d.key.uid).has('drive-reverted'))
+    .map((d) => d.id);
 }
 
 /** The work steps an earlier run did (its `started` entries are no work). */

@@ -14,6 +14,7 @@ import {
   readdDrive,
   removeDrive,
   replaceDrive,
+  revertedDrives,
   type FieldPorts,
   type RemovableDrive,
   type ReplacePorts,
@@ -159,6 +160,8 @@ describe('drive remove over fake ports', () => {
     );
     expect(first).toMatchObject({ status: 'failed', error: { code: 'KMIP_CONNECTION_FAILED' } });
     expect(state.snapshot().drives.map((d) => d.id)).toEqual(['D1']);
+    // Reverted already: the agent must not send it the key until the rerun drops the record.
+    expect(revertedDrives(state.snapshot())).toEqual(['D1']);
     up = true;
     const second = await jobs.settled(
       (await jobs.start('remove-drive', (j) => removeDrive(j, ports, 'D1'))).asyncHandle,
