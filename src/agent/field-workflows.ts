@@ -468,7 +468,17 @@ export async function replaceDrive(
     // A crash after enrollment recorded the drive, before this step was journaled: it is found by device.
     record = ports.state.snapshot().drives.find((d) => d.device === newDevice && d.id !== old.id);
     if (!record) {
-      const enrolled = await ports.enroll(newDevice);
+      const enrolled = await ports.enroll(newDevice).catch((error: unknown) => {
+        // Killed inside enrollment: the drive is locked with a key that is on the server but not recorded.
+        if ((error as { code?: string }).code === 'DRIVE_ALREADY_OWNED' && done.has('replace-started'))
+          throw new KmipAgentError(
+            `${newDevice}: an interrupted run left it enrolled but not recorded: \`kmip-agent recover\` records it ` +
+              'from its key on the server, then run this replace again',
+            'REPLACE_RECOVER_FIRST',
+            { cause: error },
+          );
+        throw error;
+      });
       record = ports.state.snapshot().drives.find((d) => d.id === enrolled.id);
       if (!record) throw new KmipAgentError(`${newDevice}: enrolled but not recorded`, 'INTERNAL');
     }
