@@ -203,6 +203,22 @@ export class Agent {
     return run;
   }
 
+  /**
+   * Unlocks the one target `id` now, whatever it is parked as (drive readd: an operator says the failure
+   * was spurious); no longer held. The lockout guard and refused-key memory still stand.
+   */
+  async unlockOne(id: string): Promise<UnlockOutcome | undefined> {
+    const t = this.targets.get(id);
+    if (!t) return undefined;
+    await this.running?.catch(() => undefined);
+    this.held.delete(id);
+    const run = this.runUnlock([t]).finally(() => {
+      this.running = undefined;
+    });
+    this.running = run;
+    return (await run)[0];
+  }
+
   private async runUnlock(due: TargetStatus[]): Promise<UnlockOutcome[]> {
     if (due.length === 0) return [];
     const targets: UnlockTarget[] = due.map((t) => ({ id: t.id, kind: t.kind, device: t.device, keyUid: t.keyUid }));

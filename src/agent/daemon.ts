@@ -57,6 +57,9 @@ import {
   type DisableDrive,
 } from './encryption-at-rest.js';
 import { JobRunner } from './jobs.js';
+import { crashPoint } from './crash-hook.js';
+import { fieldService, type FieldService } from './field-service.js';
+import { revertedDrives, type RemovableDrive } from './field-workflows.js';
 import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
@@ -197,6 +200,20 @@ async function openForDisable(device: string, options: OpalDriveOptions): Promis
   };
 }
 
+/** Opens a managed drive for `drive remove`: crypto erase as Admin1, then the TPer revert as SID. */
+async function openForRemoval(device: string, options: OpalDriveOptions): Promise<RemovableDrive> {
+  const drive = await OpalDrive.open(device, options);
+  return {
+    isFactoryFresh: async () => {
+      const s = await drive.status();
+      return !s.lockingEnabled && s.sidIsMsid !== false;
+    },
+    eraseGlobalRange: (pin) => drive.erase(pin, { range: 0 }),
+    revertToFactory: (pin) => drive.revert(pin),
+    close: () => drive.close(),
+  };
+}
+
 /** Opens an owned drive for adoption: PINs checked and changed as SID or Admin1, through the lockout guard. */
 async function openForAdopt(device: string, options: OpalDriveOptions): Promise<AdoptDrive> {
   const drive = await OpalDrive.open(device, options);
@@ -303,6 +320,8 @@ export interface AgentRuntime {
   disableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
   /** Re-reads config.json (ReloadConfig, SIGHUP); throws, keeping the running configuration, when it is invalid. */
   reloadConfig(): Promise<ReloadResult>;
+  /** Field-engineer workflows: drive remove/replace/readd, volume remove, audit keys (field-service.ts). */
+  field: FieldService;
   close(): Promise<void>;
 }
 
@@ -451,7 +470,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     closers.push(() => agent.stop());
-    for (const id of handedBackDrives(state.snapshot())) void agent.hold(id);
+    for (const id of [...handedBackDrives(state.snapshot()), ...revertedDrives(state.snapshot())]) void agent.hold(id);
     metrics.bindStatus(() => agent.status());
     const enrollOpal = auditedEnroll(audit, clock, enrollOpalDrive);
     const enrollLuks = auditedEnroll(audit, clock, enrollLuksVolume);
@@ -637,6 +656,64 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
           }),
         { lane: ENCRYPTION_LANE },
       );
+    const destroyKey = async (uid: string) => {
+      const record = [...state.snapshot().drives, ...state.snapshot().volumes].find((d) => d.key.uid === uid);
+      const event = { operation: 'destroy' as const, keyUid: uid, ...(record ? { target: record.id } : {}) };
+      try {
+        await provider.destroy(uid);
+        audit.record({ ...event, result: 'ok' });
+      } catch (error) {
+        audit.record({ ...event, result: 'error', code: (error as { code?: string }).code ?? 'INTERNAL' });
+        throw error;
+      }
+    };
+    const field = fieldService({
+      config,
+      configDir: dirs.config,
+      state,
+      keys,
+      jobs,
+      retire: {
+        revoke: revokeKey,
+        destroy: destroyKey,
+        keyState: kmipKeyState(provider),
+        leftOnServer: (uid, target, e) =>
+          log.warn(
+            { event: 'key_left_on_server', keyUid: uid, target, code: e.code },
+            `${target}: the key server refused to retire key ${uid} (${e.code}): it is left there (kmip-agent audit keys)`,
+          ),
+      },
+      serverKeys: {
+        findByGroup: (g) => keys.findByGroup(g),
+        namesOf: (u) => kmipKeys.namesOf(u),
+        keyState: kmipKeyState(provider),
+      },
+      agent,
+      openDrive: (device) => openForRemoval(device, guard),
+      inspect: async (device) => {
+        const drive = await OpalDrive.open(device, guard);
+        try {
+          const s = await drive.status();
+          // Not shown without a PIN (no Block SID feature): SID is tried with the MSID, as enrollment would.
+          const sidIsMsid =
+            s.lockingEnabled || s.sidIsMsid !== null ? s.sidIsMsid : (await drive.status({ probeSid: true })).sidIsMsid;
+          return {
+            id: drive.identity(),
+            aliases: drive.identityAliases(),
+            factoryFresh: !s.lockingEnabled && sidIsMsid !== false,
+          };
+        } finally {
+          await drive.close();
+        }
+      },
+      prove: (device, key) => recoveryVerifier(guard).opalVerify(device, key),
+      enroll: async (device) => (await enrollDrives([device]))[0]!,
+      keyslots: async (device) => (await luks.luksInfo(device)).keyslots.map((k) => k.slot),
+      removeKeyslot: async (device, key, slot) => {
+        await luks.removeKey(device, key, { slot }, { force: true });
+      },
+      crashPoint: (step) => crashPoint(dirs.state, step),
+    });
     closers.push(() => jobs.idle());
     /**
      * Re-reads config.json: key servers, providers and the client identity take effect at once (a new
@@ -672,6 +749,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     return {
       reloadConfig,
       jobs,
+      field,
       enableEncryptionAtRest: enableEncryption,
       disableEncryptionAtRest: disableEncryption,
       config,
@@ -793,6 +871,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
             ? switched(() => resetClient(dirs.config, state.snapshot()))
             : planReset(await loadConfig(dirs.config), state.snapshot()),
       },
+      field: runtime.field,
     });
     // Admin changes run here (one owner of the state), then the daemon takes the new configuration.
     const admin = new KeyAdmin({

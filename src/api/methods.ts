@@ -9,6 +9,8 @@ import { driveListing, encryptionAtRestInfo, type InventoryItem } from '../agent
 import type { JobView } from '../agent/jobs.js';
 import type { ClientCertificateService } from '../agent/client-certificate.js';
 import type { KeyServerFields } from '../agent/key-servers.js';
+import type { FieldService } from '../agent/field-service.js';
+import { fieldMethods } from './field-methods.js';
 import type { RpcMethod } from './server.js';
 
 /** What the API needs of the agent. */
@@ -23,6 +25,8 @@ export interface AgentApi {
   jobs?: { get(asyncHandle: string): JobView; list(): JobView[] };
   enableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
   disableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
+  /** Field-engineer workflows (RemoveDrive, RemoveVolume, ReplaceDrive, ReaddDrive, AuditKeys). */
+  field?: FieldService;
   /** The client certificate (pending key pair, import, status, delete); without it those methods answer API_NOT_SUPPORTED. */
   clientCertificate?: ClientCertificateService;
   /** The KMIP client switch (kmip-client-admin.ts); each change is followed by a configuration reload. */
@@ -197,6 +201,7 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
       await agent.unlockNow({ all: params.all === true });
       return plain(agent.status());
     },
+    ...fieldMethods(() => supported(agent.field, 'the field workflows')),
     ...clientCertificateMethods(() => supported(agent.clientCertificate, 'the client certificate API')),
   };
 }

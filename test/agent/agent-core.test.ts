@@ -308,3 +308,23 @@ describe('boot', () => {
     expect(at(20, 0)).toBe(0);
   });
 });
+
+describe('unlockOne (drive readd)', () => {
+  it('unlocks one parked target now, whatever parked it, and clears its faults', async () => {
+    const { agent, opal, faults } = await setup(2);
+    opal.failWith.set('EMU-0', 'DRIVE_NOT_FOUND');
+    opal.failWith.set('EMU-1', 'DRIVE_PIN_REFUSED');
+    await agent.unlockNow();
+    expect(faults.has('DriveMissing', 'EMU-0')).toBe(true);
+    expect(faults.has('DriveUnlockFailed', 'EMU-1')).toBe(true);
+    opal.failWith.clear();
+    // A refused key is parked: the agent's own runs leave it alone, an operator's readd does not.
+    expect((await agent.unlockNow()).map((o) => o.target.id)).toEqual(['EMU-0']);
+    const outcome = await agent.unlockOne('EMU-1');
+    expect(outcome?.state).toBe('unlocked');
+    expect(faults.has('DriveUnlockFailed', 'EMU-1')).toBe(false);
+    expect(faults.has('DriveMissing', 'EMU-0')).toBe(false);
+    expect(agent.status().drives.map((d) => d.state)).toEqual(['unlocked', 'unlocked']);
+    expect(await agent.unlockOne('no-such')).toBeUndefined();
+  });
+});

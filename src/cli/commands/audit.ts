@@ -9,6 +9,7 @@ import { API_SOCKET_NAME } from '../../api/server.js';
 import { parseSince, readAuditEvents, type AuditEvent } from '../../agent/audit.js';
 import { command, emit, printable, UsageError } from '../framework.js';
 import { DIR_OPTIONS, dirsFrom } from './agent.js';
+import { auditKeysCommand } from './field.js';
 
 function line(e: AuditEvent): string {
   const what = [e.target, e.keyUid && `key ${e.keyUid}`, e.keyName && e.keyName, e.server && `via ${e.server}`]
@@ -22,11 +23,12 @@ function line(e: AuditEvent): string {
 
 export const auditCommand = command({
   name: 'audit',
-  usage: '[--since ISO|30m|1h|2d] [--limit N]',
+  usage: '[--since ISO|30m|1h|2d] [--limit N] | keys',
   summary: 'the audit trail of key operations (fetch, register, unlock, refusal, enroll), oldest first',
   description: `Every key operation is one event: operation, result and code, KMIP UID, drive or volume, key server,
 duration and who asked (daemon, cli, or an API caller's uid/pid). Never a key. Read from the running daemon,
-or from <state-dir>/audit.log (and its rotated files) when none runs.`,
+or from <state-dir>/audit.log (and its rotated files) when none runs.
+\`audit keys\`: the appliance's keys on the key server against its records (orphans, missing keys); exit 1 unless clean.`,
   options: {
     since: {
       type: 'string',
@@ -36,7 +38,10 @@ or from <state-dir>/audit.log (and its rotated files) when none runs.`,
     limit: { type: 'string', value: 'N', help: 'the most recent N events (default 1000)' },
     ...DIR_OPTIONS,
   },
-  async run({ values }, ctx) {
+  positionals: [0, 1],
+  async run({ values, positionals, path }, ctx) {
+    if (positionals[0] === 'keys') return auditKeysCommand.run({ values, positionals: [], path: `${path} keys` }, ctx);
+    if (positionals.length > 0) throw new UsageError(`audit takes no argument but keys, not '${positionals[0]}'`);
     const since = values.since === undefined ? undefined : parseSince(values.since, new Date());
     if (values.limit !== undefined && !/^[1-9]\d{0,5}$/.test(values.limit))
       throw new UsageError(`--limit must be a whole number from 1 to 999999, not '${values.limit}'`);

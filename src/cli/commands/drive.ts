@@ -9,6 +9,7 @@ import { DEFAULT_TRIES_RESERVE, loadConfig } from '../../agent/config.js';
 import { RefusedKeyFile } from '../../agent/refused-keys.js';
 import { driveIdentifier } from '../../agent/inventory.js';
 import { driveListCommand } from './inventory.js';
+import { driveFieldCommands } from './field.js';
 import { BACKEND_NAMES, BackendChoiceError, describeAttempt, type BackendName } from '../../drives/backend.js';
 import { OpalDrive, type OpalDriveOptions } from '../../drives/opal.js';
 import { ADMIN1, describeAuthority, SID, userAuthority, type Authority, type Discovery } from '../../drives/types.js';
@@ -656,5 +657,5 @@ export const driveCommand = group({
   name: 'drive',
   summary: 'TCG Opal self-encrypting drives: discover, own, configure, lock, unlock, erase, revert',
   description: DRIVE_NOTE,
-  commands: [...opalCommands, driveEnrollCommand, driveListCommand, ...DRIVE_EMULATOR_COMMANDS],
+  commands: [...opalCommands, driveEnrollCommand, driveListCommand, ...driveFieldCommands, ...DRIVE_EMULATOR_COMMANDS],
 });

@@ -9,13 +9,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobView } from '../../agent/jobs.js';
 import { decodeState, STATE_FILE } from '../../agent/state.js';
-import { systemClock } from '../../agent/clock.js';
+import { followJob } from '../progress.js';
 import { KmipAgentError } from '../../errors.js';
 import { command, emit, ExitCode, group, printable, UsageError, type CommandContext } from '../framework.js';
 import { DIR_OPTIONS, dirsFrom, fromDaemon } from './agent.js';
 import type { AgentDirs } from '../../agent/paths.js';
-
-const POLL_MS = 500;
 
 const noDaemon = () =>
   new KmipAgentError(
@@ -47,32 +45,14 @@ function jobSummary(job: JobView): string {
   return lines.join('\n');
 }
 
-function bar(job: JobView, width = 30): string {
-  const { done, total } = job.progress ?? { done: 0, total: 0 };
-  const filled = total === 0 ? 0 : Math.round((done / total) * width);
-  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${total} ${job.kind}`;
-}
-
-/** Polls the job until it is no longer running, showing progress on stderr (not with --json). */
+/** Follows the job in the daemon to its end, showing progress (progress.ts: a bar on a terminal). */
 async function waitFor(ctx: CommandContext, dirs: AgentDirs, asyncHandle: string): Promise<JobView> {
-  const tty = !ctx.json && process.stderr.isTTY === true;
-  let last = '';
-  for (;;) {
+  const { job } = await followJob(ctx, async () => {
     const job = await fromDaemon<JobView>(dirs, 'GetAsyncResult', { asyncHandle });
     if (!job) throw noDaemon();
-    if (!ctx.json) {
-      const now = tty
-        ? bar(job)
-        : `${job.kind}: ${progressText(job)}${job.steps.length ? `, ${job.steps.at(-1)!.name}` : ''}`;
-      if (now !== last) ctx.io.stderr(tty ? `\r${printable(now)}` : `${printable(now)}\n`);
-      last = now;
-    }
-    if (job.status !== 'running') {
-      if (tty) ctx.io.stderr('\n');
-      return job;
-    }
-    await systemClock.sleep(POLL_MS);
-  }
+    return job;
+  });
+  return job;
 }
 
 const exitOf = (job: JobView) => (job.status === 'done' ? ExitCode.Ok : ExitCode.Failed);

@@ -4,6 +4,7 @@
  */
 import { volumeEnrollCommand } from './agent.js';
 import { volumeFormatCommand } from './volume-format.js';
+import { volumeRemoveCommand } from './field.js';
 import { isKmipAgentError } from '../../errors.js';
 import { addKey, checkKey, close, luksInfo, open, removeKey, type LuksInfo } from '../../drives/luks.js';
 import {
@@ -220,5 +221,5 @@ ${KEY_NOTE}`,
 export const volumeCommand = group({
   name: 'volume',
   summary: 'LUKS2 volumes: header info, key check, open/close, add/remove keyslots',
-  commands: [volumeEnrollCommand, volumeFormatCommand, luks],
+  commands: [volumeEnrollCommand, volumeFormatCommand, volumeRemoveCommand, luks],
 });

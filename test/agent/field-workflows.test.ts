@@ -1,0 +1,246 @@
+/**
+ * The field workflows' decisions a real PyKMIP server and emulated drive cannot show, over fake ports:
+ * a least-privilege client identity the server refuses Revoke or Destroy to (the drive is still removed,
+ * the key reported as left on the server and journaled), a server that drops mid-removal (the job fails,
+ * the record stays, a rerun resumes after the journaled steps), a replacement that cannot be proven (the
+ * old key is never touched), readd refused with the drive's reason, and the key audit's orphans and
+ * missing keys.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  readdDrive,
+  removeDrive,
+  replaceDrive,
+  revertedDrives,
+  type FieldPorts,
+  type RemovableDrive,
+  type ReplacePorts,
+} from '../../src/agent/field-workflows.js';
+import { JobRunner } from '../../src/agent/jobs.js';
+import { auditKeys } from '../../src/agent/key-audit.js';
+import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
+import { StateStore, type ManagedDrive } from '../../src/agent/state.js';
+import { KmipError, KmipOperationError, Operation, ResultReason, ResultStatus, State } from '../../src/kmip/index.js';
+import { FakeClock } from '../support/fake-clock.js';
+
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+const drive = (id: string, uid: string): ManagedDrive => ({
+  id,
+  device: `emu:/x/${id}.img`,
+  key: { uid, name: `kmip-agent/app/${id}`, provider: 'default' },
+  enrolledAt: '2026-12-01T10:00:00.000Z',
+  unlockAtBoot: true,
+});
+
+async function setup(drives: ManagedDrive[]) {
+  const clock = new FakeClock();
+  const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-field-'));
+  dirs.push(dir);
+  const state = new StateStore({ dir, now: () => clock.now() });
+  await state.load();
+  await state.update((s) => s.drives.push(...drives));
+  let n = 0;
+  const jobs = new JobRunner({ state, clock, newId: () => `j${++n}` });
+  return { state, jobs };
+}
+
+/** A key table: every recorded key fetchable. */
+const keys = (uids: string[]): KeySource => ({
+  fetch: async (list) =>
+    new Map(
+      list.map((u): [string, FetchedKey] => [
+        u,
+        uids.includes(u)
+          ? { ok: true, key: Buffer.alloc(32, 7) }
+          : { ok: false, error: { code: 'KMIP_ITEM_NOT_FOUND', message: 'gone', notFound: true } },
+      ]),
+    ),
+  findByName: async () => [],
+  findByGroup: async () => [],
+  createKey: async () => {
+    throw new Error('not here');
+  },
+});
+
+const denied = (op: number) =>
+  new KmipOperationError(op, ResultStatus.OperationFailed, ResultReason.PermissionDenied, 'not allowed');
+
+function fakeDrive(calls: string[]): RemovableDrive {
+  return {
+    isFactoryFresh: async () => calls.includes('revert'),
+    eraseGlobalRange: async () => void calls.push('erase'),
+    revertToFactory: async () => void calls.push('revert'),
+    close: async () => undefined,
+  };
+}
+
+describe('drive remove over fake ports', () => {
+  it('a server that refuses Revoke: the drive is still removed, the key reported as left and journaled', async () => {
+    const { state, jobs } = await setup([drive('D1', 'u1')]);
+    const calls: string[] = [];
+    const left: string[] = [];
+    const ports: FieldPorts = {
+      state,
+      keys: keys(['u1']),
+      openDrive: async () => fakeDrive(calls),
+      retire: {
+        revoke: async () => {
+          throw denied(Operation.Revoke);
+        },
+        destroy: async () => void calls.push('destroy'),
+        keyState: async () => State.Active,
+        leftOnServer: (uid, target, e) => left.push(`${uid} ${target} ${e.code}`),
+      },
+    };
+    const { asyncHandle } = await jobs.start('remove-drive', (job) => removeDrive(job, ports, 'D1'));
+    const job = await jobs.settled(asyncHandle);
+    expect(job.status).toBe('done');
+    expect(job.result).toMatchObject({
+      key: { keyUid: 'u1', revoked: false, destroyed: false, leftOnServer: { code: 'KMIP_OPERATION_FAILED' } },
+    });
+    expect(calls).toEqual(['erase', 'revert']);
+    expect(left).toEqual(['u1 D1 KMIP_OPERATION_FAILED']);
+    expect(job.steps.map((s) => s.name)).toContain('key-left-on-server');
+    expect(state.snapshot().drives).toEqual([]);
+  });
+
+  it('a server that refuses Destroy after the Revoke: revoked, left on the server, reported', async () => {
+    const { state, jobs } = await setup([drive('D1', 'u1')]);
+    const ports: FieldPorts = {
+      state,
+      keys: keys(['u1']),
+      openDrive: async () => fakeDrive([]),
+      retire: {
+        revoke: async () => undefined,
+        destroy: async () => {
+          throw denied(Operation.Destroy);
+        },
+        keyState: async () => State.Deactivated,
+      },
+    };
+    const job = await jobs.settled((await jobs.start('remove-drive', (j) => removeDrive(j, ports, 'D1'))).asyncHandle);
+    expect(job.result).toMatchObject({
+      key: { revoked: true, destroyed: false, leftOnServer: { code: 'KMIP_OPERATION_FAILED' } },
+    });
+    expect(job.steps.map((s) => s.name)).toEqual([
+      'started',
+      'drive-erased',
+      'drive-reverted',
+      'key-revoked',
+      'key-left-on-server',
+      'record-removed',
+    ]);
+  });
+
+  it('a server that drops mid-way: the job fails, the record stays, a rerun resumes after the journaled steps', async () => {
+    const { state, jobs } = await setup([drive('D1', 'u1')]);
+    const calls: string[] = [];
+    let up = false;
+    const ports: FieldPorts = {
+      state,
+      keys: keys(['u1']),
+      openDrive: async () => fakeDrive(calls),
+      retire: {
+        revoke: async () => {
+          if (!up) throw new KmipError('connection refused', 'KMIP_CONNECTION_FAILED');
+        },
+        destroy: async () => undefined,
+        keyState: async () => {
+          throw new KmipError('connection refused', 'KMIP_CONNECTION_FAILED');
+        },
+      },
+    };
+    const first = await jobs.settled(
+      (await jobs.start('remove-drive', (j) => removeDrive(j, ports, 'D1'))).asyncHandle,
+    );
+    expect(first).toMatchObject({ status: 'failed', error: { code: 'KMIP_CONNECTION_FAILED' } });
+    expect(state.snapshot().drives.map((d) => d.id)).toEqual(['D1']);
+    // Reverted already: the agent must not send it the key until the rerun drops the record.
+    expect(revertedDrives(state.snapshot())).toEqual(['D1']);
+    up = true;
+    const second = await jobs.settled(
+      (await jobs.start('remove-drive', (j) => removeDrive(j, ports, 'D1'))).asyncHandle,
+    );
+    expect(second.status).toBe('done');
+    expect(second.result).toMatchObject({ resumedAfter: ['drive-erased', 'drive-reverted'], key: { destroyed: true } });
+    // The drive was not erased again: the rerun started after the revert.
+    expect(calls).toEqual(['erase', 'revert']);
+    expect(state.snapshot().drives).toEqual([]);
+  });
+});
+
+describe('drive replace over fake ports', () => {
+  it('a new drive that fails its proof: the old key and record are left as they were', async () => {
+    const { state, jobs } = await setup([drive('OLD', 'u1')]);
+    const retired: string[] = [];
+    const ports: ReplacePorts = {
+      state,
+      keys: keys(['u1', 'u2']),
+      openDrive: async () => fakeDrive([]),
+      retire: {
+        revoke: async (u) => void retired.push(u),
+        destroy: async (u) => void retired.push(u),
+        keyState: async () => State.Active,
+      },
+      inspect: async () => ({ id: 'NEW', aliases: [], factoryFresh: true }),
+      enroll: async (device) => {
+        await state.update((s) => s.drives.push({ ...drive('NEW', 'u2'), device }));
+        return { id: 'NEW', device, keyUid: 'u2', keyName: 'kmip-agent/app/NEW' };
+      },
+      prove: async () => {
+        throw Object.assign(new Error('refused'), { code: 'DRIVE_PIN_REFUSED' });
+      },
+      takeRole: async () => undefined,
+    };
+    const job = await jobs.settled(
+      (await jobs.start('replace-drive', (j) => replaceDrive(j, ports, 'OLD', 'emu:/x/NEW.img', { keepKey: false })))
+        .asyncHandle,
+    );
+    expect(job).toMatchObject({ status: 'failed', error: { code: 'DRIVE_PIN_REFUSED' } });
+    expect(retired).toEqual([]);
+    expect(state.snapshot().drives.map((d) => d.id)).toEqual(['OLD', 'NEW']);
+  });
+});
+
+describe('drive readd over fake ports', () => {
+  it('says why a drive did not come back (refused key: the lockout guard stands)', async () => {
+    const { state } = await setup([drive('D1', 'u1')]);
+    const error = await readdDrive(
+      {
+        state,
+        keys: keys(['u1']),
+        unlockOne: async () => ({
+          target: { id: 'D1', kind: 'opal', device: 'x', keyUid: 'u1' },
+          state: 'failed',
+          error: { code: 'DRIVE_PIN_ALREADY_REFUSED', message: 'refused before: not sent again' },
+          durationMs: 1,
+        }),
+      },
+      'D1',
+    ).catch((e: { code: string }) => e);
+    expect(error).toMatchObject({ code: 'DRIVE_PIN_ALREADY_REFUSED' });
+  });
+});
+
+describe('auditKeys', () => {
+  it('lists objects no record uses (with State and Name) and records whose key the server lacks', async () => {
+    const { state } = await setup([drive('D1', 'u1'), drive('D2', 'u9')]);
+    const report = await auditKeys('app', state.snapshot(), {
+      findByGroup: async (g) => (g === 'kmip-agent/app' ? ['u1', 'u5'] : []),
+      namesOf: async (uids) => new Map(uids.map((u) => [u, [`kmip-agent/app/name-${u}`]])),
+      keyState: async (u) => (u === 'u5' ? State.Deactivated : null),
+    });
+    expect(report).toMatchObject({
+      serverObjects: 2,
+      recorded: 2,
+      orphans: [{ uid: 'u5', name: 'kmip-agent/app/name-u5', state: 'Deactivated' }],
+      missing: [{ kind: 'drive', id: 'D2', keyUid: 'u9' }],
+      clean: false,
+    });
+  });
+});
