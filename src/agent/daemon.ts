@@ -73,6 +73,19 @@ import { acquireStateLock } from './state-lock.js';
 import { StateCorruptError, StateStore } from './state.js';
 import { SystemdNotifier } from './systemd-notify.js';
 import { LuksUnlocker, OpalUnlocker, type OpalUnlockDrive } from './unlockers.js';
+import { crashHook } from './crash-hook.js';
+import {
+  deepRekey,
+  DEEP_REKEY_JOB,
+  NotManagedError,
+  REKEY_LANE,
+  ROTATE_KEY_JOB,
+  rotateKey,
+  unfinishedRotations,
+  type DeepRekeyResult,
+  type RotateOpalDrive,
+  type RotationResult,
+} from './rotation.js';
 
 export const KEY_SOCKET_NAME = 'luks.sock';
 
@@ -192,6 +205,26 @@ async function openForAdopt(device: string, options: OpalDriveOptions): Promise<
   };
 }
 
+/** Opens a managed drive for key rotation: PINs verified and changed through the lockout guard. */
+async function openForRotation(device: string, options: OpalDriveOptions): Promise<RotateOpalDrive> {
+  const drive = await OpalDrive.open(device, options);
+  const authority = (a: 'sid' | 'admin1') => (a === 'sid' ? SID : ADMIN1);
+  return {
+    verify: async (a, pin) => {
+      try {
+        await drive.verify(pin, authority(a));
+        return true;
+      } catch (error) {
+        // Refused now, or refused before and withheld by the guard: either way not this PIN.
+        if (isAuthRefusal(error) || (error as { code?: string }).code === 'TCG_PIN_KNOWN_WRONG') return false;
+        throw error;
+      }
+    },
+    setPin: (a, pin, newPin) => drive.setPin({ authority: authority(a), pin, newPin }),
+    close: () => drive.close(),
+  };
+}
+
 /** Inventory over systeminformation, sysfs and Level 0 discovery (a disk without Opal says why). */
 const inventoryPorts: InventoryPorts = {
   listDisks: listSystemDisks,
@@ -274,6 +307,14 @@ export interface AgentRuntime {
   enableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
   /** Starts handing every managed Opal drive back unlocked, data kept, keys revoked. */
   disableEncryptionAtRest(): Promise<{ asyncHandle: string }>;
+  /** Rotates one drive's or volume's key now (see rotation.ts); resumes an unfinished rotation of it. */
+  rotateKey(kind: 'drive' | 'volume', id: string): Promise<RotationResult>;
+  /** The same as a job (RotateDriveKey), in the rekey lane. */
+  startRotation(kind: 'drive' | 'volume', id: string): Promise<{ asyncHandle: string }>;
+  /** Deep rekey as a job: every drive's and volume's key rotated one by one. */
+  startDeepRekey(): Promise<{ asyncHandle: string }>;
+  /** Completes the rotations a previous process left unfinished (at daemon start); what each gave. */
+  resumeRotations(): Promise<{ id: string; result?: RotationResult; error?: unknown }[]>;
   close(): Promise<void>;
 }
 
@@ -596,8 +637,93 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
           }),
         { lane: ENCRYPTION_LANE },
       );
+    // ---- key rotation (rotation.ts): Activate, Revoke and Destroy audited like every key operation.
+    const keyCall = async (operation: 'activate' | 'revoke' | 'destroy', uid: string, fn: () => Promise<unknown>) => {
+      const started = clock.monotonicMs();
+      try {
+        await fn();
+        audit.record({ operation, keyUid: uid, result: 'ok', durationMs: Math.round(clock.monotonicMs() - started) });
+      } catch (error) {
+        audit.record({
+          operation,
+          keyUid: uid,
+          result: 'error',
+          code: (error as { code?: string }).code ?? 'INTERNAL',
+        });
+        throw error;
+      }
+    };
+    const afterJournal = crashHook();
+    const rotateOne = async (kind: 'drive' | 'volume', id: string) => {
+      await agent.hold(id);
+      try {
+        const result = await rotateKey(kind, id, {
+          applianceId: config.applianceId,
+          provider: 'default',
+          keys: {
+            createPreActive: (name, group) => keys.createKey(name, group, { preActive: true }),
+            fetch: (uids) => keys.fetch(uids),
+            activate: (uid) => keyCall('activate', uid, () => provider.activate(uid)),
+            revoke: (uid) =>
+              keyCall('revoke', uid, () =>
+                provider.revoke({
+                  uniqueIdentifier: uid,
+                  reason: RevocationReasonCode.Superseded,
+                  message: 'kmip-agent key rotation',
+                }),
+              ),
+            destroy: (uid) => keyCall('destroy', uid, () => provider.destroy(uid)),
+          },
+          ports: {
+            openOpal: (device) => openForRotation(device, guard),
+            luksSlotOf: async (device, key) => (await luks.checkKey(device, key).catch(() => null))?.slot ?? null,
+            luksAddKey: async (device, existing, key) => (await luks.addKey(device, existing, key)).slot,
+            luksRemoveSlot: async (device, key, slot) => {
+              await luks.removeKey(device, key, { slot });
+            },
+          },
+          state,
+          clock,
+          newJobId: () => `rotate-${randomUUID()}`,
+          ...(afterJournal ? { afterJournal } : {}),
+        });
+        log.info({ event: 'rotate', ...result }, `${id}: key rotated to ${result.keyUid}`);
+        return result;
+      } finally {
+        agent.refreshTargets();
+        agent.release(id);
+      }
+    };
+    const startRotation = (kind: 'drive' | 'volume', id: string) => {
+      const s = state.snapshot();
+      const known = kind === 'drive' ? s.drives.some((d) => d.id === id) : s.volumes.some((v) => v.id === id);
+      // Refused before a job is made (nothing contacted): the same error rotateKey gives.
+      if (!known) return Promise.reject(new NotManagedError(kind, id));
+      return jobs.start(ROTATE_KEY_JOB, (job) => job.step('target', { kind, id }).then(() => rotateOne(kind, id)), {
+        lane: REKEY_LANE,
+      });
+    };
+    const startDeepRekey = () =>
+      jobs.start(DEEP_REKEY_JOB, (job): Promise<DeepRekeyResult> => deepRekey(job, rotateOne, state), {
+        lane: REKEY_LANE,
+      });
+    const resumeRotations = async () => {
+      const out: { id: string; result?: RotationResult; error?: unknown }[] = [];
+      for (const t of unfinishedRotations(state.snapshot())) {
+        try {
+          out.push({ id: t.id, result: await rotateOne(t.kind, t.id) });
+        } catch (error) {
+          out.push({ id: t.id, error });
+        }
+      }
+      return out;
+    };
     closers.push(() => jobs.idle());
     return {
+      rotateKey: rotateOne,
+      startRotation,
+      startDeepRekey,
+      resumeRotations,
       jobs,
       enableEncryptionAtRest: enableEncryption,
       disableEncryptionAtRest: disableEncryption,
@@ -649,6 +775,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     // The state lock is ours: a job still `running` was left by a process that died.
     for (const job of await runtime.jobs.markInterrupted())
       log.warn({ event: 'job_interrupted', job: job.asyncHandle, kind: job.kind }, job.error!.message);
+    // A rotation a crash left half done is completed (or rolled back) before anything unlocks with a stale record.
+    for (const r of await runtime.resumeRotations())
+      if (r.error)
+        log.error({ event: 'rotate_resume_failed', target: r.id, err: r.error }, `${r.id}: rotation not resumed`);
     if (config.metrics.textfileDir) {
       textfile = new TextfileExporter({
         dir: config.metrics.textfileDir,
@@ -679,6 +809,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       jobs: runtime.jobs,
       enableEncryptionAtRest: () => runtime.enableEncryptionAtRest(),
       disableEncryptionAtRest: () => runtime.disableEncryptionAtRest(),
+      startRotation: (kind, id) => runtime.startRotation(kind, id),
+      startDeepRekey: () => runtime.startDeepRekey(),
     });
     const api = new ApiServer({
       socketPath: join(dirs.runtime, API_SOCKET_NAME),

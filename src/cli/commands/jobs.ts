@@ -36,7 +36,7 @@ function jobLine(job: JobView): string {
 }
 
 /** What the job did, one line per drive (from its result), for people. */
-function jobSummary(job: JobView): string {
+export function jobSummary(job: JobView): string {
   const lines = [jobLine(job)];
   const result = (job.result ?? {}) as Record<string, { id?: string; device: string; code?: string }[] | undefined>;
   for (const [what, list] of Object.entries(result)) {
@@ -54,7 +54,7 @@ function bar(job: JobView, width = 30): string {
 }
 
 /** Polls the job until it is no longer running, showing progress on stderr (not with --json). */
-async function waitFor(ctx: CommandContext, dirs: AgentDirs, asyncHandle: string): Promise<JobView> {
+export async function waitFor(ctx: CommandContext, dirs: AgentDirs, asyncHandle: string): Promise<JobView> {
   const tty = !ctx.json && process.stderr.isTTY === true;
   let last = '';
   for (;;) {
@@ -75,7 +75,7 @@ async function waitFor(ctx: CommandContext, dirs: AgentDirs, asyncHandle: string
   }
 }
 
-const exitOf = (job: JobView) => (job.status === 'done' ? ExitCode.Ok : ExitCode.Failed);
+export const exitOf = (job: JobView) => (job.status === 'done' ? ExitCode.Ok : ExitCode.Failed);
 
 async function journal(dirs: AgentDirs): Promise<JobView[]> {
   const live = await fromDaemon<{ jobs: JobView[] }>(dirs, 'ListJobs');
