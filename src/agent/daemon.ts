@@ -81,6 +81,7 @@ import {
   REKEY_LANE,
   ROTATE_KEY_JOB,
   rotateKey,
+  rotatedByUnfinishedDeepRekey,
   unfinishedRotations,
   type DeepRekeyResult,
   type RotateOpalDrive,
@@ -703,10 +704,13 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         lane: REKEY_LANE,
       });
     };
-    const startDeepRekey = () =>
-      jobs.start(DEEP_REKEY_JOB, (job): Promise<DeepRekeyResult> => deepRekey(job, rotateOne, state), {
+    const startDeepRekey = () => {
+      // Read before the new job is journaled: it becomes the newest deep rekey.
+      const skip = rotatedByUnfinishedDeepRekey(state.snapshot());
+      return jobs.start(DEEP_REKEY_JOB, (job): Promise<DeepRekeyResult> => deepRekey(job, rotateOne, state, skip), {
         lane: REKEY_LANE,
       });
+    };
     const resumeRotations = async () => {
       const out: { id: string; result?: RotationResult; error?: unknown }[] = [];
       for (const t of unfinishedRotations(state.snapshot())) {

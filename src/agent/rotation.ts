@@ -359,28 +359,49 @@ async function addLuksSlot(
 
 export interface DeepRekeyResult {
   rotated: RotationResult[];
+  /** Rotated by an earlier deep rekey that did not finish (not rotated again). */
+  skipped: string[];
   /** Old keys left on the server (their Revoke or Destroy failed). */
   keptOldKeys: { id: string; uid: string; error?: { code: string; message: string } }[];
 }
 
 /**
+ * The targets the newest deep rekey rotated when it did not finish (failed, or interrupted by a crash):
+ * a rerun does not rotate them again. A finished one leaves nothing to skip.
+ */
+export function rotatedByUnfinishedDeepRekey(state: StateBody): Set<string> {
+  const job = state.jobs.filter((j) => j.kind === DEEP_REKEY_JOB).at(-1);
+  if (!job || job.status === 'done') return new Set();
+  return new Set(job.steps.filter((s) => s.name === 'rotated').map((s) => String(s.detail?.id)));
+}
+
+/**
  * Deep rekey: every managed drive's and volume's key rotated, one at a time (never all drives at once),
- * with n of m as the job's progress. Resumable: a target whose rotation was left unfinished is continued
- * first, and a rerun of the whole rekey skips targets rotated since the job began (journaled per target).
+ * with n of m as the job's progress. Resumable: each target's unfinished rotation continues from its own
+ * journal, and a rerun after a deep rekey that did not finish skips the targets it rotated (journaled as
+ * `rotated` steps, counted as done in the progress).
  */
 export async function deepRekey(
   job: JobContext,
   rotate: (kind: 'drive' | 'volume', id: string) => Promise<RotationResult>,
   state: StateStore,
+  skip: Set<string> = new Set(),
 ): Promise<DeepRekeyResult> {
   const s = state.snapshot();
   const targets = [
     ...s.drives.map((d) => ({ kind: 'drive' as const, id: d.id })),
     ...s.volumes.map((v) => ({ kind: 'volume' as const, id: v.id })),
   ];
-  const result: DeepRekeyResult = { rotated: [], keptOldKeys: [] };
-  await job.progress(0, targets.length);
-  for (const [i, t] of targets.entries()) {
+  const result: DeepRekeyResult = { rotated: [], skipped: [], keptOldKeys: [] };
+  let done = 0;
+  for (const t of targets.filter((t) => skip.has(t.id))) {
+    result.skipped.push(t.id);
+    // Journaled again so a further rerun after this job still knows.
+    await job.step('rotated', { id: t.id, kind: t.kind, earlier: true });
+    done++;
+  }
+  await job.progress(done, targets.length);
+  for (const t of targets.filter((t) => !skip.has(t.id))) {
     try {
       const r = await rotate(t.kind, t.id);
       result.rotated.push(r);
@@ -394,7 +415,7 @@ export async function deepRekey(
     } catch (error) {
       throw Object.assign(error as object, { partialResult: result });
     }
-    await job.progress(i + 1, targets.length);
+    await job.progress(++done, targets.length);
   }
   return result;
 }

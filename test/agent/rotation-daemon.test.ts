@@ -1,0 +1,145 @@
+/**
+ * Rotation through a running daemon (its own PyKMIP, emulated drives, the real daemon and CLI processes):
+ * a deep rekey of 16 drives as a job with progress (a second rekey refused while it runs, naming it), after
+ * which every drive boots on its new key; and a daemon killed (SIGKILL, test-only crash hook) in the middle
+ * of a RotateDriveKey job, whose restart completes the rotation before it unlocks anything.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../../src/api/client.js';
+import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
+import type { JobView } from '../../src/agent/jobs.js';
+import { ROTATION_STEPS } from '../../src/agent/rotation.js';
+import { StateStore, type StateBody } from '../../src/agent/state.js';
+import { State } from '../../src/kmip/index.js';
+import { Appliance, cli, exitOf, running } from '../support/daemon-harness.js';
+import { pykmipClientOptions, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { KmipClient } from '../../src/kmip/index.js';
+
+describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300_000 }, () => {
+  let kmip: PykmipServer;
+  let root: string;
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'kmip-agent-rotation-e2e-'));
+    kmip = await startPykmip();
+  });
+  afterEach(async () => {
+    for (const d of [...running]) d.kill();
+    await Promise.all([...running].map((d) => exitOf(d).catch(() => undefined)));
+    running.clear();
+  });
+  afterAll(async () => {
+    await kmip?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  const stateOf = async (nas: Appliance): Promise<StateBody> =>
+    (await new StateStore({ dir: nas.stateDir }).load()).body;
+
+  async function waitJob(nas: Appliance, handle: string): Promise<JobView & { code: number }> {
+    const run = await cli(['job', handle, '--wait', '--json', ...nas.dirArgs()]);
+    return { ...(JSON.parse(run.stdout) as JobView), code: run.code };
+  }
+
+  async function activeUnrecorded(nas: Appliance): Promise<string[]> {
+    const s = await stateOf(nas);
+    const recorded = new Set(s.drives.map((d) => d.key.uid));
+    const client = new KmipClient(pykmipClientOptions(kmip));
+    try {
+      const { uniqueIdentifiers } = await client.locate({
+        objectGroup: `kmip-agent/${nas.applianceId}`,
+        state: State.Active,
+      });
+      return uniqueIdentifiers.filter((u) => !recorded.has(u));
+    } finally {
+      await client.close();
+    }
+  }
+
+  it('deep-rekeys 16 drives one by one with progress; a second rekey is refused; every drive boots on its new key', async () => {
+    const nas = new Appliance('deep16', root);
+    await nas.setup(kmip, kmip);
+    await nas.createDrives(16);
+    await nas.enroll();
+    const before = new Map((await stateOf(nas)).drives.map((d) => [d.id, d.key.uid]));
+
+    const daemon = nas.daemon(undefined);
+    await daemon.waitForLog((l) => l.event === 'ready');
+    const api = new ApiClient(join(nas.runtimeDir, 'api.sock'));
+    await expect(api.call('RekeySoftwareEncryptionAtRestMasterKey', { deep: false })).rejects.toMatchObject({
+      code: 'API_NOT_SUPPORTED',
+    });
+    const { asyncHandle } = await api.call<{ asyncHandle: string }>('RekeySoftwareEncryptionAtRestMasterKey', {
+      deep: true,
+    });
+    // One rekey at a time: the lane refuses a second, naming the running job.
+    await expect(api.call('RekeySoftwareEncryptionAtRestMasterKey', { deep: true })).rejects.toMatchObject({
+      code: 'JOB_ALREADY_RUNNING',
+      message: expect.stringContaining(asyncHandle) as unknown,
+    });
+    await expect(api.call('RotateDriveKey', { id: [...before.keys()][0] })).rejects.toMatchObject({
+      code: 'JOB_ALREADY_RUNNING',
+    });
+    await expect(api.call('RotateDriveKey', { id: 'not-a-drive' })).rejects.toMatchObject({
+      code: 'DRIVE_NOT_MANAGED',
+    });
+    const job = await waitJob(nas, asyncHandle);
+    expect(job.status, JSON.stringify(job.error)).toBe('done');
+    expect(job.code).toBe(0);
+    expect(job.progress).toEqual({ done: 16, total: 16 });
+    expect(job.steps.filter((s) => s.name === 'rotated')).toHaveLength(16);
+    const result = job.result as { rotated: { id: string; keyUid: string; oldKeyDestroyed: boolean }[] };
+    expect(result.rotated.map((r) => r.oldKeyDestroyed)).toEqual(Array(16).fill(true));
+
+    const after = await stateOf(nas);
+    for (const d of after.drives) expect(d.key.uid).not.toBe(before.get(d.id));
+    // Never two drives at once: each rotation journal began after the previous one ended.
+    const rotations = after.jobs.filter((j) => j.kind === 'rotate-drive');
+    expect(rotations).toHaveLength(16);
+    for (let i = 1; i < rotations.length; i++)
+      expect(Date.parse(rotations[i]!.startedAt)).toBeGreaterThanOrEqual(Date.parse(rotations[i - 1]!.endedAt!));
+    expect(await activeUnrecorded(nas)).toEqual([]);
+
+    await daemon.stop();
+    await nas.powerCycle();
+    const again = nas.daemon(undefined);
+    await again.waitForLog((l) => l.event === 'ready');
+    const status = await nas.status();
+    expect(status.drives.map((d) => d.state)).toEqual(Array(16).fill('unlocked'));
+    expect(status.drives.map((d) => d.keyId).sort()).toEqual(after.drives.map((d) => d.key.uid).sort());
+  });
+
+  it.each([ROTATION_STEPS.admin1Changed, ROTATION_STEPS.proven, ROTATION_STEPS.activated])(
+    'a daemon killed at %s: the restarted daemon completes the rotation, then the drive unlocks on the new key',
+    async (step) => {
+      const nas = new Appliance(`crash${step.length}`, root);
+      await nas.setup(kmip, kmip);
+      const [device] = await nas.createDrives(1);
+      await nas.enroll();
+      const id = nas.idOf(device!);
+      const oldUid = (await stateOf(nas)).drives[0]!.key.uid;
+
+      const doomed = nas.daemon(undefined, [], {}, { [CRASH_AT_ENV]: step });
+      await doomed.waitForLog((l) => l.event === 'ready');
+      const api = new ApiClient(join(nas.runtimeDir, 'api.sock'));
+      await api.call('RotateDriveKey', { id });
+      expect((await exitOf(doomed)).signal).toBe('SIGKILL');
+      const crashed = (await stateOf(nas)).jobs.filter((j) => j.kind === 'rotate-drive').at(-1)!;
+      expect(crashed.steps.at(-1)!.name).toBe(step);
+
+      await nas.powerCycle();
+      const daemon = nas.daemon(undefined);
+      const rotated = await daemon.waitForLog((l) => l.event === 'rotate');
+      expect(rotated).toMatchObject({ id, previousKeyUid: oldUid, resumed: true, oldKeyDestroyed: true });
+      await daemon.waitForLog((l) => l.event === 'ready');
+      const s = await stateOf(nas);
+      expect(s.drives[0]!.key.uid).toBe(rotated.keyUid);
+      expect(s.jobs.filter((j) => j.kind === 'rotate-drive').at(-1)!.status).toBe('done');
+      const status = await nas.status();
+      expect(status.drives[0]).toMatchObject({ id, state: 'unlocked', keyId: rotated.keyUid });
+      expect(await activeUnrecorded(nas)).toEqual([]);
+    },
+  );
+});
