@@ -74,6 +74,7 @@ import { StateCorruptError, StateStore } from './state.js';
 import { SystemdNotifier } from './systemd-notify.js';
 import { LuksUnlocker, OpalUnlocker, type OpalUnlockDrive } from './unlockers.js';
 import { crashHook } from './crash-hook.js';
+import { RotationPlan, RotationScheduler } from './rotation-policy.js';
 import {
   deepRekey,
   DEEP_REKEY_JOB,
@@ -314,6 +315,8 @@ export interface AgentRuntime {
   startRotation(kind: 'drive' | 'volume', id: string): Promise<{ asyncHandle: string }>;
   /** Deep rekey as a job: every drive's and volume's key rotated one by one. */
   startDeepRekey(): Promise<{ asyncHandle: string }>;
+  /** The rotation policy's schedule (the daemon's scheduler runs it). */
+  rotationPlan: RotationPlan;
   /** Completes the rotations a previous process left unfinished (at daemon start); what each gave. */
   resumeRotations(): Promise<{ id: string; result?: RotationResult; error?: unknown }[]>;
   close(): Promise<void>;
@@ -424,7 +427,13 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         : undefined;
     const keys: KeySource = envelope ?? serverKeys;
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
+    const rotationPlan = new RotationPlan(
+      () => config,
+      () => state.snapshot(),
+      options.random ?? Math.random,
+    );
     const agent = new Agent({
+      nextRotation: (id) => rotationPlan.nextRotation(id),
       config,
       state,
       keys,
@@ -725,6 +734,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     closers.push(() => jobs.idle());
     return {
       rotateKey: rotateOne,
+      rotationPlan,
       startRotation,
       startDeepRekey,
       resumeRotations,
@@ -889,6 +899,24 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       metrics.markReady(ms);
       textfile?.changed();
       log.info({ event: 'ready', mode: booted.mode, health: booted.health, ms }, `ready: ${line}`);
+      // The rotation policy: due keys rotated one at a time, as RotateDriveKey jobs (the rekey lane).
+      const scheduler = new RotationScheduler({
+        plan: runtime.rotationPlan,
+        config: () => config,
+        clock,
+        faults: runtime.faults,
+        rotate: async (kind, id) => {
+          const { asyncHandle } = await runtime.startRotation(kind, id);
+          const job = await runtime.jobs.settled(asyncHandle);
+          if (job.status !== 'done')
+            throw Object.assign(new Error(job.error?.message ?? `rotation ${job.status}`), {
+              code: job.error?.code ?? 'ROTATION_FAILED',
+            });
+        },
+        log: (e) => (e.error ? log.warn.bind(log) : log.info.bind(log))(e, `${e.event}${e.id ? ` ${e.id}` : ''}`),
+      });
+      scheduler.start();
+      closers.push(() => scheduler.stop());
       await stopped;
     }
     return 0;

@@ -227,7 +227,13 @@ export async function rotateKey(
         (s) => {
           const target = kind === 'drive' ? s.drives.find((d) => d.id === id) : s.volumes.find((v) => v.id === id);
           if (!target) return;
-          target.key = { uid, name, provider: options.provider, ...(newRecord ?? {}) };
+          target.key = {
+            uid,
+            name,
+            provider: options.provider,
+            ...(newRecord ?? {}),
+            createdAt: clock.now().toISOString(),
+          };
           if (slot !== undefined && 'keyslot' in target) target.keyslot = slot;
         },
       );
