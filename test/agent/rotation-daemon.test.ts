@@ -14,7 +14,8 @@ import type { JobView } from '../../src/agent/jobs.js';
 import { ROTATION_STEPS } from '../../src/agent/rotation.js';
 import { StateStore, type StateBody } from '../../src/agent/state.js';
 import { State } from '../../src/kmip/index.js';
-import { Appliance, cli, exitOf, running } from '../support/daemon-harness.js';
+import { Appliance, cli, exitOf, running, type StatusJson } from '../support/daemon-harness.js';
+import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { pykmipClientOptions, startPykmip, type PykmipServer } from '../support/pykmip.js';
 import { KmipClient } from '../../src/kmip/index.js';
 
@@ -104,11 +105,21 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
 
     await daemon.stop();
     await nas.powerCycle();
+    // A rotation policy from now on: status reports each drive's next due date, counted from its rotation.
+    const config = await loadConfig(nas.configDir);
+    await saveConfig(nas.configDir, { ...config, rotation: { ...config.rotation, everyDays: 365 } });
     const again = nas.daemon(undefined);
     await again.waitForLog((l) => l.event === 'ready');
     const status = await nas.status();
     expect(status.drives.map((d) => d.state)).toEqual(Array(16).fill('unlocked'));
     expect(status.drives.map((d) => d.keyId).sort()).toEqual(after.drives.map((d) => d.key.uid).sort());
+    for (const d of status.drives as (StatusJson['drives'][number] & { nextRotation?: string })[]) {
+      const made = Date.parse(after.drives.find((x) => x.id === d.id)!.key.createdAt!);
+      const next = Date.parse(d.nextRotation!) - made - 365 * 86_400_000;
+      expect(next).toBeGreaterThanOrEqual(0);
+      expect(next).toBeLessThan(config.rotation.spreadHours * 3_600_000);
+    }
+    expect(status.faults.filter((f) => f.code.startsWith('Rotation'))).toEqual([]);
   });
 
   it.each([ROTATION_STEPS.admin1Changed, ROTATION_STEPS.proven, ROTATION_STEPS.activated])(
