@@ -8,12 +8,14 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
 import { unwrapKey } from '../../src/agent/envelope.js';
 import { ROTATION_STEPS } from '../../src/agent/rotation.js';
+import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore, type StateBody } from '../../src/agent/state.js';
 import { luks, powerCycleEmulatedDrive } from '../../src/drives/index.js';
 import { State } from '../../src/kmip/index.js';
@@ -160,7 +162,68 @@ const LUKS_STEPS = [
   S.oldRevoked,
 ];
 
+/** The drives the refused-key memory names (every key a drive refused is remembered there). */
+function refusedDrives(a: TestAppliance): string[] {
+  const path = join(a.dirs.state, 'refused-keys.json');
+  if (!existsSync(path)) return [];
+  return (JSON.parse(readFileSync(path, 'utf8')) as { refused: { drive: string }[] }).refused.map((r) => r.drive);
+}
+
+/**
+ * A crash after the drive changed but before the journal said so: killed at the step that records the
+ * change, which is then taken out of the journal (as if the process had died a moment earlier).
+ */
+async function dropLastStep(a: TestAppliance, kind: string): Promise<void> {
+  const lock = await acquireStateLock(a.dirs.state, 'test');
+  try {
+    const store = new StateStore({ dir: a.dirs.state });
+    await store.load();
+    await store.update((s) => {
+      s.jobs
+        .filter((j) => j.kind === kind)
+        .at(-1)!
+        .steps.pop();
+    });
+  } finally {
+    await lock.release();
+  }
+}
+
 describe('a rotation killed at each journal step completes when run again (PyKMIP)', () => {
+  it('a change made on the drive but not journaled (Admin1, SID, keyslot) is found on the rerun, no try wasted on a refused key', async () => {
+    const a = await appliance();
+    const device = await a.emulatedDrive('EMU-CRASH-U');
+    a.ok(['drive', 'enroll', device]);
+    const id = (await stateOf(a)).drives[0]!.id;
+    for (const step of [S.admin1Changed, S.sidChanged]) {
+      crashAt(a, step, ['drive', 'rotate', id]);
+      await dropLastStep(a, 'rotate-drive');
+      const rerun = a.ok(['drive', 'rotate', id]);
+      expect({ step, resumed: rerun.resumed, destroyed: rerun.oldKeyDestroyed }).toEqual({
+        step,
+        resumed: true,
+        destroyed: true,
+      });
+      // The new key settled it at once: the drive refused nothing.
+      expect({ step, refused: refusedDrives(a) }).toEqual({ step, refused: [] });
+      await powerCycleEmulatedDrive(device.slice(4));
+      const booted = a.ok(['unlock']) as unknown as UnlockDoc;
+      expect({ step, state: booted.drives.find((x) => x.id === id)?.state }).toEqual({ step, state: 'unlocked' });
+    }
+    const volumePath = join(a.work, 'u.luks');
+    const passphrase = randomBytes(32);
+    luksFormat(volumePath, passphrase);
+    a.ok(['volume', 'enroll', volumePath, '--name', 'u', '--key-file', '-'], passphrase);
+    const vid = (await stateOf(a)).volumes[0]!.id;
+    crashAt(a, S.keyslotAdded, ['volume', 'rotate', vid]);
+    await dropLastStep(a, 'rotate-volume');
+    const rerun = a.ok(['volume', 'rotate', vid]);
+    expect(rerun).toMatchObject({ resumed: true, oldKeyDestroyed: true });
+    // The keyslot the crashed run added is the one used: no second one.
+    expect((await luks.luksInfo(volumePath)).keyslots).toHaveLength(2);
+    await expectNoUnrecordedActiveKey(a);
+  });
+
   it(`Opal: ${OPAL_STEPS.join(', ')}`, async () => {
     const a = await appliance();
     const device = await a.emulatedDrive('EMU-CRASH-O');
