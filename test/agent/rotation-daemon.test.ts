@@ -16,7 +16,8 @@ import { StateStore, type StateBody } from '../../src/agent/state.js';
 import { State } from '../../src/kmip/index.js';
 import { Appliance, cli, exitOf, running, type StatusJson } from '../support/daemon-harness.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
-import { pykmipClientOptions, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { freePort, pykmipClientOptions, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { TcpGate } from '../support/tcp-gate.js';
 import { KmipClient } from '../../src/kmip/index.js';
 
 describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300_000 }, () => {
@@ -153,4 +154,57 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
       expect(await activeUnrecorded(nas)).toEqual([]);
     },
   );
+
+  it('a key server that drops mid-way fails the deep rekey with the reason journaled; the rerun resumes when it is back', async () => {
+    const gate = new TcpGate(await freePort(), { host: kmip.host, port: kmip.port });
+    await gate.open();
+    try {
+      const nas = new Appliance('drop', root);
+      await nas.setup({ host: '127.0.0.1', port: gate.port }, kmip);
+      await nas.createDrives(4);
+      await nas.enroll();
+      const before = new Map((await stateOf(nas)).drives.map((d) => [d.id, d.key.uid]));
+      const daemon = nas.daemon(undefined);
+      await daemon.waitForLog((l) => l.event === 'ready');
+      const api = new ApiClient(join(nas.runtimeDir, 'api.sock'));
+      const { asyncHandle } = await api.call<{ asyncHandle: string }>('RekeySoftwareEncryptionAtRestMasterKey', {
+        deep: true,
+      });
+      // The server goes away once the first drive is rotated.
+      await daemon.waitForLog((l) => l.event === 'rotate');
+      await gate.close();
+      const failed = await waitJob(nas, asyncHandle);
+      expect(failed.status).toBe('failed');
+      expect(failed.code).not.toBe(0);
+      expect(failed.error?.code).toMatch(/KMIP|KEY/);
+      const partial = failed.result as { rotated: { id: string }[] };
+      expect(partial.rotated.length).toBeGreaterThanOrEqual(1);
+      expect(partial.rotated.length).toBeLessThan(4);
+      // The rotation that met the outage is journaled as failed, with the reason.
+      const rotations = (await stateOf(nas)).jobs.filter((j) => j.kind === 'rotate-drive');
+      expect(rotations.at(-1)).toMatchObject({ status: 'failed', error: { code: expect.stringMatching(/KMIP|KEY/) } });
+
+      await gate.open();
+      const rerun = await cli(['rekey', '--deep', '--wait', '--json', ...nas.dirArgs()]);
+      const job = JSON.parse(rerun.stdout) as JobView;
+      expect(job.status, JSON.stringify(job.error)).toBe('done');
+      expect(rerun.code).toBe(0);
+      expect(job.progress).toEqual({ done: 4, total: 4 });
+      const result = job.result as { rotated: { id: string }[]; skipped: string[] };
+      // What the failed job rotated is not rotated again; the rest is.
+      expect(result.skipped.sort()).toEqual(partial.rotated.map((r) => r.id).sort());
+      expect(result.rotated).toHaveLength(4 - partial.rotated.length);
+      const after = await stateOf(nas);
+      for (const d of after.drives) expect(d.key.uid).not.toBe(before.get(d.id));
+      expect(await activeUnrecorded(nas)).toEqual([]);
+
+      await daemon.stop();
+      await nas.powerCycle();
+      const again = nas.daemon(undefined);
+      await again.waitForLog((l) => l.event === 'ready');
+      expect((await nas.status()).drives.map((d) => d.state)).toEqual(Array(4).fill('unlocked'));
+    } finally {
+      await gate.close();
+    }
+  });
 });
