@@ -9,6 +9,7 @@
  * background; SIGTERM/SIGINT stop it cleanly (STOPPING=1).
  */
 import { randomUUID } from 'node:crypto';
+import { KmipAgentError } from '../errors.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { KmipProvider, RevocationReasonCode, type ServerAttempt } from '../kmip/index.js';
@@ -665,6 +666,12 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     };
     const afterJournal = crashHook();
     const rotateOne = async (kind: 'drive' | 'volume', id: string) => {
+      // A drive a disable handed back (held for good) has no PINs of ours left to change.
+      if (handedBackDrives(state.snapshot()).includes(id))
+        throw new KmipAgentError(
+          `${id} was handed back by DisableEncryptionAtRest: its key is no longer the drive's`,
+          'DRIVE_HANDED_BACK',
+        );
       await agent.hold(id);
       try {
         const result = await rotateKey(kind, id, {
