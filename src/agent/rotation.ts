@@ -24,6 +24,7 @@
  * drive `ambiguous` rather than trying either, and the old key's Destroy at the end leaves one again.
  */
 import { KmipAgentError } from '../errors.js';
+import { hasResultReason, ResultReason } from '../kmip/index.js';
 import type { Clock } from './clock.js';
 import { keyGroupFor, keyNameFor } from './enroll.js';
 import type { CreatedKey, FetchedKey } from './key-source.js';
@@ -262,16 +263,23 @@ export async function rotateKey(
         ? { keyslot: state.snapshot().volumes.find((v) => v.id === id)?.keyslot ?? slot ?? -1 }
         : {}),
     };
-    // Only now is the old key no longer needed: retired (Deactivated) and destroyed.
-    try {
-      if (!done.has(S.oldRevoked)) {
+    // Only now is the old key no longer needed: retired (Deactivated) and destroyed. A rerun after a crash
+    // between these finds it already revoked (the Destroy still goes ahead) or already gone (done).
+    let revokeError: unknown;
+    if (!done.has(S.oldRevoked)) {
+      try {
         await keys.revoke(previousUid);
-        await step(S.oldRevoked, { uid: previousUid });
+      } catch (error) {
+        revokeError = error;
       }
+      if (revokeError === undefined) await step(S.oldRevoked, { uid: previousUid });
+    }
+    try {
       await keys.destroy(previousUid);
       result.oldKeyDestroyed = true;
     } catch (error) {
-      result.oldKeyError = journalError(error);
+      if (hasResultReason(error, ResultReason.ItemNotFound)) result.oldKeyDestroyed = true;
+      else result.oldKeyError = journalError(revokeError ?? error);
     }
     await journal.done([
       result.oldKeyDestroyed

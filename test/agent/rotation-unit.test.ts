@@ -20,6 +20,7 @@ import {
 } from '../../src/agent/rotation.js';
 import { StateStore } from '../../src/agent/state.js';
 import { KmipAgentError } from '../../src/errors.js';
+import { KmipOperationError, Operation, ResultReason, ResultStatus } from '../../src/kmip/index.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 const dirs: string[] = [];
@@ -67,7 +68,8 @@ class MemoryKeys implements RotationKeyServer {
   }
   async destroy(uid: string): Promise<void> {
     if (this.fail.destroy) throw this.fail.destroy;
-    this.objects.delete(uid);
+    if (!this.objects.delete(uid))
+      throw new KmipOperationError(Operation.Destroy, ResultStatus.OperationFailed, ResultReason.ItemNotFound, uid);
   }
 }
 
@@ -206,6 +208,25 @@ describe('rotateKey (in-memory server and drive)', () => {
     expect(t.keys.objects.get(t.oldUid)?.state).toBe('deactivated');
     expect(t.lastJob()).toMatchObject({ status: 'done' });
     expect(t.lastJob().steps.at(-1)).toMatchObject({ name: S.oldKept, detail: { uid: t.oldUid } });
+  });
+
+  it('a crash between the Destroy and the end of the journal: the rerun finds the old key gone and ends done', async () => {
+    const t = await setup();
+    const crash = new Error('killed');
+    await expect(
+      rotateKey('drive', 'wwn-1', {
+        ...t.options,
+        afterJournal: (step) => {
+          if (step === S.oldRevoked) throw crash;
+        },
+      }),
+    ).rejects.toBe(crash);
+    // The crashed run got as far as the Destroy.
+    await t.keys.destroy(t.oldUid);
+    const r = await rotateKey('drive', 'wwn-1', t.options);
+    expect(r).toMatchObject({ resumed: true, oldKeyDestroyed: true });
+    expect(t.lastJob()).toMatchObject({ status: 'done' });
+    expect(t.lastJob().steps.at(-1)!.name).toBe(S.oldDestroyed);
   });
 
   it("an adopted drive whose SID PIN is not the key keeps its SID PIN (one refused check, journaled 'sid-kept')", async () => {
