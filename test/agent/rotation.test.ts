@@ -70,7 +70,10 @@ async function expectNoUnrecordedActiveKey(a: TestAppliance): Promise<void> {
   expect(active.filter((uid) => !recorded.has(uid))).toEqual([]);
 }
 
-describe('key rotation against PyKMIP, an emulated Opal drive and a LUKS2 image', () => {
+/** Each test runs dozens of CLI processes; on a loaded two-core machine that takes a while. */
+const ROTATION_TEST_TIMEOUT = { timeout: 300_000 };
+
+describe('key rotation against PyKMIP, an emulated Opal drive and a LUKS2 image', ROTATION_TEST_TIMEOUT, () => {
   it.each(['direct', 'envelope'] as const)(
     '%s mode: both keys replaced, old ones destroyed, the drive unlocks with the new key after a power cycle',
     async (mode) => {
@@ -189,7 +192,7 @@ async function dropLastStep(a: TestAppliance, kind: string): Promise<void> {
   }
 }
 
-describe('a rotation killed at each journal step completes when run again (PyKMIP)', () => {
+describe('a rotation killed at each journal step completes when run again (PyKMIP)', ROTATION_TEST_TIMEOUT, () => {
   it('a change made on the drive but not journaled (Admin1, SID, keyslot) is found on the rerun, no try wasted on a refused key', async () => {
     const a = await appliance();
     const device = await a.emulatedDrive('EMU-CRASH-U');
