@@ -49,6 +49,8 @@ export interface TargetStatus {
   since: Date;
   attempts: number;
   lastError?: { code: string; message: string };
+  /** When its key is next due for rotation (rotation-policy.ts); absent when no policy covers it. */
+  nextRotation?: Date;
 }
 
 export interface AgentStatus {
@@ -73,6 +75,8 @@ export interface AgentOptions {
   faults?: FaultRegistry;
   /** Told about progress: one line for systemd's STATUS=. */
   onProgress?: (line: string) => void;
+  /** The rotation policy's next due date of a target (status shows it). */
+  nextRotation?: (id: string) => Date | undefined;
 }
 
 /** Codes that mean the drive refused the key itself: retrying the same key can only burn tries. */
@@ -151,7 +155,10 @@ export class Agent {
       health: this.faults.health(),
       applianceId: this.options.config.applianceId,
       keyMode: this.options.config.keyMode,
-      drives: [...this.targets.values()].map((t) => ({ ...t })),
+      drives: [...this.targets.values()].map((t) => {
+        const nextRotation = this.options.nextRotation?.(t.id);
+        return { ...t, ...(nextRotation ? { nextRotation } : {}) };
+      }),
       faults: this.faults.list(),
     };
   }

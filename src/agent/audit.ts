@@ -317,9 +317,9 @@ export function auditedKeySource(
     findByName: locate('findByName', 'keyName'),
     // A group lookup names the appliance's group, not a key: recorded as the target it searched.
     findByGroup: locate('findByGroup', 'target'),
-    createKey: (name, group) =>
+    createKey: (name, group, createOptions) =>
       timed(
-        () => inner.createKey(name, group),
+        () => inner.createKey(name, group, createOptions),
         (durationMs, created, error) =>
           audit.record({
             operation: 'register',

@@ -86,6 +86,8 @@ const ClientSchema = z.strictObject({
 const DriveEntrySchema = z.strictObject({
   device: z.string().min(1),
   unlockAtBoot: z.boolean().default(true),
+  /** Overrides rotation.everyDays for this drive (see rotation-policy.ts). */
+  rotateEveryDays: z.number().int().min(1).max(36500).optional(),
 });
 
 const VolumeEntrySchema = z.strictObject({
@@ -96,6 +98,8 @@ const VolumeEntrySchema = z.strictObject({
   unlockAtBoot: z.boolean().default(true),
   /** Serve its key to systemd-cryptsetup on the crypttab key socket instead of activating it here. */
   keySocket: z.boolean().default(false),
+  /** Overrides rotation.everyDays for this volume (see rotation-policy.ts). */
+  rotateEveryDays: z.number().int().min(1).max(36500).optional(),
 });
 
 /** Tries left on a drive's authority that the agent never spends (boot.triesReserve). */
@@ -110,6 +114,35 @@ const BootSchema = z.strictObject({
   concurrency: z.number().int().min(1).max(256).default(16),
   /** Authentication tries the agent never spends (the drive locks out when they run out). */
   triesReserve: z.number().int().min(1).max(10).default(DEFAULT_TRIES_RESERVE),
+});
+
+/** The rotation policy (rotation-policy.ts): without everyDays, keys are rotated only when asked. */
+const RotationSchema = z.strictObject({
+  /** Every drive's and volume's key is rotated this many days after it was made. */
+  everyDays: z.number().int().min(1).max(36500).optional(),
+  /** RotationOverdue is raised once a rotation is this many days past due. */
+  graceDays: z.number().int().min(0).max(365).default(7),
+  /** Due rotations are spread: each target's due time is moved by a random part of this many hours. */
+  spreadHours: z
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 30)
+    .default(6),
+  /** At least this long between two scheduled rotations (one at a time, never all drives at once). */
+  gapMinutes: z
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 60)
+    .default(10),
+  /** After a failed rotation, it is tried again this much later (RotationFailed stands meanwhile). */
+  retryHours: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 30)
+    .default(6),
 });
 
 const ApiSchema = z.strictObject({
@@ -153,6 +186,7 @@ export const ConfigSchema = z
     api: ApiSchema.default({}),
     metrics: MetricsSchema.default(MetricsSchema.parse({})),
     audit: AuditSchema.default(AuditSchema.parse({})),
+    rotation: RotationSchema.default(RotationSchema.parse({})),
   })
   .superRefine((config, ctx) => {
     for (const [name, provider] of Object.entries(config.providers))

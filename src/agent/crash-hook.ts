@@ -1,23 +1,29 @@
 /**
- * The crash tests' hook: `crashPoint(stateDir, step)` kills this process with SIGKILL, as a power loss
- * would, right after the named journal step was written, so a test can prove that a rerun completes.
+ * The test-only crash hook: the crash tests kill the agent at a named journal step of a rotation (SIGKILL
+ * to itself, as a power loss would stop it: no cleanup, no finally blocks) and check what a restart does.
  *
- * Why it cannot fire on an appliance: it needs two things no appliance has, both put there by the test
- * harness. The environment variable KMIP_AGENT_TEST_CRASH_AT must name the step (one exact name, e.g.
- * `remove-drive:erased`), AND the state directory must hold the marker file `.test-crash-hook` (the state
- * directory is root's, 0700: nothing but the harness writes there). Either alone does nothing; with
- * neither set the hook is one environment lookup. The marker is read only when the variable names this
- * step, so production runs never touch the file system for it.
+ * Inert in production by two independent conditions, both needed: KMIP_AGENT_TEST_CRASH_AT names the step,
+ * AND the loaded native addon is the test build (it carries the `testSeams` module, which the shipped
+ * kmip_agent_native.node never has: test/foundation/addon.test.ts checks the production addon has none). An
+ * appliance runs the production addon, so no environment variable, set by mistake or by an attacker, can
+ * make it kill itself mid-rotation. The addon is only consulted when the variable is set.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { loadAddon } from '../native/addon.js';
 
 export const CRASH_AT_ENV = 'KMIP_AGENT_TEST_CRASH_AT';
-export const CRASH_MARKER = '.test-crash-hook';
 
-/** A named point where the crash tests may kill the process (inert unless armed; see above). */
-export function crashPoint(stateDir: string, step: string, env: NodeJS.ProcessEnv = process.env): void {
-  if (env[CRASH_AT_ENV] !== step) return;
-  if (!existsSync(join(stateDir, CRASH_MARKER))) return;
-  process.kill(process.pid, 'SIGKILL');
+/** A hook for RotationOptions.afterJournal, or undefined when crashing is not armed (always so in production). */
+export function crashHook(env: NodeJS.ProcessEnv = process.env): ((step: string) => void) | undefined {
+  const at = env[CRASH_AT_ENV];
+  if (!at) return undefined;
+  let testBuild: boolean;
+  try {
+    testBuild = loadAddon().testSeams !== undefined;
+  } catch {
+    testBuild = false;
+  }
+  if (!testBuild) return undefined;
+  return (step) => {
+    if (step === at) process.kill(process.pid, 'SIGKILL');
+  };
 }

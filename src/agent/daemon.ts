@@ -9,6 +9,7 @@
  * background; SIGTERM/SIGINT stop it cleanly (STOPPING=1).
  */
 import { randomUUID } from 'node:crypto';
+import { KmipAgentError } from '../errors.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { KmipProvider, RevocationReasonCode, type ServerAttempt } from '../kmip/index.js';
@@ -57,13 +58,11 @@ import {
   type DisableDrive,
 } from './encryption-at-rest.js';
 import { JobRunner } from './jobs.js';
-import { crashPoint } from './crash-hook.js';
 import { fieldService, type FieldService } from './field-service.js';
 import { revertedDrives, type RemovableDrive } from './field-workflows.js';
 import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
-import { KmipAgentError } from '../errors.js';
 import { KeyAdmin } from './key-servers.js';
 import { clientStatus, disableClient, enableClient, planReset, resetClient } from './kmip-client-admin.js';
 import { ReloadableProvider } from './reloadable-provider.js';
@@ -80,6 +79,21 @@ import { acquireStateLock } from './state-lock.js';
 import { StateCorruptError, StateStore } from './state.js';
 import { SystemdNotifier } from './systemd-notify.js';
 import { LuksUnlocker, OpalUnlocker, type OpalUnlockDrive } from './unlockers.js';
+import { crashHook } from './crash-hook.js';
+import { RotationPlan, RotationScheduler } from './rotation-policy.js';
+import {
+  deepRekey,
+  DEEP_REKEY_JOB,
+  NotManagedError,
+  REKEY_LANE,
+  ROTATE_KEY_JOB,
+  rotateKey,
+  rotatedByUnfinishedDeepRekey,
+  unfinishedRotations,
+  type DeepRekeyResult,
+  type RotateOpalDrive,
+  type RotationResult,
+} from './rotation.js';
 
 export const KEY_SOCKET_NAME = 'luks.sock';
 
@@ -236,6 +250,26 @@ async function openForAdopt(device: string, options: OpalDriveOptions): Promise<
   };
 }
 
+/** Opens a managed drive for key rotation: PINs verified and changed through the lockout guard. */
+async function openForRotation(device: string, options: OpalDriveOptions): Promise<RotateOpalDrive> {
+  const drive = await OpalDrive.open(device, options);
+  const authority = (a: 'sid' | 'admin1') => (a === 'sid' ? SID : ADMIN1);
+  return {
+    verify: async (a, pin) => {
+      try {
+        await drive.verify(pin, authority(a));
+        return true;
+      } catch (error) {
+        // Refused now, or refused before and withheld by the guard: either way not this PIN.
+        if (isAuthRefusal(error) || (error as { code?: string }).code === 'TCG_PIN_KNOWN_WRONG') return false;
+        throw error;
+      }
+    },
+    setPin: (a, pin, newPin) => drive.setPin({ authority: authority(a), pin, newPin }),
+    close: () => drive.close(),
+  };
+}
+
 /** Inventory over systeminformation, sysfs and Level 0 discovery (a disk without Opal says why). */
 const inventoryPorts: InventoryPorts = {
   listDisks: listSystemDisks,
@@ -322,6 +356,16 @@ export interface AgentRuntime {
   reloadConfig(): Promise<ReloadResult>;
   /** Field-engineer workflows: drive remove/replace/readd, volume remove, audit keys (field-service.ts). */
   field: FieldService;
+  /** Rotates one drive's or volume's key now (see rotation.ts); resumes an unfinished rotation of it. */
+  rotateKey(kind: 'drive' | 'volume', id: string): Promise<RotationResult>;
+  /** The same as a job (RotateDriveKey), in the rekey lane. */
+  startRotation(kind: 'drive' | 'volume', id: string): Promise<{ asyncHandle: string }>;
+  /** Deep rekey as a job: every drive's and volume's key rotated one by one. */
+  startDeepRekey(): Promise<{ asyncHandle: string }>;
+  /** The rotation policy's schedule (the daemon's scheduler runs it). */
+  rotationPlan: RotationPlan;
+  /** Completes the rotations a previous process left unfinished (at daemon start); what each gave. */
+  resumeRotations(): Promise<{ id: string; result?: RotationResult; error?: unknown }[]>;
   close(): Promise<void>;
 }
 
@@ -442,7 +486,13 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         : undefined;
     const keys: KeySource = envelope ?? serverKeys;
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
+    const rotationPlan = new RotationPlan(
+      () => config,
+      () => state.snapshot(),
+      options.random ?? Math.random,
+    );
     const agent = new Agent({
+      nextRotation: (id) => rotationPlan.nextRotation(id),
       config,
       state,
       keys,
@@ -667,6 +717,8 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         throw error;
       }
     };
+    // The crash tests' hook (crash-hook.ts): undefined, inert, unless a test build of the addon is loaded.
+    const afterJournal = crashHook();
     const field = fieldService({
       config,
       configDir: dirs.config,
@@ -712,8 +764,97 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       removeKeyslot: async (device, key, slot) => {
         await luks.removeKey(device, key, { slot }, { force: true });
       },
-      crashPoint: (step) => crashPoint(dirs.state, step),
+      crashPoint: (step) => afterJournal?.(step),
     });
+    // ---- key rotation (rotation.ts): Activate, Revoke and Destroy audited like every key operation.
+    const keyCall = async (operation: 'activate' | 'revoke' | 'destroy', uid: string, fn: () => Promise<unknown>) => {
+      const started = clock.monotonicMs();
+      try {
+        await fn();
+        audit.record({ operation, keyUid: uid, result: 'ok', durationMs: Math.round(clock.monotonicMs() - started) });
+      } catch (error) {
+        audit.record({
+          operation,
+          keyUid: uid,
+          result: 'error',
+          code: (error as { code?: string }).code ?? 'INTERNAL',
+        });
+        throw error;
+      }
+    };
+    const rotateOne = async (kind: 'drive' | 'volume', id: string) => {
+      // A drive a disable handed back (held for good) has no PINs of ours left to change.
+      if (handedBackDrives(state.snapshot()).includes(id))
+        throw new KmipAgentError(
+          `${id} was handed back by DisableEncryptionAtRest: its key is no longer the drive's`,
+          'DRIVE_HANDED_BACK',
+        );
+      await agent.hold(id);
+      try {
+        const result = await rotateKey(kind, id, {
+          applianceId: config.applianceId,
+          provider: 'default',
+          keys: {
+            createPreActive: (name, group) => keys.createKey(name, group, { preActive: true }),
+            fetch: (uids) => keys.fetch(uids),
+            activate: (uid) => keyCall('activate', uid, () => provider.activate(uid)),
+            revoke: (uid) =>
+              keyCall('revoke', uid, () =>
+                provider.revoke({
+                  uniqueIdentifier: uid,
+                  reason: RevocationReasonCode.Superseded,
+                  message: 'kmip-agent key rotation',
+                }),
+              ),
+            destroy: (uid) => keyCall('destroy', uid, () => provider.destroy(uid)),
+          },
+          ports: {
+            openOpal: (device) => openForRotation(device, guard),
+            luksSlotOf: async (device, key) => (await luks.checkKey(device, key).catch(() => null))?.slot ?? null,
+            luksAddKey: async (device, existing, key) => (await luks.addKey(device, existing, key)).slot,
+            luksRemoveSlot: async (device, key, slot) => {
+              await luks.removeKey(device, key, { slot });
+            },
+          },
+          state,
+          clock,
+          newJobId: () => `rotate-${randomUUID()}`,
+          ...(afterJournal ? { afterJournal } : {}),
+        });
+        log.info({ event: 'rotate', ...result }, `${id}: key rotated to ${result.keyUid}`);
+        return result;
+      } finally {
+        agent.refreshTargets();
+        agent.release(id);
+      }
+    };
+    const startRotation = (kind: 'drive' | 'volume', id: string) => {
+      const s = state.snapshot();
+      const known = kind === 'drive' ? s.drives.some((d) => d.id === id) : s.volumes.some((v) => v.id === id);
+      // Refused before a job is made (nothing contacted): the same error rotateKey gives.
+      if (!known) return Promise.reject(new NotManagedError(kind, id));
+      return jobs.start(ROTATE_KEY_JOB, (job) => job.step('target', { kind, id }).then(() => rotateOne(kind, id)), {
+        lane: REKEY_LANE,
+      });
+    };
+    const startDeepRekey = () => {
+      // Read before the new job is journaled: it becomes the newest deep rekey.
+      const skip = rotatedByUnfinishedDeepRekey(state.snapshot());
+      return jobs.start(DEEP_REKEY_JOB, (job): Promise<DeepRekeyResult> => deepRekey(job, rotateOne, state, skip), {
+        lane: REKEY_LANE,
+      });
+    };
+    const resumeRotations = async () => {
+      const out: { id: string; result?: RotationResult; error?: unknown }[] = [];
+      for (const t of unfinishedRotations(state.snapshot())) {
+        try {
+          out.push({ id: t.id, result: await rotateOne(t.kind, t.id) });
+        } catch (error) {
+          out.push({ id: t.id, error });
+        }
+      }
+      return out;
+    };
     closers.push(() => jobs.idle());
     /**
      * Re-reads config.json: key servers, providers and the client identity take effect at once (a new
@@ -750,6 +891,11 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       reloadConfig,
       jobs,
       field,
+      rotateKey: rotateOne,
+      rotationPlan,
+      startRotation,
+      startDeepRekey,
+      resumeRotations,
       enableEncryptionAtRest: enableEncryption,
       disableEncryptionAtRest: disableEncryption,
       config,
@@ -801,6 +947,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     // The state lock is ours: a job still `running` was left by a process that died.
     for (const job of await runtime.jobs.markInterrupted())
       log.warn({ event: 'job_interrupted', job: job.asyncHandle, kind: job.kind }, job.error!.message);
+    // A rotation a crash left half done is completed (or rolled back) before anything unlocks with a stale record.
+    for (const r of await runtime.resumeRotations())
+      if (r.error)
+        log.error({ event: 'rotate_resume_failed', target: r.id, err: r.error }, `${r.id}: rotation not resumed`);
     if (config.metrics.textfileDir) {
       textfile = new TextfileExporter({
         dir: config.metrics.textfileDir,
@@ -872,6 +1022,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
             : planReset(await loadConfig(dirs.config), state.snapshot()),
       },
       field: runtime.field,
+      startRotation: (kind, id) => runtime.startRotation(kind, id),
+      startDeepRekey: () => runtime.startDeepRekey(),
     });
     // Admin changes run here (one owner of the state), then the daemon takes the new configuration.
     const admin = new KeyAdmin({
@@ -964,6 +1116,24 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       metrics.markReady(ms);
       textfile?.changed();
       log.info({ event: 'ready', mode: booted.mode, health: booted.health, ms }, `ready: ${line}`);
+      // The rotation policy: due keys rotated one at a time, as RotateDriveKey jobs (the rekey lane).
+      const scheduler = new RotationScheduler({
+        plan: runtime.rotationPlan,
+        config: () => config,
+        clock,
+        faults: runtime.faults,
+        rotate: async (kind, id) => {
+          const { asyncHandle } = await runtime.startRotation(kind, id);
+          const job = await runtime.jobs.settled(asyncHandle);
+          if (job.status !== 'done')
+            throw Object.assign(new Error(job.error?.message ?? `rotation ${job.status}`), {
+              code: job.error?.code ?? 'ROTATION_FAILED',
+            });
+        },
+        log: (e) => (e.error ? log.warn.bind(log) : log.info.bind(log))(e, `${e.event}${e.id ? ` ${e.id}` : ''}`),
+      });
+      scheduler.start();
+      closers.push(() => scheduler.stop());
       await stopped;
     }
     return 0;

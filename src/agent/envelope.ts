@@ -244,11 +244,11 @@ export class EnvelopeKeySource implements KeySource {
    * The key is made and registered (plain, for recovery) exactly as in direct mode, then wrapped with
    * the master key, which is created on first use; the KeyRef fields to record come back in `record`.
    */
-  async createKey(name: string, group: string): Promise<CreatedKey> {
+  async createKey(name: string, group: string, options?: { preActive?: boolean }): Promise<CreatedKey> {
     const masterUid = await this.ensureMasterKey();
     const kek = await this.getMaster(masterUid);
     try {
-      const created = await this.options.inner.createKey(name, group);
+      const created = await this.options.inner.createKey(name, group, options);
       try {
         return {
           ...created,

@@ -61,6 +61,16 @@ export const FAULT_DEFINITIONS = {
     summary: 'the client certificate has expired; key servers will refuse it',
     hint: 'have a new client certificate issued and install it with `kmip-agent cert replace --force`',
   },
+  RotationOverdue: {
+    severity: 'warning',
+    summary: "a drive's or volume's key is past its rotation date (rotation policy) and its grace period",
+    hint: 'see `kmip-agent faults` for why (a failed rotation, a busy rekey lane); `kmip-agent drive rotate <id>` rotates it now',
+  },
+  RotationFailed: {
+    severity: 'error',
+    summary: "the last scheduled rotation of a drive's or volume's key failed",
+    hint: 'see the details and the rotation journal (`kmip-agent jobs`); the agent tries again later, or run `kmip-agent drive rotate <id>`',
+  },
 } as const satisfies Record<string, { severity: Severity; summary: string; hint: string }>;
 
 export type Severity = 'info' | 'warning' | 'error' | 'critical';

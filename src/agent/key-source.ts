@@ -26,8 +26,11 @@ export interface KeySource {
   findByName(name: string): Promise<string[]>;
   /** UIDs of every object in an Object Group. */
   findByGroup(group: string): Promise<string[]>;
-  /** Stores a new random 32-byte key under `name` in `group`, activated; returns its UID and the key. */
-  createKey(name: string, group: string): Promise<CreatedKey>;
+  /**
+   * Stores a new random 32-byte key under `name` in `group`, activated (with `preActive`, left Pre-Active
+   * for a rotation to activate once the drive is proven on it); returns its UID and the key.
+   */
+  createKey(name: string, group: string, options?: { preActive?: boolean }): Promise<CreatedKey>;
 }
 
 /** A Get of an unknown (or destroyed) UID is answered with Result Reason Item Not Found. */
@@ -82,7 +85,11 @@ export class KmipKeySource implements KeySource {
     return names;
   }
 
-  async createKey(name: string, group: string): Promise<{ uid: string; key: Buffer }> {
+  async createKey(
+    name: string,
+    group: string,
+    options: { preActive?: boolean } = {},
+  ): Promise<{ uid: string; key: Buffer }> {
     const key = this.random(32);
     try {
       const { uniqueIdentifier } = await this.kmip.register({
@@ -91,7 +98,7 @@ export class KmipKeySource implements KeySource {
         name,
         objectGroup: group,
       });
-      await this.kmip.activate(uniqueIdentifier);
+      if (!options.preActive) await this.kmip.activate(uniqueIdentifier);
       return { uid: uniqueIdentifier, key };
     } catch (error) {
       key.fill(0);

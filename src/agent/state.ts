@@ -32,6 +32,8 @@ const KeyRefSchema = z.strictObject({
     .regex(/^[0-9a-f]+$/)
     .optional(),
   masterKeyUid: z.string().min(1).optional(),
+  /** When this key was made by a rotation (absent: the key is the one enrolledAt made); the rotation policy counts from it. */
+  createdAt: isoDate.optional(),
 });
 
 const ManagedDriveSchema = z.strictObject({

@@ -27,6 +27,9 @@ export interface AgentApi {
   disableEncryptionAtRest?(): Promise<{ asyncHandle: string }>;
   /** Field-engineer workflows (RemoveDrive, RemoveVolume, ReplaceDrive, ReaddDrive, AuditKeys). */
   field?: FieldService;
+  /** Key rotation (rotation.ts): one drive's or volume's key, or every one (deep rekey), as jobs. */
+  startRotation?(kind: 'drive' | 'volume', id: string): Promise<{ asyncHandle: string }>;
+  startDeepRekey?(): Promise<{ asyncHandle: string }>;
   /** The client certificate (pending key pair, import, status, delete); without it those methods answer API_NOT_SUPPORTED. */
   clientCertificate?: ClientCertificateService;
   /** The KMIP client switch (kmip-client-admin.ts); each change is followed by a configuration reload. */
@@ -183,6 +186,31 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
           'API_CONFIRM_REQUIRED',
         );
       return plain(await supported(agent.disableEncryptionAtRest, 'DisableEncryptionAtRest').call(agent));
+    },
+    RotateDriveKey: async (params) => {
+      const { id, kind } = params;
+      if (typeof id !== 'string' || id === '' || (kind !== undefined && kind !== 'drive' && kind !== 'volume'))
+        throw new KmipAgentError(
+          'RotateDriveKey needs params.id (a managed drive or volume id) and optionally params.kind (drive|volume)',
+          'API_INVALID_PARAMS',
+        );
+      const isVolume =
+        kind === 'volume' ||
+        (kind === undefined && agent.status().drives.some((d) => d.id === id && d.kind === 'luks'));
+      return plain(
+        await supported(agent.startRotation, 'RotateDriveKey').call(agent, isVolume ? 'volume' : 'drive', id),
+      );
+    },
+    RekeySoftwareEncryptionAtRestMasterKey: async (params) => {
+      // Only the deep rekey runs in the daemon; the shallow one (envelope mode) needs the state: `kmip-agent rekey --shallow`.
+      if (params.deep !== true)
+        throw new KmipAgentError(
+          'RekeySoftwareEncryptionAtRestMasterKey through the daemon supports deep: true (every drive key rotated); a shallow rekey is `kmip-agent rekey --shallow` with the daemon stopped',
+          'API_NOT_SUPPORTED',
+        );
+      if (params.keyManagementType !== undefined || params.keyProviderID !== undefined)
+        throw new KmipAgentError('keyManagementType and keyProviderID are not supported yet', 'API_NOT_SUPPORTED');
+      return plain(await supported(agent.startDeepRekey, 'RekeySoftwareEncryptionAtRestMasterKey').call(agent));
     },
     GetAsyncResult: (params) => {
       const handle = params.asyncHandle;

@@ -7,13 +7,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore } from '../../src/agent/state.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
+import { TcpGate } from '../support/tcp-gate.js';
 import { freePort, pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
 import {
   Appliance,
@@ -31,47 +31,6 @@ import {
 
 /** Each test spawns dozens of CLI processes; on a loaded two-core machine that takes a while. */
 const E2E_TEST_TIMEOUT_MS = 180_000;
-
-/**
- * A TCP gate in front of the key server: while closed nothing listens on its port (connections are
- * refused, as by a server that is down); opened, it forwards to the server. The same certificates
- * work through it, so "the server comes back" needs no second PKI.
- */
-class TcpGate {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-
-  constructor(
-    readonly port: number,
-    private readonly target: { host: string; port: number },
-  ) {}
-
-  async open(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = createConnection(this.target);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.once('close', () => this.sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.pipe(upstream).pipe(client);
-      client.once('close', () => upstream.destroy());
-      upstream.once('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.server = server;
-  }
-
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
 
 const receivers: NotifyReceiver[] = [];
 let root: string;

@@ -5,12 +5,12 @@
  * completes and every drive unlocks at the next boot with a key recorded and on the server.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
-import { CRASH_AT_ENV, CRASH_MARKER } from '../../src/agent/crash-hook.js';
+import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
 import type { JobView } from '../../src/agent/jobs.js';
 import { Appliance, cli, exitOf, readBlock, running, writeBlock } from '../support/daemon-harness.js';
 import { startPykmip, type PykmipServer } from '../support/pykmip.js';
@@ -72,7 +72,6 @@ describe('field workflows in the daemon', { timeout: 240_000 }, () => {
     const [old, other] = await nas.createDrives(2);
     await nas.enroll();
     const [fresh] = await nas.createDrives(1);
-    writeFileSync(join(nas.stateDir, CRASH_MARKER), '');
     const first = nas.daemon(undefined, [], {}, { [CRASH_AT_ENV]: 'replace-drive:new-proven' });
     await first.waitForLog((l) => l.event === 'ready');
     const api = new ApiClient(join(nas.runtimeDir, 'api.sock'));

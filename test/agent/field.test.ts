@@ -9,11 +9,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/agent/config.js';
-import { CRASH_AT_ENV, CRASH_MARKER } from '../../src/agent/crash-hook.js';
+import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
+import { productionAddonPath } from '../support/addon.js';
 import { decodeState } from '../../src/agent/state.js';
 import { emulatedDriveInfo } from '../../src/drives/emulator.js';
 import { OpalDrive, powerCycleEmulatedDrive, SID } from '../../src/drives/index.js';
@@ -38,7 +39,6 @@ function crashAt(
   step: string,
   args: string[],
 ): { signal: NodeJS.Signals | null; code: number | null } {
-  writeFileSync(join(a.dirs.state, CRASH_MARKER), '');
   const d = a.dirs;
   const run = spawnSync(
     process.execPath,
@@ -319,7 +319,7 @@ describe('crash tests: SIGKILL at each journal step, then the command run again'
     expect(a.cli(['audit', 'keys']).json).toMatchObject({ clean: true, recorded: 0 });
   });
 
-  it('the hook is inert without the marker file in the state directory', async () => {
+  it('the hook is inert with the shipped addon, whatever the environment says', async () => {
     const a = appliance();
     const [gone] = await enrolled(a, 'EMU-C6');
     const d = a.dirs;
@@ -339,7 +339,10 @@ describe('crash tests: SIGKILL at each journal step, then the command run again'
         '--runtime-dir',
         d.runtime,
       ],
-      { env: { ...process.env, [CRASH_AT_ENV]: 'remove-drive:drive-erased' }, timeout: 120_000 },
+      {
+        env: { ...process.env, KMIP_AGENT_ADDON: productionAddonPath(), [CRASH_AT_ENV]: 'remove-drive:drive-erased' },
+        timeout: 120_000,
+      },
     );
     expect(run.signal).toBeNull();
     expect(run.status).toBe(0);

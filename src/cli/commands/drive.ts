@@ -4,6 +4,7 @@
  * PINs only from files or stdin (`-`), through the framework's one secret reader (checked before the
  * drive is opened, wiped after use). `drive emulate|read|write` belong to the emulator (drive-emulate.ts).
  */
+import { driveRotateCommand } from './rotate.js';
 import { DIR_OPTIONS, dirsFrom, driveEnrollCommand } from './agent.js';
 import { DEFAULT_TRIES_RESERVE, loadConfig } from '../../agent/config.js';
 import { RefusedKeyFile } from '../../agent/refused-keys.js';
@@ -657,5 +658,12 @@ export const driveCommand = group({
   name: 'drive',
   summary: 'TCG Opal self-encrypting drives: discover, own, configure, lock, unlock, erase, revert',
   description: DRIVE_NOTE,
-  commands: [...opalCommands, driveEnrollCommand, driveListCommand, ...driveFieldCommands, ...DRIVE_EMULATOR_COMMANDS],
+  commands: [
+    ...opalCommands,
+    driveEnrollCommand,
+    driveRotateCommand,
+    driveListCommand,
+    ...driveFieldCommands,
+    ...DRIVE_EMULATOR_COMMANDS,
+  ],
 });

@@ -34,7 +34,7 @@ function jobLine(job: JobView): string {
 }
 
 /** What the job did, one line per drive (from its result), for people. */
-function jobSummary(job: JobView): string {
+export function jobSummary(job: JobView): string {
   const lines = [jobLine(job)];
   const result = (job.result ?? {}) as Record<string, { id?: string; device: string; code?: string }[] | undefined>;
   for (const [what, list] of Object.entries(result)) {
@@ -46,7 +46,7 @@ function jobSummary(job: JobView): string {
 }
 
 /** Follows the job in the daemon to its end, showing progress (progress.ts: a bar on a terminal). */
-async function waitFor(ctx: CommandContext, dirs: AgentDirs, asyncHandle: string): Promise<JobView> {
+export async function waitFor(ctx: CommandContext, dirs: AgentDirs, asyncHandle: string): Promise<JobView> {
   const { job } = await followJob(ctx, async () => {
     const job = await fromDaemon<JobView>(dirs, 'GetAsyncResult', { asyncHandle });
     if (!job) throw noDaemon();
@@ -55,7 +55,7 @@ async function waitFor(ctx: CommandContext, dirs: AgentDirs, asyncHandle: string
   return job;
 }
 
-const exitOf = (job: JobView) => (job.status === 'done' ? ExitCode.Ok : ExitCode.Failed);
+export const exitOf = (job: JobView) => (job.status === 'done' ? ExitCode.Ok : ExitCode.Failed);
 
 async function journal(dirs: AgentDirs): Promise<JobView[]> {
   const live = await fromDaemon<{ jobs: JobView[] }>(dirs, 'ListJobs');

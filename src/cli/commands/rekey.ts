@@ -3,13 +3,15 @@
  * key, every drive's and volume's key rewrapped with it in one durable state write, then the previous
  * master key revoked. The drives and volumes keep their keys. Like `recover`, it needs the state to
  * itself, so with a daemon running it is refused (STATE_LOCKED): stop it, rekey, start it.
- * A deep rekey (a new key per drive: Opal set-pin, LUKS keyslot add and remove) is not implemented yet.
+ * `kmip-agent rekey --deep`: a new key for every drive and volume, one at a time (rotation.ts): in the
+ * daemon as a job when it runs (progress n of m in GetAsyncResult), else here.
  */
 import { openAgentRuntime } from '../../agent/daemon.js';
 import type { ShallowRekeyResult } from '../../agent/envelope.js';
 import { KmipAgentError } from '../../errors.js';
 import { command, emit, ExitCode } from '../framework.js';
 import { DIR_OPTIONS, dirsFrom, fromDaemon, quietLog } from './agent.js';
+import { runDeepRekey } from './rotate.js';
 
 function reportText(r: ShallowRekeyResult): string {
   return [
@@ -24,27 +26,33 @@ function reportText(r: ShallowRekeyResult): string {
 
 export const rekeyCommand = command({
   name: 'rekey',
-  usage: '--shallow',
-  summary: 'envelope mode: replace the master key and rewrap every key with it (--shallow)',
+  usage: '--shallow | --deep [--wait]',
+  summary: 'replace the master key and rewrap (--shallow), or every drive and volume key (--deep)',
   description: `--shallow: creates a new master key on the key server (left Pre-Active, its UID journaled at once),
 rewraps every drive's and volume's key with it (keys recorded unwrapped, e.g. by recover, are wrapped too),
 writes the state once, then activates the new key and only then revokes the previous master key
 (Deactivated, reason Superseded). Nothing changes when a key cannot be read. Interrupted, it resumes when
 run again: the same new key, from the step its journal reached.
-The drives and volumes keep their keys (a deep rekey, new per-drive keys, is not available yet).
-Refused while the daemon runs: stop it first. Exit 0 when the previous master key was revoked (or there was
-none), 1 when it is still active.`,
+The drives and volumes keep their keys. Refused while the daemon runs: stop it first. Exit 0 when the
+previous master key was revoked (or there was none), 1 when it is still active.
+--deep: every managed drive's and volume's key is rotated, one at a time (as \`drive rotate\` / \`volume
+rotate\` do each), as a job: in the daemon when it runs (--wait follows its progress), else here. Another
+rekey or rotation running is refused (JOB_ALREADY_RUNNING, naming it). Interrupted, run it again: each
+unfinished rotation resumes from its journal. Exit 0 when every old key was destroyed.`,
   options: {
-    shallow: { type: 'boolean', help: 'new master key, rewrap (the only kind of rekey so far)' },
+    shallow: { type: 'boolean', help: 'new master key, rewrap (envelope mode)' },
+    deep: { type: 'boolean', help: 'a new key for every drive and volume' },
+    wait: { type: 'boolean', help: '--deep with a daemon: wait until the job ends' },
     ...DIR_OPTIONS,
   },
   async run({ values }, ctx) {
-    if (values.shallow !== true)
+    if ((values.shallow === true) === (values.deep === true))
       throw new KmipAgentError(
-        'say which rekey: --shallow (a new master key; a deep rekey is not available yet)',
+        'say which rekey: --shallow (a new master key, keys rewrapped) or --deep (a new key for every drive and volume)',
         'REKEY_KIND_MISSING',
       );
     const dirs = dirsFrom(values);
+    if (values.deep === true) return runDeepRekey(ctx, dirs, values.wait === true);
     if (await fromDaemon(dirs, 'GetStatus'))
       throw new KmipAgentError(
         'the kmip-agent daemon owns the state: stop it (systemctl stop kmip-agent), run `kmip-agent rekey --shallow`, start it again',

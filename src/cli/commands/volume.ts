@@ -2,6 +2,7 @@
  * `kmip-agent volume luks ...`: LUKS2 volumes by hand (info, key check, open/close, keyslots).
  * Keys come from files or stdin (`-`), never argv, and are zeroed once used.
  */
+import { volumeRotateCommand } from './rotate.js';
 import { volumeEnrollCommand } from './agent.js';
 import { volumeFormatCommand } from './volume-format.js';
 import { volumeRemoveCommand } from './field.js';
@@ -221,5 +222,5 @@ ${KEY_NOTE}`,
 export const volumeCommand = group({
   name: 'volume',
   summary: 'LUKS2 volumes: header info, key check, open/close, add/remove keyslots',
-  commands: [volumeEnrollCommand, volumeFormatCommand, volumeRemoveCommand, luks],
+  commands: [volumeEnrollCommand, volumeFormatCommand, volumeRotateCommand, volumeRemoveCommand, luks],
 });
