@@ -5,38 +5,21 @@
  * completes and every drive unlocks at the next boot with a key recorded and on the server.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
 import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
 import type { JobView } from '../../src/agent/jobs.js';
-import { Appliance, cli, exitOf, readBlock, running, writeBlock } from '../support/daemon-harness.js';
-import { startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { Appliance, cli, daemonSuite, exitOf, readBlock, writeBlock } from '../support/daemon-harness.js';
 
 describe('field workflows in the daemon', { timeout: 240_000 }, () => {
-  let kmip: PykmipServer;
-  let root: string;
-  beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), 'kmip-agent-field-e2e-'));
-    kmip = await startPykmip();
-  });
-  afterEach(async () => {
-    for (const d of [...running]) d.kill();
-    await Promise.all([...running].map((d) => exitOf(d).catch(() => undefined)));
-    running.clear();
-  });
-  afterAll(async () => {
-    await kmip?.stop();
-    if (root) rmSync(root, { recursive: true, force: true });
-  });
+  const suite = daemonSuite('kmip-agent-field-e2e-');
 
   const json = <T>(run: { stdout: string }) => JSON.parse(run.stdout) as T;
 
   it('drive remove runs as a job in the daemon: progress in GetAsyncResult and --json, the data gone, audit clean', async () => {
-    const nas = new Appliance('fld1', root);
-    await nas.setup(kmip, kmip);
+    const nas = new Appliance('fld1', suite.root());
+    await nas.setup(suite.kmip(), suite.kmip());
     const [gone, kept] = await nas.createDrives(2);
     await nas.enroll();
     const daemon = nas.daemon(undefined);
@@ -67,8 +50,8 @@ describe('field workflows in the daemon', { timeout: 240_000 }, () => {
   });
 
   it('the daemon SIGKILLed in the middle of a replace, restarted: the rerun completes, every drive unlocks', async () => {
-    const nas = new Appliance('fld2', root);
-    await nas.setup(kmip, kmip);
+    const nas = new Appliance('fld2', suite.root());
+    await nas.setup(suite.kmip(), suite.kmip());
     const [old, other] = await nas.createDrives(2);
     await nas.enroll();
     const [fresh] = await nas.createDrives(1);

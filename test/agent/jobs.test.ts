@@ -27,7 +27,7 @@ import { KmipKeySource, type FetchedKey, type KeySource } from '../../src/agent/
 import { StateStore, type Job } from '../../src/agent/state.js';
 import { KmipProvider, RevocationReasonCode, State } from '../../src/kmip/index.js';
 import { FakeClock } from '../support/fake-clock.js';
-import { Appliance, cli, exitOf, ok, readBlock, running, writeBlock } from '../support/daemon-harness.js';
+import { Appliance, cli, daemonSuite, ok, readBlock, writeBlock } from '../support/daemon-harness.js';
 import { startPykmip, type PykmipServer } from '../support/pykmip.js';
 
 const dirs: string[] = [];
@@ -569,21 +569,7 @@ describe(
   'EnableEncryptionAtRest / DisableEncryptionAtRest through the daemon (PyKMIP, emulated drives)',
   { timeout: 240_000 },
   () => {
-    let kmip: PykmipServer;
-    let root: string;
-    beforeAll(async () => {
-      root = mkdtempSync(join(tmpdir(), 'kmip-agent-jobs-e2e-'));
-      kmip = await startPykmip();
-    });
-    afterEach(async () => {
-      for (const d of [...running]) d.kill();
-      await Promise.all([...running].map((d) => exitOf(d).catch(() => undefined)));
-      running.clear();
-    });
-    afterAll(async () => {
-      await kmip?.stop();
-      if (root) rmSync(root, { recursive: true, force: true });
-    });
+    const suite = daemonSuite('kmip-agent-jobs-e2e-');
 
     /** `kmip-agent job <handle> --wait --json`: the job once it ended. */
     async function waitJob(nas: Appliance, handle: string): Promise<JobView & { code: number }> {
@@ -592,8 +578,8 @@ describe(
     }
 
     it('enrolls the 2 fresh drives and skips the owned one; Disable hands them back unlocked, data intact, keys revoked, state empty', async () => {
-      const nas = new Appliance('ear1', root);
-      await nas.setup(kmip, kmip);
+      const nas = new Appliance('ear1', suite.root());
+      await nas.setup(suite.kmip(), suite.kmip());
       const [fresh1, fresh2, owned] = await nas.createDrives(3);
       const pinFile = join(nas.base, 'sid.pin');
       writeFileSync(pinFile, 'someone-else', { mode: 0o600 });
@@ -653,10 +639,10 @@ describe(
       }
       // The keys are retired on the server (Deactivated), not destroyed.
       const provider = new KmipProvider({
-        servers: [{ host: kmip.host, port: kmip.port, servername: 'localhost' }],
-        ca: readFileSync(kmip.ca),
-        cert: readFileSync(kmip.clientCert),
-        key: readFileSync(kmip.clientKey),
+        servers: [{ host: suite.kmip().host, port: suite.kmip().port, servername: 'localhost' }],
+        ca: readFileSync(suite.kmip().ca),
+        cert: readFileSync(suite.kmip().clientCert),
+        key: readFileSync(suite.kmip().clientKey),
       });
       try {
         for (const uid of uids) {

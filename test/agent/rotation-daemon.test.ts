@@ -4,38 +4,22 @@
  * which every drive boots on its new key; and a daemon killed (SIGKILL, test-only crash hook) in the middle
  * of a RotateDriveKey job, whose restart completes the rotation before it unlocks anything.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
 import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
 import type { JobView } from '../../src/agent/jobs.js';
 import { ROTATION_STEPS } from '../../src/agent/rotation.js';
 import { StateStore, type StateBody } from '../../src/agent/state.js';
 import { State } from '../../src/kmip/index.js';
-import { Appliance, cli, exitOf, running, type StatusJson } from '../support/daemon-harness.js';
+import { Appliance, cli, daemonSuite, exitOf, type StatusJson } from '../support/daemon-harness.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
-import { freePort, pykmipClientOptions, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { freePort, pykmipClientOptions } from '../support/pykmip.js';
 import { TcpGate } from '../support/tcp-gate.js';
 import { KmipClient } from '../../src/kmip/index.js';
 
 describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300_000 }, () => {
-  let kmip: PykmipServer;
-  let root: string;
-  beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), 'kmip-agent-rotation-e2e-'));
-    kmip = await startPykmip();
-  });
-  afterEach(async () => {
-    for (const d of [...running]) d.kill();
-    await Promise.all([...running].map((d) => exitOf(d).catch(() => undefined)));
-    running.clear();
-  });
-  afterAll(async () => {
-    await kmip?.stop();
-    if (root) rmSync(root, { recursive: true, force: true });
-  });
+  const suite = daemonSuite('kmip-agent-rotation-e2e-');
 
   const stateOf = async (nas: Appliance): Promise<StateBody> =>
     (await new StateStore({ dir: nas.stateDir }).load()).body;
@@ -48,7 +32,7 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
   async function activeUnrecorded(nas: Appliance): Promise<string[]> {
     const s = await stateOf(nas);
     const recorded = new Set(s.drives.map((d) => d.key.uid));
-    const client = new KmipClient(pykmipClientOptions(kmip));
+    const client = new KmipClient(pykmipClientOptions(suite.kmip()));
     try {
       const { uniqueIdentifiers } = await client.locate({
         objectGroup: `kmip-agent/${nas.applianceId}`,
@@ -61,8 +45,8 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
   }
 
   it('deep-rekeys 16 drives one by one with progress; a second rekey is refused; every drive boots on its new key', async () => {
-    const nas = new Appliance('deep16', root);
-    await nas.setup(kmip, kmip);
+    const nas = new Appliance('deep16', suite.root());
+    await nas.setup(suite.kmip(), suite.kmip());
     await nas.createDrives(16);
     await nas.enroll();
     const before = new Map((await stateOf(nas)).drives.map((d) => [d.id, d.key.uid]));
@@ -126,8 +110,8 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
   it.each([ROTATION_STEPS.admin1Changed, ROTATION_STEPS.proven, ROTATION_STEPS.activated])(
     'a daemon killed at %s: the restarted daemon completes the rotation, then the drive unlocks on the new key',
     async (step) => {
-      const nas = new Appliance(`crash${step.length}`, root);
-      await nas.setup(kmip, kmip);
+      const nas = new Appliance(`crash${step.length}`, suite.root());
+      await nas.setup(suite.kmip(), suite.kmip());
       const [device] = await nas.createDrives(1);
       await nas.enroll();
       const id = nas.idOf(device!);
@@ -156,11 +140,11 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
   );
 
   it('a key server that drops mid-way fails the deep rekey with the reason journaled; the rerun resumes when it is back', async () => {
-    const gate = new TcpGate(await freePort(), { host: kmip.host, port: kmip.port });
+    const gate = new TcpGate(await freePort(), { host: suite.kmip().host, port: suite.kmip().port });
     await gate.open();
     try {
-      const nas = new Appliance('drop', root);
-      await nas.setup({ host: '127.0.0.1', port: gate.port }, kmip);
+      const nas = new Appliance('drop', suite.root());
+      await nas.setup({ host: '127.0.0.1', port: gate.port }, suite.kmip());
       await nas.createDrives(4);
       await nas.enroll();
       const before = new Map((await stateOf(nas)).drives.map((d) => [d.id, d.key.uid]));

@@ -7,10 +7,10 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { packageRoot } from '../../src/native/addon.js';
 import type { NotifyReceiver } from './notify-receiver.js';
-import { pykmipCliArgs, type PykmipServer } from './pykmip.js';
+import { pykmipCliArgs, startPykmip, type PykmipServer } from './pykmip.js';
 
 /** Every daemon started through an Appliance (the suite kills what is left after each test). */
 export const running = new Set<DaemonProcess>();
@@ -296,4 +296,27 @@ export async function readBlock(device: string): Promise<{ data?: Buffer; run: R
   const doc = JSON.parse(run.stdout) as Record<string, unknown>;
   const hex = (doc.data ?? doc.hex ?? doc.bytes) as string;
   return { data: Buffer.from(hex, 'hex'), run };
+}
+
+/**
+ * The hooks of a daemon suite (call inside its describe): a PyKMIP server of its own and a temp root for
+ * the suite, every daemon left running killed after each test, both cleaned up after the suite.
+ */
+export function daemonSuite(prefix: string): { kmip: () => PykmipServer; root: () => string } {
+  let kmip: PykmipServer | undefined;
+  let root: string | undefined;
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), prefix));
+    kmip = await startPykmip();
+  });
+  afterEach(async () => {
+    for (const d of [...running]) d.kill();
+    await Promise.all([...running].map((d) => exitOf(d).catch(() => undefined)));
+    running.clear();
+  });
+  afterAll(async () => {
+    await kmip?.stop();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+  return { kmip: () => kmip!, root: () => root! };
 }
