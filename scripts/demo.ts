@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NotifyReceiver, notifyField } from '../test/support/notify-receiver.js';
+import { luksFormat } from '../test/luks/images.js';
 import { pykmipCliArgs, startPykmip } from '../test/support/pykmip.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
@@ -91,25 +92,7 @@ async function main(): Promise<void> {
     }
     const passphrase = randomBytes(32);
     try {
-      spawnSync('truncate', ['-s', '32M', volume]);
-      const format = spawnSync(
-        'cryptsetup',
-        [
-          'luksFormat',
-          '--batch-mode',
-          '--type',
-          'luks2',
-          '--pbkdf',
-          'pbkdf2',
-          '--pbkdf-force-iterations',
-          '1000',
-          '--key-file',
-          '-',
-          volume,
-        ],
-        { input: passphrase },
-      );
-      if (format.status !== 0) throw new Error(`cryptsetup luksFormat failed: ${format.stderr.toString()}`);
+      luksFormat(volume, passphrase);
       const v = kmipAgent(['volume', 'enroll', volume, '--name', 'demo-data', '--key-file', '-', ...dirs], {
         stdin: passphrase,
       }).json;

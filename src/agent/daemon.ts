@@ -678,18 +678,23 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
           }),
         { lane: ENCRYPTION_LANE },
       );
-    const revokeKey = async (uid: string) => {
+    /** One audited key operation on the server (revoke, destroy, activate), named after its drive or volume. */
+    const keyCall = async (operation: 'activate' | 'revoke' | 'destroy', uid: string, fn: () => Promise<unknown>) => {
       const started = clock.monotonicMs();
-      const record = state.snapshot().drives.find((d) => d.key.uid === uid);
-      const event = { operation: 'revoke' as const, keyUid: uid, ...(record ? { target: record.id } : {}) };
+      const record = [...state.snapshot().drives, ...state.snapshot().volumes].find((d) => d.key.uid === uid);
+      const event = { operation, keyUid: uid, ...(record ? { target: record.id } : {}) };
       try {
-        await provider.revoke({ uniqueIdentifier: uid, reason: RevocationReasonCode.CessationOfOperation });
+        await fn();
         audit.record({ ...event, result: 'ok', durationMs: Math.round(clock.monotonicMs() - started) });
       } catch (error) {
         audit.record({ ...event, result: 'error', code: (error as { code?: string }).code ?? 'INTERNAL' });
         throw error;
       }
     };
+    const revokeKey = (uid: string) =>
+      keyCall('revoke', uid, () =>
+        provider.revoke({ uniqueIdentifier: uid, reason: RevocationReasonCode.CessationOfOperation }),
+      );
     const disableEncryption = () =>
       jobs.start(
         DISABLE_JOB,
@@ -706,17 +711,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
           }),
         { lane: ENCRYPTION_LANE },
       );
-    const destroyKey = async (uid: string) => {
-      const record = [...state.snapshot().drives, ...state.snapshot().volumes].find((d) => d.key.uid === uid);
-      const event = { operation: 'destroy' as const, keyUid: uid, ...(record ? { target: record.id } : {}) };
-      try {
-        await provider.destroy(uid);
-        audit.record({ ...event, result: 'ok' });
-      } catch (error) {
-        audit.record({ ...event, result: 'error', code: (error as { code?: string }).code ?? 'INTERNAL' });
-        throw error;
-      }
-    };
+    const destroyKey = (uid: string) => keyCall('destroy', uid, () => provider.destroy(uid));
     // The crash tests' hook (crash-hook.ts): undefined, inert, unless a test build of the addon is loaded.
     const afterJournal = crashHook();
     const field = fieldService({
@@ -766,22 +761,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       },
       crashPoint: (step) => afterJournal?.(step),
     });
-    // ---- key rotation (rotation.ts): Activate, Revoke and Destroy audited like every key operation.
-    const keyCall = async (operation: 'activate' | 'revoke' | 'destroy', uid: string, fn: () => Promise<unknown>) => {
-      const started = clock.monotonicMs();
-      try {
-        await fn();
-        audit.record({ operation, keyUid: uid, result: 'ok', durationMs: Math.round(clock.monotonicMs() - started) });
-      } catch (error) {
-        audit.record({
-          operation,
-          keyUid: uid,
-          result: 'error',
-          code: (error as { code?: string }).code ?? 'INTERNAL',
-        });
-        throw error;
-      }
-    };
+    // ---- key rotation (rotation.ts): Activate, Revoke and Destroy audited like every key operation (keyCall).
     const rotateOne = async (kind: 'drive' | 'volume', id: string) => {
       // A drive a disable handed back (held for good) has no PINs of ours left to change.
       if (handedBackDrives(state.snapshot()).includes(id))

@@ -8,7 +8,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { adoptOpalDrive, type AdoptDrive } from '../../src/agent/adopt.js';
 import { KmipKeySource } from '../../src/agent/key-source.js';
 import { decodeState, StateStore } from '../../src/agent/state.js';
@@ -16,17 +16,9 @@ import { emulatedDriveInfo } from '../../src/drives/emulator.js';
 import { ADMIN1, OpalDrive, powerCycleEmulatedDrive, SID } from '../../src/drives/index.js';
 import { KmipAgentError } from '../../src/errors.js';
 import { FakeClock } from '../support/fake-clock.js';
-import { TestAppliance } from './appliance.js';
+import { appliancesForEachTest, TestAppliance } from './appliance.js';
 
-const appliances: TestAppliance[] = [];
-afterEach(() => appliances.splice(0).forEach((a) => a.close()));
-
-function appliance(): TestAppliance {
-  const a = new TestAppliance();
-  appliances.push(a);
-  a.setup();
-  return a;
-}
+const appliance = appliancesForEachTest();
 
 /** An emulated drive someone else set up: SID PIN `sid`, Locking SP active, Admin1 PIN `admin1`. */
 async function ownedDrive(a: TestAppliance, serial: string, sid: Buffer, admin1: Buffer): Promise<string> {

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { inject } from 'vitest';
+import { afterEach, inject } from 'vitest';
 import { KmipProvider } from '../../src/kmip/index.js';
 import { createEmulatedDrive } from '../../src/drives/index.js';
 import { pykmipCliArgs } from '../support/pykmip.js';
@@ -123,4 +123,19 @@ export class TestAppliance {
     this.kmip?.close();
     rmSync(this.work, { recursive: true, force: true });
   }
+}
+
+/**
+ * A suite's factory of throwaway appliances (call at the top level of a test file): each is set up against
+ * the run's PyKMIP server unless `setup: false`, and closed after its test.
+ */
+export function appliancesForEachTest(): (options?: { setup?: boolean }) => TestAppliance {
+  const made: TestAppliance[] = [];
+  afterEach(() => made.splice(0).forEach((a) => a.close()));
+  return ({ setup = true } = {}) => {
+    const a = new TestAppliance();
+    made.push(a);
+    if (setup) a.setup();
+    return a;
+  };
 }

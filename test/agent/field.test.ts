@@ -3,7 +3,7 @@
  * checks only: no device-mapper here), through the real CLI as separate processes: `drive remove`,
  * `drive replace`, `drive readd`, `volume remove`, `audit keys`, their bad input (typed errors, nothing
  * done), and the crash tests: the CLI running the job is SIGKILLed at each named journal step (the
- * test-only crash hook: environment variable plus the marker file in the state directory), then the
+ * test-only crash hook: the environment variable names the step, and only the test addon obeys it), then the
  * command is run again; afterwards every drive unlocks with a recorded key that is on the server and
  * `audit keys` finds nothing orphaned.
  */
@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/agent/config.js';
 import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
 import { productionAddonPath } from '../support/addon.js';
@@ -21,19 +21,11 @@ import { OpalDrive, powerCycleEmulatedDrive, SID } from '../../src/drives/index.
 import { checkKey, luksInfo } from '../../src/drives/luks.js';
 import { hasResultReason, ResultReason, RevocationReasonCode } from '../../src/kmip/index.js';
 import { luksFormat, makeImage } from '../luks/images.js';
-import { CLI, TestAppliance, type CliResult } from './appliance.js';
+import { CLI, appliancesForEachTest, TestAppliance, type CliResult } from './appliance.js';
 
-const appliances: TestAppliance[] = [];
-afterEach(() => appliances.splice(0).forEach((a) => a.close()));
+const appliance = appliancesForEachTest();
 
-function appliance(): TestAppliance {
-  const a = new TestAppliance();
-  appliances.push(a);
-  a.setup();
-  return a;
-}
-
-/** The CLI with the crash hook armed for `step` (marker file in the state dir, variable naming the step). */
+/** The CLI with the crash hook armed for `step` (the variable names the step; the tests load the test addon). */
 function crashAt(
   a: TestAppliance,
   step: string,

@@ -6,7 +6,7 @@
  * boot and the unlock duration; the audit trail shows the boot as the daemon's and an API enrollment as the
  * API caller's.
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -17,6 +17,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { AuditEvent } from '../../src/agent/audit.js';
 import { saveConfig, loadConfig } from '../../src/agent/config.js';
 import { FAULT_DEFINITIONS } from '../../src/agent/faults.js';
+import { luksFormat } from '../luks/images.js';
 import { AgentMetrics, TextfileExporter, TEXTFILE_NAME, type MetricsStatus } from '../../src/agent/metrics.js';
 import { ApiClient } from '../../src/api/client.js';
 import { ApiServer } from '../../src/api/server.js';
@@ -281,26 +282,8 @@ describe('end to end: the daemon against PyKMIP', () => {
     expect((await runCliCaptured(['drive', 'emulate', 'power-cycle', `emu:${images[0]}`])).code).toBe(0);
     // A LUKS2 volume whose key the daemon serves to systemd-cryptsetup on the key socket.
     const volume = join(work, 'vol.img');
-    expect(spawnSync('truncate', ['-s', '32M', volume]).status).toBe(0);
     const passphrase = randomBytes(32);
-    const formatted = spawnSync(
-      'cryptsetup',
-      [
-        'luksFormat',
-        '--batch-mode',
-        '--type',
-        'luks2',
-        '--pbkdf',
-        'pbkdf2',
-        '--pbkdf-force-iterations',
-        '1000',
-        '--key-file',
-        '-',
-        volume,
-      ],
-      { input: passphrase },
-    );
-    expect(formatted.status, formatted.stderr.toString()).toBe(0);
+    luksFormat(volume, passphrase);
     const enrolledVolume = await runCliCaptured(
       ['volume', 'enroll', volume, '--name', 'obs-data', '--key-file', '-', '--key-socket', ...dirArgs],
       passphrase,

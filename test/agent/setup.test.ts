@@ -7,22 +7,14 @@
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeState } from '../../src/agent/state.js';
 import { makeTestPki } from '../support/certs.js';
 import { freePort, pykmipCliArgs } from '../support/pykmip.js';
-import { TestAppliance } from './appliance.js';
+import { appliancesForEachTest, TestAppliance } from './appliance.js';
 
-const appliances: TestAppliance[] = [];
-afterEach(() => {
-  for (const a of appliances.splice(0)) a.close();
-});
-
-function appliance(): TestAppliance {
-  const a = new TestAppliance();
-  appliances.push(a);
-  return a;
-}
+const newAppliance = appliancesForEachTest();
+const appliance = () => newAppliance({ setup: false });
 
 /** `--server` replaced by `servers`, the rest of the PyKMIP fixture's connection flags kept. */
 function withServers(a: TestAppliance, servers: string[]): string[] {

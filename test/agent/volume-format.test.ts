@@ -7,23 +7,15 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KmipKeySource } from '../../src/agent/key-source.js';
 import { decodeState } from '../../src/agent/state.js';
 import { luks } from '../../src/drives/index.js';
 import { addonModule } from '../../src/native/addon.js';
 import { cryptsetupAccepts, luksDumpJson, luksFormat, luksUuid, makeImage, sha256 } from '../luks/images.js';
-import { TestAppliance } from './appliance.js';
+import { appliancesForEachTest, TestAppliance } from './appliance.js';
 
-const appliances: TestAppliance[] = [];
-afterEach(() => appliances.splice(0).forEach((a) => a.close()));
-
-function appliance(): TestAppliance {
-  const a = new TestAppliance();
-  appliances.push(a);
-  a.setup();
-  return a;
-}
+const appliance = appliancesForEachTest();
 
 const state = (a: TestAppliance) => decodeState(readFileSync(a.statePath, 'utf8'), a.statePath).body;
 const keysInGroup = async (a: TestAppliance) => new KmipKeySource(a.provider()).findByGroup(`kmip-agent/${a.id}`);
@@ -109,11 +101,7 @@ describe('volume format', () => {
 });
 
 describe('luks.format (addon)', () => {
-  const work = () => {
-    const a = new TestAppliance();
-    appliances.push(a);
-    return a.work;
-  };
+  const work = () => appliance({ setup: false }).work;
 
   it('refuses a bad UUID, a missing device and (in the addon itself) a LUKS header unless forced', async () => {
     const dir = work();
