@@ -29,6 +29,15 @@ import { keyGroupFor, keyNameFor } from './enroll.js';
 import type { CreatedKey, FetchedKey, KeySource } from './key-source.js';
 import { JobJournal, journalError } from './journal.js';
 import type { Job, StateBody, StateStore } from './state.js';
+import {
+  DEFAULT_MASTER_LOCATION,
+  describeLocation,
+  locationOf,
+  sameLocation,
+  type MasterKeyHolder,
+  type MasterKeyHolders,
+  type MasterKeyLocation,
+} from './master-key.js';
 
 /** RFC 5649's alternative initial value (the one for key wrap with padding). */
 const RFC5649_IV = Buffer.from('a65959a6', 'hex');
@@ -80,9 +89,18 @@ const journaledMasterKeys = (job: Job): string[] =>
  * The newest rekey job that did not finish but made its new master key (a crash or a failure after the
  * Create): where a rerun continues. Older unfinished ones were superseded by a later job.
  */
-function unfinishedRekey(
-  state: StateBody,
-): { job: Job; masterUid: string; previous: string | undefined; rewrapped?: string[]; activated: boolean } | undefined {
+export function unfinishedRekey(state: StateBody):
+  | {
+      job: Job;
+      masterUid: string;
+      previous: string | undefined;
+      target: MasterKeyLocation;
+      previousLocation: MasterKeyLocation;
+      createdAt: string;
+      rewrapped?: string[];
+      activated: boolean;
+    }
+  | undefined {
   const job = state.jobs.filter((j) => j.kind === REKEY_JOB).at(-1);
   if (!job || job.status === 'done') return undefined;
   const made = job.steps.find((s) => s.name === 'master-key-created' || s.name === 'master-key-adopted');
@@ -93,11 +111,36 @@ function unfinishedRekey(
     job,
     masterUid: String(made.detail?.uid),
     previous: typeof previous === 'string' ? previous : undefined,
+    // Journals from before keyManagementType: both keys on the default provider.
+    target: journaledLocation(made.detail?.newKey) ?? DEFAULT_MASTER_LOCATION,
+    previousLocation: journaledLocation(made.detail?.keyToDecommission) ?? DEFAULT_MASTER_LOCATION,
+    createdAt: made.at,
     ...(rewrap ? { rewrapped: (rewrap.detail?.ids as string[] | undefined) ?? [] } : {}),
     activated: job.steps.some((s) => s.name === 'master-key-activated'),
   };
 }
 export const masterKeyNameFor = (applianceId: string) => keyNameFor(applianceId, MASTER_KEY_ID);
+
+/** A key as GetAsyncResult shows it (newKey, keyToDecommission) and the journal keeps it. */
+export interface JournaledMasterKey {
+  keyID: string;
+  keyManagementType: MasterKeyLocation['keyManagementType'];
+  keyProviderID: string | null;
+}
+
+const journaledKey = (uid: string, at: MasterKeyLocation): JournaledMasterKey => ({
+  keyID: uid,
+  keyManagementType: at.keyManagementType,
+  keyProviderID: at.keyProviderID ?? null,
+});
+
+function journaledLocation(value: unknown): MasterKeyLocation | undefined {
+  const v = value as Partial<JournaledMasterKey> | undefined;
+  if (v?.keyManagementType !== 'internal' && v?.keyManagementType !== 'external') return undefined;
+  return v.keyManagementType === 'internal'
+    ? { keyManagementType: 'internal' }
+    : { keyManagementType: 'external', keyProviderID: v.keyProviderID ?? 'default' };
+}
 
 /** What envelope mode needs of the key server beyond a KeySource: make and retire master keys. */
 export interface MasterKeyServer {
@@ -166,7 +209,27 @@ export interface EnvelopeOptions {
   state: StateStore;
   clock: Clock;
   newJobId: () => string;
+  /**
+   * The holders of master keys by location (internal, a provider); without it only the default
+   * provider's (`server` and `inner`), as before keyManagementType existed.
+   */
+  holders?: MasterKeyHolders;
 }
+
+/** What a shallow rekey is asked: where the new master key goes; and who watches it. */
+export interface ShallowRekeyOptions {
+  /** Where the new master key is held (default: where the current one is). */
+  target?: MasterKeyLocation;
+  /** Told of each step once it is journaled (the daemon's job relays them; the crash tests' hook). */
+  afterJournal?: (step: string, detail: Record<string, unknown>) => Promise<void> | void;
+}
+
+/** The crash-test names of the shallow rekey's journal steps. */
+export const REKEY_STEPS = {
+  created: 'master-key-created',
+  rewrapped: 'rewrapped',
+  activated: 'master-key-activated',
+} as const;
 
 export interface ShallowRekeyResult {
   previousMasterKeyUid?: string;
@@ -176,6 +239,8 @@ export interface ShallowRekeyResult {
   /** The previous master key was revoked (false: there was none, or the Revoke failed: see revokeError). */
   previousRevoked: boolean;
   revokeError?: { code: string; message: string };
+  newKey: JournaledMasterKey;
+  keyToDecommission?: JournaledMasterKey;
 }
 
 type Ref = StateBody['drives'][number]['key'];
@@ -185,6 +250,17 @@ export class EnvelopeKeySource implements KeySource {
   private ensuring: Promise<string> | undefined;
 
   constructor(private readonly options: EnvelopeOptions) {}
+
+  /** The holder of master keys at `location`; the default provider's unless `holders` says otherwise. */
+  holder(location: MasterKeyLocation): MasterKeyHolder {
+    if (this.options.holders) return this.options.holders(location);
+    if (!sameLocation(location, DEFAULT_MASTER_LOCATION))
+      throw new KmipAgentError(
+        `master keys ${describeLocation(location)} are not available here`,
+        'CONFIG_PROVIDER_UNKNOWN',
+      );
+    return { server: this.options.server, fetch: (uids) => this.options.inner.fetch(uids) };
+  }
 
   /**
    * Keys with a wrapped blob in the state come from it after one Get of their master key; the others
@@ -199,7 +275,19 @@ export class EnvelopeKeySource implements KeySource {
     }
     const direct = uids.filter((u) => !wrappedBy.has(u));
     const masters = [...new Set([...wrappedBy.values()].map((w) => w.master))];
-    const fetched = await this.options.inner.fetch([...new Set([...masters, ...direct])]);
+    // Master keys on the default provider go in the same batch as the direct keys; others to their holder.
+    const snapshot = this.options.state.snapshot();
+    const elsewhere = masters.filter((m) => !sameLocation(locationOf(snapshot, m), DEFAULT_MASTER_LOCATION));
+    const fetched = await this.options.inner.fetch([
+      ...new Set([...masters.filter((m) => !elsewhere.includes(m)), ...direct]),
+    ]);
+    for (const m of elsewhere) {
+      const one = await this.holder(locationOf(snapshot, m))
+        .fetch([m])
+        .then((r) => r.get(m))
+        .catch((error: unknown) => ({ ok: false as const, error: { ...journalError(error), notFound: false } }));
+      if (one) fetched.set(m, one);
+    }
     const result = new Map<string, FetchedKey>();
     for (const uid of direct) {
       const one = fetched.get(uid);
@@ -292,8 +380,9 @@ export class EnvelopeKeySource implements KeySource {
     return uid;
   }
 
-  private async getMaster(uid: string): Promise<Buffer> {
-    const one = (await this.options.inner.fetch([uid])).get(uid);
+  private async getMaster(uid: string, at?: MasterKeyLocation): Promise<Buffer> {
+    const where = at ?? locationOf(this.options.state.snapshot(), uid);
+    const one = (await this.holder(where).fetch([uid])).get(uid);
     if (!one?.ok)
       throw new KmipAgentError(
         `cannot get the master key ${uid}: ${one ? one.error.message : 'no answer'}`,
@@ -314,18 +403,34 @@ export class EnvelopeKeySource implements KeySource {
    * A crash between Create and that first journal entry leaves a Pre-Active key named ours that nothing
    * records: the rerun adopts it rather than making another (it never wrapped anything: a key's blobs are
    * written only after its UID is journaled), and destroys any further ones such crashes left.
+   *
+   * With `target` the new key goes elsewhere (master-key.ts: internal, or another provider): made and
+   * activated on the target's holder, the previous one retired on its own, after the rewrap is durable.
    */
-  async rekeyShallow(): Promise<ShallowRekeyResult> {
-    const { state, clock, server, applianceId } = this.options;
+  async rekeyShallow(options: ShallowRekeyOptions = {}): Promise<ShallowRekeyResult> {
+    const { state, clock, applianceId } = this.options;
     const name = masterKeyNameFor(applianceId);
     const before = state.snapshot();
     const refs = refsOf(before);
     const plain = new Map<string, Buffer>();
     const resumed = unfinishedRekey(before);
     const journal = new JobJournal(state, clock, resumed?.job.id ?? this.options.newJobId());
+    const step = async (stepName: string, detail: Record<string, unknown>) => {
+      await journal.step(stepName, detail);
+      await options.afterJournal?.(stepName, detail);
+    };
     try {
       // The previous master key: the journal's once the rewrap named the new one current.
       const previous = resumed ? resumed.previous : before.masterKeyUid;
+      const previousAt = resumed
+        ? resumed.previousLocation
+        : previous
+          ? locationOf(before, previous)
+          : DEFAULT_MASTER_LOCATION;
+      // A resumed rekey keeps the target its journal names (a new request's target waits for the next one).
+      const target = resumed?.target ?? options.target ?? previousAt;
+      const holder = this.holder(target);
+      const keyToDecommission = previous ? journaledKey(previous, previousAt) : undefined;
       let masterUid = resumed?.masterUid;
       const rewrapped = resumed?.rewrapped ?? [];
       if (!resumed?.rewrapped) {
@@ -347,59 +452,77 @@ export class EnvelopeKeySource implements KeySource {
       } else {
         await journal.begin(REKEY_JOB);
       }
+      let createdAt = resumed?.createdAt ?? clock.now().toISOString();
       if (masterUid === undefined) {
         const known = new Set([before.masterKeyUid, ...before.jobs.flatMap(journaledMasterKeys)]);
-        const orphans = (await server.findPreActive(name)).filter((uid) => !known.has(uid));
+        const orphans = (await holder.server.findPreActive(name)).filter((uid) => !known.has(uid));
+        const about = (uid: string) => ({
+          uid,
+          previous: previous ?? null,
+          newKey: journaledKey(uid, target),
+          ...(keyToDecommission ? { keyToDecommission } : {}),
+        });
         if (orphans.length > 0) {
           masterUid = orphans[0]!;
-          await journal.step('master-key-adopted', { uid: masterUid, previous: previous ?? null });
+          await step('master-key-adopted', about(masterUid));
           for (const extra of orphans.slice(1)) {
-            await server.destroy(extra);
-            await journal.step('orphan-destroyed', { uid: extra });
+            await holder.server.destroy(extra);
+            await step('orphan-destroyed', { uid: extra });
           }
         } else {
-          masterUid = await server.createMasterKey(name, keyGroupFor(applianceId), { preActive: true });
+          masterUid = await holder.server.createMasterKey(name, keyGroupFor(applianceId), { preActive: true });
           // First thing after Create: from here a crash leaves the key journaled, never unknown.
-          await journal.step('master-key-created', { uid: masterUid, previous: previous ?? null });
+          await step(REKEY_STEPS.created, about(masterUid));
         }
+        createdAt = clock.now().toISOString();
       }
       const newUid = masterUid;
       if (!resumed?.rewrapped) {
-        const kek = await this.getMaster(newUid);
+        const kek = await this.getMaster(newUid, target);
         const wrapped = new Map<string, string>();
         try {
           for (const [id, key] of plain) wrapped.set(id, wrapKey(kek, key).toString('hex'));
         } finally {
           kek.fill(0);
         }
-        // One write: the new master key and every rewrapped key become current together.
-        const rewrap = journal.stepEntry('rewrapped', { count: wrapped.size, ids: [...wrapped.keys()] });
+        // One write: the new master key (and where it is) and every rewrapped key become current together.
+        const detail = { count: wrapped.size, ids: [...wrapped.keys()] };
+        const rewrap = journal.stepEntry(REKEY_STEPS.rewrapped, detail);
         await journal.change(
           (j) => j.steps.push(rewrap),
           (s) => {
             s.masterKeyUid = newUid;
+            s.masterKey = {
+              uid: newUid,
+              keyManagementType: target.keyManagementType,
+              ...(target.keyProviderID !== undefined ? { keyProviderID: target.keyProviderID } : {}),
+              createdAt,
+            };
             for (const r of refsOf(s)) {
               const blob = wrapped.get(r.id);
               if (blob) Object.assign(r.key, { wrapped: blob, masterKeyUid: newUid });
             }
           },
         );
+        await options.afterJournal?.(REKEY_STEPS.rewrapped, detail);
         rewrapped.push(...wrapped.keys());
       }
       if (!resumed?.activated) {
-        await server.activate(newUid);
-        await journal.step('master-key-activated', { uid: newUid });
+        await holder.server.activate(newUid);
+        await step(REKEY_STEPS.activated, { uid: newUid });
       }
       const result: ShallowRekeyResult = {
         ...(previous ? { previousMasterKeyUid: previous } : {}),
         masterKeyUid: newUid,
         rewrapped,
         previousRevoked: false,
+        newKey: journaledKey(newUid, target),
+        ...(keyToDecommission ? { keyToDecommission } : {}),
       };
       // Only now, with the new state durable and its key Active, is the previous master key no longer needed.
       if (previous) {
         try {
-          await server.retire(previous);
+          await this.holder(previousAt).server.retire(previous);
           result.previousRevoked = true;
         } catch (error) {
           result.revokeError = journalError(error);

@@ -108,6 +108,18 @@ export const StateBodySchema = z.strictObject({
   fingerprintSalt: z.string().regex(/^[0-9a-f]{64}$/),
   /** Envelope mode: UID of the current master key, which wraps the keys below (see envelope.ts). */
   masterKeyUid: z.string().min(1).optional(),
+  /**
+   * Where the current master key is held (master-key.ts) and since when; absent in states made before
+   * keyManagementType existed (their master key is on the default provider).
+   */
+  masterKey: z
+    .strictObject({
+      uid: z.string().min(1),
+      keyManagementType: z.enum(['internal', 'external']),
+      keyProviderID: z.string().min(1).optional(),
+      createdAt: isoDate.optional(),
+    })
+    .optional(),
   drives: z.array(ManagedDriveSchema).default([]),
   volumes: z.array(ManagedVolumeSchema).default([]),
   refusedKeys: z.array(RefusedKeySchema).default([]),
