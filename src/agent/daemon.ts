@@ -57,10 +57,28 @@ import {
   kmipKeyState,
   type DisableDrive,
 } from './encryption-at-rest.js';
-import { JobRunner } from './jobs.js';
+import { JobRunner, type JobContext } from './jobs.js';
 import { fieldService, type FieldService } from './field-service.js';
 import { revertedDrives, type RemovableDrive } from './field-workflows.js';
-import { EnvelopeKeySource, KmipMasterKeyServer } from './envelope.js';
+import {
+  EnvelopeKeySource,
+  KmipMasterKeyServer,
+  unfinishedRekey,
+  type MasterKeyServer,
+  type ShallowRekeyResult,
+} from './envelope.js';
+import {
+  currentMasterKey,
+  DEFAULT_MASTER_LOCATION,
+  InternalMasterKeyStore,
+  locationOf,
+  parseLocation,
+  systemdCredsSealer,
+  type MasterKeyHolder,
+  type MasterKeyHolders,
+  type MasterKeyInfo,
+  type MasterKeyLocation,
+} from './master-key.js';
 import { formatLuksVolume } from './format-volume.js';
 import { FaultRegistry } from './faults.js';
 import { KeyAdmin } from './key-servers.js';
@@ -362,12 +380,40 @@ export interface AgentRuntime {
   startRotation(kind: 'drive' | 'volume', id: string): Promise<{ asyncHandle: string }>;
   /** Deep rekey as a job: every drive's and volume's key rotated one by one. */
   startDeepRekey(): Promise<{ asyncHandle: string }>;
+  /**
+   * RekeySoftwareEncryptionAtRestMasterKey as a job (envelope mode): a new master key where asked
+   * (internal, or a provider), every key rewrapped; with `deep`, then every drive's and volume's key
+   * rotated too. Bad input is refused before the job starts.
+   */
+  startMasterRekey(request: MasterRekeyRequest): Promise<{ asyncHandle: string }>;
+  /** Finishes a master rekey a previous process left unfinished (at daemon start); its job, if any. */
+  resumeMasterRekey(): Promise<string | undefined>;
+  /** GetSoftwareEncryptionAtRestInfo: the key mode and the current master key (where, since when). */
+  softwareEncryptionAtRestInfo(): SoftwareEncryptionAtRestInfo;
   /** The rotation policy's schedule (the daemon's scheduler runs it). */
   rotationPlan: RotationPlan;
   /** Completes the rotations a previous process left unfinished (at daemon start); what each gave. */
   resumeRotations(): Promise<{ id: string; result?: RotationResult; error?: unknown }[]>;
   close(): Promise<void>;
 }
+
+export interface MasterRekeyRequest {
+  keyManagementType?: unknown;
+  keyProviderID?: unknown;
+  deep?: boolean;
+}
+
+export interface SoftwareEncryptionAtRestInfo {
+  /** enabled: envelope mode (a master key wraps the drive keys); disabled: direct mode (no master key). */
+  state: 'enabled' | 'disabled';
+  mode: AgentConfig['keyMode'];
+  masterKeyInfo: MasterKeyInfo | null;
+  /** The newest master rekey job (GetAsyncResult), if any. */
+  rekeyMasterKeyAsyncResultID: string | null;
+}
+
+/** The master rekey's job kind (the rekey lane: never beside a rotation or a deep rekey). */
+export const MASTER_REKEY_JOB = 'RekeyMaster';
 
 /** What a reload changed: the key servers and providers now in use, and what waits for a restart. */
 export interface ReloadResult {
@@ -469,16 +515,46 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     closers.push(() => reloadable.close());
     const kmipKeys = new KmipKeySource(provider);
     const serverKeys = auditedKeySource(kmipKeys, audit, { clock, server: () => provider.activeEndpoint });
+    // Master keys (master-key.ts): on the default provider, another configured provider, or internal.
+    const defaultMasterServer = auditedMasterKeyServer(new KmipMasterKeyServer(provider), audit, {
+      clock,
+      server: () => provider.activeEndpoint,
+    });
+    const internalStore = new InternalMasterKeyStore(join(dirs.state, 'master-keys'), systemdCredsSealer());
+    const internalHolder: MasterKeyHolder = {
+      server: auditedMasterKeyServer(internalStore, audit, { clock, server: () => 'internal' }),
+      fetch: (uids) => internalStore.fetch(uids),
+    };
+    const otherProviders = new Map<string, { provider: KmipProvider; holder: MasterKeyHolder }>();
+    closers.push(() => {
+      for (const o of otherProviders.values()) o.provider.close();
+    });
+    const masterHolders: MasterKeyHolders = (at) => {
+      if (at.keyManagementType === 'internal') return internalHolder;
+      const name = at.keyProviderID ?? 'default';
+      if (name === 'default') return { server: defaultMasterServer, fetch: (uids) => serverKeys.fetch(uids) };
+      let other = otherProviders.get(name);
+      if (!other) {
+        const p: KmipProvider = new KmipProvider({
+          ...providerConnection(config, dirs.config, name),
+          onAttempt: (a) => metrics.observeKmipAttempt(a),
+        });
+        const where = { clock, server: () => p.activeEndpoint };
+        const viaKeys = auditedKeySource(new KmipKeySource(p), audit, where);
+        const server: MasterKeyServer = auditedMasterKeyServer(new KmipMasterKeyServer(p), audit, where);
+        other = { provider: p, holder: { server, fetch: (uids) => viaKeys.fetch(uids) } };
+        otherProviders.set(name, other);
+      }
+      return other.holder;
+    };
     // Envelope mode: the same server keys, seen through the master key (boot fetches only it).
     const envelope =
       config.keyMode === 'envelope'
         ? new EnvelopeKeySource({
             applianceId: config.applianceId,
             inner: serverKeys,
-            server: auditedMasterKeyServer(new KmipMasterKeyServer(provider), audit, {
-              clock,
-              server: () => provider.activeEndpoint,
-            }),
+            server: defaultMasterServer,
+            holders: masterHolders,
             state,
             clock,
             newJobId: () => `rekey-${randomUUID()}`,
@@ -824,6 +900,84 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         lane: REKEY_LANE,
       });
     };
+    // ---- master rekey (envelope.ts, master-key.ts): its journal steps relayed to the job, progress 0..3.
+    const masterRekeyWork = async (job: JobContext, target?: MasterKeyLocation): Promise<ShallowRekeyResult> => {
+      const counted = ['master-key-created', 'master-key-adopted', 'rewrapped', 'master-key-activated'];
+      let done = 0;
+      await job.progress(0, 3);
+      const result = await envelope!.rekeyShallow({
+        ...(target ? { target } : {}),
+        afterJournal: async (name, detail) => {
+          await job.step(name, detail);
+          if (counted.includes(name)) await job.progress(++done, 3);
+          afterJournal?.(name);
+        },
+      });
+      log.info({ event: 'rekey', ...result }, `master key rekeyed: now ${result.masterKeyUid}`);
+      if (result.previousMasterKeyUid !== undefined && !result.previousRevoked)
+        throw Object.assign(
+          new KmipAgentError(
+            `the new master key ${result.masterKeyUid} is in use, but the previous one ${result.previousMasterKeyUid} was not retired (${result.revokeError?.code}: ${result.revokeError?.message}): retire it on its key server`,
+            'MASTER_KEY_NOT_RETIRED',
+          ),
+          { partialResult: result },
+        );
+      return result;
+    };
+    const startMasterRekey = (request: MasterRekeyRequest) => {
+      const moving = request.keyManagementType !== undefined || request.keyProviderID !== undefined;
+      // Deep alone is the per-key rotation of every drive and volume (direct mode too).
+      if (request.deep === true && !moving) return startDeepRekey();
+      if (!envelope)
+        return Promise.reject(
+          new KmipAgentError(
+            `appliance ${config.applianceId} is in ${config.keyMode} key mode: it has no master key (keyMode "envelope" has one)`,
+            'KEY_MODE_NOT_ENVELOPE',
+          ),
+        );
+      const s = state.snapshot();
+      let target: MasterKeyLocation;
+      try {
+        const current = s.masterKeyUid ? locationOf(s, s.masterKeyUid) : DEFAULT_MASTER_LOCATION;
+        target = parseLocation(request, Object.keys(config.providers), current);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const skip = request.deep === true ? rotatedByUnfinishedDeepRekey(s) : undefined;
+      return jobs.start(
+        MASTER_REKEY_JOB,
+        async (job) => {
+          await job.step('target', { ...target, deep: request.deep === true });
+          const master = await masterRekeyWork(job, target);
+          if (request.deep !== true) return master;
+          return { ...master, deep: await deepRekey(job, rotateOne, state, skip) };
+        },
+        { lane: REKEY_LANE },
+      );
+    };
+    const resumeMasterRekey = async () => {
+      if (!envelope || !unfinishedRekey(state.snapshot())) return undefined;
+      // No target: the journal names where the new key goes.
+      const { asyncHandle } = await jobs.start(
+        MASTER_REKEY_JOB,
+        async (job) => {
+          await job.step('resumed');
+          return masterRekeyWork(job);
+        },
+        { lane: REKEY_LANE },
+      );
+      await jobs.settled(asyncHandle);
+      return asyncHandle;
+    };
+    const softwareEncryptionAtRestInfo = (): SoftwareEncryptionAtRestInfo => {
+      const s = state.snapshot();
+      return {
+        state: config.keyMode === 'envelope' ? 'enabled' : 'disabled',
+        mode: config.keyMode,
+        masterKeyInfo: currentMasterKey(s) ?? null,
+        rekeyMasterKeyAsyncResultID: s.jobs.filter((j) => j.kind === MASTER_REKEY_JOB).at(-1)?.id ?? null,
+      };
+    };
     const resumeRotations = async () => {
       const out: { id: string; result?: RotationResult; error?: unknown }[] = [];
       for (const t of unfinishedRotations(state.snapshot())) {
@@ -875,6 +1029,9 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       rotationPlan,
       startRotation,
       startDeepRekey,
+      startMasterRekey,
+      resumeMasterRekey,
+      softwareEncryptionAtRestInfo,
       resumeRotations,
       enableEncryptionAtRest: enableEncryption,
       disableEncryptionAtRest: disableEncryption,
@@ -931,6 +1088,18 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     for (const r of await runtime.resumeRotations())
       if (r.error)
         log.error({ event: 'rotate_resume_failed', target: r.id, err: r.error }, `${r.id}: rotation not resumed`);
+    // So is a master rekey: the drives' blobs and the master key in use must agree before unlocking.
+    const rekeyed = await runtime.resumeMasterRekey().catch((error: unknown) => {
+      log.error({ event: 'rekey_resume_failed', err: error }, 'master rekey not resumed');
+      return undefined;
+    });
+    if (rekeyed) {
+      const view = runtime.jobs.get(rekeyed);
+      log.info(
+        { event: 'rekey_resumed', job: rekeyed, status: view.status },
+        `master rekey ${rekeyed}: ${view.status}`,
+      );
+    }
     if (config.metrics.textfileDir) {
       textfile = new TextfileExporter({
         dir: config.metrics.textfileDir,
@@ -1004,6 +1173,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       field: runtime.field,
       startRotation: (kind, id) => runtime.startRotation(kind, id),
       startDeepRekey: () => runtime.startDeepRekey(),
+      startMasterRekey: (request) => runtime.startMasterRekey(request),
+      softwareEncryptionAtRestInfo: () => runtime.softwareEncryptionAtRestInfo(),
     });
     // Admin changes run here (one owner of the state), then the daemon takes the new configuration.
     const admin = new KeyAdmin({

@@ -26,6 +26,12 @@ export interface JobView {
   error?: { code: string; message: string };
   startedAt: string;
   endedAt?: string;
+  /** Element's names: when the job was made, and when it last journaled anything (jobView sets both). */
+  createTime?: string;
+  lastUpdateTime?: string;
+  /** A master rekey's keys, once its journal names them: the one it makes and the one it retires. */
+  newKey?: unknown;
+  keyToDecommission?: unknown;
   steps: Job['steps'];
 }
 
@@ -62,7 +68,16 @@ export interface JobRunnerOptions {
 
 export function jobView(job: Job): JobView {
   const { id, ...rest } = job;
-  return { asyncHandle: id, ...rest };
+  const times = [job.startedAt, ...job.steps.map((s) => s.at), ...(job.endedAt ? [job.endedAt] : [])];
+  const keys = job.steps.findLast((s) => s.detail?.newKey !== undefined)?.detail;
+  return {
+    asyncHandle: id,
+    ...rest,
+    createTime: job.startedAt,
+    lastUpdateTime: times.reduce((a, b) => (Date.parse(b) > Date.parse(a) ? b : a)),
+    ...(keys?.newKey !== undefined ? { newKey: keys.newKey } : {}),
+    ...(keys?.keyToDecommission !== undefined ? { keyToDecommission: keys.keyToDecommission } : {}),
+  };
 }
 
 /**

@@ -96,7 +96,8 @@ export function parseLocation(
     throw new KmipAgentError('keyManagementType must be "internal" or "external"', 'REKEY_INVALID_KEY_MANAGEMENT');
   if (provider !== undefined && (typeof provider !== 'string' || provider === ''))
     throw new KmipAgentError('keyProviderID must be a provider name', 'REKEY_INVALID_KEY_MANAGEMENT');
-  const kind = (type as KeyManagementType | undefined) ?? (provider !== undefined ? 'external' : current.keyManagementType);
+  const kind =
+    (type as KeyManagementType | undefined) ?? (provider !== undefined ? 'external' : current.keyManagementType);
   if (kind === 'internal') {
     if (provider !== undefined)
       throw new KmipAgentError(

@@ -30,6 +30,17 @@ export interface AgentApi {
   /** Key rotation (rotation.ts): one drive's or volume's key, or every one (deep rekey), as jobs. */
   startRotation?(kind: 'drive' | 'volume', id: string): Promise<{ asyncHandle: string }>;
   startDeepRekey?(): Promise<{ asyncHandle: string }>;
+  /**
+   * The master rekey (envelope mode) as a job: keyManagementType internal|external, keyProviderID (a
+   * configured provider), deep (then every drive's and volume's key rotated too). Input checked before it starts.
+   */
+  startMasterRekey?(request: {
+    keyManagementType?: unknown;
+    keyProviderID?: unknown;
+    deep?: boolean;
+  }): Promise<{ asyncHandle: string }>;
+  /** GetSoftwareEncryptionAtRestInfo: key mode, current master key (keyID, keyManagementType, keyProviderID, keyCreatedTime). */
+  softwareEncryptionAtRestInfo?(): unknown;
   /** The client certificate (pending key pair, import, status, delete); without it those methods answer API_NOT_SUPPORTED. */
   clientCertificate?: ClientCertificateService;
   /** The KMIP client switch (kmip-client-admin.ts); each change is followed by a configuration reload. */
@@ -202,16 +213,24 @@ export function agentMethods(agent: AgentApi): Record<string, RpcMethod> {
       );
     },
     RekeySoftwareEncryptionAtRestMasterKey: async (params) => {
-      // Only the deep rekey runs in the daemon; the shallow one (envelope mode) needs the state: `kmip-agent rekey --shallow`.
-      if (params.deep !== true)
-        throw new KmipAgentError(
-          'RekeySoftwareEncryptionAtRestMasterKey through the daemon supports deep: true (every drive key rotated); a shallow rekey is `kmip-agent rekey --shallow` with the daemon stopped',
-          'API_NOT_SUPPORTED',
-        );
-      if (params.keyManagementType !== undefined || params.keyProviderID !== undefined)
-        throw new KmipAgentError('keyManagementType and keyProviderID are not supported yet', 'API_NOT_SUPPORTED');
-      return plain(await supported(agent.startDeepRekey, 'RekeySoftwareEncryptionAtRestMasterKey').call(agent));
+      // Shallow (default): a new master key, keys rewrapped; deep alone: every drive's key rotated.
+      const m = 'RekeySoftwareEncryptionAtRestMasterKey';
+      const { deep, keyManagementType, keyProviderID } = params;
+      if (deep !== undefined && typeof deep !== 'boolean') throw invalid(m, 'params.deep must be true or false');
+      if (keyManagementType !== undefined && keyManagementType !== 'internal' && keyManagementType !== 'external')
+        throw invalid(m, 'params.keyManagementType must be "internal" or "external"');
+      if (keyProviderID !== undefined && (typeof keyProviderID !== 'string' || keyProviderID === ''))
+        throw invalid(m, 'params.keyProviderID must be the name of a configured key provider');
+      return plain(
+        await supported(agent.startMasterRekey, m).call(agent, {
+          ...(keyManagementType !== undefined ? { keyManagementType } : {}),
+          ...(keyProviderID !== undefined ? { keyProviderID } : {}),
+          deep: deep === true,
+        }),
+      );
     },
+    GetSoftwareEncryptionAtRestInfo: () =>
+      plain(supported(agent.softwareEncryptionAtRestInfo, 'GetSoftwareEncryptionAtRestInfo').call(agent)),
     GetAsyncResult: (params) => {
       const handle = params.asyncHandle;
       if (typeof handle !== 'string' || handle === '')

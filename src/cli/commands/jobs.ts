@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { JobView } from '../../agent/jobs.js';
+import { jobView, type JobView } from '../../agent/jobs.js';
 import { decodeState, STATE_FILE } from '../../agent/state.js';
 import { followJob } from '../progress.js';
 import { KmipAgentError } from '../../errors.js';
@@ -66,7 +66,7 @@ async function journal(dirs: AgentDirs): Promise<JobView[]> {
     throw error;
   });
   if (text === undefined) return [];
-  return decodeState(text, path).body.jobs.map(({ id, ...rest }) => ({ asyncHandle: id, ...rest }));
+  return decodeState(text, path).body.jobs.map(jobView);
 }
 
 export const jobsCommand = command({

@@ -23,7 +23,7 @@ export function rotationText(r: RotationResult): string {
 }
 
 /** Starts `method` in the daemon and follows the job with --wait; undefined when no daemon runs. */
-async function inDaemon(
+export async function inDaemon(
   ctx: CommandContext,
   dirs: AgentDirs,
   method: string,
