@@ -7,10 +7,10 @@
 import { loadConfig, saveConfig, type AgentConfig } from './config.js';
 import type { EnrollResult } from './enroll.js';
 import {
+  checkDriveRemovable,
   checkReplaceable,
   checkVolumeRemovable,
   FIELD_LANE,
-  findDrive,
   readdDrive,
   REMOVE_DRIVE_JOB,
   REMOVE_VOLUME_JOB,
@@ -30,7 +30,8 @@ import type { StateStore } from './state.js';
 import type { UnlockOutcome } from './unlock.js';
 
 export interface FieldService {
-  removeDrive(id: string): Promise<{ asyncHandle: string }>;
+  /** `force`: a drive that cannot be reached is not erased, its key retired anyway (else DRIVE_UNREACHABLE). */
+  removeDrive(id: string, options?: { force?: boolean }): Promise<{ asyncHandle: string }>;
   removeVolume(id: string, options: { destroyData: boolean }): Promise<{ asyncHandle: string }>;
   replaceDrive(oldId: string, newDevice: string, options: { keepKey: boolean }): Promise<{ asyncHandle: string }>;
   readdDrive(id: string): Promise<ReaddResult>;
@@ -105,9 +106,9 @@ export function fieldService(deps: FieldServiceDeps): FieldService {
       }),
   };
   return {
-    removeDrive: async (id) => {
-      findDrive(state, id);
-      return jobs.start(REMOVE_DRIVE_JOB, (job) => removeDrive(job, ports, id), { lane: FIELD_LANE });
+    removeDrive: async (id, options = {}) => {
+      await checkDriveRemovable(ports, id, options);
+      return jobs.start(REMOVE_DRIVE_JOB, (job) => removeDrive(job, ports, id, options), { lane: FIELD_LANE });
     },
     removeVolume: async (id, options) => {
       await checkVolumeRemovable(volumePorts, id, options);

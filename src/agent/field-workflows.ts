@@ -5,7 +5,10 @@
  * is the safety and every step is journaled (JobJournal through the JobRunner) before the next is taken:
  *
  * remove drive:   crypto erase of the global range (new media key) -> TPer revert to factory state ->
- *                 key revoked -> key destroyed -> record (and config entry) dropped.
+ *                 key revoked -> key destroyed -> record (and config entry) dropped. A drive that cannot
+ *                 be opened (gone, dead) is refused (DRIVE_UNREACHABLE) unless forced: then its key is
+ *                 revoked and destroyed without an erase, and the journal and result say it was not erased
+ *                 (its data stays encrypted under a key that no longer exists).
  * remove volume:  the KMIP keyslot removed from the LUKS2 header -> key revoked -> destroyed -> dropped.
  * replace drive:  the new drive enrolled (its own key) -> proven by a fresh authentication with that key
  *                 -> it takes the old one's role (unlockAtBoot, config entry) -> the old key revoked and
@@ -105,6 +108,9 @@ export interface RemoveResult {
   id: string;
   device: string;
   key: KeyFate;
+  /** Drives: false when forced on a drive that could not be reached (neither erased nor reverted). */
+  erased?: boolean;
+  notErasedReason?: { code: string; message: string };
   /** Steps done by an earlier, interrupted run (this run resumed after them). */
   resumedAfter: string[];
 }
@@ -248,8 +254,51 @@ async function stepDone(
   ports.crashPoint?.(`${job.kindName}:${name}`);
 }
 
-/** `drive remove`: crypto erase, factory revert, key revoked and destroyed, record dropped. */
-export async function removeDrive(context: JobContext, ports: FieldPorts, id: string): Promise<RemoveResult> {
+/** A drive `drive remove` cannot open: not erased, so refused unless forced. */
+export class DriveUnreachableError extends KmipAgentError {
+  constructor(id: string, device: string, cause: unknown) {
+    const e = journalError(cause);
+    super(
+      `${id} (${device}) cannot be reached (${e.code}: ${e.message}): it cannot be crypto-erased; --force (API force: true) ` +
+        'revokes and destroys its key anyway and records that the drive was NOT erased',
+      'DRIVE_UNREACHABLE',
+      { details: { id, device, cause: e } },
+    );
+  }
+}
+
+/** Opens the drive, or says it is unreachable (DriveUnreachableError). */
+async function openOrUnreachable(ports: FieldPorts, record: ManagedDrive): Promise<RemovableDrive> {
+  try {
+    return await ports.openDrive(record.device);
+  } catch (error) {
+    throw new DriveUnreachableError(record.id, record.device, error);
+  }
+}
+
+/** The check `drive remove` makes before its job starts: an unreachable drive needs `force`. */
+export async function checkDriveRemovable(ports: FieldPorts, id: string, options: { force?: boolean } = {}) {
+  const record = findDrive(ports.state, id);
+  let drive: RemovableDrive;
+  try {
+    drive = await openOrUnreachable(ports, record);
+  } catch (error) {
+    if (options.force === true && error instanceof DriveUnreachableError) return;
+    throw error;
+  }
+  await drive.close();
+}
+
+/**
+ * `drive remove`: crypto erase, factory revert, key revoked and destroyed, record dropped. With `force`,
+ * a drive that cannot be opened is not erased: its key is retired all the same, and that is journaled.
+ */
+export async function removeDrive(
+  context: JobContext,
+  ports: FieldPorts,
+  id: string,
+  options: { force?: boolean } = {},
+): Promise<RemoveResult> {
   const job = asFieldJob(context, REMOVE_DRIVE_JOB);
   const record = findDrive(ports.state, id);
   const detail = { id: record.id, device: record.device, keyUid: record.key.uid };
@@ -257,10 +306,24 @@ export async function removeDrive(context: JobContext, ports: FieldPorts, id: st
   const progress = { n: 0, total: 5 };
   await job.step('started', { ...detail, resumedAfter: resumed(done) });
   await ports.hold?.(record.id);
-  let handedBack = done.has('drive-reverted');
+  let handedBack = done.has('drive-reverted') || done.has('drive-not-erased');
+  let notErased = done.has('drive-not-erased')
+    ? { code: 'DRIVE_UNREACHABLE', message: 'an earlier run found the drive unreachable' }
+    : undefined;
   try {
+    let drive: RemovableDrive | undefined;
     if (!handedBack) {
-      const drive = await ports.openDrive(record.device);
+      try {
+        drive = await openOrUnreachable(ports, record);
+      } catch (error) {
+        if (!(options.force === true && error instanceof DriveUnreachableError)) throw error;
+        // Forced: nothing can be done on the drive; the key goes anyway, and the journal says so.
+        notErased = journalError(error);
+        handedBack = true;
+        await stepDone(job, ports, 'drive-not-erased', { ...detail, reason: notErased }, progress);
+      }
+    }
+    if (drive) {
       try {
         if (await drive.isFactoryFresh()) {
           // Reverted by a run that crashed before journaling it: nothing on the drive needs the key.
@@ -305,7 +368,14 @@ export async function removeDrive(context: JobContext, ports: FieldPorts, id: st
   });
   await job.progress(5, 5);
   ports.changed?.();
-  return { id: record.id, device: record.device, key, resumedAfter: resumed(done) };
+  return {
+    id: record.id,
+    device: record.device,
+    key,
+    erased: notErased === undefined,
+    ...(notErased ? { notErasedReason: notErased } : {}),
+    resumedAfter: resumed(done),
+  };
 }
 
 /** Refuses removing the only keyslot of a volume unless the data is meant to go with it. */

@@ -4,6 +4,9 @@
  * drive or volume record (nor the envelope master key) uses is an orphan, shown with its State and Name
  * (a key a removal could not destroy, a replacement's kept old key, a crashed enrollment's key); each
  * record whose key the server no longer has is missing (that drive or volume cannot be unlocked).
+ * A key an unfinished job journaled as made (a rotation's Pre-Active new key, a master rekey's new master
+ * key), or as the previous key it replaces, is no orphan: it is in flight, shown with the job and the last step it journaled, and finished or
+ * rolled back by that job's rerun (or the daemon's start).
  */
 import { State } from '../kmip/index.js';
 import { keyGroupFor } from './enroll.js';
@@ -22,6 +25,30 @@ export interface OrphanKey {
   state: string;
 }
 
+export interface InFlightKey extends OrphanKey {
+  job: string;
+  kind: string;
+  /** The last step the job journaled. */
+  step: string | null;
+}
+
+/** The steps that journal a new key's UID (detail.uid) before anything else is done with it. */
+const KEY_MADE_STEPS = new Set(['key-created', 'master-key-created', 'master-key-adopted']);
+
+/** Keys that unfinished jobs made and journaled: their UID -> the job and where it stopped. */
+export function inFlightKeys(body: StateBody): Map<string, { job: string; kind: string; step: string | null }> {
+  const out = new Map<string, { job: string; kind: string; step: string | null }>();
+  for (const job of body.jobs) {
+    if (job.status === 'done' || job.steps.some((s) => s.name === 'rolled-back')) continue;
+    const where = { job: job.id, kind: job.kind, step: job.steps.at(-1)?.name ?? null };
+    // The new key it made, and the previous one it retires at its end (no record names it after the switch).
+    for (const s of job.steps)
+      if (KEY_MADE_STEPS.has(s.name))
+        for (const uid of [s.detail?.uid, s.detail?.previous]) if (typeof uid === 'string') out.set(uid, where);
+  }
+  return out;
+}
+
 export interface MissingKey {
   kind: 'drive' | 'volume';
   id: string;
@@ -36,6 +63,8 @@ export interface KeyAuditReport {
   serverObjects: number;
   recorded: number;
   orphans: OrphanKey[];
+  /** Keys of unfinished jobs (not orphans: their job's rerun finishes or rolls them back). */
+  inFlight: InFlightKey[];
   missing: MissingKey[];
   clean: boolean;
 }
@@ -60,8 +89,14 @@ export async function auditKeys(applianceId: string, body: StateBody, ports: Key
   const unused = uids.filter((u) => !used.has(u));
   const names = await ports.namesOf(unused);
   const orphans: OrphanKey[] = [];
-  for (const uid of unused)
-    orphans.push({ uid, name: names.get(uid)?.[0] ?? null, state: stateName(await ports.keyState(uid)) });
+  const inFlight: InFlightKey[] = [];
+  const flying = inFlightKeys(body);
+  for (const uid of unused) {
+    const key = { uid, name: names.get(uid)?.[0] ?? null, state: stateName(await ports.keyState(uid)) };
+    const job = flying.get(uid);
+    if (job) inFlight.push({ ...key, ...job });
+    else orphans.push(key);
+  }
   const missing: MissingKey[] = [];
   for (const r of records) {
     // Not in the group is not yet missing (a key adopted from elsewhere): the server is asked by UID.
@@ -76,6 +111,7 @@ export async function auditKeys(applianceId: string, body: StateBody, ports: Key
     serverObjects: uids.length,
     recorded: records.length,
     orphans,
+    inFlight,
     missing,
     clean: orphans.length === 0 && missing.length === 0,
   };

@@ -26,7 +26,7 @@ export function fieldMethods(field: () => FieldService): Record<string, RpcMetho
     RemoveDrive: async (params) => {
       const id = text(params, 'id', 'RemoveDrive', 'a managed drive id');
       confirmed(params, 'RemoveDrive', 'crypto-erases the drive (ALL ITS DATA LOST) and destroys its key');
-      return plain(await field().removeDrive(id));
+      return plain(await field().removeDrive(id, { force: params.force === true }));
     },
     RemoveVolume: async (params) => {
       const id = text(params, 'id', 'RemoveVolume', 'a managed volume id');

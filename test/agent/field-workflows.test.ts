@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  checkDriveRemovable,
   readdDrive,
   removeDrive,
   replaceDrive,
@@ -227,7 +228,97 @@ describe('drive readd over fake ports', () => {
   });
 });
 
+describe('drive remove of an unreachable drive over fake ports', () => {
+  it('refused before a job without force; forced, the key is retired and the journal says not erased', async () => {
+    const { state, jobs } = await setup([drive('D1', 'u1')]);
+    const calls: string[] = [];
+    const ports: FieldPorts = {
+      state,
+      keys: keys(['u1']),
+      openDrive: async () => {
+        throw Object.assign(new Error('no such device'), { code: 'DRIVE_OPEN_FAILED' });
+      },
+      retire: {
+        revoke: async (uid) => void calls.push(`revoke ${uid}`),
+        destroy: async (uid) => void calls.push(`destroy ${uid}`),
+        keyState: async () => State.Active,
+      },
+    };
+    await expect(checkDriveRemovable(ports, 'D1')).rejects.toMatchObject({
+      code: 'DRIVE_UNREACHABLE',
+      message: expect.stringContaining('DRIVE_OPEN_FAILED') as unknown,
+    });
+    await checkDriveRemovable(ports, 'D1', { force: true });
+    // Without force the job refuses too (a drive that went away after the check).
+    const unforced = await jobs.settled(
+      (await jobs.start('remove-drive', (j) => removeDrive(j, ports, 'D1'))).asyncHandle,
+    );
+    expect(unforced).toMatchObject({ status: 'failed', error: { code: 'DRIVE_UNREACHABLE' } });
+    expect(calls).toEqual([]);
+    expect(state.snapshot().drives).toHaveLength(1);
+
+    const job = await jobs.settled(
+      (await jobs.start('remove-drive', (j) => removeDrive(j, ports, 'D1', { force: true }))).asyncHandle,
+    );
+    expect(job.status).toBe('done');
+    expect(job.result).toMatchObject({ erased: false, key: { revoked: true, destroyed: true } });
+    expect(job.steps.find((s) => s.name === 'drive-not-erased')?.detail).toMatchObject({
+      id: 'D1',
+      reason: { code: 'DRIVE_UNREACHABLE' },
+    });
+    expect(calls).toEqual(['revoke u1', 'destroy u1']);
+    expect(state.snapshot().drives).toEqual([]);
+  });
+});
+
 describe('auditKeys', () => {
+  it("marks an unfinished job's journaled new key in-flight (job, step), not orphan; a rolled-back one is orphan", async () => {
+    const { state } = await setup([drive('D1', 'u1')]);
+    const at = '2026-12-01T10:00:00.000Z';
+    await state.update((s) => {
+      s.jobs.push(
+        {
+          id: 'rotate-1',
+          kind: 'rotate-drive',
+          target: 'D1',
+          status: 'interrupted',
+          startedAt: at,
+          steps: [
+            { name: 'key-created', at, detail: { uid: 'u7', previous: 'u1' } },
+            { name: 'admin1-changing', at },
+          ],
+        },
+        {
+          id: 'rotate-0',
+          kind: 'rotate-drive',
+          target: 'D1',
+          status: 'failed',
+          startedAt: at,
+          steps: [
+            { name: 'key-created', at, detail: { uid: 'u6' } },
+            { name: 'rolled-back', at },
+          ],
+        },
+      );
+    });
+    const report = await auditKeys('app', state.snapshot(), {
+      findByGroup: async () => ['u1', 'u6', 'u7'],
+      namesOf: async (uids) => new Map(uids.map((u) => [u, [`kmip-agent/app/D1`]])),
+      keyState: async (u) => (u === 'u7' ? State.PreActive : State.Destroyed),
+    });
+    expect(report.inFlight).toEqual([
+      {
+        uid: 'u7',
+        name: 'kmip-agent/app/D1',
+        state: 'PreActive',
+        job: 'rotate-1',
+        kind: 'rotate-drive',
+        step: 'admin1-changing',
+      },
+    ]);
+    expect(report.orphans.map((o) => o.uid)).toEqual(['u6']);
+  });
+
   it('lists objects no record uses (with State and Name) and records whose key the server lacks', async () => {
     const { state } = await setup([drive('D1', 'u1'), drive('D2', 'u9')]);
     const report = await auditKeys('app', state.snapshot(), {

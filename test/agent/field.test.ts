@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/agent/config.js';
@@ -125,6 +125,40 @@ describe('drive remove', () => {
     expect(readFileSync(a.statePath)).toEqual(before);
     expect(await serverState(a, d!.keyUid)).not.toBeNull();
     expect(await isFactoryFresh(d!.device)).toBe(false);
+  });
+
+  it('an unreachable drive: refused without --force (DRIVE_UNREACHABLE); forced, its key is destroyed and "not erased" recorded', async () => {
+    const a = appliance();
+    const [dead, kept] = await enrolled(a, 'EMU-F8', 'EMU-F9');
+    // The drive is gone (its image removed, as a pulled or dead disk): nothing can erase it.
+    rmSync(dead!.device.slice(4), { force: true });
+    const before = readFileSync(a.statePath);
+    const refused = a.cli(['drive', 'remove', dead!.id, '--yes']);
+    expect(refused.code).toBe(1);
+    expect(errorCode(refused)).toBe('DRIVE_UNREACHABLE');
+    expect(readFileSync(a.statePath)).toEqual(before);
+    expect(await serverState(a, dead!.keyUid)).not.toBeNull();
+
+    const r = a.ok(['drive', 'remove', dead!.id, '--yes', '--force']);
+    expect(r.result).toMatchObject({
+      id: dead!.id,
+      erased: false,
+      notErasedReason: { code: 'DRIVE_UNREACHABLE' },
+      key: { keyUid: dead!.keyUid, revoked: true, destroyed: true },
+    });
+    expect((r.steps as { name: string }[]).map((s) => s.name)).toEqual([
+      'started',
+      'drive-not-erased',
+      'key-revoked',
+      'key-destroyed',
+      'record-removed',
+    ]);
+    expect(await serverState(a, dead!.keyUid)).toBeNull();
+    expect(state(a).drives.map((d) => d.id)).toEqual([kept!.id]);
+    // A reachable drive with --force is erased as usual: --force only matters when the drive is gone.
+    const normal = a.ok(['drive', 'remove', kept!.id, '--yes', '--force']);
+    expect(normal.result).toMatchObject({ erased: true });
+    expect(await isFactoryFresh(kept!.device)).toBe(true);
   });
 });
 

@@ -125,6 +125,16 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
       expect((await exitOf(doomed)).signal).toBe('SIGKILL');
       const crashed = (await stateOf(nas)).jobs.filter((j) => j.kind === 'rotate-drive').at(-1)!;
       expect(crashed.steps.at(-1)!.name).toBe(step);
+      // Before the restart, the key audit shows the rotation's new key in flight (its job and step), not orphan.
+      const newUid = crashed.steps.find((x) => x.name === ROTATION_STEPS.keyCreated)!.detail!.uid as string;
+      const audit = JSON.parse((await cli(['audit', 'keys', '--json', ...nas.dirArgs()])).stdout) as {
+        orphans: { uid: string }[];
+        inFlight: { uid: string; job: string; step: string }[];
+      };
+      // Until `recorded` the new key is the unrecorded one; after it, the old key (which the job retires last).
+      const unrecorded = (await stateOf(nas)).drives[0]!.key.uid === newUid ? oldUid : newUid;
+      expect(audit.orphans).toEqual([]);
+      expect(audit.inFlight).toEqual([expect.objectContaining({ uid: unrecorded, job: crashed.id, step })]);
 
       await nas.powerCycle();
       const daemon = nas.daemon(undefined);

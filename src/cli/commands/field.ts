@@ -78,24 +78,31 @@ const confirmRequired = (what: string) =>
 
 export const driveRemoveCommand = command({
   name: 'remove',
-  usage: '<id> --yes',
+  usage: '<id> --yes [--force]',
   summary: 'take a managed drive out for good: crypto erase, factory revert, its key revoked and destroyed',
   description: `In this order, each step journaled before the next: the global range is crypto-erased (new media key:
 ALL DATA ON THE DRIVE IS LOST), the drive is reverted to factory state, its key is revoked and destroyed on the
 key server, then its record and config entry are dropped. Run again after an interruption, it resumes. A key the
 server refuses to revoke or destroy (a client identity without the right) is reported and left there: the drive
-is still removed and \`kmip-agent audit keys\` lists the key until it is destroyed on the server.`,
-  options: { yes: { type: 'boolean', help: 'confirm: the drive is erased and its key destroyed' }, ...DIR_OPTIONS },
+is still removed and \`kmip-agent audit keys\` lists the key until it is destroyed on the server.
+A drive that cannot be reached (gone, dead) cannot be erased: refused (DRIVE_UNREACHABLE) unless --force, which
+revokes and destroys its key anyway and records (journal, result) that the drive was NOT erased.`,
+  options: {
+    yes: { type: 'boolean', help: 'confirm: the drive is erased and its key destroyed' },
+    force: { type: 'boolean', help: 'also when the drive cannot be reached: key destroyed, drive NOT erased' },
+    ...DIR_OPTIONS,
+  },
   positionals: 1,
   async run({ values, positionals: [id] }, ctx) {
     if (values.yes !== true) throw confirmRequired(`drive remove erases ${id} (ALL DATA LOST) and destroys its key`);
-    const done = await runJob(ctx, dirsFrom(values), 'RemoveDrive', { id, confirm: true }, (r) =>
-      r.field.removeDrive(id!),
+    const force = values.force === true;
+    const done = await runJob(ctx, dirsFrom(values), 'RemoveDrive', { id, confirm: true, force }, (r) =>
+      r.field.removeDrive(id!, { force }),
     );
-    return jobOutcome(
-      ctx,
-      done,
-      (r: RemoveResult) => `${r.id} (${r.device}): erased, reverted to factory state; ${keyLine(r.key)}`,
+    return jobOutcome(ctx, done, (r: RemoveResult) =>
+      r.erased === false
+        ? `${r.id} (${r.device}): NOT erased (unreachable: ${r.notErasedReason?.code}), record dropped; ${keyLine(r.key)}`
+        : `${r.id} (${r.device}): erased, reverted to factory state; ${keyLine(r.key)}`,
     );
   },
 });
@@ -175,6 +182,10 @@ function auditLines(report: KeyAuditReport): string {
   const lines = [
     `${report.group}: ${report.serverObjects} object(s) on the key server, ${report.recorded} record(s)`,
     ...report.orphans.map((o) => `  orphan: ${o.uid} ${o.state} ${o.name ?? '(no name)'}: no drive or volume uses it`),
+    ...(report.inFlight ?? []).map(
+      (k) =>
+        `  in-flight (job ${k.job}, step ${k.step ?? 'none'}): ${k.uid} ${k.state} ${k.name ?? '(no name)'}: its ${k.kind} job finishes or rolls it back when run again`,
+    ),
     ...report.missing.map(
       (m) => `  missing: ${m.kind} ${m.id} (${m.device}): its key ${m.keyUid} is not on the server`,
     ),
