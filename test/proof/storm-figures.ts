@@ -1,0 +1,45 @@
+/** Figures for the boot-storm scenarios: seeded jitter, histograms and summaries of what was counted. */
+
+/** A seeded Random in [0, 1) (mulberry32): each simulated appliance's own, reproducible jitter. */
+export function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Counts of `timesMs` per bucket of `bucketMs`, from 0 to the last one (empty buckets included). */
+export function attemptHistogram(timesMs: number[], bucketMs: number): number[] {
+  const buckets: number[] = [];
+  for (const t of timesMs) {
+    const b = Math.max(0, Math.floor(t / bucketMs));
+    while (buckets.length <= b) buckets.push(0);
+    buckets[b]! += 1;
+  }
+  return buckets;
+}
+
+export function summary(values: number[]): { min: number; median: number; mean: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  return {
+    min: sorted[0] ?? 0,
+    median: sorted[Math.floor(sorted.length / 2)] ?? 0,
+    mean: sorted.reduce((n, v) => n + v, 0) / Math.max(1, sorted.length),
+    max: sorted[sorted.length - 1] ?? 0,
+  };
+}
+
+/** The most of `timesMs` inside any window of `windowMs` (sliding), and its share of them all. */
+export function busiestShare(timesMs: number[], windowMs: number): { count: number; share: number } {
+  const sorted = [...timesMs].sort((a, b) => a - b);
+  let count = 0;
+  for (let start = 0, end = 0; end < sorted.length; end++) {
+    while (sorted[end]! - sorted[start]! >= windowMs) start++;
+    count = Math.max(count, end - start + 1);
+  }
+  return { count, share: sorted.length === 0 ? 0 : count / sorted.length };
+}
