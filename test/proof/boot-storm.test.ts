@@ -245,22 +245,25 @@ describe(`boot storm: ${APPLIANCES} appliances after a site-wide power loss`, ()
       expect(a.agent.status().drives.map((d) => d.state)).toEqual(Array(DRIVES_PER_APPLIANCE).fill('unlocked'));
       expect([...a.drives.unlocks.values()]).toEqual(Array(DRIVES_PER_APPLIANCE).fill(1));
     }
-    // Each appliance holds at most its one connection: the provider never opens a second in parallel.
+    // Each appliance holds at most its one connection: the provider never opens a second in parallel,
+    // and a fetch costs at most two connections (one resend after a dropped connection).
     expect(figures.peakConnections).toBeLessThanOrEqual(APPLIANCES);
+    const fetches = fleet.reduce((n, a) => n + a.fetches.length, 0);
+    expect(figures.attempts).toBeLessThanOrEqual(2 * fetches);
     return figures;
   }
 
   it(
-    'server up at power-on: every appliance unlocks at its first attempt; what one server serves per second',
+    'server up at power-on: every appliance unlocks; what one server serves per second',
     async () => {
       const f = await storm(`storm-${APPLIANCES}-up`, 0);
-      expect(f.retries.max).toBe(0);
-      const burstS = FLEET_TARGET / f.servedPerSecond;
+      const workS = FLEET_TARGET / f.servedPerSecond;
       console.log(
         `PROOF storm-${APPLIANCES}-up served=${f.servedPerSecond.toFixed(0)} appliances/s ` +
-          `implies-${FLEET_TARGET}: ${FLEET_TARGET} connections at power-on (peak-conn x${Math.round(FLEET_TARGET / APPLIANCES)}), ` +
-          `~${burstS.toFixed(0)}s for one PyKMIP to serve them at this rate, so the last appliances outlive ` +
-          `the 10 s connect timeout and 15 s request timeout and fall back to retries`,
+          `implies-${FLEET_TARGET}: ~${workS.toFixed(0)}s of one PyKMIP's work for the power-on alone ` +
+          `(~${(workS / 60).toFixed(0)} min to the last unlock; ~${Math.ceil(workS / 60)} such servers for 1 min); ` +
+          `the ${FLEET_TARGET} first attempts arrive within seconds, so most exceed the 10 s connect timeout and ` +
+          `fall back to jittered retries; up to ${FLEET_TARGET} idle connections stay open at the server`,
       );
     },
     FULL ? 300_000 : 120_000,
