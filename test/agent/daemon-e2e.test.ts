@@ -270,7 +270,7 @@ describe(
         expect(await nas.status()).toMatchObject({ daemon: true, ready: true });
       });
 
-      it('the API refuses a non-root peer (socket 0600): curl as nobody fails, as root it answers', async () => {
+      it('the API refuses a non-root peer: curl as nobody fails (socket 0600), is refused by SO_PEERCRED when the mode is widened; as root it answers', async () => {
         await startFirst();
         const socket = join(nas.runtimeDir, 'api.sock');
         chmodSync(nas.runtimeDir, 0o755);
@@ -313,6 +313,24 @@ describe(
         const asRoot = await runProcess('curl', request);
         expect(asRoot.code).toBe(0);
         expect(JSON.parse(asRoot.stdout)).toMatchObject({ id: 1, result: { ready: true } });
+        // Second barrier, in the daemon itself: with the socket's mode widened by mistake, the peer's
+        // credentials (SO_PEERCRED) still refuse nobody, with the typed error and nothing of the status.
+        chmodSync(socket, 0o666);
+        const widened = await runProcess('setpriv', [
+          '--reuid',
+          'nobody',
+          '--regid',
+          'nogroup',
+          '--clear-groups',
+          'curl',
+          '-w',
+          '\n%{http_code}',
+          ...request,
+        ]);
+        const [body, code] = widened.stdout.split('\n');
+        expect(code).toBe('403');
+        expect(JSON.parse(body!)).toMatchObject({ error: { data: { code: 'API_PERMISSION_DENIED' } } });
+        expect(body).not.toContain('drives');
       });
     });
 
