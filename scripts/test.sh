@@ -14,6 +14,9 @@ bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 run_dir=$(mktemp -d /tmp/kmip-run-XXXXXX) # short: unix socket paths under it have 108 bytes
 secrets_dir=$(mktemp -d /tmp/kmip-secrets-XXXXXX)
 mkdir -p "$run_dir/tmp" "$run_dir/kept" "$run_dir/output"
+# Like /tmp: tests run commands as nobody (setpriv) that must reach sockets in their own 0700-or-wider dirs.
+chmod 0755 "$run_dir"
+chmod 1777 "$run_dir/tmp"
 wipe_run() {
   # What must hold secrets (key server databases, drive RAM caches) and the record: overwritten first.
   find "$secrets_dir" "$run_dir" -type f \( -path "$secrets_dir/*" -o -name 'pykmip.db*' -o -name '*.ram' \) \

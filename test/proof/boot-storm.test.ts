@@ -26,7 +26,8 @@ import * as ops from '../../src/kmip/operations.js';
 import { KmipProvider } from '../../src/kmip/provider.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { pykmipClientOptions, startPykmip, type PykmipServer } from '../support/pykmip.js';
-import { attemptHistogram, busiestShare, mulberry32, summary } from './storm-figures.js';
+import { mulberry32 } from '../support/seeded-random.js';
+import { attemptHistogram, busiestShare, summary } from './storm-figures.js';
 
 const FULL = process.env.KMIP_AGENT_PROOF === 'full';
 const APPLIANCES = FULL ? 200 : 30;
@@ -273,12 +274,13 @@ describe(`boot storm: ${APPLIANCES} appliances after a site-wide power loss`, ()
     'server booting for the first seconds: every appliance unlocks; retry rounds spread out (no waves)',
     async () => {
       const f = await storm(`storm-${APPLIANCES}-outage`, OUTAGE_MS);
-      // The first two rounds (power-on and the 0-1 s window) are together by nature; from the third on,
-      // full jitter spreads each round over a window of 2^r seconds: lock-step backoff would put (nearly)
-      // the whole round in one second.
+      // The first rounds (power-on, the 0-1 s and 0-2 s windows) are close together by nature; from the
+      // fourth on, full jitter spreads each round over a window of 2^r seconds (expected busiest second:
+      // about a quarter of the round at 200 appliances, more noise at 30), where lock-step backoff puts
+      // (nearly) the whole round in one second.
       const spread = f.rounds.filter((r) => r.round >= 3 && r.appliances >= APPLIANCES / 2);
       expect(spread.length).toBeGreaterThan(0);
-      for (const r of spread) expect(r.busiest.share).toBeLessThanOrEqual(0.5);
+      for (const r of spread) expect(r.busiest.share).toBeLessThanOrEqual(0.65);
       // The figures imply, at 10,000 appliances with the 60 s cap: rounds at the cap arrive at about
       // N / 30 s (full jitter's mean wait), and the tail after the server's return is bounded by the cap.
       const capRate = FLEET_TARGET / 30;

@@ -1,16 +1,4 @@
-/** Figures for the boot-storm scenarios: seeded jitter, histograms and summaries of what was counted. */
-
-/** A seeded Random in [0, 1) (mulberry32): each simulated appliance's own, reproducible jitter. */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Figures for the boot-storm scenarios: histograms and summaries of what was counted. */
 
 /** Counts of `timesMs` per bucket of `bucketMs`, from 0 to the last one (empty buckets included). */
 export function attemptHistogram(timesMs: number[], bucketMs: number): number[] {
