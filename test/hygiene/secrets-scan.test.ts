@@ -75,6 +75,37 @@ describe('secrets hygiene scan', () => {
     ]);
   });
 
+  it('a key file (nothing but the key, as handed to --key-file) is where a key belongs, and must be 0600', () => {
+    const { root, work } = tree();
+    const [a, b, c] = [secret(), secret(), secret()];
+    writeFileSync(join(root, 'input.key'), a, { mode: 0o600 });
+    writeFileSync(join(root, 'input.hex'), `${b.toString('hex')}\n`);
+    chmodSync(join(root, 'input.hex'), 0o644);
+    writeFileSync(join(root, 'notes.txt'), `the key is ${c.toString('hex')}\n`);
+    const result = scan(
+      [root],
+      [a, b, c].map((value) => ({ value, source: 'test' })),
+      work,
+    );
+    expect(result.keyFiles).toBe(2);
+    expect(result.hits.map((h) => h.file.slice(root.length + 1))).toEqual(['notes.txt']);
+    expect(result.looseModes.map((m) => m.file.slice(root.length + 1))).toEqual(['input.hex']);
+  });
+
+  it('a value written in the source tree is a constant, not a generated secret', () => {
+    const { root, work } = tree();
+    const source = mkdtempSync(join(tmpdir(), 'kmip-agent-scan-src-'));
+    dirs.push(source);
+    // The scan zeroes what it was given: each call gets its own copy.
+    const hex = secret().toString('hex');
+    const copy = (): Secret[] => [{ value: Buffer.from(hex, 'hex'), source: 'fixture' }];
+    writeFileSync(join(source, 'fixture.test.ts'), `const key = Buffer.from('${hex}', 'hex');\n`);
+    writeFileSync(join(root, 'transformed.js'), `const key = Buffer.from('${hex}', 'hex');\n`);
+    expect(scan([root], copy(), work, { sourceRoots: [source] })).toMatchObject({ secrets: 0, skipped: 1, hits: [] });
+    // Without the source tree to tell, the same value is a hit.
+    expect(scan([root], copy(), work).hits.map((h) => h.encoding)).toEqual(['hex']);
+  });
+
   it('flags secret and state files others may read, and skips test constants', () => {
     const { root, work } = tree();
     mkdirSync(join(root, 'state'));

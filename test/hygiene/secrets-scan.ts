@@ -153,17 +153,104 @@ export interface ScanResult {
   looseModes: { file: string; mode: string }[];
   /** Files checked for their mode. */
   modesChecked: number;
+  /** Files that are nothing but a key (see isKeyFile): not hits, but mode-checked. */
+  keyFiles: number;
+}
+
+/** GNU grep -F over every pattern of `secrets` at once (the pattern file lives in the 0700 `workDir`). */
+function grepper(workDir: string) {
+  const patternFile = join(workDir, 'patterns');
+  const run = (secrets: Secret[], args: string[]) => {
+    const byPattern = new Map<string, { secret: Secret; encoding: string }>();
+    const lines: Buffer[] = [];
+    for (const secret of secrets)
+      for (const { encoding, pattern } of patternsOf(secret.value)) {
+        byPattern.set(pattern.toString('latin1'), { secret, encoding });
+        lines.push(pattern, Buffer.from('\n'));
+      }
+    if (lines.length === 0) return { stdout: Buffer.alloc(0), byPattern };
+    writeFileSync(patternFile, Buffer.concat(lines), { mode: 0o600 });
+    const r = spawnSync('grep', ['-F', '-a', '-f', patternFile, ...args], {
+      env: { ...process.env, LC_ALL: 'C' },
+      maxBuffer: 1 << 30,
+    });
+    // 0: found, 1: nothing found; 2 with only vanished files (another process's /dev/shm) is fine too.
+    const errors = r.stderr
+      .toString()
+      .split('\n')
+      .filter((l) => l && !/No such file or directory/.test(l));
+    if (r.status === null || r.status > 2 || (r.status === 2 && errors.length > 0))
+      throw new Error(`grep failed (${r.status}): ${errors.join('; ')}`);
+    return { stdout: r.stdout, byPattern };
+  };
+  return {
+    /** Files (grep -l --null) with any pattern. */
+    files: (secrets: Secret[], args: string[]) =>
+      run(secrets, args).stdout.toString('latin1').split('\0').filter(Boolean),
+    /** The secrets (and encodings) whose patterns grep -o printed, each once. */
+    matches: (secrets: Secret[], args: string[]) => {
+      const { stdout, byPattern } = run(secrets, args);
+      const seen = new Set(stdout.toString('latin1').split('\n').filter(Boolean));
+      return [...seen].flatMap((m) => {
+        const what = byPattern.get(m);
+        return what ? [what] : [];
+      });
+    },
+  };
+}
+
+/**
+ * A key file: nothing but one secret (raw, or hex with an optional newline), as an operator hands it to
+ * `--key-file` and as tests do. Where a key is meant to be; it must be 0600 like any secret file.
+ */
+function isKeyFile(path: string, secrets: Set<string>): boolean {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return false;
+  }
+  if (st.size < 16 || st.size > 1025) return false;
+  const content = readFileSync(path);
+  const text = content.toString('latin1').trim();
+  return secrets.has(content.toString('hex')) || (/^[0-9a-fA-F]+$/.test(text) && secrets.has(text.toLowerCase()));
 }
 
 /** Scans `roots` for `secrets`; `workDir` (0700, the record's) holds the pattern file while grep runs. */
-export function scan(roots: string[], secrets: Secret[], workDir: string): ScanResult {
+export function scan(
+  roots: string[],
+  secrets: Secret[],
+  workDir: string,
+  options: { sourceRoots?: string[] } = {},
+): ScanResult {
   const files = walk(roots);
-  const { kept, skipped } = searchable([...secrets, ...harvestMediaKeys(files)]);
-  const scanned = files.filter((f) => !isHolder(basename(f)));
+  const searched = searchable([...secrets, ...harvestMediaKeys(files)]);
+  const grep = grepper(workDir);
+  // A value written in the project's own source is a test constant, not a key the run generated.
+  const literal = new Set(
+    (options.sourceRoots ?? []).length === 0
+      ? []
+      : grep
+          .matches(searched.kept, [
+            '-r',
+            '-o',
+            '-h',
+            '--include=*.ts',
+            '--include=*.cc',
+            '--include=*.h',
+            ...options.sourceRoots!,
+          ])
+          .map((m) => m.secret.value.toString('hex')),
+  );
+  const kept = searched.kept.filter((s) => !literal.has(s.value.toString('hex')));
+  const skipped = searched.skipped + literal.size;
+  const hexes = new Set(kept.map((s) => s.value.toString('hex')));
+  const keyFiles = new Set(files.filter((f) => !isHolder(basename(f)) && isKeyFile(f, hexes)));
+  const scanned = files.filter((f) => !isHolder(basename(f)) && !keyFiles.has(f));
 
   const looseModes: ScanResult['looseModes'] = [];
   const checked = new Set<string>();
-  for (const file of files.filter(holdsSecretsOrState)) {
+  for (const file of [...files.filter(holdsSecretsOrState), ...keyFiles]) {
     checked.add(file);
     // An emulated drive's image sits next to its state file and is created 0600 too.
     if (file.endsWith('.state') && existsSync(file.slice(0, -'.state'.length))) checked.add(file.slice(0, -6));
@@ -177,50 +264,30 @@ export function scan(roots: string[], secrets: Secret[], workDir: string): ScanR
     }
   }
 
-  const byPattern = new Map<string, { secret: Secret; encoding: string }>();
-  const lines: Buffer[] = [];
-  for (const secret of kept)
-    for (const { encoding, pattern } of patternsOf(secret.value)) {
-      byPattern.set(pattern.toString('latin1'), { secret, encoding });
-      lines.push(pattern, Buffer.from('\n'));
-    }
   const hits: Hit[] = [];
   if (kept.length > 0 && scanned.length > 0) {
-    const patternFile = join(workDir, 'patterns');
-    writeFileSync(patternFile, Buffer.concat(lines), { mode: 0o600 });
-    const grep = (args: string[]) => {
-      const r = spawnSync('grep', ['-F', '-a', '-f', patternFile, ...args], {
-        env: { ...process.env, LC_ALL: 'C' },
-        maxBuffer: 1 << 30,
-      });
-      // 0: found, 1: nothing found; 2 with only vanished files (another process's /dev/shm) is fine too.
-      const errors = r.stderr
-        .toString()
-        .split('\n')
-        .filter((l) => l && !/No such file or directory/.test(l));
-      if (r.status === null || r.status > 2 || (r.status === 2 && errors.length > 0))
-        throw new Error(`grep failed (${r.status}): ${errors.join('; ')}`);
-      return r.stdout;
-    };
-    const excluded = HOLDERS.flatMap((h) => [`--exclude=${h}`]);
-    const withHits = grep(['-r', '-l', '--null', '-D', 'skip', ...excluded, ...roots.filter(existsSync)])
-      .toString('latin1')
-      .split('\0')
-      .filter(Boolean);
-    for (const file of withHits) {
-      const found = new Set(grep(['-o', file]).toString('latin1').split('\n').filter(Boolean));
-      for (const match of found) {
-        const what = byPattern.get(match);
-        if (!what) continue;
+    const excluded = HOLDERS.map((h) => `--exclude=${h}`);
+    const withHits = grep
+      .files(kept, ['-r', '-l', '--null', '-D', 'skip', ...excluded, ...roots.filter(existsSync)])
+      .filter((f) => !keyFiles.has(f));
+    for (const file of withHits)
+      for (const { secret, encoding } of grep.matches(kept, ['-o', file]))
         hits.push({
           file,
-          source: what.secret.source,
-          encoding: what.encoding,
-          fingerprint: createHash('sha256').update(what.secret.value).digest('hex').slice(0, 12),
+          source: secret.source,
+          encoding,
+          fingerprint: createHash('sha256').update(secret.value).digest('hex').slice(0, 12),
         });
-      }
-    }
   }
   for (const s of kept) s.value.fill(0);
-  return { secrets: kept.length, skipped, filesScanned: scanned.length, hits, looseModes, modesChecked: checked.size };
+  for (const s of searched.kept) s.value.fill(0);
+  return {
+    secrets: kept.length,
+    skipped,
+    filesScanned: scanned.length,
+    keyFiles: keyFiles.size,
+    hits,
+    looseModes,
+    modesChecked: checked.size,
+  };
 }
