@@ -5,14 +5,17 @@
  * file others can read. Without this, "0 hits" at the end of a run could mean a scan that sees nothing.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { patternsOf, scan, searchable, type Secret } from './secrets-scan.js';
 
 const dirs: string[] = [];
-afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+// Removed for real (rm in a child process, which the recorded run does not keep): the planted secrets
+// must not reach the run's own scan at the end.
+afterEach(() => dirs.splice(0).forEach((d) => execFileSync('rm', ['-rf', '--', d])));
 
 function tree() {
   const root = mkdtempSync(join(tmpdir(), 'kmip-agent-scan-'));
