@@ -48,6 +48,8 @@ export async function acquireStateLock(
   const path = join(dir, LOCK_FILE);
   const handle = await fs.open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   try {
+    // O_CREAT's mode applies only to a new file: one left by anyone else is made 0600 too.
+    await handle.chmod(0o600);
     if (!native.tryLock(handle.fd)) throw new StateLockedError(dir, await readOwner(handle));
     await handle.truncate(0);
     await handle.write(JSON.stringify({ pid: process.pid, role }) + '\n', 0);

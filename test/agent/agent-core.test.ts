@@ -16,6 +16,7 @@ import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
 import { StateStore } from '../../src/agent/state.js';
 import { mapBounded, unlockTargets, type UnlockTarget, type Unlocker } from '../../src/agent/unlock.js';
 import { FakeClock, settle } from '../support/fake-clock.js';
+import { mulberry32 } from '../support/seeded-random.js';
 
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -95,10 +96,13 @@ const silentLog: AgentLog & { lines: string[] } = {
   },
 };
 
-async function setup(count: number, overrides: { concurrency?: number; retryCapSeconds?: number } = {}) {
+async function setup(
+  count: number,
+  overrides: { concurrency?: number; retryCapSeconds?: number; clock?: FakeClock; random?: () => number } = {},
+) {
   const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-core-'));
   dirs.push(dir);
-  const clock = new FakeClock();
+  const clock = overrides.clock ?? new FakeClock();
   const state = new StateStore({ dir, now: () => clock.now() });
   await state.load();
   const keys = new TableKeySource();
@@ -132,7 +136,7 @@ async function setup(count: number, overrides: { concurrency?: number; retryCapS
     keys,
     unlockers: { opal, luks: opal },
     clock,
-    random: () => [0.5, 0.25, 0.75, 0.999][draws++ % 4]!,
+    random: overrides.random ?? (() => [0.5, 0.25, 0.75, 0.999][draws++ % 4]!),
     log: silentLog,
     faults,
   });
@@ -298,6 +302,41 @@ describe('boot', () => {
     await settle();
     expect(agent.status().drives[0]!.state).toBe('unlocked');
     agent.stop();
+  });
+
+  it('a fleet that failed together does not retry together: each retry round spreads over its window', async () => {
+    // 100 appliances on one clock, the key server down; each agent draws its own jitter.
+    const clock = new FakeClock();
+    const roundsOf = async (random: (i: number) => () => number) => {
+      const fleet = await Promise.all(
+        Array.from({ length: 100 }, (_, i) => setup(1, { clock, retryCapSeconds: 60, random: random(i) })),
+      );
+      const fetchedAt: number[][] = fleet.map(() => []);
+      fleet.forEach(({ keys }, i) => {
+        keys.down = true;
+        const fetch = keys.fetch.bind(keys);
+        keys.fetch = (uids) => (fetchedAt[i]!.push(clock.monotonicMs()), fetch(uids));
+      });
+      const start = clock.monotonicMs();
+      const boots = fleet.map(({ agent }) => agent.boot({ deadlineMs: 60_000 }));
+      await clock.advance(60_000);
+      await Promise.all(boots);
+      fleet.forEach(({ agent }) => agent.stop());
+      // Per round, the most appliances whose attempt fell in one and the same second.
+      // Rounds 0 and 1 (power-on, then the 0-1 s window) are together by nature.
+      return [3, 4, 5].map((round) => {
+        const seconds = fetchedAt.map((times) => Math.floor((times[round]! - start) / 1000));
+        const counts = new Map<number, number>();
+        for (const s of seconds) counts.set(s, (counts.get(s) ?? 0) + 1);
+        return Math.max(...counts.values());
+      });
+    };
+    // Full jitter: round r is spread over a window of 2^r seconds.
+    const jittered = await roundsOf((i) => mulberry32(i + 1));
+    expect(jittered.every((most) => most <= 50)).toBe(true);
+    // The same fleet with the jitter taken out (every draw the same) retries in lock-step.
+    const lockStep = await roundsOf(() => () => 0.5);
+    expect(lockStep).toEqual([100, 100, 100]);
   });
 
   it('backoff is capped exponential with full jitter', () => {

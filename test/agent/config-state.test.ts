@@ -315,7 +315,8 @@ describe('state store', () => {
   it('refuses content that passes the checksum but not the schema', async () => {
     const dir = tempDir();
     const body = { ...emptyState(seeded), drives: [{ id: 'x' }] } as unknown as ReturnType<typeof emptyState>;
-    writeFileSync(join(dir, 'state.json'), encodeState(body, 1, fixedNow()));
+    // Mode 0600 as the agent writes it (the run's hygiene scan checks every state file it finds).
+    writeFileSync(join(dir, 'state.json'), encodeState(body, 1, fixedNow()), { mode: 0o600 });
     expect(await codeOfAsync(new StateStore({ dir }).load())).toBe('STATE_CORRUPT');
   });
 
@@ -342,7 +343,7 @@ describe('state store', () => {
   it('the refused-key memory fails closed on a file it cannot trust, and keeps it', async () => {
     const dir = tempDir();
     const memory = new RefusedKeyFile({ dir });
-    writeFileSync(memory.path, '{"schemaVersion":1,"salt":"zz"');
+    writeFileSync(memory.path, '{"schemaVersion":1,"salt":"zz"', { mode: 0o600 });
     expect(await codeOfAsync(memory.isRefused('WWN-1', 'Admin1', 'none', Buffer.from('k')))).toBe(
       'REFUSED_KEYS_CORRUPT',
     );
@@ -404,7 +405,10 @@ describe('state lock', () => {
       holder.stdout.once('data', () => resolve());
       holder.once('exit', (code) => reject(new Error(`holder exited ${code}`)));
     });
+    // The holder made the file with its umask's mode; whoever opens it next makes it 0600 again.
+    expect(statSync(join(dir, LOCK_FILE)).mode & 0o077).not.toBe(0);
     await expect(acquireStateLock(dir, 'cli')).rejects.toMatchObject({ code: 'STATE_LOCKED' });
+    expect(statSync(join(dir, LOCK_FILE)).mode & 0o777).toBe(0o600);
     const exited = new Promise((r) => holder.once('exit', r));
     holder.kill('SIGKILL');
     await exited;

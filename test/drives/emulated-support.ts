@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
 import { OpalDrive, type OpalDriveOptions } from '../../src/drives/opal.js';
 import { loadAddon } from '../../src/native/addon.js';
+import { recordSecrets } from '../support/test-run.js';
 
 /** The addon's `emulator` module, as far as these tests use it. */
 export interface EmulatorNative {
@@ -54,6 +55,8 @@ export function useFreshDrive(options: OpalDriveOptions = {}): FreshDrive {
  * PIN set to `admin` before every test.
  */
 export function useOwnedDrive(pins: { sid: Buffer; admin: Buffer }, options: OpalDriveOptions = {}): FreshDrive {
+  // The run's secrets hygiene scan looks for these PINs (test-run.ts).
+  recordSecrets('emulator-pin', [pins.sid, pins.admin]);
   return useDrive(options, async (drive) => {
     await drive.takeOwnership(pins.sid);
     await drive.activate(pins.sid);

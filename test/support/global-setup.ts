@@ -2,12 +2,13 @@
  * One real PyKMIP server for the whole test run, handed to tests with `inject('pykmip')`.
  * Suites that need a server with other settings start their own with startPykmip().
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { requireTestAddon } from './addon.js';
 import { startPykmip, type PykmipServer, type PykmipServerInfo } from './pykmip.js';
+import { removeTestDir } from './test-run.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -41,8 +42,9 @@ export async function setup(project: TestProject): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
-  if (emulatorRamDir) rmSync(emulatorRamDir, { recursive: true, force: true });
-  if (agentDirs) rmSync(agentDirs, { recursive: true, force: true });
+  // In a recorded run (scripts/test.sh) they are kept for the secrets hygiene scan (test-run.ts).
+  if (emulatorRamDir) removeTestDir(emulatorRamDir);
+  if (agentDirs) removeTestDir(agentDirs);
   await server?.stop();
   server = undefined;
 }

@@ -25,6 +25,7 @@ import {
 } from '../../src/kmip/ttlv/types.js';
 import { T, Operation, ResultReason, ResultStatus, ObjectType, KeyFormatType, State } from '../../src/kmip/spec.js';
 import { makeTestPki, type TestPki } from './certs.js';
+import { recordSecrets } from './test-run.js';
 
 export interface FixtureRequest {
   raw: Buffer;
@@ -339,6 +340,8 @@ export class KmipFixtureServer {
           const material = childOf(childOf(childOf(object, T.KeyBlock)!, T.KeyValue)!, T.KeyMaterial)!;
           value = Buffer.from(material.value as Uint8Array);
         }
+        // The run's secrets hygiene scan looks for every key the fixture held, as for PyKMIP's (test-run.ts).
+        recordSecrets('fixture', [value]);
         this.objects.set(id, { type, value, attributes, state: State.PreActive });
         return operation === Operation.Create ? [enumeration(T.ObjectType, type), uidItem(id)] : [uidItem(id)];
       }
@@ -426,9 +429,11 @@ export class KmipFixtureServer {
       case Operation.ReKey: {
         const { object } = uidOf();
         const id = String(this.nextId++);
+        const value = randomBytes(object.value.length);
+        recordSecrets('fixture', [value]);
         this.objects.set(id, {
           ...object,
-          value: randomBytes(object.value.length),
+          value,
           attributes: new Map(object.attributes),
           state: State.Active,
         });

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { connect } from 'node:tls';
 import { makeTestPki, type TestCa, type TestPki } from './certs.js';
+import { recordPykmipDatabase, removeTestDir } from './test-run.js';
 import type { KmipClientOptions } from '../../src/kmip/client.js';
 
 /** What tests need to talk to the server (plain data, so it can cross from global setup). */
@@ -184,7 +185,9 @@ export async function startPykmip(options: StartOptions = {}): Promise<PykmipSer
     } else {
       killGroup();
     }
-    rmSync(dir, { recursive: true, force: true });
+    // The run's secrets hygiene scan looks for every key this server held (test-run.ts).
+    recordPykmipDatabase(join(dir, 'pykmip.db'), PYKMIP_PYTHON);
+    removeTestDir(dir);
   };
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);

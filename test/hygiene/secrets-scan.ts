@@ -1,0 +1,293 @@
+/**
+ * The secrets hygiene scan of a recorded test run (test/support/test-run.ts): every key and PIN the run
+ * generated, searched raw, as hex and as base64 in everything the run left (temp and kept directories,
+ * captured output, /dev/shm, the machine's agent directories), except the places that must hold them:
+ * a key server's database and an emulated drive's volatile key cache. Also lists the files holding
+ * secrets or state whose mode lets anyone but the owner in. Search by GNU grep -F (Aho-Corasick over
+ * every pattern at once), so gigabytes of sparse drive images take seconds.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+export interface Secret {
+  value: Buffer;
+  source: string;
+}
+
+export interface Hit {
+  file: string;
+  source: string;
+  encoding: string;
+  /** First 12 hex digits of the secret's SHA-256: names it without showing it. */
+  fingerprint: string;
+}
+
+/** Files that must hold secrets: PyKMIP's database, the emulator's RAM cache of unwrapped media keys. */
+export const HOLDERS = ['pykmip.db', 'pykmip.db-journal', 'kmip-agent-emu-*.ram'];
+const isHolder = (name: string) =>
+  name === 'pykmip.db' || name === 'pykmip.db-journal' || /^kmip-agent-emu-.*\.ram$/.test(name);
+
+/** Secrets or state the agent, the emulator or the audit log write: each must be 0600 (no group/other bits). */
+export function holdsSecretsOrState(path: string): boolean {
+  const name = basename(path);
+  return (
+    ['state.json', 'refused-keys.json', 'state.lock'].includes(name) ||
+    /^audit\.log(\.\d+)?$/.test(name) ||
+    /\.state$/.test(name) ||
+    /^kmip-agent-emu-.*\.ram$/.test(name) ||
+    (basename(dirname(path)) === 'pki' && name.endsWith('.key'))
+  );
+}
+
+/** Recorded secrets: the hex lines of every file in the record directory. */
+export function readRecord(dir: string): Secret[] {
+  const out: Secret[] = [];
+  for (const name of readdirSync(dir)) {
+    const source = name.split('-')[0]!;
+    for (const line of readFileSync(join(dir, name), 'utf8').split('\n'))
+      if (line) out.push({ value: Buffer.from(line, 'hex'), source });
+  }
+  return out;
+}
+
+/** The unwrapped media keys in the emulator's RAM caches under `roots` (`key.N <hex>` lines). */
+export function harvestMediaKeys(files: string[]): Secret[] {
+  const out: Secret[] = [];
+  for (const file of files.filter((f) => /^kmip-agent-emu-.*\.ram$/.test(basename(f)))) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue; // removed meanwhile (another run's drive powered off)
+    }
+    for (const m of text.matchAll(/^key\.\d ([0-9a-f]{64})$/gm))
+      out.push({ value: Buffer.from(m[1]!, 'hex'), source: 'emulator-media-key' });
+  }
+  return out;
+}
+
+/**
+ * Secrets worth searching for: at least 16 bytes and not a test constant (at least 8 distinct byte
+ * values: Buffer.alloc(32, 7) would be "found" in every zero-filled or patterned block).
+ */
+export function searchable(secrets: Secret[]): { kept: Secret[]; skipped: number } {
+  const seen = new Set<string>();
+  const kept: Secret[] = [];
+  let skipped = 0;
+  for (const s of secrets) {
+    const hex = s.value.toString('hex');
+    if (seen.has(hex)) continue;
+    seen.add(hex);
+    if (s.value.length < 16 || new Set(s.value).size < 8) skipped++;
+    else kept.push(s);
+  }
+  return { kept, skipped };
+}
+
+/**
+ * The byte strings that betray `secret`: its longest run without a newline (grep patterns are lines),
+ * hex both cases, and base64 (standard and URL-safe) at each of the three alignments it can sit at inside
+ * a longer encoded blob, keeping only the characters that depend on the secret's bytes alone.
+ */
+export function patternsOf(secret: Buffer): { encoding: string; pattern: Buffer }[] {
+  const out: { encoding: string; pattern: Buffer }[] = [];
+  let best: Buffer = Buffer.alloc(0);
+  let start = 0;
+  for (let i = 0; i <= secret.length; i++)
+    if (i === secret.length || secret[i] === 0x0a) {
+      if (i - start > best.length) best = secret.subarray(start, i);
+      start = i + 1;
+    }
+  if (best.length >= 12) out.push({ encoding: 'raw', pattern: Buffer.from(best) });
+  const hex = secret.toString('hex');
+  out.push(
+    { encoding: 'hex', pattern: Buffer.from(hex) },
+    { encoding: 'HEX', pattern: Buffer.from(hex.toUpperCase()) },
+  );
+  for (let offset = 0; offset < 3; offset++) {
+    const encoded = Buffer.concat([Buffer.alloc(offset), secret]).toString('base64');
+    // Whole 3-byte groups made of secret bytes only: groups from ceil(offset / 3) to the last full one.
+    const first = Math.ceil(offset / 3);
+    const last = Math.floor((offset + secret.length) / 3);
+    const middle = encoded.slice(first * 4, last * 4);
+    if (middle.length < 16) continue;
+    out.push({ encoding: `base64@${offset}`, pattern: Buffer.from(middle) });
+    const url = middle.replace(/\+/g, '-').replace(/\//g, '_');
+    if (url !== middle) out.push({ encoding: `base64url@${offset}`, pattern: Buffer.from(url) });
+  }
+  return out;
+}
+
+/** Regular files under `roots`, not following symbolic links; vanished entries are passed over. */
+export function walk(roots: string[]): string[] {
+  const files: string[] = [];
+  const visit = (path: string) => {
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return;
+    }
+    if (st.isDirectory()) {
+      let names: string[];
+      try {
+        names = readdirSync(path);
+      } catch {
+        return;
+      }
+      for (const name of names) visit(join(path, name));
+    } else if (st.isFile()) files.push(path);
+  };
+  for (const root of roots) if (existsSync(root)) visit(root);
+  return files;
+}
+
+export interface ScanResult {
+  secrets: number;
+  skipped: number;
+  filesScanned: number;
+  hits: Hit[];
+  /** Files holding secrets or state that group or others may read or write. */
+  looseModes: { file: string; mode: string }[];
+  /** Files checked for their mode. */
+  modesChecked: number;
+  /** Files that are nothing but a key (see isKeyFile): not hits, but mode-checked. */
+  keyFiles: number;
+}
+
+/** GNU grep -F over every pattern of `secrets` at once (the pattern file lives in the 0700 `workDir`). */
+function grepper(workDir: string) {
+  const patternFile = join(workDir, 'patterns');
+  const run = (secrets: Secret[], args: string[]) => {
+    const byPattern = new Map<string, { secret: Secret; encoding: string }>();
+    const lines: Buffer[] = [];
+    for (const secret of secrets)
+      for (const { encoding, pattern } of patternsOf(secret.value)) {
+        byPattern.set(pattern.toString('latin1'), { secret, encoding });
+        lines.push(pattern, Buffer.from('\n'));
+      }
+    if (lines.length === 0) return { stdout: Buffer.alloc(0), byPattern };
+    writeFileSync(patternFile, Buffer.concat(lines), { mode: 0o600 });
+    const r = spawnSync('grep', ['-F', '-a', '-f', patternFile, ...args], {
+      env: { ...process.env, LC_ALL: 'C' },
+      maxBuffer: 1 << 30,
+    });
+    // 0: found, 1: nothing found; 2 with only vanished files (another process's /dev/shm) is fine too.
+    const errors = r.stderr
+      .toString()
+      .split('\n')
+      .filter((l) => l && !/No such file or directory/.test(l));
+    if (r.status === null || r.status > 2 || (r.status === 2 && errors.length > 0))
+      throw new Error(`grep failed (${r.status}): ${errors.join('; ')}`);
+    return { stdout: r.stdout, byPattern };
+  };
+  return {
+    /** Files (grep -l --null) with any pattern. */
+    files: (secrets: Secret[], args: string[]) =>
+      run(secrets, args).stdout.toString('latin1').split('\0').filter(Boolean),
+    /** The secrets (and encodings) whose patterns grep -o printed, each once. */
+    matches: (secrets: Secret[], args: string[]) => {
+      const { stdout, byPattern } = run(secrets, args);
+      const seen = new Set(stdout.toString('latin1').split('\n').filter(Boolean));
+      return [...seen].flatMap((m) => {
+        const what = byPattern.get(m);
+        return what ? [what] : [];
+      });
+    },
+  };
+}
+
+/**
+ * A key file: nothing but one secret (raw, or hex with an optional newline), as an operator hands it to
+ * `--key-file` and as tests do. Where a key is meant to be; it must be 0600 like any secret file.
+ */
+function isKeyFile(path: string, secrets: Set<string>): boolean {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return false;
+  }
+  if (st.size < 16 || st.size > 1025) return false;
+  const content = readFileSync(path);
+  const text = content.toString('latin1').trim();
+  return secrets.has(content.toString('hex')) || (/^[0-9a-fA-F]+$/.test(text) && secrets.has(text.toLowerCase()));
+}
+
+/** Scans `roots` for `secrets`; `workDir` (0700, the record's) holds the pattern file while grep runs. */
+export function scan(
+  roots: string[],
+  secrets: Secret[],
+  workDir: string,
+  options: { sourceRoots?: string[] } = {},
+): ScanResult {
+  const files = walk(roots);
+  const searched = searchable([...secrets, ...harvestMediaKeys(files)]);
+  const grep = grepper(workDir);
+  // A value written in the project's own source is a test constant, not a key the run generated.
+  const literal = new Set(
+    (options.sourceRoots ?? []).length === 0
+      ? []
+      : grep
+          .matches(searched.kept, [
+            '-r',
+            '-o',
+            '-h',
+            '--include=*.ts',
+            '--include=*.cc',
+            '--include=*.h',
+            ...options.sourceRoots!,
+          ])
+          .map((m) => m.secret.value.toString('hex')),
+  );
+  const kept = searched.kept.filter((s) => !literal.has(s.value.toString('hex')));
+  const skipped = searched.skipped + literal.size;
+  const hexes = new Set(kept.map((s) => s.value.toString('hex')));
+  const keyFiles = new Set(files.filter((f) => !isHolder(basename(f)) && isKeyFile(f, hexes)));
+  const scanned = files.filter((f) => !isHolder(basename(f)) && !keyFiles.has(f));
+
+  const looseModes: ScanResult['looseModes'] = [];
+  const checked = new Set<string>();
+  for (const file of [...files.filter(holdsSecretsOrState), ...keyFiles]) {
+    checked.add(file);
+    // An emulated drive's image sits next to its state file and is created 0600 too.
+    if (file.endsWith('.state') && existsSync(file.slice(0, -'.state'.length))) checked.add(file.slice(0, -6));
+  }
+  for (const file of checked) {
+    try {
+      const mode = statSync(file).mode & 0o777;
+      if (mode & 0o077) looseModes.push({ file, mode: mode.toString(8).padStart(4, '0') });
+    } catch {
+      // removed meanwhile
+    }
+  }
+
+  const hits: Hit[] = [];
+  if (kept.length > 0 && scanned.length > 0) {
+    const excluded = HOLDERS.map((h) => `--exclude=${h}`);
+    const withHits = grep
+      .files(kept, ['-r', '-l', '--null', '-D', 'skip', ...excluded, ...roots.filter(existsSync)])
+      .filter((f) => !keyFiles.has(f));
+    for (const file of withHits)
+      for (const { secret, encoding } of grep.matches(kept, ['-o', file]))
+        hits.push({
+          file,
+          source: secret.source,
+          encoding,
+          fingerprint: createHash('sha256').update(secret.value).digest('hex').slice(0, 12),
+        });
+  }
+  for (const s of kept) s.value.fill(0);
+  for (const s of searched.kept) s.value.fill(0);
+  return {
+    secrets: kept.length,
+    skipped,
+    filesScanned: scanned.length,
+    keyFiles: keyFiles.size,
+    hits,
+    looseModes,
+    modesChecked: checked.size,
+  };
+}
