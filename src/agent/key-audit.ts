@@ -7,9 +7,13 @@
  * A key an unfinished job journaled as made (a rotation's Pre-Active new key, a master rekey's new master
  * key), or as the previous key it replaces, is no orphan: it is in flight, shown with the job and the last step it journaled, and finished or
  * rolled back by that job's rerun (or the daemon's start).
+ * A master key a shallow rekey superseded is revoked (Deactivated), not destroyed: it is retired, listed
+ * apart, and no orphan; an operator destroys it once no backup of the state needs it. An unused master
+ * key in any other state is an orphan like any other key.
  */
 import { State } from '../kmip/index.js';
 import { keyGroupFor } from './enroll.js';
+import { masterKeyNameFor } from './envelope.js';
 import type { StateBody } from './state.js';
 
 export interface KeyAuditPorts {
@@ -65,6 +69,8 @@ export interface KeyAuditReport {
   orphans: OrphanKey[];
   /** Keys of unfinished jobs (not orphans: their job's rerun finishes or rolls them back). */
   inFlight: InFlightKey[];
+  /** Master keys a rekey superseded and revoked (Deactivated): kept on purpose, not orphans. */
+  retired: OrphanKey[];
   missing: MissingKey[];
   clean: boolean;
 }
@@ -90,11 +96,15 @@ export async function auditKeys(applianceId: string, body: StateBody, ports: Key
   const names = await ports.namesOf(unused);
   const orphans: OrphanKey[] = [];
   const inFlight: InFlightKey[] = [];
+  const retired: OrphanKey[] = [];
   const flying = inFlightKeys(body);
+  const masterName = masterKeyNameFor(applianceId);
   for (const uid of unused) {
-    const key = { uid, name: names.get(uid)?.[0] ?? null, state: stateName(await ports.keyState(uid)) };
+    const state = await ports.keyState(uid);
+    const key = { uid, name: names.get(uid)?.[0] ?? null, state: stateName(state) };
     const job = flying.get(uid);
     if (job) inFlight.push({ ...key, ...job });
+    else if (key.name === masterName && state === State.Deactivated) retired.push(key);
     else orphans.push(key);
   }
   const missing: MissingKey[] = [];
@@ -112,6 +122,7 @@ export async function auditKeys(applianceId: string, body: StateBody, ports: Key
     recorded: records.length,
     orphans,
     inFlight,
+    retired,
     missing,
     clean: orphans.length === 0 && missing.length === 0,
   };

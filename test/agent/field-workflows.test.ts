@@ -319,6 +319,19 @@ describe('auditKeys', () => {
     expect(report.orphans.map((o) => o.uid)).toEqual(['u6']);
   });
 
+  it('lists a superseded, Deactivated master key as retired, not orphan; an unused Active one stays an orphan', async () => {
+    const { state } = await setup([drive('D1', 'u1')]);
+    const report = await auditKeys('app', state.snapshot(), {
+      findByGroup: async () => ['u1', 'm-old', 'm-stray'],
+      namesOf: async (uids) =>
+        new Map(uids.map((u) => [u, [u === 'u1' ? 'kmip-agent/app/D1' : 'kmip-agent/app/master-key']])),
+      keyState: async (u) => (u === 'm-old' ? State.Deactivated : State.Active),
+    });
+    expect(report.retired).toEqual([{ uid: 'm-old', name: 'kmip-agent/app/master-key', state: 'Deactivated' }]);
+    expect(report.orphans).toEqual([{ uid: 'm-stray', name: 'kmip-agent/app/master-key', state: 'Active' }]);
+    expect(report.clean).toBe(false);
+  });
+
   it('lists objects no record uses (with State and Name) and records whose key the server lacks', async () => {
     const { state } = await setup([drive('D1', 'u1'), drive('D2', 'u9')]);
     const report = await auditKeys('app', state.snapshot(), {

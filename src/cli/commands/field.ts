@@ -186,6 +186,10 @@ function auditLines(report: KeyAuditReport): string {
       (k) =>
         `  in-flight (job ${k.job}, step ${k.step ?? 'none'}): ${k.uid} ${k.state} ${k.name ?? '(no name)'}: its ${k.kind} job finishes or rolls it back when run again`,
     ),
+    ...(report.retired ?? []).map(
+      (k) =>
+        `  retired master key: ${k.uid} ${k.state} ${k.name ?? '(no name)'}: superseded by a rekey; destroy it once no state backup needs it`,
+    ),
     ...report.missing.map(
       (m) => `  missing: ${m.kind} ${m.id} (${m.device}): its key ${m.keyUid} is not on the server`,
     ),
