@@ -81,7 +81,7 @@ function format(report: BenchReport): string {
   const out = [`## ${report.part}`];
   for (const line of report.lines) {
     const r = toResult(report.part, line);
-    const target = r.target === null ? '' : ` (target ${r.target}: ${r.met ? 'met' : 'MISSED'})`;
+    const target = r.target === null ? '' : ` (target ${r.target.toFixed(2)}: ${r.met ? 'met' : 'MISSED'})`;
     out.push(
       `  ${line.name}: ${figure(line.value)} ${line.unit} | ${line.baseline.name}: ${figure(line.baseline.value)} ${line.unit} | ratio ${r.ratio.toFixed(2)}${target}`,
     );
