@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'node_modules/**', 'native/**'] },
+  { ignores: ['dist/**', 'build/**', 'build-asan/**', 'node_modules/**', 'native/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,79 +1,179 @@
 /**
- * Bench: Get throughput against one real PyKMIP server started for this run: kmip-agent's client vs
- * PyKMIP's own Python client (ProxyKmipClient) on the same server, and batched Gets (N per message)
- * vs one Get per message. The server is the bottleneck for both clients; the ratios say how much
- * client overhead and round trips cost on top of it.
+ * Bench: client Get throughput against a fast in-process KMIP fixture server (test/support/
+ * kmip-fixture-server.ts; PyKMIP's server tops out near 200 Get/s and would measure itself), at
+ * CONCURRENCY connections with one Get in flight on each:
+ * - vs raw TLS request/response round trips of the same byte sizes on the same number of connections
+ *   (a TLS echo of the recorded Get request and response: the floor for any client on this machine);
+ * - vs PyKMIP's own client (ProxyKmipClient, one connection) against the same fixture server.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect, createServer, type TLSSocket } from 'node:tls';
 import { KmipClient } from '../../src/kmip/client.js';
-import * as ops from '../../src/kmip/operations.js';
-import { PYKMIP_PYTHON, pykmipClientOptions, startPykmip, type PykmipServer } from '../../test/support/pykmip.js';
-import type { BenchReport } from '../run.js';
+import { PYKMIP_PYTHON } from '../../test/support/pykmip.js';
+import { KmipFixtureServer } from '../../test/support/kmip-fixture-server.js';
+import type { BenchOptions, BenchReport } from '../run.js';
 
-const GETS = 200;
-const BATCH = 20;
+const CONCURRENCY = 4;
 
-function pythonGetsPerSecond(server: PykmipServer, uid: string, count: number): number {
+/** Runs `worker` on `count` lanes for `seconds`; returns completed operations per second. */
+async function lanes(seconds: number, worker: () => Promise<void>, count = CONCURRENCY): Promise<number> {
+  const end = performance.now() + seconds * 1000;
+  let done = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: count }, async () => {
+      while (performance.now() < end) {
+        await worker();
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - start) / 1000);
+}
+
+/** A TLS server that answers every frame with `response`, and CONCURRENCY clients sending `request`. */
+async function rawTlsRoundTrips(fixture: KmipFixtureServer, request: Buffer, response: Buffer, seconds: number) {
+  const pki = fixture.pki;
+  const server = createServer(
+    { cert: pki.server.certPem, key: pki.server.keyPem, ca: readFileSync(pki.ca.cert), requestCert: true },
+    (socket) => {
+      let pending = 0;
+      socket.on('data', (chunk: Buffer) => {
+        pending += chunk.length;
+        while (pending >= request.length) {
+          pending -= request.length;
+          socket.write(response);
+        }
+      });
+      socket.on('error', () => socket.destroy());
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const sockets: TLSSocket[] = await Promise.all(
+    Array.from(
+      { length: CONCURRENCY },
+      () =>
+        new Promise<TLSSocket>((resolve, reject) => {
+          const s = connect(
+            {
+              host: '127.0.0.1',
+              port,
+              ca: readFileSync(pki.ca.cert),
+              cert: pki.client.certPem,
+              key: pki.client.keyPem,
+            },
+            () => resolve(s),
+          );
+          s.once('error', reject);
+        }),
+    ),
+  );
+  let next = 0;
+  const exchange = (socket: TLSSocket) =>
+    new Promise<void>((resolve) => {
+      let got = 0;
+      const onData = (chunk: Buffer) => {
+        got += chunk.length;
+        if (got >= response.length) {
+          socket.off('data', onData);
+          resolve();
+        }
+      };
+      socket.on('data', onData);
+      socket.write(request);
+    });
+  try {
+    const perLane = sockets.map((s) => () => exchange(s));
+    return await lanes(seconds, () => perLane[next++ % CONCURRENCY]!());
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/** Asynchronous: the fixture server answering it runs on this process's event loop. */
+async function pythonGetsPerSecond(fixture: KmipFixtureServer, uid: string, seconds: number): Promise<number> {
+  const pki = fixture.pki;
   const script = [
     'import sys, time',
     'from kmip.pie.client import ProxyKmipClient',
-    `c = ProxyKmipClient(hostname='${server.host}', port=${server.port}, cert='${server.clientCert}', key='${server.clientKey}', ca='${server.ca}', config_file='/dev/null')`,
+    `c = ProxyKmipClient(hostname='${fixture.host}', port=${fixture.port}, cert='${pki.client.cert}', key='${pki.client.key}', ca='${pki.ca.cert}', config_file='/dev/null')`,
     'with c:',
     '    c.get(sys.argv[1])',
+    '    n = 0',
     '    start = time.perf_counter()',
-    `    for _ in range(${count}):`,
+    `    while time.perf_counter() - start < ${seconds}:`,
     '        c.get(sys.argv[1])',
-    '    print(time.perf_counter() - start)',
+    '        n += 1',
+    '    print(n / (time.perf_counter() - start))',
   ].join('\n');
-  const seconds = Number(
-    execFileSync(PYKMIP_PYTHON, ['-c', script, uid], { encoding: 'utf8', timeout: 300_000 }).trim(),
-  );
-  return count / seconds;
+  const { stdout } = await promisify(execFile)(PYKMIP_PYTHON, ['-c', script, uid], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  return Number(stdout.trim());
 }
 
-export async function run(): Promise<BenchReport> {
-  const server = await startPykmip();
-  const client = new KmipClient(
-    // The same protocol version PyKMIP's client speaks, so both ask the server for the same work.
-    pykmipClientOptions(server, { versions: [{ major: 1, minor: 2 }] }),
-  );
+export async function run(options: BenchOptions): Promise<BenchReport> {
+  const seconds = options.quick ? 0.3 : 3;
+  const fixture = await KmipFixtureServer.start({ versions: [{ major: 1, minor: 2 }] });
+  const clientOptions = {
+    host: fixture.host,
+    port: fixture.port,
+    ca: readFileSync(fixture.pki.ca.cert),
+    cert: fixture.pki.client.certPem,
+    key: fixture.pki.client.keyPem,
+    version: { major: 1, minor: 2 },
+  };
+  const clients = Array.from({ length: CONCURRENCY }, () => new KmipClient(clientOptions));
   try {
-    const { uniqueIdentifier } = await client.register({ kind: 'secret-data', secret: randomBytes(32) });
-    await client.get(uniqueIdentifier);
+    const { uniqueIdentifier } = await clients[0]!.register({ kind: 'secret-data', secret: randomBytes(32) });
+    await Promise.all(clients.map(async (c) => (await c.get(uniqueIdentifier)).value.fill(0)));
+    // The sizes the raw baseline sends and answers: this Get exactly as it went over the wire.
+    const recorded = fixture.requests.at(-1)!;
+    const responseBytes = fixture.respond(recorded).bytes;
 
-    let start = performance.now();
-    for (let i = 0; i < GETS; i++) (await client.get(uniqueIdentifier)).value.fill(0);
-    const sequential = GETS / ((performance.now() - start) / 1000);
-
-    start = performance.now();
-    for (let i = 0; i < GETS / BATCH; i++) {
-      const results = await client.batch(Array.from({ length: BATCH }, () => ops.get({ uniqueIdentifier })));
-      for (const r of results) if (r.ok) r.value.value.fill(0);
-    }
-    const batched = GETS / ((performance.now() - start) / 1000);
-
-    const python = pythonGetsPerSecond(server, uniqueIdentifier, GETS);
+    let next = 0;
+    const get = async (client: KmipClient) => void (await client.get(uniqueIdentifier)).value.fill(0);
+    await lanes(Math.min(seconds, 0.5), () => get(clients[next++ % CONCURRENCY]!)); // warm-up
+    const ours = await lanes(seconds, () => get(clients[next++ % CONCURRENCY]!));
+    const single = await lanes(seconds, () => get(clients[0]!), 1);
+    const raw = await rawTlsRoundTrips(fixture, recorded.raw, responseBytes, seconds);
+    const python = await pythonGetsPerSecond(fixture, uniqueIdentifier, seconds);
     return {
       part: 'kmip-client',
       lines: [
         {
-          name: `kmip-agent Get, one per message (${GETS})`,
-          value: sequential,
+          name: `kmip-agent Get throughput, ${CONCURRENCY} connections, in-process fixture server`,
+          value: ours,
           unit: 'Get/s',
-          baseline: { name: 'PyKMIP ProxyKmipClient Get', value: python },
+          better: 'higher',
+          baseline: {
+            name: `raw TLS round trips (${recorded.raw.length} B out, ${responseBytes.length} B back)`,
+            value: raw,
+          },
+          target: 0.5,
         },
         {
-          name: `kmip-agent Get, ${BATCH} per message`,
-          value: batched,
+          name: 'kmip-agent Get throughput, one connection, same fixture server',
+          value: single,
           unit: 'Get/s',
-          baseline: { name: 'kmip-agent one per message', value: sequential },
+          better: 'higher',
+          baseline: { name: 'PyKMIP 0.10 ProxyKmipClient Get, one connection', value: python },
+          target: 30,
         },
       ],
-      notes: [`PyKMIP 0.10 on loopback, KMIP 1.2, TLS 1.2, Secret Data of 32 bytes`],
+      notes: [
+        'the fixture server runs in the same process as our client (one event loop for both); the raw TLS server does too',
+        'PyKMIP ProxyKmipClient is synchronous: one connection, one Get at a time',
+      ],
     };
   } finally {
-    client.close();
-    await server.stop();
+    for (const c of clients) c.close();
+    await fixture.stop();
   }
 }

@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import type { BenchReport } from '../run.js';
+import type { BenchOptions, BenchReport } from '../run.js';
 import {
   Enum,
   ItemType,
@@ -75,6 +75,34 @@ export function getResponse(): TtlvItem {
   ]);
 }
 
+/** A ~300-byte Get response: a 256-bit AES key, no attributes (what a boot unlock fetches per drive). */
+export function smallGetResponse(): TtlvItem {
+  const now = new Date('2026-11-24T00:00:00Z');
+  return structure(Tag.ResponseMessage, [
+    structure(Tag.ResponseHeader, [
+      structure(Tag.ProtocolVersion, [integer(Tag.ProtocolVersionMajor, 1), integer(Tag.ProtocolVersionMinor, 2)]),
+      dateTime(Tag.TimeStamp, now),
+      integer(Tag.BatchCount, 1),
+    ]),
+    structure(Tag.BatchItem, [
+      enumeration(Tag.Operation, Enum.Operation.Get),
+      enumeration(Tag.ResultStatus, Enum.ResultStatus.Success),
+      structure(Tag.ResponsePayload, [
+        enumeration(Tag.ObjectType, Enum.ObjectType.SymmetricKey),
+        textString(Tag.UniqueIdentifier, '1f165d65-1b4d-4f7d-8e9c-0b8f0a2e5c11'),
+        structure(Tag.SymmetricKey, [
+          structure(Tag.KeyBlock, [
+            enumeration(Tag.KeyFormatType, Enum.KeyFormatType.Raw),
+            structure(Tag.KeyValue, [byteString(Tag.KeyMaterial, randomBytes(32))]),
+            enumeration(Tag.CryptographicAlgorithm, Enum.CryptographicAlgorithm.AES),
+            integer(Tag.CryptographicLength, 256),
+          ]),
+        ]),
+      ]),
+    ]),
+  ]);
+}
+
 const PY_SCRIPT = `
 import sys, time, json
 from kmip.core.messages import messages
@@ -88,9 +116,9 @@ def once():
     return out.buffer
 out = bytes(once())
 same = out == data
-t = time.perf_counter()
+t = time.process_time()
 for _ in range(n): once()
-dt = time.perf_counter() - t
+dt = time.process_time() - t
 print(json.dumps({"rate": n / dt, "identical": same, "extra": len(out) - len(data)}))
 `;
 
@@ -99,25 +127,37 @@ function countAlignedTexts(item: TtlvItem): number {
   return item.type === ItemType.TextString && Buffer.byteLength(item.value) % 8 === 0 ? 1 : 0;
 }
 
+/**
+ * Messages per CPU-second of this process: the machine is shared (2 cores, other work on them), and
+ * wall-clock rates there measure the neighbours; PyKMIP's side is timed the same way (process_time).
+ */
 function measureOurs(bytes: Buffer, seconds: number): number {
   let n = 0;
-  const start = process.hrtime.bigint();
-  const limit = BigInt(Math.round(seconds * 1e9));
-  let elapsed = 0n;
-  while (elapsed < limit) {
+  const start = process.cpuUsage();
+  const limit = seconds * 1e6;
+  let used = 0;
+  while (used < limit) {
     for (let i = 0; i < 500; i++) encode(decode(bytes));
     n += 500;
-    elapsed = process.hrtime.bigint() - start;
+    const c = process.cpuUsage(start);
+    used = c.user + c.system;
   }
-  return n / (Number(elapsed) / 1e9);
+  return n / (used / 1e6);
 }
 
-export async function run(): Promise<BenchReport> {
+export async function run(options: BenchOptions): Promise<BenchReport> {
+  const seconds = options.quick ? 0.2 : 2;
   const bytes = encode(getResponse());
-  if (!encode(decode(bytes)).equals(bytes)) throw new Error('our codec does not round-trip the bench message');
-  measureOurs(bytes, 0.3); // warm-up
-  const ours = measureOurs(bytes, 2);
-  const py = spawnSync(PYTHON, ['-c', PY_SCRIPT, bytes.toString('hex'), '3000'], { encoding: 'utf8' });
+  const small = encode(smallGetResponse());
+  for (const b of [bytes, small])
+    if (!encode(decode(b)).equals(b)) throw new Error('our codec does not round-trip the bench message');
+  measureOurs(bytes, seconds / 4); // warm-up
+  const ours = measureOurs(bytes, seconds);
+  measureOurs(small, seconds / 4);
+  const oursSmall = measureOurs(small, seconds);
+  const py = spawnSync(PYTHON, ['-c', PY_SCRIPT, bytes.toString('hex'), options.quick ? '200' : '3000'], {
+    encoding: 'utf8',
+  });
   if (py.status !== 0) throw new Error(`PyKMIP baseline failed: ${py.stderr}`);
   const baseline = JSON.parse(py.stdout) as { rate: number; identical: boolean; extra: number };
   // PyKMIP's TextString.read_value leaves padding_length = 8 for lengths that are multiples of 8, so a
@@ -129,8 +169,19 @@ export async function run(): Promise<BenchReport> {
       {
         name: `TTLV decode+encode of a ${bytes.length}-byte Get response (Symmetric Key + 7 attributes)`,
         value: ours,
-        unit: 'messages/s',
-        baseline: { name: 'PyKMIP 0.10 ResponseMessage read+write', value: baseline.rate },
+        unit: 'messages/CPU-s',
+        better: 'higher',
+        baseline: { name: 'PyKMIP 0.10 ResponseMessage read+write, same bytes', value: baseline.rate },
+        target: 100,
+      },
+      {
+        name: `TTLV decode+encode of a ${small.length}-byte Get response (Symmetric Key, no attributes)`,
+        value: oursSmall,
+        unit: 'messages/CPU-s',
+        better: 'higher',
+        // An absolute aim, not a measured baseline: the issue's 250k messages/s on this 2-core machine.
+        baseline: { name: 'aim of issue 12: 250k messages/s', value: 250_000 },
+        target: 1,
       },
     ],
     notes: [
@@ -138,6 +189,7 @@ export async function run(): Promise<BenchReport> {
         ? 'PyKMIP re-encodes the same bytes identically'
         : `PyKMIP re-encodes ${baseline.extra} bytes longer (its read-then-write bug adds 8 zero bytes after each of the ${aligned} text strings whose length is a multiple of 8: expected ${8 * aligned})`,
       'ours: generic item tree with strict validation; PyKMIP: typed message objects',
+      'rates per CPU-second of the measuring process on both sides (the machine is shared; wall-clock rates track its load)',
     ],
   };
 }

@@ -52,6 +52,10 @@ export class Writer {
     this.buf = Buffer.alloc(initialSize);
   }
 
+  get capacity(): number {
+    return this.buf.length;
+  }
+
   private ensure(extra: number): void {
     const need = this.pos + extra;
     if (need <= this.buf.length) return;
@@ -64,11 +68,19 @@ export class Writer {
     this.buf = grown;
   }
 
+  // Plain byte stores: the hot path of encoding (Buffer's write helpers re-validate every argument).
   private header(tag: number, type: number, length: number): void {
-    this.buf.writeUIntBE(tag, this.pos, 3);
-    this.buf[this.pos + 3] = type;
-    this.buf.writeUInt32BE(length, this.pos + 4);
-    this.pos += HEADER_LENGTH;
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = tag >>> 16;
+    b[p + 1] = (tag >>> 8) & 0xff;
+    b[p + 2] = tag & 0xff;
+    b[p + 3] = type;
+    b[p + 4] = length >>> 24;
+    b[p + 5] = (length >>> 16) & 0xff;
+    b[p + 6] = (length >>> 8) & 0xff;
+    b[p + 7] = length & 0xff;
+    this.pos = p + HEADER_LENGTH;
   }
 
   write(item: TtlvItem): this {
@@ -138,10 +150,15 @@ export class Writer {
       throw encodeError(`${value} is out of range [${min}, ${max}]`, tag);
     this.ensure(16);
     this.header(tag, type, 4);
-    if (value < 0) this.buf.writeInt32BE(value, this.pos);
-    else this.buf.writeUInt32BE(value, this.pos);
-    this.buf.writeUInt32BE(0, this.pos + 4);
-    this.pos += 8;
+    const b = this.buf;
+    const p = this.pos;
+    // Two's complement for negatives: the same four bytes either way once shifted as 32 bits.
+    b[p] = (value >>> 24) & 0xff;
+    b[p + 1] = (value >>> 16) & 0xff;
+    b[p + 2] = (value >>> 8) & 0xff;
+    b[p + 3] = value & 0xff;
+    b[p + 4] = b[p + 5] = b[p + 6] = b[p + 7] = 0;
+    this.pos = p + 8;
     return this;
   }
 
@@ -162,7 +179,8 @@ export class Writer {
 
   /** The bytes written so far, copied out; the internal buffer is wiped. */
   finish(): Buffer {
-    const out = Buffer.alloc(this.pos);
+    // Every byte is overwritten by the copy: no zero fill needed, and no shared pool.
+    const out = Buffer.allocUnsafeSlow(this.pos);
     this.buf.copy(out, 0, 0, this.pos);
     this.wipe();
     return out;
@@ -176,13 +194,18 @@ export class Writer {
 }
 
 /** Encodes one item (usually a Request Message) to TTLV bytes. */
+// Encoding is synchronous and never re-entered, so one scratch writer serves every call (wiped after each).
+let scratch = new Writer(4096);
+
 export function encode(item: TtlvItem): Buffer {
-  const writer = new Writer();
+  const writer = scratch;
   try {
     return writer.write(item).finish();
   } finally {
     // On a refused item, key material written so far must not stay behind in the scratch buffer.
     writer.wipe();
+    // A rare large message does not keep its scratch space alive.
+    if (writer.capacity > 65536) scratch = new Writer(4096);
   }
 }
 
@@ -192,10 +215,14 @@ export class Reader {
   private pos = 0;
   private readonly maxDepth: number;
 
+  /** The input as a Buffer (no copy), for its latin1 slice on the ASCII fast path of text strings. */
+  private readonly bytes: Buffer;
+
   constructor(
     private readonly buf: Uint8Array,
     limits: DecodeLimits = {},
   ) {
+    this.bytes = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
     this.maxDepth = Math.min(limits.maxDepth ?? DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP);
     const maxBytes = limits.maxBytes ?? DEFAULT_MAX_BYTES;
     if (buf.length > maxBytes)
@@ -273,6 +300,10 @@ export class Reader {
         return { tag, type, value: v === 1n };
       }
       case ItemType.TextString: {
+        // Most KMIP text (UIDs, names, attribute names) is ASCII, where latin1 is UTF-8 and needs no validation.
+        let ascii = true;
+        for (let i = body; i < body + length && ascii; i++) ascii = this.buf[i]! < 0x80;
+        if (ascii) return { tag, type, value: this.bytes.toString('latin1', body, body + length) };
         let value: string;
         try {
           value = utf8.decode(this.buf.subarray(body, body + length));
