@@ -13,8 +13,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { acquireStateLock } from '../../src/agent/state-lock.js';
 import { StateStore } from '../../src/agent/state.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
-import { TcpGate } from '../support/tcp-gate.js';
-import { freePort, pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
+import { FaultProxy } from '../support/fault-proxy.js';
+import { pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
 import {
   Appliance,
   cli,
@@ -115,15 +115,15 @@ describe(
     });
 
     it('key server down at boot: degraded READY=1 after the deadline with KmipServerFault; back up: unlocked and cleared', async () => {
-      const gate = new TcpGate(await freePort(), kmip);
-      await gate.open();
+      const gate = new FaultProxy(kmip);
+      await gate.start();
       const nas = new Appliance('nas2', root);
       try {
         await nas.setup({ host: '127.0.0.1', port: gate.port }, kmip);
         await nas.createDrives(2);
         await nas.enroll();
         await nas.powerCycle();
-        await gate.close();
+        await gate.stop();
 
         const notify = await notifySocket();
         const daemon = nas.daemon(notify, ['--boot-deadline', '2', '--retry-cap', '1']);
@@ -142,7 +142,7 @@ describe(
         expect(status.drives.map((d) => d.state)).toEqual(['locked', 'locked']);
 
         const reopenedAt = daemon.lines.length;
-        await gate.open();
+        await gate.start();
         await daemon.waitForLog(
           (l) => l.event === 'fault_cleared' && l.fault === 'KmipServerFault',
           20_000,
@@ -158,7 +158,7 @@ describe(
         expect((await nas.status()).mode).toBe('normal');
         expect((await daemon.stop()).code).toBe(0);
       } finally {
-        await gate.close();
+        await gate.stop();
       }
     });
 

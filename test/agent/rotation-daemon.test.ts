@@ -14,8 +14,8 @@ import { StateStore, type StateBody } from '../../src/agent/state.js';
 import { State } from '../../src/kmip/index.js';
 import { Appliance, cli, daemonSuite, exitOf, type StatusJson } from '../support/daemon-harness.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
-import { freePort, pykmipClientOptions } from '../support/pykmip.js';
-import { TcpGate } from '../support/tcp-gate.js';
+import { pykmipClientOptions } from '../support/pykmip.js';
+import { FaultProxy } from '../support/fault-proxy.js';
 import { KmipClient } from '../../src/kmip/index.js';
 
 describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300_000 }, () => {
@@ -140,8 +140,8 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
   );
 
   it('a key server that drops mid-way fails the deep rekey with the reason journaled; the rerun resumes when it is back', async () => {
-    const gate = new TcpGate(await freePort(), { host: suite.kmip().host, port: suite.kmip().port });
-    await gate.open();
+    const gate = new FaultProxy({ host: suite.kmip().host, port: suite.kmip().port });
+    await gate.start();
     try {
       const nas = new Appliance('drop', suite.root());
       await nas.setup({ host: '127.0.0.1', port: gate.port }, suite.kmip());
@@ -156,7 +156,7 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
       });
       // The server goes away once the first drive is rotated.
       await daemon.waitForLog((l) => l.event === 'rotate');
-      await gate.close();
+      await gate.stop();
       const failed = await waitJob(nas, asyncHandle);
       expect(failed.status).toBe('failed');
       expect(failed.code).not.toBe(0);
@@ -168,7 +168,7 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
       const rotations = (await stateOf(nas)).jobs.filter((j) => j.kind === 'rotate-drive');
       expect(rotations.at(-1)).toMatchObject({ status: 'failed', error: { code: expect.stringMatching(/KMIP|KEY/) } });
 
-      await gate.open();
+      await gate.start();
       const rerun = await cli(['rekey', '--deep', '--wait', '--json', ...nas.dirArgs()]);
       const job = JSON.parse(rerun.stdout) as JobView;
       expect(job.status, JSON.stringify(job.error)).toBe('done');
@@ -188,7 +188,7 @@ describe('rotation through the daemon (PyKMIP, emulated drives)', { timeout: 300
       await again.waitForLog((l) => l.event === 'ready');
       expect((await nas.status()).drives.map((d) => d.state)).toEqual(Array(4).fill('unlocked'));
     } finally {
-      await gate.close();
+      await gate.stop();
     }
   });
 });
