@@ -344,7 +344,7 @@ describe('PyKMIP identities and refusals', () => {
       hint: 'reissue the client certificate with extendedKeyUsage clientAuth',
     };
     try {
-      // PyKMIP's OpenSSL refuses such a certificate in the handshake (alert: unsupported certificate).
+      // Refused before connecting (PyKMIP's OpenSSL would refuse it in the handshake: unsupported certificate).
       const [test] = await provider.testConnection();
       expect(test).toMatchObject({ ok: false, error: expected });
       const error = await provider.discoverVersions().catch((e: unknown) => e);
