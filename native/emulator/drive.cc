@@ -201,13 +201,24 @@ std::string AbsolutePath(const std::string& path) {
 
 }  // namespace
 
-void WriteFileAtomic(const std::string& path, const std::string& data) {
+void WriteFileAtomic(const std::string& path, const std::string& data, const char* crash_name) {
+  auto crash_point = [crash_name](const char* step) {
+    if (crash_name != nullptr) CrashPoint((std::string(crash_name) + step).c_str());
+  };
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) SysFail("cannot create " + tmp);
   size_t done = 0;
+  // Written in two halves so that a crash point can stop it torn in the middle.
+  const size_t half = data.size() / 2;
+  bool halfway = false;
   while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (!halfway && done >= half) {
+      halfway = true;
+      crash_point("-tmp-partial");
+    }
+    size_t limit = halfway ? data.size() : half;
+    ssize_t n = ::write(fd, data.data() + done, limit - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int saved = errno;
@@ -226,12 +237,14 @@ void WriteFileAtomic(const std::string& path, const std::string& data) {
     SysFail("cannot sync " + tmp);
   }
   ::close(fd);
+  crash_point("-tmp-synced");
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int saved = errno;
     ::unlink(tmp.c_str());
     errno = saved;
     SysFail("cannot rename " + tmp);
   }
+  crash_point("-renamed");
   size_t slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -494,7 +507,7 @@ void Drive::WriteCache() {
 
 void Drive::Commit() {
   WriteCache();
-  WriteFileAtomic(StatePath(), Serialize(state_));
+  WriteFileAtomic(StatePath(), Serialize(state_), "state-file");
 }
 
 void Drive::ApplyPowerCycle() {

@@ -115,7 +115,9 @@ class Drive {
 };
 
 // Writes `data` to `path` atomically: temp file, fsync, rename, fsync of the directory; mode 0600.
-void WriteFileAtomic(const std::string& path, const std::string& data);
+// `crash_name` names the file for the test addon's crash points (<name>-tmp-partial: half the temp file
+// written; <name>-tmp-synced: the temp file complete, not renamed; <name>-renamed: in place).
+void WriteFileAtomic(const std::string& path, const std::string& data, const char* crash_name = nullptr);
 
 }  // namespace emulator
 }  // namespace kmip_agent

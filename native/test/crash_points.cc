@@ -1,6 +1,7 @@
 // TEST ADDON ONLY: crash points. With KMIP_AGENT_TEST_CRASH_AT=<step> in the environment, the
-// process kills itself with SIGKILL when the emulator reaches that step of Drive::Create
-// (aside-created, image-sized, state-written, state-renamed, image-renamed), like `kill -9` would.
+// process kills itself with SIGKILL when the emulator reaches that step, like `kill -9` would: of
+// Drive::Create (aside-created, image-sized, state-written, state-renamed, image-renamed), or of a state
+// file write (state-file-tmp-partial, state-file-tmp-synced, state-file-renamed).
 #include <signal.h>
 
 #include <cstdlib>

@@ -136,6 +136,30 @@ export function classifySocketError(error: unknown, where: string): KmipError {
 const ENCRYPTED_PEM = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/;
 const KEY_HINT = 'give the key passphrase (passphrase), or use an unencrypted copy of the key kept with mode 0600';
 
+const NO_CLIENT_CERT_HINT =
+  'give the client certificate and its private key (cert and key; kmip-agent: `kmip-agent cert generate`, or setup --cert/--key): KMIP servers authenticate clients by mutual TLS';
+
+/**
+ * Client credentials that cannot work, refused before connecting: no certificate or key (mutual TLS is
+ * mandatory), or a certificate whose extendedKeyUsage lacks clientAuth (a TLS 1.3 server would refuse it
+ * only after our handshake is done, when the first request may already be on its way).
+ */
+function clientCredentialsError(target: TlsEndpoint, endpoint: string): KmipError | undefined {
+  if (target.cert === undefined || target.key === undefined)
+    return new KmipError(
+      `${endpoint}: no client ${target.cert === undefined ? 'certificate' : 'private key'} given`,
+      'KMIP_TLS_NO_CLIENT_CERT',
+      { hint: NO_CLIENT_CERT_HINT },
+    );
+  if (clientAuthProblem(target.cert) === 'lacking')
+    return new KmipError(
+      `${endpoint}: the client certificate lacks extendedKeyUsage clientAuth; the server would refuse it`,
+      'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
+      { hint: CLIENT_AUTH_HINT },
+    );
+  return encryptedKeyError(target, endpoint);
+}
+
 /** An encrypted client key without a passphrase: refused by name (OpenSSL would say "bad decrypt"). */
 function encryptedKeyError(target: TlsEndpoint, endpoint: string): KmipError | undefined {
   if (target.key === undefined || target.passphrase !== undefined) return undefined;
@@ -311,21 +335,6 @@ export function clientAuthProblem(cert: TlsEndpoint['cert']): 'absent' | 'lackin
   return usages.includes(CLIENT_AUTH) || usages.includes(ANY_EXTENDED_KEY_USAGE) ? undefined : 'lacking';
 }
 
-/**
- * A handshake refused by the server (at once in TLS 1.2, on the first read in TLS 1.3) when our
- * certificate is not for client authentication: named, instead of a bare alert.
- */
-function classifyForClient(error: unknown, endpoint: string, clientCertLacksClientAuth: boolean): KmipError {
-  const classified = classifySocketError(error, endpoint);
-  if (!clientCertLacksClientAuth || error instanceof KmipError) return classified;
-  if (!/^KMIP_(TLS_HANDSHAKE_FAILED|CONNECTION_RESET)$/.test(classified.code)) return classified;
-  return new KmipError(
-    `${classified.message}; the client certificate lacks extendedKeyUsage clientAuth`,
-    'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
-    { cause: error, hint: CLIENT_AUTH_HINT },
-  );
-}
-
 /** The codec's header refusals as this layer's codes: not a Response Message, or an unusable length. */
 function framingError(endpoint: string, error: unknown): KmipError {
   if (!(error instanceof TtlvError)) throw error;
@@ -364,25 +373,13 @@ export class KmipConnection {
   /** Serializes exchanges: one message in flight per connection. */
   private tail: Promise<unknown> = Promise.resolve();
 
-  private constructor(socket: TLSSocket, endpoint: string, maxMessageBytes: number, lacksClientAuth: boolean) {
+  private constructor(socket: TLSSocket, endpoint: string, maxMessageBytes: number) {
     this.socket = socket;
     this.endpoint = endpoint;
     this.maxMessageBytes = maxMessageBytes;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (error) => this.fail(classifyForClient(error, this.endpoint, lacksClientAuth)));
+    socket.on('error', (error) => this.fail(classifySocketError(error, this.endpoint)));
     socket.on('end', () => {
-      // In TLS 1.3 the server checks our certificate after our handshake is done; one that refuses it
-      // may just close before the first answer.
-      if (lacksClientAuth && this.exchanges === 0) {
-        this.fail(
-          new KmipError(
-            `${this.endpoint}: the server closed the connection before its first answer; the client certificate lacks extendedKeyUsage clientAuth`,
-            'KMIP_TLS_CLIENT_CERT_NOT_CLIENT_AUTH',
-            { hint: CLIENT_AUTH_HINT },
-          ),
-        );
-        return;
-      }
       this.fail(new KmipError(`${this.endpoint}: the server closed the connection`, 'KMIP_CONNECTION_CLOSED'));
     });
     socket.on('close', () =>
@@ -395,10 +392,9 @@ export class KmipConnection {
     const endpoint = `${target.host}:${target.port}`;
     const servername = target.servername ?? target.host;
     return new Promise((resolve, reject) => {
-      const lacksClientAuth = clientAuthProblem(target.cert) === 'lacking';
-      const unusableKey = encryptedKeyError(target, endpoint);
-      if (unusableKey) {
-        reject(unusableKey);
+      const unusable = clientCredentialsError(target, endpoint);
+      if (unusable) {
+        reject(unusable);
         return;
       }
       let socket: TLSSocket;
@@ -433,7 +429,7 @@ export class KmipConnection {
       const onError = (error: Error) => {
         clearTimeout(timer);
         socket.destroy();
-        reject(classifyForClient(error, endpoint, lacksClientAuth));
+        reject(classifySocketError(error, endpoint));
       };
       socket.once('error', onError);
       socket.once('secureConnect', () => {
@@ -456,9 +452,7 @@ export class KmipConnection {
         socket.setNoDelay(true);
         // Idle until the first exchange (which refs it again).
         socket.unref();
-        resolve(
-          new KmipConnection(socket, endpoint, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, lacksClientAuth),
-        );
+        resolve(new KmipConnection(socket, endpoint, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES));
       });
     });
   }

@@ -16,7 +16,12 @@ import { loadConfig } from '../../src/agent/config.js';
 import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
 import { productionAddonPath } from '../support/addon.js';
 import { decodeState } from '../../src/agent/state.js';
-import { emulatedDriveInfo } from '../../src/drives/emulator.js';
+import {
+  emulatedDriveInfo,
+  emulatedImagePath,
+  readEmulatedDrive,
+  writeEmulatedDrive,
+} from '../../src/drives/emulator.js';
 import { OpalDrive, powerCycleEmulatedDrive, SID } from '../../src/drives/index.js';
 import { checkKey, luksInfo } from '../../src/drives/luks.js';
 import { hasResultReason, ResultReason, RevocationReasonCode } from '../../src/kmip/index.js';
@@ -87,6 +92,11 @@ describe('drive remove', () => {
   it('erases and reverts the drive, destroys its key, drops the record and config entry; audit keys is clean', async () => {
     const a = appliance();
     const [gone, kept] = await enrolled(a, 'EMU-F1', 'EMU-F2');
+    // Data on the drive before: after the erase it must not read back.
+    const goneImage = emulatedImagePath(gone!.device)!;
+    const data = randomBytes(4 * 512);
+    await writeEmulatedDrive(goneImage, 0, data);
+    expect((await readEmulatedDrive(goneImage, 0, 4)).equals(data)).toBe(true);
     const r = a.ok(['drive', 'remove', gone!.id, '--yes']);
     expect(r).toMatchObject({ status: 'done', progress: { done: 5, total: 5 } });
     expect(r.result).toMatchObject({ id: gone!.id, key: { keyUid: gone!.keyUid, revoked: true, destroyed: true } });
@@ -100,6 +110,9 @@ describe('drive remove', () => {
     ]);
     expect((r.progressEvents as unknown[]).length).toBeGreaterThan(0);
     expect(await isFactoryFresh(gone!.device)).toBe(true);
+    const after = await readEmulatedDrive(goneImage, 0, 4);
+    expect(after).toHaveLength(data.length);
+    expect(after.equals(data)).toBe(false);
     expect(await serverState(a, gone!.keyUid)).toBeNull();
     expect(state(a).drives.map((d) => d.id)).toEqual([kept!.id]);
     expect((await loadConfig(a.dirs.config)).drives.map((d) => d.device)).toEqual([kept!.device]);

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SystemdNotifier } from '../../src/agent/systemd-notify.js';
 import { NotifyReceiver as Receiver } from '../support/notify-receiver.js';
 
@@ -60,6 +60,31 @@ describe('systemd notifications', () => {
     const messages = await receiver.waitFor(3);
     notifier.stopWatchdog();
     expect(messages.slice(0, 3)).toEqual(['WATCHDOG=1', 'WATCHDOG=1', 'WATCHDOG=1']);
+  });
+
+  it('the watchdog interval is half of WATCHDOG_USEC, to the millisecond (fake timers, a recording socket)', () => {
+    vi.useFakeTimers();
+    try {
+      const sent: { at: number; message: string }[] = [];
+      const notifier = new SystemdNotifier(
+        { NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '100000', WATCHDOG_PID: String(process.pid) },
+        { send: (_path: string, message: string) => void sent.push({ at: Date.now(), message }) },
+      );
+      const start = Date.now();
+      notifier.startWatchdog();
+      expect(sent.map((s) => s.message)).toEqual(['WATCHDOG=1']);
+      vi.advanceTimersByTime(49);
+      expect(sent).toHaveLength(1);
+      vi.advanceTimersByTime(1);
+      expect(sent).toHaveLength(2);
+      vi.advanceTimersByTime(150);
+      expect(sent.map((s) => s.at - start)).toEqual([0, 50, 100, 150, 200]);
+      notifier.stopWatchdog();
+      vi.advanceTimersByTime(500);
+      expect(sent).toHaveLength(5);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a watchdog meant for another process is ignored', () => {

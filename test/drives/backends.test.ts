@@ -510,7 +510,7 @@ describe('this machine: a loop device and a regular file have no Opal path', () 
   afterAll(() => rmSync(regular, { force: true }));
 
   it('openOpalDrive(loop device): DRIVE_BACKEND_NOT_SUPPORTED listing kernel and pass-through', async (ctx) => {
-    if (!scratch.loop) ctx.skip();
+    if (!scratch.loop) ctx.skip(scratch.unavailable);
     const error = await choiceError(openOpalDrive(scratch.loop!));
     expect(error.code).toBe('DRIVE_BACKEND_NOT_SUPPORTED');
     expect(summary(error.attempts)).toEqual([
@@ -530,7 +530,7 @@ describe('this machine: a loop device and a regular file have no Opal path', () 
   });
 
   it('forcing pass-through on the loop device: TRANSPORT_NOT_SUPPORTED in the attempts', async (ctx) => {
-    if (!scratch.loop) ctx.skip();
+    if (!scratch.loop) ctx.skip(scratch.unavailable);
     const error = await choiceError(openOpalDrive(scratch.loop!, { backend: 'passthrough' }));
     expect(summary(error.attempts)).toEqual([
       ['kernel', 'not-tried', undefined],
@@ -539,7 +539,7 @@ describe('this machine: a loop device and a regular file have no Opal path', () 
   });
 
   it('CLI drive discover <loop> --json: exit 3, one JSON error with code and attempts', async (ctx) => {
-    if (!scratch.loop) ctx.skip();
+    if (!scratch.loop) ctx.skip(scratch.unavailable);
     const r = await runCliCaptured(['--json', 'drive', 'discover', scratch.loop!]);
     expect(r.code).toBe(3);
     const body = r.json<{ error: { code: string; message: string; attempts: BackendAttempt[] } }>();
@@ -551,7 +551,7 @@ describe('this machine: a loop device and a regular file have no Opal path', () 
   });
 
   it('CLI drive discover <loop> (human): exit 3, each attempt on stderr', async (ctx) => {
-    if (!scratch.loop) ctx.skip();
+    if (!scratch.loop) ctx.skip(scratch.unavailable);
     const r = await runCliCaptured(['drive', 'discover', scratch.loop!]);
     expect(r.code).toBe(3);
     expect(r.stdout).toBe('');

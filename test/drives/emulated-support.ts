@@ -40,6 +40,10 @@ export async function createImage(emu: EmulatorNative, sizeMiB = 8): Promise<Emu
 export interface FreshDrive {
   readonly image: EmulatedImage;
   readonly drive: OpalDrive;
+  /** Reads blocks through the emulator's data path (the drive is closed meanwhile, then reopened). */
+  read(lba: number, count: number): Promise<Buffer>;
+  /** Writes blocks through the emulator's data path (the drive is closed meanwhile, then reopened). */
+  write(lba: number, data: Buffer): Promise<void>;
 }
 
 /**
@@ -76,6 +80,14 @@ function useDrive(options: OpalDriveOptions, prepare: (drive: OpalDrive) => Prom
     await drive?.close();
     image?.cleanup();
   });
+  const closedFor = async <T>(io: (native: EmulatorNative) => Promise<T>): Promise<T> => {
+    await drive!.close();
+    try {
+      return await io(emulatorNative());
+    } finally {
+      drive = await OpalDrive.open(image!.spec, options);
+    }
+  };
   return {
     get image() {
       return image!;
@@ -83,5 +95,7 @@ function useDrive(options: OpalDriveOptions, prepare: (drive: OpalDrive) => Prom
     get drive() {
       return drive!;
     },
+    read: (lba, count) => closedFor((native) => native.read(image!.path, lba, count)),
+    write: (lba, data) => closedFor((native) => native.write(image!.path, lba, data)),
   };
 }

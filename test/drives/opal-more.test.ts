@@ -87,8 +87,18 @@ describe('more Opal flows on an emulated drive', () => {
       readLockEnabled: true,
       writeLockEnabled: true,
     });
-    await t.drive.erase(ADMIN_PIN, { range: 3, method: 'erase' });
-    await t.drive.erase(ADMIN_PIN, { range: 3 });
+    await t.drive.unlock(ADMIN_PIN, { range: 3 });
+    const pattern = Buffer.alloc(4 * 512, 0x5a);
+    for (const method of ['erase', undefined] as const) {
+      await t.write(8192, pattern);
+      expect((await t.read(8192, 4)).equals(pattern)).toBe(true);
+      await t.drive.erase(ADMIN_PIN, { range: 3, ...(method ? { method } : {}) });
+      // A new media key: the old data no longer reads back (the range is unlocked again to read it).
+      await t.drive.unlock(ADMIN_PIN, { range: 3 });
+      const after = await t.read(8192, 4);
+      expect(after, `after ${method ?? 'GenKey'}`).toHaveLength(pattern.length);
+      expect(after.equals(pattern), `after ${method ?? 'GenKey'}`).toBe(false);
+    }
     expect((await t.drive.ranges(ADMIN_PIN)).find((r) => r.range === 3)).toMatchObject({ start: 8192, length: 64 });
   });
 

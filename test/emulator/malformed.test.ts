@@ -1,12 +1,14 @@
 /**
  * Robustness of the emulated TPer: malformed ComPackets, lying lengths, bad tokens, wrong
  * session numbers, unknown objects and methods get the spec's error responses or a typed error,
- * never a crash; random input never breaks the drive; a killed writer never leaves a torn state file.
+ * never a crash; random input never breaks the drive; a writer killed at each named point of a state
+ * write (the test addon's crash points) never leaves a torn state file.
  */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
 import { emulatedDriveInfo, EmulatorError } from '../../src/drives/emulator.js';
 import { addonPath } from '../../src/native/addon.js';
 import { BASE_COM_ID, getArgs, makeDrive, METHOD, RawTcg, STATUS, tcg, UID, type TcgJs } from './support.js';
@@ -179,27 +181,50 @@ describe('method-level errors get the spec status codes', () => {
   });
 });
 
+/** Named points of a state file write, where the test addon kills the writer (native/test/crash_points.cc). */
+const STATE_WRITE_POINTS = ['state-file-tmp-partial', 'state-file-tmp-synced', 'state-file-renamed'] as const;
+const WHOLE_STATE = /\nsha256 [0-9a-f]{64}\n$/;
+
 describe('crash safety', () => {
-  it('a process killed mid-update never leaves a torn state file', async () => {
-    await raw.close();
-    const script = `
-      const addon = require(${JSON.stringify(addonPath())});
-      class E extends Error { constructor(m, c) { super(m); this.code = c; } }
-      addon.setErrorClass(E);
-      (async () => { for (;;) await addon.emulator.powerCycle(process.argv[1]); })();
-    `;
-    for (let i = 0; i < 4; i++) {
-      const child = spawn(process.execPath, ['-e', script, drive.path], { stdio: 'ignore' });
-      await new Promise((resolve) => setTimeout(resolve, 60 + i * 37));
-      const exited = new Promise((resolve) => child.on('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-      const text = readFileSync(`${drive.path}.state`, 'utf8');
-      expect(text).toMatch(/\nsha256 [0-9a-f]{64}\n$/);
+  it.each(STATE_WRITE_POINTS)(
+    'a process killed at %s of a state write leaves a whole state file (the old or the new) and a drive that opens',
+    async (point) => {
+      await raw.close();
+      const statePath = `${drive.path}.state`;
+      const tmpPath = `${statePath}.tmp`;
+      const before = readFileSync(statePath);
+      // One power cycle (which commits the state), in a child the addon kills at `point`.
+      const script = `
+        const addon = require(${JSON.stringify(addonPath())});
+        class E extends Error { constructor(m, c) { super(m); this.code = c; } }
+        addon.setErrorClass(E);
+        addon.emulator.powerCycle(process.argv[1]).then(() => console.log('not killed'));
+      `;
+      const child = spawnSync(process.execPath, ['-e', script, drive.path], {
+        encoding: 'utf8',
+        env: { ...process.env, [CRASH_AT_ENV]: point },
+      });
+      expect(child.signal, child.stdout + child.stderr).toBe('SIGKILL');
+      const after = readFileSync(statePath);
+      expect(after.toString('utf8')).toMatch(WHOLE_STATE);
+      if (point === 'state-file-tmp-partial') {
+        // A real torn write: half a state aside, the state file itself still the old one.
+        const torn = readFileSync(tmpPath);
+        expect(torn.length).toBeGreaterThan(0);
+        expect(torn.toString('utf8')).not.toMatch(WHOLE_STATE);
+        expect(after.equals(before)).toBe(true);
+      } else if (point === 'state-file-tmp-synced') {
+        expect(readFileSync(tmpPath, 'utf8')).toMatch(WHOLE_STATE);
+        expect(after.equals(before)).toBe(true);
+      } else {
+        expect(existsSync(tmpPath)).toBe(false);
+        expect(after.equals(before)).toBe(false);
+      }
       await expect(emulatedDriveInfo(drive.path)).resolves.toMatchObject({ blocks: 8192 });
-    }
-    raw = await RawTcg.open(drive.path);
-  });
+      raw = await RawTcg.open(drive.path);
+      await stillHealthy();
+    },
+  );
 });
 
 describe('structured fuzzing', () => {

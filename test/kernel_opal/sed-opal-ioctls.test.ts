@@ -291,7 +291,7 @@ describe('on this machine (no sed-opal in the kernel): real devices say so', () 
 
   it('a loop device has no sed-opal: KOPAL_NOT_SUPPORTED from the real ioctl', async (ctx) => {
     if (!scratch.loop) {
-      ctx.skip('losetup could not attach a loop device on this machine');
+      ctx.skip(scratch.unavailable);
       return;
     }
     const drive = KernelOpalDrive.open(scratch.loop);

@@ -26,9 +26,11 @@ interface AuditEvent {
 /** A pino logger writing into memory, so tests read exactly what the audit log would hold. */
 function memoryLogger() {
   const lines: string[] = [];
+  const waiters = new Set<() => void>();
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
       lines.push(chunk.toString('utf8'));
+      for (const wake of [...waiters]) wake();
       done();
     },
   });
@@ -36,18 +38,26 @@ function memoryLogger() {
   return {
     logger,
     text: () => lines.join(''),
+    /** Resolves once `ready()` holds after some line was written (checked at once, then per line). */
+    until: (ready: () => boolean) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (!ready()) return;
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+        check();
+      }),
     events: () => lines.flatMap((l) => l.split('\n').filter(Boolean)).map((l) => JSON.parse(l) as AuditEvent),
   };
 }
 
 /** Waits until the audit log holds `count` key events (the server logs after the client saw EOF). */
 async function keyEvents(log: ReturnType<typeof memoryLogger>, count: number): Promise<AuditEvent[]> {
-  for (let i = 0; i < 200; i++) {
-    const events = log.events().filter((e) => e.event === 'keysocket.key');
-    if (events.length >= count) return events;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`expected ${count} keysocket.key events, log:\n${log.text()}`);
+  const keyEventsNow = () => log.events().filter((e) => e.event === 'keysocket.key');
+  await log.until(() => keyEventsNow().length >= count);
+  return keyEventsNow();
 }
 
 /** Every form a key could take in a log line. */
@@ -198,15 +208,15 @@ describe('crypttab key socket', () => {
 
   it('refuses when the lookup fails or hangs, without leaking a late key', async () => {
     const late = randomBytes(32);
+    // The slow lookup answers when the test says so: after the server has given up on it.
+    let answerLate!: (key: Buffer) => void;
+    const lateLookup = new Promise<Buffer>((resolve) => (answerLate = resolve));
     const log = memoryLogger();
     server = new KeySocketServer({
       path: socketPath,
       logger: log.logger,
       lookupTimeoutMs: 200,
-      lookup: (volume) =>
-        volume === 'broken'
-          ? Promise.reject(new Error('key server unreachable'))
-          : new Promise((resolve) => setTimeout(() => resolve(late), 600)),
+      lookup: (volume) => (volume === 'broken' ? Promise.reject(new Error('key server unreachable')) : lateLookup),
     });
     await server.start();
     const broken = await requestKey(socketPath, 'broken');
@@ -215,7 +225,10 @@ describe('crypttab key socket', () => {
     expect(slow.key).toEqual(Buffer.alloc(0));
     const events = await keyEvents(log, 2);
     expect(events.map((e) => e.reason).sort()).toEqual(['lookup-failed', 'lookup-timeout']);
-    await new Promise((r) => setTimeout(r, 600));
+    expect(late.equals(Buffer.alloc(32))).toBe(false);
+    answerLate(late);
+    // The server's handling of the late answer is a promise continuation: done before the next turn.
+    await new Promise((r) => setImmediate(r));
     expect(late.equals(Buffer.alloc(32))).toBe(true);
   });
 

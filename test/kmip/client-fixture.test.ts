@@ -3,7 +3,7 @@
  * version negotiation, concurrency, and hostile answers (each must end in a typed error, no hang, and a
  * clean new connection for the next request).
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { KmipFixtureServer, responseBytes } from '../support/kmip-fixture-server.js';
@@ -508,41 +508,55 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
     }
   });
 
+  // Idle age is measured on performance.now(): faked alone (timers and sockets stay real), it is advanced
+  // by the test instead of waited for.
   test('after maxIdleMs of silence the client reconnects before sending (no Create lost to an idle drop)', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
     const client = new KmipClient(options({ maxIdleMs: 100 }));
     try {
       await client.create(aes);
       const before = fixture.connections;
+      vi.advanceTimersByTime(99);
       await client.create(aes);
       expect(fixture.connections).toBe(before);
-      await new Promise((r) => setTimeout(r, 150));
+      vi.advanceTimersByTime(100);
       await client.create(aes);
       expect(fixture.connections).toBe(before + 1);
     } finally {
       client.close();
+      vi.useRealTimers();
     }
   });
 
   test('a caller arriving while a slow request is in flight does not idle-close the connection under it', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
     const client = new KmipClient(options({ maxIdleMs: 100 }));
     try {
       await client.connect();
       // Idle-aged: the first request reconnects before it is written (the intended proactive reconnect).
-      await new Promise((r) => setTimeout(r, 150));
+      vi.advanceTimersByTime(150);
       const before = fixture.connections;
+      let arrived!: () => void;
+      const inFlight = new Promise<void>((resolve) => (arrived = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
       fixture.once(async (request, fx) => {
-        await new Promise((r) => setTimeout(r, 300));
+        arrived();
+        await released;
         return fx.respond(request);
       });
       const slow = client.create(aes);
+      await inFlight;
       // Longer than maxIdleMs after the slow request was written, while its answer is still pending.
-      await new Promise((r) => setTimeout(r, 150));
+      vi.advanceTimersByTime(150);
       const second = client.create(aes);
+      release();
       const [a, b] = await Promise.all([slow, second]);
       expect(a.uniqueIdentifier).not.toBe(b.uniqueIdentifier);
       expect(fixture.connections).toBe(before + 1);
     } finally {
       client.close();
+      vi.useRealTimers();
     }
   });
 

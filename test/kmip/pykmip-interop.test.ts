@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createDecipheriv, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { KmipClient } from '../../src/kmip/client.js';
 import { KmipProvider } from '../../src/kmip/provider.js';
@@ -147,6 +147,10 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     expect(page.uniqueIdentifiers).toHaveLength(2);
     const rest = await client.locate({ objectGroup: group, maximumItems: 10, offsetItems: 2 });
     expect(rest.uniqueIdentifiers).toHaveLength(2);
+    // The two pages are the group's objects, each once: none repeated, none left out.
+    expect([...page.uniqueIdentifiers, ...rest.uniqueIdentifiers].sort()).toEqual(
+      [...ids, pin.uniqueIdentifier].sort(),
+    );
   });
 
   test('Activate, Revoke with reason and message, Destroy; Destroy of an Active object is refused', async () => {
@@ -178,6 +182,13 @@ describe.each(modes)('PyKMIP operations, $label', ({ versions, expected }) => {
     expect(wrapped.wrapped).toBe(true);
     expect(wrapped.value).toHaveLength(40);
     expect(wrapped.value.equals(plain.value)).toBe(false);
+    // Unwrapped with the KEK (RFC 3394 AES key wrap, default IV), it is the key itself.
+    const kekValue = (await client.get(kek.uniqueIdentifier)).value;
+    const unwrap = createDecipheriv('id-aes256-wrap', kekValue, Buffer.from('A6A6A6A6A6A6A6A6', 'hex'));
+    const unwrapped = Buffer.concat([unwrap.update(wrapped.value), unwrap.final()]);
+    expect(unwrapped.equals(plain.value)).toBe(true);
+    unwrapped.fill(0);
+    kekValue.fill(0);
   });
 
   test('a Time Stamp in the header (accurate clock) is accepted', async () => {
@@ -344,7 +355,7 @@ describe('PyKMIP identities and refusals', () => {
       hint: 'reissue the client certificate with extendedKeyUsage clientAuth',
     };
     try {
-      // PyKMIP's OpenSSL refuses such a certificate in the handshake (alert: unsupported certificate).
+      // Refused before connecting (PyKMIP's OpenSSL would refuse it in the handshake: unsupported certificate).
       const [test] = await provider.testConnection();
       expect(test).toMatchObject({ ok: false, error: expected });
       const error = await provider.discoverVersions().catch((e: unknown) => e);

@@ -18,10 +18,13 @@ import { KmipError } from '../../src/kmip/errors.js';
 
 let dir: string;
 let ca: TestCa;
+/** The client's own identity (the fixture peers do not ask for it; the client insists on having one). */
+let client: Issued;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kmip-agent-tls-hardening-'));
   ca = TestCa.create(join(dir, 'ca'));
+  client = ca.issue('client', { cn: 'kmip-agent-test-client', eku: ['clientAuth'] });
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -71,7 +74,7 @@ async function tlsPeer(chain: string, key: string, versions: Partial<Record<'min
 }
 
 function target(port: number, extra: Partial<TlsEndpoint> = {}): TlsEndpoint {
-  return { host: '127.0.0.1', port, ca: readFileSync(ca.cert), ...extra };
+  return { host: '127.0.0.1', port, ca: readFileSync(ca.cert), cert: client.certPem, key: client.keyPem, ...extra };
 }
 
 async function refusal(peer: Peer, extra: Partial<TlsEndpoint> = {}): Promise<KmipError> {

@@ -2,7 +2,7 @@
  * TLS verification (chain, host name, versions, client chains with intermediates) and the failover
  * provider, against TEST FIXTURE servers with their own throwaway PKIs.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -279,6 +279,8 @@ describe('provider failover', () => {
   });
 
   test('a server that failed is tried last during its cooldown, then first again (fail back)', async () => {
+    // The cooldown runs on Date: faked alone (timers and sockets stay real), it is advanced, not waited for.
+    vi.useFakeTimers({ toFake: ['Date'] });
     const primary = await KmipFixtureServer.start({ pki: fixture.pki });
     const group = provider(
       [
@@ -295,11 +297,15 @@ describe('provider failover', () => {
       const seen = primary.requests.length;
       await group.query([1]);
       expect(primary.requests.length).toBe(seen);
-      await new Promise((r) => setTimeout(r, 350));
+      vi.advanceTimersByTime(299);
+      await group.query([1]);
+      expect(primary.requests.length).toBe(seen);
+      vi.advanceTimersByTime(1);
       await group.query([1]);
       expect(group.activeEndpoint).toBe(`127.0.0.1:${primary.port}`);
       expect(group.health()[0]!.lastSuccess).toBeInstanceOf(Date);
     } finally {
+      vi.useRealTimers();
       group.close();
       await primary.stop();
     }

@@ -21,6 +21,8 @@ export interface ScratchDevice {
   image: string;
   /** The image attached to a loop device, or undefined where losetup cannot attach one. */
   loop: string | undefined;
+  /** Why there is no loop device (losetup's own message), for the tests' ctx.skip(reason). */
+  unavailable: string | undefined;
 }
 
 /**
@@ -28,15 +30,17 @@ export interface ScratchDevice {
  * attach it to a loop device; the returned object is filled in before the first test runs.
  */
 export function useScratchLoopDevice(prefix: string): ScratchDevice {
-  const scratch: ScratchDevice = { dir: '', image: '', loop: undefined };
+  const scratch: ScratchDevice = { dir: '', image: '', loop: undefined, unavailable: undefined };
   beforeAll(() => {
     scratch.dir = mkdtempSync(join(tmpdir(), `kmip-agent-${prefix}-`));
     scratch.image = join(scratch.dir, 'disk.img');
     writeFileSync(scratch.image, Buffer.alloc(1024 * 1024));
     try {
       scratch.loop = attachLoop(scratch.image);
-    } catch {
+    } catch (error) {
       scratch.loop = undefined;
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+      scratch.unavailable = `losetup could not attach a loop device on this machine: ${stderr || (error as Error).message}`;
     }
   });
   afterAll(() => {

@@ -19,6 +19,8 @@ while True:
 
 export class NotifyReceiver {
   readonly messages: string[] = [];
+  /** When each message arrived here (performance.now(), ms), same index as `messages`. */
+  readonly arrivals: number[] = [];
   private readonly waiters = new Set<() => void>();
 
   private constructor(
@@ -35,6 +37,7 @@ export class NotifyReceiver {
         if (line === 'listening') resolve(receiver);
         else {
           receiver.messages.push(JSON.parse(line) as string);
+          receiver.arrivals.push(performance.now());
           for (const wake of [...receiver.waiters]) wake();
         }
       });

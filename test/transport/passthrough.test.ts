@@ -258,7 +258,7 @@ describe('on this machine: devices without pass-through say so', () => {
 
   it('a loop device: TRANSPORT_NOT_SUPPORTED from the real ioctls', async (ctx) => {
     if (!scratch.loop) {
-      ctx.skip('losetup could not attach a loop device on this machine');
+      ctx.skip(scratch.unavailable);
       return;
     }
     await expect(native.probe(scratch.loop)).rejects.toMatchObject({
