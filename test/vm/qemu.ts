@@ -35,6 +35,9 @@ export interface GuestCheck {
   evidence: string;
   /** Which boot step it came from. */
   step: string;
+  /** How long the check took, and when it ended (seconds since the guest's kernel started). */
+  ms: number;
+  uptime: number;
 }
 
 export interface BootResult {

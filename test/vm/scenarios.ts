@@ -22,6 +22,17 @@ export const STEP_CHECKS = {
     'the crypttab volume was open before its mount unit, and its data reads back',
     'the daemon-activated volume is mounted at boot with its data',
   ],
+  /** The emulated Opal drive behind the real SCSI stack (TCMU + tcm_loop), through sed-opal and SG_IO. */
+  tcmu: [
+    'the TCMU handler serves an emulated Opal drive as a SCSI disk through tcm_loop',
+    'sd sees it: INQUIRY, VPD pages, READ CAPACITY(16), and SECURITY PROTOCOL IN/OUT reported as supported',
+    'drive discover picks the kernel sed-opal backend and says why',
+    'drive enroll takes the disk through IOC_OPAL_* and leaves it locked',
+    'reads of the locked disk are refused with DATA PROTECT sense',
+    'the daemon unlocks it through the kernel (IOC_OPAL_LOCK_UNLOCK, IOC_OPAL_SAVE accepted) and data reads back',
+    'after a power cycle, --backend passthrough unlocks it over SG_IO and the data reads back',
+    'a malformed CDB gets ILLEGAL REQUEST and the handler keeps serving',
+  ],
 } as const;
 
 export type StepName = keyof typeof STEP_CHECKS;

@@ -4,7 +4,7 @@
  * halfway still leaves what it had proven.
  */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 
 const RESULTS = process.env.KMIP_VM_RESULTS ?? '/results/checks.jsonl';
 const CONSOLE = '/dev/ttyS0';
@@ -16,10 +16,11 @@ export function setStep(step: string): void {
   currentStep = step;
 }
 
-function record(check: string, ok: boolean, evidence: string): void {
-  appendFileSync(RESULTS, `${JSON.stringify({ check, ok, evidence, step: currentStep })}\n`);
+function record(check: string, ok: boolean, evidence: string, ms: number): void {
+  const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+  appendFileSync(RESULTS, `${JSON.stringify({ check, ok, evidence, step: currentStep, ms, uptime })}\n`);
   try {
-    appendFileSync(CONSOLE, `kmip-vm: ${ok ? 'PASS' : 'FAIL'} ${check}\n`);
+    appendFileSync(CONSOLE, `kmip-vm: ${ok ? 'PASS' : 'FAIL'} ${check} (${ms} ms, at ${uptime} s)\n`);
   } catch {
     // no serial console (the guest code run elsewhere): the results file is what counts
   }
@@ -27,11 +28,12 @@ function record(check: string, ok: boolean, evidence: string): void {
 
 /** Runs one check: `body` returns its evidence or throws (CheckFailed or anything else) with it. */
 export async function check(name: string, body: () => string | Promise<string>): Promise<boolean> {
+  const started = Date.now();
   try {
-    record(name, true, await body());
+    record(name, true, await body(), Date.now() - started);
     return true;
   } catch (error) {
-    record(name, false, error instanceof Error ? (error.stack ?? error.message) : String(error));
+    record(name, false, error instanceof Error ? (error.stack ?? error.message) : String(error), Date.now() - started);
     return false;
   }
 }

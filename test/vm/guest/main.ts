@@ -4,7 +4,18 @@
  * shipped (dist/ and the addon of the 9p-shared checkout). State that a later boot needs stays on the
  * guest's disk under /var/lib/kmip-vm.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { pykmipCliArgs, tryHandshake } from '../../support/pykmip.js';
 import { GUEST_INPUTS, GUEST_PYKMIP_PORT } from '../qemu.js';
@@ -210,7 +221,170 @@ const luksSecond: Step<'luks-second'> = async (c) => {
   });
 };
 
-const STEPS: { [S in StepName]: Step<S> } = { 'luks-first': luksFirst, 'luks-second': luksSecond };
+
+const CONFIGFS = '/sys/kernel/config/target';
+const TCMU_HANDLER = join(ROOT, 'build', 'vm', 'tcmu-opal');
+const OPAL_IMAGE = `${WORK}/opal1.img`;
+const OPAL_SERIAL = 'VMOPAL0001';
+const HANDLER_LOG = `${WORK}/tcmu-opal.log`;
+/** tcm_loop's target and initiator WWNs (any NAA-5 names will do). */
+const LOOP_WWN = 'naa.5001405000000001';
+const LOOP_INITIATOR = 'naa.5001405000000002';
+const MARKER = 'kmip-vm data behind a real sd and sed-opal';
+
+/** The appliance's key server settings, once per guest disk (a step may come first in its boot). */
+function ensureSetup(): string {
+  if (existsSync('/etc/kmip-agent/config.json')) return 'already set up';
+  return agent(['setup', '--appliance-id', 'vm1', ...pykmipCliArgs(PYKMIP)]).stdout.trim();
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new CheckFailed(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The sd disk tcm_loop made of our LUN (by its INQUIRY vendor), once the kernel has probed it. */
+function opalDisk(): string | undefined {
+  for (const name of readdirSync('/sys/block').filter((n) => n.startsWith('sd'))) {
+    const vendor = readFileSync(`/sys/block/${name}/device/vendor`, 'utf8').trim();
+    if (vendor === 'KMIPVM') return `/dev/${name}`;
+  }
+  return undefined;
+}
+
+/** Reads one block with O_DIRECT (the page cache must not answer for the drive). */
+const readBlock = (disk: string, lba: number) =>
+  run(['dd', `if=${disk}`, 'bs=512', `skip=${lba}`, 'count=1', 'iflag=direct', 'status=none']);
+
+let handler: ChildProcess | undefined;
+
+const tcmuStep: Step<'tcmu'> = async (c) => {
+  mkdirSync(WORK, { recursive: true, mode: 0o700 });
+  let disk = '';
+  const served = await c('the TCMU handler serves an emulated Opal drive as a SCSI disk through tcm_loop', async () => {
+    must(['modprobe', 'target_core_user']);
+    must(['modprobe', 'tcm_loop']);
+    if (!existsSync(`${CONFIGFS}/core`)) must(['mount', '-t', 'configfs', 'configfs', '/sys/kernel/config']);
+    if (!existsSync(OPAL_IMAGE)) must([TCMU_HANDLER, 'create', OPAL_IMAGE, '64', OPAL_SERIAL]);
+    const dev = `${CONFIGFS}/core/user_1/opal1`;
+    mkdirSync(dev, { recursive: true });
+    writeFileSync(`${dev}/control`, `dev_size=${64 * 1024 * 1024}`);
+    writeFileSync(`${dev}/control`, `dev_config=kmipvm/${OPAL_IMAGE}`);
+    writeFileSync(`${dev}/enable`, '1');
+    const uio = await until('the TCMU device appearing as /dev/uio*', 30_000, () =>
+      readdirSync('/sys/class/uio').find((u) =>
+        readFileSync(`/sys/class/uio/${u}/name`, 'utf8').startsWith('tcm-user/1/opal1/'),
+      ),
+    );
+    handler = spawn(TCMU_HANDLER, ['serve', OPAL_IMAGE, `/dev/${uio}`], {
+      stdio: ['ignore', 'pipe', openSync(HANDLER_LOG, 'a')],
+      detached: true,
+    });
+    await new Promise<void>((resolve, reject) => {
+      handler!.stdout!.once('data', () => resolve());
+      handler!.once('exit', (code) => reject(new CheckFailed(`tcmu-opal exited with ${code}: ${readFileSync(HANDLER_LOG, 'utf8')}`)));
+    });
+    const tpg = `${CONFIGFS}/loopback/${LOOP_WWN}/tpgt_1`;
+    mkdirSync(`${tpg}/lun/lun_0`, { recursive: true });
+    writeFileSync(`${tpg}/nexus`, LOOP_INITIATOR);
+    symlinkSync(dev, `${tpg}/lun/lun_0/opal1`);
+    disk = await until('sd probing the tcm_loop disk', 60_000, opalDisk);
+    run(['udevadm', 'settle', '--timeout=30']);
+    return `/dev/${uio} served by tcmu-opal (pid ${handler.pid}); tcm_loop ${LOOP_WWN} lun 0 -> ${disk}; ${readFileSync(`/sys/block/${disk.slice(5)}/size`, 'utf8').trim()} sectors`;
+  });
+  if (!served) return;
+  await c('sd sees it: INQUIRY, VPD pages, READ CAPACITY(16), and SECURITY PROTOCOL IN/OUT reported as supported', () => {
+    const inq = must(['sg_inq', disk]).stdout;
+    const serial = must(['sg_vpd', '--page=0x80', disk]).stdout;
+    const cap = must(['sg_readcap', '--16', disk]).stdout;
+    const secIn = must(['sg_opcodes', '--opcode=0xa2', disk]).stdout;
+    const secOut = must(['sg_opcodes', '--opcode=0xb5', disk]).stdout;
+    expectThat(serial.includes(OPAL_SERIAL), serial);
+    expectThat(/Logical block length=512/.test(cap), cap);
+    expectThat(/SPC-4|version=0x06/i.test(inq), inq);
+    return [inq, serial, cap, secIn, secOut].map((t) => t.trim()).join('\n');
+  });
+  let discovered = '';
+  await c('drive discover picks the kernel sed-opal backend and says why', () => {
+    ensureSetup();
+    discovered = agent(['drive', 'discover', disk, '--json']).stdout;
+    const backend = (JSON.parse(discovered) as { backend?: { name?: string } }).backend;
+    expectThat(backend?.name === 'kernel', discovered);
+    return agent(['drive', 'discover', disk]).stdout.trim();
+  });
+  let keyUid = '';
+  await c('drive enroll takes the disk through IOC_OPAL_* and leaves it locked', () => {
+    run(['systemctl', 'stop', 'kmip-agent.service'], undefined, 120_000);
+    const out = agent(['drive', 'enroll', disk, '--json']).stdout;
+    const enrolled = (JSON.parse(out) as { enrolled: { keyUid: string }[] }).enrolled;
+    keyUid = enrolled[0]!.keyUid;
+    const status = agent(['drive', 'discover', disk]).stdout.trim();
+    return `${out.trim()}\n${status}`;
+  });
+  /** READ(10) of one block through SG_IO, to see the sense data itself. */
+  const rawRead = (lba: number) =>
+    run(['sg_raw', '-r', '512', '-o', '/dev/null', disk, '28', '00', '00', '00', '00', lba.toString(16), '00', '00', '01', '00']);
+  await c('reads of the locked disk are refused with DATA PROTECT sense', () => {
+    const read = readBlock(disk, 100);
+    expectThat(read.status !== 0, `a locked disk was readable: ${read.shown}`);
+    const raw = rawRead(100);
+    expectThat(/Data Protect/i.test(raw.shown) && /access not authorized/i.test(raw.shown), raw.shown);
+    return `${read.shown}\n${raw.shown}`;
+  });
+  await c('the daemon unlocks it through the kernel (IOC_OPAL_LOCK_UNLOCK, IOC_OPAL_SAVE accepted) and data reads back', () => {
+    if (!existsSync('/etc/systemd/system/kmip-agent.service')) installUnit();
+    const r = run(['systemctl', 'start', 'kmip-agent.service'], undefined, 150_000);
+    const props = unitProps('kmip-agent.service', ['ActiveState', 'StatusText']);
+    expectThat(r.status === 0 && props.ActiveState === 'active', `${r.shown}\n${JSON.stringify(props)}\n${unitJournal('kmip-agent.service')}`);
+    const status = agent(['status', '--json']).stdout;
+    const readable = readBlock(disk, 100);
+    expectThat(readable.status === 0, `still not readable after the daemon started: ${readable.shown}\n${status}\n${unitJournal('kmip-agent.service')}`);
+    const block = Buffer.alloc(512);
+    block.write(MARKER);
+    must(['dd', `of=${disk}`, 'bs=512', 'seek=100', 'count=1', 'oflag=direct', 'status=none'], block);
+    const back = readBlock(disk, 100).stdout;
+    expectThat(back.startsWith(MARKER), `read back ${JSON.stringify(back.slice(0, 60))}`);
+    const unlocked = unitJournal('kmip-agent.service')
+      .split('\n')
+      .filter((l) => /unlock/i.test(l))
+      .slice(-3);
+    return `STATUS=${props.StatusText}\n${unlocked.join('\n')}\nLBA 100 after write: ${JSON.stringify(back.slice(0, MARKER.length))}`;
+  });
+  await c('after a power cycle, --backend passthrough unlocks it over SG_IO and the data reads back', async () => {
+    must(['systemctl', 'stop', 'kmip-agent.service'], undefined, 120_000);
+    const before = readFileSync(HANDLER_LOG, 'utf8').split('power cycled').length;
+    process.kill(handler!.pid!, 'SIGUSR1');
+    await until('the handler power-cycling the drive', 30_000, () =>
+      readFileSync(HANDLER_LOG, 'utf8').split('power cycled').length > before ? true : undefined,
+    );
+    const locked = rawRead(100);
+    expectThat(/Data Protect/i.test(locked.shown), `readable after the power cycle: ${locked.shown}`);
+    const keyFile = `${WORK}/opal1.key`;
+    agent(['kmip', 'get', keyUid, '--out', keyFile, '--force']);
+    const unlock = agent(['drive', 'unlock', disk, '--pin-file', keyFile, '--backend', 'passthrough']);
+    writeFileSync(keyFile, Buffer.alloc(32));
+    const back = readBlock(disk, 100).stdout;
+    expectThat(back.startsWith(MARKER), `read back ${JSON.stringify(back.slice(0, 60))}`);
+    return `power cycle relocked (${locked.shown.split('\n').find((l) => /sense key/i.test(l)) ?? 'DATA PROTECT'})\n${unlock.stdout.trim()}\nLBA 100: ${JSON.stringify(back.slice(0, MARKER.length))}`;
+  });
+  await c('a malformed CDB gets ILLEGAL REQUEST and the handler keeps serving', () => {
+    // A vendor-specific opcode, and SECURITY PROTOCOL IN for a protocol the TPer does not speak.
+    const bogus = run(['sg_raw', '-r', '512', disk, 'c0', '00', '00', '00', '00', '00']);
+    const badProtocol = run(['sg_raw', '-r', '512', disk, 'a2', '07', '00', '00', '00', '00', '00', '00', '02', '00', '00', '00']);
+    expectThat(/Illegal Request/i.test(bogus.shown), bogus.shown);
+    expectThat(/Illegal Request/i.test(badProtocol.shown), badProtocol.shown);
+    const tur = must(['sg_turs', disk]);
+    expectThat(handler!.exitCode === null, 'the handler exited');
+    return `${bogus.shown}\n${badProtocol.shown}\n${tur.shown}`;
+  });
+};
+
+const STEPS: { [S in StepName]: Step<S> } = { 'luks-first': luksFirst, 'luks-second': luksSecond, tcmu: tcmuStep };
 
 async function main(): Promise<void> {
   const names = (process.argv[2] ?? '').split(',').filter(Boolean);
