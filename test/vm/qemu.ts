@@ -23,6 +23,8 @@ export const GUEST_PYKMIP_PORT = 5696;
 /** What a boot's deadline leaves the guest to report and power off after its steps are cut short. */
 const GUEST_SHUTDOWN_S = 40;
 
+const ANSI_ESCAPE = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g');
+
 export const VM_CACHE_DIR = process.env.KMIP_AGENT_VM_CACHE ?? '/var/cache/kmip-agent-vm';
 const RECIPE = join(packageRoot(), 'test', 'vm', 'build-image.sh');
 const SETUP_HINT = 'run `sudo bash scripts/setup.sh` (it installs qemu-system-x86, qemu-utils and mmdebstrap)';
@@ -104,11 +106,9 @@ export class VmRun {
     this.inputs = join(this.dir, 'inputs');
     writePykmipInputs(this.inputs);
     this.overlay = join(this.dir, 'root.qcow2');
-    const made = spawnSync(
-      'qemu-img',
-      ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.rootfs, this.overlay],
-      { encoding: 'utf8' },
-    );
+    const made = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.rootfs, this.overlay], {
+      encoding: 'utf8',
+    });
     if (made.status !== 0) throw new Error(`qemu-img could not make the overlay disk: ${made.stderr}`);
     diskSizesMiB.forEach((size, i) => {
       const disk = join(this.dir, `disk${i}.raw`);
@@ -182,7 +182,7 @@ export class VmRun {
     }
     const wallMs = Date.now() - started;
     // Colour and cursor escapes of systemd's status lines would only garble failure messages.
-    const serial = existsSync(serialPath) ? readFileSync(serialPath, 'utf8').replace(/\x1b\[[0-9;]*[A-Za-z]/g, '') : '';
+    const serial = existsSync(serialPath) ? readFileSync(serialPath, 'utf8').replace(ANSI_ESCAPE, '') : '';
     const tail = () => serial.trim().split('\n').slice(-40).join('\n');
     const reported = () =>
       this.readChecks(results)

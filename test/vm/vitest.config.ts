@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // at a time: a VM takes both cores.
 export default defineConfig({
   test: {
-    include: ['test/vm/**/*.vm-test.ts', 'test/vm/**/*.test.ts'],
+    include: ['test/vm/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 1_800_000,
     pool: 'forks',

@@ -44,7 +44,9 @@ const CRYPTTAB_VOLUME = 'data-b';
 const KEY_SOCKET = '/run/kmip-agent/luks.sock';
 const FAST_PBKDF = ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000'];
 
-type Step<S extends StepName> = (c: (name: CheckName<S>, body: () => string | Promise<string>) => Promise<boolean>) => Promise<void>;
+type Step<S extends StepName> = (
+  c: (name: CheckName<S>, body: () => string | Promise<string>) => Promise<boolean>,
+) => Promise<void>;
 
 const agent = (args: string[], input?: Buffer | string) => must([...AGENT, ...args], input, 300_000);
 const passphrase = (disk: string) => Buffer.from(`vm test passphrase of ${disk}`);
@@ -57,9 +59,14 @@ function installUnit(): string {
   // The only adaptation: the checkout's CLI instead of an installed one, and TCG-sized timeouts.
   writeFileSync(
     '/etc/systemd/system/kmip-agent.service.d/vm-test.conf',
-    ['[Service]', 'ExecStart=', `ExecStart=${AGENT.join(' ')} daemon`, 'WatchdogSec=300s', 'TimeoutStartSec=300s', ''].join(
-      '\n',
-    ),
+    [
+      '[Service]',
+      'ExecStart=',
+      `ExecStart=${AGENT.join(' ')} daemon`,
+      'WatchdogSec=300s',
+      'TimeoutStartSec=300s',
+      '',
+    ].join('\n'),
   );
   must(['systemctl', 'daemon-reload']);
   return readFileSync('/etc/systemd/system/kmip-agent.service.d/vm-test.conf', 'utf8');
@@ -74,7 +81,9 @@ async function waitForPykmip(): Promise<string> {
   const deadline = Date.now() + PYKMIP_START_TIMEOUT_MS;
   while (!(await tryHandshake(PYKMIP))) {
     if (Date.now() > deadline)
-      throw new CheckFailed(`no TLS handshake from PyKMIP within ${PYKMIP_START_TIMEOUT_MS} ms\n${unitJournal('kmip-vm-pykmip.service')}`);
+      throw new CheckFailed(
+        `no TLS handshake from PyKMIP within ${PYKMIP_START_TIMEOUT_MS} ms\n${unitJournal('kmip-vm-pykmip.service')}`,
+      );
     await new Promise((r) => setTimeout(r, 500));
   }
   const p = unitProps('kmip-vm-pykmip.service', ['ActiveEnterTimestampMonotonic']);
@@ -112,8 +121,20 @@ const luksFirst: Step<'luks-first'> = async (c) => {
     ] as const) {
       const pass = join(WORK, `${name}.pass`);
       writeSecret(pass, passphrase(disk));
-      must(['cryptsetup', 'luksFormat', '--batch-mode', '--type', 'luks2', ...FAST_PBKDF, '--key-file', '-', disk], passphrase(disk));
-      const enrolled = agent(['volume', 'enroll', disk, '--name', name, '--key-file', pass, ...(socket ? ['--key-socket'] : [])]);
+      must(
+        ['cryptsetup', 'luksFormat', '--batch-mode', '--type', 'luks2', ...FAST_PBKDF, '--key-file', '-', disk],
+        passphrase(disk),
+      );
+      const enrolled = agent([
+        'volume',
+        'enroll',
+        disk,
+        '--name',
+        name,
+        '--key-file',
+        pass,
+        ...(socket ? ['--key-socket'] : []),
+      ]);
       uuids[name] = must(['cryptsetup', 'luksUUID', disk]).stdout.trim();
       const slots = must(['cryptsetup', 'luksDump', disk]).stdout.match(/^\s+\d+: luks2/gm) ?? [];
       expectThat(slots.length === 2, `${disk}: expected 2 keyslots after enroll, luksDump shows ${slots.length}`);
@@ -131,15 +152,24 @@ const luksFirst: Step<'luks-first'> = async (c) => {
     return `active after ${Date.now() - started} ms; STATUS=${props.StatusText}\ndrop-in:\n${dropIn}`;
   });
   const mapper = `/dev/mapper/${DAEMON_VOLUME}`;
-  await c('the daemon activates the LUKS2 volume through libcryptsetup: /dev/mapper exists, cryptsetup status agrees', () => {
-    const status = run(['cryptsetup', 'status', DAEMON_VOLUME]);
-    const json = agent(['status', '--json']).stdout;
-    expectThat(existsSync(mapper), `${mapper} does not exist; cryptsetup status: ${status.shown}\nagent status: ${json}`);
-    expectThat(/is active/.test(status.stdout), status.shown);
-    expectThat(/type:\s+LUKS2/.test(status.stdout) && status.stdout.includes(`device:  ${DAEMON_DISK}`), status.shown);
-    const dm = must(['dmsetup', 'table', '--showkeys', DAEMON_VOLUME]).stdout.split(' ').slice(0, 3).join(' ');
-    return `${status.shown}\ndm table (key omitted): ${dm}\nagent status: ${json.trim().slice(0, 1500)}`;
-  });
+  await c(
+    'the daemon activates the LUKS2 volume through libcryptsetup: /dev/mapper exists, cryptsetup status agrees',
+    () => {
+      const status = run(['cryptsetup', 'status', DAEMON_VOLUME]);
+      const json = agent(['status', '--json']).stdout;
+      expectThat(
+        existsSync(mapper),
+        `${mapper} does not exist; cryptsetup status: ${status.shown}\nagent status: ${json}`,
+      );
+      expectThat(/is active/.test(status.stdout), status.shown);
+      expectThat(
+        /type:\s+LUKS2/.test(status.stdout) && status.stdout.includes(`device:  ${DAEMON_DISK}`),
+        status.shown,
+      );
+      const dm = must(['dmsetup', 'table', '--showkeys', DAEMON_VOLUME]).stdout.split(' ').slice(0, 3).join(' ');
+      return `${status.shown}\ndm table (key omitted): ${dm}\nagent status: ${json.trim().slice(0, 1500)}`;
+    },
+  );
   await c('a filesystem on the activated volume mounts and its data reads back', () => {
     must(['mkfs.ext4', '-q', '-L', DAEMON_VOLUME, mapper]);
     mkdirSync('/mnt/a', { recursive: true });
@@ -179,11 +209,17 @@ const luksFirst: Step<'luks-first'> = async (c) => {
 };
 
 /** The monotonic time (µs since boot) at which a unit last became active, or 0. */
-const activeAt = (unit: string) => Number(unitProps(unit, ['ActiveEnterTimestampMonotonic']).ActiveEnterTimestampMonotonic ?? 0);
+const activeAt = (unit: string) =>
+  Number(unitProps(unit, ['ActiveEnterTimestampMonotonic']).ActiveEnterTimestampMonotonic ?? 0);
 
 const luksSecond: Step<'luks-second'> = async (c) => {
   await c('the daemon reached READY at boot', () => {
-    const p = unitProps('kmip-agent.service', ['ActiveState', 'StatusText', 'ActiveEnterTimestampMonotonic', 'ExecMainStartTimestampMonotonic']);
+    const p = unitProps('kmip-agent.service', [
+      'ActiveState',
+      'StatusText',
+      'ActiveEnterTimestampMonotonic',
+      'ExecMainStartTimestampMonotonic',
+    ]);
     expectThat(p.ActiveState === 'active', JSON.stringify(p));
     const readyMs = Number(p.ActiveEnterTimestampMonotonic) / 1000;
     return `READY ${readyMs.toFixed(0)} ms after kernel start (process started at ${(Number(p.ExecMainStartTimestampMonotonic) / 1000).toFixed(0)} ms); STATUS=${p.StatusText}`;
@@ -192,13 +228,19 @@ const luksSecond: Step<'luks-second'> = async (c) => {
   await c('systemd-cryptsetup opened the crypttab volume with a key from the agent socket', () => {
     const p = unitProps(cryptUnit, ['ActiveState', 'Result', 'After', 'Before']);
     const status = run(['cryptsetup', 'status', CRYPTTAB_VOLUME]);
-    expectThat(p.ActiveState === 'active' && /is active/.test(status.stdout), `${cryptUnit}: ${JSON.stringify(p)}\n${status.shown}\n${unitJournal(cryptUnit)}`);
+    expectThat(
+      p.ActiveState === 'active' && /is active/.test(status.stdout),
+      `${cryptUnit}: ${JSON.stringify(p)}\n${status.shown}\n${unitJournal(cryptUnit)}`,
+    );
     return `${cryptUnit}: ${p.ActiveState}/${p.Result}\n${status.shown}\nBefore=${p.Before}`;
   });
   await c('the key socket hand-out is in the journal', () => {
     const lines = run(['journalctl', '-b', '--no-pager', '-o', 'cat', '-u', 'kmip-agent.service']).stdout.split('\n');
     const served = lines.filter((l) => l.includes(CRYPTTAB_VOLUME) && /key-socket|keySocket|served/i.test(l));
-    expectThat(served.length > 0, `no key-socket line naming ${CRYPTTAB_VOLUME} in the daemon's journal:\n${lines.slice(-40).join('\n')}`);
+    expectThat(
+      served.length > 0,
+      `no key-socket line naming ${CRYPTTAB_VOLUME} in the daemon's journal:\n${lines.slice(-40).join('\n')}`,
+    );
     expectThat(!served.some((l) => /refus/i.test(l)), served.join('\n'));
     return served.join('\n');
   });
@@ -206,7 +248,10 @@ const luksSecond: Step<'luks-second'> = async (c) => {
     const mountUnit = `${escapePath('/mnt/b')}.mount`;
     const opened = activeAt(cryptUnit);
     const mounted = activeAt(mountUnit);
-    expectThat(opened > 0 && mounted > 0 && opened <= mounted, `${cryptUnit} active at ${opened} µs, ${mountUnit} at ${mounted} µs`);
+    expectThat(
+      opened > 0 && mounted > 0 && opened <= mounted,
+      `${cryptUnit} active at ${opened} µs, ${mountUnit} at ${mounted} µs`,
+    );
     const data = readFileSync('/mnt/b/proof.txt', 'utf8');
     expectThat(data.includes('opened by systemd-cryptsetup'), data);
     const ready = activeAt('kmip-agent.service');
@@ -220,7 +265,6 @@ const luksSecond: Step<'luks-second'> = async (c) => {
     return `${mountUnit} active at ${activeAt(mountUnit)} µs; /mnt/a/proof.txt: ${JSON.stringify(data)}`;
   });
 };
-
 
 const CONFIGFS = '/sys/kernel/config/target';
 const TCMU_HANDLER = join(ROOT, 'build', 'vm', 'tcmu-opal');
@@ -287,7 +331,9 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
     });
     await new Promise<void>((resolve, reject) => {
       handler!.stdout!.once('data', () => resolve());
-      handler!.once('exit', (code) => reject(new CheckFailed(`tcmu-opal exited with ${code}: ${readFileSync(HANDLER_LOG, 'utf8')}`)));
+      handler!.once('exit', (code) =>
+        reject(new CheckFailed(`tcmu-opal exited with ${code}: ${readFileSync(HANDLER_LOG, 'utf8')}`)),
+      );
     });
     const tpg = `${CONFIGFS}/loopback/${LOOP_WWN}/tpgt_1`;
     mkdirSync(`${tpg}/lun/lun_0`, { recursive: true });
@@ -298,17 +344,20 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
     return `/dev/${uio} served by tcmu-opal (pid ${handler.pid}); tcm_loop ${LOOP_WWN} lun 0 -> ${disk}; ${readFileSync(`/sys/block/${disk.slice(5)}/size`, 'utf8').trim()} sectors`;
   });
   if (!served) return;
-  await c('sd sees it: INQUIRY, VPD pages, READ CAPACITY(16), and SECURITY PROTOCOL IN/OUT reported as supported', () => {
-    const inq = must(['sg_inq', disk]).stdout;
-    const serial = must(['sg_vpd', '--page=0x80', disk]).stdout;
-    const cap = must(['sg_readcap', '--16', disk]).stdout;
-    const secIn = must(['sg_opcodes', '--opcode=0xa2', disk]).stdout;
-    const secOut = must(['sg_opcodes', '--opcode=0xb5', disk]).stdout;
-    expectThat(serial.includes(OPAL_SERIAL), serial);
-    expectThat(/Logical block length=512/.test(cap), cap);
-    expectThat(/SPC-4|version=0x06/i.test(inq), inq);
-    return [inq, serial, cap, secIn, secOut].map((t) => t.trim()).join('\n');
-  });
+  await c(
+    'sd sees it: INQUIRY, VPD pages, READ CAPACITY(16), and SECURITY PROTOCOL IN/OUT reported as supported',
+    () => {
+      const inq = must(['sg_inq', disk]).stdout;
+      const serial = must(['sg_vpd', '--page=0x80', disk]).stdout;
+      const cap = must(['sg_readcap', '--16', disk]).stdout;
+      const secIn = must(['sg_opcodes', '--opcode=0xa2', disk]).stdout;
+      const secOut = must(['sg_opcodes', '--opcode=0xb5', disk]).stdout;
+      expectThat(serial.includes(OPAL_SERIAL), serial);
+      expectThat(/Logical block length=512/.test(cap), cap);
+      expectThat(/SPC-4|version=0x06/i.test(inq), inq);
+      return [inq, serial, cap, secIn, secOut].map((t) => t.trim()).join('\n');
+    },
+  );
   let discovered = '';
   await c('drive discover picks the kernel sed-opal backend and says why', () => {
     ensureSetup();
@@ -328,7 +377,24 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
   });
   /** READ(10) of one block through SG_IO, to see the sense data itself. */
   const rawRead = (lba: number) =>
-    run(['sg_raw', '-r', '512', '-o', '/dev/null', disk, '28', '00', '00', '00', '00', lba.toString(16), '00', '00', '01', '00']);
+    run([
+      'sg_raw',
+      '-r',
+      '512',
+      '-o',
+      '/dev/null',
+      disk,
+      '28',
+      '00',
+      '00',
+      '00',
+      '00',
+      lba.toString(16),
+      '00',
+      '00',
+      '01',
+      '00',
+    ]);
   await c('reads of the locked disk are refused with DATA PROTECT sense', () => {
     const read = readBlock(disk, 100);
     expectThat(read.status !== 0, `a locked disk was readable: ${read.shown}`);
@@ -336,25 +402,34 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
     expectThat(/Data Protect/i.test(raw.shown) && /access not authorized/i.test(raw.shown), raw.shown);
     return `${read.shown}\n${raw.shown}`;
   });
-  await c('the daemon unlocks it through the kernel (IOC_OPAL_LOCK_UNLOCK, IOC_OPAL_SAVE accepted) and data reads back', () => {
-    if (!existsSync('/etc/systemd/system/kmip-agent.service')) installUnit();
-    const r = run(['systemctl', 'start', 'kmip-agent.service'], undefined, 150_000);
-    const props = unitProps('kmip-agent.service', ['ActiveState', 'StatusText']);
-    expectThat(r.status === 0 && props.ActiveState === 'active', `${r.shown}\n${JSON.stringify(props)}\n${unitJournal('kmip-agent.service')}`);
-    const status = agent(['status', '--json']).stdout;
-    const readable = readBlock(disk, 100);
-    expectThat(readable.status === 0, `still not readable after the daemon started: ${readable.shown}\n${status}\n${unitJournal('kmip-agent.service')}`);
-    const block = Buffer.alloc(512);
-    block.write(MARKER);
-    must(['dd', `of=${disk}`, 'bs=512', 'seek=100', 'count=1', 'oflag=direct', 'status=none'], block);
-    const back = readBlock(disk, 100).stdout;
-    expectThat(back.startsWith(MARKER), `read back ${JSON.stringify(back.slice(0, 60))}`);
-    const unlocked = unitJournal('kmip-agent.service')
-      .split('\n')
-      .filter((l) => /unlock/i.test(l))
-      .slice(-3);
-    return `STATUS=${props.StatusText}\n${unlocked.join('\n')}\nLBA 100 after write: ${JSON.stringify(back.slice(0, MARKER.length))}`;
-  });
+  await c(
+    'the daemon unlocks it through the kernel (IOC_OPAL_LOCK_UNLOCK, IOC_OPAL_SAVE accepted) and data reads back',
+    () => {
+      if (!existsSync('/etc/systemd/system/kmip-agent.service')) installUnit();
+      const r = run(['systemctl', 'start', 'kmip-agent.service'], undefined, 150_000);
+      const props = unitProps('kmip-agent.service', ['ActiveState', 'StatusText']);
+      expectThat(
+        r.status === 0 && props.ActiveState === 'active',
+        `${r.shown}\n${JSON.stringify(props)}\n${unitJournal('kmip-agent.service')}`,
+      );
+      const status = agent(['status', '--json']).stdout;
+      const readable = readBlock(disk, 100);
+      expectThat(
+        readable.status === 0,
+        `still not readable after the daemon started: ${readable.shown}\n${status}\n${unitJournal('kmip-agent.service')}`,
+      );
+      const block = Buffer.alloc(512);
+      block.write(MARKER);
+      must(['dd', `of=${disk}`, 'bs=512', 'seek=100', 'count=1', 'oflag=direct', 'status=none'], block);
+      const back = readBlock(disk, 100).stdout;
+      expectThat(back.startsWith(MARKER), `read back ${JSON.stringify(back.slice(0, 60))}`);
+      const unlocked = unitJournal('kmip-agent.service')
+        .split('\n')
+        .filter((l) => /unlock/i.test(l))
+        .slice(-3);
+      return `STATUS=${props.StatusText}\n${unlocked.join('\n')}\nLBA 100 after write: ${JSON.stringify(back.slice(0, MARKER.length))}`;
+    },
+  );
   await c('after a power cycle, --backend passthrough unlocks it over SG_IO and the data reads back', async () => {
     must(['systemctl', 'stop', 'kmip-agent.service'], undefined, 120_000);
     const before = readFileSync(HANDLER_LOG, 'utf8').split('power cycled').length;
@@ -375,7 +450,24 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
   await c('a malformed CDB gets ILLEGAL REQUEST and the handler keeps serving', () => {
     // A vendor-specific opcode, and SECURITY PROTOCOL IN for a protocol the TPer does not speak.
     const bogus = run(['sg_raw', '-r', '512', disk, 'c0', '00', '00', '00', '00', '00']);
-    const badProtocol = run(['sg_raw', '-r', '512', disk, 'a2', '07', '00', '00', '00', '00', '00', '00', '02', '00', '00', '00']);
+    const badProtocol = run([
+      'sg_raw',
+      '-r',
+      '512',
+      disk,
+      'a2',
+      '07',
+      '00',
+      '00',
+      '00',
+      '00',
+      '00',
+      '00',
+      '02',
+      '00',
+      '00',
+      '00',
+    ]);
     expectThat(/Illegal Request/i.test(bogus.shown), bogus.shown);
     expectThat(/Illegal Request/i.test(badProtocol.shown), badProtocol.shown);
     const tur = must(['sg_turs', disk]);
