@@ -32,6 +32,9 @@ inputs /vm-inputs 9p trans=virtio,version=9p2000.L,ro,msize=524288 0 0
 results /results 9p trans=virtio,version=9p2000.L,msize=524288 0 0
 FSTAB
 mkdir -p "$root/opt/kmip-agent" "$root/vm-inputs" "$root/results"
+# 9p over virtio loaded before the mounts: loaded by the first mount instead, its channels can come up
+# after the other mounts have already failed with "no channels available".
+printf '9pnet_virtio\n9p\n' >"$root/etc/modules-load.d/kmip-vm-9p.conf"
 # TCG is slow: nothing runs at boot that the tests do not need.
 for unit in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service \
   fstrim.timer systemd-tmpfiles-clean.timer getty@tty1.service; do

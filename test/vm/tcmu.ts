@@ -13,6 +13,7 @@ const ROOT = packageRoot();
 export const TCMU_HANDLER = join(ROOT, 'build', 'vm', 'tcmu-opal');
 const SOURCES = [
   'test/vm/tcmu/tcmu_opal.cc',
+  'test/vm/tcmu/ring_abi.c',
   'native/emulator/drive.cc',
   'native/emulator/drive_state.cc',
   'native/emulator/emu_crypto.cc',
@@ -37,6 +38,12 @@ export function ensureTcmuHandler(): string {
   mkdirSync(join(ROOT, 'build', 'vm'), { recursive: true });
   const napiInclude = (createRequire(import.meta.url)('node-addon-api') as { include_dir: string }).include_dir;
   // native/core/errors.h declares the addon's N-API helpers; --gc-sections drops them, unused here.
+  // The kernel's TCMU header compiles as C only: ring_abi.c is built apart and linked in.
+  const abiObject = join(ROOT, 'build', 'vm', 'ring_abi.o');
+  const abi = spawnSync('gcc', ['-O1', '-c', join(ROOT, 'test/vm/tcmu/ring_abi.c'), '-o', abiObject], {
+    encoding: 'utf8',
+  });
+  if (abi.status !== 0) throw new Error(`test/vm/tcmu/ring_abi.c did not build:\n${abi.stderr}${abi.error ?? ''}`);
   const args = [
     '-std=c++17',
     '-O1',
@@ -51,7 +58,8 @@ export function ensureTcmuHandler(): string {
     `-I${napiInclude}`,
     '-DNAPI_VERSION=8',
     '-DNAPI_DISABLE_CPP_EXCEPTIONS',
-    ...SOURCES.map((s) => join(ROOT, s)),
+    ...SOURCES.filter((s) => s.endsWith('.cc')).map((s) => join(ROOT, s)),
+    abiObject,
     '-lcrypto',
     '-o',
     TCMU_HANDLER,

@@ -226,13 +226,20 @@ const luksSecond: Step<'luks-second'> = async (c) => {
   });
   const cryptUnit = `systemd-cryptsetup@${must(['systemd-escape', CRYPTTAB_VOLUME]).stdout.trim()}.service`;
   await c('systemd-cryptsetup opened the crypttab volume with a key from the agent socket', () => {
-    const p = unitProps(cryptUnit, ['ActiveState', 'Result', 'After', 'Before']);
+    const p = unitProps(cryptUnit, ['ActiveState', 'Result', 'After', 'Before', 'InactiveExitTimestampMonotonic']);
+    // The unit's promise: a _netdev crypttab volume starts only once the agent is READY (its socket is up).
+    const agentReady = activeAt('kmip-agent.service');
+    const cryptStarted = Number(p.InactiveExitTimestampMonotonic ?? 0);
+    expectThat(
+      agentReady > 0 && cryptStarted >= agentReady,
+      `${cryptUnit} started at ${cryptStarted} µs, kmip-agent READY at ${agentReady} µs\nAfter=${p.After}\n${unitJournal(cryptUnit)}`,
+    );
     const status = run(['cryptsetup', 'status', CRYPTTAB_VOLUME]);
     expectThat(
       p.ActiveState === 'active' && /is active/.test(status.stdout),
       `${cryptUnit}: ${JSON.stringify(p)}\n${status.shown}\n${unitJournal(cryptUnit)}`,
     );
-    return `${cryptUnit}: ${p.ActiveState}/${p.Result}\n${status.shown}\nBefore=${p.Before}`;
+    return `${cryptUnit}: ${p.ActiveState}/${p.Result}, started at ${cryptStarted} µs after kmip-agent READY at ${agentReady} µs\n${status.shown}`;
   });
   await c('the key socket hand-out is in the journal', () => {
     const lines = run(['journalctl', '-b', '--no-pager', '-o', 'cat', '-u', 'kmip-agent.service']).stdout.split('\n');
@@ -307,6 +314,10 @@ const readBlock = (disk: string, lba: number) =>
 
 let handler: ChildProcess | undefined;
 
+/** What the handler and the kernel said, for a failing check's evidence. */
+const tcmuEvidence = () =>
+  `tcmu-opal log:\n${readFileSync(HANDLER_LOG, 'utf8').slice(-3000)}\nkernel:\n${run(['dmesg']).stdout.split('\n').slice(-25).join('\n')}`;
+
 const tcmuStep: Step<'tcmu'> = async (c) => {
   mkdirSync(WORK, { recursive: true, mode: 0o700 });
   let disk = '';
@@ -339,7 +350,11 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
     mkdirSync(`${tpg}/lun/lun_0`, { recursive: true });
     writeFileSync(`${tpg}/nexus`, LOOP_INITIATOR);
     symlinkSync(dev, `${tpg}/lun/lun_0/opal1`);
-    disk = await until('sd probing the tcm_loop disk', 60_000, opalDisk);
+    try {
+      disk = await until('sd probing the tcm_loop disk', 120_000, opalDisk);
+    } catch (error) {
+      throw new CheckFailed(`${String(error)}\n${tcmuEvidence()}`);
+    }
     run(['udevadm', 'settle', '--timeout=30']);
     return `/dev/${uio} served by tcmu-opal (pid ${handler.pid}); tcm_loop ${LOOP_WWN} lun 0 -> ${disk}; ${readFileSync(`/sys/block/${disk.slice(5)}/size`, 'utf8').trim()} sectors`;
   });

@@ -6,8 +6,8 @@
 //   tcmu-opal create IMAGE SIZE_MIB SERIAL     a factory-fresh drive (prints nothing secret)
 //   tcmu-opal serve IMAGE /dev/uioN            answers the command ring until SIGTERM; SIGUSR1 power-cycles
 //
-// The ring protocol is the kernel's (include/uapi/linux/target_core_user.h, mailbox version 2; its
-// packed layouts are read here by offset, as that header does not compile as C++): the mailbox at the
+// The ring protocol is the kernel's (include/uapi/linux/target_core_user.h, which compiles as C only:
+// ring_abi.c hands its offsets over): the mailbox at the
 // start of the UIO map, commands from cmd_tail to cmd_head, iovec bases as offsets into the map,
 // the response written over the entry, then a 4-byte write to the UIO fd says "done". One command at
 // a time, in order. Every command it does not serve gets ILLEGAL REQUEST / INVALID COMMAND OPERATION
@@ -252,13 +252,22 @@ class OpalLun {
   std::unique_ptr<TPer> tper_ = std::make_unique<TPer>(*drive_);
 };
 
-// target_core_user's shared-memory ABI (offsets of its __packed structs).
+// target_core_user's shared-memory layout, from the kernel header through ring_abi.c.
+extern "C" {
+extern const size_t tcmu_abi_mb_cmdr_off, tcmu_abi_mb_cmdr_size, tcmu_abi_mb_cmd_head, tcmu_abi_mb_cmd_tail;
+extern const size_t tcmu_abi_req_iov_cnt, tcmu_abi_req_cdb_off, tcmu_abi_req_iov, tcmu_abi_iov_size;
+extern const size_t tcmu_abi_rsp_status, tcmu_abi_rsp_sense, tcmu_abi_rsp_end;
+extern const unsigned tcmu_abi_op_mask, tcmu_abi_op_cmd, tcmu_abi_mailbox_version;
+}
 namespace abi {
-constexpr size_t kMbCmdrOff = 4, kMbCmdrSize = 8, kMbCmdHead = 12, kMbCmdTail = 64;
+const size_t kMbCmdrOff = tcmu_abi_mb_cmdr_off, kMbCmdrSize = tcmu_abi_mb_cmdr_size;
+const size_t kMbCmdHead = tcmu_abi_mb_cmd_head, kMbCmdTail = tcmu_abi_mb_cmd_tail;
 constexpr size_t kHdrLenOp = 0;
-constexpr uint32_t kOpMask = 0x7, kOpPad = 0, kOpCmd = 1;
-constexpr size_t kReqIovCnt = 8, kReqCdbOff = 20, kReqIov = 44, kIovSize = 16;
-constexpr size_t kRspStatus = 8, kRspSense = 16, kSenseSize = 96, kRspSize = 8 + 96;
+const uint32_t kOpMask = tcmu_abi_op_mask, kOpCmd = tcmu_abi_op_cmd;
+const size_t kReqIovCnt = tcmu_abi_req_iov_cnt, kReqCdbOff = tcmu_abi_req_cdb_off, kReqIov = tcmu_abi_req_iov;
+const size_t kIovSize = tcmu_abi_iov_size;
+const size_t kRspStatus = tcmu_abi_rsp_status, kRspSense = tcmu_abi_rsp_sense;
+const size_t kRspSize = tcmu_abi_rsp_end - tcmu_abi_rsp_status;
 }  // namespace abi
 
 // The UIO map of one TCMU device: mailbox, command ring, data area.
@@ -275,6 +284,9 @@ class Ring {
     void* map = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (map == MAP_FAILED) throw std::runtime_error("cannot map " + uio + ": " + std::strerror(errno));
     base_ = static_cast<uint8_t*>(map);
+    uint16_t version;
+    std::memcpy(&version, base_, 2);
+    if (version != tcmu_abi_mailbox_version) Log("mailbox version " + std::to_string(version) + " (built for " + std::to_string(tcmu_abi_mailbox_version) + ")");
     Log("ring " + std::to_string(U32(abi::kMbCmdrSize)) + " bytes at " + std::to_string(U32(abi::kMbCmdrOff)) +
         ", map " + std::to_string(size_));
   }
@@ -347,6 +359,13 @@ class Ring {
         for (const auto& v : iov) out.insert(out.end(), base_ + v.first, base_ + v.first + v.second);
       }
       o = lun.Execute(cdb, 16, out, total);
+      if (logged_ < 64) {  // the first commands, for the test's evidence of what sd asked
+        logged_++;
+        char line[96];
+        std::snprintf(line, sizeof line, "cdb %02x %02x %02x %02x -> status %u sense %u/%04x, %zu bytes in", cdb[0], cdb[1],
+                      cdb[2], cdb[3], o.status, o.sense_key, o.asc, o.data_in.size());
+        Log(line);
+      }
       size_t done = 0;
       for (const auto& v : iov) {
         if (data_out || done >= o.data_in.size()) break;
@@ -368,6 +387,7 @@ class Ring {
   }
 
   int fd_ = -1;
+  int logged_ = 0;
   uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
 };
