@@ -26,10 +26,10 @@ export const STEP_CHECKS = {
   tcmu: [
     'the TCMU handler serves an emulated Opal drive as a SCSI disk through tcm_loop',
     'sd sees it: INQUIRY, VPD pages, READ CAPACITY(16), and SECURITY PROTOCOL IN/OUT reported as supported',
-    'drive discover picks the kernel sed-opal backend and says why',
-    'drive enroll takes the disk through IOC_OPAL_* and leaves it locked',
+    'drive discover picks kernel sed-opal where sd enabled it for the disk, else SG_IO, and says why',
+    'drive enroll takes the disk through the chosen backend and leaves it locked',
     'reads of the locked disk are refused with DATA PROTECT sense',
-    'the daemon unlocks it through the kernel (IOC_OPAL_LOCK_UNLOCK, IOC_OPAL_SAVE accepted) and data reads back',
+    'the daemon unlocks it at start (kernel backend: IOC_OPAL_SAVE accepted) and data reads back',
     'after a power cycle, --backend passthrough unlocks it over SG_IO and the data reads back',
     'a malformed CDB gets ILLEGAL REQUEST and the handler keeps serving',
   ],
