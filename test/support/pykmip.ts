@@ -69,7 +69,9 @@ function portIsTaken(port: number): Promise<boolean> {
 }
 
 /** Whether the server completes a mutual TLS handshake now (its "up" signal). */
-export function tryHandshake(info: Pick<PykmipServerInfo, 'host' | 'port' | 'ca' | 'clientCert' | 'clientKey'>): Promise<boolean> {
+export function tryHandshake(
+  info: Pick<PykmipServerInfo, 'host' | 'port' | 'ca' | 'clientCert' | 'clientKey'>,
+): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({
       host: info.host,
