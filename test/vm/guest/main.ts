@@ -314,6 +314,15 @@ const readBlock = (disk: string, lba: number) =>
 
 let handler: ChildProcess | undefined;
 
+/** Power-cycles the emulated drive (the handler's SIGUSR1), as at power-on: LockOnReset ranges relock. */
+async function powerCycle(): Promise<void> {
+  const before = readFileSync(HANDLER_LOG, 'utf8').split('power cycled').length;
+  process.kill(handler!.pid!, 'SIGUSR1');
+  await until('the handler power-cycling the drive', 30_000, () =>
+    readFileSync(HANDLER_LOG, 'utf8').split('power cycled').length > before ? true : undefined,
+  );
+}
+
 /** What the handler and the kernel said, for a failing check's evidence. */
 const tcmuEvidence = () =>
   `tcmu-opal log:\n${readFileSync(HANDLER_LOG, 'utf8').slice(-3000)}\nkernel:\n${run(['dmesg']).stdout.split('\n').slice(-25).join('\n')}`;
@@ -400,7 +409,7 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
     return `${text}\n--backend kernel alone:\n${kernelOnly.shown}\nkernel:\n${sd.join('\n')}`;
   });
   let keyUid = '';
-  await c('drive enroll takes the disk through the chosen backend and leaves it locked', () => {
+  await c('drive enroll takes the disk through the chosen backend and enables locking', () => {
     run(['systemctl', 'stop', 'kmip-agent.service'], undefined, 120_000);
     const out = agent(['drive', 'enroll', disk, '--json']).stdout;
     const enrolled = (JSON.parse(out) as { enrolled: { keyUid: string }[] }).enrolled;
@@ -428,7 +437,9 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
       '01',
       '00',
     ]);
-  await c('reads of the locked disk are refused with DATA PROTECT sense', () => {
+  await c('after a power cycle, reads of the locked disk are refused with DATA PROTECT sense', async () => {
+    // Enroll enables locking (LockOnReset) and leaves the range open until the drive next powers up.
+    await powerCycle();
     const read = readBlock(disk, 100);
     expectThat(read.status !== 0, `a locked disk was readable: ${read.shown}`);
     const raw = rawRead(100);
@@ -463,11 +474,7 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
   });
   await c('after a power cycle, --backend passthrough unlocks it over SG_IO and the data reads back', async () => {
     must(['systemctl', 'stop', 'kmip-agent.service'], undefined, 120_000);
-    const before = readFileSync(HANDLER_LOG, 'utf8').split('power cycled').length;
-    process.kill(handler!.pid!, 'SIGUSR1');
-    await until('the handler power-cycling the drive', 30_000, () =>
-      readFileSync(HANDLER_LOG, 'utf8').split('power cycled').length > before ? true : undefined,
-    );
+    await powerCycle();
     const locked = rawRead(100);
     expectThat(/Data Protect/i.test(locked.shown), `readable after the power cycle: ${locked.shown}`);
     const keyFile = `${WORK}/opal1.key`;
