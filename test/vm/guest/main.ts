@@ -478,7 +478,7 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
     const locked = rawRead(100);
     expectThat(/Data Protect/i.test(locked.shown), `readable after the power cycle: ${locked.shown}`);
     const keyFile = `${WORK}/opal1.key`;
-    agent(['kmip', 'get', keyUid, '--out', keyFile, '--force']);
+    agent(['kmip', 'get', keyUid, '--provider', 'default', '--out', keyFile, '--force']);
     const unlock = agent(['drive', 'unlock', disk, '--pin-file', keyFile, '--backend', 'passthrough']);
     writeFileSync(keyFile, Buffer.alloc(32));
     const back = readBlock(disk, 100).stdout;
