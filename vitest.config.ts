@@ -3,6 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The VM boots (QEMU/TCG, minutes each on two cores) run with `npm run vm-test`, its own config:
+    // inside this run they would take the cores from every other suite and break CI's time budget.
+    exclude: ['test/vm/**', '**/node_modules/**'],
     globalSetup: ['test/support/global-setup.ts'],
     // In a recorded run (scripts/test.sh), what tests remove is kept for the secrets hygiene scan.
     setupFiles: ['test/support/keep-for-scan.ts'],

@@ -28,7 +28,9 @@ packages=(
   iproute2            # ip netns for multi-host tests
   curl                # the local API tests speak to the socket with curl --unix-socket
   systemd-container   # systemd-nspawn: the unit test boots a real systemd as PID 1 of a container
-  mmdebstrap          # builds (once) the container's minimal Debian rootfs
+  mmdebstrap          # builds (once) the container's minimal Debian rootfs and the VM test image
+  qemu-system-x86     # the VM tests boot Debian's stock kernel (dm-crypt, sed-opal, TCMU) under QEMU/TCG
+  qemu-utils          # qemu-img: a copy-on-write overlay of the cached VM image per run
 )
 missing=()
 for p in "${packages[@]}"; do

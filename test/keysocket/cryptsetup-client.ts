@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 
 const CLIENT = `
 import json, os, socket, sys
-path, source, uid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, source, uid, half_close = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == '1'
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 if source.startswith('/'):
     s.bind(source)
@@ -23,6 +23,8 @@ try:
 except OSError as e:
     print(json.dumps({"pid": os.getpid(), "error": e.errno}))
     sys.exit(0)
+if half_close:
+    s.shutdown(socket.SHUT_WR)
 data = b''
 while True:
     chunk = s.recv(4096)
@@ -49,6 +51,8 @@ export interface ClientOptions {
   bindPath?: string;
   /** Drop to this uid (and gid) after binding, before connecting. */
   uid?: number;
+  /** Shut down the sending side right after connecting, as systemd-cryptsetup (252) does. */
+  halfClose?: boolean;
 }
 
 export async function requestKey(
@@ -62,7 +66,7 @@ export async function requestKey(
   const stdout = await new Promise<string>((resolve, reject) =>
     execFile(
       '/usr/bin/python3',
-      ['-c', CLIENT, socketPath, source, String(options.uid ?? -1)],
+      ['-c', CLIENT, socketPath, source, String(options.uid ?? -1), options.halfClose ? '1' : '0'],
       { timeout: 20_000 },
       (error, out) => (error ? reject(error) : resolve(out)),
     ),

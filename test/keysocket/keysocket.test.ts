@@ -135,6 +135,23 @@ describe('crypttab key socket', () => {
     expect(handedOut[0].equals(Buffer.alloc(32))).toBe(true);
   });
 
+  it('hands the key to a peer that shut down its sending side after connecting (systemd-cryptsetup does)', async () => {
+    // The lookup answers only once the peer's half-close has reached the server (a KMIP fetch takes that long).
+    let peerHalfClosed: () => void = () => undefined;
+    const halfClosed = new Promise<void>((resolve) => (peerHalfClosed = resolve));
+    const log = await start(memoryLogger(), async (volume, peer) => {
+      await halfClosed;
+      return lookup(volume, peer);
+    });
+    server!['server']!.on('connection', (socket: import('node:net').Socket) =>
+      socket.once('end', () => peerHalfClosed()),
+    );
+    const result = await requestKey(socketPath, 'data', { halfClose: true });
+    expect(result.key).toEqual(keys.get('data'));
+    const [event] = await keyEvents(log, 1);
+    expect(event).toMatchObject({ outcome: 'handed-out', volume: 'data', peerPid: result.pid });
+  });
+
   it('serves several volumes from one socket, each its own key', async () => {
     const log = await start();
     const [a, b] = await Promise.all([requestKey(socketPath, 'logs'), requestKey(socketPath, 'data')]);

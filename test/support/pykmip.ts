@@ -69,7 +69,10 @@ function portIsTaken(port: number): Promise<boolean> {
   });
 }
 
-function tryHandshake(info: PykmipServerInfo): Promise<boolean> {
+/** Whether the server completes a mutual TLS handshake now (its "up" signal). */
+export function tryHandshake(
+  info: Pick<PykmipServerInfo, 'host' | 'port' | 'ca' | 'clientCert' | 'clientKey'>,
+): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({
       host: info.host,
@@ -101,6 +104,31 @@ export interface StartOptions {
   ca?: TestCa;
 }
 
+/** pykmip-server's config file (mutual TLS 1.2 on 127.0.0.1; paths as the server will see them). */
+export function pykmipServerConf(o: {
+  port: number;
+  cert: string;
+  key: string;
+  ca: string;
+  policyDir: string;
+  database: string;
+}): string {
+  return [
+    '[server]',
+    'hostname=127.0.0.1',
+    `port=${o.port}`,
+    `certificate_path=${o.cert}`,
+    `key_path=${o.key}`,
+    `ca_path=${o.ca}`,
+    'auth_suite=TLS1.2',
+    `policy_path=${o.policyDir}`,
+    'enable_tls_client_auth=True',
+    `database_path=${o.database}`,
+    'logging_level=INFO',
+    '',
+  ].join('\n');
+}
+
 /** Server and client certificates of a new fixture issued by an existing CA. */
 function issueFrom(ca: TestCa, dir: string): TestPki {
   const tag = basename(dir);
@@ -126,20 +154,14 @@ export async function startPykmip(options: StartOptions = {}): Promise<PykmipSer
   const confPath = join(dir, 'server.conf');
   writeFileSync(
     confPath,
-    [
-      '[server]',
-      'hostname=127.0.0.1',
-      `port=${port}`,
-      `certificate_path=${pki.server.cert}`,
-      `key_path=${pki.server.key}`,
-      `ca_path=${pki.ca.cert}`,
-      'auth_suite=TLS1.2',
-      `policy_path=${policyDir}`,
-      'enable_tls_client_auth=True',
-      `database_path=${join(dir, 'pykmip.db')}`,
-      'logging_level=INFO',
-      '',
-    ].join('\n'),
+    pykmipServerConf({
+      port,
+      cert: pki.server.cert,
+      key: pki.server.key,
+      ca: pki.ca.cert,
+      policyDir,
+      database: join(dir, 'pykmip.db'),
+    }),
   );
   const child: ChildProcess = spawn(PYKMIP_SERVER_BIN, ['-f', confPath, '-l', logPath], {
     cwd: dir,

@@ -69,7 +69,9 @@ export class KeySocketServer {
     const { path } = this.options;
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     await removeStaleSocket(path);
-    const server = createServer((socket) => void this.serve(socket));
+    // Half-open: systemd-cryptsetup shuts down its sending side right after connecting (it only reads);
+    // without this Node would end our side too and every request would look like a vanished peer.
+    const server = createServer({ allowHalfOpen: true }, (socket) => void this.serve(socket));
     server.maxConnections = MAX_CONNECTIONS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>

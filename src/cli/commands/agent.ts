@@ -546,7 +546,7 @@ export const volumeEnrollCommand = command({
   description: `A random 32-byte key is registered on the key server as kmip-agent/<appliance>/<LUKS UUID> and gets a new
 keyslot, authorized by the passphrase in --key-file (which keeps its own keyslot). The volume is recorded and
 added to the configuration: at boot the daemon opens it as /dev/mapper/NAME, or with --key-socket serves its
-key to systemd-cryptsetup on <runtime-dir>/luks.sock (crypttab: NAME UUID=... /run/kmip-agent/luks.sock).
+key to systemd-cryptsetup on <runtime-dir>/luks.sock (crypttab: NAME UUID=... /run/kmip-agent/luks.sock luks,_netdev).
 Needs the state to itself: stop the daemon first.`,
   options: {
     name: { type: 'string', value: 'NAME', help: 'device-mapper name to open it as' },
