@@ -582,6 +582,8 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
             check: async (device, key) => {
               await luks.checkKey(device, key);
             },
+            mappingDevices: (name) => luks.mappingDevices(name),
+            kernelName: (device) => luks.kernelName(device),
           },
           {
             nameOf: (t) => volumeEntry(t.device)?.name ?? `kmip-agent-${t.id.slice(0, 8)}`,

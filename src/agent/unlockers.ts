@@ -6,7 +6,7 @@
  * agent sends that key to that drive again. It also
  * checks that the device still is the recorded drive, so a key never goes to a drive that moved in.
  */
-import { KmipAgentError } from '../errors.js';
+import { KmipAgentError, isKmipAgentError } from '../errors.js';
 import type { RefusedKeyMemory } from '../drives/types.js';
 import { isSameDrive } from './inventory.js';
 import type { UnlockTarget, Unlocker, UnlockedState } from './unlock.js';
@@ -89,6 +89,10 @@ export interface LuksPort {
   activate(device: string, name: string, key: Buffer): Promise<void>;
   /** Checks `key` against the header without activating (no try is spent: LUKS has no try counter). */
   check(device: string, key: Buffer): Promise<void>;
+  /** The kernel names of the devices under mapping `name`, or null when there is none. */
+  mappingDevices(name: string): string[] | null;
+  /** The kernel's name of `device` (`/dev/vdb` -> `vdb`). */
+  kernelName(device: string): string;
 }
 
 export interface VolumeSettings {
@@ -110,7 +114,24 @@ export class LuksUnlocker implements Unlocker {
       await this.port.check(target.device, key);
       return 'served';
     }
-    await this.port.activate(target.device, this.settings.nameOf(target), key);
+    const name = this.settings.nameOf(target);
+    try {
+      await this.port.activate(target.device, name, key);
+    } catch (error) {
+      if (!isKmipAgentError(error) || error.code !== 'LUKS_ALREADY_ACTIVE') throw error;
+      // A restarted daemon (Restart=on-failure, `systemctl restart`) meets the mappings it made before:
+      // kept when the mapping is of this very device and the key still opens its header.
+      const under = this.port.mappingDevices(name);
+      const own = this.port.kernelName(target.device);
+      if (under === null || under.length !== 1 || under[0] !== own)
+        throw new KmipAgentError(
+          `/dev/mapper/${name} is already active on ${under?.join(', ') || 'another device'}, not on ${target.device}: ` +
+            `close it (cryptsetup close ${name}) or give the volume another name`,
+          'LUKS_MAPPING_CONFLICT',
+          { cause: error },
+        );
+      await this.port.check(target.device, key);
+    }
     return 'unlocked';
   }
 }

@@ -6,6 +6,8 @@
  * (and must zero) its own Buffers. Failures are `LuksError`s with stable codes (see LuksErrorCode).
  */
 import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync, realpathSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { KmipAgentError, isKmipAgentError } from '../errors.js';
 import { addonModule } from '../native/addon.js';
 
@@ -325,6 +327,44 @@ export async function format(device: string, key: Buffer, options: FormatOptions
       });
   }
   return call(() => native().format(device, key, options.uuid, options.force ?? false));
+}
+
+/**
+ * The block devices under the device-mapper mapping `name` (sysfs: /sys/block/dm-N/dm/name and its
+ * slaves/), as kernel names (`vdb`, `loop3`); null when no mapping has that name.
+ */
+export function mappingDevices(name: string, sysRoot = '/sys'): string[] | null {
+  const blockDir = join(sysRoot, 'block');
+  let entries: string[];
+  try {
+    entries = readdirSync(blockDir).filter((e) => e.startsWith('dm-'));
+  } catch {
+    return null;
+  }
+  for (const dm of entries) {
+    let mapped: string;
+    try {
+      mapped = readFileSync(join(blockDir, dm, 'dm', 'name'), 'utf8').trim();
+    } catch {
+      continue;
+    }
+    if (mapped !== name) continue;
+    try {
+      return readdirSync(join(blockDir, dm, 'slaves')).sort();
+    } catch {
+      return [];
+    }
+  }
+  return null;
+}
+
+/** The kernel's name of a block device path (`/dev/vdb` -> `vdb`, a symlink followed). */
+export function kernelName(device: string): string {
+  try {
+    return basename(realpathSync(device));
+  } catch {
+    return basename(device);
+  }
 }
 
 /** Whether dm-crypt mappings can be created on this machine, and if not, why. */
