@@ -137,8 +137,9 @@ describe('proof: key server down at boot', () => {
         expect(lines).toHaveLength(DRIVES);
         expect(lastUnlockAt - returnedAt).toBeLessThan(RETURN_BOUND_MS);
         expect(status.drives.map((d) => d.state)).toEqual(Array(DRIVES).fill('unlocked'));
-        // Pings from before the boot to the end, never a gap systemd would kill for.
-        expect(gaps.pings).toBeGreaterThanOrEqual(2);
+        // Pings from before the boot to the end, never a gap systemd would kill for (the gap from the last
+        // ping to the end counts too; a quick boot may see just one ping).
+        expect(gaps.pings).toBeGreaterThanOrEqual(1);
         expect(gaps.maxGapMs).toBeLessThan(WATCHDOG_USEC / 1000);
         expect(notify.messages.indexOf(ready)).toBeGreaterThan(
           notify.messages.findIndex((m) => m.includes('WATCHDOG=1')),
