@@ -28,14 +28,15 @@ function attribute(name: string, value: TtlvItem): TtlvItem {
   return structure(Tag.Attribute, [textString(Tag.AttributeName, name), { ...value, tag: Tag.AttributeValue }]);
 }
 
-/** A KMIP 1.2 Get response for a 256-bit AES key carrying its attributes in the key value. */
-export function getResponse(): TtlvItem {
-  const uid = '1f165d65-1b4d-4f7d-8e9c-0b8f0a2e5c11';
-  const now = new Date('2026-11-24T00:00:00Z');
+const BENCH_UID = '1f165d65-1b4d-4f7d-8e9c-0b8f0a2e5c11';
+const BENCH_TIME = new Date('2026-11-24T00:00:00Z');
+
+/** A KMIP 1.2 Get response for a 256-bit AES key whose Key Value holds `keyValue`. */
+function getResponseWith(keyValue: TtlvItem[]): TtlvItem {
   return structure(Tag.ResponseMessage, [
     structure(Tag.ResponseHeader, [
       structure(Tag.ProtocolVersion, [integer(Tag.ProtocolVersionMajor, 1), integer(Tag.ProtocolVersionMinor, 2)]),
-      dateTime(Tag.TimeStamp, now),
+      dateTime(Tag.TimeStamp, BENCH_TIME),
       integer(Tag.BatchCount, 1),
     ]),
     structure(Tag.BatchItem, [
@@ -43,29 +44,11 @@ export function getResponse(): TtlvItem {
       enumeration(Tag.ResultStatus, Enum.ResultStatus.Success),
       structure(Tag.ResponsePayload, [
         enumeration(Tag.ObjectType, Enum.ObjectType.SymmetricKey),
-        textString(Tag.UniqueIdentifier, uid),
+        textString(Tag.UniqueIdentifier, BENCH_UID),
         structure(Tag.SymmetricKey, [
           structure(Tag.KeyBlock, [
             enumeration(Tag.KeyFormatType, Enum.KeyFormatType.Raw),
-            structure(Tag.KeyValue, [
-              byteString(Tag.KeyMaterial, randomBytes(32)),
-              attribute('Unique Identifier', textString(0, uid)),
-              attribute(
-                'Name',
-                structure(0, [
-                  textString(Tag.NameValue, 'kmip-agent/appliance-0001/5000c500a1b2c3d4'),
-                  enumeration(Tag.NameType, Enum.NameType.UninterpretedTextString),
-                ]),
-              ),
-              attribute('Object Group', textString(0, 'kmip-agent/appliance-0001')),
-              attribute(
-                'Cryptographic Usage Mask',
-                integer(0, Enum.CryptographicUsageMask.Encrypt | Enum.CryptographicUsageMask.Decrypt),
-              ),
-              attribute('State', enumeration(0, Enum.State.Active)),
-              attribute('Initial Date', dateTime(0, now)),
-              attribute('Activation Date', dateTime(0, now)),
-            ]),
+            structure(Tag.KeyValue, keyValue),
             enumeration(Tag.CryptographicAlgorithm, Enum.CryptographicAlgorithm.AES),
             integer(Tag.CryptographicLength, 256),
           ]),
@@ -75,32 +58,32 @@ export function getResponse(): TtlvItem {
   ]);
 }
 
+/** A Get response carrying the key's attributes in the key value (~768 bytes). */
+export function getResponse(): TtlvItem {
+  return getResponseWith([
+    byteString(Tag.KeyMaterial, randomBytes(32)),
+    attribute('Unique Identifier', textString(0, BENCH_UID)),
+    attribute(
+      'Name',
+      structure(0, [
+        textString(Tag.NameValue, 'kmip-agent/appliance-0001/5000c500a1b2c3d4'),
+        enumeration(Tag.NameType, Enum.NameType.UninterpretedTextString),
+      ]),
+    ),
+    attribute('Object Group', textString(0, 'kmip-agent/appliance-0001')),
+    attribute(
+      'Cryptographic Usage Mask',
+      integer(0, Enum.CryptographicUsageMask.Encrypt | Enum.CryptographicUsageMask.Decrypt),
+    ),
+    attribute('State', enumeration(0, Enum.State.Active)),
+    attribute('Initial Date', dateTime(0, BENCH_TIME)),
+    attribute('Activation Date', dateTime(0, BENCH_TIME)),
+  ]);
+}
+
 /** A ~300-byte Get response: a 256-bit AES key, no attributes (what a boot unlock fetches per drive). */
 export function smallGetResponse(): TtlvItem {
-  const now = new Date('2026-11-24T00:00:00Z');
-  return structure(Tag.ResponseMessage, [
-    structure(Tag.ResponseHeader, [
-      structure(Tag.ProtocolVersion, [integer(Tag.ProtocolVersionMajor, 1), integer(Tag.ProtocolVersionMinor, 2)]),
-      dateTime(Tag.TimeStamp, now),
-      integer(Tag.BatchCount, 1),
-    ]),
-    structure(Tag.BatchItem, [
-      enumeration(Tag.Operation, Enum.Operation.Get),
-      enumeration(Tag.ResultStatus, Enum.ResultStatus.Success),
-      structure(Tag.ResponsePayload, [
-        enumeration(Tag.ObjectType, Enum.ObjectType.SymmetricKey),
-        textString(Tag.UniqueIdentifier, '1f165d65-1b4d-4f7d-8e9c-0b8f0a2e5c11'),
-        structure(Tag.SymmetricKey, [
-          structure(Tag.KeyBlock, [
-            enumeration(Tag.KeyFormatType, Enum.KeyFormatType.Raw),
-            structure(Tag.KeyValue, [byteString(Tag.KeyMaterial, randomBytes(32))]),
-            enumeration(Tag.CryptographicAlgorithm, Enum.CryptographicAlgorithm.AES),
-            integer(Tag.CryptographicLength, 256),
-          ]),
-        ]),
-      ]),
-    ]),
-  ]);
+  return getResponseWith([byteString(Tag.KeyMaterial, randomBytes(32))]);
 }
 
 const PY_SCRIPT = `
