@@ -287,28 +287,14 @@ describe(
           JSON.stringify({ jsonrpc: '2.0', method: 'GetStatus', id: 1 }),
           'http://localhost/json-rpc/1.0',
         ];
-        const asNobody = await runProcess('setpriv', [
-          '--reuid',
-          'nobody',
-          '--regid',
-          'nogroup',
-          '--clear-groups',
-          'curl',
-          ...request,
-        ]);
+        // What a non-root local user runs: the same command as uid nobody, without root's groups.
+        const nobody = (...command: string[]) =>
+          runProcess('setpriv', ['--reuid', 'nobody', '--regid', 'nogroup', '--clear-groups', ...command]);
+        const asNobody = await nobody('curl', ...request);
         expect(asNobody.code).not.toBe(0);
         expect(asNobody.stdout).toBe('');
         // Control: nobody can reach the socket's path, so what refused it is the socket itself.
-        const seen = await runProcess('setpriv', [
-          '--reuid',
-          'nobody',
-          '--regid',
-          'nogroup',
-          '--clear-groups',
-          'test',
-          '-S',
-          socket,
-        ]);
+        const seen = await nobody('test', '-S', socket);
         expect(seen.code).toBe(0);
         const asRoot = await runProcess('curl', request);
         expect(asRoot.code).toBe(0);
@@ -316,17 +302,7 @@ describe(
         // Second barrier, in the daemon itself: with the socket's mode widened by mistake, the peer's
         // credentials (SO_PEERCRED) still refuse nobody, with the typed error and nothing of the status.
         chmodSync(socket, 0o666);
-        const widened = await runProcess('setpriv', [
-          '--reuid',
-          'nobody',
-          '--regid',
-          'nogroup',
-          '--clear-groups',
-          'curl',
-          '-w',
-          '\n%{http_code}',
-          ...request,
-        ]);
+        const widened = await nobody('curl', '-w', '\n%{http_code}', ...request);
         const [body, code] = widened.stdout.split('\n');
         expect(code).toBe('403');
         expect(JSON.parse(body!)).toMatchObject({ error: { data: { code: 'API_PERMISSION_DENIED' } } });
