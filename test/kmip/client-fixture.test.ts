@@ -477,8 +477,7 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
     const client = new KmipClient(options());
     try {
       const { uniqueIdentifier } = await client.create(aes);
-      fixture.dropConnections();
-      await new Promise((r) => setTimeout(r, 50));
+      await fixture.dropConnections();
       expect((await client.get(uniqueIdentifier)).value).toHaveLength(32);
       // The server closes just as the request arrives (the drop races the request).
       fixture.once(() => ({ kind: 'close' }));
@@ -585,9 +584,11 @@ describe('hostile answers end in typed errors and a clean reconnect', () => {
         ...fixture.respond(request),
         later: responseBytes([{ operation: Operation.Query }]),
       }));
+      const closedBefore = fixture.closedConnections;
       await client.query([1]);
       const before = fixture.connections;
-      await new Promise((r) => setTimeout(r, 100));
+      // The client closes the connection the unsolicited bytes arrived on.
+      await fixture.closed(closedBefore + 1);
       await expectRecovery(client);
       expect(fixture.connections).toBe(before + 1);
     } finally {

@@ -113,6 +113,9 @@ export class KmipFixtureServer {
   readonly objects = new Map<string, StoredObject>();
   private server: Server;
   private readonly sockets = new Set<TLSSocket>();
+  /** Connections closed so far, either side having closed them. */
+  closedConnections = 0;
+  private readonly closeWaiters: (() => void)[] = [];
   private readonly rawSockets = new Map<number, Socket>();
   private readonly dir: string | undefined;
   private nextId = 1;
@@ -169,9 +172,21 @@ export class KmipFixtureServer {
     };
   }
 
-  /** Closes every open connection (what a server does to idle clients). */
-  dropConnections(): void {
+  /**
+   * Closes every open connection (what a server does to idle clients); resolves once each has closed on
+   * both sides, so the client has seen the end of its connection.
+   */
+  async dropConnections(): Promise<void> {
+    const closing = [...this.sockets].map(
+      (socket) => new Promise<void>((resolve) => socket.once('close', () => resolve())),
+    );
     for (const socket of this.sockets) socket.end();
+    await Promise.all(closing);
+  }
+
+  /** Resolves once `count` connections in all have closed (the client closing its own included). */
+  async closed(count: number): Promise<void> {
+    while (this.closedConnections < count) await new Promise<void>((resolve) => this.closeWaiters.push(resolve));
   }
 
   get openConnections(): number {
@@ -193,7 +208,11 @@ export class KmipFixtureServer {
   private onConnection(socket: TLSSocket): void {
     const connection = ++this.connections;
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      this.closedConnections += 1;
+      for (const waiter of this.closeWaiters.splice(0)) waiter();
+    });
     socket.on('error', () => socket.destroy());
     let buffer = Buffer.alloc(0);
     let busy = Promise.resolve();
