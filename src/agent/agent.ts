@@ -88,6 +88,9 @@ const NOT_SUPPORTED_HERE = new Set(['LUKS_DM_NOT_AVAILABLE']);
 const isAuthCode = (code: string) =>
   code.startsWith('KMIP_TLS_') || code === 'KMIP_AUTHENTICATION_FAILED' || code === 'KMIP_PERMISSION_DENIED';
 
+/** Every server of the provider refused the connection: none is listening (KmipProvider aggregates so). */
+const REFUSED_CODE = 'KMIP_CONNECTION_REFUSED';
+
 /** States from which the agent keeps trying on its own. */
 const RETRIED: ReadonlySet<TargetState> = new Set(['pending', 'locked', 'key-not-found', 'missing']);
 const DONE: ReadonlySet<TargetState> = new Set(['unlocked', 'served']);
@@ -100,6 +103,8 @@ export class Agent {
   private ready = false;
   private retryTimer: Timer | undefined;
   private retryAttempt = 0;
+  /** The last run's key fetch found nothing listening at the key server (see boot.refusedRetryCapSeconds). */
+  private serverRefused = false;
   private running: Promise<UnlockOutcome[]> | undefined;
   private stopped = false;
   /** Targets no run may unlock (DisableEncryptionAtRest is taking them apart): see hold(). */
@@ -283,6 +288,7 @@ export class Agent {
   private afterRun(outcomes: UnlockOutcome[]): void {
     const unavailable = outcomes.filter((o) => o.state === 'key-unavailable');
     const answered = outcomes.some((o) => o.state !== 'key-unavailable');
+    this.serverRefused = unavailable.length > 0 && unavailable.every((o) => o.error?.code === REFUSED_CODE);
     if (answered) {
       this.faults.clear('KmipServerFault');
       this.faults.clear('KmipAuthFault');
@@ -340,9 +346,11 @@ export class Agent {
   }
 
   private nextDelayMs(): number {
+    const { retryCapSeconds, refusedRetryCapSeconds } = this.options.config.boot;
+    const capSeconds = this.serverRefused ? Math.min(retryCapSeconds, refusedRetryCapSeconds) : retryCapSeconds;
     const delay = backoffDelayMs(this.retryAttempt, {
       baseMs: 1000,
-      capMs: this.options.config.boot.retryCapSeconds * 1000,
+      capMs: capSeconds * 1000,
       random: this.options.random,
     });
     this.retryAttempt += 1;

@@ -110,6 +110,12 @@ const BootSchema = z.strictObject({
   deadlineSeconds: z.number().int().min(1).max(3600).default(120),
   /** Upper bound of the retry backoff for what is still locked. */
   retryCapSeconds: z.number().int().min(1).max(3600).default(60),
+  /**
+   * The bound instead while the key server refuses connections (nothing listens on its port: it is
+   * restarting). A refusal costs the server nothing, so the agent keeps trying often and unlocks within
+   * about this long of its return; timeouts, resets and TLS failures (a loaded server) back off to the cap.
+   */
+  refusedRetryCapSeconds: z.number().int().min(1).max(3600).default(1),
   /** How many drives are unlocked at once. */
   concurrency: z.number().int().min(1).max(256).default(16),
   /** Authentication tries the agent never spends (the drive locks out when they run out). */

@@ -144,7 +144,9 @@ export class KmipProvider extends KmipOperationsApi {
         if (!idempotent && error.requestSent !== false) throw withAttempts(error, error.message, attempts);
       }
     }
-    const last = failures.at(-1)!;
+    // The group's code is the last failure's, but "refused" only when every server refused: a caller that
+    // retries refusals quickly (nothing listening costs nothing) must not hammer a server that is timing out.
+    const last = failures.findLast((f) => f.code !== 'KMIP_CONNECTION_REFUSED') ?? failures.at(-1)!;
     const message =
       failures.length === 1
         ? last.message
@@ -200,7 +202,7 @@ export class KmipProvider extends KmipOperationsApi {
   }
 }
 
-/** The failure the caller sees: the last server's code, hint and `requestSent`, plus every attempt. */
+/** The failure the caller sees: `last`'s code, hint and `requestSent`, plus every attempt. */
 function withAttempts(last: KmipError, message: string, attempts: ServerAttempt[], cause: unknown = last): KmipError {
   const error = new KmipError(message, last.code, {
     cause,

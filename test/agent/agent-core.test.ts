@@ -21,16 +21,20 @@ import { mulberry32 } from '../support/seeded-random.js';
 const dirs: string[] = [];
 afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-/** An in-memory key table standing in for the key server; `down` makes every fetch fail like a dead server. */
+/**
+ * An in-memory key table standing in for the key server; `down` makes every fetch fail like a dead server
+ * (nothing listening: refused, unless `downCode` says otherwise, e.g. a loaded server timing out).
+ */
 class TableKeySource implements KeySource {
   readonly keys = new Map<string, Buffer>();
   readonly fetchCalls: string[][] = [];
   readonly handedOut: Buffer[] = [];
   down = false;
+  downCode = 'KMIP_CONNECTION_REFUSED';
 
   async fetch(uids: string[]): Promise<Map<string, FetchedKey>> {
     this.fetchCalls.push(uids);
-    if (this.down) throw Object.assign(new Error('connection refused'), { code: 'KMIP_CONNECTION_REFUSED' });
+    if (this.down) throw Object.assign(new Error(`server down (${this.downCode})`), { code: this.downCode });
     const out = new Map<string, FetchedKey>();
     for (const uid of uids) {
       const key = this.keys.get(uid);
@@ -98,7 +102,13 @@ const silentLog: AgentLog & { lines: string[] } = {
 
 async function setup(
   count: number,
-  overrides: { concurrency?: number; retryCapSeconds?: number; clock?: FakeClock; random?: () => number } = {},
+  overrides: {
+    concurrency?: number;
+    retryCapSeconds?: number;
+    refusedRetryCapSeconds?: number;
+    clock?: FakeClock;
+    random?: () => number;
+  } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-core-'));
   dirs.push(dir);
@@ -126,7 +136,13 @@ async function setup(
     schemaVersion: 1,
     applianceId: 'nas1',
     providers: { default: { servers: [{ host: 'kms' }], ca: 'ca', cert: 'c', key: 'k' } },
-    boot: { concurrency: overrides.concurrency ?? 16, retryCapSeconds: overrides.retryCapSeconds ?? 60 },
+    boot: {
+      concurrency: overrides.concurrency ?? 16,
+      retryCapSeconds: overrides.retryCapSeconds ?? 60,
+      ...(overrides.refusedRetryCapSeconds === undefined
+        ? {}
+        : { refusedRetryCapSeconds: overrides.refusedRetryCapSeconds }),
+    },
   });
   const faults = new FaultRegistry(() => clock.now());
   let draws = 0;
@@ -262,8 +278,9 @@ describe('boot', () => {
     const status = await boot;
     expect(status).toMatchObject({ ready: true, mode: 'degraded', health: 'faulted' });
     expect(waits.length).toBeGreaterThan(1);
-    // Backoff: full jitter below min(cap, 1 s * 2^n), never above the cap.
-    expect(clock.delays.every((d) => d <= 8_000)).toBe(true);
+    // Nothing listens at the server: retries stay within the refused-connection cap (1 s by default).
+    expect(clock.delays.length).toBeGreaterThan(10);
+    expect(clock.delays.every((d) => d <= 1_000)).toBe(true);
     expect(agent.progressLine()).toMatch(/^degraded: 0\/2 drives unlocked; 1 fault\(s\): KmipServerFault$/);
     keys.down = false;
     await clock.fireNext();
@@ -304,8 +321,45 @@ describe('boot', () => {
     agent.stop();
   });
 
+  it('a server that refuses is retried within the refused cap; one that times out backs off to the full cap', async () => {
+    const delaysWhile = async (downCode: string) => {
+      const { agent, keys, clock } = await setup(1, {
+        retryCapSeconds: 8,
+        refusedRetryCapSeconds: 2,
+        random: () => 0.999,
+      });
+      keys.down = true;
+      keys.downCode = downCode;
+      const boot = agent.boot({ deadlineMs: 60_000 });
+      await clock.advance(60_000);
+      await boot;
+      agent.stop();
+      return clock.delays.slice(0, 6);
+    };
+    // Full jitter's ceiling per attempt, min(cap, 1 s * 2^n), at the highest draw.
+    expect(await delaysWhile('KMIP_CONNECTION_REFUSED')).toEqual([999, 1998, 1998, 1998, 1998, 1998]);
+    expect(await delaysWhile('KMIP_CONNECTION_TIMEOUT')).toEqual([999, 1998, 3996, 7992, 7992, 7992]);
+    expect(await delaysWhile('KMIP_TLS_HANDSHAKE_FAILED')).toEqual([999, 1998, 3996, 7992, 7992, 7992]);
+  });
+
+  it('after the refusals end in timeouts (the server is up but loaded), the backoff grows from where it was', async () => {
+    const { agent, keys, clock } = await setup(1, { retryCapSeconds: 60, random: () => 0.999 });
+    keys.down = true;
+    const boot = agent.boot({ deadlineMs: 120_000 });
+    await clock.advance(10_000);
+    const refusedRounds = clock.delays.length;
+    expect(clock.delays.every((d) => d <= 1_000)).toBe(true);
+    keys.downCode = 'KMIP_CONNECTION_TIMEOUT';
+    await clock.advance(110_000);
+    await boot;
+    agent.stop();
+    // The attempt count kept growing through the refusals: the first wait after a timeout is already at the cap.
+    expect(clock.delays[refusedRounds]).toBe(59_940);
+  });
+
   it('a fleet that failed together does not retry together: each retry round spreads over its window', async () => {
-    // 100 appliances on one clock, the key server down; each agent draws its own jitter.
+    // 100 appliances on one clock, the key server up but timing out (a refusal is retried within 1 s
+    // by design); each agent draws its own jitter.
     const clock = new FakeClock();
     const roundsOf = async (random: (i: number) => () => number) => {
       const fleet = await Promise.all(
@@ -314,6 +368,7 @@ describe('boot', () => {
       const fetchedAt: number[][] = fleet.map(() => []);
       fleet.forEach(({ keys }, i) => {
         keys.down = true;
+        keys.downCode = 'KMIP_CONNECTION_TIMEOUT';
         const fetch = keys.fetch.bind(keys);
         keys.fetch = (uids) => (fetchedAt[i]!.push(clock.monotonicMs()), fetch(uids));
       });

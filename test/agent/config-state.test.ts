@@ -104,7 +104,13 @@ describe('configuration', () => {
     expect(config.keyMode).toBe('direct');
     expect(config.servers.kms1).toMatchObject({ port: 5696, label: '', connectTimeoutMs: 10_000 });
     expect(config.client).toMatchObject({ enabled: true, expiryWarningDays: 30 });
-    expect(config.boot).toEqual({ deadlineSeconds: 120, retryCapSeconds: 60, concurrency: 16, triesReserve: 2 });
+    expect(config.boot).toEqual({
+      deadlineSeconds: 120,
+      retryCapSeconds: 60,
+      refusedRetryCapSeconds: 1,
+      concurrency: 16,
+      triesReserve: 2,
+    });
     const schema = configJsonSchema() as { properties: Record<string, unknown> };
     expect(Object.keys(schema.properties)).toEqual(
       expect.arrayContaining(['schemaVersion', 'applianceId', 'providers']),

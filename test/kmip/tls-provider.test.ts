@@ -209,6 +209,44 @@ describe('provider failover', () => {
     }
   });
 
+  const failure = (call: Promise<unknown>) =>
+    call.then(
+      () => {
+        throw new Error('expected a KmipError, the call succeeded');
+      },
+      (error: unknown) => error as KmipError,
+    );
+
+  test('no server answers: the group says "refused" only when every server refused', async () => {
+    const [downA, downB] = [await freePort(), await freePort()];
+    const stalling = await KmipFixtureServer.start({ pki: fixture.pki });
+    stalling.handler = () => ({ kind: 'stall' });
+    const allDown = provider([
+      { host: '127.0.0.1', port: downA },
+      { host: '127.0.0.1', port: downB },
+    ]);
+    // The stalling server first, the refusing one last: the last failure alone would read "refused".
+    const mixed = provider([
+      { host: '127.0.0.1', port: stalling.port },
+      { host: '127.0.0.1', port: downA },
+    ]);
+    try {
+      const refused = await failure(allDown.query([1]));
+      expect(refused).toMatchObject({ code: 'KMIP_CONNECTION_REFUSED' });
+      const loaded = await failure(mixed.query([1]));
+      expect(loaded).toMatchObject({ code: 'KMIP_TIMEOUT' });
+      expect(loaded.message).toMatch(/no KMIP server of the group answered: .*refused/);
+      expect((loaded.details()?.attempts as ServerAttempt[]).map((a) => a.code)).toEqual([
+        'KMIP_TIMEOUT',
+        'KMIP_CONNECTION_REFUSED',
+      ]);
+    } finally {
+      allDown.close();
+      mixed.close();
+      await stalling.stop();
+    }
+  });
+
   test('a server with a certificate from the wrong CA is skipped', async () => {
     const foreign = await KmipFixtureServer.start({ pki: makeTestPki(join(dir, 'foreign')) });
     const group = provider([
