@@ -25,7 +25,8 @@ else
 fi
 ln -sfn "$root/node_modules" "$stage/node_modules"
 
-flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
+# KMIP_AGENT_SANITIZER_CANARY compiles native/test/sanitizer_canary.cc's planted bugs into this build only.
+flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1 -DKMIP_AGENT_SANITIZER_CANARY"
 cd "$stage"
 [ -f build/Makefile ] || npx node-gyp configure >/dev/null 2>&1
 echo "=== building the sanitizer addon in $stage/build (ASan + UBSan)"
@@ -39,16 +40,44 @@ if ! nm -D "$addon" | grep -q __asan_init; then
   exit 1
 fi
 
+REPORT='ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer'
+sanitized() { # command...: runs it with the ASan runtime loaded first and the sanitizer addon
+  LD_PRELOAD=$(gcc -print-file-name=libasan.so) \
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:print_summary=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    KMIP_AGENT_ADDON=$addon "$@"
+}
+
+# The canaries first: each planted bug must end its process with its report, or a clean fuzz run below
+# would prove nothing (a runtime not loaded, a flag lost, reports not reaching the log).
+canaries=("heap-buffer-overflow:ERROR: AddressSanitizer: heap-buffer-overflow"
+  "heap-use-after-free:ERROR: AddressSanitizer: heap-use-after-free"
+  "signed-integer-overflow:runtime error: signed integer overflow")
+seen=0
+set +e
+for canary in "${canaries[@]}"; do
+  kind=${canary%%:*}
+  expected=${canary#*:}
+  out=$(sanitized node -e "require(process.env.KMIP_AGENT_ADDON).sanitizerCanary.trigger('$kind', 16)" 2>&1)
+  code=$?
+  if [ "$code" -ne 0 ] && grep -q "$expected" <<<"$out"; then
+    seen=$((seen + 1))
+    echo "canary $kind: reported ($(grep -m1 -oE "$REPORT.*" <<<"$out" | cut -c1-100))"
+  else
+    echo "canary $kind: NOT reported (exit $code); the sanitizer run cannot be trusted:" >&2
+    echo "$out" | tail -20 >&2
+  fi
+done
+set -e
+echo "sanitizer canaries: $seen/${#canaries[@]} reported"
+[ "$seen" -eq "${#canaries[@]}" ] || exit 1
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-LD_PRELOAD=$(gcc -print-file-name=libasan.so) \
-  ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:print_summary=1 \
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  KMIP_AGENT_ADDON=$addon \
-  node dist/test/fuzz/run.js --native "$@" 2> >(tee "$log" >&2)
+sanitized node dist/test/fuzz/run.js --native "$@" 2> >(tee "$log" >&2)
 status=$?
 set -e
-reports=$(grep -cE 'ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer' "$log" || true)
+reports=$(grep -cE "$REPORT" "$log" || true)
 echo "sanitizer reports: $reports"
 [ "$status" -eq 0 ] && [ "$reports" -eq 0 ]

@@ -158,10 +158,11 @@ function providerFor(
   log: Logger,
   observe: (a: ServerAttempt) => void,
   onAttempt: (a: ConnectionAttempt) => void = () => undefined,
+  providerName = 'default',
 ): KmipProvider {
   if (!config.client.enabled) return disabledProvider();
   return new KmipProvider({
-    ...providerConnection(config, configDir),
+    ...providerConnection(config, configDir, providerName),
     onAttempt: (a) => {
       observe(a);
       if (a.outcome === 'failed')
@@ -496,18 +497,21 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       () => clock.now(),
       () => !faults.has('StateCorrupt'),
     );
-    const buildProvider = (from: AgentConfig) =>
+    /** A provider of `from` (the default one, or another named one for master keys), observed and recorded. */
+    const buildProvider = (from: AgentConfig, name = 'default') =>
       providerFor(
         from,
         dirs.config,
         log,
         (a) => metrics.observeKmipAttempt(a),
         (a) => {
-          const protocolVersion = reloadable.active.health().find((h) => h.endpoint === a.endpoint)?.protocolVersion;
+          const active = name === 'default' ? reloadable.active : otherProviders.get(name)?.reloadable.active;
+          const protocolVersion = active?.health().find((h) => h.endpoint === a.endpoint)?.protocolVersion;
           connections
             .record({ ...a, ...(protocolVersion ? { protocolVersion } : {}) })
             .catch((error: unknown) => log.warn({ err: error }, 'cannot record the connection result'));
         },
+        name,
       );
     // Every holder gets the stand-in: a reloaded configuration replaces the provider behind it.
     const reloadable: ReloadableProvider = new ReloadableProvider(buildProvider(config));
@@ -525,9 +529,10 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       server: auditedMasterKeyServer(internalStore, audit, { clock, server: () => 'internal' }),
       fetch: (uids) => internalStore.fetch(uids),
     };
-    const otherProviders = new Map<string, { provider: KmipProvider; holder: MasterKeyHolder }>();
+    // Other named providers, made when a master key first needs one; a reload replaces them like the default.
+    const otherProviders = new Map<string, { reloadable: ReloadableProvider; holder: MasterKeyHolder }>();
     closers.push(() => {
-      for (const o of otherProviders.values()) o.provider.close();
+      for (const o of otherProviders.values()) o.reloadable.close();
     });
     const masterHolders: MasterKeyHolders = (at) => {
       if (at.keyManagementType === 'internal') return internalHolder;
@@ -535,14 +540,12 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       if (name === 'default') return { server: defaultMasterServer, fetch: (uids) => serverKeys.fetch(uids) };
       let other = otherProviders.get(name);
       if (!other) {
-        const p: KmipProvider = new KmipProvider({
-          ...providerConnection(config, dirs.config, name),
-          onAttempt: (a) => metrics.observeKmipAttempt(a),
-        });
+        const named = new ReloadableProvider(buildProvider(config, name));
+        const p = named.provider;
         const where = { clock, server: () => p.activeEndpoint };
         const viaKeys = auditedKeySource(new KmipKeySource(p), audit, where);
         const server: MasterKeyServer = auditedMasterKeyServer(new KmipMasterKeyServer(p), audit, where);
-        other = { provider: p, holder: { server, fetch: (uids) => viaKeys.fetch(uids) } };
+        other = { reloadable: named, holder: { server, fetch: (uids) => viaKeys.fetch(uids) } };
         otherProviders.set(name, other);
       }
       return other.holder;
@@ -999,10 +1002,15 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     const reloadConfig = async (): Promise<ReloadResult> => {
       let fresh: AgentConfig;
       let next: KmipProvider;
+      const nextOthers = new Map<string, KmipProvider>();
       try {
         fresh = await loadConfig(dirs.config);
+        // Every provider in use is rebuilt before any is replaced: a reload applies whole or not at all.
+        for (const name of otherProviders.keys())
+          if (name in fresh.providers) nextOthers.set(name, buildProvider(fresh, name));
         next = buildProvider(fresh);
       } catch (error) {
+        for (const p of nextOthers.values()) p.close();
         log.error(
           { event: 'config_reload_refused', err: error, code: (error as { code?: string }).code },
           `configuration not reloaded, the running one is kept: ${(error as Error).message}`,
@@ -1010,6 +1018,15 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         throw error;
       }
       reloadable.replace(next);
+      for (const [name, other] of otherProviders) {
+        const replacement = nextOthers.get(name);
+        if (replacement) other.reloadable.replace(replacement);
+        else {
+          // Removed from the configuration (provider remove refuses one that holds a master key).
+          other.reloadable.close();
+          otherProviders.delete(name);
+        }
+      }
       const servers = Object.keys(fresh.servers);
       const applied = ['servers', 'providers', 'client'] as const;
       const later = (Object.keys(fresh) as (keyof AgentConfig)[]).filter(

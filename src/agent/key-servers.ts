@@ -26,6 +26,8 @@ import {
 } from './config.js';
 import { recordTests, testServers, type ServerTest } from './connection-test.js';
 import { writeDurably } from './durable-file.js';
+import { unfinishedRekey } from './envelope.js';
+import type { MasterKeyLocation } from './master-key.js';
 import type { ConnectionResult, StateStore } from './state.js';
 
 /** Where a server's CA file is kept, relative to the configuration directory. */
@@ -69,7 +71,14 @@ export interface KeyProviderView {
   kmipVersion?: string;
   untested?: boolean;
   /** Enrolled drives and volumes whose keys live on it. */
-  usedBy: { drives: string[]; volumes: string[] };
+  usedBy: ProviderUse;
+}
+
+/** What a provider holds keys for: drives, volumes, and envelope mode's master key (current or mid-rekey). */
+export interface ProviderUse {
+  drives: string[];
+  volumes: string[];
+  masterKeys: string[];
 }
 
 export interface KeyAdminOptions {
@@ -130,11 +139,21 @@ export class KeyAdmin {
   }
 
   /** Enrolled drives and volumes whose keys live on `provider`. */
-  usedBy(provider: string): { drives: string[]; volumes: string[] } {
+  usedBy(provider: string): ProviderUse {
     const s = this.options.state.snapshot();
+    // Without this, deleting the provider that holds the master key would leave nothing to unlock with.
+    const holds = (at: MasterKeyLocation | undefined) =>
+      at?.keyManagementType === 'external' && (at.keyProviderID ?? 'default') === provider;
+    const masterKeys = new Set<string>();
+    if (s.masterKey ? holds(s.masterKey) : s.masterKeyUid !== undefined && provider === 'default')
+      masterKeys.add(s.masterKey?.uid ?? s.masterKeyUid!);
+    const rekey = unfinishedRekey(s);
+    if (rekey && holds(rekey.target)) masterKeys.add(rekey.masterUid);
+    if (rekey?.previous !== undefined && holds(rekey.previousLocation)) masterKeys.add(rekey.previous);
     return {
       drives: s.drives.filter((d) => d.key.provider === provider).map((d) => d.id),
       volumes: s.volumes.filter((v) => v.key.provider === provider).map((v) => v.id),
+      masterKeys: [...masterKeys],
     };
   }
 
@@ -285,7 +304,7 @@ export class KeyAdmin {
     const listing = Object.keys(config.providers).filter((p) => config.providers[p]!.servers.includes(name));
     for (const p of listing) {
       const used = this.usedBy(p);
-      if (used.drives.length + used.volumes.length > 0)
+      if (inUse(used))
         throw new KmipAgentError(
           `key server "${name}" is in provider "${p}", which holds the keys of ${describeUse(used)}: remove it from the provider only once another server holds those keys`,
           'KEY_SERVER_IN_USE',
@@ -369,7 +388,7 @@ export class KeyAdmin {
     const config = await this.load();
     KeyAdmin.provider(config, name);
     const used = this.usedBy(name);
-    if (used.drives.length + used.volumes.length > 0)
+    if (inUse(used))
       throw new KmipAgentError(
         `key provider "${name}" holds the keys of ${describeUse(used)}: not deleted`,
         'KEY_PROVIDER_IN_USE',
@@ -413,7 +432,7 @@ export class KeyAdmin {
     if (!p.servers.includes(server))
       throw new KmipAgentError(`key server "${server}" is not in provider "${provider}"`, 'CONFIG_KEY_SERVER_UNKNOWN');
     const used = this.usedBy(provider);
-    if (p.servers.length === 1 && used.drives.length + used.volumes.length > 0)
+    if (p.servers.length === 1 && inUse(used))
       throw new KmipAgentError(
         `"${server}" is the last server of provider "${provider}", which holds the keys of ${describeUse(used)}: not removed`,
         'KEY_SERVER_IN_USE',
@@ -435,10 +454,13 @@ export class KeyAdmin {
   }
 }
 
-function describeUse(used: { drives: string[]; volumes: string[] }): string {
+const inUse = (used: ProviderUse) => used.drives.length + used.volumes.length + used.masterKeys.length > 0;
+
+function describeUse(used: ProviderUse): string {
   return [
     ...(used.drives.length ? [`drives ${used.drives.join(', ')}`] : []),
     ...(used.volumes.length ? [`volumes ${used.volumes.join(', ')}`] : []),
+    ...(used.masterKeys.length ? [`the master key ${used.masterKeys.join(', ')}`] : []),
   ].join(' and ');
 }
 

@@ -157,6 +157,12 @@ describe('master rekey through the daemon (two PyKMIP providers, emulated drives
     const again = nas.daemon(undefined);
     await again.waitForLog((l) => l.event === 'ready');
     expect((await nas.status()).drives.map((d) => d.state)).toEqual(['unlocked', 'unlocked']);
+    // The provider holding the master key cannot be deleted: nothing could unwrap the drives' keys after.
+    const refused = await cli(['provider', 'delete', 'second', '--yes', '--json', ...nas.dirArgs()]);
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stdout || refused.stderr)).toMatchObject({
+      error: { code: 'KEY_PROVIDER_IN_USE', provider: 'second', masterKeys: [onSecond] },
+    });
 
     // And back to the default provider (external with no provider named: it stays where it is; so name it).
     const api2 = new ApiClient(join(nas.runtimeDir, 'api.sock'));
@@ -169,6 +175,9 @@ describe('master rekey through the daemon (two PyKMIP providers, emulated drives
     expect(await masters(second!, nas, State.Active)).toEqual([]);
     expect(await masters(second!, nas, State.Deactivated)).toEqual([onSecond]);
     expect(await masters(suite.kmip(), nas, State.Active)).toEqual([(j3.newKey as { keyID: string }).keyID]);
+    // Holding nothing now, "second" can go: the running daemon reloads and drops its connection to it.
+    await ok(['provider', 'delete', 'second', '--yes', '--json', ...nas.dirArgs()]);
+    await again.waitForLog((l) => l.event === 'config_reloaded' && !(l.providers as string[]).includes('second'));
   });
 
   const steps = [REKEY_STEPS.created, REKEY_STEPS.rewrapped, REKEY_STEPS.activated];

@@ -117,7 +117,11 @@ function testText(t: ServerTest): string {
 }
 
 function providerText(p: KeyProviderView): string {
-  const used = [...p.usedBy.drives.map((d) => `drive ${d}`), ...p.usedBy.volumes.map((v) => `volume ${v}`)];
+  const used = [
+    ...p.usedBy.drives.map((d) => `drive ${d}`),
+    ...p.usedBy.volumes.map((v) => `volume ${v}`),
+    ...p.usedBy.masterKeys.map((k) => `master key ${k}`),
+  ];
   return [
     `key provider ${p.name}${p.label ? ` (${p.label})` : ''}${p.untested ? ' [untested]' : ''}`,
     ...p.servers.map((s, i) => `  ${i + 1}. ${s.name} ${s.endpoint}: ${lastResult(s.lastConnection)}`),
@@ -428,13 +432,14 @@ const providerList = command({
       async (a) => ({ providers: await a.listProviders() }),
     );
     const rows = [
-      ['NAME', 'LABEL', 'SERVERS', 'DRIVES', 'VOLUMES'],
+      ['NAME', 'LABEL', 'SERVERS', 'DRIVES', 'VOLUMES', 'MASTER KEY'],
       ...providers.map((p) => [
         p.name,
         p.label ?? '',
         p.servers.map((s) => s.name).join(','),
         String(p.usedBy.drives.length),
         String(p.usedBy.volumes.length),
+        p.usedBy.masterKeys.length ? 'yes' : '',
       ]),
     ];
     emit(ctx, { providers }, providers.length ? textTable(rows) : 'no key providers (`kmip-agent provider create`)');
