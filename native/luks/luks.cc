@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -17,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/errors.h"
@@ -40,6 +44,14 @@ namespace {
 constexpr const char* kPbkdfType = CRYPT_KDF_PBKDF2;
 constexpr const char* kPbkdfHash = "sha256";
 constexpr uint32_t kPbkdfIterations = 1000;
+
+// A keyslot whose PBKDF would run for many minutes is never tried: libcryptsetup clamps a huge iteration
+// count from a damaged or altered header to INT32_MAX (about 20 minutes of PBKDF2 on a small appliance),
+// and every LUKS operation of the process waits behind it on LibraryMutex. The bounds sit far above what
+// cryptsetup's benchmark picks (a few million PBKDF2 iterations; Argon2 up to 1 GiB for a few passes).
+constexpr uint32_t kMaxPbkdf2Iterations = 100'000'000;
+constexpr uint32_t kMaxArgon2MemoryKiB = 4u * 1024 * 1024;   // libcryptsetup's own maximum
+constexpr uint64_t kMaxArgon2CostKiB = 64ull * 1024 * 1024;  // passes x memory: 64 passes over 1 GiB
 
 // cryptsetup's own limit for a passphrase read from a key file is 8 MiB; no key of ours comes close.
 constexpr size_t kMaxKeySize = 8192;
@@ -196,11 +208,127 @@ bool SlotOpensVolume(crypt_keyslot_info status) {
   return status == CRYPT_SLOT_ACTIVE || status == CRYPT_SLOT_ACTIVE_LAST;
 }
 
-// The keyslot key opens (any slot when slot < 0), without activating anything; -errno when none.
-int TryKey(crypt_device* cd, const SecretBytes& key, int slot) {
-  return crypt_activate_by_passphrase(cd, nullptr, slot < 0 ? CRYPT_ANY_SLOT : slot,
-                                      reinterpret_cast<const char*>(key.data()), key.size(), 0);
+// The cost of an active keyslot's PBKDF when it is beyond the bounds above ("" when within them).
+std::string ExcessiveCost(crypt_device* cd, int slot) {
+  crypt_pbkdf_type pbkdf{};
+  if (crypt_keyslot_get_pbkdf(cd, slot, &pbkdf) != 0 || pbkdf.type == nullptr) return "";
+  if (std::strcmp(pbkdf.type, CRYPT_KDF_PBKDF2) == 0)
+    return pbkdf.iterations > kMaxPbkdf2Iterations ? "pbkdf2 with " + std::to_string(pbkdf.iterations) + " iterations" : "";
+  const uint64_t cost = uint64_t{pbkdf.iterations} * pbkdf.max_memory_kb;
+  if (pbkdf.max_memory_kb <= kMaxArgon2MemoryKiB && cost <= kMaxArgon2CostKiB) return "";
+  return std::string(pbkdf.type) + " with " + std::to_string(pbkdf.iterations) + " passes over " +
+         std::to_string(pbkdf.max_memory_kb) + " KiB";
 }
+
+// The PBKDF2 iteration counts of the header's digests, which every key check runs after a keyslot opens.
+// libcryptsetup has no call for them, so they are read from its own JSON dump: a small scanner that
+// knows strings (a hostile header may put braces or quotes in them) and nesting, and nothing else.
+std::vector<unsigned long long> DigestIterations(const std::string& json) {
+  std::vector<unsigned long long> found;
+  // libcryptsetup reads the count through a 64-bit integer, from a number or a string alike ("-512"
+  // included), and keeps it unsigned: a negative one counts as huge.
+  auto count = [](const std::string& text) -> unsigned long long {
+    const long long value = std::strtoll(text.c_str(), nullptr, 10);
+    return value < 0 ? ULLONG_MAX : static_cast<unsigned long long>(value);
+  };
+  int depth = 0;
+  int digests_depth = -1;  // depth of the "digests" object while inside it
+  std::string key;         // the last object key read, until its value
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '"') {
+      std::string text;
+      for (++i; i < json.size() && json[i] != '"'; ++i) {
+        if (json[i] == '\\') ++i;
+        if (i < json.size()) text += json[i];
+      }
+      size_t next = i + 1;
+      while (next < json.size() && std::isspace(static_cast<unsigned char>(json[next]))) ++next;
+      if (next < json.size() && json[next] == ':') {
+        key = text;
+        i = next;
+      } else {
+        if (key == "iterations" && digests_depth > 0 && depth == digests_depth + 1) found.push_back(count(text));
+        key.clear();
+      }
+    } else if (c == '{' || c == '[') {
+      ++depth;
+      if (c == '{' && depth == 2 && key == "digests") digests_depth = depth;
+      key.clear();
+    } else if (c == '}' || c == ']') {
+      if (depth == digests_depth) digests_depth = -1;
+      --depth;
+      key.clear();
+    } else if ((std::isdigit(static_cast<unsigned char>(c)) || c == '-') && key == "iterations" &&
+               digests_depth > 0 && depth == digests_depth + 1) {
+      size_t end = i + 1;
+      while (end < json.size() && std::isdigit(static_cast<unsigned char>(json[end]))) ++end;
+      found.push_back(count(json.substr(i, end - i)));
+      i = end - 1;
+      key.clear();
+    } else if (c == ',') {
+      key.clear();
+    }
+  }
+  return found;
+}
+
+void RequireBoundedDigests(crypt_device* cd) {
+  const char* json = nullptr;
+  if (crypt_dump_json(cd, &json, 0) < 0 || json == nullptr) return;
+  for (unsigned long long iterations : DigestIterations(json))
+    if (iterations > kMaxPbkdf2Iterations)
+      throw CodedError("LUKS_KEYSLOT_COST_EXCESSIVE",
+                       "the header's volume key digest asks for " + std::to_string(iterations) +
+                           " PBKDF2 iterations, a check that would run for many minutes: no key tried (a damaged or "
+                           "altered header?). Check `cryptsetup luksDump` or restore a header backup");
+}
+
+// Activates `name` (nullptr: only checks the key) with the keyslot `slot`, or any when slot < 0, as
+// CRYPT_ANY_SLOT would (preferred keyslots, then normal ones) but never a keyslot of excessive cost;
+// -errno when the key opens none. When it opens none and such keyslots were passed over, that is the
+// error (LUKS_KEYSLOT_COST_EXCESSIVE), since one of them may be the key's.
+int ActivateByKey(crypt_device* cd, const char* name, const SecretBytes& key, int slot, uint32_t flags) {
+  auto activate = [&](int s) {
+    return crypt_activate_by_passphrase(cd, name, s, reinterpret_cast<const char*>(key.data()), key.size(), flags);
+  };
+  RequireBoundedDigests(cd);
+  std::vector<std::pair<int, std::string>> passed_over;
+  for (int s = 0; s < KeyslotMax(); ++s) {
+    if ((slot >= 0 && s != slot) || !SlotOpensVolume(crypt_keyslot_status(cd, s))) continue;
+    std::string cost = ExcessiveCost(cd, s);
+    if (!cost.empty()) passed_over.emplace_back(s, cost);
+  }
+  int r = -EPERM;
+  if (passed_over.empty()) {
+    r = activate(slot < 0 ? CRYPT_ANY_SLOT : slot);
+  } else if (slot < 0) {
+    auto skipped = [&](int s) {
+      for (const auto& p : passed_over)
+        if (p.first == s) return true;
+      return false;
+    };
+    for (crypt_keyslot_priority priority : {CRYPT_SLOT_PRIORITY_PREFER, CRYPT_SLOT_PRIORITY_NORMAL}) {
+      for (int s = 0; s < KeyslotMax() && r == -EPERM; ++s) {
+        if (skipped(s) || !SlotOpensVolume(crypt_keyslot_status(cd, s)) || crypt_keyslot_get_priority(cd, s) != priority)
+          continue;
+        r = activate(s);
+        if (r == -ENOENT) r = -EPERM;  // this keyslot is not the key's: go on
+      }
+    }
+  }
+  if (r != -EPERM || passed_over.empty()) return r;
+  std::string which;
+  for (const auto& [s, cost] : passed_over) which += (which.empty() ? "" : ", ") + std::to_string(s) + " (" + cost + ")";
+  throw CodedError("LUKS_KEYSLOT_COST_EXCESSIVE",
+                   "keyslot " + which +
+                       " asks for a key derivation that would run for many minutes: not tried (a damaged or altered "
+                       "header?); the key opens no other keyslot. Check `cryptsetup luksDump`, restore a header backup "
+                       "or remove that keyslot");
+}
+
+// The keyslot key opens (any slot when slot < 0), without activating anything; -errno when none.
+int TryKey(crypt_device* cd, const SecretBytes& key, int slot) { return ActivateByKey(cd, nullptr, key, slot, 0); }
 
 int RequireKey(crypt_device* cd, const SecretBytes& key, const std::string& what, OperationLog& log) {
   int r = TryKey(cd, key, -1);
@@ -423,8 +551,7 @@ int OpenMapping(const std::string& path, const std::string& name, const SecretBy
   LoadLuks2(path, device, log);
   RequireDeviceMapper();
   uint32_t flags = read_only ? CRYPT_ACTIVATE_READONLY : 0;
-  int r = crypt_activate_by_passphrase(device.get(), name.c_str(), CRYPT_ANY_SLOT,
-                                       reinterpret_cast<const char*>(key.data()), key.size(), flags);
+  int r = ActivateByKey(device.get(), name.c_str(), key, -1, flags);
   if (r < 0) FailErrno(r, "cannot open " + path + " as " + name, log);
   return r;
 }

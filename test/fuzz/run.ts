@@ -8,6 +8,7 @@
  * `--native` keeps the targets that reach C++ (what `npm run fuzz:native` runs under ASan+UBSan);
  * `--scale` multiplies every count. A failing input is replayed with the same seed (its index is printed).
  */
+import { writeSync } from 'node:fs';
 import { testAddonPath } from '../support/addon.js';
 import { formatCounts, runTarget, type TargetCounts } from './runner.js';
 import { QUICK_COUNTS } from './quick.js';
@@ -33,9 +34,24 @@ console.log(`fuzz: seed ${seed}${flag('--quick') ? ' (quick)' : ''}; replay with
 const all: TargetCounts[] = [];
 for (const target of targets) {
   const count = Math.max(1, Math.round((flag('--quick') ? QUICK_COUNTS[target.name]! : target.fullCount) * scale));
-  const counts = await runTarget(target, seed, count, (done) => {
-    if (!flag('--quick') && done % 100_000 === 0) console.log(`  ${target.name}: ${done}/${count}`);
-  });
+  const counts = await runTarget(
+    target,
+    seed,
+    count,
+    (done) => {
+      if (!flag('--quick') && done % 100_000 === 0) console.log(`  ${target.name}: ${done}/${count}`);
+    },
+    (index, ms) => {
+      // A stuck input is a hang that will not end: say which, and fail the run instead of waiting forever.
+      // Written synchronously, then SIGKILL: exit() would wait for the stuck native worker thread.
+      writeSync(
+        1,
+        `fuzz: ${target.name} input #${index} still running after ${(ms / 1000).toFixed(0)} s: a hang; ` +
+          `replay with --seed ${seed} (it is input #${index} of every run with that seed)\n`,
+      );
+      process.kill(process.pid, 'SIGKILL');
+    },
+  );
   console.log(formatCounts(counts));
   all.push(counts);
 }

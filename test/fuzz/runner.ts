@@ -33,11 +33,21 @@ export interface TargetCounts {
 
 const KEEP_FAILURES = 20;
 
+/**
+ * An input still running this long never returns by itself (native work cannot be interrupted): the
+ * caller is told once, with the index to replay, so a stuck run says where it is stuck.
+ */
+const stallAfterMs = (target: FuzzTarget) => Math.max(30_000, 10 * target.timeBoundMs);
+
 export async function runTarget(
   target: FuzzTarget,
   seed: number,
   count: number,
   progress?: (done: number) => void,
+  onStall: (index: number, ms: number) => void = (index, ms) =>
+    console.error(
+      `fuzz: ${target.name} input #${index} (seed ${seed}) still running after ${(ms / 1000).toFixed(0)} s`,
+    ),
 ): Promise<TargetCounts> {
   const counts: TargetCounts = {
     target: target.name,
@@ -54,8 +64,17 @@ export async function runTarget(
   };
   const prepared = await target.prepare();
   const started = performance.now();
+  let current = { index: -1, since: 0, told: false };
+  const watchdog = setInterval(() => {
+    const ms = performance.now() - current.since;
+    if (current.index >= 0 && !current.told && ms > stallAfterMs(target)) {
+      current.told = true;
+      onStall(current.index, ms);
+    }
+  }, 1000).unref();
   try {
     for (let index = 0; index < count; index++) {
+      current = { index, since: performance.now(), told: false };
       let ms = await timed(prepared, seed, index, counts);
       // A slow input is replayed (inputs are deterministic): only one slow every time is a hang, not
       // a pause of the garbage collector or of a machine shared with other work.
@@ -74,6 +93,7 @@ export async function runTarget(
       if (progress && (index + 1) % 10_000 === 0) progress(index + 1);
     }
   } finally {
+    clearInterval(watchdog);
     counts.seconds = (performance.now() - started) / 1000;
     await prepared.close();
   }

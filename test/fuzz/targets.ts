@@ -13,7 +13,7 @@
  * - sed-opal-structs: mutated structs and return values from the kernel's sed-opal ioctls.
  * - luks2-header: mutated LUKS2 header areas (JSON edited with checksums recomputed, or raw bytes).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +28,7 @@ import * as ops from '../../src/kmip/operations.js';
 import { decode } from '../../src/kmip/ttlv/binary.js';
 import { packageRoot } from '../../src/native/addon.js';
 import { testSeams, type ScriptedAnswer } from '../support/addon.js';
-import { luksFormat } from '../luks/images.js';
+import { BINARY_HEADER, fixHeaderChecksum, HEADER_AREA, luksFormat } from '../luks/images.js';
 import { discoveryFixtures } from '../support/shared.js';
 import { closed, getResult, FIRST_HSN, propertiesOk, syncSession } from '../support/scripted-tper.js';
 import { mutateBytes, mutateTree, mutateTtlv, type Rng } from './mutate.js';
@@ -358,18 +358,8 @@ const sedOpalStructs: FuzzTarget = {
 
 // ---------------------------------------------------------------- LUKS2
 
-/** cryptsetup's default LUKS2 layout: two 16 KiB header areas, each a 4 KiB binary header then JSON. */
-const AREA = 16384;
-const BINARY = 4096;
-
-/** Rewrites the checksum of the header area at `area` (sha256 over the area with the field zeroed). */
-function fixChecksum(header: Buffer, area: number): void {
-  header.fill(0, area + 448, area + 448 + 64);
-  createHash('sha256')
-    .update(header.subarray(area, area + AREA))
-    .digest()
-    .copy(header, area + 448);
-}
+const AREA = HEADER_AREA;
+const BINARY = BINARY_HEADER;
 
 /** Edits one value of the JSON metadata (a number, a string, a key removed or a subtree swapped). */
 function mutateJson(rng: Rng, text: string): string {
@@ -420,14 +410,14 @@ const luks2Header: FuzzTarget = {
           header.fill(0, BINARY, AREA);
           edited.copy(header, BINARY, 0, Math.min(edited.length, AREA - BINARY - 1));
           if (rng.int(2) === 0) header.copyWithin(AREA + BINARY, BINARY, AREA);
-          fixChecksum(header, 0);
-          fixChecksum(header, AREA);
+          fixHeaderChecksum(header, 0);
+          fixHeaderChecksum(header, AREA);
           // and sometimes a binary field too, checksum fixed after it
           if (rng.int(4) === 0) {
             const at = rng.pick([0, AREA]) + rng.int(512);
             if (at % AREA < 448 || at % AREA >= 512) {
               header[at] = rng.int(256);
-              fixChecksum(header, at < AREA ? 0 : AREA);
+              fixHeaderChecksum(header, at < AREA ? 0 : AREA);
             }
           }
         } else {

@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 
 const CRYPTSETUP = 'cryptsetup';
 /** 16 MiB of LUKS2 metadata + keyslots by default, plus room for data. */
@@ -74,6 +74,49 @@ export function cryptsetupAccepts(path: string, key: Buffer, slot?: number): boo
 /** Imports a LUKS2 token (JSON) with the cryptsetup CLI. */
 export function importToken(path: string, token: object): void {
   execFileSync(CRYPTSETUP, ['token', 'import', path], { input: JSON.stringify(token) });
+}
+
+/** cryptsetup's default LUKS2 layout: two 16 KiB header areas, each a 4 KiB binary header then JSON. */
+export const HEADER_AREA = 16384;
+export const BINARY_HEADER = 4096;
+
+/** Rewrites the checksum of the header area at `area` (SHA-256 over the area with the field zeroed). */
+export function fixHeaderChecksum(header: Buffer, area: number): void {
+  header.fill(0, area + 448, area + 448 + 64);
+  createHash('sha256')
+    .update(header.subarray(area, area + HEADER_AREA))
+    .digest()
+    .copy(header, area + 448);
+}
+
+/** The parts of the LUKS2 JSON metadata that tests edit. */
+export interface HeaderJson {
+  keyslots: Record<string, { kdf: Record<string, unknown>; priority?: number }>;
+  digests: Record<string, Record<string, unknown>>;
+}
+
+/**
+ * Edits the JSON metadata of both header copies and fixes their checksums, as a damaged or hostile
+ * writer could: a header that passes every integrity check and says whatever `edit` made it say.
+ */
+export function editHeaderJson(path: string, edit: (json: HeaderJson) => void): void {
+  const header = Buffer.alloc(2 * HEADER_AREA);
+  const fd = openSync(path, 'r+');
+  try {
+    readSync(fd, header, 0, header.length, 0);
+    const text = header.subarray(BINARY_HEADER, HEADER_AREA).toString('latin1').replace(/\0+$/, '');
+    const json = JSON.parse(text) as HeaderJson;
+    edit(json);
+    const edited = Buffer.from(JSON.stringify(json), 'latin1');
+    for (const area of [0, HEADER_AREA]) {
+      header.fill(0, area + BINARY_HEADER, area + HEADER_AREA);
+      edited.copy(header, area + BINARY_HEADER);
+      fixHeaderChecksum(header, area);
+    }
+    writeSync(fd, header, 0, header.length, 0);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function sha256(path: string): string {

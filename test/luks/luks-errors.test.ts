@@ -18,7 +18,7 @@ import {
   removeKey,
   type LuksErrorCode,
 } from '../../src/drives/luks.js';
-import { cryptsetupAccepts, luksFormat, makeImage, sha256 } from './images.js';
+import { cryptsetupAccepts, editHeaderJson, luksFormat, makeImage, sha256 } from './images.js';
 
 async function codeOf(promise: Promise<unknown>): Promise<LuksErrorCode> {
   try {
@@ -246,5 +246,47 @@ describe('LUKS errors leave devices untouched', () => {
       Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? checkKey(path, key) : codeOf(checkKey(path, otherKey)))),
     );
     expect(results).toEqual(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? { slot: 0 } : 'LUKS_WRONG_KEY')));
+  });
+  describe('a header asking for a key derivation of many minutes is refused, not run (found by the fuzzer)', () => {
+    // libcryptsetup clamps an absurd count to INT32_MAX: ~20 min of PBKDF2 here, while every LUKS call of
+    // the process waits on the library's lock. Each case must answer within the test's timeout at once.
+    it('a keyslot with 2^31 - 1 PBKDF2 iterations: LUKS_KEYSLOT_COST_EXCESSIVE, header untouched', async () => {
+      const path = luks2();
+      editHeaderJson(path, (json) => (json.keyslots['0']!.kdf.iterations = 2 ** 31 - 1));
+      const before = sha256(path);
+      const error = await checkKey(path, key).catch((e: unknown) => e as LuksError);
+      expect(error).toMatchObject({ code: 'LUKS_KEYSLOT_COST_EXCESSIVE' });
+      expect((error as LuksError).message).toMatch(/keyslot 0 \(pbkdf2 with 2147483647 iterations\).*luksDump/);
+      // open() takes the same path (ActivateByKey), after its device-mapper check, which this machine fails.
+      expect(sha256(path)).toBe(before);
+    });
+
+    it("an Argon2 keyslot beyond libcryptsetup's memory maximum is passed over: the key of another keyslot still opens", async () => {
+      const path = luks2();
+      await addKey(path, key, otherKey);
+      editHeaderJson(path, (json) => {
+        json.keyslots['0']!.kdf = {
+          type: 'argon2id',
+          time: 4,
+          memory: 8 * 1024 * 1024,
+          cpus: 4,
+          salt: json.keyslots['0']!.kdf.salt,
+        };
+      });
+      // The agent's keyslot (1) opens without keyslot 0 ever being run.
+      expect(await checkKey(path, otherKey)).toEqual({ slot: 1 });
+      // The key of the passed-over keyslot opens nothing else: that is the error, naming the keyslot.
+      const error = await checkKey(path, key).catch((e: unknown) => e as LuksError);
+      expect(error).toMatchObject({ code: 'LUKS_KEYSLOT_COST_EXCESSIVE' });
+      expect((error as LuksError).message).toMatch(/keyslot 0 \(argon2id with 4 passes over 8388608 KiB\)/);
+    });
+
+    it('a volume key digest with a negative iteration count (read as huge): refused before any keyslot', async () => {
+      const path = luks2();
+      editHeaderJson(path, (json) => (json.digests['0']!.iterations = '-512'));
+      expect(await codeOf(checkKey(path, key))).toBe('LUKS_KEYSLOT_COST_EXCESSIVE');
+      editHeaderJson(path, (json) => (json.digests['0']!.iterations = 2 ** 53));
+      expect(await codeOf(checkKey(path, key))).toBe('LUKS_KEYSLOT_COST_EXCESSIVE');
+    });
   });
 });
