@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
+  appendFileSync,
   chmodSync,
   copyFileSync,
   existsSync,
@@ -48,7 +49,17 @@ type Step<S extends StepName> = (
   c: (name: CheckName<S>, body: () => string | Promise<string>) => Promise<boolean>,
 ) => Promise<void>;
 
-const agent = (args: string[], input?: Buffer | string) => must([...AGENT, ...args], input, 300_000);
+/** Each CLI run's wall time (node's start under TCG dominates), for the host's boot breakdown. */
+const CLI_TIMES = '/results/cli-times.jsonl';
+function agent(args: string[], input?: Buffer | string) {
+  const started = Date.now();
+  try {
+    return must([...AGENT, ...args], input, 300_000);
+  } finally {
+    const command = args.filter((a) => !a.startsWith('-') && !a.startsWith('/')).slice(0, 2);
+    appendFileSync(CLI_TIMES, `${JSON.stringify({ cli: command.join(' '), ms: Date.now() - started })}\n`);
+  }
+}
 const passphrase = (disk: string) => Buffer.from(`vm test passphrase of ${disk}`);
 /** systemd's unit name of a path (`systemd-escape --path`). */
 const escapePath = (path: string) => must(['systemd-escape', '--path', path]).stdout.trim();
