@@ -73,8 +73,10 @@ export function imageDir(): string {
 }
 
 /**
- * The cached image, built first when missing (~2-4 min, needs a Debian mirror). Built beside the
- * cache entry and renamed into place by the recipe, so a partial image is never trusted.
+ * The cached image, built first when missing (~2-4 min from a Debian mirror on a quiet machine). Built
+ * beside the cache entry and renamed into place by the recipe, so a partial image is never trusted;
+ * under a lock, so a run that finds another's build going (scripts/test.sh starts one in the background,
+ * test/vm/prepare.ts) waits for it instead of building again.
  */
 export function ensureImage(): VmImage {
   const why = vmUnavailableReason();
@@ -82,8 +84,13 @@ export function ensureImage(): VmImage {
   const dir = imageDir();
   if (!existsSync(join(dir, 'rootfs.img'))) {
     mkdirSync(VM_CACHE_DIR, { recursive: true, mode: 0o755 });
-    const run = spawnSync('bash', [RECIPE, dir], { encoding: 'utf8', timeout: 900_000 });
-    if (run.status !== 0 && !existsSync(join(dir, 'rootfs.img'))) {
+    const buildUnlessThere = 'test -e "$1/rootfs.img" || exec bash "$2" "$1"';
+    const run = spawnSync(
+      'flock',
+      [join(VM_CACHE_DIR, '.build.lock'), 'sh', '-c', buildUnlessThere, 'build-image', dir, RECIPE],
+      { encoding: 'utf8', timeout: 900_000 },
+    );
+    if (run.status !== 0 || !existsSync(join(dir, 'rootfs.img'))) {
       const tail = `${run.stdout}${run.stderr}${run.error ? String(run.error) : ''}`.trim().split('\n').slice(-12);
       throw new Error(`the VM image could not be built (${RECIPE}):\n${tail.join('\n')}`);
     }
