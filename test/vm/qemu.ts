@@ -246,8 +246,8 @@ function bootBreakdown(results: string, checks: GuestCheck[], serial: string, wa
   const scenario = serial.match(/kmip-vm: steps \S+ at (\d+)s/)?.[1] ?? '?';
   const lines = [
     `qemu wall ${(wallMs / 1000).toFixed(1)} s; guest uptime at power-off ${done} s`,
-    `s since kernel start: initramfs ${at(/Run \/init as init process/)}, systemd ${at(/systemd\[1\]: systemd \d+ running/)}, ` +
-      `udev settled ${at(/Finished systemd-udev-settle/)}, local-fs ${at(/Reached target local-fs\.target/)}, ` +
+    `s since kernel start: initramfs ${at(/Run \/init as init process/)}, systemd ${at(/systemd\[1\]: systemd \S+ running in system mode/)}, ` +
+      `udev triggered ${at(/Finished systemd-udev-trigger/)}, local-fs ${at(/Reached target local-fs\.target/)}, ` +
       `pykmip started ${at(/Started kmip-vm-pykmip/)}, multi-user ${at(/Reached target multi-user/)}, scenario ${scenario}`,
     `slowest units: ${slowestUnits(journal).join(', ')}`,
     ...checks.map((c) => `  ${String(c.ms).padStart(7)} ms, ends at ${c.uptime.toFixed(1)} s: ${c.step}: ${c.check}`),
