@@ -31,6 +31,8 @@ packages=(
   mmdebstrap          # builds (once) the container's minimal Debian rootfs and the VM test image
   qemu-system-x86     # the VM tests boot Debian's stock kernel (dm-crypt, sed-opal, TCMU) under QEMU/TCG
   qemu-utils          # qemu-img: a copy-on-write overlay of the cached VM image per run
+  e2fsprogs           # mkfs.ext4 -d: the VM image's root filesystem
+  libssl-dev          # libcrypto for the VM tests' TCMU handler (the emulated drive served to the guest kernel)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -48,6 +48,8 @@ export interface BootResult {
   wallMs: number;
   /** The guest's serial console (kernel, systemd, the scenario's own lines). */
   serial: string;
+  /** Where the boot's time went (see bootBreakdown), for the test log. */
+  breakdown: string;
 }
 
 /** Why the VM cannot run here, or undefined (no side effects). */
@@ -71,8 +73,10 @@ export function imageDir(): string {
 }
 
 /**
- * The cached image, built first when missing (~2-4 min, needs a Debian mirror). Built beside the
- * cache entry and renamed into place by the recipe, so a partial image is never trusted.
+ * The cached image, built first when missing (~2-4 min from a Debian mirror on a quiet machine). Built
+ * beside the cache entry and renamed into place by the recipe, so a partial image is never trusted;
+ * under a lock, so a run that finds another's build going (scripts/test.sh starts one in the background,
+ * test/vm/prepare.ts) waits for it instead of building again.
  */
 export function ensureImage(): VmImage {
   const why = vmUnavailableReason();
@@ -80,8 +84,13 @@ export function ensureImage(): VmImage {
   const dir = imageDir();
   if (!existsSync(join(dir, 'rootfs.img'))) {
     mkdirSync(VM_CACHE_DIR, { recursive: true, mode: 0o755 });
-    const run = spawnSync('bash', [RECIPE, dir], { encoding: 'utf8', timeout: 900_000 });
-    if (run.status !== 0 && !existsSync(join(dir, 'rootfs.img'))) {
+    const buildUnlessThere = 'test -e "$1/rootfs.img" || exec bash "$2" "$1"';
+    const run = spawnSync(
+      'flock',
+      [join(VM_CACHE_DIR, '.build.lock'), 'sh', '-c', buildUnlessThere, 'build-image', dir, RECIPE],
+      { encoding: 'utf8', timeout: 900_000 },
+    );
+    if (run.status !== 0 || !existsSync(join(dir, 'rootfs.img'))) {
       const tail = `${run.stdout}${run.stderr}${run.error ? String(run.error) : ''}`.trim().split('\n').slice(-12);
       throw new Error(`the VM image could not be built (${RECIPE}):\n${tail.join('\n')}`);
     }
@@ -194,7 +203,8 @@ export class VmRun {
       );
     if (qemu.exitCode !== 0)
       throw new Error(`qemu exited with ${qemu.exitCode}: ${stderr.trim()}\nserial log tail:\n${tail()}`);
-    return { checks: this.readChecks(results), wallMs, serial };
+    const checks = this.readChecks(results);
+    return { checks, wallMs, serial, breakdown: bootBreakdown(results, checks, serial, wallMs) };
   }
 
   private readChecks(results: string): GuestCheck[] {
@@ -216,6 +226,60 @@ export class VmRun {
   cleanup(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Seconds since the guest kernel started of the first journal line matching `pattern`, or '?'. */
+function journalMark(journal: string, pattern: RegExp): string {
+  const line = journal.split('\n').find((l) => pattern.test(l));
+  return line?.match(/^\[\s*(\d+\.\d+)\]/)?.[1]?.replace(/(\.\d)\d+$/, '$1') ?? '?';
+}
+
+/**
+ * Where a boot's time went, from what the guest left in its results directory: journal marks (kernel,
+ * initramfs, systemd, the key server), the slowest units, each check's duration and each CLI run's.
+ */
+function bootBreakdown(results: string, checks: GuestCheck[], serial: string, wallMs: number): string {
+  const read = (name: string) => (existsSync(join(results, name)) ? readFileSync(join(results, name), 'utf8') : '');
+  const journal = read('journal.txt');
+  const at = (pattern: RegExp) => journalMark(journal, pattern);
+  const done = serial.match(/kmip-vm: done at (\d+\.\d+)s/)?.[1] ?? '?';
+  const scenario = serial.match(/kmip-vm: steps \S+ at (\d+)s/)?.[1] ?? '?';
+  const lines = [
+    `qemu wall ${(wallMs / 1000).toFixed(1)} s; guest uptime at power-off ${done} s`,
+    `s since kernel start: initramfs ${at(/Run \/init as init process/)}, systemd ${at(/systemd\[1\]: systemd \S+ running in system mode/)}, ` +
+      `udev triggered ${at(/Finished systemd-udev-trigger/)}, local-fs ${at(/Reached target local-fs\.target/)}, ` +
+      `pykmip started ${at(/Started kmip-vm-pykmip/)}, multi-user ${at(/Reached target multi-user/)}, scenario ${scenario}`,
+    `slowest units: ${slowestUnits(journal).join(', ')}`,
+    ...checks.map((c) => `  ${String(c.ms).padStart(7)} ms, ends at ${c.uptime.toFixed(1)} s: ${c.step}: ${c.check}`),
+  ];
+  const cli = read('cli-times.jsonl')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { cli: string; ms: number });
+  if (cli.length > 0) {
+    const total = cli.reduce((sum, c) => sum + c.ms, 0);
+    lines.push(
+      `${cli.length} CLI runs, ${(total / 1000).toFixed(1)} s: ${cli.map((c) => `${c.cli} ${c.ms}`).join(', ')}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** The units that took longest from "Starting" to "Started"/"Finished" in a journal, slowest first. */
+function slowestUnits(journal: string, count = 8): string[] {
+  const starting = new Map<string, number>();
+  const took: [string, number][] = [];
+  for (const line of journal.split('\n')) {
+    const m = line.match(/^\[\s*(\d+\.\d+)\] \S+ systemd\[1\]: (Starting|Started|Finished) (\S+)/);
+    if (!m) continue;
+    const [, time, verb, unit] = m as unknown as [string, string, string, string];
+    if (verb === 'Starting') starting.set(unit, Number(time));
+    else if (starting.has(unit)) took.push([unit, Number(time) - starting.get(unit)!]);
+  }
+  return took
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([unit, s]) => `${unit} ${s.toFixed(1)} s`);
 }
 
 /**

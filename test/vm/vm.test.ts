@@ -30,7 +30,7 @@ describe('the agent on a real kernel, in a VM', () => {
         ensureTcmuHandler();
         vm = new VmRun(ensureImage(), [64, 64]);
         first.result = await vm.boot(['luks-first', 'tcmu'], BOOT_TIMEOUT_MS);
-        console.log(`vm boot 1 (luks-first, tcmu): ${first.result.wallMs} ms`);
+        console.log(`vm boot 1 (luks-first, tcmu): ${first.result.wallMs} ms\n${first.result.breakdown}`);
       } catch (error) {
         first.error = message(error);
         second.error = `boot 1 failed first: ${first.error}`;
@@ -39,7 +39,7 @@ describe('the agent on a real kernel, in a VM', () => {
       if (!FULL) return;
       try {
         second.result = await vm.boot(['luks-second'], BOOT_TIMEOUT_MS);
-        console.log(`vm boot 2 (luks-second): ${second.result.wallMs} ms`);
+        console.log(`vm boot 2 (luks-second): ${second.result.wallMs} ms\n${second.result.breakdown}`);
       } catch (error) {
         second.error = message(error);
       }
