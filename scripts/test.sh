@@ -120,7 +120,7 @@ rm -f "$report.counts" "$report.counts.lines"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 
 # The secrets hygiene scan (test/hygiene/secrets.scan.ts), one test: 0 hits, secret and state files 0600.
-npx vitest run --config test/hygiene/vitest.config.ts --reporter=default
+KMIP_AGENT_RUN_FILTERED=$filtered npx vitest run --config test/hygiene/vitest.config.ts --reporter=default
 scan_status=$?
 if [ "$scan_status" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); status=$scan_status; fi
 if [ "$status" -eq 0 ] && [ "$failed" -ne 0 ]; then status=1; fi

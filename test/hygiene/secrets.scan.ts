@@ -19,8 +19,10 @@ describe.skipIf(!run || !record)(
   () => {
     it('no generated key or PIN outside the places that must hold them; secret and state files 0600', () => {
       const secrets = readRecord(record!);
-      // PyKMIP servers ran in the suite and recorded their keys: an empty record means the recording broke.
-      expect(readdirSync(record!).some((f) => f.startsWith('pykmip-'))).toBe(true);
+      // PyKMIP servers ran in the whole suite and recorded their keys: an empty record means the recording
+      // broke. A filtered run (test.sh with vitest filters) may start none.
+      if (process.env.KMIP_AGENT_RUN_FILTERED !== '1')
+        expect(readdirSync(record!).some((f) => f.startsWith('pykmip-'))).toBe(true);
       const roots = [
         join(run!, 'tmp'),
         join(run!, 'kept'),
