@@ -43,9 +43,9 @@ export const STEP_CHECKS = {
     'multi-user was reached with the drive unlocked and both LUKS volumes mounted',
     'kmip-agent status --json says so: ready, normal, healthy, no faults, every drive and volume unlocked or served',
     "the time from kernel start to the daemon's READY is reported",
-    'the next boot holds the key server back 20 s, with an 8 s boot deadline',
+    'the next boot holds the key server back 20 s, with a 5 s boot deadline',
   ],
-  /** Boot 3: the key server starts 20 s late, after the agent's 8 s boot deadline. */
+  /** Boot 3: the key server starts 20 s late, after the agent's 5 s boot deadline. */
   'late-server': [
     'READY came at the boot deadline, degraded, before the key server was up (status --json at READY and the journal say so)',
     'once the key server arrived, the drive was unlocked and both volumes opened and mounted',

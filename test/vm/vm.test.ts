@@ -8,7 +8,7 @@
  * Boot 2 (`npm run vm-test` only, KMIP_AGENT_VM_FULL=1): both volumes come up at boot, one by
  * systemd-cryptsetup from crypttab with the agent's key socket, before their mount units; and it is a whole
  * appliance boot (item 4): the drive, served by a unit boot 1 installed, unlocked before multi-user.
- * Boot 3 (full run only): the key server held back 20 s past an 8 s boot deadline, then bad input.
+ * Boot 3 (full run only): the key server held back 20 s past a 5 s boot deadline, then bad input.
  * When QEMU or the image cannot be had, every test fails with the reason.
  */
 import { afterAll, beforeAll, describe } from 'vitest';

@@ -3,7 +3,7 @@
  * input against it. Boot 1 ends by installing a unit that serves the emulated Opal drive at boot (TCMU
  * handler + tcm_loop, power-cycled first as at power-on) before the shipped, enabled kmip-agent.service.
  * Boot 2 is then an appliance boot (checked after luks-second) and prepares boot 3, where the key server
- * is held back 20 s past an 8 s boot deadline; boot 3 ends with bad input (a volume asked for under
+ * is held back 20 s past a 5 s boot deadline; boot 3 ends with bad input (a volume asked for under
  * another name, an unknown crypttab volume, a drive that disappears mid-unlock).
  * Layout as test/vm/guest/main.ts makes it: the disks, the volumes, the drive image of the tcmu step.
  */
@@ -29,8 +29,8 @@ const DRIVE_SCRIPT = '/usr/local/sbin/kmip-vm-tcmu';
 const LATE_UNIT = 'kmip-vm-pykmip-late.service';
 const AT_READY_UNIT = 'kmip-vm-status-at-ready.service';
 const STATUS_AT_READY = `${WORK}/status-at-ready.json`;
-/** Boot 3's agent config: READY at most 8 s after the boot unlock starts, retries at most 3 s apart. */
-const LATE_DEADLINE_S = 8;
+/** Boot 3's agent config: READY at most 5 s after the boot unlock starts, retries at most 3 s apart. */
+const LATE_DEADLINE_S = 5;
 const HOLD_BACK_S = 20;
 const SYSTEMD_CRYPTSETUP = '/lib/systemd/systemd-cryptsetup';
 
@@ -104,7 +104,7 @@ function opalDisk(): string | undefined {
 const readBlock = (disk: string, lba: number) =>
   run(['dd', `if=${disk}`, 'bs=512', `skip=${lba}`, 'count=1', 'iflag=direct', 'status=none']);
 
-/** Failed-authentication counts the emulator keeps for each PIN (its state file; read with no handler holding it). */
+/** Failed-authentication counts the emulator keeps for each PIN (its state file, as last committed). */
 const emulatorTries = () =>
   readFileSync(`${OPAL_IMAGE}.state`, 'utf8')
     .split('\n')
@@ -129,9 +129,12 @@ pre)
   ${AGENT.join(' ')} drive emulate power-cycle "emu:$img"
   ${AGENT.join(' ')} drive emulate info "emu:$img"
   mkdir -p "$dev"
-  printf 'dev_size=%s' ${64 * 1024 * 1024} >"$dev/control"
-  printf 'dev_config=kmipvm/%s' "$img" >"$dev/control"
-  echo 1 >"$dev/enable"
+  # A device a killed handler left enabled (its stop could not remove it) is served again as it is.
+  if [ "$(cat "$dev/enable")" != 1 ]; then
+    printf 'dev_size=%s' ${64 * 1024 * 1024} >"$dev/control"
+    printf 'dev_config=kmipvm/%s' "$img" >"$dev/control"
+    echo 1 >"$dev/enable"
+  fi
   rm -f /run/kmip-vm-tcmu.uio
   i=0
   until [ -s /run/kmip-vm-tcmu.uio ]; do
@@ -269,18 +272,16 @@ const appliance: Step<'appliance'> = async (c) => {
     const analyze = run(['systemd-analyze']).stdout.trim().split('\n')[0];
     return `kernel start -> daemon READY: ${seconds(readyAt)} (its process started at ${seconds(Number(p.ExecMainStartTimestampMonotonic))}, boot unlock ${String(ready!.ms)} ms); STATUS=${p.StatusText}; ${analyze}`;
   });
-  await c(
-    `the next boot holds the key server back ${HOLD_BACK_S} s, with an ${LATE_DEADLINE_S} s boot deadline`,
-    () => {
-      const path = '/etc/kmip-agent/config.json';
-      const config = JSON.parse(readFileSync(path, 'utf8')) as { boot?: Record<string, number> };
-      config.boot = { ...config.boot, deadlineSeconds: LATE_DEADLINE_S, retryCapSeconds: 3 };
-      writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-      must(['systemctl', 'disable', PYKMIP_UNIT]);
-      // Not ordered against the agent: it starts with it (after the drive) and starts the server 20 s later.
-      installUnit(
-        LATE_UNIT,
-        `[Unit]
+  await c(`the next boot holds the key server back ${HOLD_BACK_S} s, with a ${LATE_DEADLINE_S} s boot deadline`, () => {
+    const path = '/etc/kmip-agent/config.json';
+    const config = JSON.parse(readFileSync(path, 'utf8')) as { boot?: Record<string, number> };
+    config.boot = { ...config.boot, deadlineSeconds: LATE_DEADLINE_S, retryCapSeconds: 3 };
+    writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+    must(['systemctl', 'disable', PYKMIP_UNIT]);
+    // Not ordered against the agent: it starts with it (after the drive) and starts the server 20 s later.
+    installUnit(
+      LATE_UNIT,
+      `[Unit]
 Description=Starts the key server ${HOLD_BACK_S} s late (VM tests: a boot where the key server comes up after the agent's deadline)
 DefaultDependencies=no
 After=${DRIVE_UNIT}
@@ -290,10 +291,10 @@ Type=oneshot
 ExecStart=/bin/sleep ${HOLD_BACK_S}
 ExecStart=/bin/systemctl start --no-block ${PYKMIP_UNIT}
 `,
-      );
-      installUnit(
-        AT_READY_UNIT,
-        `[Unit]
+    );
+    installUnit(
+      AT_READY_UNIT,
+      `[Unit]
 Description=kmip-agent status --json as the daemon reports READY (VM tests)
 DefaultDependencies=no
 After=${AGENT_UNIT}
@@ -302,11 +303,10 @@ After=${AGENT_UNIT}
 Type=oneshot
 ExecStart=/bin/sh -c '${AGENT.join(' ')} status --json >${STATUS_AT_READY}'
 `,
-      );
-      must(['systemctl', 'daemon-reload']);
-      return `boot: ${JSON.stringify(config.boot)}; ${PYKMIP_UNIT} ${run(['systemctl', 'is-enabled', PYKMIP_UNIT]).stdout.trim()}; ${LATE_UNIT} and ${AT_READY_UNIT} enabled`;
-    },
-  );
+    );
+    must(['systemctl', 'daemon-reload']);
+    return `boot: ${JSON.stringify(config.boot)}; ${PYKMIP_UNIT} ${run(['systemctl', 'is-enabled', PYKMIP_UNIT]).stdout.trim()}; ${LATE_UNIT} and ${AT_READY_UNIT} enabled`;
+  });
 };
 
 const lateServer: Step<'late-server'> = async (c) => {
@@ -391,7 +391,7 @@ const badInput: Step<'bad-input'> = async (c) => {
     const events = socketEvents(alias, since);
     expectThat(r.status !== 0 && !existsSync(`/dev/mapper/${alias}`), r.shown);
     expectThat(
-      events.length === 1 && events[0]!.outcome === 'refused' && events[0]!.reason === 'unknown-volume',
+      events.length >= 1 && events.every((e) => e.outcome === 'refused' && e.reason === 'unknown-volume'),
       `${r.shown}\n${shown(events)}`,
     );
     return `${r.shown.slice(0, 600)}\nagent: ${JSON.stringify(events[0])}`;
@@ -443,6 +443,7 @@ const badInput: Step<'bad-input'> = async (c) => {
         readBlock(disk!, 100).status !== 0 ? true : undefined,
       );
       process.kill(handlerPid, 'SIGSTOP');
+      const triesBefore = emulatorTries();
       const since = nowUs();
       must(['systemctl', 'restart', '--no-block', AGENT_UNIT]);
       const busy = `/sys/block/${device}/device/device_busy`;
@@ -462,7 +463,10 @@ const badInput: Step<'bad-input'> = async (c) => {
       const info = agent(['drive', 'emulate', 'info', `emu:${OPAL_IMAGE}`]).stdout.trim();
       const tries = emulatorTries();
       expectThat(/range \d+ \([^)]*\): locked/.test(info) && !/unlocked/.test(info), info);
-      expectThat(tries.length > 0 && tries.every((l) => l.endsWith(' 0')), tries.join('\n'));
+      expectThat(
+        tries.length > 0 && tries.join() === triesBefore.join(),
+        `tries before: ${triesBefore.join(', ')}\nafter: ${tries.join(', ')}`,
+      );
       const failures = agentEvents().filter((e) => e.mono >= since && e.event === 'unlock' && e.kind === 'opal');
       // Back: the unit power-cycles it and serves it again; the agent's retries unlock it.
       must(['systemctl', 'start', DRIVE_UNIT], undefined, 300_000);
