@@ -116,11 +116,8 @@ import {
 } from './rotation.js';
 
 export const KEY_SOCKET_NAME = 'luks.sock';
-/**
- * How long a key-socket request waits for a key server that does not answer (see socket-key.ts): well within
- * the 90 s systemd gives a unit to start by default.
- */
-export const KEY_SOCKET_WAIT_MS = 60_000;
+/** How long a key-socket request waits for a key server that does not answer (see socket-key.ts). */
+export const KEY_SOCKET_WAIT_MS = 90_000;
 
 export interface DaemonOptions {
   dirs: AgentDirs;
