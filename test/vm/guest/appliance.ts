@@ -9,6 +9,7 @@
  */
 import { chmodSync, existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ApiClient } from '../../../src/api/client.js';
 import type { StepName } from '../scenarios.js';
 import { CheckFailed, expectThat, must, run, unitProps } from './checks.js';
 import type { Step } from './main.js';
@@ -81,13 +82,20 @@ interface Status {
   faults: { code: string }[];
 }
 const status = () => JSON.parse(agent(['status', '--json']).stdout) as Status;
+/** The same over the API from this process, for polling (a CLI process takes seconds to start under TCG). */
+const api = new ApiClient('/run/kmip-agent/api.sock', 30_000);
+const liveStatus = () => api.call<Status>('GetStatus').catch(() => undefined);
 const allUnlocked = (s: Status) =>
   s.drives.length > 0 && s.drives.every((d) => ['unlocked', 'served'].includes(d.state));
 
-async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = probe();
+    const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new CheckFailed(`${what} did not happen within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 500));
@@ -343,10 +351,12 @@ const lateServer: Step<'late-server'> = async (c) => {
     },
   );
   await c('once the key server arrived, the drive was unlocked and both volumes opened and mounted', async () => {
-    const s = await until('everything unlocked', 180_000, () => {
-      const now = status();
-      return allUnlocked(now) ? now : undefined;
+    await until('everything unlocked', 180_000, async () => {
+      const now = await liveStatus();
+      return now && allUnlocked(now) ? now : undefined;
     });
+    const s = status();
+    expectThat(allUnlocked(s), JSON.stringify(s));
     const serverAt = activeAt(PYKMIP_UNIT);
     const events = agentEvents();
     const unlocks = events.filter((e) => e.event === 'unlock' && (e.result === 'unlocked' || e.result === 'served'));
@@ -461,8 +471,8 @@ const badInput: Step<'bad-input'> = async (c) => {
       // The drive disappears: the handler dies, the unit's stop fails its commands and removes the disk.
       process.kill(handlerPid, 'SIGKILL');
       await until('the disk removed', 120_000, () => (existsSync(disk!) ? undefined : true));
-      const failed = await until('the agent reporting the drive', 120_000, () => {
-        const d = status().drives.find((t) => t.kind === 'opal');
+      const failed = await until('the agent reporting the drive', 120_000, async () => {
+        const d = (await liveStatus())?.drives.find((t) => t.kind === 'opal');
         return d && d.lastError && !['unlocked', 'pending'].includes(d.state) ? d : undefined;
       });
       const info = agent(['drive', 'emulate', 'info', `emu:${OPAL_IMAGE}`]).stdout.trim();
@@ -475,8 +485,8 @@ const badInput: Step<'bad-input'> = async (c) => {
       const failures = agentEvents().filter((e) => e.mono >= since && e.event === 'unlock' && e.kind === 'opal');
       // Back: the unit power-cycles it and serves it again; the agent's retries unlock it.
       must(['systemctl', 'start', DRIVE_UNIT], undefined, 300_000);
-      const back = await until('the agent unlocking the drive again', 180_000, () => {
-        const d = status().drives.find((t) => t.kind === 'opal');
+      const back = await until('the agent unlocking the drive again', 180_000, async () => {
+        const d = (await liveStatus())?.drives.find((t) => t.kind === 'opal');
         return d?.state === 'unlocked' ? d : undefined;
       });
       const again = opalDisk() ?? '';
