@@ -1210,6 +1210,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     closers.push(() => api.close());
 
     if (config.volumes.some((v) => v.keySocket)) {
+      // Requests still waiting for a key server end when the daemon stops (the socket's close waits for them).
+      const stopping = new AbortController();
       const keySocket = new KeySocketServer({
         path: join(dirs.runtime, KEY_SOCKET_NAME),
         logger: log,
@@ -1233,6 +1235,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
                     { event: 'keysocket.waiting', volume, code, attempt },
                     `key socket: waiting for the key server for ${volume} (${code})`,
                   ),
+                signal: stopping.signal,
               }),
             );
             audit.record({ operation: 'serve', result: 'ok', ...serve });
@@ -1246,6 +1249,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       });
       await keySocket.start();
       closers.push(() => keySocket.close());
+      closers.push(() => stopping.abort());
     }
 
     const stopped = new Promise<void>((resolve) => {

@@ -20,6 +20,8 @@ export interface SocketKeyOptions {
   retryCapMs: number;
   /** Told about each failed try (for the log), with the code of why no key came back. */
   onRetry?: (code: string, attempt: number) => void;
+  /** Ends the wait (the agent is stopping): the request fails with the last failure's code. */
+  signal?: AbortSignal;
 }
 
 /** Why no key came back from a fetch that threw or answered without it, and whether waiting may help. */
@@ -53,11 +55,13 @@ export async function fetchSocketKey(uid: string, options: SocketKeyOptions): Pr
     if (result?.ok) return result.key;
     const failure = failureOf(result, thrown);
     const left = deadline - clock.monotonicMs();
-    if (!failure.wait || left <= 0)
-      throw new KmipAgentError(`no key for the key socket: ${failure.message}`, failure.code);
+    const giveUp = () => new KmipAgentError(`no key for the key socket: ${failure.message}`, failure.code);
+    if (!failure.wait || left <= 0 || options.signal?.aborted) throw giveUp();
     options.onRetry?.(failure.code, attempt + 1);
     const delay = backoffDelayMs(attempt, { baseMs: 1000, capMs: options.retryCapMs, random: options.random });
     // Never spin, never sleep past the deadline (one last try is made there).
-    await clock.sleep(Math.min(left, Math.max(100, delay)));
+    await clock.sleep(Math.min(left, Math.max(100, delay)), options.signal).catch(() => {
+      throw giveUp();
+    });
   }
 }

@@ -67,6 +67,23 @@ describe('the key socket waits for a key server that is not up yet', () => {
     expect(keys.fetches).toBe(fetchesAtBound);
   });
 
+  it('stops waiting when the agent stops', async () => {
+    const clock = new FakeClock();
+    const keys = new FlakyKeySource(Number.MAX_SAFE_INTEGER, { ok: true, key: Buffer.from(KEY) });
+    const stopping = new AbortController();
+    const outcome = fetchSocketKey('uid-1', { ...options(keys, clock), signal: stopping.signal }).catch(
+      (e: unknown) => e,
+    );
+    await clock.advance(3_000);
+    const fetches = keys.fetches;
+    stopping.abort();
+    const error = (await outcome) as { code?: string };
+    expect(error.code).toBe('KMIP_CONNECTION_FAILED');
+    expect(clock.monotonicMs()).toBe(3_000);
+    await clock.advance(60_000);
+    expect(keys.fetches).toBe(fetches);
+  });
+
   it('fails at once, without waiting, when the server answers that the key is not there', async () => {
     const clock = new FakeClock();
     const keys = new FlakyKeySource(0, {
