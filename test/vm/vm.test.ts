@@ -57,6 +57,8 @@ describe('the agent on a real kernel, in a VM', () => {
       try {
         third.result = await vm.boot([...THIRD_STEPS], BOOT_TIMEOUT_MS);
         console.log(`vm boot 3 (${THIRD_STEPS.join(', ')}): ${third.result.wallMs} ms`);
+        for (const c of third.result.checks.filter((r) => r.ok && /READY came|disappears/.test(r.check)))
+          console.log(`vm boot 3, ${c.step}: ${c.evidence}`);
       } catch (error) {
         third.error = message(error);
       }
