@@ -1,7 +1,8 @@
 /**
- * The key socket's fetch (src/agent/socket-key.ts): found by the VM's held-back key server boot, where
- * systemd-cryptsetup asked right after a degraded READY, got no key and failed for good. A server that
- * does not answer is now waited for within a bound; one that answers without the key fails at once.
+ * The key socket's fetch (src/agent/socket-key.ts), for the VM's held-back key server boot: systemd-cryptsetup
+ * asks right after a degraded READY, while the server is still down, and asks only once (before, the request
+ * was refused at once and the crypttab volume stayed closed). A server that does not answer is now waited
+ * for within a bound; one that answers without the key fails at once.
  * Time is a FakeClock; the key source is a table whose server is down for the first few fetches.
  */
 import { describe, expect, it } from 'vitest';
