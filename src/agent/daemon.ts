@@ -87,6 +87,8 @@ import { ReloadableProvider } from './reloadable-provider.js';
 import { driveIdentifier, takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
+import { fetchSocketKey } from './socket-key.js';
+import { journalError } from './journal.js';
 import { agentLogger } from './log.js';
 import { AgentMetrics, TextfileExporter } from './metrics.js';
 import type { AgentDirs } from './paths.js';
@@ -114,6 +116,8 @@ import {
 } from './rotation.js';
 
 export const KEY_SOCKET_NAME = 'luks.sock';
+/** How long a key-socket request waits for a key server that does not answer (see socket-key.ts). */
+export const KEY_SOCKET_WAIT_MS = 90_000;
 
 export interface DaemonOptions {
   dirs: AgentDirs;
@@ -1223,6 +1227,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     closers.push(() => api.close());
 
     if (config.volumes.some((v) => v.keySocket)) {
+      // Requests still waiting for a key server end when the daemon stops (the socket's close waits for them).
+      const stopping = new AbortController();
       const keySocket = new KeySocketServer({
         path: join(dirs.runtime, KEY_SOCKET_NAME),
         logger: log,
@@ -1231,22 +1237,36 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
           const record = entry && state.snapshot().volumes.find((v) => v.device === entry.device);
           if (!record) return undefined;
           const actor: AuditActor = { kind: 'key-socket', pid: peer.pid, uid: peer.uid };
-          const fetched = await runAsActor(actor, () => keys.fetch([record.key.uid]));
-          const one = fetched.get(record.key.uid);
-          audit.record({
-            operation: 'serve',
-            result: one?.ok ? 'ok' : 'error',
-            ...(one && !one.ok ? { code: one.error.code } : {}),
-            target: record.id,
-            device: record.device,
-            keyUid: record.key.uid,
-            actor,
-          });
-          return one?.ok ? one.key : undefined;
+          const serve = { target: record.id, device: record.device, keyUid: record.key.uid, actor };
+          try {
+            // A key server not up yet (a boot that reached its deadline) is waited for: systemd-cryptsetup asks once.
+            const key = await runAsActor(actor, () =>
+              fetchSocketKey(record.key.uid, {
+                keys,
+                clock,
+                random: options.random ?? Math.random,
+                waitMs: KEY_SOCKET_WAIT_MS,
+                retryCapMs: config.boot.retryCapSeconds * 1000,
+                onRetry: (code, attempt) =>
+                  log.warn(
+                    { event: 'keysocket.waiting', volume, code, attempt },
+                    `key socket: waiting for the key server for ${volume} (${code})`,
+                  ),
+                signal: stopping.signal,
+              }),
+            );
+            audit.record({ operation: 'serve', result: 'ok', ...serve });
+            return key;
+          } catch (error) {
+            audit.record({ operation: 'serve', result: 'error', code: journalError(error).code, ...serve });
+            throw error;
+          }
         },
+        lookupTimeoutMs: KEY_SOCKET_WAIT_MS + 15_000,
       });
       await keySocket.start();
       closers.push(() => keySocket.close());
+      closers.push(() => stopping.abort());
     }
 
     const stopped = new Promise<void>((resolve) => {

@@ -33,6 +33,30 @@ export const STEP_CHECKS = {
     'after a power cycle, --backend passthrough unlocks it over SG_IO and the data reads back',
     'a malformed CDB gets ILLEGAL REQUEST and the handler keeps serving',
   ],
+  /** End of boot 1 (full run): the next boots are whole appliance boots (test/vm/guest/appliance.ts). */
+  'appliance-prepare': [
+    'the next boot is an appliance boot: a unit serves the emulated drive before the agent, power-cycled as at power-on',
+  ],
+  /** Boot 2, after luks-second: the shipped unit at boot with the drive and both volumes; prepares boot 3. */
+  appliance: [
+    'the drive unit served the emulated Opal drive before the agent started, power-cycled and locked as at power-on',
+    'multi-user was reached with the drive unlocked and both LUKS volumes mounted',
+    'kmip-agent status --json says so: ready, normal, healthy, no faults, every drive and volume unlocked or served',
+    "the time from kernel start to the daemon's READY is reported",
+    'the next boot holds the key server back 20 s, with a 5 s boot deadline',
+  ],
+  /** Boot 3: the key server starts 20 s late, after the agent's 5 s boot deadline. */
+  'late-server': [
+    'READY came at the boot deadline, degraded, before the key server was up (status --json at READY and the journal say so)',
+    'once the key server arrived, the drive was unlocked and both volumes opened and mounted',
+    'the key server fault was cleared: status --json is normal and healthy',
+  ],
+  /** Boot 3, after late-server: bad input against the running appliance. */
+  'bad-input': [
+    'a key socket request for a known volume under another name is refused, and nothing is opened',
+    'a crypttab entry for a volume the agent does not know fails with the refusal in the journal, and nothing is opened',
+    'a drive that disappears mid-unlock: a clear error, nothing unlocked, no try spent, unlocked once it is back',
+  ],
 } as const;
 
 export type StepName = keyof typeof STEP_CHECKS;

@@ -25,6 +25,7 @@ import { addonPath, loadAddon, packageVersion } from '../../../src/native/addon.
 import { pykmipCliArgs, pykmipClientOptions, tryHandshake } from '../../support/pykmip.js';
 import { GUEST_INPUTS, GUEST_PYKMIP_PORT } from '../qemu.js';
 import { STEP_CHECKS, type CheckName, type StepName } from '../scenarios.js';
+import { APPLIANCE_STEPS } from './appliance.js';
 import { CheckFailed, check, expectThat, must, run, setStep, unitProps } from './checks.js';
 
 const ROOT = '/opt/kmip-agent';
@@ -49,7 +50,7 @@ const CRYPTTAB_VOLUME = 'data-b';
 const KEY_SOCKET = '/run/kmip-agent/luks.sock';
 const FAST_PBKDF = ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000'];
 
-type Step<S extends StepName> = (
+export type Step<S extends StepName> = (
   c: (name: CheckName<S>, body: () => string | Promise<string>) => Promise<boolean>,
 ) => Promise<void>;
 
@@ -549,7 +550,12 @@ const tcmuStep: Step<'tcmu'> = async (c) => {
   });
 };
 
-const STEPS: { [S in StepName]: Step<S> } = { 'luks-first': luksFirst, 'luks-second': luksSecond, tcmu: tcmuStep };
+const STEPS: { [S in StepName]: Step<S> } = {
+  'luks-first': luksFirst,
+  'luks-second': luksSecond,
+  tcmu: tcmuStep,
+  ...APPLIANCE_STEPS,
+};
 
 async function main(): Promise<void> {
   const names = (process.argv[2] ?? '').split(',').filter(Boolean);
