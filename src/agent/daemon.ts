@@ -564,7 +564,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
     const rotationPlan = new RotationPlan(
       () => config,
-      () => state.snapshot(),
+      () => state.view(),
       options.random ?? Math.random,
     );
     const agent = new Agent({
