@@ -445,7 +445,7 @@ export async function clientCertificateStatus(
 ): Promise<ClientCertificateStatus> {
   const client = config.client;
   const status: ClientCertificateStatus = { enabled: client.enabled, installed: client.cert !== undefined };
-  const { checkExpiry, describeCertificate, describeCertificatePem, parseCertificates } = await pki();
+  const { describeCertificate, describeCertificatePem, parseCertificates } = await pki();
   if (client.cert !== undefined) {
     const certificate = describeCertificatePem(await readInstalled(configDir, 'certificate', client.cert), now);
     status.certificate = certificate;
