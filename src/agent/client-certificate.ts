@@ -11,25 +11,16 @@
 import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { KmipAgentError } from '../errors.js';
-import {
-  checkExpiry,
-  createCertificateRequest,
-  createSelfSignedCertificate,
-  describeCertificatePem,
-  generateKeyPair,
-  loadPrivateKey,
-  parseCertificates,
-  parseSubjectAltName,
-  describeCertificate,
-  describeKey,
-  validateClientCertificate,
-  type CertificateInfo,
-  type ExpiryVerdict,
-  type KeyTypeName,
-  type SubjectAltName,
-  type SubjectInput,
-  type ValidatedClientCertificate,
+import type {
+  CertificateInfo,
+  ExpiryVerdict,
+  KeyTypeName,
+  SubjectAltName,
+  SubjectInput,
+  ValidatedClientCertificate,
 } from '../pki/index.js';
+import { checkExpiry } from '../pki/expiry.js';
+import { certificateValidities } from '../pki/validity.js';
 import type { Clock, Timer } from './clock.js';
 import {
   configPath,
@@ -52,6 +43,12 @@ const PENDING_CERT = `${PKI_DIR}/pending.crt`;
 export const CLIENT_CERTIFICATE_SUBJECT = 'client-certificate';
 
 const DAY_MS = 86_400_000;
+
+/**
+ * The pki layer, loaded on first use: it brings @peculiar/x509 (two hundred CommonJS modules), which the
+ * daemon's start and boot unlock have no use for.
+ */
+const pki = () => import('../pki/index.js');
 
 async function readOptional(path: string): Promise<string | undefined> {
   try {
@@ -104,6 +101,8 @@ export interface PendingKeyPair {
  * until a certificate for it is imported. Nothing is written when the subject or SANs are refused.
  */
 export async function generatePendingKeyPair(configDir: string, options: GenerateOptions): Promise<PendingKeyPair> {
+  const { createCertificateRequest, createSelfSignedCertificate, describeCertificatePem, generateKeyPair } =
+    await pki();
   const pair = await generateKeyPair(options.keyType);
   const request = { privateKey: pair.privateKey, subject: options.subject, sans: options.sans };
   const csrPem = await createCertificateRequest(request);
@@ -165,6 +164,7 @@ export async function prepareImport(configDir: string, input: ImportInput): Prom
     keyPem = await readOptional(join(configDir, PENDING_KEY));
     if (keyPem === undefined) throw noPendingKey();
   }
+  const { validateClientCertificate } = await pki();
   const validated = validateClientCertificate(
     { certPem: input.certPem, keyPem, ...(input.chainPem !== undefined ? { chainPem: input.chainPem } : {}) },
     {
@@ -445,6 +445,7 @@ export async function clientCertificateStatus(
 ): Promise<ClientCertificateStatus> {
   const client = config.client;
   const status: ClientCertificateStatus = { enabled: client.enabled, installed: client.cert !== undefined };
+  const { describeCertificate, describeCertificatePem, parseCertificates } = await pki();
   if (client.cert !== undefined) {
     const certificate = describeCertificatePem(await readInstalled(configDir, 'certificate', client.cert), now);
     status.certificate = certificate;
@@ -469,7 +470,7 @@ export async function clientCertificateStatus(
     const selfSigned = (await readOptional(join(configDir, PENDING_CERT))) !== undefined;
     status.pending = {
       keyFile: PENDING_KEY,
-      keyType: describePendingKey(pendingKey),
+      keyType: await describePendingKey(pendingKey),
       csr: (await readOptional(join(configDir, PENDING_CSR))) !== undefined,
       ...(selfSigned ? { selfSignedCertFile: PENDING_CERT } : {}),
     };
@@ -477,7 +478,8 @@ export async function clientCertificateStatus(
   return status;
 }
 
-function describePendingKey(pem: string): string {
+async function describePendingKey(pem: string): Promise<string> {
+  const { describeKey, loadPrivateKey } = await pki();
   try {
     return describeKey(loadPrivateKey(pem, { what: 'the pending key' })).label;
   } catch (error) {
@@ -496,17 +498,27 @@ export async function checkClientCertificateExpiry(
   now: Date,
 ): Promise<ExpiryVerdict | undefined> {
   const config = await loadConfig(configDir);
-  const status = await clientCertificateStatus(configDir, config, now);
-  const verdict = status.expiry;
+  const client = config.client;
+  // The validity dates by Node's parser (clientCertificateStatus's x509 library only for a fault's subject).
+  let pem: string | undefined;
+  let verdict: (ExpiryVerdict & { warningDays: number }) | undefined;
+  if (client.cert !== undefined) {
+    pem = await readInstalled(configDir, 'certificate', client.cert);
+    const [validity] = certificateValidities(pem, 'the certificate');
+    if (client.chain !== undefined)
+      certificateValidities(await readInstalled(configDir, 'certificate chain', client.chain), client.chain);
+    verdict = { ...checkExpiry(validity!, now, client.expiryWarningDays), warningDays: client.expiryWarningDays };
+  }
   const subject = CLIENT_CERTIFICATE_SUBJECT;
   if (verdict?.status !== 'expired') faults.clear('CertificateExpired', subject);
   if (verdict?.status !== 'expiring') faults.clear('CertificateExpiring', subject);
   if (verdict && verdict.status !== 'ok') {
+    const certificate = (await pki()).describeCertificatePem(pem!, now);
     const details = {
-      subject: status.certificate!.subject,
+      subject: certificate.subject,
       notAfter: verdict.notAfter,
       daysLeft: verdict.daysLeft,
-      fingerprintSha256: status.certificate!.fingerprintSha256,
+      fingerprintSha256: certificate.fingerprintSha256,
     };
     faults.raise(verdict.status === 'expired' ? 'CertificateExpired' : 'CertificateExpiring', subject, { details });
   }
@@ -532,32 +544,36 @@ async function checkServerChainsExpiry(
   for (const [name, server] of Object.entries(config.servers)) {
     const subject = serverChainSubject(name);
     seen.add(subject);
-    let earliest: { verdict: ExpiryVerdict; info: CertificateInfo } | undefined;
+    let earliest: { verdict: ExpiryVerdict; pem: string; index: number } | undefined;
     try {
       const pem = await fs.readFile(configPath(configDir, server.ca), 'utf8');
-      for (const certificate of parseCertificates(pem, `the CA file of key server "${name}"`)) {
-        const info = describeCertificate(certificate, now);
-        const verdict = checkExpiry(info, now, config.client.expiryWarningDays);
+      certificateValidities(pem, `the CA file of key server "${name}"`).forEach((validity, index) => {
+        const verdict = checkExpiry(validity, now, config.client.expiryWarningDays);
         if (!earliest || Date.parse(verdict.notAfter) < Date.parse(earliest.verdict.notAfter))
-          earliest = { verdict, info };
-      }
+          earliest = { verdict, pem, index };
+      });
     } catch {
       continue; // an unreadable CA file fails the connection itself, with its own error
     }
     const status = earliest?.verdict.status ?? 'ok';
     if (status !== 'expired') faults.clear('CertificateExpired', subject);
     if (status !== 'expiring') faults.clear('CertificateExpiring', subject);
-    if (earliest && status !== 'ok')
+    if (earliest && status !== 'ok') {
+      // Described (subject, fingerprint) by the x509 library only when there is a fault to raise.
+      const { describeCertificate, parseCertificates } = await pki();
+      const certificate = parseCertificates(earliest.pem, `the CA file of key server "${name}"`)[earliest.index]!;
+      const info = describeCertificate(certificate, now);
       faults.raise(status === 'expired' ? 'CertificateExpired' : 'CertificateExpiring', subject, {
         details: {
           server: name,
-          subject: earliest.info.subject,
+          subject: info.subject,
           notAfter: earliest.verdict.notAfter,
           daysLeft: earliest.verdict.daysLeft,
-          fingerprintSha256: earliest.info.fingerprintSha256,
+          fingerprintSha256: info.fingerprintSha256,
           hint: `the key server's trusted CA certificate expires: import its new CA with \`kmip-agent server modify ${name} --ca FILE\` (or \`server trust ${name}\`)`,
         },
       });
+    }
   }
   for (const f of faults.list())
     if ((f.code === 'CertificateExpiring' || f.code === 'CertificateExpired') && f.subject.startsWith('server:'))
@@ -582,11 +598,16 @@ export function watchClientCertificateExpiry(options: {
   clock: Clock;
   onError: (error: unknown) => void;
   intervalMs?: number;
+  /** The first check waits for this (the daemon's: its boot's first unlock round, which it must not slow). */
+  firstAfter?: Promise<unknown>;
 }): ExpiryWatch {
   const interval = options.intervalMs ?? DAY_MS;
   let timer: Timer | undefined;
   let stopped = false;
-  let running: Promise<void> = Promise.resolve();
+  let running: Promise<void> = (options.firstAfter ?? Promise.resolve()).then(
+    () => undefined,
+    () => undefined,
+  );
   const check = () => {
     running = running.then(async () => {
       try {
@@ -641,12 +662,14 @@ export function clientCertificateService(
   changed: () => Promise<void> | void,
 ): ClientCertificateService {
   return {
-    createKeyPair: ({ subjectAltNames, ...options }) =>
-      generatePendingKeyPair(configDir, {
+    createKeyPair: async ({ subjectAltNames, ...options }) => {
+      const { parseSubjectAltName } = await pki();
+      return generatePendingKeyPair(configDir, {
         ...options,
         sans: subjectAltNames.map(parseSubjectAltName),
         now: clock.now(),
-      }),
+      });
+    },
     signRequest: () => pendingRequest(configDir),
     importCertificate: async (input, options) => {
       if (!options.replace) await refuseIfInstalled(configDir);

@@ -571,7 +571,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     const volumeEntry = (device: string) => config.volumes.find((v) => v.device === device);
     const rotationPlan = new RotationPlan(
       () => config,
-      () => state.snapshot(),
+      () => state.view(),
       options.random ?? Math.random,
     );
     const agent = new Agent({
@@ -1135,11 +1135,17 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       const exporter = textfile;
       closers.push(() => exporter.stop());
     }
-    // The client certificate's expiry faults: checked now, daily, and after each change through the API.
+    // The client certificate's expiry faults: checked once the boot's first unlock round is through (the
+    // check loads the x509 library, which would hold the unlocks back), then daily and after each change
+    // through the API.
+    let firstRoundDone = () => {};
+    const firstRound = new Promise<void>((resolve) => (firstRoundDone = resolve));
+    closers.push(() => firstRoundDone());
     const expiry = watchClientCertificateExpiry({
       configDir: dirs.config,
       faults: runtime.faults,
       clock,
+      firstAfter: firstRound,
       onError: (error) => log.warn({ event: 'cert_expiry_check_failed', err: error }, 'client certificate not checked'),
     });
     closers.push(() => expiry.stop());
@@ -1294,10 +1300,14 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       agent.boot({
         deadlineMs: config.boot.deadlineSeconds * 1000,
         // Ask systemd for time until the next round (plus a margin), within the boot deadline.
-        onWaiting: (remainingMs) => notifier.extendTimeout((Math.min(remainingMs, retryCapMs) + 5_000) * 1000),
+        onWaiting: (remainingMs) => {
+          firstRoundDone();
+          notifier.extendTimeout((Math.min(remainingMs, retryCapMs) + 5_000) * 1000);
+        },
       }),
       stopped.then(() => undefined),
     ]);
+    firstRoundDone();
     if (booted) {
       const line = agent.progressLine();
       notifier.ready(line);

@@ -37,7 +37,7 @@ export class RotationPlan {
 
   constructor(
     private readonly config: () => Pick<AgentConfig, 'rotation' | 'drives' | 'volumes'>,
-    private readonly state: () => StateBody,
+    private readonly state: () => Readonly<StateBody>,
     private readonly random: Random,
   ) {}
 

@@ -286,6 +286,14 @@ export class StateStore {
     return structuredClone(this.loaded());
   }
 
+  /**
+   * The current state itself, not a copy: for pure readers that neither change it nor keep parts of it
+   * (the rotation plan, read for every drive of every status: a deep copy each time was quadratic).
+   */
+  view(): Readonly<StateBody> {
+    return this.loaded();
+  }
+
   /** Applies `change` to a copy of the state and makes the result current once it is on disk. Serialized. */
   update(change: (state: StateBody) => void): Promise<StateBody> {
     const run = this.queue.then(async () => {

@@ -3,10 +3,18 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { packageVersion } from '../native/addon.js';
-import { commandTree } from './commands/index.js';
-import { dispatch, emitError, ExitCode, processIo, type CommandContext, type Io } from './framework.js';
+import {
+  dispatch,
+  emitError,
+  ExitCode,
+  group,
+  processIo,
+  type CommandContext,
+  type CommandGroup,
+  type Io,
+} from './framework.js';
 
-function topLevelHelp(): string {
+function topLevelHelp(commandTree: CommandGroup): string {
   const width = Math.max(...commandTree.commands.map((g) => g.name.length));
   return [
     'Usage: kmip-agent [--json] <command> [options]',
@@ -27,6 +35,19 @@ function topLevelHelp(): string {
   ].join('\n');
 }
 
+/**
+ * The command table to dispatch `name` from. `daemon` is on the boot's critical path (systemd waits for its
+ * READY): it loads its own command only, not every command's modules (the x509 and progress-bar libraries
+ * among them); its parsing and --help are the same as through the whole table.
+ */
+async function commandTreeFor(name: string | undefined): Promise<CommandGroup> {
+  if (name === 'daemon') {
+    const { daemonCommand } = await import('./commands/agent.js');
+    return group({ name: 'kmip-agent', summary: '', commands: [daemonCommand] });
+  }
+  return (await import('./commands/index.js')).commandTree;
+}
+
 /** Runs the CLI on argv (without node and script); returns the exit code. */
 export async function runCli(argv: string[], io: Io = processIo): Promise<number> {
   const json = argv.includes('--json');
@@ -39,7 +60,8 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
       else io.stdout(`kmip-agent ${packageVersion()}\n`);
       return ExitCode.Ok;
     }
-    return await dispatch(commandTree, args, ctx, topLevelHelp);
+    const tree = await commandTreeFor(name);
+    return await dispatch(tree, args, ctx, () => topLevelHelp(tree));
   } catch (error) {
     return emitError(ctx, error);
   }

@@ -2,7 +2,7 @@
  * The machine's disks as systeminformation lists them (lsblk and udev underneath), merged with its disk
  * layout for model and serial where the block list has none. Inventory adds sysfs and Opal discovery.
  */
-import si from 'systeminformation';
+import type { Systeminformation } from 'systeminformation';
 
 export interface SystemDiskInfo {
   /** Kernel name: sda, nvme0n1. */
@@ -13,7 +13,12 @@ export interface SystemDiskInfo {
 }
 
 export async function listSystemDisks(): Promise<SystemDiskInfo[]> {
-  const [blocks, layout] = await Promise.all([si.blockDevices(), si.diskLayout().catch(() => [])]);
+  // Loaded here, on first use: the daemon imports this module but lists disks only for an inventory.
+  const { default: si } = await import('systeminformation');
+  const [blocks, layout] = await Promise.all([
+    si.blockDevices(),
+    si.diskLayout().catch((): Systeminformation.DiskLayoutData[] => []),
+  ]);
   return blocks
     .filter((b) => b.type === 'disk')
     .map((b) => {

@@ -58,6 +58,10 @@ export const ALL_VERSIONS: ProtocolVersion[] = [
 const V1_2: ProtocolVersion = { major: 1, minor: 2 };
 
 /** Drops that mean "the server closed a connection we reused": the request may never have been read. */
+/** An item refused as an invalid message: maybe an operation the server does not support (flagUnsupported). */
+const isSuspicious = (r: ItemResult<unknown>) =>
+  !r.ok && r.error instanceof KmipOperationError && r.error.resultReason?.code === ResultReason.InvalidMessage;
+
 const RETRYABLE_DROPS = new Set(['KMIP_CONNECTION_CLOSED', 'KMIP_CONNECTION_RESET']);
 
 export class KmipClient extends KmipOperationsApi {
@@ -114,7 +118,7 @@ export class KmipClient extends KmipOperationsApi {
       const reused = connection.exchanges > 0;
       try {
         const results = await this.send(connection, requests, this.version!, options?.timeoutMs);
-        return (await this.flagUnsupported(requests, results)) as Results<R>;
+        return (results.some(isSuspicious) ? await this.flagUnsupported(requests, results) : results) as Results<R>;
       } catch (error) {
         if (!(error instanceof KmipError)) throw error;
         // Never written (queued behind a request that lost the connection): safe to send, whatever it is.
@@ -134,14 +138,11 @@ export class KmipClient extends KmipOperationsApi {
     requests: readonly BatchRequest[],
     results: ItemResult<unknown>[],
   ): Promise<ItemResult<unknown>[]> {
-    const suspicious = (r: ItemResult<unknown>) =>
-      !r.ok && r.error instanceof KmipOperationError && r.error.resultReason?.code === ResultReason.InvalidMessage;
-    if (!results.some(suspicious)) return results;
     const supported = await this.serverOperations();
     if (!supported) return results;
     return results.map((result, i) => {
       const code = requests[i]!.spec.code;
-      if (!suspicious(result) || supported.includes(code) || result.ok) return result;
+      if (!isSuspicious(result) || supported.includes(code) || result.ok) return result;
       const e = result.error as KmipOperationError;
       const error = new KmipOperationError(code, e.resultStatus.code, e.resultReason?.code, e.resultMessage, true);
       return { ok: false, error };

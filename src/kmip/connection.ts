@@ -481,9 +481,21 @@ export class KmipConnection {
     const run = () => this.exchangeNow(request, timeoutMs);
     // Only a connection with work keeps the process alive: a script that forgets close() still exits.
     if (this.outstanding++ === 0) this.socket.ref();
-    const result = this.tail.then(run, run).finally(() => {
+    const settled = () => {
       if (--this.outstanding === 0) this.socket.unref();
-    });
+    };
+    // Nothing before it (the previous exchange is answered): written now, not after a hop through the queue.
+    const started = this.outstanding === 1 ? run() : this.tail.then(run, run);
+    const result = started.then(
+      (response) => {
+        settled();
+        return response;
+      },
+      (error: unknown) => {
+        settled();
+        throw error;
+      },
+    );
     this.tail = result.catch(() => undefined);
     return result;
   }

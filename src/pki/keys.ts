@@ -11,7 +11,7 @@ import {
 } from 'node:crypto';
 import { promisify } from 'node:util';
 import { pkiError, type PkiError } from './errors.js';
-import { parsePem } from './pem.js';
+import { parsePem } from './pem-blocks.js';
 
 const generate = promisify(generateNodeKeyPair);
 

@@ -27,6 +27,22 @@ const INT64_MAX = (1n << 63n) - 1n;
 // Arithmetic, not bit operations: lengths reach 2^32 - 1, beyond int32.
 const padded = (length: number): number => length + ((8 - (length % 8)) % 8);
 
+const TWO_32 = 0x1_0000_0000;
+const SAFE_MIN = BigInt(Number.MIN_SAFE_INTEGER);
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Big-endian 32 bits at `p` (the low 32 bits of `value`, two's complement for negatives). */
+function put32(b: Uint8Array, p: number, value: number): void {
+  b[p] = (value >>> 24) & 0xff;
+  b[p + 1] = (value >>> 16) & 0xff;
+  b[p + 2] = (value >>> 8) & 0xff;
+  b[p + 3] = value & 0xff;
+}
+
+/** Unsigned big-endian 32 bits at `p`. */
+const get32 = (b: Uint8Array, p: number): number =>
+  ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+
 // String.prototype.isWellFormed exists from Node 20 but not in the ES2023 type library.
 const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 
@@ -76,10 +92,7 @@ export class Writer {
     b[p + 1] = (tag >>> 8) & 0xff;
     b[p + 2] = tag & 0xff;
     b[p + 3] = type;
-    b[p + 4] = length >>> 24;
-    b[p + 5] = (length >>> 16) & 0xff;
-    b[p + 6] = (length >>> 8) & 0xff;
-    b[p + 7] = length & 0xff;
+    put32(b, p + 4, length);
     this.pos = p + HEADER_LENGTH;
   }
 
@@ -91,8 +104,9 @@ export class Writer {
         this.ensure(HEADER_LENGTH);
         const start = this.pos;
         this.header(tag, item.type, 0);
-        for (const child of item.value) this.write(child);
-        this.buf.writeUInt32BE(this.pos - start - HEADER_LENGTH, start + 4);
+        const children = item.value;
+        for (let i = 0; i < children.length; i++) this.write(children[i]!);
+        put32(this.buf, start + 4, this.pos - start - HEADER_LENGTH);
         return this;
       }
       case ItemType.Integer:
@@ -108,7 +122,13 @@ export class Writer {
           throw encodeError(`${String(v)} is not a signed 64-bit bigint`, tag);
         this.ensure(16);
         this.header(tag, item.type, 8);
-        this.buf.writeBigInt64BE(v, this.pos);
+        if (v >= SAFE_MIN && v <= SAFE_MAX) {
+          // Dates and most long integers fit a double exactly: two 32-bit halves, no BigInt arithmetic.
+          const n = Number(v);
+          const high = Math.floor(n / TWO_32);
+          put32(this.buf, this.pos, high);
+          put32(this.buf, this.pos + 4, n - high * TWO_32);
+        } else this.buf.writeBigInt64BE(v, this.pos);
         this.pos += 8;
         return this;
       }
@@ -116,7 +136,8 @@ export class Writer {
         if (typeof item.value !== 'boolean') throw encodeError('boolean value expected', tag);
         this.ensure(16);
         this.header(tag, item.type, 8);
-        this.buf.writeBigUInt64BE(item.value ? 1n : 0n, this.pos);
+        put32(this.buf, this.pos, 0);
+        put32(this.buf, this.pos + 4, item.value ? 1 : 0);
         this.pos += 8;
         return this;
       }
@@ -128,12 +149,26 @@ export class Writer {
         if (!(item.value instanceof Uint8Array)) throw encodeError('Uint8Array value expected', tag);
         return this.bytes(tag, item.type, item.value);
       case ItemType.TextString: {
-        if (typeof item.value !== 'string') throw encodeError('string value expected', tag);
-        if (!isWellFormed(item.value)) throw encodeError('text has unpaired surrogates (not UTF-8 encodable)', tag);
-        const length = Buffer.byteLength(item.value, 'utf8');
+        const text = item.value;
+        if (typeof text !== 'string') throw encodeError('string value expected', tag);
+        // Short ASCII text (UIDs, names, attribute names: most of KMIP's) is its own UTF-8: stored byte by byte.
+        let ascii = text.length <= 64;
+        for (let i = 0; i < text.length && ascii; i++) ascii = text.charCodeAt(i) < 0x80;
+        if (ascii) {
+          this.ensure(HEADER_LENGTH + padded(text.length));
+          this.header(tag, item.type, text.length);
+          const b = this.buf;
+          const p = this.pos;
+          for (let i = 0; i < text.length; i++) b[p + i] = text.charCodeAt(i);
+          this.pos = p + text.length;
+          this.zeroPad(text.length);
+          return this;
+        }
+        if (!isWellFormed(text)) throw encodeError('text has unpaired surrogates (not UTF-8 encodable)', tag);
+        const length = Buffer.byteLength(text, 'utf8');
         this.ensure(HEADER_LENGTH + padded(length));
         this.header(tag, item.type, length);
-        this.buf.write(item.value, this.pos, 'utf8');
+        this.buf.write(text, this.pos, 'utf8');
         this.pos += length;
         this.zeroPad(length);
         return this;
@@ -153,10 +188,7 @@ export class Writer {
     const b = this.buf;
     const p = this.pos;
     // Two's complement for negatives: the same four bytes either way once shifted as 32 bits.
-    b[p] = (value >>> 24) & 0xff;
-    b[p + 1] = (value >>> 16) & 0xff;
-    b[p + 2] = (value >>> 8) & 0xff;
-    b[p + 3] = value & 0xff;
+    put32(b, p, value);
     b[p + 4] = b[p + 5] = b[p + 6] = b[p + 7] = 0;
     this.pos = p + 8;
     return this;
@@ -165,7 +197,12 @@ export class Writer {
   private bytes(tag: number, type: number, value: Uint8Array): this {
     this.ensure(HEADER_LENGTH + padded(value.length));
     this.header(tag, type, value.length);
-    this.buf.set(value, this.pos);
+    if (value.length <= 64) {
+      // Short values (keys, nonces) by hand: set() has a fixed cost above a short loop's.
+      const b = this.buf;
+      const p = this.pos;
+      for (let i = 0; i < value.length; i++) b[p + i] = value[i]!;
+    } else this.buf.set(value, this.pos);
     this.pos += value.length;
     this.zeroPad(value.length);
     return this;
@@ -173,8 +210,10 @@ export class Writer {
 
   private zeroPad(length: number): void {
     const pad = padded(length) - length;
-    this.buf.fill(0, this.pos, this.pos + pad);
-    this.pos += pad;
+    const b = this.buf;
+    const p = this.pos;
+    for (let i = 0; i < pad; i++) b[p + i] = 0;
+    this.pos = p + pad;
   }
 
   /** The bytes written so far, copied out; the internal buffer is wiped. */
@@ -231,14 +270,9 @@ export class Reader {
       });
   }
 
-  private view(): DataView {
-    return new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
-  }
-
   /** Reads exactly one item that spans the whole input. */
   readAll(): TtlvItem {
-    const dv = this.view();
-    const item = this.item(dv, this.buf.length, 1);
+    const item = this.item(this.buf.length, 1);
     if (this.pos !== this.buf.length)
       throw new TtlvError(TtlvErrorCode.TrailingBytes, `${this.buf.length - this.pos} bytes after the item`, {
         offset: this.pos,
@@ -250,18 +284,20 @@ export class Reader {
     throw new TtlvError(code, reason, { offset, tag });
   }
 
-  private item(dv: DataView, end: number, depth: number): TtlvItem {
+  // Bytes are read by hand: a DataView per message costs more than the reads it would serve.
+  private item(end: number, depth: number): TtlvItem {
+    const b = this.buf;
     const start = this.pos;
     if (end - start < HEADER_LENGTH) {
       const code = end === this.buf.length ? TtlvErrorCode.Truncated : TtlvErrorCode.BadLength;
       this.fail(code, `${end - start} bytes left where an 8-byte item header is needed`, start);
     }
-    const tag = (dv.getUint16(start) << 8) | dv.getUint8(start + 2);
-    const type = dv.getUint8(start + 3);
-    const length = dv.getUint32(start + 4);
+    const tag = (b[start]! << 16) | (b[start + 1]! << 8) | b[start + 2]!;
+    const type = b[start + 3]!;
+    const length = get32(b, start + 4);
     const body = start + HEADER_LENGTH;
-    const fixed = FIXED_LENGTH[type];
-    if (fixed === undefined) this.fail(TtlvErrorCode.BadType, `unknown item type 0x${type.toString(16)}`, start, tag);
+    const fixed = type < FIXED_LENGTH.length ? FIXED_LENGTH[type]! : -1;
+    if (fixed < 0) this.fail(TtlvErrorCode.BadType, `unknown item type 0x${type.toString(16)}`, start, tag);
     if (fixed > 0 && length !== fixed)
       this.fail(TtlvErrorCode.BadLength, `length ${length} for a type of length ${fixed}`, start, tag);
     if (type === ItemType.Structure && length % 8 !== 0)
@@ -274,7 +310,7 @@ export class Reader {
       this.fail(code, `item of ${padded(length)} value bytes runs past the end of ${where}`, start, tag);
     }
     for (let i = body + length; i < next; i++)
-      if (this.buf[i] !== 0) this.fail(TtlvErrorCode.BadPadding, 'non-zero padding byte', i, tag);
+      if (b[i] !== 0) this.fail(TtlvErrorCode.BadPadding, 'non-zero padding byte', i, tag);
     this.pos = next;
     switch (type) {
       case ItemType.Structure: {
@@ -282,27 +318,36 @@ export class Reader {
           this.fail(TtlvErrorCode.TooDeep, `structures nested deeper than ${this.maxDepth}`, start, tag);
         const children: TtlvItem[] = [];
         this.pos = body;
-        while (this.pos < next) children.push(this.item(dv, next, depth + 1));
+        while (this.pos < next) children.push(this.item(next, depth + 1));
         return { tag, type, value: children };
       }
       case ItemType.Integer:
-        return { tag, type, value: dv.getInt32(body) };
+        return { tag, type, value: get32(b, body) | 0 };
       case ItemType.Enumeration:
       case ItemType.Interval:
-        return { tag, type, value: dv.getUint32(body) };
+        return { tag, type, value: get32(b, body) };
       case ItemType.LongInteger:
       case ItemType.DateTime:
-      case ItemType.DateTimeExtended:
-        return { tag, type, value: dv.getBigInt64(body) };
+      case ItemType.DateTimeExtended: {
+        const high = get32(b, body) | 0;
+        // Within 2^53 (dates, most counts) the value is exact as a double: one conversion, no BigInt shifts.
+        if (high >= -0x200000 && high < 0x200000)
+          return { tag, type, value: BigInt(high * TWO_32 + get32(b, body + 4)) };
+        return { tag, type, value: this.bytes.readBigInt64BE(body) };
+      }
       case ItemType.Boolean: {
-        const v = dv.getBigUint64(body);
-        if (v > 1n) this.fail(TtlvErrorCode.BadValue, `boolean value ${v} is neither 0 nor 1`, body, tag);
-        return { tag, type, value: v === 1n };
+        const high = get32(b, body);
+        const low = get32(b, body + 4);
+        if (high !== 0 || low > 1) {
+          const v = this.bytes.readBigUInt64BE(body);
+          this.fail(TtlvErrorCode.BadValue, `boolean value ${v} is neither 0 nor 1`, body, tag);
+        }
+        return { tag, type, value: low === 1 };
       }
       case ItemType.TextString: {
         // Most KMIP text (UIDs, names, attribute names) is ASCII, where latin1 is UTF-8 and needs no validation.
         let ascii = true;
-        for (let i = body; i < body + length && ascii; i++) ascii = this.buf[i]! < 0x80;
+        for (let i = body; i < body + length && ascii; i++) ascii = b[i]! < 0x80;
         if (ascii) return { tag, type, value: this.bytes.toString('latin1', body, body + length) };
         let value: string;
         try {
@@ -312,9 +357,13 @@ export class Reader {
         }
         return { tag, type, value };
       }
-      case ItemType.ByteString:
+      case ItemType.ByteString: {
         // A copy: the caller may reuse or wipe the input buffer.
-        return { tag, type, value: Buffer.from(this.buf.subarray(body, body + length)) };
+        const value = Buffer.allocUnsafe(length);
+        if (length <= 64) for (let i = 0; i < length; i++) value[i] = b[body + i]!;
+        else this.bytes.copy(value, 0, body, body + length);
+        return { tag, type, value };
+      }
       case ItemType.BigInteger:
         return { tag, type, value: this.bigInteger(body, length, start, tag) };
       default:
@@ -340,20 +389,22 @@ export class Reader {
   }
 }
 
-/** Value length each type requires; 0 means variable. Indexed by type byte. */
-const FIXED_LENGTH: Record<number, number> = {
-  [ItemType.Structure]: 0,
-  [ItemType.Integer]: 4,
-  [ItemType.LongInteger]: 8,
-  [ItemType.BigInteger]: 0,
-  [ItemType.Enumeration]: 4,
-  [ItemType.Boolean]: 8,
-  [ItemType.TextString]: 0,
-  [ItemType.ByteString]: 0,
-  [ItemType.DateTime]: 8,
-  [ItemType.Interval]: 4,
-  [ItemType.DateTimeExtended]: 8,
-};
+/** Value length each type requires; 0 means variable, -1 an unknown type. Indexed by type byte. */
+const FIXED_LENGTH: readonly number[] = (() => {
+  const fixed = new Array<number>(ItemType.DateTimeExtended + 1).fill(-1);
+  fixed[ItemType.Structure] = 0;
+  fixed[ItemType.Integer] = 4;
+  fixed[ItemType.LongInteger] = 8;
+  fixed[ItemType.BigInteger] = 0;
+  fixed[ItemType.Enumeration] = 4;
+  fixed[ItemType.Boolean] = 8;
+  fixed[ItemType.TextString] = 0;
+  fixed[ItemType.ByteString] = 0;
+  fixed[ItemType.DateTime] = 8;
+  fixed[ItemType.Interval] = 4;
+  fixed[ItemType.DateTimeExtended] = 8;
+  return fixed;
+})();
 
 /** Decodes exactly one TTLV item from `buf`; any violation is a TtlvError. */
 export function decode(buf: Uint8Array, limits?: DecodeLimits): TtlvItem {
