@@ -5,6 +5,7 @@
  * a fault that lists what was tried. Each backend implements `OpalBackend` (types.ts); `OpalDrive`
  * (opal.ts) is the only thing callers see, so adding a backend never touches callers.
  */
+import { existsSync } from 'node:fs';
 import { addonModule } from '../native/addon.js';
 import { OpalError, toOpalError } from './errors.js';
 import { KernelOpalBackend } from './kernel-backend.js';
@@ -107,6 +108,8 @@ export interface BackendProbes {
   openPassthrough(device: string, options: BackendOptions): Promise<OpalBackend>;
   openEmulated(spec: string, options: BackendOptions): Promise<OpalBackend>;
   parseDiscovery(data: Buffer): Discovery;
+  /** Whether the device node still exists once every probe failed (a disk being removed fails them oddly). */
+  exists(device: string): boolean;
 }
 
 export const defaultProbes: BackendProbes = {
@@ -114,6 +117,7 @@ export const defaultProbes: BackendProbes = {
   openPassthrough: (device, options) => tcgNative().openAsync(device, nativeOptions(options)),
   openEmulated: (spec, options) => tcgNative().openAsync(spec, nativeOptions(options)),
   parseDiscovery: (data) => tcgNative().parseDiscovery(data),
+  exists: (device) => existsSync(device),
 };
 
 function nativeOptions(options: BackendOptions): { authenticateWithMethod?: boolean } {
@@ -237,12 +241,16 @@ function attemptsText(attempts: BackendAttempt[]): string {
   return attempts.map(describeAttempt).join('; ');
 }
 
-/** The fault when nothing reaches the drive: DRIVE_NOT_OPAL if it answered without an Opal SSC. */
-function noBackend(device: string, attempts: BackendAttempt[]): BackendChoiceError {
+/**
+ * The fault when nothing reaches the drive: DRIVE_NOT_OPAL if it answered without an Opal SSC, and
+ * DRIVE_NOT_FOUND when the device is gone, also when it went during the probes (a disk being removed
+ * answers the kernel's ioctl with EOPNOTSUPP, which alone would read as "no sed-opal support").
+ */
+function noBackend(device: string, attempts: BackendAttempt[], gone: boolean): BackendChoiceError {
   const tried = attempts.filter((a) => a.outcome === 'unavailable');
   let code = 'DRIVE_BACKEND_NOT_SUPPORTED';
   let head = `no backend reaches ${device}`;
-  if (tried.length > 0 && tried.every((a) => a.code?.endsWith('DEVICE_NOT_FOUND'))) {
+  if (gone || (tried.length > 0 && tried.every((a) => a.code?.endsWith('DEVICE_NOT_FOUND')))) {
     code = 'DRIVE_NOT_FOUND';
     head = `${device}: no such device`;
   } else if (tried.some((a) => a.code === 'DRIVE_NOT_OPAL')) {
@@ -329,5 +337,5 @@ export async function selectBackend(
           `discovery with SSC ${ssc} over TCG pass-through`;
     return { backend: passthrough.backend, choice: { backend: 'passthrough', reason, attempts } };
   }
-  throw noBackend(spec, attempts);
+  throw noBackend(spec, attempts, !probes.exists(spec));
 }

@@ -38,6 +38,7 @@ const NEW_PIN = Buffer.from('the next pin');
 
 const ENOTTY = -25;
 const EACCES = -13;
+const EOPNOTSUPP = -95;
 const FL_SUPPORTED = 0x01;
 const FL_LOCKING_SUPPORTED = 0x02;
 const FL_LOCKING_ENABLED = 0x04;
@@ -94,6 +95,8 @@ function probes(kernelAnswers: ScriptedAnswer[], openPassthrough: BackendProbes[
     ...defaultProbes,
     kernel: (device) => new KernelOpalDrive(device, kernel.handle),
     openPassthrough,
+    // The scripted device (/dev/sdq) exists for these tests unless one says otherwise.
+    exists: () => true,
   };
   return { probes: p, calls: kernel.calls };
 }
@@ -214,6 +217,13 @@ describe('backend choice for a device', () => {
     expect(error.message).toMatch(
       /passthrough: unavailable \[TRANSPORT_NOT_SUPPORTED\]: .*not a SCSI, ATA or NVMe disk/,
     );
+  });
+
+  it('a disk removed while it is probed (EOPNOTSUPP, then no answer): DRIVE_NOT_FOUND, not "no sed-opal"', async () => {
+    const { probes: p } = probes([{ ret: EOPNOTSUPP }], passthroughUnreachable);
+    const error = await choiceError(selectBackend(DEV, {}, { ...p, exists: () => false }));
+    expect(error.code).toBe('DRIVE_NOT_FOUND');
+    expect(error.message).toMatch(/^\/dev\/sdq: no such device; tried kernel: unavailable \[KOPAL_NOT_SUPPORTED\]/);
   });
 
   it('every path refused for permissions: DRIVE_PERMISSION_DENIED (exit 1, not "unsupported")', async () => {
