@@ -257,31 +257,65 @@ export async function readAuditEvents(dir: string, query: AuditQuery = {}): Prom
   return limit > 0 ? events.slice(-limit) : [];
 }
 
+type AuditOptions = { clock: Clock; server?: () => string | undefined };
+
+/** Runs `fn`, then tells `done` how long it took (ms, rounded) and what it gave or threw. */
+async function timedCall<T>(
+  clock: Clock,
+  fn: () => Promise<T>,
+  done: (ms: number, value?: T, error?: unknown) => void,
+): Promise<T> {
+  const started = clock.monotonicMs();
+  try {
+    const value = await fn();
+    done(Math.round(clock.monotonicMs() - started), value);
+    return value;
+  } catch (error) {
+    done(Math.round(clock.monotonicMs() - started), undefined, error);
+    throw error;
+  }
+}
+
+const serverOf = (options: AuditOptions) => {
+  const s = options.server?.();
+  return s ? { server: s } : {};
+};
+
+/**
+ * A key fetch whose every key is an audit `get` event (ok, or the code of its error): a KMIP key source's,
+ * or the internal master key store's (`server` then names it "internal").
+ */
+export function auditedFetch(fetch: KeySource['fetch'], audit: AuditSink, options: AuditOptions): KeySource['fetch'] {
+  return (uids) =>
+    timedCall(
+      options.clock,
+      () => fetch(uids),
+      (durationMs, fetched, error) => {
+        for (const uid of new Set(uids)) {
+          const one = fetched?.get(uid);
+          const code = error !== undefined ? codeOf(error) : one && !one.ok ? one.error.code : undefined;
+          audit.record({
+            operation: 'get',
+            result: code === undefined ? 'ok' : 'error',
+            ...(code !== undefined ? { code } : {}),
+            keyUid: uid,
+            ...(error === undefined ? serverOf(options) : {}),
+            durationMs,
+          });
+        }
+      },
+    );
+}
+
 /**
  * A key source whose every call is an audit event (one per UID for a batched Get). `server` names the
  * endpoint that answered the last call (the provider's active server).
  */
-export function auditedKeySource(
-  inner: KeySource,
-  audit: AuditSink,
-  options: { clock: Clock; server?: () => string | undefined },
-): KeySource {
+export function auditedKeySource(inner: KeySource, audit: AuditSink, options: AuditOptions): KeySource {
   const { clock } = options;
-  const server = () => {
-    const s = options.server?.();
-    return s ? { server: s } : {};
-  };
-  const timed = async <T>(fn: () => Promise<T>, done: (ms: number, value?: T, error?: unknown) => void) => {
-    const started = clock.monotonicMs();
-    try {
-      const value = await fn();
-      done(Math.round(clock.monotonicMs() - started), value);
-      return value;
-    } catch (error) {
-      done(Math.round(clock.monotonicMs() - started), undefined, error);
-      throw error;
-    }
-  };
+  const server = () => serverOf(options);
+  const timed = <T>(fn: () => Promise<T>, done: (ms: number, value?: T, error?: unknown) => void) =>
+    timedCall(clock, fn, done);
   const locate = (what: 'findByName' | 'findByGroup', key: 'keyName' | 'target') => (query: string) =>
     timed(
       () => inner[what](query),
@@ -296,24 +330,7 @@ export function auditedKeySource(
         }),
     );
   return {
-    fetch: (uids) =>
-      timed(
-        () => inner.fetch(uids),
-        (durationMs, fetched, error) => {
-          for (const uid of new Set(uids)) {
-            const one = fetched?.get(uid);
-            const code = error !== undefined ? codeOf(error) : one && !one.ok ? one.error.code : undefined;
-            audit.record({
-              operation: 'get',
-              result: code === undefined ? 'ok' : 'error',
-              ...(code !== undefined ? { code } : {}),
-              keyUid: uid,
-              ...(error === undefined ? server() : {}),
-              durationMs,
-            });
-          }
-        },
-      ),
+    fetch: auditedFetch((uids) => inner.fetch(uids), audit, options),
     findByName: locate('findByName', 'keyName'),
     // A group lookup names the appliance's group, not a key: recorded as the target it searched.
     findByGroup: locate('findByGroup', 'target'),

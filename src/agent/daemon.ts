@@ -29,6 +29,7 @@ import { clientCertificateService, watchClientCertificateExpiry } from './client
 import {
   AuditLog,
   auditedEnroll,
+  auditedFetch,
   auditedKeySource,
   auditedMasterKeyServer,
   auditedUnlockers,
@@ -531,7 +532,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
     const internalStore = new InternalMasterKeyStore(join(dirs.state, 'master-keys'), systemdCredsSealer());
     const internalHolder: MasterKeyHolder = {
       server: auditedMasterKeyServer(internalStore, audit, { clock, server: () => 'internal' }),
-      fetch: (uids) => internalStore.fetch(uids),
+      fetch: auditedFetch((uids) => internalStore.fetch(uids), audit, { clock, server: () => 'internal' }),
     };
     // Other named providers, made when a master key first needs one; a reload replaces them like the default.
     const otherProviders = new Map<string, { reloadable: ReloadableProvider; holder: MasterKeyHolder }>();

@@ -146,6 +146,14 @@ describe('master rekey through the daemon (two PyKMIP providers, emulated drives
       keyToDecommission: { keyID: internalUid, keyManagementType: 'internal' },
     });
     expect(await masters(second!, nas, State.Active)).toEqual([onSecond]);
+    // Unwrapping with the internal key (to rewrap under the new one) is in the audit trail like any Get.
+    const audited = readFileSync(join(nas.stateDir, 'audit.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as { operation: string; keyUid?: string; server?: string; result: string });
+    expect(audited).toContainEqual(
+      expect.objectContaining({ operation: 'get', keyUid: internalUid, server: 'internal', result: 'ok' }),
+    );
     // The internal key is gone once nothing is wrapped by it.
     expect(sealedFiles(nas)).toEqual([]);
     const info = JSON.parse((await ok(['rekey', 'info', '--json', ...nas.dirArgs()])).stdout) as Info;
