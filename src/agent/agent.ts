@@ -6,7 +6,7 @@
  * unlockers and a clock, so the same logic runs under systemd and in tests.
  */
 import type { AgentConfig } from './config.js';
-import { backoffDelayMs, type Clock, type Random, type Timer } from './clock.js';
+import { retryDelayMs, SERVER_REFUSED_CODE, type Clock, type Random, type Timer } from './clock.js';
 import { FaultRegistry, type Fault, type Health } from './faults.js';
 import type { KeySource } from './key-source.js';
 import type { StateStore } from './state.js';
@@ -87,9 +87,6 @@ const NOT_SUPPORTED_HERE = new Set(['LUKS_DM_NOT_AVAILABLE']);
 /** TLS and KMIP authentication refusals: the provider is reachable but will not serve us. */
 const isAuthCode = (code: string) =>
   code.startsWith('KMIP_TLS_') || code === 'KMIP_AUTHENTICATION_FAILED' || code === 'KMIP_PERMISSION_DENIED';
-
-/** Every server of the provider refused the connection: none is listening (KmipProvider aggregates so). */
-const REFUSED_CODE = 'KMIP_CONNECTION_REFUSED';
 
 /** States from which the agent keeps trying on its own. */
 const RETRIED: ReadonlySet<TargetState> = new Set(['pending', 'locked', 'key-not-found', 'missing']);
@@ -288,7 +285,7 @@ export class Agent {
   private afterRun(outcomes: UnlockOutcome[]): void {
     const unavailable = outcomes.filter((o) => o.state === 'key-unavailable');
     const answered = outcomes.some((o) => o.state !== 'key-unavailable');
-    this.serverRefused = unavailable.length > 0 && unavailable.every((o) => o.error?.code === REFUSED_CODE);
+    this.serverRefused = unavailable.length > 0 && unavailable.every((o) => o.error?.code === SERVER_REFUSED_CODE);
     if (answered) {
       this.faults.clear('KmipServerFault');
       this.faults.clear('KmipAuthFault');
@@ -347,15 +344,14 @@ export class Agent {
 
   private nextDelayMs(): number {
     const { retryCapSeconds, refusedRetryCapSeconds } = this.options.config.boot;
-    const capSeconds = this.serverRefused ? Math.min(retryCapSeconds, refusedRetryCapSeconds) : retryCapSeconds;
-    const delay = backoffDelayMs(this.retryAttempt, {
-      baseMs: 1000,
-      capMs: capSeconds * 1000,
+    const delay = retryDelayMs(this.retryAttempt, {
+      capMs: retryCapSeconds * 1000,
+      refusedCapMs: refusedRetryCapSeconds * 1000,
+      refused: this.serverRefused,
       random: this.options.random,
     });
     this.retryAttempt += 1;
-    // Never spin: at least 100 ms between rounds even when the jitter draws 0.
-    return Math.max(100, delay);
+    return delay;
   }
 
   /** After boot: retry what is still locked in the background; back to normal mode when all is unlocked. */

@@ -53,3 +53,20 @@ export function backoffDelayMs(attempt: number, options: { baseMs: number; capMs
   const ceiling = Math.min(options.capMs, options.baseMs * 2 ** Math.min(attempt, 30));
   return Math.floor(options.random() * ceiling);
 }
+
+/** Every key server refused the connection: nothing listens there (KmipProvider aggregates so). */
+export const SERVER_REFUSED_CODE = 'KMIP_CONNECTION_REFUSED';
+
+/**
+ * The agent's wait before it tries a key fetch again (boot retries, a key-socket request): full jitter
+ * from 1 s doubling, never under 100 ms (no spinning when the draw is 0), within `capMs`, or within
+ * `refusedCapMs` while the server refused the connection: a refusal costs a server nothing, so the
+ * fetch is retried often and succeeds about that long after it returns (boot.refusedRetryCapSeconds).
+ */
+export function retryDelayMs(
+  attempt: number,
+  options: { capMs: number; refusedCapMs: number; refused: boolean; random: Random },
+): number {
+  const capMs = options.refused ? Math.min(options.capMs, options.refusedCapMs) : options.capMs;
+  return Math.max(100, backoffDelayMs(attempt, { baseMs: 1000, capMs, random: options.random }));
+}

@@ -1254,6 +1254,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
                 random: options.random ?? Math.random,
                 waitMs: KEY_SOCKET_WAIT_MS,
                 retryCapMs: config.boot.retryCapSeconds * 1000,
+                refusedRetryCapMs: config.boot.refusedRetryCapSeconds * 1000,
                 onRetry: (code, attempt) =>
                   log.warn(
                     { event: 'keysocket.waiting', volume, code, attempt },

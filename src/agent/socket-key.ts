@@ -7,7 +7,7 @@
  * without the key (not found, unusable) fails the request at once: waiting cannot change that.
  */
 import { KmipAgentError } from '../errors.js';
-import { backoffDelayMs, type Clock, type Random } from './clock.js';
+import { retryDelayMs, SERVER_REFUSED_CODE, type Clock, type Random } from './clock.js';
 import type { FetchedKey, KeySource } from './key-source.js';
 
 export interface SocketKeyOptions {
@@ -18,6 +18,8 @@ export interface SocketKeyOptions {
   waitMs: number;
   /** Upper bound of the delay between two tries (the boot's retryCapSeconds). */
   retryCapMs: number;
+  /** The bound instead while the key server refuses connections (the boot's refusedRetryCapSeconds). */
+  refusedRetryCapMs: number;
   /** Told about each failed try (for the log), with the code of why no key came back. */
   onRetry?: (code: string, attempt: number) => void;
   /** Ends the wait (the agent is stopping): the request fails with the last failure's code. */
@@ -58,9 +60,14 @@ export async function fetchSocketKey(uid: string, options: SocketKeyOptions): Pr
     const giveUp = () => new KmipAgentError(`no key for the key socket: ${failure.message}`, failure.code);
     if (!failure.wait || left <= 0 || options.signal?.aborted) throw giveUp();
     options.onRetry?.(failure.code, attempt + 1);
-    const delay = backoffDelayMs(attempt, { baseMs: 1000, capMs: options.retryCapMs, random: options.random });
-    // Never spin, never sleep past the deadline (one last try is made there).
-    await clock.sleep(Math.min(left, Math.max(100, delay)), options.signal).catch(() => {
+    const delay = retryDelayMs(attempt, {
+      capMs: options.retryCapMs,
+      refusedCapMs: options.refusedRetryCapMs,
+      refused: failure.code === SERVER_REFUSED_CODE,
+      random: options.random,
+    });
+    // Never sleep past the deadline (one last try is made there).
+    await clock.sleep(Math.min(left, delay), options.signal).catch(() => {
       throw giveUp();
     });
   }

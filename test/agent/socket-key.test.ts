@@ -15,11 +15,13 @@ class FlakyKeySource implements KeySource {
   constructor(
     private readonly downFor: number,
     private readonly answer: FetchedKey,
+    /** How the server is down: timing out by default, or refusing (nothing listens). */
+    private readonly downCode = 'KMIP_CONNECTION_FAILED',
   ) {}
   async fetch(uids: string[]): Promise<Map<string, FetchedKey>> {
     this.fetches += 1;
     if (this.fetches <= this.downFor)
-      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5696'), { code: 'KMIP_CONNECTION_FAILED' });
+      throw Object.assign(new Error(`127.0.0.1:5696: ${this.downCode}`), { code: this.downCode });
     return new Map(uids.map((u) => [u, this.answer]));
   }
   findByName = () => Promise.resolve([]);
@@ -34,6 +36,7 @@ const options = (keys: KeySource, clock: FakeClock, retries: string[] = []) => (
   random: () => 0.5,
   waitMs: 60_000,
   retryCapMs: 5_000,
+  refusedRetryCapMs: 1_000,
   onRetry: (code: string, attempt: number) => retries.push(`${attempt}:${code}`),
 });
 
@@ -53,6 +56,16 @@ describe('the key socket waits for a key server that is not up yet', () => {
     expect(clock.delays.every((d) => d >= 100 && d <= 5_000)).toBe(true);
   });
 
+  it('a server refusing connections is retried within the refused cap (the boot policy), then answers', async () => {
+    const clock = new FakeClock();
+    const keys = new FlakyKeySource(6, { ok: true, key: Buffer.from(KEY) }, 'KMIP_CONNECTION_REFUSED');
+    const pending = fetchSocketKey('uid-1', { ...options(keys, clock), random: () => 0.999 });
+    await clock.advance(10_000);
+    expect((await pending).equals(KEY)).toBe(true);
+    // At the highest draw: 999 ms every time, where a timing-out server would wait 1, 2, 4, then 5 s.
+    expect(clock.delays).toEqual(Array(6).fill(999));
+  });
+
   it('gives up at the wait bound with the code of the last failure', async () => {
     const clock = new FakeClock();
     const keys = new FlakyKeySource(Number.MAX_SAFE_INTEGER, { ok: true, key: Buffer.from(KEY) });
@@ -60,7 +73,7 @@ describe('the key socket waits for a key server that is not up yet', () => {
     await clock.advance(61_000);
     const error = (await outcome) as { code?: string; message?: string };
     expect(error.code).toBe('KMIP_CONNECTION_FAILED');
-    expect(error.message).toMatch(/no key for the key socket: connect ECONNREFUSED/);
+    expect(error.message).toMatch(/no key for the key socket: 127.0.0.1:5696: KMIP_CONNECTION_FAILED/);
     expect(clock.monotonicMs()).toBeGreaterThanOrEqual(60_000);
     // One last try at the bound itself, none after it.
     const fetchesAtBound = keys.fetches;
