@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -24,11 +24,11 @@ function tree() {
   return { root, work };
 }
 
-/** A secret without a newline byte, so its raw form is one grep pattern. */
+/** A secret without a newline or NUL byte, so its raw form is one grep pattern. */
 function secret(): Buffer {
   for (;;) {
     const s = randomBytes(32);
-    if (!s.includes(0x0a)) return s;
+    if (!s.includes(0x0a) && !s.includes(0x00)) return s;
   }
 }
 
@@ -59,6 +59,30 @@ describe('secrets hygiene scan', () => {
     });
     // The report names a secret by a digest prefix, never by its value.
     expect(JSON.stringify(result.hits)).not.toContain(hex!.toString('hex'));
+  });
+
+  it('finds a secret past the holes of a sparse image, and a raw secret holding NULs by its longest run without one', () => {
+    const { root, work } = tree();
+    const [far, near] = [secret(), secret()];
+    // NUL bytes inside the secret: in a binary file grep ends lines at NULs, so each NUL splits the pattern.
+    near[5] = 0;
+    near[20] = 0;
+    const image = join(root, 'drive.img');
+    writeFileSync(image, Buffer.concat([randomBytes(1000), near, randomBytes(1000)]));
+    execFileSync('truncate', ['-s', '8G', image]);
+    const fd = openSync(image, 'r+');
+    writeSync(fd, far, 0, far.length, 6 * 2 ** 30 + 12345);
+    closeSync(fd);
+    expect(statSync(image).blocks * 512).toBeLessThan(2 ** 20); // sparse: the scan must not need the zeros
+    const nearPattern = patternsOf(near).find((p) => p.encoding === 'raw')?.pattern;
+    expect(nearPattern).toEqual(near.subarray(6, 20));
+    const result = scan(
+      [root],
+      [far, near].map((value) => ({ value, source: 'test' })),
+      work,
+    );
+    expect(result.bytes).toMatchObject({ apparent: 8 * 2 ** 30 });
+    expect(result.hits.map((h) => h.encoding)).toEqual(['raw', 'raw']);
   });
 
   it('leaves the key server database and the drive RAM cache alone, and scans for the media keys found there', () => {

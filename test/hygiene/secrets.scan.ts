@@ -33,9 +33,13 @@ describe.skipIf(!run || !record)(
       // Values written in the project's source are test constants, not keys the run generated.
       const repo = fileURLToPath(new URL('../..', import.meta.url));
       const sourceRoots = ['src', 'test', 'bench', 'scripts', 'native'].map((d) => join(repo, d)).filter(existsSync);
+      const started = Date.now();
       const result = scan(roots, secrets, record!, { sourceRoots });
+      const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)}MiB`;
       console.log(
-        `PROOF hygiene secrets=${result.secrets} files-scanned=${result.filesScanned} hits=${result.hits.length} ` +
+        `PROOF hygiene secrets=${result.secrets} files-scanned=${result.filesScanned} ` +
+          `bytes=${mib(result.bytes.apparent)} on-disk=${mib(result.bytes.allocated)} ` +
+          `scan-s=${((Date.now() - started) / 1000).toFixed(1)} hits=${result.hits.length} ` +
           `skipped-constants=${result.skipped} key-files=${result.keyFiles} mode-checked=${result.modesChecked} ` +
           `loose-modes=${result.looseModes.length}`,
       );
