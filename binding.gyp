@@ -21,15 +21,27 @@
   },
   "targets": [
     {
-      # The shipped addon: no test seams.
-      "target_name": "kmip_agent_native",
+      # The addon's code, compiled once for both addons below; whole-archive linked, since each
+      # native module registers itself from a static initializer that nothing else references.
+      "target_name": "kmip_agent_objects",
+      "type": "static_library",
+      "cflags": ["-fPIC"],
       "sources": ["<@(production_sources)"]
     },
     {
-      # Tests only (loaded through KMIP_AGENT_ADDON, see test/support/addon.ts): the same sources
-      # plus native/test/.
+      # The shipped addon: no test seams.
+      "target_name": "kmip_agent_native",
+      "dependencies": ["kmip_agent_objects"],
+      "sources": [],
+      "ldflags": ["-Wl,--whole-archive", "<(PRODUCT_DIR)/kmip_agent_objects.a", "-Wl,--no-whole-archive"]
+    },
+    {
+      # Tests only (loaded through KMIP_AGENT_ADDON, see test/support/addon.ts): the same code plus
+      # native/test/.
       "target_name": "kmip_agent_native_test",
-      "sources": ["<@(production_sources)", "<@(test_sources)"]
+      "dependencies": ["kmip_agent_objects"],
+      "sources": ["<@(test_sources)"],
+      "ldflags": ["-Wl,--whole-archive", "<(PRODUCT_DIR)/kmip_agent_objects.a", "-Wl,--no-whole-archive"]
     }
   ]
 }
