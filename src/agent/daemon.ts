@@ -60,6 +60,7 @@ import {
 } from './encryption-at-rest.js';
 import { JobRunner, type JobContext } from './jobs.js';
 import { fieldService, type FieldService } from './field-service.js';
+import type { KeyAuditPorts } from './key-audit.js';
 import { revertedDrives, type RemovableDrive } from './field-workflows.js';
 import {
   EnvelopeKeySource,
@@ -88,7 +89,7 @@ import { ReloadableProvider } from './reloadable-provider.js';
 import { driveIdentifier, takeInventory, type InventoryItem, type InventoryPorts } from './inventory.js';
 import { KmipKeySource, type KeySource } from './key-source.js';
 import { KeySocketServer } from './keysocket/server.js';
-import { fetchSocketKey } from './socket-key.js';
+import { fetchSocketKey, throttledRetries } from './socket-key.js';
 import { journalError } from './journal.js';
 import { agentLogger } from './log.js';
 import { AgentMetrics, TextfileExporter } from './metrics.js';
@@ -119,6 +120,8 @@ import {
 export const KEY_SOCKET_NAME = 'luks.sock';
 /** How long a key-socket request waits for a key server that does not answer (see socket-key.ts). */
 export const KEY_SOCKET_WAIT_MS = 90_000;
+/** While the key socket waits: one `keysocket.waiting` line per this long for an unchanged failure. */
+export const KEY_SOCKET_WAIT_LOG_MS = 15_000;
 
 export interface DaemonOptions {
   dirs: AgentDirs;
@@ -534,26 +537,44 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       server: auditedMasterKeyServer(internalStore, audit, { clock, server: () => 'internal' }),
       fetch: auditedFetch((uids) => internalStore.fetch(uids), audit, { clock, server: () => 'internal' }),
     };
-    // Other named providers, made when a master key first needs one; a reload replaces them like the default.
-    const otherProviders = new Map<string, { reloadable: ReloadableProvider; holder: MasterKeyHolder }>();
+    // Other named providers, made when a master key or the key audit first needs one; a reload replaces them
+    // like the default.
+    interface NamedProvider {
+      reloadable: ReloadableProvider;
+      holder: MasterKeyHolder;
+      auditPorts: KeyAuditPorts;
+    }
+    const otherProviders = new Map<string, NamedProvider>();
     closers.push(() => {
       for (const o of otherProviders.values()) o.reloadable.close();
     });
-    const masterHolders: MasterKeyHolders = (at) => {
-      if (at.keyManagementType === 'internal') return internalHolder;
-      const name = at.keyProviderID ?? 'default';
-      if (name === 'default') return { server: defaultMasterServer, fetch: (uids) => serverKeys.fetch(uids) };
+    const namedProvider = (name: string): NamedProvider => {
       let other = otherProviders.get(name);
       if (!other) {
         const named = new ReloadableProvider(buildProvider(config, name));
         const p = named.provider;
         const where = { clock, server: () => p.activeEndpoint };
-        const viaKeys = auditedKeySource(new KmipKeySource(p), audit, where);
+        const source = new KmipKeySource(p);
+        const viaKeys = auditedKeySource(source, audit, where);
         const server: MasterKeyServer = auditedMasterKeyServer(new KmipMasterKeyServer(p), audit, where);
-        other = { reloadable: named, holder: { server, fetch: (uids) => viaKeys.fetch(uids) } };
+        other = {
+          reloadable: named,
+          holder: { server, fetch: (uids) => viaKeys.fetch(uids) },
+          auditPorts: {
+            findByGroup: (g) => viaKeys.findByGroup(g),
+            namesOf: (u) => source.namesOf(u),
+            keyState: kmipKeyState(p),
+          },
+        };
         otherProviders.set(name, other);
       }
-      return other.holder;
+      return other;
+    };
+    const masterHolders: MasterKeyHolders = (at) => {
+      if (at.keyManagementType === 'internal') return internalHolder;
+      const name = at.keyProviderID ?? 'default';
+      if (name === 'default') return { server: defaultMasterServer, fetch: (uids) => serverKeys.fetch(uids) };
+      return namedProvider(name).holder;
     };
     // Envelope mode: the same server keys, seen through the master key (boot fetches only it).
     const envelope =
@@ -816,11 +837,27 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
             `${target}: the key server refused to retire key ${uid} (${e.code}): it is left there (kmip-agent audit keys)`,
           ),
       },
-      serverKeys: {
-        findByGroup: (g) => keys.findByGroup(g),
-        namesOf: (u) => kmipKeys.namesOf(u),
-        keyState: kmipKeyState(provider),
-      },
+      auditedProviders: () => [
+        {
+          name: 'default',
+          ports: {
+            findByGroup: (g) => keys.findByGroup(g),
+            namesOf: (u) => kmipKeys.namesOf(u),
+            keyState: kmipKeyState(provider),
+          },
+        },
+        ...Object.keys(config.providers)
+          .filter((name) => name !== 'default')
+          // Built at the first call (a provider that cannot be built fails its own part of the audit only).
+          .map((name) => ({
+            name,
+            ports: {
+              findByGroup: (g: string) => namedProvider(name).auditPorts.findByGroup(g),
+              namesOf: (u: string[]) => namedProvider(name).auditPorts.namesOf(u),
+              keyState: (u: string) => namedProvider(name).auditPorts.keyState(u),
+            },
+          })),
+      ],
       agent,
       openDrive: (device) => openForRemoval(device, guard),
       inspect: async (device) => {
@@ -1255,11 +1292,12 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
                 waitMs: KEY_SOCKET_WAIT_MS,
                 retryCapMs: config.boot.retryCapSeconds * 1000,
                 refusedRetryCapMs: config.boot.refusedRetryCapSeconds * 1000,
-                onRetry: (code, attempt) =>
+                onRetry: throttledRetries(clock, KEY_SOCKET_WAIT_LOG_MS, (code, attempt) =>
                   log.warn(
                     { event: 'keysocket.waiting', volume, code, attempt },
-                    `key socket: waiting for the key server for ${volume} (${code})`,
+                    `key socket: waiting for the key server for ${volume} (${code}, attempt ${attempt})`,
                   ),
+                ),
                 signal: stopping.signal,
               }),
             );

@@ -24,7 +24,7 @@ import {
   type RemovableDrive,
 } from './field-workflows.js';
 import type { JobRunner } from './jobs.js';
-import { auditKeys, type KeyAuditPorts, type KeyAuditReport } from './key-audit.js';
+import { auditKeys, type AuditedProvider, type KeyAuditReport } from './key-audit.js';
 import type { KeySource } from './key-source.js';
 import type { StateStore } from './state.js';
 import type { UnlockOutcome } from './unlock.js';
@@ -45,7 +45,8 @@ export interface FieldServiceDeps {
   keys: KeySource;
   jobs: JobRunner;
   retire: KeyRetirement;
-  serverKeys: KeyAuditPorts;
+  /** Every configured provider, the default one first (asked at each audit: a reload may change them). */
+  auditedProviders(): AuditedProvider[];
   agent: {
     hold(id: string): Promise<void>;
     release(id: string): void;
@@ -123,6 +124,6 @@ export function fieldService(deps: FieldServiceDeps): FieldService {
       });
     },
     readdDrive: (id) => readdDrive({ state, keys: deps.keys, unlockOne: (i) => agent.unlockOne(i) }, id),
-    auditKeys: () => auditKeys(config.applianceId, state.snapshot(), deps.serverKeys),
+    auditKeys: () => auditKeys(config.applianceId, state.snapshot(), deps.auditedProviders()),
   };
 }

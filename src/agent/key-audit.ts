@@ -1,6 +1,8 @@
 /**
- * `kmip-agent audit keys`: the appliance's keys on the server against its records. Locate by the
- * appliance's Object Group (kmip-agent/<applianceId>) lists every object enrollment made; each one no
+ * `kmip-agent audit keys`: the appliance's keys on the key servers against its records, on every configured
+ * provider (drive and volume keys live on their record's provider, the master key may live on another, and a
+ * moved master key leaves the old one behind). Locate by the appliance's Object Group
+ * (kmip-agent/<applianceId>) lists every object enrollment made; each one no
  * drive or volume record (nor the envelope master key) uses is an orphan, shown with its State and Name
  * (a key a removal could not destroy, a replacement's kept old key, a crashed enrollment's key); each
  * record whose key the server no longer has is missing (that drive or volume cannot be unlocked).
@@ -10,12 +12,15 @@
  * A master key a shallow rekey superseded is revoked (Deactivated), not destroyed: it is retired, listed
  * apart, and no orphan; an operator destroys it once no backup of the state needs it. An unused master
  * key in any other state is an orphan like any other key.
+ * UIDs are a server's own (two PyKMIP servers both number from 1): a record uses a UID on its provider only.
+ * A provider that cannot be asked is named with its error, and the report is not clean: it is incomplete.
  */
 import { State } from '../kmip/index.js';
 import { keyGroupFor } from './enroll.js';
 import { masterKeyNameFor } from './envelope.js';
 import type { StateBody } from './state.js';
 
+/** One provider's side of the audit: Locate by group, Names and State, asked of that provider's servers. */
 export interface KeyAuditPorts {
   findByGroup(group: string): Promise<string[]>;
   namesOf(uids: string[]): Promise<Map<string, string[]>>;
@@ -23,8 +28,16 @@ export interface KeyAuditPorts {
   keyState(uid: string): Promise<number | null>;
 }
 
+/** A configured provider to audit, with its ports. */
+export interface AuditedProvider {
+  name: string;
+  ports: KeyAuditPorts;
+}
+
 export interface OrphanKey {
   uid: string;
+  /** The provider whose server holds it. */
+  provider: string;
   name: string | null;
   state: string;
 }
@@ -54,18 +67,31 @@ export function inFlightKeys(body: StateBody): Map<string, { job: string; kind: 
 }
 
 export interface MissingKey {
-  kind: 'drive' | 'volume';
+  kind: 'drive' | 'volume' | 'master-key';
+  /** The drive's or volume's id; the master key's UID. */
   id: string;
-  device: string;
+  /** Where the drive or volume was last seen (none for the master key). */
+  device?: string;
+  provider: string;
   keyUid: string;
   keyName: string;
+}
+
+export interface ProviderAudit {
+  name: string;
+  /** Objects of the group on its servers; null when it could not be asked. */
+  serverObjects: number | null;
+  /** Why it could not be asked (the report is then incomplete, so not clean). */
+  error?: { code: string; message: string };
 }
 
 export interface KeyAuditReport {
   applianceId: string;
   group: string;
+  /** Objects of the group on every provider that answered. */
   serverObjects: number;
   recorded: number;
+  providers: ProviderAudit[];
   orphans: OrphanKey[];
   /** Keys of unfinished jobs (not orphans: their job's rerun finishes or rolls them back). */
   inFlight: InFlightKey[];
@@ -81,49 +107,95 @@ export function stateName(value: number | null): string {
   return Object.entries(State).find(([, v]) => v === value)?.[0] ?? String(value);
 }
 
-export async function auditKeys(applianceId: string, body: StateBody, ports: KeyAuditPorts): Promise<KeyAuditReport> {
+export async function auditKeys(
+  applianceId: string,
+  body: StateBody,
+  providers: AuditedProvider[],
+): Promise<KeyAuditReport> {
   const group = keyGroupFor(applianceId);
-  const uids = await ports.findByGroup(group);
-  const onServer = new Set(uids);
-  const records = [
-    ...body.drives.map((d) => ({ kind: 'drive' as const, ...d })),
-    ...body.volumes.map((v) => ({ kind: 'volume' as const, ...v })),
-  ];
-  const used = new Set<string>(records.map((r) => r.key.uid));
-  for (const r of records) if (r.key.masterKeyUid) used.add(r.key.masterKeyUid);
-  if (body.masterKeyUid) used.add(body.masterKeyUid);
-  const unused = uids.filter((u) => !used.has(u));
-  const names = await ports.namesOf(unused);
-  const orphans: OrphanKey[] = [];
-  const inFlight: InFlightKey[] = [];
-  const retired: OrphanKey[] = [];
-  const flying = inFlightKeys(body);
   const masterName = masterKeyNameFor(applianceId);
-  for (const uid of unused) {
-    const state = await ports.keyState(uid);
-    const key = { uid, name: names.get(uid)?.[0] ?? null, state: stateName(state) };
-    const job = flying.get(uid);
-    if (job) inFlight.push({ ...key, ...job });
-    else if (key.name === masterName && state === State.Deactivated) retired.push(key);
-    else orphans.push(key);
-  }
-  const missing: MissingKey[] = [];
-  for (const r of records) {
-    // Not in the group is not yet missing (a key adopted from elsewhere): the server is asked by UID.
-    if (onServer.has(r.key.uid)) continue;
-    const state = await ports.keyState(r.key.uid);
-    if (state === null || state === State.Destroyed || state === State.DestroyedCompromised)
-      missing.push({ kind: r.kind, id: r.id, device: r.device, keyUid: r.key.uid, keyName: r.key.name });
-  }
-  return {
+  const records: MissingKey[] = [
+    ...body.drives.map((d) => ({ kind: 'drive' as const, id: d.id, device: d.device, key: d.key })),
+    ...body.volumes.map((v) => ({ kind: 'volume' as const, id: v.id, device: v.device, key: v.key })),
+  ].map(({ key, ...r }) => ({ ...r, provider: key.provider, keyUid: key.uid, keyName: key.name }));
+  // The master key (envelope mode) on a KMIP server: on its provider, or the default one for states made
+  // before its location was recorded. An internal one is sealed on this machine, on no server.
+  const masterUid = body.masterKey?.uid ?? body.masterKeyUid;
+  const masterProvider =
+    masterUid === undefined || body.masterKey?.keyManagementType === 'internal'
+      ? undefined
+      : (body.masterKey?.keyProviderID ?? 'default');
+  const expected: MissingKey[] = [...records];
+  if (masterUid !== undefined && masterProvider !== undefined)
+    expected.push({
+      kind: 'master-key',
+      id: masterUid,
+      provider: masterProvider,
+      keyUid: masterUid,
+      keyName: masterName,
+    });
+  // Wrapped keys name the master key that wraps them: in use on the master key's provider.
+  const wrappingUids = [...body.drives, ...body.volumes].flatMap((r) =>
+    r.key.masterKeyUid ? [r.key.masterKeyUid] : [],
+  );
+  const flying = inFlightKeys(body);
+  const report: KeyAuditReport = {
     applianceId,
     group,
-    serverObjects: uids.length,
+    serverObjects: 0,
     recorded: records.length,
-    orphans,
-    inFlight,
-    retired,
-    missing,
-    clean: orphans.length === 0 && missing.length === 0,
+    providers: [],
+    orphans: [],
+    inFlight: [],
+    retired: [],
+    missing: [],
+    clean: false,
   };
+  const audited = new Set(providers.map((p) => p.name));
+  for (const name of new Set(expected.map((k) => k.provider)))
+    if (!audited.has(name))
+      report.providers.push({
+        name,
+        serverObjects: null,
+        error: {
+          code: 'CONFIG_PROVIDER_UNKNOWN',
+          message: `a record names key provider "${name}", which is not configured`,
+        },
+      });
+  for (const { name, ports } of providers) {
+    try {
+      const uids = await ports.findByGroup(group);
+      const onServer = new Set(uids);
+      const here = expected.filter((k) => k.provider === name);
+      const used = new Set(here.map((k) => k.keyUid));
+      if (name === masterProvider) for (const uid of wrappingUids) used.add(uid);
+      const unused = uids.filter((u) => !used.has(u));
+      const names = await ports.namesOf(unused);
+      for (const uid of unused) {
+        const state = await ports.keyState(uid);
+        const key = { uid, provider: name, name: names.get(uid)?.[0] ?? null, state: stateName(state) };
+        const job = flying.get(uid);
+        if (job) report.inFlight.push({ ...key, ...job });
+        else if (key.name === masterName && state === State.Deactivated) report.retired.push(key);
+        else report.orphans.push(key);
+      }
+      for (const k of here) {
+        // Not in the group is not yet missing (a key adopted from elsewhere): the server is asked by UID.
+        if (onServer.has(k.keyUid)) continue;
+        const state = await ports.keyState(k.keyUid);
+        if (state === null || state === State.Destroyed || state === State.DestroyedCompromised) report.missing.push(k);
+      }
+      report.serverObjects += uids.length;
+      report.providers.push({ name, serverObjects: uids.length });
+    } catch (error) {
+      const e = error as { code?: string; message?: string };
+      report.providers.push({
+        name,
+        serverObjects: null,
+        error: { code: e.code ?? 'INTERNAL', message: e.message ?? String(error) },
+      });
+    }
+  }
+  report.clean = report.orphans.length === 0 && report.missing.length === 0 && report.providers.every((p) => !p.error);
+  return report;
 }

@@ -42,6 +42,24 @@ function failureOf(result: FetchedKey | undefined, thrown: unknown): { code: str
   return { ...result.error, wait: !result.error.notFound && !result.error.unusable };
 }
 
+/**
+ * `onRetry` for the log: a refusing server is retried every second, so only the first failure, a change of
+ * failure, and then one line per `intervalMs` of the same failure are passed on to `write`.
+ */
+export function throttledRetries(
+  clock: Clock,
+  intervalMs: number,
+  write: (code: string, attempt: number) => void,
+): (code: string, attempt: number) => void {
+  let last: { code: string; atMs: number } | undefined;
+  return (code, attempt) => {
+    const now = clock.monotonicMs();
+    if (last && last.code === code && now - last.atMs < intervalMs) return;
+    last = { code, atMs: now };
+    write(code, attempt);
+  };
+}
+
 /** The key (the caller owns and zeroes it), or a KmipAgentError with the code of why not. */
 export async function fetchSocketKey(uid: string, options: SocketKeyOptions): Promise<Buffer> {
   const { clock } = options;

@@ -21,6 +21,7 @@ import {
   type ReplacePorts,
 } from '../../src/agent/field-workflows.js';
 import { JobRunner } from '../../src/agent/jobs.js';
+import { KmipAgentError } from '../../src/errors.js';
 import { auditKeys } from '../../src/agent/key-audit.js';
 import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
 import { StateStore, type ManagedDrive } from '../../src/agent/state.js';
@@ -301,14 +302,20 @@ describe('auditKeys', () => {
         },
       );
     });
-    const report = await auditKeys('app', state.snapshot(), {
-      findByGroup: async () => ['u1', 'u6', 'u7'],
-      namesOf: async (uids) => new Map(uids.map((u) => [u, [`kmip-agent/app/D1`]])),
-      keyState: async (u) => (u === 'u7' ? State.PreActive : State.Destroyed),
-    });
+    const report = await auditKeys('app', state.snapshot(), [
+      {
+        name: 'default',
+        ports: {
+          findByGroup: async () => ['u1', 'u6', 'u7'],
+          namesOf: async (uids) => new Map(uids.map((u) => [u, [`kmip-agent/app/D1`]])),
+          keyState: async (u) => (u === 'u7' ? State.PreActive : State.Destroyed),
+        },
+      },
+    ]);
     expect(report.inFlight).toEqual([
       {
         uid: 'u7',
+        provider: 'default',
         name: 'kmip-agent/app/D1',
         state: 'PreActive',
         job: 'rotate-1',
@@ -321,24 +328,113 @@ describe('auditKeys', () => {
 
   it('lists a superseded, Deactivated master key as retired, not orphan; an unused Active one stays an orphan', async () => {
     const { state } = await setup([drive('D1', 'u1')]);
-    const report = await auditKeys('app', state.snapshot(), {
-      findByGroup: async () => ['u1', 'm-old', 'm-stray'],
-      namesOf: async (uids) =>
-        new Map(uids.map((u) => [u, [u === 'u1' ? 'kmip-agent/app/D1' : 'kmip-agent/app/master-key']])),
-      keyState: async (u) => (u === 'm-old' ? State.Deactivated : State.Active),
-    });
-    expect(report.retired).toEqual([{ uid: 'm-old', name: 'kmip-agent/app/master-key', state: 'Deactivated' }]);
-    expect(report.orphans).toEqual([{ uid: 'm-stray', name: 'kmip-agent/app/master-key', state: 'Active' }]);
+    const report = await auditKeys('app', state.snapshot(), [
+      {
+        name: 'default',
+        ports: {
+          findByGroup: async () => ['u1', 'm-old', 'm-stray'],
+          namesOf: async (uids) =>
+            new Map(uids.map((u) => [u, [u === 'u1' ? 'kmip-agent/app/D1' : 'kmip-agent/app/master-key']])),
+          keyState: async (u) => (u === 'm-old' ? State.Deactivated : State.Active),
+        },
+      },
+    ]);
+    const master = { provider: 'default', name: 'kmip-agent/app/master-key' };
+    expect(report.retired).toEqual([{ uid: 'm-old', ...master, state: 'Deactivated' }]);
+    expect(report.orphans).toEqual([{ uid: 'm-stray', ...master, state: 'Active' }]);
     expect(report.clean).toBe(false);
+  });
+
+  /** A provider's server holding `objects` (UID -> Name and State) in the appliance's group. */
+  const server = (objects: Record<string, [string, number]>) => ({
+    findByGroup: async () => Object.keys(objects),
+    namesOf: async (uids: string[]) => new Map(uids.map((u) => [u, [objects[u]![0]]])),
+    keyState: async (u: string) => objects[u]?.[1] ?? null,
+  });
+  const masterOn = (keyProviderID: string, uid: string) => async (state: StateStore) =>
+    state.update((s) => {
+      s.masterKeyUid = uid;
+      s.masterKey = { uid, keyManagementType: 'external', keyProviderID };
+    });
+
+  it('audits every configured provider: a master key on another one, UIDs that repeat across servers', async () => {
+    const { state } = await setup([drive('D1', '1')]);
+    await masterOn('vault', '1')(state);
+    const master = 'kmip-agent/app/master-key';
+    const report = await auditKeys('app', state.snapshot(), [
+      // Both servers number their objects from 1: the drive's '1' on default, the master key's '1' on vault.
+      { name: 'default', ports: server({ '1': ['kmip-agent/app/D1', State.Active], '2': ['stray', State.Active] }) },
+      { name: 'vault', ports: server({ '1': [master, State.Active], '2': [master, State.Deactivated] }) },
+    ]);
+    expect(report).toMatchObject({
+      serverObjects: 4,
+      providers: [
+        { name: 'default', serverObjects: 2 },
+        { name: 'vault', serverObjects: 2 },
+      ],
+      orphans: [{ uid: '2', provider: 'default', name: 'stray', state: 'Active' }],
+      retired: [{ uid: '2', provider: 'vault', name: master, state: 'Deactivated' }],
+      missing: [],
+      clean: false,
+    });
+  });
+
+  it('reports the master key missing on its provider, and a provider that cannot be asked makes the audit incomplete', async () => {
+    const { state } = await setup([drive('D1', '1')]);
+    await masterOn('vault', 'm1')(state);
+    const drives = { name: 'default', ports: server({ '1': ['kmip-agent/app/D1', State.Active] }) };
+    const gone = await auditKeys('app', state.snapshot(), [drives, { name: 'vault', ports: server({}) }]);
+    expect(gone.missing).toEqual([
+      { kind: 'master-key', id: 'm1', provider: 'vault', keyUid: 'm1', keyName: 'kmip-agent/app/master-key' },
+    ]);
+    expect(gone.clean).toBe(false);
+    const refused = new KmipAgentError('connection refused by vault:5696', 'KMIP_CONNECTION_REFUSED');
+    const unreachable = {
+      name: 'vault',
+      ports: { ...server({}), findByGroup: () => Promise.reject(refused) },
+    };
+    const report = await auditKeys('app', state.snapshot(), [drives, unreachable]);
+    expect(report).toMatchObject({
+      serverObjects: 1,
+      providers: [
+        { name: 'default', serverObjects: 1 },
+        { name: 'vault', serverObjects: null, error: { code: 'KMIP_CONNECTION_REFUSED' } },
+      ],
+      orphans: [],
+      missing: [],
+      clean: false,
+    });
+    // The same state with the default provider alone configured: the master key's provider is unknown.
+    const unknown = await auditKeys('app', state.snapshot(), [drives]);
+    expect(unknown.providers).toEqual([
+      expect.objectContaining({
+        name: 'vault',
+        serverObjects: null,
+        error: expect.objectContaining({ code: 'CONFIG_PROVIDER_UNKNOWN' }),
+      }),
+      { name: 'default', serverObjects: 1 },
+    ]);
+    expect(unknown.clean).toBe(false);
+    // Everything in place: clean.
+    const fine = await auditKeys('app', state.snapshot(), [
+      drives,
+      { name: 'vault', ports: server({ m1: ['kmip-agent/app/master-key', State.Active] }) },
+    ]);
+    expect(fine).toMatchObject({ clean: true, orphans: [], missing: [], serverObjects: 2 });
   });
 
   it('lists objects no record uses (with State and Name) and records whose key the server lacks', async () => {
     const { state } = await setup([drive('D1', 'u1'), drive('D2', 'u9')]);
-    const report = await auditKeys('app', state.snapshot(), {
-      findByGroup: async (g) => (g === 'kmip-agent/app' ? ['u1', 'u5'] : []),
-      namesOf: async (uids) => new Map(uids.map((u) => [u, [`kmip-agent/app/name-${u}`]])),
-      keyState: async (u) => (u === 'u5' ? State.Deactivated : null),
-    });
+    const report = await auditKeys('app', state.snapshot(), [
+      {
+        name: 'default',
+        ports: {
+          findByGroup: async (g) => (g === 'kmip-agent/app' ? ['u1', 'u5'] : []),
+          namesOf: async (uids) => new Map(uids.map((u) => [u, [`kmip-agent/app/name-${u}`]])),
+          keyState: async (u) => (u === 'u5' ? State.Deactivated : null),
+        },
+      },
+    ]);
     expect(report).toMatchObject({
       serverObjects: 2,
       recorded: 2,

@@ -211,7 +211,9 @@ describe('drive replace', () => {
     expect(await serverState(a, old!.keyUid)).not.toBeNull();
     const audit = a.cli(['audit', 'keys']);
     expect(audit.code).toBe(1);
-    expect(audit.json.orphans).toEqual([{ uid: old!.keyUid, name: `kmip-agent/${a.id}/${old!.id}`, state: 'Active' }]);
+    expect(audit.json.orphans).toEqual([
+      { uid: old!.keyUid, provider: 'default', name: `kmip-agent/${a.id}/${old!.id}`, state: 'Active' },
+    ]);
   });
 
   it('refuses a managed drive and an owned drive as the new one: typed errors, nothing done', async () => {
@@ -253,6 +255,7 @@ describe('drive readd', () => {
         kind: 'drive',
         id: lost!.id,
         device: lost!.device,
+        provider: 'default',
         keyUid: lost!.keyUid,
         keyName: `kmip-agent/${a.id}/${lost!.id}`,
       },

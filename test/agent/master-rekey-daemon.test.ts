@@ -15,6 +15,7 @@ import { CRASH_AT_ENV } from '../../src/agent/crash-hook.js';
 import { loadConfig, saveConfig } from '../../src/agent/config.js';
 import { masterKeyNameFor, REKEY_STEPS } from '../../src/agent/envelope.js';
 import type { JobView } from '../../src/agent/jobs.js';
+import type { KeyAuditReport } from '../../src/agent/key-audit.js';
 import { StateStore, type StateBody } from '../../src/agent/state.js';
 import { KmipClient, State } from '../../src/kmip/index.js';
 import { Appliance, cli, daemonSuite, exitOf, ok } from '../support/daemon-harness.js';
@@ -158,6 +159,16 @@ describe('master rekey through the daemon (two PyKMIP providers, emulated drives
     expect(sealedFiles(nas)).toEqual([]);
     const info = JSON.parse((await ok(['rekey', 'info', '--json', ...nas.dirArgs()])).stdout) as Info;
     expect(info.masterKeyInfo).toMatchObject({ keyID: onSecond, keyProviderID: 'second' });
+    // audit keys asks every provider: the master key on the second one is in use there, neither orphan nor
+    // missing (before, only the default provider was asked, and a master key gone from "second" went unseen).
+    const audit = async () =>
+      JSON.parse((await cli(['audit', 'keys', '--json', ...nas.dirArgs()])).stdout) as KeyAuditReport;
+    const moved = await audit();
+    expect(moved.providers).toEqual([
+      { name: 'default', serverObjects: expect.any(Number) },
+      { name: 'second', serverObjects: 1 },
+    ]);
+    expect(moved).toMatchObject({ orphans: [], missing: [], inFlight: [], clean: true });
 
     // A boot: the master key now comes from the second provider.
     await daemon.stop();
@@ -183,6 +194,10 @@ describe('master rekey through the daemon (two PyKMIP providers, emulated drives
     expect(await masters(second!, nas, State.Active)).toEqual([]);
     expect(await masters(second!, nas, State.Deactivated)).toEqual([onSecond]);
     expect(await masters(suite.kmip(), nas, State.Active)).toEqual([(j3.newKey as { keyID: string }).keyID]);
+    // The superseded master key on "second" is listed there as retired.
+    expect((await audit()).retired).toContainEqual(
+      expect.objectContaining({ uid: onSecond, provider: 'second', state: 'Deactivated' }),
+    );
     // Holding nothing now, "second" can go: the running daemon reloads and drops its connection to it.
     await ok(['provider', 'delete', 'second', '--yes', '--json', ...nas.dirArgs()]);
     await again.waitForLog((l) => l.event === 'config_reloaded' && !(l.providers as string[]).includes('second'));

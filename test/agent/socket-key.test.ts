@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { FetchedKey, KeySource } from '../../src/agent/key-source.js';
-import { fetchSocketKey } from '../../src/agent/socket-key.js';
+import { fetchSocketKey, throttledRetries } from '../../src/agent/socket-key.js';
 import { FakeClock } from '../support/fake-clock.js';
 
 class FlakyKeySource implements KeySource {
@@ -108,5 +108,19 @@ describe('the key socket waits for a key server that is not up yet', () => {
     expect(error.code).toBe('KMIP_ITEM_NOT_FOUND');
     expect(keys.fetches).toBe(1);
     expect(clock.delays).toEqual([]);
+  });
+});
+
+describe('throttledRetries (the keysocket.waiting log line)', () => {
+  it('passes on the first failure, a change of failure, then one per interval of the same failure', async () => {
+    const clock = new FakeClock();
+    const lines: string[] = [];
+    const onRetry = throttledRetries(clock, 15_000, (code, attempt) => lines.push(`${attempt}:${code}`));
+    for (let attempt = 1; attempt <= 40; attempt++) {
+      // A refusing server retried every second, then timing out from attempt 31.
+      onRetry(attempt <= 30 ? 'KMIP_CONNECTION_REFUSED' : 'KMIP_CONNECTION_FAILED', attempt);
+      await clock.advance(1_000);
+    }
+    expect(lines).toEqual(['1:KMIP_CONNECTION_REFUSED', '16:KMIP_CONNECTION_REFUSED', '31:KMIP_CONNECTION_FAILED']);
   });
 });

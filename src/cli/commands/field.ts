@@ -179,22 +179,33 @@ refused (VOLUME_LAST_KEYSLOT) unless --destroy-data says so.`,
 });
 
 function auditLines(report: KeyAuditReport): string {
+  const on = (provider: string) => (report.providers.length > 1 ? ` (on ${provider})` : '');
   const lines = [
-    `${report.group}: ${report.serverObjects} object(s) on the key server, ${report.recorded} record(s)`,
-    ...report.orphans.map((o) => `  orphan: ${o.uid} ${o.state} ${o.name ?? '(no name)'}: no drive or volume uses it`),
-    ...(report.inFlight ?? []).map(
-      (k) =>
-        `  in-flight (job ${k.job}, step ${k.step ?? 'none'}): ${k.uid} ${k.state} ${k.name ?? '(no name)'}: its ${k.kind} job finishes or rolls it back when run again`,
+    `${report.group}: ${report.serverObjects} object(s) on the key servers, ${report.recorded} record(s)`,
+    ...report.providers.map((p) =>
+      p.error
+        ? `  provider ${p.name}: NOT AUDITED: ${p.error.code}: ${p.error.message}`
+        : `  provider ${p.name}: ${p.serverObjects} object(s)`,
     ),
-    ...(report.retired ?? []).map(
-      (k) =>
-        `  retired master key: ${k.uid} ${k.state} ${k.name ?? '(no name)'}: superseded by a rekey; destroy it once no state backup needs it`,
+    ...report.orphans.map(
+      (o) => `  orphan: ${o.uid}${on(o.provider)} ${o.state} ${o.name ?? '(no name)'}: no drive or volume uses it`,
     ),
-    ...report.missing.map(
-      (m) => `  missing: ${m.kind} ${m.id} (${m.device}): its key ${m.keyUid} is not on the server`,
+    ...report.inFlight.map(
+      (k) =>
+        `  in-flight (job ${k.job}, step ${k.step ?? 'none'}): ${k.uid}${on(k.provider)} ${k.state} ${k.name ?? '(no name)'}: its ${k.kind} job finishes or rolls it back when run again`,
+    ),
+    ...report.retired.map(
+      (k) =>
+        `  retired master key: ${k.uid}${on(k.provider)} ${k.state} ${k.name ?? '(no name)'}: superseded by a rekey; destroy it once no state backup needs it`,
+    ),
+    ...report.missing.map((m) =>
+      m.kind === 'master-key'
+        ? `  missing: the master key ${m.keyUid} is not on provider ${m.provider}: no wrapped key can be unwrapped`
+        : `  missing: ${m.kind} ${m.id} (${m.device}): its key ${m.keyUid} is not on provider ${m.provider}`,
     ),
   ];
   if (report.clean) lines.push('clean: every key is recorded and every record has its key');
+  else if (report.providers.some((p) => p.error)) lines.push('incomplete: a provider could not be audited');
   return printable(lines.join('\n'));
 }
 
