@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: setup (idempotent), then every vitest suite against
 # real peers (PyKMIP, cryptsetup, openssl), then the VM suite (test/vm: one boot of a Debian VM under
-# QEMU, the agent on a real kernel; its image is built in the background during the main suite), then
+# QEMU, the agent on a real kernel; its image is built in the background during the main suite), the native
+# fuzz targets under ASan + UBSan (built and run in the background too; one test in the counts), then
 # the secrets hygiene scan of what the run left behind (one more test in the counts). Ends with the skipped tests and their reasons, a machine-readable
 # `TESTS_SUMMARY passed failed skipped` line that .ci/run adds into its own total, and
 # `N skipped` and `N passed, N failed`. Fails when no test passed, and (unfiltered) on a skip without a reason.
@@ -41,6 +42,14 @@ vm_prepare_log="$run_dir/output/vm-prepare.log"
 if [ "$filtered" = 0 ]; then
   nice -n 19 ionice -c 2 -n 7 node dist/test/vm/prepare.js >"$vm_prepare_log" 2>&1 &
   vm_prepare_pid=$!
+fi
+# The native fuzz targets under AddressSanitizer and UndefinedBehaviorSanitizer (scripts/fuzz-native.sh --quick:
+# its own build of the test addon, the planted canaries, then the bounded native corpus), niced beside the main
+# suite too; one test in the counts, waited for after the VM suite.
+sanitizer_log="$run_dir/output/fuzz-native.log"
+if [ "$filtered" = 0 ]; then
+  nice -n 19 ionice -c 2 -n 7 bash scripts/fuzz-native.sh --quick >"$sanitizer_log" 2>&1 &
+  sanitizer_pid=$!
 fi
 KMIP_AGENT_SKIP_REPORT="$skips" npx vitest run --reporter=default --reporter=json --outputFile.json="$report" \
   --reporter=./test/support/skip-reporter.ts "$@" 2>&1 | tee "$run_dir/output/vitest.log"
@@ -118,6 +127,21 @@ read -r passed failed skipped <"$report.counts"
 cat "$report.counts.lines"
 rm -f "$report.counts" "$report.counts.lines"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+
+if [ "$filtered" = 0 ]; then
+  echo "=== native fuzz under ASan + UBSan (bash scripts/fuzz-native.sh --quick)"
+  wait "$sanitizer_pid"
+  sanitizer_status=$?
+  grep -E '^(canary |sanitizer |fuzz total|[a-z0-9-]+: [0-9]+ inputs)' "$sanitizer_log"
+  if [ "$sanitizer_status" -eq 0 ]; then
+    passed=$((passed + 1))
+  else
+    tail -40 "$sanitizer_log"
+    echo "=== native fuzz under sanitizers FAILED (exit $sanitizer_status)"
+    failed=$((failed + 1))
+    status=1
+  fi
+fi
 
 # The secrets hygiene scan (test/hygiene/secrets.scan.ts), one test: 0 hits, secret and state files 0600.
 KMIP_AGENT_RUN_FILTERED=$filtered npx vitest run --config test/hygiene/vitest.config.ts --reporter=default
