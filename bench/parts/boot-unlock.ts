@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Appliance, exitOf, type DaemonProcess } from '../../test/support/daemon-harness.js';
+import { ensureFreshBundle } from '../../test/support/fresh-bundle.js';
 import { startPykmip } from '../../test/support/pykmip.js';
 import type { BenchOptions, BenchReport } from '../run.js';
 import { packageRoot } from '../../src/native/addon.js';
@@ -63,6 +64,7 @@ function median(values: number[]): number {
 }
 
 export async function run(options: BenchOptions): Promise<BenchReport> {
+  ensureFreshBundle(); // the daemon measured is the shipped bundle, as built from this dist/src
   const drives = options.quick ? 3 : 64;
   const rounds = options.quick ? 1 : 2;
   const root = mkdtempSync(join(tmpdir(), 'kmip-agent-bench-boot-'));
