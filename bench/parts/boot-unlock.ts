@@ -38,7 +38,7 @@ function rssKiB(pid: number): number {
 /**
  * The lowest RSS of `pid`, sampled once a second for `ms`: the daemon as it stays on an appliance. At READY it
  * still holds the boot's garbage (a young generation grown during the unlock burst, ~10 MiB with 64 drives),
- * which V8's memory reducer returns some 20-30 s into the idle daemon; the idle bare node has none to return.
+ * which V8's memory reducer returns some 20-45 s into the idle daemon; the idle bare node has none to return.
  */
 async function settledRssKiB(pid: number, ms: number): Promise<number> {
   let lowest = rssKiB(pid);
@@ -81,7 +81,7 @@ export async function run(options: BenchOptions): Promise<BenchReport> {
   ensureFreshBundle(); // the daemon measured is the shipped bundle, as built from this dist/src
   const drives = options.quick ? 3 : 64;
   const rounds = options.quick ? 1 : 2;
-  const settleS = options.quick ? 3 : 45;
+  const settleS = options.quick ? 3 : 60;
   const root = mkdtempSync(join(tmpdir(), 'kmip-agent-bench-boot-'));
   const ramDir = process.env.KMIP_AGENT_EMU_RAM_DIR;
   process.env.KMIP_AGENT_EMU_RAM_DIR = root; // the emulated drives' volatile RAM files stay in this run's directory
