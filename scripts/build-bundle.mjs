@@ -29,12 +29,14 @@ const chunksDir = join(root, 'dist', 'kmip-agent');
 /** The inputs of the last build (paths relative to the root), to tell whether it is stale. */
 const inputsPath = join(chunksDir, 'inputs.json');
 
-/** True when the bundle is missing or one of its last inputs (or this script) is newer than it, or gone. */
+/** True when the bundle is missing or one of its last inputs (or this script, or an npm install) is newer than it, or gone. */
 function stale() {
   if (!existsSync(bundlePath) || !existsSync(inputsPath)) return true;
   const built = statSync(bundlePath).mtimeMs;
   const inputs = JSON.parse(readFileSync(inputsPath, 'utf8'));
-  const checked = [fileURLToPath(import.meta.url), entry, ...inputs.map((p) => join(root, p))];
+  // npm keeps packages' own mtimes (often 1985): an install shows in its lock file's instead.
+  const installed = join(root, 'node_modules', '.package-lock.json');
+  const checked = [fileURLToPath(import.meta.url), installed, entry, ...inputs.map((p) => join(root, p))];
   return checked.some((p) => !existsSync(p) || statSync(p).mtimeMs > built);
 }
 
