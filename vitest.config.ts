@@ -6,7 +6,8 @@ export default defineConfig({
     // The VM boots (QEMU/TCG, minutes each on two cores) run with `npm run vm-test`, its own config:
     // inside this run they would take the cores from every other suite and break CI's time budget.
     exclude: ['test/vm/**', '**/node_modules/**'],
-    globalSetup: ['test/support/global-setup.ts'],
+    // The spawned CLI is dist/kmip-agent.mjs: rebuilt first if dist/src is newer (test/support/fresh-bundle.ts).
+    globalSetup: ['test/support/fresh-bundle.ts', 'test/support/global-setup.ts'],
     // In a recorded run (scripts/test.sh), what tests remove is kept for the secrets hygiene scan.
     setupFiles: ['test/support/keep-for-scan.ts'],
     // PyKMIP answers in tens of milliseconds but starts in seconds; TLS tests make real certificates.

@@ -21,7 +21,7 @@ import { NotifyReceiver, notifyField } from '../test/support/notify-receiver.js'
 import { luksFormat } from '../test/luks/images.js';
 import { pykmipCliArgs, startPykmip } from '../test/support/pykmip.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'kmip-agent.mjs');
 const APPLIANCE = 'demo-appliance';
 const DRIVES = 4;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up kmip-agent on a fresh Debian bookworm machine, idempotently: Debian packages (PyKMIP server,
-# cryptsetup, libcryptsetup headers, build tools), `npm ci`, the C++ addons (shipped and test) and
-# the TypeScript build.
+# cryptsetup, libcryptsetup headers, build tools), `npm ci`, the C++ addons (shipped and test),
+# the TypeScript build and the bundled CLI (dist/kmip-agent.mjs).
 # Run as root from anywhere: `sudo bash scripts/setup.sh`. Safe to run again; it only does what is missing.
 set -euo pipefail
 
@@ -80,4 +80,7 @@ if addon_stale; then
 fi
 say "compiling TypeScript"
 npm run --silent build:ts
-say "ready: $(node dist/src/cli/main.js --version)"
+# What ships and what the tests run: the CLI and daemon as one file (scripts/build-bundle.mjs).
+say "bundling the CLI (dist/kmip-agent.mjs)"
+npm run --silent build:bundle
+say "ready: $(node dist/kmip-agent.mjs --version)"

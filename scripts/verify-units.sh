@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v systemd-analyze >/dev/null || { echo "verify-units: systemd-analyze not found: run scripts/setup.sh" >&2; exit 1; }
-[ -f dist/src/cli/main.js ] || { echo "verify-units: dist/ is not built: run scripts/setup.sh" >&2; exit 1; }
+[ -f dist/kmip-agent.mjs ] || { echo "verify-units: dist/kmip-agent.mjs is not built: run scripts/setup.sh" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-printf '#!/bin/sh\nexec %s %s "$@"\n' "$(command -v node)" "$PWD/dist/src/cli/main.js" >"$work/kmip-agent"
+printf '#!/bin/sh\nexec %s %s "$@"\n' "$(command -v node)" "$PWD/dist/kmip-agent.mjs" >"$work/kmip-agent"
 chmod 0755 "$work/kmip-agent"
 for unit in systemd/*.service systemd/*.socket; do
   [ -e "$unit" ] || continue

@@ -21,7 +21,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import { setTimeout as wait } from 'node:timers/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ProcessRefusedKeyMemory } from '../drives/refused-pins.js';
 import type { PinDerivation, RefusedKeyMemory } from '../drives/types.js';
 import { KmipAgentError } from '../errors.js';

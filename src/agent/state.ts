@@ -10,7 +10,7 @@
 import { randomBytes, createHash } from 'node:crypto';
 import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { KmipAgentError } from '../errors.js';
 import { removeStaleTemps, writeDurably } from './durable-file.js';
 

@@ -13,6 +13,7 @@ import {
   type CommandGroup,
   type Io,
 } from './framework.js';
+import { loadTopLevel, TOP_LEVEL_COMMANDS } from './commands/table.js';
 
 function topLevelHelp(commandTree: CommandGroup): string {
   const width = Math.max(...commandTree.commands.map((g) => g.name.length));
@@ -36,15 +37,14 @@ function topLevelHelp(commandTree: CommandGroup): string {
 }
 
 /**
- * The command table to dispatch `name` from. `daemon` is on the boot's critical path (systemd waits for its
- * READY): it loads its own command only, not every command's modules (the x509 and progress-bar libraries
- * among them); its parsing and --help are the same as through the whole table.
+ * The command table to dispatch `name` from: for a top-level command, that command alone (its module and
+ * what it imports: `daemon`, on the boot's critical path, loads no other command's libraries); its parsing,
+ * --help and usage errors are the same as through the whole table, which is for the top-level help and for
+ * names that are not a top-level command (the typo suggestions look through every command).
  */
 async function commandTreeFor(name: string | undefined): Promise<CommandGroup> {
-  if (name === 'daemon') {
-    const { daemonCommand } = await import('./commands/agent.js');
-    return group({ name: 'kmip-agent', summary: '', commands: [daemonCommand] });
-  }
+  const entry = TOP_LEVEL_COMMANDS.find((c) => c.name === name);
+  if (entry) return group({ name: 'kmip-agent', summary: '', commands: [await loadTopLevel(entry)] });
   return (await import('./commands/index.js')).commandTree;
 }
 

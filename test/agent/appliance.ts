@@ -1,7 +1,7 @@
 /**
  * A throwaway appliance for the recovery and inventory suites: temp directories, `kmip-agent setup`
  * against the run's PyKMIP server (a fresh appliance id, so its key group is its own), emulated drives
- * and LUKS2 images, and the real CLI (dist/src/cli/main.js) run as separate processes, as operators run
+ * and LUKS2 images, and the real CLI (dist/kmip-agent.mjs) run as separate processes, as operators run
  * it: no state survives between runs but what the agent writes to disk.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -14,7 +14,7 @@ import { KmipProvider } from '../../src/kmip/index.js';
 import { createEmulatedDrive } from '../../src/drives/index.js';
 import { pykmipCliArgs } from '../support/pykmip.js';
 
-export const CLI = resolve('dist/src/cli/main.js');
+export const CLI = resolve('dist/kmip-agent.mjs');
 
 export interface CliResult {
   code: number;

@@ -296,7 +296,7 @@ describe('end to end: the daemon against PyKMIP', () => {
     let stdout = '';
     try {
       // The daemon as systemd runs it: the built CLI (npx tsc -p tsconfig.json first).
-      daemon = spawn(process.execPath, [join(packageRoot(), 'dist/src/cli/main.js'), 'daemon', ...dirArgs], {
+      daemon = spawn(process.execPath, [join(packageRoot(), 'dist/kmip-agent.mjs'), 'daemon', ...dirArgs], {
         env: { ...process.env, NOTIFY_SOCKET: notifyPath },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

@@ -18,7 +18,7 @@ import { uniqueName } from '../kmip/helpers.js';
 
 const server = inject('pykmip');
 const conn = pykmipCliArgs(server);
-const main = join(packageRoot(), 'dist/src/cli/main.js');
+const main = join(packageRoot(), 'dist/kmip-agent.mjs');
 /** The emulator's TryLimit for Admin1 (native/emulator/drive_state.h, kDefaultTryLimit). */
 const TRY_LIMIT = 5;
 

@@ -160,7 +160,7 @@ describe('a PIN in the wrong form or size is refused before the drive is opened'
       code: 'SECRET_TOO_LONG',
     });
     // The real process with /dev/zero as stdin: it must end (a reader without a cap never would).
-    const cli = join(packageRoot(), 'dist/src/cli/main.js');
+    const cli = join(packageRoot(), 'dist/kmip-agent.mjs');
     const zero = spawnSync(
       'sh',
       ['-c', `exec "${process.execPath}" "${cli}" --json drive unlock ${NO_DRIVE} --pin-file - < /dev/zero`],

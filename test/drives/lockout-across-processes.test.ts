@@ -22,7 +22,7 @@ import { ADMIN1 } from '../../src/drives/types.js';
 import { packageRoot } from '../../src/native/addon.js';
 import { emulatorNative } from './emulated-support.js';
 
-const main = join(packageRoot(), 'dist/src/cli/main.js');
+const main = join(packageRoot(), 'dist/kmip-agent.mjs');
 const SERIAL = 'LOCKOUT-0001';
 const TRY_LIMIT = 5; // native/emulator/drive_state.h kDefaultTryLimit
 

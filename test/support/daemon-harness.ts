@@ -1,6 +1,6 @@
 /**
  * The daemon end-to-end harness (shared by daemon-e2e and jobs): the real CLI and daemon processes
- * (dist/src/cli/main.js) in temp config/state/runtime directories, a daemon's JSON log lines with bounded
+ * (dist/kmip-agent.mjs, as shipped) in temp config/state/runtime directories, a daemon's JSON log lines with bounded
  * waits on them, an appliance with emulated drives, and block reads/writes through `drive read/write`.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -15,7 +15,7 @@ import { pykmipCliArgs, startPykmip, type PykmipServer } from './pykmip.js';
 /** Every daemon started through an Appliance (the suite kills what is left after each test). */
 export const running = new Set<DaemonProcess>();
 
-export const CLI = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+export const CLI = join(packageRoot(), 'dist', 'kmip-agent.mjs');
 export const COMMAND_TIMEOUT_MS = 60_000;
 
 export interface Run {

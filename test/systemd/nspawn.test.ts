@@ -17,9 +17,9 @@ import { pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip
 import { Container, TEST_CACHE_DIR, ensureRootfs, nspawnUnavailableReason } from '../support/nspawn.js';
 
 const ROOT = packageRoot();
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const CLI = join(ROOT, 'dist', 'kmip-agent.mjs');
 const UNIT = 'kmip-agent.service';
-const INSIDE_CLI = ['/usr/bin/node', '/opt/kmip-agent/dist/src/cli/main.js'];
+const INSIDE_CLI = ['/usr/bin/node', '/opt/kmip-agent/dist/kmip-agent.mjs'];
 const DRIVES = ['EMU-N1', 'EMU-N2', 'EMU-N3'];
 const unavailable = nspawnUnavailableReason();
 

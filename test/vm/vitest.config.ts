@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/vm/**/*.test.ts'],
+    // The guest runs the checkout's dist/kmip-agent.mjs: rebuilt first if dist/src is newer.
+    globalSetup: ['test/support/fresh-bundle.ts'],
     testTimeout: 60_000,
     hookTimeout: 1_800_000,
     pool: 'forks',

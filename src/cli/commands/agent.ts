@@ -80,7 +80,8 @@ export function dirsFrom(values: DirValues): AgentDirs {
 
 /** A quiet logger for commands run by hand: only errors reach stderr (the daemon logs everything). */
 export async function quietLog() {
-  const { pino } = await import('pino');
+  // pino is CommonJS: its module.exports is the default export however it is loaded (Node, or a bundle's chunk).
+  const { default: pino } = await import('pino');
   return pino({ level: 'error' }, pino.destination(2));
 }
 

@@ -15,7 +15,7 @@ import { CheckFailed, expectThat, must, run, unitProps } from './checks.js';
 import type { Step } from './main.js';
 
 const ROOT = '/opt/kmip-agent';
-const AGENT = ['/usr/bin/node', join(ROOT, 'dist', 'src', 'cli', 'main.js')];
+const AGENT = ['/usr/bin/node', join(ROOT, 'dist', 'kmip-agent.mjs')];
 const WORK = '/var/lib/kmip-vm';
 const OPAL_IMAGE = `${WORK}/opal1.img`;
 /** What the tcmu step wrote at LBA 100 of the drive in boot 1. */

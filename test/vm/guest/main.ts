@@ -29,7 +29,7 @@ import { APPLIANCE_STEPS } from './appliance.js';
 import { CheckFailed, check, expectThat, must, run, setStep, unitProps } from './checks.js';
 
 const ROOT = '/opt/kmip-agent';
-const AGENT = ['/usr/bin/node', join(ROOT, 'dist', 'src', 'cli', 'main.js')];
+const AGENT = ['/usr/bin/node', join(ROOT, 'dist', 'kmip-agent.mjs')];
 const WORK = '/var/lib/kmip-vm';
 /** The key server the image starts early in boot (kmip-vm-pykmip.service) from the host-made inputs. */
 const PYKMIP = {
