@@ -6,7 +6,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -24,11 +33,11 @@ function tree() {
   return { root, work };
 }
 
-/** A secret without a newline byte, so its raw form is one grep pattern. */
+/** A secret without a newline or NUL byte, so its raw form is one grep pattern. */
 function secret(): Buffer {
   for (;;) {
     const s = randomBytes(32);
-    if (!s.includes(0x0a)) return s;
+    if (!s.includes(0x0a) && !s.includes(0x00)) return s;
   }
 }
 
@@ -59,6 +68,32 @@ describe('secrets hygiene scan', () => {
     });
     // The report names a secret by a digest prefix, never by its value.
     expect(JSON.stringify(result.hits)).not.toContain(hex!.toString('hex'));
+  });
+
+  it('finds secrets past the holes of sparse images (the pass over every file skips holes, not data)', () => {
+    const { root, work } = tree();
+    const [raw, hex, clean] = [secret(), secret(), secret()];
+    const sparse = (name: string, at: number, data: Buffer) => {
+      const fd = openSync(join(root, name), 'w');
+      try {
+        writeSync(fd, data, 0, data.length, at);
+        ftruncateSync(fd, 64 * 1024 * 1024);
+      } finally {
+        closeSync(fd);
+      }
+    };
+    sparse('a.img', 40 * 1024 * 1024, raw);
+    sparse('b.img', 50 * 1024 * 1024, Buffer.from(`key ${hex.toString('hex')}\n`));
+    sparse('c.img', 30 * 1024 * 1024, randomBytes(4096));
+    const result = scan(
+      [root],
+      [raw, hex, clean].map((value) => ({ value, source: 'test' })),
+      work,
+    );
+    expect(result.hits.map((h) => [h.file.slice(root.length + 1), h.encoding]).sort()).toEqual([
+      ['a.img', 'raw'],
+      ['b.img', 'hex'],
+    ]);
   });
 
   it('leaves the key server database and the drive RAM cache alone, and scans for the media keys found there', () => {
@@ -136,8 +171,11 @@ describe('secrets hygiene scan', () => {
     ).toMatchObject({
       skipped: 1,
     });
-    // A newline splits the raw pattern; the longer side is searched.
-    const split = Buffer.concat([randomBytes(8).map((b) => (b === 10 ? 11 : b)), Buffer.from([10]), secret()]);
-    expect(patternsOf(split).find((p) => p.encoding === 'raw')?.pattern.length).toBe(32);
+    // A newline or a NUL splits the raw pattern; the longer side is searched.
+    const prefix = () => randomBytes(8).map((b) => (b === 10 || b === 0 ? 11 : b));
+    for (const separator of [10, 0]) {
+      const split = Buffer.concat([prefix(), Buffer.from([separator]), secret()]);
+      expect(patternsOf(split).find((p) => p.encoding === 'raw')?.pattern.length).toBe(32);
+    }
   });
 });
