@@ -80,7 +80,7 @@ describe(
         await nas.powerCycle();
         for (const [i, locked] of (await Promise.all(nas.devices.map(readBlock))).entries()) {
           expect(locked.data, `${nas.devices[i]} readable after a power cycle`).toBeUndefined();
-          expect(locked.run.code).not.toBe(0);
+          expect(locked.refused).toBe('EMU_DATA_PROTECT');
         }
 
         const notify = await notifySocket();

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { createServer as createTlsServer } from 'node:tls';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
+import { powerCycleEmulatedDrive } from '../../src/drives/index.js';
 import { makeTestPki, TestCa } from '../support/certs.js';
 import { Appliance, cli, ok, running } from '../support/daemon-harness.js';
 import { NotifyReceiver } from '../support/notify-receiver.js';
@@ -149,7 +150,7 @@ describe('kmip-agent provider', () => {
     const device = await a.emulatedDrive('KS-FAILOVER');
     const enrolled = a.ok(['drive', 'enroll', device]) as { enrolled: { id: string }[] };
     const id = enrolled.enrolled[0]!.id;
-    a.ok(['drive', 'emulate', 'power-cycle', device]);
+    await powerCycleEmulatedDrive(device.slice(4));
     const unlocked = a.ok(['unlock']) as { drives: { id: string; state: string }[] };
     expect(unlocked.drives.find((d) => d.id === id)?.state).toBe('unlocked');
 

@@ -2,15 +2,25 @@
  * The daemon end-to-end harness (shared by daemon-e2e and jobs): the real CLI and daemon processes
  * (dist/kmip-agent.mjs, as shipped) in temp config/state/runtime directories, a daemon's JSON log lines with bounded
  * waits on them, an appliance with emulated drives, and block reads/writes through `drive read/write`.
+ * Those drive operations (and creating and power-cycling the drives) run in this process, through the
+ * library calls the `drive emulate` and `drive read/write` commands wrap (test/emulator/cli.test.ts tests
+ * the commands): a CLI process for each would cost a node start per drive and call, most of some suites' time.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { packageRoot } from '../../src/native/addon.js';
 import type { NotifyReceiver } from './notify-receiver.js';
 import { pykmipCliArgs, startPykmip, type PykmipServer } from './pykmip.js';
+import {
+  createEmulatedDrive,
+  emulatedImagePath,
+  powerCycleEmulatedDrive,
+  readEmulatedDrive,
+  writeEmulatedDrive,
+} from '../../src/drives/emulator.js';
 
 /** Every daemon started through an Appliance (the suite kills what is left after each test). */
 export const running = new Set<DaemonProcess>();
@@ -197,25 +207,14 @@ export class Appliance {
     await ok(['setup', '--appliance-id', this.applianceId, ...pykmipCliArgs(kmip, server), ...this.dirArgs()]);
   }
 
-  /** Creates `count` factory-fresh emulated drives. */
+  /** Creates `count` factory-fresh emulated drives (16 MiB, serial `<APPLIANCE-ID>-<n>`). */
   async createDrives(count: number): Promise<string[]> {
     mkdirSync(join(this.base, 'drives'), { recursive: true });
-    const fresh = Array.from(
-      { length: count },
-      (_, i) => `emu:${join(this.base, 'drives', `d${this.devices.length + i}.img`)}`,
-    );
+    const first = this.devices.length;
+    const fresh = Array.from({ length: count }, (_, i) => `emu:${join(this.base, 'drives', `d${first + i}.img`)}`);
     await Promise.all(
       fresh.map((device, i) =>
-        ok([
-          'drive',
-          'emulate',
-          'create',
-          device,
-          '--size',
-          '16',
-          '--serial',
-          `${this.applianceId.toUpperCase()}-${this.devices.length + i}`,
-        ]),
+        createEmulatedDrive(imageOf(device), 16, `${this.applianceId.toUpperCase()}-${first + i}`),
       ),
     );
     this.devices.push(...fresh);
@@ -229,8 +228,9 @@ export class Appliance {
     expect(enrolled.map((e) => e.device)).toEqual(devices);
   }
 
-  powerCycle(devices: string[] = this.devices): Promise<Run[]> {
-    return Promise.all(devices.map((d) => ok(['drive', 'emulate', 'power-cycle', d])));
+  /** Power loss and return: the drives' LockOnReset ranges relock. */
+  async powerCycle(devices: string[] = this.devices): Promise<void> {
+    await Promise.all(devices.map((d) => powerCycleEmulatedDrive(imageOf(d))));
   }
 
   /** `kmip-agent daemon` with NOTIFY_SOCKET pointing at `notify`. */
@@ -277,25 +277,31 @@ export interface StatusJson {
   faults: { code: string; severity: string; subject: string; affects: string[] }[];
 }
 
-/** Writes `data` at LBA 0 of a drive (it must be unlocked). */
-export async function writeBlock(device: string, data: Buffer): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'kmip-agent-block-'));
-  const file = join(dir, 'in');
-  try {
-    writeFileSync(file, data, { mode: 0o600 });
-    await ok(['drive', 'write', device, '--lba', '0', '--in', file]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+function imageOf(device: string): string {
+  const path = emulatedImagePath(device);
+  if (path === undefined) throw new Error(`${device} is not an emulated drive (emu:<path>)`);
+  return path;
 }
 
-/** Reads LBA 0 of a drive: its bytes, or the failed run. */
-export async function readBlock(device: string): Promise<{ data?: Buffer; run: Run }> {
-  const run = await cli(['drive', 'read', device, '--lba', '0', '--json']);
-  if (run.code !== 0) return { run };
-  const doc = JSON.parse(run.stdout) as Record<string, unknown>;
-  const hex = (doc.data ?? doc.hex ?? doc.bytes) as string;
-  return { data: Buffer.from(hex, 'hex'), run };
+/** Writes `data` at LBA 0 of a drive (it must be unlocked), zero-padded to whole blocks. */
+export async function writeBlock(device: string, data: Buffer): Promise<void> {
+  const blocks = Buffer.alloc(Math.ceil(data.length / 512) * 512);
+  data.copy(blocks);
+  await writeEmulatedDrive(imageOf(device), 0, blocks);
+}
+
+/**
+ * Reads LBA 0 of a drive: its bytes, or the refusal of a read-locked range (EMU_DATA_PROTECT). Any other
+ * failure throws: a drive that cannot be read at all is not a locked one.
+ */
+export async function readBlock(device: string): Promise<{ data?: Buffer; refused?: string }> {
+  try {
+    return { data: await readEmulatedDrive(imageOf(device), 0, 1) };
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'EMU_DATA_PROTECT') return { refused: code };
+    throw error;
+  }
 }
 
 /**

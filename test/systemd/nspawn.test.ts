@@ -13,6 +13,14 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, s
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/native/addon.js';
+import {
+  createEmulatedDrive,
+  destroyEmulatedDrive,
+  emulatedDriveInfo,
+  emulatedImagePath,
+  powerCycleEmulatedDrive,
+} from '../../src/drives/emulator.js';
+import { readBlock, writeBlock } from '../support/daemon-harness.js';
 import { pykmipCliArgs, startPykmip, type PykmipServer } from '../support/pykmip.js';
 import { Container, TEST_CACHE_DIR, ensureRootfs, nspawnUnavailableReason } from '../support/nspawn.js';
 
@@ -26,18 +34,22 @@ const unavailable = nspawnUnavailableReason();
 /** The emulated drives' RAM for this file's drives (on tmpfs: it holds unwrapped media keys). */
 let ramDir = '';
 
-/** `kmip-agent <args> --json` on the host. */
-function hostCli(args: string[], stdin: Buffer = Buffer.alloc(0)) {
+/**
+ * `kmip-agent <args> --json` on the host. The host's own handling of the emulated drives (create, write,
+ * power-cycle, read, info, destroy) runs in this process with the library calls those commands wrap,
+ * against the same drive RAM (KMIP_AGENT_EMU_RAM_DIR is set to it for this file's process): a CLI process
+ * each would be most of this file's host-side time.
+ */
+function hostCli(args: string[]) {
   const run = spawnSync(process.execPath, [CLI, ...args, '--json'], {
-    input: stdin,
     encoding: 'utf8',
     env: { ...process.env, KMIP_AGENT_EMU_RAM_DIR: ramDir },
   });
   return { code: run.status, stdout: run.stdout, json: () => JSON.parse(run.stdout) as Record<string, unknown> };
 }
 
-function mustCli(args: string[], stdin?: Buffer): Record<string, unknown> {
-  const run = hostCli(args, stdin);
+function mustCli(args: string[]): Record<string, unknown> {
+  const run = hostCli(args);
   if (run.code !== 0)
     throw new Error(`kmip-agent ${args.slice(0, 3).join(' ')} failed (exit ${run.code}): ${run.stdout}`);
   return run.json();
@@ -71,13 +83,16 @@ describe.skipIf(unavailable !== undefined)(
     let configDir: string;
     let drives: string[];
 
-    const readLba0 = (device: string) => hostCli(['drive', 'read', device, '--lba', '0']);
+    const image = (device: string) => emulatedImagePath(device)!;
     /** Read from the host: the data written before the "reboot" reads back. */
-    const expectReadable = (device: string, serial: string) => {
-      const read = readLba0(device);
-      expect([read.code, read.code === 0 ? '' : read.stdout]).toEqual([0, '']);
-      expect(Buffer.from(read.json().data as string, 'hex').toString()).toContain(`data on ${serial}`);
+    const expectReadable = async (device: string, serial: string) => {
+      const read = await readBlock(device);
+      expect(read.refused).toBeUndefined();
+      expect(read.data!.toString()).toContain(`data on ${serial}`);
     };
+    /** Read from the host: refused, the drive is locked. */
+    const expectLocked = async (device: string) => expect((await readBlock(device)).refused).toBe('EMU_DATA_PROTECT');
+    let previousRamDir: string | undefined;
     const refusedKeys = () =>
       (JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as { body: { refusedKeys: unknown[] } }).body
         .refusedKeys;
@@ -85,6 +100,8 @@ describe.skipIf(unavailable !== undefined)(
     beforeAll(async () => {
       const rootfs = ensureRootfs();
       ramDir = mkdtempSync('/dev/shm/kmip-agent-nspawn-ram-');
+      previousRamDir = process.env.KMIP_AGENT_EMU_RAM_DIR;
+      process.env.KMIP_AGENT_EMU_RAM_DIR = ramDir;
       server = await startPykmip();
       // Not under /tmp or /var/tmp: the unit's PrivateTmp=yes would hide the drive images from the daemon.
       work = mkdtempSync(join(TEST_CACHE_DIR, 'run-'));
@@ -95,17 +112,13 @@ describe.skipIf(unavailable !== undefined)(
       const dirs = ['--config-dir', configDir, '--state-dir', stateDir, '--runtime-dir', join(work, 'run')];
       mustCli(['setup', '--appliance-id', 'nspawn-appliance', ...pykmipCliArgs(server), ...dirs]);
       drives = DRIVES.map((serial) => `emu:${join(driveDir, `${serial}.img`)}`);
-      DRIVES.forEach((serial, i) =>
-        mustCli(['drive', 'emulate', 'create', drives[i]!, '--size', '8', '--serial', serial]),
-      );
+      for (const [i, serial] of DRIVES.entries()) await createEmulatedDrive(image(drives[i]!), 8, serial);
       mustCli(['drive', 'enroll', ...drives, ...dirs]);
-      DRIVES.forEach((serial, i) =>
-        mustCli(['drive', 'write', drives[i]!, '--lba', '0', '--in', '-'], Buffer.from(`data on ${serial}\n`)),
-      );
+      for (const [i, serial] of DRIVES.entries()) await writeBlock(drives[i]!, Buffer.from(`data on ${serial}\n`));
       // The boot systemd will run: every drive has lost power and is locked again.
       for (const d of drives) {
-        mustCli(['drive', 'emulate', 'power-cycle', d]);
-        expect(readLba0(d).code).not.toBe(0);
+        await powerCycleEmulatedDrive(image(d));
+        await expectLocked(d);
       }
       // Looser than the unit promises, so the test sees systemd (StateDirectoryMode=) tighten it.
       chmodSync(stateDir, 0o755);
@@ -143,10 +156,12 @@ describe.skipIf(unavailable !== undefined)(
 
     afterAll(async () => {
       await container?.stop();
-      for (const d of drives ?? []) hostCli(['drive', 'emulate', 'destroy', d, '--yes']);
+      for (const d of drives ?? []) await destroyEmulatedDrive(image(d)).catch(() => undefined);
       await server?.stop();
       if (work) rmSync(work, { recursive: true, force: true });
       if (ramDir) rmSync(ramDir, { recursive: true, force: true });
+      if (previousRamDir === undefined) delete process.env.KMIP_AGENT_EMU_RAM_DIR;
+      else process.env.KMIP_AGENT_EMU_RAM_DIR = previousRamDir;
     }, 60_000);
 
     afterEach((context) => {
@@ -172,7 +187,7 @@ describe.skipIf(unavailable !== undefined)(
       expect(cat).toContain(readFileSync(join(ROOT, 'systemd', UNIT), 'utf8').trim());
     });
 
-    it('systemctl start reaches active with the daemon STATUS line, every drive unlocked', () => {
+    it('systemctl start reaches active with the daemon STATUS line, every drive unlocked', async () => {
       const c = container!;
       // Type=notify: start returns once the daemon sent READY=1.
       const start = c.exec(['systemctl', 'start', UNIT], { timeoutMs: 100_000 });
@@ -191,7 +206,7 @@ describe.skipIf(unavailable !== undefined)(
       expect(parsed.ready).toBe(true);
       expect(parsed.drives.map((d) => [d.id, d.state]).sort()).toEqual(DRIVES.map((id) => [id, 'unlocked']));
       // And from the host: the data written before the "reboot" reads back.
-      DRIVES.forEach((serial, i) => expectReadable(drives[i]!, serial));
+      for (const [i, serial] of DRIVES.entries()) await expectReadable(drives[i]!, serial);
     });
 
     it('keeps the directory and file modes the unit promises', () => {
@@ -222,8 +237,8 @@ describe.skipIf(unavailable !== undefined)(
       // daemon has to unlock them for real. In this order the restart cannot overtake the power cycles (on a
       // loaded machine cycling all drives can take longer than WatchdogSec + RestartSec).
       for (const d of drives) {
-        mustCli(['drive', 'emulate', 'power-cycle', d]);
-        expect(readLba0(d).code).not.toBe(0);
+        await powerCycleEmulatedDrive(image(d));
+        await expectLocked(d);
       }
       const kill = c.exec(['systemctl', 'kill', '-s', 'SIGSTOP', UNIT]);
       expect(kill.status).toBe(0);
@@ -240,11 +255,10 @@ describe.skipIf(unavailable !== undefined)(
       expect(readyLines(c)).toEqual([`ready: ${before.StatusText}`, `ready: ${after.StatusText}`]);
       const journal = c.journal(UNIT);
       expect(journal).toMatch(/Watchdog timeout \(limit 3s\)/);
-      DRIVES.forEach((serial, i) => {
-        expectReadable(drives[i]!, serial);
-        const info = mustCli(['drive', 'emulate', 'info', drives[i]!]);
-        expect(info.lockedOutAuthorities).toEqual([]);
-      });
+      for (const [i, serial] of DRIVES.entries()) {
+        await expectReadable(drives[i]!, serial);
+        expect((await emulatedDriveInfo(image(drives[i]!))).lockedOutAuthorities).toEqual([]);
+      }
       // One authentication per drive, and it succeeded: no refusal, nothing remembered as refused.
       const restarted = journal.slice(journalBefore.length);
       const unlocks = daemonEvents(restarted).filter((e) => e.event === 'unlock');
