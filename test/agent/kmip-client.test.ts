@@ -113,10 +113,12 @@ describe('kmip-agent client', () => {
     expect(JSON.parse(enabled.stdout)).toEqual({ enabled: true });
     expect(daemon.events('api_call').map((l) => l.method)).toContain('EnableKmipClient');
     await daemon.waitForLog((l) => l.event === 'config_reloaded');
-    await expect
-      .poll(async () => (await app.status()).drives[0]!.state, { timeout: 30_000, interval: 200 })
-      .toBe('unlocked');
-    expect((await app.status()).faults.map((f) => f.code)).not.toContain('KmipClientDisabled');
+    // Waited on the daemon's own lines (a status CLI run per poll would cost a node start each).
+    await daemon.waitForLog((l) => l.event === 'unlock' && l.result === 'unlocked');
+    await daemon.waitForLog((l) => l.event === 'fault_cleared' && l.fault === 'KmipClientDisabled');
+    const after = await app.status();
+    expect(after.drives[0]!.state).toBe('unlocked');
+    expect(after.faults.map((f) => f.code)).not.toContain('KmipClientDisabled');
     await daemon.stop();
   });
 });
