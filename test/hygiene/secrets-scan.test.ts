@@ -6,7 +6,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -83,6 +93,13 @@ describe('secrets hygiene scan', () => {
     );
     expect(result.bytes).toMatchObject({ apparent: 8 * 2 ** 30 });
     expect(result.hits.map((h) => h.encoding)).toEqual(['raw', 'raw']);
+  });
+
+  it('leaves no pattern file in its work directory (the record directory, which a second scan reads)', () => {
+    const { root, work } = tree();
+    writeFileSync(join(root, 'log'), 'nothing here\n');
+    scan([root], [{ value: secret(), source: 'test' }], work);
+    expect(readdirSync(work)).toEqual([]);
   });
 
   it('leaves the key server database and the drive RAM cache alone, and scans for the media keys found there', () => {

@@ -10,7 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export interface Secret {
@@ -173,11 +173,20 @@ function grepper(workDir: string) {
         lines.push(pattern, Buffer.from('\n'));
       }
     if (lines.length === 0) return { stdout: Buffer.alloc(0), byPattern };
-    writeFileSync(patternFile, Buffer.concat(lines), { mode: 0o600 });
-    const r = spawnSync('grep', ['-F', '-z', '-f', patternFile, ...args], {
-      env: { ...process.env, LC_ALL: 'C' },
-      maxBuffer: 1 << 30,
-    });
+    const patterns = Buffer.concat(lines);
+    writeFileSync(patternFile, patterns, { mode: 0o600 });
+    let r;
+    try {
+      r = spawnSync('grep', ['-F', '-z', '-f', patternFile, ...args], {
+        env: { ...process.env, LC_ALL: 'C' },
+        maxBuffer: 1 << 30,
+      });
+    } finally {
+      // The secrets' encodings, overwritten and gone: not left for the record's own reading (readRecord).
+      writeFileSync(patternFile, Buffer.alloc(patterns.length));
+      rmSync(patternFile);
+      patterns.fill(0);
+    }
     // 0: found, 1: nothing found; 2 with only vanished files (another process's /dev/shm) is fine too.
     const errors = r.stderr
       .toString()
