@@ -20,7 +20,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { patternsOf, scan, searchable, type Secret } from './secrets-scan.js';
+import { patternsOf, scan, searchable, splitByBytes, type Secret } from './secrets-scan.js';
 
 const dirs: string[] = [];
 // Removed for real (rm in a child process, which the recorded run does not keep): the planted secrets
@@ -43,7 +43,7 @@ function secret(): Buffer {
 }
 
 describe('secrets hygiene scan', () => {
-  it('finds a secret raw, as hex and as base64 at each alignment, naming file and encoding', () => {
+  it('finds a secret raw, as hex and as base64 at each alignment, naming file and encoding', async () => {
     const { root, work } = tree();
     const [raw, hex, b0, b1, b2, url, clean] = Array.from({ length: 7 }, secret);
     const blob = (prefix: number, s: Buffer) =>
@@ -55,7 +55,8 @@ describe('secrets hygiene scan', () => {
     writeFileSync(join(root, 'c.json'), blob(2, b2!));
     writeFileSync(join(root, 'd.txt'), Buffer.concat([randomBytes(2), url!]).toString('base64url'));
     const secrets: Secret[] = [raw!, hex!, b0!, b1!, b2!, url!, clean!].map((value) => ({ value, source: 'test' }));
-    const result = scan([root], secrets, work);
+    // One grep per file at most: each file is searched by one of the concurrent greps, none twice or never.
+    const result = await scan([root], secrets, work, { jobs: 6 });
     expect(result.secrets).toBe(7);
     expect(result.filesScanned).toBe(6);
     const found = Object.fromEntries(result.hits.map((h) => [h.file.slice(root.length + 1), h.encoding]));
@@ -71,7 +72,7 @@ describe('secrets hygiene scan', () => {
     expect(JSON.stringify(result.hits)).not.toContain(hex!.toString('hex'));
   });
 
-  it('finds a secret past the holes of a sparse image, and a raw secret holding NULs by its longest run without one', () => {
+  it('finds a secret past the holes of a sparse image, and a raw secret holding NULs by its longest run without one', async () => {
     const { root, work } = tree();
     const [far, near] = [secret(), secret()];
     // NUL bytes inside the secret: in a binary file grep ends lines at NULs, so each NUL splits the pattern.
@@ -86,7 +87,7 @@ describe('secrets hygiene scan', () => {
     expect(statSync(image).blocks * 512).toBeLessThan(2 ** 20); // sparse: the scan must not need the zeros
     const nearPattern = patternsOf(near).find((p) => p.encoding === 'raw')?.pattern;
     expect(nearPattern).toEqual(near.subarray(6, 20));
-    const result = scan(
+    const result = await scan(
       [root],
       [far, near].map((value) => ({ value, source: 'test' })),
       work,
@@ -95,14 +96,27 @@ describe('secrets hygiene scan', () => {
     expect(result.hits.map((h) => h.encoding)).toEqual(['raw', 'raw']);
   });
 
-  it('leaves no pattern file in its work directory (the record directory, which a second scan reads)', () => {
+  it('splits the files among the concurrent greps by their bytes on disk, every file in one group', () => {
+    const { root } = tree();
+    const sizes = { a: 64, b: 8, c: 8, d: 16, e: 40, f: 0 } as Record<string, number>;
+    for (const [name, kib] of Object.entries(sizes)) writeFileSync(join(root, name), randomBytes(kib * 1024));
+    const groups = splitByBytes(
+      Object.keys(sizes).map((n) => join(root, n)),
+      2,
+    ).map((g) => g.map((f) => f.slice(root.length + 1)).sort());
+    expect(groups.flat().sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+    const kib = (g: string[]) => g.reduce((n, f) => n + sizes[f]!, 0);
+    expect(groups.map(kib).sort((x, y) => x - y)).toEqual([64, 72]);
+  });
+
+  it('leaves no pattern file in its work directory (the record directory, which a second scan reads)', async () => {
     const { root, work } = tree();
     writeFileSync(join(root, 'log'), 'nothing here\n');
-    scan([root], [{ value: secret(), source: 'test' }], work);
+    await scan([root], [{ value: secret(), source: 'test' }], work);
     expect(readdirSync(work)).toEqual([]);
   });
 
-  it('leaves the key server database and the drive RAM cache alone, and scans for the media keys found there', () => {
+  it('leaves the key server database and the drive RAM cache alone, and scans for the media keys found there', async () => {
     const { root, work } = tree();
     const stored = secret();
     const mediaKey = secret();
@@ -112,21 +126,21 @@ describe('secrets hygiene scan', () => {
       mode: 0o600,
     });
     writeFileSync(join(root, 'drive.img'), Buffer.concat([Buffer.alloc(512), mediaKey]));
-    const result = scan([root], [{ value: stored, source: 'pykmip' }], work);
+    const result = await scan([root], [{ value: stored, source: 'pykmip' }], work);
     expect(result.secrets).toBe(2);
     expect(result.hits.map((h) => [h.file.slice(root.length + 1), h.source, h.encoding])).toEqual([
       ['drive.img', 'emulator-media-key', 'raw'],
     ]);
   });
 
-  it('a key file (nothing but the key, as handed to --key-file) is where a key belongs, and must be 0600', () => {
+  it('a key file (nothing but the key, as handed to --key-file) is where a key belongs, and must be 0600', async () => {
     const { root, work } = tree();
     const [a, b, c] = [secret(), secret(), secret()];
     writeFileSync(join(root, 'input.key'), a, { mode: 0o600 });
     writeFileSync(join(root, 'input.hex'), `${b.toString('hex')}\n`);
     chmodSync(join(root, 'input.hex'), 0o644);
     writeFileSync(join(root, 'notes.txt'), `the key is ${c.toString('hex')}\n`);
-    const result = scan(
+    const result = await scan(
       [root],
       [a, b, c].map((value) => ({ value, source: 'test' })),
       work,
@@ -136,7 +150,7 @@ describe('secrets hygiene scan', () => {
     expect(result.looseModes.map((m) => m.file.slice(root.length + 1))).toEqual(['input.hex']);
   });
 
-  it('a value written in the source tree is a constant, not a generated secret', () => {
+  it('a value written in the source tree is a constant, not a generated secret', async () => {
     const { root, work } = tree();
     const source = mkdtempSync(join(tmpdir(), 'kmip-agent-scan-src-'));
     dirs.push(source);
@@ -145,12 +159,16 @@ describe('secrets hygiene scan', () => {
     const copy = (): Secret[] => [{ value: Buffer.from(hex, 'hex'), source: 'fixture' }];
     writeFileSync(join(source, 'fixture.test.ts'), `const key = Buffer.from('${hex}', 'hex');\n`);
     writeFileSync(join(root, 'transformed.js'), `const key = Buffer.from('${hex}', 'hex');\n`);
-    expect(scan([root], copy(), work, { sourceRoots: [source] })).toMatchObject({ secrets: 0, skipped: 1, hits: [] });
+    expect(await scan([root], copy(), work, { sourceRoots: [source] })).toMatchObject({
+      secrets: 0,
+      skipped: 1,
+      hits: [],
+    });
     // Without the source tree to tell, the same value is a hit.
-    expect(scan([root], copy(), work).hits.map((h) => h.encoding)).toEqual(['hex']);
+    expect((await scan([root], copy(), work)).hits.map((h) => h.encoding)).toEqual(['hex']);
   });
 
-  it('flags secret and state files others may read, and skips test constants', () => {
+  it('flags secret and state files others may read, and skips test constants', async () => {
     const { root, work } = tree();
     mkdirSync(join(root, 'state'));
     writeFileSync(join(root, 'state', 'state.json'), '{}', { mode: 0o600 });
@@ -160,7 +178,7 @@ describe('secrets hygiene scan', () => {
     chmodSync(join(root, 'drive.img'), 0o644);
     writeFileSync(join(root, 'state', 'refused-keys.json'), '[]');
     chmodSync(join(root, 'state', 'refused-keys.json'), 0o640);
-    const result = scan([root], [], work);
+    const result = await scan([root], [], work);
     expect(result.modesChecked).toBe(5);
     expect(result.looseModes.map((m) => [m.file.slice(root.length + 1), m.mode])).toEqual(
       expect.arrayContaining([

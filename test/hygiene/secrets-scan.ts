@@ -8,9 +8,10 @@
  * gigabytes each) by its data extents only (SEEK_DATA), and no pattern may hold a NUL (nor a newline: a
  * pattern file has one per line). With -a instead, grep read every hole's zeros: 160 s of one CI run.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
 export interface Secret {
@@ -161,10 +162,58 @@ export interface ScanResult {
   bytes: { apparent: number; allocated: number };
 }
 
+/** The output of one grep, checked: 0 found, 1 nothing found, 2 with only vanished files is fine too. */
+function grepOutput(status: number | null, stdout: Buffer, stderr: string): Buffer {
+  // Vanished files: another process's /dev/shm entries, a drive image removed while the scan ran.
+  const errors = stderr.split('\n').filter((l) => l && !/No such file or directory/.test(l));
+  if (status === null || status > 2 || (status === 2 && errors.length > 0))
+    throw new Error(`grep failed (${status}): ${errors.join('; ')}`);
+  return stdout;
+}
+
+function grep(args: string[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('grep', args, { env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (status) => {
+      try {
+        resolve(grepOutput(status, Buffer.concat(out), err));
+      } catch (error) {
+        reject(error as Error);
+      }
+    });
+  });
+}
+
+/** `files` in `parts` groups of about the same bytes on disk (what grep reads of them), largest first. */
+export function splitByBytes(files: string[], parts: number): string[][] {
+  const onDisk = (f: string) => {
+    try {
+      return statSync(f).blocks;
+    } catch {
+      return 0;
+    }
+  };
+  const groups = Array.from({ length: parts }, () => ({ files: [] as string[], blocks: 0 }));
+  for (const { file, blocks } of files
+    .map((file) => ({ file, blocks: onDisk(file) }))
+    .sort((x, y) => y.blocks - x.blocks)) {
+    const lightest = groups.reduce((x, y) => (y.blocks < x.blocks ? y : x));
+    lightest.files.push(file);
+    lightest.blocks += blocks;
+  }
+  return groups.map((g) => g.files).filter((g) => g.length > 0);
+}
+
 /** GNU grep -F -z over every pattern of `secrets` at once (the pattern file lives in the 0700 `workDir`). */
 function grepper(workDir: string) {
   const patternFile = join(workDir, 'patterns');
-  const run = (secrets: Secret[], args: string[]) => {
+  /** Runs each argument list's grep at once, with the pattern file there only while they run. */
+  const run = async (secrets: Secret[], argLists: string[][]) => {
     const byPattern = new Map<string, { secret: Secret; encoding: string }>();
     const lines: Buffer[] = [];
     for (const secret of secrets)
@@ -175,34 +224,23 @@ function grepper(workDir: string) {
     if (lines.length === 0) return { stdout: Buffer.alloc(0), byPattern };
     const patterns = Buffer.concat(lines);
     writeFileSync(patternFile, patterns, { mode: 0o600 });
-    let r;
     try {
-      r = spawnSync('grep', ['-F', '-z', '-f', patternFile, ...args], {
-        env: { ...process.env, LC_ALL: 'C' },
-        maxBuffer: 1 << 30,
-      });
+      const outputs = await Promise.all(argLists.map((args) => grep(['-F', '-z', '-f', patternFile, ...args])));
+      return { stdout: Buffer.concat(outputs), byPattern };
     } finally {
       // The secrets' encodings, overwritten and gone: not left for the record's own reading (readRecord).
       writeFileSync(patternFile, Buffer.alloc(patterns.length));
       rmSync(patternFile);
       patterns.fill(0);
     }
-    // 0: found, 1: nothing found; 2 with only vanished files (another process's /dev/shm) is fine too.
-    const errors = r.stderr
-      .toString()
-      .split('\n')
-      .filter((l) => l && !/No such file or directory/.test(l));
-    if (r.status === null || r.status > 2 || (r.status === 2 && errors.length > 0))
-      throw new Error(`grep failed (${r.status}): ${errors.join('; ')}`);
-    return { stdout: r.stdout, byPattern };
   };
   return {
-    /** Files (grep -l --null) with any pattern. */
-    files: (secrets: Secret[], args: string[]) =>
-      run(secrets, args).stdout.toString('latin1').split('\0').filter(Boolean),
+    /** Files (grep -l --null) with any pattern: one grep per argument list, all at once. */
+    files: async (secrets: Secret[], argLists: string[][]) =>
+      (await run(secrets, argLists)).stdout.toString('latin1').split('\0').filter(Boolean),
     /** The secrets (and encodings) whose patterns grep -o printed (NUL-terminated, by -z), each once. */
-    matches: (secrets: Secret[], args: string[]) => {
-      const { stdout, byPattern } = run(secrets, args);
+    matches: async (secrets: Secret[], args: string[]) => {
+      const { stdout, byPattern } = await run(secrets, [args]);
       const seen = new Set(stdout.toString('latin1').split('\0').filter(Boolean));
       return [...seen].flatMap((m) => {
         const what = byPattern.get(m);
@@ -229,13 +267,17 @@ function isKeyFile(path: string, secrets: Set<string>): boolean {
   return secrets.has(content.toString('hex')) || (/^[0-9a-fA-F]+$/.test(text) && secrets.has(text.toLowerCase()));
 }
 
-/** Scans `roots` for `secrets`; `workDir` (0700, the record's) holds the pattern file while grep runs. */
-export function scan(
+/**
+ * Scans `roots` for `secrets`; `workDir` (0700, the record's) holds the pattern file while grep runs. The
+ * pass over every file runs one grep per core (`jobs`), the files split by their bytes on disk: with
+ * thousands of random binary patterns grep reads ~30 MB/s, and a whole run leaves ~1 GB on disk.
+ */
+export async function scan(
   roots: string[],
   secrets: Secret[],
   workDir: string,
-  options: { sourceRoots?: string[] } = {},
-): ScanResult {
+  options: { sourceRoots?: string[]; jobs?: number } = {},
+): Promise<ScanResult> {
   const files = walk(roots);
   const searched = searchable([...secrets, ...harvestMediaKeys(files)]);
   const grep = grepper(workDir);
@@ -243,8 +285,8 @@ export function scan(
   const literal = new Set(
     (options.sourceRoots ?? []).length === 0
       ? []
-      : grep
-          .matches(searched.kept, [
+      : (
+          await grep.matches(searched.kept, [
             '-r',
             '-o',
             '-h',
@@ -253,7 +295,7 @@ export function scan(
             '--include=*.h',
             ...options.sourceRoots!,
           ])
-          .map((m) => m.secret.value.toString('hex')),
+        ).map((m) => m.secret.value.toString('hex')),
   );
   const kept = searched.kept.filter((s) => !literal.has(s.value.toString('hex')));
   const skipped = searched.skipped + literal.size;
@@ -289,12 +331,13 @@ export function scan(
 
   const hits: Hit[] = [];
   if (kept.length > 0 && scanned.length > 0) {
-    const excluded = HOLDERS.map((h) => `--exclude=${h}`);
-    const withHits = grep
-      .files(kept, ['-r', '-l', '--null', '-D', 'skip', ...excluded, ...roots.filter(existsSync)])
-      .filter((f) => !keyFiles.has(f));
+    const groups = splitByBytes(scanned, options.jobs ?? availableParallelism());
+    const withHits = await grep.files(
+      kept,
+      groups.map((files) => ['-l', '--null', '-D', 'skip', '--', ...files]),
+    );
     for (const file of withHits)
-      for (const { secret, encoding } of grep.matches(kept, ['-o', file]))
+      for (const { secret, encoding } of await grep.matches(kept, ['-o', '--', file]))
         hits.push({
           file,
           source: secret.source,

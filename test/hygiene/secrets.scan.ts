@@ -17,7 +17,7 @@ const record = secretsDir();
 describe.skipIf(!run || !record)(
   'secrets hygiene (runs only as the last step of scripts/test.sh, which records the run)',
   () => {
-    it('no generated key or PIN outside the places that must hold them; secret and state files 0600', () => {
+    it('no generated key or PIN outside the places that must hold them; secret and state files 0600', async () => {
       const secrets = readRecord(record!);
       // PyKMIP servers ran in the whole suite and recorded their keys: an empty record means the recording
       // broke. A filtered run (test.sh with vitest filters) may start none.
@@ -34,7 +34,7 @@ describe.skipIf(!run || !record)(
       const repo = fileURLToPath(new URL('../..', import.meta.url));
       const sourceRoots = ['src', 'test', 'bench', 'scripts', 'native'].map((d) => join(repo, d)).filter(existsSync);
       const started = Date.now();
-      const result = scan(roots, secrets, record!, { sourceRoots });
+      const result = await scan(roots, secrets, record!, { sourceRoots });
       const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)}MiB`;
       console.log(
         `PROOF hygiene secrets=${result.secrets} files-scanned=${result.filesScanned} ` +
