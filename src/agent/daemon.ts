@@ -138,6 +138,15 @@ export interface DaemonOptions {
 /** JSON logs on stdout, journald priorities, secrets redacted: see log.ts. */
 export { agentLogger };
 
+/** A provider's side of `audit keys`: Locate through `located` (audited), Names and State asked directly. */
+function auditPortsOf(located: KeySource, names: KmipKeySource, kmip: KmipProvider): KeyAuditPorts {
+  return {
+    findByGroup: (g) => located.findByGroup(g),
+    namesOf: (u) => names.namesOf(u),
+    keyState: kmipKeyState(kmip),
+  };
+}
+
 /**
  * The provider of a disabled client (`kmip-agent client disable`): every request fails with
  * KMIP_CLIENT_DISABLED and no server is contacted, so the daemon still starts, serves its API and reports
@@ -560,11 +569,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
         other = {
           reloadable: named,
           holder: { server, fetch: (uids) => viaKeys.fetch(uids) },
-          auditPorts: {
-            findByGroup: (g) => viaKeys.findByGroup(g),
-            namesOf: (u) => source.namesOf(u),
-            keyState: kmipKeyState(p),
-          },
+          auditPorts: auditPortsOf(viaKeys, source, p),
         };
         otherProviders.set(name, other);
       }
@@ -840,11 +845,7 @@ export async function openAgentRuntime(options: RuntimeOptions): Promise<AgentRu
       auditedProviders: () => [
         {
           name: 'default',
-          ports: {
-            findByGroup: (g) => keys.findByGroup(g),
-            namesOf: (u) => kmipKeys.namesOf(u),
-            keyState: kmipKeyState(provider),
-          },
+          ports: auditPortsOf(keys, kmipKeys, provider),
         },
         ...Object.keys(config.providers)
           .filter((name) => name !== 'default')

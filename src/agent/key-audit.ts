@@ -18,6 +18,7 @@
 import { State } from '../kmip/index.js';
 import { keyGroupFor } from './enroll.js';
 import { masterKeyNameFor } from './envelope.js';
+import { journalError } from './journal.js';
 import type { StateBody } from './state.js';
 
 /** One provider's side of the audit: Locate by group, Names and State, asked of that provider's servers. */
@@ -163,6 +164,13 @@ export async function auditKeys(
         },
       });
   for (const { name, ports } of providers) {
+    // One provider's findings, added whole: a provider that fails halfway is reported as not audited only.
+    const found: Pick<KeyAuditReport, 'orphans' | 'inFlight' | 'retired' | 'missing'> = {
+      orphans: [],
+      inFlight: [],
+      retired: [],
+      missing: [],
+    };
     try {
       const uids = await ports.findByGroup(group);
       const onServer = new Set(uids);
@@ -175,25 +183,24 @@ export async function auditKeys(
         const state = await ports.keyState(uid);
         const key = { uid, provider: name, name: names.get(uid)?.[0] ?? null, state: stateName(state) };
         const job = flying.get(uid);
-        if (job) report.inFlight.push({ ...key, ...job });
-        else if (key.name === masterName && state === State.Deactivated) report.retired.push(key);
-        else report.orphans.push(key);
+        if (job) found.inFlight.push({ ...key, ...job });
+        else if (key.name === masterName && state === State.Deactivated) found.retired.push(key);
+        else found.orphans.push(key);
       }
       for (const k of here) {
         // Not in the group is not yet missing (a key adopted from elsewhere): the server is asked by UID.
         if (onServer.has(k.keyUid)) continue;
         const state = await ports.keyState(k.keyUid);
-        if (state === null || state === State.Destroyed || state === State.DestroyedCompromised) report.missing.push(k);
+        if (state === null || state === State.Destroyed || state === State.DestroyedCompromised) found.missing.push(k);
       }
+      report.orphans.push(...found.orphans);
+      report.inFlight.push(...found.inFlight);
+      report.retired.push(...found.retired);
+      report.missing.push(...found.missing);
       report.serverObjects += uids.length;
       report.providers.push({ name, serverObjects: uids.length });
     } catch (error) {
-      const e = error as { code?: string; message?: string };
-      report.providers.push({
-        name,
-        serverObjects: null,
-        error: { code: e.code ?? 'INTERNAL', message: e.message ?? String(error) },
-      });
+      report.providers.push({ name, serverObjects: null, error: journalError(error) });
     }
   }
   report.clean = report.orphans.length === 0 && report.missing.length === 0 && report.providers.every((p) => !p.error);

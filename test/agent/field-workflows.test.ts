@@ -404,6 +404,25 @@ describe('auditKeys', () => {
       missing: [],
       clean: false,
     });
+    // One that fails halfway (Locate answers, State does not) adds none of its findings, only its error.
+    let asked = 0;
+    const halfway = {
+      name: 'vault',
+      ports: {
+        ...server({ m1: ['kmip-agent/app/master-key', State.Active], s1: ['stray', State.Active], s2: ['stray', 1] }),
+        keyState: () => (++asked === 1 ? Promise.resolve(State.Active) : Promise.reject(refused)),
+      },
+    };
+    expect(await auditKeys('app', state.snapshot(), [drives, halfway])).toMatchObject({
+      serverObjects: 1,
+      providers: [
+        { name: 'default' },
+        { name: 'vault', serverObjects: null, error: { code: 'KMIP_CONNECTION_REFUSED' } },
+      ],
+      orphans: [],
+      missing: [],
+      clean: false,
+    });
     // The same state with the default provider alone configured: the master key's provider is unknown.
     const unknown = await auditKeys('app', state.snapshot(), [drives]);
     expect(unknown.providers).toEqual([
