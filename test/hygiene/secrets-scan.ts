@@ -28,9 +28,8 @@ export interface Hit {
 }
 
 /** Files that must hold secrets: PyKMIP's database, the emulator's RAM cache of unwrapped media keys. */
-export const HOLDERS = ['pykmip.db', 'pykmip.db-journal', 'kmip-agent-emu-*.ram'];
-const isHolder = (name: string) =>
-  name === 'pykmip.db' || name === 'pykmip.db-journal' || /^kmip-agent-emu-.*\.ram$/.test(name);
+const isDriveRamCache = (name: string) => /^kmip-agent-emu-.*\.ram$/.test(name);
+const isHolder = (name: string) => name === 'pykmip.db' || name === 'pykmip.db-journal' || isDriveRamCache(name);
 
 /** Secrets or state the agent, the emulator or the audit log write: each must be 0600 (no group/other bits). */
 export function holdsSecretsOrState(path: string): boolean {
@@ -39,7 +38,7 @@ export function holdsSecretsOrState(path: string): boolean {
     ['state.json', 'refused-keys.json', 'state.lock'].includes(name) ||
     /^audit\.log(\.\d+)?$/.test(name) ||
     /\.state$/.test(name) ||
-    /^kmip-agent-emu-.*\.ram$/.test(name) ||
+    isDriveRamCache(name) ||
     (basename(dirname(path)) === 'pki' && name.endsWith('.key'))
   );
 }
@@ -58,7 +57,7 @@ export function readRecord(dir: string): Secret[] {
 /** The unwrapped media keys in the emulator's RAM caches under `roots` (`key.N <hex>` lines). */
 export function harvestMediaKeys(files: string[]): Secret[] {
   const out: Secret[] = [];
-  for (const file of files.filter((f) => /^kmip-agent-emu-.*\.ram$/.test(basename(f)))) {
+  for (const file of files.filter((f) => isDriveRamCache(basename(f)))) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -190,21 +189,12 @@ function grep(args: string[]): Promise<Buffer> {
 }
 
 /** `files` in `parts` groups of about the same bytes on disk (what grep reads of them), largest first. */
-export function splitByBytes(files: string[], parts: number): string[][] {
-  const onDisk = (f: string) => {
-    try {
-      return statSync(f).blocks;
-    } catch {
-      return 0;
-    }
-  };
-  const groups = Array.from({ length: parts }, () => ({ files: [] as string[], blocks: 0 }));
-  for (const { file, blocks } of files
-    .map((file) => ({ file, blocks: onDisk(file) }))
-    .sort((x, y) => y.blocks - x.blocks)) {
-    const lightest = groups.reduce((x, y) => (y.blocks < x.blocks ? y : x));
+export function splitByBytes(files: { file: string; onDisk: number }[], parts: number): string[][] {
+  const groups = Array.from({ length: parts }, () => ({ files: [] as string[], onDisk: 0 }));
+  for (const { file, onDisk } of [...files].sort((x, y) => y.onDisk - x.onDisk)) {
+    const lightest = groups.reduce((x, y) => (y.onDisk < x.onDisk ? y : x));
     lightest.files.push(file);
-    lightest.blocks += blocks;
+    lightest.onDisk += onDisk;
   }
   return groups.map((g) => g.files).filter((g) => g.length > 0);
 }
@@ -302,12 +292,15 @@ export async function scan(
   const hexes = new Set(kept.map((s) => s.value.toString('hex')));
   const keyFiles = new Set(files.filter((f) => !isHolder(basename(f)) && isKeyFile(f, hexes)));
   const scanned = files.filter((f) => !isHolder(basename(f)) && !keyFiles.has(f));
+  // One stat per file: the figures, and the bytes on disk that split the files among the greps.
+  const sized: { file: string; onDisk: number }[] = [];
   const bytes = { apparent: 0, allocated: 0 };
   for (const file of scanned) {
     try {
       const st = statSync(file);
       bytes.apparent += st.size;
       bytes.allocated += st.blocks * 512;
+      sized.push({ file, onDisk: st.blocks * 512 });
     } catch {
       // removed meanwhile
     }
@@ -330,8 +323,8 @@ export async function scan(
   }
 
   const hits: Hit[] = [];
-  if (kept.length > 0 && scanned.length > 0) {
-    const groups = splitByBytes(scanned, options.jobs ?? availableParallelism());
+  if (kept.length > 0 && sized.length > 0) {
+    const groups = splitByBytes(sized, options.jobs ?? availableParallelism());
     const withHits = await grep.files(
       kept,
       groups.map((files) => ['-l', '--null', '-D', 'skip', '--', ...files]),
