@@ -19,6 +19,7 @@ import { State } from '../kmip/index.js';
 import { keyGroupFor } from './enroll.js';
 import { masterKeyNameFor } from './envelope.js';
 import { journalError } from './journal.js';
+import { currentMasterKey } from './master-key.js';
 import type { StateBody } from './state.js';
 
 /** One provider's side of the audit: Locate by group, Names and State, asked of that provider's servers. */
@@ -119,13 +120,12 @@ export async function auditKeys(
     ...body.drives.map((d) => ({ kind: 'drive' as const, id: d.id, device: d.device, key: d.key })),
     ...body.volumes.map((v) => ({ kind: 'volume' as const, id: v.id, device: v.device, key: v.key })),
   ].map(({ key, ...r }) => ({ ...r, provider: key.provider, keyUid: key.uid, keyName: key.name }));
-  // The master key (envelope mode) on a KMIP server: on its provider, or the default one for states made
-  // before its location was recorded. An internal one is sealed on this machine, on no server.
-  const masterUid = body.masterKey?.uid ?? body.masterKeyUid;
+  // The master key (envelope mode) on a KMIP server, on its provider (currentMasterKey: the default one for
+  // states made before its location was recorded). An internal one is sealed on this machine, on no server.
+  const master = currentMasterKey(body);
+  const masterUid = master?.keyID;
   const masterProvider =
-    masterUid === undefined || body.masterKey?.keyManagementType === 'internal'
-      ? undefined
-      : (body.masterKey?.keyProviderID ?? 'default');
+    master === undefined || master.keyManagementType === 'internal' ? undefined : (master.keyProviderID ?? 'default');
   const expected: MissingKey[] = [...records];
   if (masterUid !== undefined && masterProvider !== undefined)
     expected.push({

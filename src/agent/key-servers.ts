@@ -27,7 +27,7 @@ import {
 import { recordTests, testServers, type ServerTest } from './connection-test.js';
 import { writeDurably } from './durable-file.js';
 import { unfinishedRekey } from './envelope.js';
-import type { MasterKeyLocation } from './master-key.js';
+import { locationOf, type MasterKeyLocation } from './master-key.js';
 import type { ConnectionResult, StateStore } from './state.js';
 
 /** Where a server's CA file is kept, relative to the configuration directory. */
@@ -145,8 +145,7 @@ export class KeyAdmin {
     const holds = (at: MasterKeyLocation | undefined) =>
       at?.keyManagementType === 'external' && (at.keyProviderID ?? 'default') === provider;
     const masterKeys = new Set<string>();
-    if (s.masterKey ? holds(s.masterKey) : s.masterKeyUid !== undefined && provider === 'default')
-      masterKeys.add(s.masterKey?.uid ?? s.masterKeyUid!);
+    if (s.masterKeyUid !== undefined && holds(locationOf(s, s.masterKeyUid))) masterKeys.add(s.masterKeyUid);
     const rekey = unfinishedRekey(s);
     if (rekey && holds(rekey.target)) masterKeys.add(rekey.masterUid);
     if (rekey?.previous !== undefined && holds(rekey.previousLocation)) masterKeys.add(rekey.previous);
